@@ -1,0 +1,47 @@
+//! Choosing the device the engine runs on. The engine itself is backend-free (`Tensor<D>` +
+//! a runtime `Device`); only this module knows which burn backends were compiled in.
+
+use burn::prelude::Device;
+
+/// CPU backends this build can use, by name ("ndarray", "flex").
+pub fn cpu_backends() -> Vec<&'static str> {
+    let mut v = Vec::new();
+    if cfg!(feature = "cpu-ndarray") {
+        v.push("ndarray");
+    }
+    if cfg!(feature = "cpu-flex") {
+        v.push("flex");
+    }
+    v
+}
+
+/// The default CPU backend: flex where it is built (measured several times faster than
+/// ndarray on this engine's 3D convolutions; see the README), else ndarray.
+pub fn default_cpu_backend() -> &'static str {
+    cpu_backends().into_iter().next_back().unwrap_or("none")
+}
+
+/// The CPU device by backend name; `"cpu"` means [`default_cpu_backend`].
+#[allow(deprecated)] // burn 0.22 deprecates ndarray in favour of flex; measured, not assumed.
+pub fn cpu_device(name: &str) -> Result<Device, String> {
+    let name = if name == "cpu" { default_cpu_backend() } else { name };
+    match name {
+        #[cfg(feature = "cpu-ndarray")]
+        "ndarray" => Ok(Device::ndarray()),
+        #[cfg(feature = "cpu-flex")]
+        "flex" => Ok(Device::flex()),
+        other => Err(format!("CPU backend '{other}' is not in this build (available: {:?})", cpu_backends())),
+    }
+}
+
+/// Opens the WebGPU device (browser) through burn-wgpu. Fails where the browser has no
+/// WebGPU adapter; callers fall back to [`cpu_device`].
+#[cfg(feature = "webgpu")]
+pub async fn webgpu_device() -> Result<Device, String> {
+    use burn::tensor::wgpu::WgpuBackend;
+    Device::wgpu_options()
+        .graphics_api(WgpuBackend::WebGpu)
+        .init_async()
+        .await
+        .map_err(|e| format!("WebGPU is not available: {e}"))
+}

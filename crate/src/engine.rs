@@ -1,0 +1,105 @@
+//! The path from a loaded volume to a segmentation and to relevance maps, with the host
+//! read-backs the browser and the command line share. Read-backs are async because WebGPU
+//! cannot block the browser's thread; native callers wrap them in `pollster::block_on`.
+
+use burn::prelude::*;
+use burn::tensor::TensorData;
+use serde::Serialize;
+
+use crate::lrp::explain_voxel;
+use crate::unet::{Activations, UNet, ALIGN, IN_CHANNELS};
+use crate::volume::Volume;
+
+/// Weights of the skeleton model: deterministic, untrained (the model issue replaces them).
+pub const MODEL_SEED: u64 = 2019;
+pub const MODEL_BIAS_SCALE: f32 = 0.05;
+/// ε of the LRP-ε rule.
+pub const EPSILON: f32 = 1e-6;
+
+pub fn skeleton_model(device: &Device) -> UNet {
+    UNet::seeded(MODEL_SEED, MODEL_BIAS_SCALE, device)
+}
+
+/// A study on the device, normalised and padded for the network, with the forward pass done.
+#[derive(Clone, Debug)]
+pub struct Prepared {
+    /// Size of the original volume `[nx, ny, nz]`; outputs are cropped back to it.
+    pub dims: [usize; 3],
+    pub acts: Activations,
+}
+
+pub fn prepare(net: &UNet, vol: &Volume, device: &Device) -> Result<Prepared, String> {
+    if vol.channels != IN_CHANNELS {
+        return Err(format!(
+            "the model needs {IN_CHANNELS} sequences (T2, T1 plain, T1 20 s, 60 s, 120 s, 15 min) as one 4-D file; this file has {}",
+            vol.channels
+        ));
+    }
+    let padded = vol.normalised().padded(ALIGN);
+    let [nx, ny, nz] = padded.dims;
+    let x = Tensor::<5>::from_data(TensorData::new(padded.data, [1, IN_CHANNELS, nz, ny, nx]), device);
+    Ok(Prepared { dims: vol.dims, acts: net.forward_all(x) })
+}
+
+async fn read(t: Tensor<5>) -> Result<Vec<f32>, String> {
+    let data = t.into_data_async().await.map_err(|e| format!("reading back from the device failed: {e:?}"))?;
+    data.try_into_vec::<f32>().map_err(|e| format!("{e:?}"))
+}
+
+/// Crops a `[channels, z, y, x]` host buffer of the padded grid back to `dims`.
+fn crop(data: Vec<f32>, channels: usize, padded: [usize; 5], dims: [usize; 3]) -> Vec<f32> {
+    let [_, _, pz, py, px] = padded;
+    Volume { dims: [px, py, pz], channels, spacing: [1.0; 3], data }.cropped(dims).data
+}
+
+/// Predicted class per voxel (argmax of the two logits; ties go to background), file order.
+pub async fn segmentation(p: &Prepared) -> Result<Vec<u8>, String> {
+    let logits = p.acts.logits.clone();
+    let fg = logits.clone().narrow(1, 1, 1).greater(logits.narrow(1, 0, 1)).float();
+    let dims = fg.dims();
+    Ok(crop(read(fg).await?, 1, dims, p.dims).into_iter().map(|v| v as u8).collect())
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct VoxelExplanation {
+    /// NIfTI voxel `[x, y, z]` that was explained.
+    pub voxel: [usize; 3],
+    pub class: usize,
+    /// Relevance per input voxel, 6 channels in file order (`[c][z][y][x]`).
+    #[serde(skip)]
+    pub relevance: Vec<f32>,
+    /// The explained logit: what LRP distributes.
+    pub logit: f32,
+    /// Σ of all input relevance (equals `logit` when relevance is conserved).
+    pub relevance_sum: f32,
+    /// Positive relevance per sequence / total positive relevance.
+    pub shares: Vec<f32>,
+}
+
+/// Positive relevance of each channel as a fraction of all positive relevance.
+pub fn positive_shares(relevance: &[f32], channels: usize) -> Vec<f32> {
+    let n = relevance.len() / channels;
+    let pos: Vec<f64> = (0..channels)
+        .map(|c| relevance[c * n..(c + 1) * n].iter().filter(|v| **v > 0.0).map(|v| *v as f64).sum())
+        .collect();
+    let total: f64 = pos.iter().sum();
+    pos.iter().map(|p| if total > 0.0 { (p / total) as f32 } else { 0.0 }).collect()
+}
+
+/// LRP-ε map for `class` at NIfTI voxel `[x, y, z]`.
+pub async fn explain(net: &UNet, p: &Prepared, voxel: [usize; 3], class: usize) -> Result<VoxelExplanation, String> {
+    let [x, y, z] = voxel;
+    if x >= p.dims[0] || y >= p.dims[1] || z >= p.dims[2] {
+        return Err(format!("voxel {voxel:?} lies outside the volume {:?}", p.dims));
+    }
+    if class >= crate::unet::CLASSES {
+        return Err(format!("class {class} does not exist (0 = background, 1 = tumour)"));
+    }
+    let e = explain_voxel(net, &p.acts, class, [z, y, x], EPSILON);
+    let dims = e.relevance.dims();
+    let logit = e.logit.into_data_async().await.map_err(|e| format!("{e:?}"))?.try_into_vec::<f32>().map_err(|e| format!("{e:?}"))?[0];
+    let relevance = crop(read(e.relevance).await?, IN_CHANNELS, dims, p.dims);
+    let relevance_sum = relevance.iter().map(|v| *v as f64).sum::<f64>() as f32;
+    let shares = positive_shares(&relevance, IN_CHANNELS);
+    Ok(VoxelExplanation { voxel, class, relevance, logit, relevance_sum, shares })
+}

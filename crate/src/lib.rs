@@ -1,0 +1,15 @@
+//! SegLRP: layer-wise relevance propagation for 3D segmentation networks, one engine for the
+//! browser (wasm32: WebGPU or CPU) and the command line.
+
+pub mod backend;
+pub mod engine;
+pub mod lrp;
+pub mod nifti;
+pub mod phantom;
+pub mod pool;
+pub mod rng;
+pub mod unet;
+pub mod volume;
+
+#[cfg(target_arch = "wasm32")]
+mod web;

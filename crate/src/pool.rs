@@ -1,0 +1,40 @@
+//! 2×2×2 max-pooling for 5-D volumes `[batch, channel, depth, height, width]`.
+//!
+//! burn 0.22 ships max-pooling only up to 2-D. A 2×2×2 window with stride 2 is a reshape:
+//! split every spatial axis into (half, 2), move the three window axes to the end and take the
+//! max over them. The same layout gives the window's winner, which the LRP backward pass needs.
+//! The reshape stays at rank 6, the most the ndarray backend supports.
+
+use burn::prelude::*;
+
+/// Spatial dims must be even: the U-Net pads its input to a multiple of 2 before pooling.
+fn windows(x: Tensor<5>) -> (Tensor<4>, [usize; 5]) {
+    let [n, c, d, h, w] = x.dims();
+    assert!(d % 2 == 0 && h % 2 == 0 && w % 2 == 0, "max_pool3d needs even dims, got {d}×{h}×{w}");
+    let (d2, h2, w2) = (d / 2, h / 2, w / 2);
+    let win = x
+        .reshape([n * c * d2, 2, h2, 2, w2, 2])
+        .permute([0, 2, 4, 1, 3, 5])
+        .reshape([n * c * d2, h2, w2, 8]);
+    (win, [n, c, d2, h2, w2])
+}
+
+/// Max over each 2×2×2 block (stride 2), as `torch.nn.MaxPool3d(2)`.
+pub fn max_pool3d(x: Tensor<5>) -> Tensor<5> {
+    let (win, shape) = windows(x);
+    win.max_dim(3).reshape(shape)
+}
+
+/// Routes `r` (shaped like the pooled output) back to the winner of each window of `x`:
+/// the gradient of [`max_pool3d`], which is what Zennit propagates through max-pooling.
+/// On ties the first voxel of the window (depth-major order) wins, as in PyTorch.
+pub fn max_unpool3d(x: Tensor<5>, r: Tensor<5>) -> Tensor<5> {
+    let [n, c, d, h, w] = x.dims();
+    let (win, [_, _, d2, h2, w2]) = windows(x);
+    let winner = win.argmax(3).squeeze_dim::<3>(3).one_hot::<4>(8).float();
+    let routed = winner * r.reshape([n * c * d2, h2, w2, 1]);
+    routed
+        .reshape([n * c * d2, h2, w2, 2, 2, 2])
+        .permute([0, 3, 1, 4, 2, 5])
+        .reshape([n, c, d, h, w])
+}

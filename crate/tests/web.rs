@@ -1,0 +1,72 @@
+//! Browser tests (wasm-bindgen-test in headless Chromium; `npm test` runs them): the engine
+//! on WebGPU must give the numbers it gives on the CPU backends.
+#![cfg(target_arch = "wasm32")]
+
+use burn::prelude::*;
+use burn::tensor::TensorData;
+use seglrp::backend::{cpu_device, webgpu_device};
+use seglrp::engine::{self, prepare};
+use seglrp::phantom::phantom;
+use seglrp::pool::{max_pool3d, max_unpool3d};
+use seglrp::rng::SplitMix;
+use wasm_bindgen_test::*;
+
+wasm_bindgen_test_configure!(run_in_browser);
+
+fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter().zip(b).fold(0.0, |m, (x, y)| m.max((x - y).abs()))
+}
+
+fn max_abs(a: &[f32]) -> f32 {
+    a.iter().fold(0.0, |m, x| m.max(x.abs()))
+}
+
+fn log(s: String) {
+    web_sys::console::log_1(&s.into());
+}
+
+async fn run_study(device: &Device) -> (Vec<u8>, engine::VoxelExplanation) {
+    let vol = phantom([24, 20, 10], 9).volume;
+    let net = engine::skeleton_model(device);
+    let p = prepare(&net, &vol, device).unwrap();
+    let mask = engine::segmentation(&p).await.unwrap();
+    let e = engine::explain(&net, &p, [9, 8, 5], 1).await.unwrap();
+    (mask, e)
+}
+
+#[wasm_bindgen_test]
+async fn net_and_lrp_agree_on_webgpu_and_cpu() {
+    let gpu = webgpu_device().await.expect("WebGPU (headless Chromium needs --enable-unsafe-webgpu)");
+    let (mask_gpu, e_gpu) = run_study(&gpu).await;
+    for name in seglrp::backend::cpu_backends() {
+        let cpu = cpu_device(name).unwrap();
+        let (mask_cpu, e_cpu) = run_study(&cpu).await;
+        let scale = max_abs(&e_cpu.relevance);
+        let diff = max_abs_diff(&e_cpu.relevance, &e_gpu.relevance);
+        log(format!("{name} vs webgpu: max|ΔR| = {diff:e}, max|R| = {scale:e}, logits {} / {}", e_cpu.logit, e_gpu.logit));
+        assert!(scale > 0.0);
+        assert!(diff <= 1e-4 * scale, "{name}: relevance differs by {diff} (max |R| {scale})");
+        assert!((e_cpu.logit - e_gpu.logit).abs() <= 1e-4 * e_cpu.logit.abs().max(1.0));
+        assert_eq!(mask_cpu, mask_gpu, "{name}: segmentations differ");
+    }
+}
+
+#[wasm_bindgen_test]
+async fn pooling_matches_between_webgpu_and_cpu() {
+    let gpu = webgpu_device().await.unwrap();
+    let cpu = cpu_device("cpu").unwrap();
+    let mut rng = SplitMix::new(4);
+    let shape = [1, 3, 4, 6, 8];
+    let x: Vec<f32> = (0..shape.iter().product()).map(|_| rng.symmetric(1.0)).collect();
+    let r: Vec<f32> = (0..shape.iter().product::<usize>() / 8).map(|_| rng.symmetric(1.0)).collect();
+    let mut outs = Vec::new();
+    for dev in [&gpu, &cpu] {
+        let xt = Tensor::<5>::from_data(TensorData::new(x.clone(), shape), dev);
+        let rt = Tensor::<5>::from_data(TensorData::new(r.clone(), [1, 3, 2, 3, 4]), dev);
+        let pooled = max_pool3d(xt.clone()).into_data_async().await.unwrap().to_vec::<f32>().unwrap();
+        let routed = max_unpool3d(xt, rt).into_data_async().await.unwrap().to_vec::<f32>().unwrap();
+        outs.push((pooled, routed));
+    }
+    assert_eq!(outs[0], outs[1]);
+}

@@ -1,0 +1,90 @@
+# Shared set-up for `npm start` and `npm test`: every step installs what is missing and
+# skips what is there, without prompts. Source it; then call the ensure_* functions.
+set -euo pipefail
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+SEGLRP_HOME=${SEGLRP_HOME:-$HOME/.cache/seglrp}
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
+mkdir -p "$SEGLRP_HOME"
+SUDO=; [ "$(id -u)" = 0 ] || SUDO=sudo
+CARGO=${CARGO:-cargo}
+# Cargo features of the browser build: WebGPU plus both CPU backends (the bench page compares
+# them; the app uses flex, see README).
+WASM_FEATURES=webgpu,cpu-flex,cpu-ndarray
+
+step() { echo "[seglrp] $*" >&2; }
+
+ensure_apt() {
+  local missing=()
+  for p in "$@"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  step "installing Debian packages: ${missing[*]}"
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+}
+
+# The wasm32 target: rustup's where it can be had, otherwise Debian's rustc-web with a std
+# built from rust-web-src (see docs in README "Toolchain").
+ensure_wasm_target() {
+  if command -v rustup >/dev/null 2>&1; then
+    if rustup target list --installed 2>/dev/null | grep -qx wasm32-unknown-unknown; then
+      CARGO=cargo; return 0
+    fi
+    if [ ! -f "$SEGLRP_HOME/rustup-cannot-add-wasm32" ]; then
+      step "trying: rustup target add wasm32-unknown-unknown"
+      if timeout 90 rustup target add wasm32-unknown-unknown >/dev/null 2>&1; then CARGO=cargo; return 0; fi
+      step "rustup cannot download the wasm32 std here; using Debian's rustc-web instead"
+      touch "$SEGLRP_HOME/rustup-cannot-add-wasm32"
+    fi
+  fi
+  ensure_apt rustc-web cargo-web rust-web-src lld
+  bash "$ROOT/scripts/wasm-sysroot.sh" "$SEGLRP_HOME/sysroot"
+  # One toolchain (1.96) for native and wasm builds, so the two share host artefacts.
+  CARGO=/usr/bin/cargo
+  export RUSTC=/usr/bin/rustc
+  export CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_LINKER=/usr/bin/wasm-ld
+  export CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUSTFLAGS="--sysroot=$SEGLRP_HOME/sysroot"
+}
+
+# wasm-bindgen-cli must be exactly the wasm-bindgen in Cargo.lock.
+ensure_wasm_bindgen() {
+  local v
+  v=$(awk '/^name = "wasm-bindgen"$/{getline; gsub(/"/,"",$3); print $3}' "$ROOT/Cargo.lock")
+  export PATH="$SEGLRP_HOME/tools/bin:$PATH"
+  if ! wasm-bindgen --version 2>/dev/null | grep -q " $v\$"; then
+    step "building wasm-bindgen-cli $v from crates.io (about 3 min, once)"
+    "$CARGO" install -q wasm-bindgen-cli --version "$v" --root "$SEGLRP_HOME/tools" --force
+  fi
+  export CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER="$SEGLRP_HOME/tools/bin/wasm-bindgen-test-runner"
+}
+
+ensure_npm() {
+  local stamp="$ROOT/node_modules/.seglrp-lock"
+  if [ ! -f "$stamp" ] || ! cmp -s "$ROOT/package-lock.json" "$stamp"; then
+    step "installing npm packages"
+    (cd "$ROOT" && npm ci --no-audit --no-fund --loglevel=error)
+    cp "$ROOT/package-lock.json" "$stamp"
+  fi
+}
+
+ensure_chromium() {
+  ensure_apt chromium chromium-driver
+  export CHROMEDRIVER=/usr/bin/chromedriver CHROMIUM=/usr/bin/chromium
+}
+
+# Builds the browser engine into www/pkg (wasm-bindgen output, optimised with binaryen).
+build_wasm() {
+  step "building the wasm engine (first build: ~10 min; later: seconds)"
+  (cd "$ROOT" && "$CARGO" build --release --lib --target wasm32-unknown-unknown -p seglrp \
+      --no-default-features --features "$WASM_FEATURES")
+  local raw="$CARGO_TARGET_DIR/wasm32-unknown-unknown/release/seglrp.wasm" out="$ROOT/www/pkg"
+  if [ ! -f "$out/.built" ] || [ "$raw" -nt "$out/.built" ]; then
+    rm -rf "$out.tmp" && mkdir -p "$out.tmp"
+    wasm-bindgen --target web --out-dir "$out.tmp" "$raw"
+    # Debian's wasm-opt (binaryen 108) breaks this wasm; npm's binaryen 132 is the one to use.
+    "$ROOT/node_modules/.bin/wasm-opt" -O3 --strip-debug --enable-reference-types --enable-bulk-memory \
+      --enable-multivalue --enable-sign-ext --enable-nontrapping-float-to-int --enable-mutable-globals \
+      "$out.tmp/seglrp_bg.wasm" -o "$out.tmp/seglrp_bg.wasm"
+    rm -rf "$out" && mv "$out.tmp" "$out" && touch "$out/.built"
+    step "www/pkg/seglrp_bg.wasm: $(stat -c %s "$out/seglrp_bg.wasm") bytes, $(gzip -9 -c "$out/seglrp_bg.wasm" | wc -c) gzipped"
+  fi
+}

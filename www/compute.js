@@ -1,0 +1,70 @@
+// A restartable handle on the compute worker. The page keeps the study's bytes, so a
+// cancelled request or a GPU failure costs a restart and a reload, never the user's work.
+
+export class Compute {
+  constructor(onStatus) {
+    this.onStatus = onStatus;
+    this.backendPref = new URLSearchParams(location.search).get('backend') || 'auto';
+    this.studyBytes = null;
+    this.pending = new Map();
+    this.nextId = 1;
+    this.start();
+  }
+
+  start() {
+    this.worker?.terminate();
+    for (const { reject } of this.pending.values()) reject(new Error('cancelled'));
+    this.pending.clear();
+    const url = new URL('./worker.js', import.meta.url);
+    url.searchParams.set('backend', this.backendPref);
+    this.worker = new Worker(url, { type: 'module' });
+    this.ready = new Promise((resolve, reject) => {
+      this.worker.onmessage = ({ data }) => {
+        if (data.op === 'ready') { this.backend = data.backend; this.onStatus?.({ backend: data.backend }); resolve(data.backend); return; }
+        if (data.op === 'failed') { reject(new Error(data.error)); return; }
+        const p = this.pending.get(data.id);
+        if (!p) return;
+        this.pending.delete(data.id);
+        if (data.ok) p.resolve(data.result);
+        else p.reject(Object.assign(new Error(data.error), { kind: data.kind }));
+      };
+      this.worker.onerror = (e) => reject(new Error(e.message || 'the compute worker failed to start'));
+    });
+    return this.ready;
+  }
+
+  async call(op, args = {}, transfer = []) {
+    await this.ready;
+    const id = this.nextId++;
+    return new Promise((resolve, reject) => {
+      this.pending.set(id, { resolve, reject });
+      this.worker.postMessage({ id, op, ...args }, transfer);
+    });
+  }
+
+  async load(bytes) {
+    // Copy: the worker takes ownership of what it is sent, the page keeps the original.
+    const info = await this.call('load', { bytes: bytes.slice().buffer });
+    this.studyBytes = bytes;
+    return info;
+  }
+
+  /** Restarts the worker (and reloads the study into it): used by Cancel. */
+  async restart(backendPref = this.backendPref) {
+    this.backendPref = backendPref;
+    await this.start();
+    if (this.studyBytes) await this.call('load', { bytes: this.studyBytes.slice().buffer });
+  }
+
+  /** Runs `op`; if the GPU engine dies, falls back to the CPU, reloads the study and retries once. */
+  async run(op, args = {}) {
+    try {
+      return await this.call(op, args);
+    } catch (e) {
+      if (e.kind !== 'fatal' || !this.backend?.startsWith('webgpu')) throw e;
+      console.warn(`WebGPU failed (${e.message}); continuing on the CPU`);
+      await this.restart('cpu');
+      return this.call(op, args);
+    }
+  }
+}

@@ -1,0 +1,42 @@
+// The compute side: the wasm engine runs here so that the page never freezes.
+// Protocol: {id, op, ...args} in, {id, ok, result | error, kind} out; plus one
+// {op: 'ready', backend} (or {op: 'failed', error}) after start-up.
+import init, * as engine from './pkg/seglrp.js';
+
+const prefer = new URL(self.location.href).searchParams.get('backend') || 'auto';
+
+async function start() {
+  try {
+    await init();
+    const backend = await engine.init(prefer);
+    self.postMessage({ op: 'ready', backend });
+  } catch (e) {
+    self.postMessage({ op: 'failed', error: String(e?.message ?? e) });
+  }
+}
+
+const ops = {
+  load: ({ bytes }) => engine.load_nifti(new Uint8Array(bytes)),
+  segment: async () => {
+    const mask = await engine.segment();
+    return { mask };
+  },
+  explain: ({ x, y, z, cls }) => engine.explain(x, y, z, cls),
+  sample: () => ({ bytes: engine.sample_nifti() }),
+};
+
+self.onmessage = async ({ data }) => {
+  const { id, op } = data;
+  try {
+    const result = await ops[op](data);
+    const transfer = [result?.mask?.buffer, result?.relevance?.buffer, result?.bytes?.buffer, result?.data?.buffer].filter(Boolean);
+    self.postMessage({ id, ok: true, result }, transfer);
+  } catch (e) {
+    // A trap (RuntimeError) or a lost GPU leaves the engine unusable: the page restarts the
+    // worker (on the CPU if WebGPU was the cause). Errors about the input are not fatal.
+    const fatal = e instanceof WebAssembly.RuntimeError || /device|gpu|webgpu|lost/i.test(String(e?.message));
+    self.postMessage({ id, ok: false, error: String(e?.message ?? e), kind: op === 'load' && !fatal ? 'input' : 'fatal' });
+  }
+};
+
+start();
