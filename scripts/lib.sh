@@ -23,15 +23,16 @@ ensure_apt() {
 }
 
 # The wasm32 target: rustup's where it can be had, otherwise Debian's rustc-web with a std
-# built from rust-web-src (see docs in README "Toolchain").
+# built from rust-web-src (README, "Run it"). SEGLRP_TOOLCHAIN=debian|rustup forces one.
 ensure_wasm_target() {
-  if command -v rustup >/dev/null 2>&1; then
+  if [ "${SEGLRP_TOOLCHAIN:-auto}" != debian ] && command -v rustup >/dev/null 2>&1; then
     if rustup target list --installed 2>/dev/null | grep -qx wasm32-unknown-unknown; then
       CARGO=cargo; return 0
     fi
     if [ ! -f "$SEGLRP_HOME/rustup-cannot-add-wasm32" ]; then
       step "trying: rustup target add wasm32-unknown-unknown"
       if timeout 90 rustup target add wasm32-unknown-unknown >/dev/null 2>&1; then CARGO=cargo; return 0; fi
+      [ "${SEGLRP_TOOLCHAIN:-auto}" = rustup ] && { echo "rustup target add wasm32-unknown-unknown failed" >&2; return 1; }
       step "rustup cannot download the wasm32 std here; using Debian's rustc-web instead"
       touch "$SEGLRP_HOME/rustup-cannot-add-wasm32"
     fi
@@ -40,7 +41,7 @@ ensure_wasm_target() {
   bash "$ROOT/scripts/wasm-sysroot.sh" "$SEGLRP_HOME/sysroot"
   # One toolchain (1.96) for native and wasm builds, so the two share host artefacts.
   CARGO=/usr/bin/cargo
-  export RUSTC=/usr/bin/rustc
+  export RUSTC=/usr/bin/rustc RUSTDOC=/usr/bin/rustdoc
   export CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_LINKER=/usr/bin/wasm-ld
   export CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUSTFLAGS="--sysroot=$SEGLRP_HOME/sysroot"
 }
@@ -81,7 +82,7 @@ build_wasm() {
     rm -rf "$out.tmp" && mkdir -p "$out.tmp"
     wasm-bindgen --target web --out-dir "$out.tmp" "$raw"
     # Debian's wasm-opt (binaryen 108) breaks this wasm; npm's binaryen 132 is the one to use.
-    "$ROOT/node_modules/.bin/wasm-opt" -O3 --strip-debug --enable-reference-types --enable-bulk-memory \
+    "$ROOT/node_modules/.bin/wasm-opt" "${SEGLRP_WASM_OPT:--O1}" --strip-debug --enable-reference-types --enable-bulk-memory \
       --enable-multivalue --enable-sign-ext --enable-nontrapping-float-to-int --enable-mutable-globals \
       "$out.tmp/seglrp_bg.wasm" -o "$out.tmp/seglrp_bg.wasm"
     rm -rf "$out" && mv "$out.tmp" "$out" && touch "$out/.built"

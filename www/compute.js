@@ -12,13 +12,23 @@ export class Compute {
   }
 
   start() {
+    this.ready = this.spawn().catch((e) => {
+      if (this.backendPref !== 'auto') throw e;
+      console.warn(`the WebGPU engine failed to start (${e.message}); starting the CPU engine`);
+      this.backendPref = 'cpu';
+      return this.spawn();
+    });
+    return this.ready;
+  }
+
+  spawn() {
     this.worker?.terminate();
     for (const { reject } of this.pending.values()) reject(new Error('cancelled'));
     this.pending.clear();
     const url = new URL('./worker.js', import.meta.url);
     url.searchParams.set('backend', this.backendPref);
     this.worker = new Worker(url, { type: 'module' });
-    this.ready = new Promise((resolve, reject) => {
+    return new Promise((resolve, reject) => {
       this.worker.onmessage = ({ data }) => {
         if (data.op === 'ready') { this.backend = data.backend; this.onStatus?.({ backend: data.backend }); resolve(data.backend); return; }
         if (data.op === 'failed') { reject(new Error(data.error)); return; }
@@ -30,7 +40,6 @@ export class Compute {
       };
       this.worker.onerror = (e) => reject(new Error(e.message || 'the compute worker failed to start'));
     });
-    return this.ready;
   }
 
   async call(op, args = {}, transfer = []) {

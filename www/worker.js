@@ -5,10 +5,20 @@ import init, * as engine from './pkg/seglrp.js';
 
 const prefer = new URL(self.location.href).searchParams.get('backend') || 'auto';
 
+/** An adapter must exist before burn is asked for a device: a failure inside wasm could trap. */
+async function webgpuUsable() {
+  try {
+    return Boolean(await self.navigator.gpu?.requestAdapter());
+  } catch {
+    return false;
+  }
+}
+
 async function start() {
   try {
     await init();
-    const backend = await engine.init(prefer);
+    const choice = prefer === 'auto' && !(await webgpuUsable()) ? 'cpu' : prefer;
+    const backend = await engine.init(choice);
     self.postMessage({ op: 'ready', backend });
   } catch (e) {
     self.postMessage({ op: 'failed', error: String(e?.message ?? e) });

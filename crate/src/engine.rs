@@ -10,15 +10,10 @@ use crate::lrp::explain_voxel;
 use crate::unet::{Activations, UNet, ALIGN, IN_CHANNELS};
 use crate::volume::Volume;
 
-/// Weights of the skeleton model: deterministic, untrained (the model issue replaces them).
-pub const MODEL_SEED: u64 = 2019;
-pub const MODEL_BIAS_SCALE: f32 = 0.05;
+pub use crate::skeleton::skeleton_model;
+
 /// ε of the LRP-ε rule.
 pub const EPSILON: f32 = 1e-6;
-
-pub fn skeleton_model(device: &Device) -> UNet {
-    UNet::seeded(MODEL_SEED, MODEL_BIAS_SCALE, device)
-}
 
 /// A study on the device, normalised and padded for the network, with the forward pass done.
 #[derive(Clone, Debug)]

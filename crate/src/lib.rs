@@ -8,6 +8,7 @@ pub mod nifti;
 pub mod phantom;
 pub mod pool;
 pub mod rng;
+pub mod skeleton;
 pub mod unet;
 pub mod volume;
 

@@ -31,7 +31,11 @@ pub fn max_pool3d(x: Tensor<5>) -> Tensor<5> {
 pub fn max_unpool3d(x: Tensor<5>, r: Tensor<5>) -> Tensor<5> {
     let [n, c, d, h, w] = x.dims();
     let (win, [_, _, d2, h2, w2]) = windows(x);
-    let winner = win.argmax(3).squeeze_dim::<3>(3).one_hot::<4>(8).float();
+    // One-hot of the argmax by comparison with 0..8 (burn's `one_hot` validates its input with a
+    // synchronous read, which WebGPU in a browser cannot do).
+    let shape = [n * c * d2, h2, w2, 8];
+    let slots = Tensor::<1, Int>::arange(0..8, &win.device()).reshape([1, 1, 1, 8]).expand(shape);
+    let winner = win.argmax(3).expand(shape).equal(slots).float();
     let routed = winner * r.reshape([n * c * d2, h2, w2, 1]);
     routed
         .reshape([n * c * d2, h2, w2, 2, 2, 2])

@@ -1,0 +1,45 @@
+//! The whole native path on the sample patient: NIfTI bytes → segmentation → LRP map.
+
+use seglrp::backend::cpu_device;
+use seglrp::engine::{explain, prepare, segmentation, skeleton_model};
+use seglrp::nifti::read_nifti;
+use seglrp::phantom::{phantom, sample_nifti, SAMPLE_DIMS, SAMPLE_SEED};
+
+#[test]
+fn skeleton_model_finds_the_sample_tumour_and_explains_it_by_its_contrast() {
+    let dev = cpu_device("cpu").unwrap();
+    let net = skeleton_model(&dev);
+    let vol = read_nifti(&sample_nifti()).unwrap();
+    let p = prepare(&net, &vol, &dev).unwrap();
+    let mask = pollster::block_on(segmentation(&p)).unwrap();
+    let label = phantom(SAMPLE_DIMS, SAMPLE_SEED).label;
+    let both = mask.iter().zip(&label).filter(|(m, l)| **m == 1 && **l == 1).count();
+    let dice = 2.0 * both as f64 / (mask.iter().filter(|m| **m == 1).count() + label.iter().filter(|l| **l == 1).count()) as f64;
+    assert!(dice > 0.7, "Dice of the planted detector on the sample: {dice}");
+
+    // Explain a voxel the model calls tumour: the planted path reads T1 20 s and T1 15 min.
+    let idx = mask.iter().zip(&label).position(|(m, l)| *m == 1 && *l == 1).unwrap();
+    let [nx, ny, _] = vol.dims;
+    let voxel = [idx % nx, (idx / nx) % ny, idx / (nx * ny)];
+    let e = pollster::block_on(explain(&net, &p, voxel, 1)).unwrap();
+    assert_eq!(e.relevance.len(), 6 * vol.voxels());
+    assert!((e.shares.iter().sum::<f32>() - 1.0).abs() < 1e-4);
+    assert!(e.shares[2] + e.shares[5] > 0.6, "shares {:?}", e.shares);
+    assert!(e.shares[2] > e.shares[0] && e.shares[2] > e.shares[1], "shares {:?}", e.shares);
+    assert!(e.logit > 0.0, "a voxel predicted as tumour has a positive tumour logit");
+
+    // Bad requests are errors, not panics.
+    assert!(pollster::block_on(explain(&net, &p, [nx, 0, 0], 1)).is_err());
+    assert!(pollster::block_on(explain(&net, &p, voxel, 2)).is_err());
+}
+
+#[test]
+fn a_study_without_six_sequences_is_refused() {
+    let dev = cpu_device("cpu").unwrap();
+    let net = skeleton_model(&dev);
+    let mut vol = phantom([8, 8, 4], 3).volume;
+    vol.channels = 3;
+    vol.data.truncate(3 * 8 * 8 * 4);
+    let err = prepare(&net, &vol, &dev).unwrap_err();
+    assert!(err.contains("6 sequences"), "{err}");
+}
