@@ -13,7 +13,7 @@ step "native tests (cargo test)"
 step "browser engine tests (wasm-bindgen-test, headless Chromium)"
 export WASM_BINDGEN_TEST_TIMEOUT=600
 (cd "$ROOT/crate" && "$CARGO" test --release --target wasm32-unknown-unknown -p seglrp --test web \
-    --no-default-features --features "$WASM_FEATURES")
+    --no-default-features --features "$WASM_FEATURES" -- --nocapture)
 
 build_wasm
 step "end-to-end page test (Playwright)"

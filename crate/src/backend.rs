@@ -34,14 +34,25 @@ pub fn cpu_device(name: &str) -> Result<Device, String> {
     }
 }
 
-/// Opens the WebGPU device (browser) through burn-wgpu. Fails where the browser has no
-/// WebGPU adapter; callers fall back to [`cpu_device`].
+#[cfg(feature = "webgpu")]
+thread_local! {
+    static WEBGPU: std::cell::RefCell<Option<Device>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Opens the WebGPU device (browser) through burn-wgpu, once: burn registers one runtime per
+/// device and refuses a second registration, so later calls get the same device. Fails where
+/// the browser has no WebGPU adapter; callers fall back to [`cpu_device`].
 #[cfg(feature = "webgpu")]
 pub async fn webgpu_device() -> Result<Device, String> {
     use burn::tensor::wgpu::WgpuBackend;
-    Device::wgpu_options()
+    if let Some(device) = WEBGPU.with(|w| w.borrow().clone()) {
+        return Ok(device);
+    }
+    let device = Device::wgpu_options()
         .graphics_api(WgpuBackend::WebGpu)
         .init_async()
         .await
-        .map_err(|e| format!("WebGPU is not available: {e}"))
+        .map_err(|e| format!("WebGPU is not available: {e}"))?;
+    WEBGPU.with(|w| *w.borrow_mut() = Some(device.clone()));
+    Ok(device)
 }
