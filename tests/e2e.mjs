@@ -54,7 +54,14 @@ async function run({ name, webgpu, deliver, expectBackend }) {
     assert.match(backend, expectBackend, `${name}: backend shown`);
     assert.equal(await page.textContent('#backend'), backend);
 
+    // A file that is not NIfTI is refused in plain words, and the page stays usable.
+    await page.setInputFiles('#file', { name: 'notes.nii', mimeType: 'application/octet-stream', buffer: Buffer.from('not an image at all') });
+    await page.waitForFunction(() => document.getElementById('status').classList.contains('error'), null, { timeout: 60_000 });
+    assert.match(await page.textContent('#status'), /notes\.nii: this is not a readable NIfTI file/);
+
     await deliver(page);
+    // The refusal above stays on screen until the new file is being read.
+    await page.waitForFunction(() => !/notes\.nii/.test(document.getElementById('status').textContent), null, { timeout: 60_000 });
     await page.waitForFunction(() => /Click a voxel/.test(document.getElementById('status').textContent) || document.getElementById('status').classList.contains('error'), null, { timeout: 300_000 });
     const status = await page.textContent('#status');
     assert.match(status, /Click a voxel/, `${name}: status after loading: ${status}`);

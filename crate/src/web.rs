@@ -88,8 +88,8 @@ struct StudyInfo {
 pub fn load_nifti(bytes: &[u8]) -> Result<JsValue, JsError> {
     let vol = crate::nifti::read_nifti(bytes).map_err(js_err)?;
     let info = StudyInfo { dims: vol.dims, channels: vol.channels, spacing: vol.spacing };
+    // A refused file leaves the previous study loaded: the page keeps showing it.
     with_state(|s| {
-        s.study = None; // a failed load must not leave the previous study half replaced
         s.study = Some(engine::prepare(&s.net, &vol, &s.device).map_err(js_err)?);
         Ok(())
     })?;
