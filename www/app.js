@@ -124,8 +124,13 @@ drop.addEventListener('drop', async (ev) => {
   if (f) openStudy(new Uint8Array(await f.arrayBuffer()), f.name);
 });
 $('sample').addEventListener('click', async () => {
-  const { bytes } = await withProgress('Generating the sample patient', () => compute.call('sample'));
-  openStudy(bytes, 'sample patient');
+  if (state.busy) return;
+  try {
+    const { bytes } = await withProgress('Generating the sample patient', () => compute.call('sample'));
+    openStudy(bytes, 'sample patient');
+  } catch (e) {
+    status(e.message === 'cancelled' ? 'Cancelled.' : `The sample patient could not be made: ${e.message}`, { error: e.message !== 'cancelled' });
+  }
 });
 $('cancel').addEventListener('click', async () => {
   state.queued = null;
