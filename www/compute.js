@@ -42,12 +42,12 @@ export class Compute {
     });
   }
 
-  async call(op, args = {}, transfer = []) {
+  async call(op, args = {}) {
     await this.ready;
     const id = this.nextId++;
     return new Promise((resolve, reject) => {
       this.pending.set(id, { resolve, reject });
-      this.worker.postMessage({ id, op, ...args }, transfer);
+      this.worker.postMessage({ id, op, ...args });
     });
   }
 

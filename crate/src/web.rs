@@ -15,7 +15,6 @@ use crate::engine::{self, Prepared};
 use crate::unet::UNet;
 
 struct State {
-    backend: String,
     device: Device,
     net: UNet,
     study: Option<Prepared>,
@@ -54,7 +53,7 @@ pub async fn init(prefer: String) -> Result<String, JsError> {
         name => cpu(name)?,
     };
     let net = engine::skeleton_model(&device);
-    STATE.with(|s| *s.borrow_mut() = Some(State { backend: backend.clone(), device, net, study: None }));
+    STATE.with(|s| *s.borrow_mut() = Some(State { device, net, study: None }));
     Ok(backend)
 }
 
@@ -124,12 +123,6 @@ pub async fn explain(x: usize, y: usize, z: usize, class: usize) -> Result<JsVal
     js_sys::Reflect::set(&out, &"relevance".into(), &Float32Array::from(&e.relevance[..]))
         .map_err(|_| js_err("could not build the result object"))?;
     Ok(out)
-}
-
-/// The running backend, as returned by `init`.
-#[wasm_bindgen]
-pub fn backend() -> Result<String, JsError> {
-    with_state(|s| Ok(s.backend.clone()))
 }
 
 /// The bundled sample patient as `.nii.gz` bytes.
