@@ -92,3 +92,35 @@ build_wasm() {
     step "www/pkg/seglrp_bg.wasm: $(stat -c %s "$out/seglrp_bg.wasm") bytes, $(gzip -9 -c "$out/seglrp_bg.wasm" | wc -c) gzipped"
   fi
 }
+
+# A Python venv for the reference checks (nibabel reads every NIfTI file the way the field does).
+ensure_python() {
+  local venv="$SEGLRP_HOME/venv" want="numpy==2.3.5 nibabel==5.4.2"
+  if [ ! -x "$venv/bin/python" ]; then
+    step "creating the Python venv $venv"
+    python3 -m venv "$venv"
+  fi
+  if [ "$(cat "$venv/.seglrp-packages" 2>/dev/null)" != "$want" ]; then
+    step "installing into the venv: $want"
+    "$venv/bin/pip" install -q --disable-pip-version-check $want
+    echo "$want" > "$venv/.seglrp-packages"
+  fi
+  PYTHON="$venv/bin/python"
+}
+
+# Real NIfTI files that registry packages ship (nothing of theirs is committed here): nibabel's,
+# nilearn's and dipy's test and template data, unpacked from their wheels into $SEGLRP_HOME/testdata.
+ensure_test_data() {
+  local dir="$SEGLRP_HOME/testdata" wheels="nibabel==5.4.2 nilearn==0.14.1 dipy==1.12.1"
+  export SEGLRP_TESTDATA="$dir"
+  [ "$(cat "$dir/.seglrp-wheels" 2>/dev/null)" = "$wheels" ] && return 0
+  step "fetching test NIfTI files from PyPI wheels: $wheels"
+  rm -rf "$dir" && mkdir -p "$dir/wheels"
+  # One fixed platform, so that every machine gets the same files.
+  pip download -q --disable-pip-version-check --no-deps --only-binary=:all: --python-version 3.11 \
+    --platform manylinux2014_x86_64 -d "$dir/wheels" $wheels
+  (cd "$dir" && for w in wheels/*.whl; do
+     unzip -q -o "$w" 'nibabel/tests/data/*' 'nilearn/datasets/data/*.nii.gz' 'dipy/data/files/*.nii*' 2>/dev/null || true
+   done)
+  echo "$wheels" > "$dir/.seglrp-wheels"
+}

@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # `npm test`: every test. Native engine tests, browser engine tests (wasm-bindgen-test in
-# headless Chromium, WebGPU and CPU), and the end-to-end page test (Playwright).
+# headless Chromium, WebGPU and CPU), NIfTI parity with nibabel on real files, and the
+# end-to-end page test (Playwright).
 source "$(dirname "$0")/lib.sh"
 ensure_wasm_target
 ensure_wasm_bindgen
 ensure_npm
 ensure_chromium
+ensure_python
+ensure_test_data
 
 step "native tests (cargo test)"
 (cd "$ROOT" && "$CARGO" test --release -p seglrp)
@@ -15,8 +18,11 @@ export WASM_BINDGEN_TEST_TIMEOUT=600
 (cd "$ROOT/crate" && "$CARGO" test --release --target wasm32-unknown-unknown -p seglrp --test web \
     --no-default-features --features "$WASM_FEATURES" -- --nocapture)
 
+(cd "$ROOT" && "$CARGO" build --release -p seglrp --bin seglrp)
+step "NIfTI parity with nibabel on real files (Python)"
+SEGLRP_BIN="$CARGO_TARGET_DIR/release/seglrp" "$PYTHON" "$ROOT/tests/nifti_parity.py"
+
 build_wasm
 step "end-to-end page test (Playwright)"
-(cd "$ROOT" && "$CARGO" build --release -p seglrp --bin seglrp)
 SEGLRP_BIN="$CARGO_TARGET_DIR/release/seglrp" node "$ROOT/tests/e2e.mjs"
 step "all tests passed"

@@ -44,7 +44,7 @@ async fn read(t: Tensor<5>) -> Result<Vec<f32>, String> {
 /// Crops a `[channels, z, y, x]` host buffer of the padded grid back to `dims`.
 fn crop(data: Vec<f32>, channels: usize, padded: [usize; 5], dims: [usize; 3]) -> Vec<f32> {
     let [_, _, pz, py, px] = padded;
-    Volume { dims: [px, py, pz], channels, spacing: [1.0; 3], data }.cropped(dims).data
+    Volume { dims: [px, py, pz], channels, spacing: [1.0; 3], affine: crate::geometry::Affine::diagonal([1.0; 3]), data }.cropped(dims).data
 }
 
 /// Predicted class per voxel (argmax of the two logits; ties go to background), file order.

@@ -3,12 +3,14 @@
 
 pub mod backend;
 pub mod engine;
+pub mod geometry;
 pub mod lrp;
 pub mod nifti;
 pub mod phantom;
 pub mod pool;
 pub mod rng;
 pub mod skeleton;
+pub mod study;
 pub mod unet;
 pub mod volume;
 

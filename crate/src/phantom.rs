@@ -5,6 +5,7 @@
 //! with Gaussian noise. The full generator (organs, bias field, Rician noise, misregistration)
 //! is the model issue's work; this one only has to give the skeleton a plausible study.
 
+use crate::geometry::Affine;
 use crate::rng::SplitMix;
 use crate::volume::{Volume, SEQUENCES};
 
@@ -81,7 +82,8 @@ pub fn phantom(dims: [usize; 3], seed: u64) -> Phantom {
         }
     }
     let label = tissue.iter().map(|t| u8::from(*t == Tissue::Tumour)).collect();
-    Phantom { volume: Volume { dims, channels: 6, spacing: [3.0, 3.0, 5.0], data }, label }
+    let spacing = [3.0, 3.0, 5.0];
+    Phantom { volume: Volume { dims, channels: 6, spacing, affine: Affine::diagonal(spacing), data }, label }
 }
 
 /// The skeleton's sample patient ("load sample" in the page, `seglrp sample` natively).

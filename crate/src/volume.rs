@@ -1,5 +1,7 @@
 //! A multi-sequence volume in memory.
 
+use crate::geometry::Affine;
+
 /// Sequences the model reads, in channel order.
 pub const SEQUENCES: [&str; 6] = ["T2", "T1 plain", "T1 20 s", "T1 60 s", "T1 120 s", "T1 15 min"];
 
@@ -10,10 +12,16 @@ pub struct Volume {
     /// `[nx, ny, nz]`
     pub dims: [usize; 3],
     pub channels: usize,
-    /// Voxel size in mm, `[x, y, z]`.
+    /// Voxel size in mm, `[x, y, z]` (the file's `pixdim`).
     pub spacing: [f32; 3],
+    /// Voxel to world (mm); exports carry it so that they overlay the source images.
+    pub affine: Affine,
     pub data: Vec<f32>,
 }
+
+/// A voxel belongs to the body mask of its sequence when it is brighter than this fraction of
+/// the sequence's 99th percentile: air, even with Rician noise, stays below it.
+pub const BODY_THRESHOLD: f32 = 0.05;
 
 impl Volume {
     pub fn voxels(&self) -> usize {
@@ -30,22 +38,36 @@ impl Volume {
         x + self.dims[0] * (y + self.dims[1] * z)
     }
 
-    /// Z-score each channel over its non-zero voxels (the body; air is exactly 0 in the
-    /// phantoms), leaving air at 0. The skeleton model expects this normalisation.
+    /// Body mask threshold of one channel: [`BODY_THRESHOLD`] × its 99th percentile.
+    pub fn body_threshold(&self, c: usize) -> f32 {
+        let mut v = self.channel(c).to_vec();
+        if v.is_empty() {
+            return 0.0;
+        }
+        let k = (v.len() - 1) * 99 / 100;
+        let (_, p99, _) = v.select_nth_unstable_by(k, f32::total_cmp);
+        (BODY_THRESHOLD * *p99).max(0.0)
+    }
+
+    /// What the model reads: each sequence z-scored over its body mask (voxels above
+    /// [`Volume::body_threshold`]), everything outside the mask set to 0.
     pub fn normalised(&self) -> Volume {
         let mut out = self.clone();
         let n = self.voxels();
         for c in 0..self.channels {
+            let t = self.body_threshold(c);
             let ch = &mut out.data[c * n..(c + 1) * n];
-            let body: Vec<f64> = ch.iter().filter(|v| **v != 0.0).map(|v| *v as f64).collect();
-            if body.is_empty() {
+            let inside = |v: f32| v > t;
+            let (count, sum) = ch.iter().filter(|v| inside(**v)).fold((0usize, 0f64), |(n, s), v| (n + 1, s + *v as f64));
+            if count == 0 {
+                ch.fill(0.0);
                 continue;
             }
-            let mean = body.iter().sum::<f64>() / body.len() as f64;
-            let var = body.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / body.len() as f64;
+            let mean = sum / count as f64;
+            let var = ch.iter().filter(|v| inside(**v)).map(|v| (*v as f64 - mean).powi(2)).sum::<f64>() / count as f64;
             let sd = var.sqrt().max(1e-6);
-            for v in ch.iter_mut().filter(|v| **v != 0.0) {
-                *v = ((*v as f64 - mean) / sd) as f32;
+            for v in ch.iter_mut() {
+                *v = if inside(*v) { ((*v as f64 - mean) / sd) as f32 } else { 0.0 };
             }
         }
         out
@@ -68,7 +90,7 @@ impl Volume {
                 }
             }
         }
-        Volume { dims, channels: self.channels, spacing: self.spacing, data }
+        Volume { dims, channels: self.channels, spacing: self.spacing, affine: self.affine, data }
     }
 
     /// The inverse of [`Volume::padded`]: keep the first `dims` voxels of each axis.
@@ -82,6 +104,6 @@ impl Volume {
                 }
             }
         }
-        Volume { dims, channels: self.channels, spacing: self.spacing, data }
+        Volume { dims, channels: self.channels, spacing: self.spacing, affine: self.affine, data }
     }
 }

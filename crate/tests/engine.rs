@@ -9,7 +9,7 @@ use seglrp::phantom::{phantom, sample_nifti, SAMPLE_DIMS, SAMPLE_SEED};
 fn skeleton_model_finds_the_sample_tumour_and_explains_it_by_its_contrast() {
     let dev = cpu_device("cpu").unwrap();
     let net = skeleton_model(&dev);
-    let vol = read_nifti(&sample_nifti()).unwrap();
+    let vol = read_nifti(&sample_nifti()).unwrap().volume;
     let p = prepare(&net, &vol, &dev).unwrap();
     let mask = pollster::block_on(segmentation(&p)).unwrap();
     let label = phantom(SAMPLE_DIMS, SAMPLE_SEED).label;

@@ -1,9 +1,10 @@
 //! `seglrp`: the engine on the command line (CPU).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use seglrp::study::{self, FileReport, Role, Study};
 use seglrp::{backend, engine, nifti, phantom};
 
 #[derive(Parser)]
@@ -15,28 +16,61 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Write the bundled sample patient (6-sequence 4-D NIfTI).
+    /// Write the bundled sample patient: one 6-volume 4-D NIfTI, or with --dir six 3-D files
+    /// and the tumour label (t2, t1_plain, t1_20s, t1_60s, t1_120s, t1_15min, label .nii.gz).
     ///
-    /// Example: seglrp sample --out sample.nii.gz
+    /// Examples: seglrp sample --out sample.nii.gz
+    ///           seglrp sample --dir patient01/
     Sample {
+        #[arg(long, required_unless_present = "dir")]
+        out: Option<PathBuf>,
+        #[arg(long, conflicts_with = "out")]
+        dir: Option<PathBuf>,
+    },
+    /// Describe NIfTI files: dimensions, datatype, voxel-to-world affine, orientation, scaling
+    /// and value statistics. Exits non-zero when any file cannot be read.
+    ///
+    /// Example: seglrp info t2.nii.gz scan.hdr scan.img --json
+    Info {
+        /// .nii, .nii.gz, or .hdr with its .img.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Print JSON (one object per file) instead of text.
         #[arg(long)]
-        out: PathBuf,
+        json: bool,
+        /// Also write each file's scaled values (float32 little-endian, file order) to
+        /// DIR/<file name>.f32.
+        #[arg(long, value_name = "DIR")]
+        values: Option<PathBuf>,
     },
     /// Segment a study and explain one voxel with LRP-ε; prints a JSON summary.
     ///
-    /// Example: seglrp explain sample.nii.gz --voxel 20,30,8 --raw relevance.f32
+    /// The study is one 4-D file with the six sequences as volumes, or six 3-D files named
+    /// after their sequences (see the README), optionally with a label file.
+    ///
+    /// Example: seglrp explain sample.nii.gz --voxel 20,30,8 --relevance relevance.nii.gz
     Explain {
-        /// A 4-D NIfTI file with the 6 sequences as volumes.
-        file: PathBuf,
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
         /// Voxel to explain, as x,y,z (NIfTI voxel indices).
         #[arg(long, value_parser = parse_voxel)]
         voxel: [usize; 3],
         /// Class to explain: 0 background, 1 tumour.
         #[arg(long, default_value_t = 1)]
         class: usize,
+        /// Override a file's guessed role, as FILE=ROLE; ROLE is one of "T2", "T1 plain",
+        /// "T1 20 s", "T1 60 s", "T1 120 s", "T1 15 min", "all sequences", "label", "unused".
+        #[arg(long, value_name = "FILE=ROLE")]
+        role: Vec<String>,
         /// CPU backend.
         #[arg(long, default_value = "cpu")]
         backend: String,
+        /// Write the relevance (6 volumes, float32, the study's affine) as NIfTI here.
+        #[arg(long)]
+        relevance: Option<PathBuf>,
+        /// Write the predicted segmentation (uint8, 1 = tumour) as NIfTI here.
+        #[arg(long)]
+        segmentation: Option<PathBuf>,
         /// Also write the relevance (6 × voxels, float32 little-endian, file order) here.
         #[arg(long)]
         raw: Option<PathBuf>,
@@ -48,19 +82,119 @@ fn parse_voxel(s: &str) -> Result<[usize; 3], String> {
     v.try_into().map_err(|_| "expected three numbers x,y,z".to_string())
 }
 
+fn write(path: &Path, bytes: &[u8]) -> Result<(), String> {
+    // Write then rename: an interrupted run never leaves a half-written file under the name.
+    let tmp = path.with_extension("partial");
+    std::fs::write(&tmp, bytes).and_then(|_| std::fs::rename(&tmp, path)).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+fn gzip_wanted(path: &Path) -> bool {
+    path.to_string_lossy().to_ascii_lowercase().ends_with(".gz")
+}
+
+fn read_all(paths: &[PathBuf]) -> Result<Vec<FileReport>, String> {
+    let bytes: Vec<(String, Vec<u8>)> = paths
+        .iter()
+        .map(|p| std::fs::read(p).map(|b| (p.display().to_string(), b)).map_err(|e| format!("{}: {e}", p.display())))
+        .collect::<Result<_, _>>()?;
+    let refs: Vec<(String, &[u8])> = bytes.iter().map(|(n, b)| (n.clone(), &b[..])).collect();
+    Ok(study::read_files(&refs))
+}
+
+fn info(files: &[PathBuf], json: bool, values: Option<PathBuf>) -> Result<(), String> {
+    let reports = read_all(files)?;
+    let mut failed = 0;
+    let mut out = Vec::new();
+    for r in &reports {
+        let Some(vol) = &r.volume else {
+            failed += 1;
+            let error = r.error.clone().unwrap_or_default();
+            if !json {
+                println!("{}: error: {error}", r.name);
+            }
+            out.push(serde_json::json!({ "file": r.name, "error": error }));
+            continue;
+        };
+        let info = r.info.as_ref().expect("a read file has its info");
+        let (min, max) = vol.data.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), v| (a.min(*v), b.max(*v)));
+        let sum: f64 = vol.data.iter().map(|v| *v as f64).sum();
+        if let Some(dir) = &values {
+            let name = Path::new(&r.name).file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+            let bytes: Vec<u8> = vol.data.iter().flat_map(|v| v.to_le_bytes()).collect();
+            write(&dir.join(format!("{name}.f32")), &bytes)?;
+        }
+        if json {
+            out.push(serde_json::json!({ "file": r.name, "info": info, "min": min, "max": max, "sum": sum }));
+        } else {
+            let dims = info.dims.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(" × ");
+            println!("{}", r.name);
+            println!("  {} {}, {}, {}", info.format, if info.pair { "pair" } else { "file" }, serde_json::to_string(&info.datatype).unwrap_or_default().trim_matches('"'), if info.little_endian { "little-endian" } else { "big-endian" });
+            println!("  dimensions {dims}, voxel size {:?} mm", info.spacing);
+            println!("  orientation {} (affine from {:?})", info.orientation, info.affine_source);
+            for row in info.affine.rows4() {
+                println!("    [{:>10.4} {:>10.4} {:>10.4} {:>10.4}]", row[0], row[1], row[2], row[3]);
+            }
+            if let Some((slope, inter)) = info.scaling {
+                println!("  scaled: value × {slope} + {inter}");
+            }
+            if info.non_finite > 0 {
+                println!("  warning: {} NaN or infinite voxels were set to 0", info.non_finite);
+            }
+            println!("  values: min {min}, max {max}, sum {sum}");
+        }
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&out).expect("plain JSON"));
+    }
+    if failed > 0 {
+        return Err(format!("{failed} of {} file(s) could not be read", reports.len()));
+    }
+    Ok(())
+}
+
+fn open_study(files: &[PathBuf], roles: &[String]) -> Result<Study, String> {
+    let mut reports = read_all(files)?;
+    let errors: Vec<String> = reports.iter().filter_map(|r| r.error.as_ref().map(|e| format!("{}: {e}", r.name))).collect();
+    if !errors.is_empty() {
+        return Err(errors.join("\n"));
+    }
+    let chosen: Vec<(String, Role)> = roles
+        .iter()
+        .map(|spec| {
+            let (file, role) = spec.rsplit_once('=').ok_or_else(|| format!("--role {spec}: expected FILE=ROLE"))?;
+            let role = Role::parse(role).ok_or_else(|| format!("--role {spec}: unknown role \"{role}\""))?;
+            Ok((file.to_string(), role))
+        })
+        .collect::<Result<_, String>>()?;
+    study::assemble_reports(&mut reports, &chosen).map_err(|e| e.to_string())
+}
+
 fn run(cli: Cli) -> Result<(), String> {
     match cli.command {
-        Command::Sample { out } => {
-            std::fs::write(&out, phantom::sample_nifti()).map_err(|e| format!("{}: {e}", out.display()))?;
-            eprintln!("wrote {}", out.display());
+        Command::Sample { out, dir } => {
+            if let Some(out) = out {
+                write(&out, &phantom::sample_nifti())?;
+                eprintln!("wrote {}", out.display());
+            }
+            if let Some(dir) = dir {
+                std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+                let p = phantom::phantom(phantom::SAMPLE_DIMS, phantom::SAMPLE_SEED);
+                for (c, stem) in study::FILE_STEMS.iter().enumerate() {
+                    let one = seglrp::volume::Volume { channels: 1, data: p.volume.channel(c).to_vec(), ..p.volume.clone() };
+                    write(&dir.join(format!("{stem}.nii.gz")), &nifti::write_nifti(&one, true))?;
+                }
+                write(&dir.join("label.nii.gz"), &nifti::write_label(&p.label, &p.volume, true))?;
+                eprintln!("wrote the six sequences and label.nii.gz to {}", dir.display());
+            }
         }
-        Command::Explain { file, voxel, class, backend: name, raw } => {
-            let bytes = std::fs::read(&file).map_err(|e| format!("{}: {e}", file.display()))?;
-            let vol = nifti::read_nifti(&bytes).map_err(|e| format!("{}: {e}", file.display()))?;
+        Command::Info { files, json, values } => info(&files, json, values)?,
+        Command::Explain { files, voxel, class, role, backend: name, relevance, segmentation, raw } => {
+            let study = open_study(&files, &role)?;
+            let vol = &study.volume;
             let device = backend::cpu_device(&name)?;
             let net = engine::skeleton_model(&device);
             let t = std::time::Instant::now();
-            let prepared = engine::prepare(&net, &vol, &device)?;
+            let prepared = engine::prepare(&net, vol, &device)?;
             let mask = pollster::block_on(engine::segmentation(&prepared))?;
             let t_segment = t.elapsed();
             let t = std::time::Instant::now();
@@ -72,10 +206,17 @@ fn run(cli: Cli) -> Result<(), String> {
             );
             if let Some(path) = raw {
                 let bytes: Vec<u8> = e.relevance.iter().flat_map(|v| v.to_le_bytes()).collect();
-                std::fs::write(&path, bytes).map_err(|err| format!("{}: {err}", path.display()))?;
+                write(&path, &bytes)?;
+            }
+            if let Some(path) = relevance {
+                let rel = seglrp::volume::Volume { data: e.relevance.clone(), ..vol.clone() };
+                write(&path, &nifti::write_nifti(&rel, gzip_wanted(&path)))?;
+            }
+            if let Some(path) = segmentation {
+                write(&path, &nifti::write_label(&mask, vol, gzip_wanted(&path)))?;
             }
             let summary = serde_json::json!({
-                "file": file.display().to_string(),
+                "files": study.sources,
                 "dims": vol.dims,
                 "tumour_voxels": mask.iter().filter(|m| **m == 1).count(),
                 "predicted_class_at_voxel": mask[vol.index(voxel)],

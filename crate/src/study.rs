@@ -1,0 +1,342 @@
+//! A study: the six sequences the model reads (and optionally a tumour label) on one grid,
+//! assembled from whatever files the user brings — one 4-D file with six volumes, or six 3-D
+//! files recognised by name (the page lets the user correct the guess), `.hdr`/`.img` pairs
+//! included. Grids are compared, never resampled: a mismatch is an error naming both files.
+
+use serde::Serialize;
+
+use crate::nifti::{read_nifti, read_nifti_pair, FileInfo};
+use crate::volume::{Volume, SEQUENCES};
+
+/// Largest difference between two files' affines (mm) that still counts as one grid.
+pub const AFFINE_TOLERANCE_MM: f64 = 1e-3;
+
+/// File names SegLRP writes for a study's parts (`seglrp phantoms`, exports).
+pub const FILE_STEMS: [&str; 6] = ["t2", "t1_plain", "t1_20s", "t1_60s", "t1_120s", "t1_15min"];
+
+/// What a file contributes to the study.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// One sequence, index into [`SEQUENCES`].
+    Sequence(usize),
+    /// A 4-D file holding all six sequences as volumes, in [`SEQUENCES`] order.
+    AllSequences,
+    /// Tumour label: 0 background, 1 tumour.
+    Label,
+    Unused,
+}
+
+impl Role {
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Sequence(i) => SEQUENCES[i],
+            Role::AllSequences => "all sequences",
+            Role::Label => "label",
+            Role::Unused => "unused",
+        }
+    }
+
+    /// Inverse of [`Role::name`] (the page's menus send these names back).
+    pub fn parse(name: &str) -> Option<Role> {
+        match name {
+            "all sequences" => Some(Role::AllSequences),
+            "label" => Some(Role::Label),
+            "unused" => Some(Role::Unused),
+            _ => SEQUENCES.iter().position(|s| *s == name).map(Role::Sequence),
+        }
+    }
+
+    /// The role a file's name and shape suggest. Tokens are compared, not substrings, so
+    /// that "t1_120s" is not read as 20 s; "20 s" and "20s" are the same token.
+    pub fn guess(file_name: &str, channels: usize) -> Role {
+        if channels > 1 {
+            return Role::AllSequences;
+        }
+        let t = tokens(file_name);
+        let any = |words: &[&str]| t.iter().any(|tok| words.contains(&tok.as_str()));
+        if any(&["label", "labels", "seg", "segmentation", "mask", "gt", "truth", "groundtruth", "annotation", "tumour", "tumor"]) {
+            Role::Label
+        } else if any(&["15min", "900s", "hbp", "hepatobiliary"]) {
+            Role::Sequence(5)
+        } else if any(&["120s", "2min", "transitional", "delayed", "late", "equilibrium"]) {
+            Role::Sequence(4)
+        } else if any(&["60s", "1min", "portal", "pv", "venous", "portalvenous"]) {
+            Role::Sequence(3)
+        } else if any(&["20s", "arterial", "art"]) {
+            Role::Sequence(2)
+        } else if t.iter().any(|tok| tok.starts_with("t2")) {
+            Role::Sequence(0)
+        } else if any(&["plain", "native", "pre", "precontrast", "unenhanced"]) || t.iter().any(|tok| tok.starts_with("t1")) {
+            Role::Sequence(1)
+        } else {
+            Role::Unused
+        }
+    }
+}
+
+impl Serialize for Role {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
+    }
+}
+
+fn strip_extension(name: &str) -> &str {
+    let lower = name.to_ascii_lowercase();
+    for ext in [".nii.gz", ".nii", ".hdr.gz", ".hdr", ".img.gz", ".img", ".gz"] {
+        if lower.ends_with(ext) {
+            return &name[..name.len() - ext.len()];
+        }
+    }
+    name
+}
+
+fn tokens(file_name: &str) -> Vec<String> {
+    let base = file_name.rsplit(['/', '\\']).next().unwrap_or(file_name);
+    let stem = strip_extension(base).to_ascii_lowercase();
+    let words: Vec<&str> = stem.split(|c: char| !c.is_ascii_alphanumeric()).filter(|w| !w.is_empty()).collect();
+    let mut out: Vec<String> = Vec::new();
+    for w in words {
+        let unit = matches!(w, "s" | "sec" | "secs" | "min" | "mins");
+        match out.last_mut() {
+            Some(prev) if unit && prev.chars().all(|c| c.is_ascii_digit()) => {
+                prev.push_str(if w.starts_with('s') { "s" } else { "min" })
+            }
+            _ => out.push(w.to_string()),
+        }
+    }
+    for tok in &mut out {
+        for (long, short) in [("sec", "s"), ("secs", "s"), ("mins", "min")] {
+            if let Some(num) = tok.strip_suffix(long) {
+                if !num.is_empty() && num.chars().all(|c| c.is_ascii_digit()) {
+                    *tok = format!("{num}{short}");
+                }
+            }
+        }
+    }
+    out
+}
+
+/// One file as the user gave it, and what became of it.
+#[derive(Clone, Debug, Serialize)]
+pub struct FileReport {
+    /// The file's name (a pair is named by its `.hdr`).
+    pub name: String,
+    pub role: Role,
+    pub info: Option<FileInfo>,
+    /// Why the file could not be read, in words for the user.
+    pub error: Option<String>,
+    #[serde(skip)]
+    pub volume: Option<Volume>,
+}
+
+/// Reads every file, pairing `x.hdr` with `x.img` (either may be gzipped). A file that cannot
+/// be read gets its error in its report; the others are unaffected.
+pub fn read_files(files: &[(String, &[u8])]) -> Vec<FileReport> {
+    let lower: Vec<String> = files.iter().map(|(n, _)| n.to_ascii_lowercase()).collect();
+    let is = |i: usize, exts: &[&str]| exts.iter().any(|e| lower[i].ends_with(e));
+    let stem = |i: usize| strip_extension(&lower[i]).to_string();
+    let mut reports = Vec::new();
+    for (i, (name, bytes)) in files.iter().enumerate() {
+        let result = if is(i, &[".img", ".img.gz"]) {
+            if (0..files.len()).any(|j| is(j, &[".hdr", ".hdr.gz"]) && stem(j) == stem(i)) {
+                continue; // read with its header
+            }
+            Err(format!("{name} is the image half of a .hdr/.img pair; give its .hdr file together with it"))
+        } else if is(i, &[".hdr", ".hdr.gz"]) {
+            match (0..files.len()).find(|j| is(*j, &[".img", ".img.gz"]) && stem(*j) == stem(i)) {
+                Some(j) => read_nifti_pair(bytes, files[j].1).map_err(|e| e.to_string()),
+                None => Err(format!("{name} is the header half of a .hdr/.img pair; give its .img file together with it")),
+            }
+        } else {
+            read_nifti(bytes).map_err(|e| e.to_string())
+        };
+        reports.push(match result {
+            Ok(n) => FileReport {
+                name: name.clone(),
+                role: Role::guess(name, n.volume.channels),
+                info: Some(n.info),
+                error: None,
+                volume: Some(n.volume),
+            },
+            Err(e) => FileReport { name: name.clone(), role: Role::Unused, info: None, error: Some(e), volume: None },
+        });
+    }
+    reports
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum StudyError {
+    Missing(Vec<&'static str>),
+    Duplicate { role: &'static str, first: String, second: String },
+    WrongShape { name: String, role: &'static str, channels: usize },
+    GridMismatch { first: String, second: String, detail: String },
+    BadLabel { name: String, detail: String },
+}
+
+impl std::fmt::Display for StudyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StudyError::Missing(which) => write!(
+                f,
+                "the study is incomplete: no file for {}. Add the missing sequence files, or assign a file to each sequence",
+                which.join(", ")
+            ),
+            StudyError::Duplicate { role, first, second } => {
+                write!(f, "both {first} and {second} are assigned as {role}; assign each role to one file")
+            }
+            StudyError::WrongShape { name, role, channels } if *role == "all sequences" => write!(
+                f,
+                "{name} has {channels} volume(s), but a 4-D study file must hold 6 (T2, T1 plain, T1 20 s, 60 s, 120 s, 15 min, in this order)"
+            ),
+            StudyError::WrongShape { name, role, channels } => write!(
+                f,
+                "{name} has {channels} volumes, so it cannot be the single 3-D image for {role}"
+            ),
+            StudyError::GridMismatch { first, second, detail } => write!(
+                f,
+                "{first} and {second} are not on the same voxel grid ({detail}); resample them onto one grid first — SegLRP does not resample"
+            ),
+            StudyError::BadLabel { name, detail } => write!(f, "{name} cannot be the tumour label: {detail}"),
+        }
+    }
+}
+
+impl std::error::Error for StudyError {}
+
+/// Six sequences (channels in [`SEQUENCES`] order) on one grid, with an optional label.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Study {
+    pub volume: Volume,
+    /// 0 background, 1 tumour; one byte per voxel, file order.
+    pub label: Option<Vec<u8>>,
+    /// The file each sequence came from.
+    pub sources: Vec<String>,
+}
+
+fn same_grid(a: (&str, &Volume), b: (&str, &Volume)) -> Result<(), StudyError> {
+    let mismatch = |detail: String| StudyError::GridMismatch { first: a.0.to_string(), second: b.0.to_string(), detail };
+    if a.1.dims != b.1.dims {
+        let d = |v: &Volume| v.dims.map(|x| x.to_string()).join("×");
+        return Err(mismatch(format!("dimensions {} vs {}", d(a.1), d(b.1))));
+    }
+    let (diff, row, col) = a.1.affine.max_difference(&b.1.affine);
+    if !(diff <= AFFINE_TOLERANCE_MM) {
+        let what = if col == 3 { "origin" } else { "axis direction/voxel size" };
+        return Err(mismatch(format!(
+            "their voxel-to-world affines differ by {diff:.4} mm at row {}, column {} ({what}); allowed: {AFFINE_TOLERANCE_MM} mm",
+            row + 1,
+            col + 1
+        )));
+    }
+    Ok(())
+}
+
+/// Builds the study from files and their roles (`Unused` files are ignored).
+pub fn assemble(parts: &[(&str, &Volume, Role)]) -> Result<Study, StudyError> {
+    let mut slots: [Option<(&str, &Volume)>; 6] = [None; 6];
+    let mut all: Option<(&str, &Volume)> = None;
+    let mut label: Option<(&str, &Volume)> = None;
+    let dup = |role: &'static str, first: &str, second: &str| StudyError::Duplicate {
+        role,
+        first: first.to_string(),
+        second: second.to_string(),
+    };
+    for &(name, vol, role) in parts {
+        let want_channels = if role == Role::AllSequences { 6 } else { 1 };
+        if role != Role::Unused && vol.channels != want_channels {
+            return Err(StudyError::WrongShape { name: name.to_string(), role: role.name(), channels: vol.channels });
+        }
+        let slot = match role {
+            Role::Sequence(i) => &mut slots[i],
+            Role::AllSequences => &mut all,
+            Role::Label => &mut label,
+            Role::Unused => continue,
+        };
+        if let Some((first, _)) = slot {
+            return Err(dup(role.name(), first, name));
+        }
+        *slot = Some((name, vol));
+    }
+    let (reference, volume, sources) = match all {
+        Some((name, vol)) => {
+            if let Some((other, _)) = slots.iter().flatten().next() {
+                return Err(dup("a sequence", name, other));
+            }
+            ((name, vol), vol.clone(), vec![name.to_string(); 6])
+        }
+        None => {
+            let missing: Vec<&'static str> = (0..6).filter(|i| slots[*i].is_none()).map(|i| SEQUENCES[i]).collect();
+            if !missing.is_empty() {
+                return Err(StudyError::Missing(missing));
+            }
+            let seqs: Vec<(&str, &Volume)> = slots.iter().flatten().copied().collect();
+            for s in &seqs[1..] {
+                same_grid(seqs[0], *s)?;
+            }
+            let first = seqs[0].1;
+            let data = seqs.iter().flat_map(|(_, v)| v.data.iter().copied()).collect();
+            let volume = Volume { channels: 6, data, ..first.clone() };
+            (seqs[0], volume, seqs.iter().map(|(n, _)| n.to_string()).collect())
+        }
+    };
+    let label = match label {
+        None => None,
+        Some((name, vol)) => {
+            same_grid(reference, (name, vol))?;
+            if let Some(v) = vol.data.iter().find(|v| **v != 0.0 && **v != 1.0) {
+                return Err(StudyError::BadLabel {
+                    name: name.to_string(),
+                    detail: format!("it contains the value {v}, but a label must hold only 0 (background) and 1 (tumour)"),
+                });
+            }
+            Some(vol.data.iter().map(|v| *v as u8).collect())
+        }
+    };
+    Ok(Study { volume, label, sources })
+}
+
+/// Roles for the reports: the user's choice where given (by file name), else the guess.
+pub fn assemble_reports(reports: &mut [FileReport], chosen: &[(String, Role)]) -> Result<Study, StudyError> {
+    for r in reports.iter_mut() {
+        if let Some((_, role)) = chosen.iter().find(|(n, _)| *n == r.name) {
+            r.role = *role;
+        }
+    }
+    let parts: Vec<(&str, &Volume, Role)> =
+        reports.iter().filter_map(|r| r.volume.as_ref().map(|v| (r.name.as_str(), v, r.role))).collect();
+    assemble(&parts)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sequence_names_are_recognised() {
+        let cases = [
+            ("t2.nii.gz", Role::Sequence(0)),
+            ("T2w_HASTE.nii", Role::Sequence(0)),
+            ("t1_plain.nii.gz", Role::Sequence(1)),
+            ("T1 native.nii", Role::Sequence(1)),
+            ("t1_20s.nii.gz", Role::Sequence(2)),
+            ("T1 20 s.nii", Role::Sequence(2)),
+            ("patient3_arterial.hdr", Role::Sequence(2)),
+            ("t1_60s.nii.gz", Role::Sequence(3)),
+            ("t1-portal-venous.nii", Role::Sequence(3)),
+            ("t1_120s.nii.gz", Role::Sequence(4)),
+            ("T1_120sec.nii", Role::Sequence(4)),
+            ("t1_15min.nii.gz", Role::Sequence(5)),
+            ("T1 15 min HBP.nii.gz", Role::Sequence(5)),
+            ("label.nii.gz", Role::Label),
+            ("tumour_mask.nii", Role::Label),
+            ("notes.nii", Role::Unused),
+        ];
+        for (name, want) in cases {
+            assert_eq!(Role::guess(name, 1), want, "{name}");
+        }
+        assert_eq!(Role::guess("t2.nii", 6), Role::AllSequences);
+        for r in [Role::Sequence(3), Role::AllSequences, Role::Label, Role::Unused] {
+            assert_eq!(Role::parse(r.name()), Some(r));
+        }
+    }
+}
