@@ -1,9 +1,12 @@
 // End-to-end: the real page in headless Chromium (Playwright), against the native engine.
-//   1. WebGPU on (SwiftShader): pick the sample file through the file input, click a voxel,
-//      compare the six relevance maps with `seglrp explain` for the same voxel.
-//   2. WebGPU off: the page must fall back to the CPU by itself; the file arrives through a
-//      drop event this time; same comparison.
-// Both runs also assert that the page made no request outside its own origin.
+//   1. WebGPU on (SwiftShader): six sequence files and a label through the file input, one of
+//      them misnamed so that the user must assign it in the file list; click a voxel, compare
+//      the six relevance maps with `seglrp explain`; save the relevance and the segmentation
+//      and read them back with `seglrp info`.
+//   2. WebGPU off: the page must fall back to the CPU by itself; real NIfTI files from the test
+//      data are dropped one by one (each is shown, or its error), then the 4-D sample arrives
+//      through a drop event; same comparison.
+// Both runs assert that the page made no request outside its origin and logged no error.
 import { chromium } from 'playwright-core';
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
@@ -14,9 +17,15 @@ import { serve } from '../scripts/serve.mjs';
 
 const BIN = process.env.SEGLRP_BIN;
 assert.ok(BIN && fs.existsSync(BIN), 'set SEGLRP_BIN to the native seglrp binary');
+const DATA = process.env.SEGLRP_TESTDATA;
+assert.ok(DATA && fs.existsSync(DATA), 'set SEGLRP_TESTDATA (scripts/lib.sh ensure_test_data)');
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'seglrp-e2e-'));
 const sample = path.join(tmp, 'sample.nii.gz');
 execFileSync(BIN, ['sample', '--out', sample]);
+const studyDir = path.join(tmp, 'patient');
+execFileSync(BIN, ['sample', '--dir', studyDir]);
+// A name the guesser cannot place: the user assigns it in the page.
+fs.renameSync(path.join(studyDir, 't1_60s.nii.gz'), path.join(studyDir, 'series_7.nii.gz'));
 
 const server = await serve(0);
 const origin = `http://127.0.0.1:${server.address().port}`;
@@ -30,7 +39,118 @@ function nativeRelevance(voxel, cls) {
   return { summary: out, relevance: new Float32Array(buf.buffer, buf.byteOffset, buf.length / 4) };
 }
 
-async function run({ name, webgpu, deliver, expectBackend }) {
+/** `seglrp info --json --values` of one file: its description and its values. */
+function nativeInfo(file) {
+  const dir = fs.mkdtempSync(path.join(tmp, 'info-'));
+  const [r] = JSON.parse(execFileSync(BIN, ['info', '--json', '--values', dir, file]));
+  const buf = fs.readFileSync(path.join(dir, `${path.basename(file)}.f32`));
+  return { ...r, values: new Float32Array(buf.buffer, buf.byteOffset, buf.length / 4) };
+}
+
+const statusText = (page) => page.textContent('#status');
+const waitStatus = (page, re, timeout = 300_000) => page.waitForFunction(
+  (src) => new RegExp(src).test(document.getElementById('status').textContent) || document.getElementById('status').classList.contains('error'),
+  re.source, { timeout });
+
+async function dropFiles(page, files) {
+  const payload = files.map((f) => ({ name: path.basename(f), data: Array.from(fs.readFileSync(f)) }));
+  await page.evaluate((list) => {
+    const dt = new DataTransfer();
+    for (const f of list) dt.items.add(new File([new Uint8Array(f.data)], f.name));
+    document.getElementById('drop').dispatchEvent(new DragEvent('drop', { dataTransfer: dt, bubbles: true, cancelable: true }));
+  }, payload);
+}
+
+/** Six sequences + label through the chooser; the unplaceable file is assigned by hand. */
+async function sixFilesWithAssignment(page, name) {
+  await page.setInputFiles('#file', fs.readdirSync(studyDir).map((f) => path.join(studyDir, f)));
+  await waitStatus(page, /incomplete/);
+  assert.match(await statusText(page), /no file for T1 60 s/, `${name}: the missing sequence is named`);
+  assert.equal(await page.locator('#files tr').count(), 8, `${name}: seven files listed`);
+  assert.equal(await page.locator('select[data-file="t1_15min.nii.gz"]').inputValue(), 'T1 15 min');
+  assert.equal(await page.locator('select[data-file="label.nii.gz"]').inputValue(), 'label');
+  await page.selectOption('select[data-file="series_7.nii.gz"]', 'T1 60 s');
+  await waitStatus(page, /Click a voxel/);
+  assert.match(await statusText(page), /Click a voxel/, `${name}: after assigning: ${await statusText(page)}`);
+  const label = await page.evaluate(() => window.__seglrp.study.label?.reduce((n, v) => n + v, 0));
+  assert.ok(label > 50, `${name}: the label file is loaded (${label} tumour voxels)`);
+}
+
+/** Real files, one at a time: each is shown (with why it is not a study) or refused in words. */
+async function realFilesOneByOne(page, name) {
+  const cases = [
+    ['nibabel/tests/data/anatomical.nii', /Showing anatomical\.nii/],
+    ['nibabel/tests/data/example_nifti2.nii.gz', /example_nifti2\.nii\.gz has 2 volume\(s\)/],
+    ['dipy/data/files/small_64D.nii', /small_64D\.nii has 65 volume\(s\)/],
+    ['nilearn/datasets/data/mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz', /Showing mni_icbm152/],
+    ['nibabel/tests/data/nifti1.hdr', /nifti1\.hdr: .*give its \.img file/],
+  ];
+  for (const [file, want] of cases) {
+    await page.click('#clear');
+    await dropFiles(page, [path.join(DATA, file)]);
+    await page.waitForFunction((base) => document.getElementById('status').textContent.includes(base) && !document.getElementById('cancel').checkVisibility(),
+      path.basename(file), { timeout: 60_000 });
+    const text = await statusText(page);
+    assert.match(text, want, `${name}: ${file}: ${text}`);
+    const readable = !/hdr$/.test(file);
+    if (readable) {
+      const dims = await page.evaluate(() => window.__seglrp.view.dims);
+      assert.deepEqual(dims, nativeInfo(path.join(DATA, file)).info.dims.slice(0, 3), `${name}: ${file} shown at its size`);
+    }
+  }
+  await page.click('#clear');
+}
+
+async function explainAndCompare(page, name) {
+  // Click a voxel inside the sample's tumour (left liver lobe, image row ~ middle).
+  const box = await page.locator('#axial').boundingBox();
+  await page.mouse.click(box.x + box.width * 0.34, box.y + box.height * 0.52);
+  await page.waitForFunction(() => window.__seglrp.explanation && !window.__seglrp.busy, null, { timeout: 300_000 });
+  const got = await page.evaluate(() => {
+    const e = window.__seglrp.explanation;
+    return { voxel: e.voxel, cls: e.class, logit: e.logit, shares: e.shares, relevance: Array.from(e.relevance) };
+  });
+  assert.equal(await page.locator('#panels canvas').count(), 6, `${name}: one relevance panel per sequence`);
+  const want = nativeRelevance(got.voxel, got.cls);
+  assert.equal(got.relevance.length, want.relevance.length);
+  let diff = 0, scale = 0;
+  for (let i = 0; i < want.relevance.length; i++) {
+    diff = Math.max(diff, Math.abs(got.relevance[i] - want.relevance[i]));
+    scale = Math.max(scale, Math.abs(want.relevance[i]));
+  }
+  assert.ok(scale > 0, 'relevance is not all zero');
+  assert.ok(diff <= 1e-4 * scale, `${name}: page vs native relevance max diff ${diff} (max |R| ${scale})`);
+  assert.ok(Math.abs(got.logit - want.summary.explanation.logit) <= 1e-4 * Math.max(1, Math.abs(got.logit)));
+  // The shares printed under the panels are the ones computed from these maps.
+  const caption = await page.locator('#panels figcaption').first().textContent();
+  assert.ok(caption.includes(`${(100 * got.shares[0]).toFixed(1)} %`), caption);
+  return { got, diff, scale };
+}
+
+/** Saves both exports through the page and reads them back natively. */
+async function exportsReadBack(page, name, got) {
+  const saved = {};
+  for (const [button, file] of [['#save-rel', 'relevance'], ['#save-seg', 'segmentation']]) {
+    const [dl] = await Promise.all([page.waitForEvent('download'), page.click(button)]);
+    saved[file] = path.join(tmp, `${file}-${dl.suggestedFilename()}`);
+    await dl.saveAs(saved[file]);
+  }
+  const rel = nativeInfo(saved.relevance);
+  assert.deepEqual(rel.info.dims, [64, 64, 16, 6], `${name}: relevance NIfTI dims`);
+  assert.equal(rel.info.datatype, 'float32');
+  const bad = got.relevance.map((v, i) => [i, v, rel.values[i]]).filter(([, a, b]) => a !== b);
+  assert.equal(rel.values.length, got.relevance.length);
+  assert.deepEqual(bad.slice(0, 5), [], `${name}: saved relevance = shown relevance (${bad.length} differ)`);
+  const seg = nativeInfo(saved.segmentation);
+  assert.equal(seg.info.datatype, 'uint8');
+  const mask = await page.evaluate(() => Array.from(window.__seglrp.mask));
+  assert.deepEqual(Array.from(seg.values), mask, `${name}: saved segmentation = shown mask`);
+  const study = nativeInfo(sample);
+  assert.deepEqual(rel.info.affine, study.info.affine);
+  assert.deepEqual(seg.info.affine, study.info.affine);
+}
+
+async function run({ name, webgpu, steps, expectBackend }) {
   const t0 = Date.now();
   const browser = await chromium.launch({
     executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
@@ -38,7 +158,7 @@ async function run({ name, webgpu, deliver, expectBackend }) {
     args: webgpu ? [...BASE_ARGS, '--enable-unsafe-webgpu'] : [...BASE_ARGS, '--disable-gpu'],
   });
   try {
-    const context = await browser.newContext();
+    const context = await browser.newContext({ acceptDownloads: true });
     const foreign = [];
     context.on('request', (req) => {
       const u = req.url();
@@ -47,7 +167,10 @@ async function run({ name, webgpu, deliver, expectBackend }) {
     const page = await context.newPage();
     const errors = [];
     page.on('pageerror', (e) => errors.push(e.message));
-    page.on('console', (m) => { if (m.type() === 'error' || m.type() === 'warning') console.log(`  [${name} console.${m.type()}] ${m.text()}`); });
+    page.on('console', (m) => {
+      if (m.type() === 'error') errors.push(`console.error: ${m.text()}`);
+      if (m.type() === 'warning') console.log(`  [${name} console.warning] ${m.text()}`);
+    });
     await page.goto(`${origin}/`);
     await page.waitForFunction(() => window.__seglrp?.backend, null, { timeout: 120_000 });
     const backend = await page.evaluate(() => window.__seglrp.backend);
@@ -57,60 +180,39 @@ async function run({ name, webgpu, deliver, expectBackend }) {
     // A file that is not NIfTI is refused in plain words, and the page stays usable.
     await page.setInputFiles('#file', { name: 'notes.nii', mimeType: 'application/octet-stream', buffer: Buffer.from('not an image at all') });
     await page.waitForFunction(() => document.getElementById('status').classList.contains('error'), null, { timeout: 60_000 });
-    assert.match(await page.textContent('#status'), /notes\.nii: this is not a readable NIfTI file/);
+    assert.match(await statusText(page), /notes\.nii: this is not a readable NIfTI file/);
 
-    await deliver(page);
-    // The refusal above stays on screen until the new file is being read.
-    await page.waitForFunction(() => !/notes\.nii/.test(document.getElementById('status').textContent), null, { timeout: 60_000 });
-    await page.waitForFunction(() => /Click a voxel/.test(document.getElementById('status').textContent) || document.getElementById('status').classList.contains('error'), null, { timeout: 300_000 });
-    const status = await page.textContent('#status');
-    assert.match(status, /Click a voxel/, `${name}: status after loading: ${status}`);
-
-    // Click a voxel inside the sample's tumour (left liver lobe, image row ~ middle).
-    const box = await page.locator('#axial').boundingBox();
-    await page.mouse.click(box.x + box.width * 0.34, box.y + box.height * 0.52);
-    await page.waitForFunction(() => window.__seglrp.explanation && !window.__seglrp.busy, null, { timeout: 300_000 });
-    const got = await page.evaluate(() => {
-      const e = window.__seglrp.explanation;
-      return { voxel: e.voxel, cls: e.class, logit: e.logit, shares: e.shares, relevance: Array.from(e.relevance) };
-    });
-    const panels = await page.locator('#panels canvas').count();
-    assert.equal(panels, 6, `${name}: one relevance panel per sequence`);
-
-    const want = nativeRelevance(got.voxel, got.cls);
-    assert.equal(got.relevance.length, want.relevance.length);
-    let diff = 0, scale = 0;
-    for (let i = 0; i < want.relevance.length; i++) {
-      diff = Math.max(diff, Math.abs(got.relevance[i] - want.relevance[i]));
-      scale = Math.max(scale, Math.abs(want.relevance[i]));
-    }
-    assert.ok(scale > 0, 'relevance is not all zero');
-    assert.ok(diff <= 1e-4 * scale, `${name}: page vs native relevance max diff ${diff} (max |R| ${scale})`);
-    assert.ok(Math.abs(got.logit - want.summary.explanation.logit) <= 1e-4 * Math.max(1, Math.abs(got.logit)));
-    // The shares printed under the panels are the ones computed from these maps.
-    const caption = await page.locator('#panels figcaption').first().textContent();
-    assert.ok(caption.includes(`${(100 * got.shares[0]).toFixed(1)} %`), caption);
+    const notes = await steps(page, name);
     assert.deepEqual(foreign, [], `${name}: requests outside the page's origin`);
     assert.deepEqual(errors, [], `${name}: page errors`);
-    console.log(`ok - ${name}: backend ${backend}, voxel (${got.voxel}), logit ${got.logit.toFixed(4)}, page vs native max|ΔR| ${diff.toExponential(2)} of max|R| ${scale.toExponential(2)} (${((Date.now() - t0) / 1000).toFixed(1)} s)`);
+    console.log(`ok - ${name}: backend ${backend}, ${notes} (${((Date.now() - t0) / 1000).toFixed(1)} s)`);
   } finally {
     await browser.close();
   }
 }
 
-const bytes = fs.readFileSync(sample);
+const compared = ({ got, diff, scale }) =>
+  `voxel (${got.voxel}), logit ${got.logit.toFixed(4)}, page vs native max|ΔR| ${diff.toExponential(2)} of max|R| ${scale.toExponential(2)}`;
+
 try {
   await run({
-    name: 'WebGPU, file input', webgpu: true, expectBackend: /^webgpu$/,
-    deliver: (page) => page.setInputFiles('#file', sample),
+    name: 'WebGPU, six files + label, file input', webgpu: true, expectBackend: /^webgpu$/,
+    steps: async (page, name) => {
+      await sixFilesWithAssignment(page, name);
+      const r = await explainAndCompare(page, name);
+      await exportsReadBack(page, name, r.got);
+      return `${compared(r)}, exports read back`;
+    },
   });
   await run({
-    name: 'no WebGPU (CPU fallback), drop event', webgpu: false, expectBackend: /^cpu \(/,
-    deliver: (page) => page.evaluate((data) => {
-      const dt = new DataTransfer();
-      dt.items.add(new File([new Uint8Array(data)], 'sample.nii.gz'));
-      document.getElementById('drop').dispatchEvent(new DragEvent('drop', { dataTransfer: dt, bubbles: true, cancelable: true }));
-    }, Array.from(bytes)),
+    name: 'no WebGPU (CPU fallback), drop events', webgpu: false, expectBackend: /^cpu \(/,
+    steps: async (page, name) => {
+      await realFilesOneByOne(page, name);
+      await dropFiles(page, [sample]);
+      await waitStatus(page, /Click a voxel/);
+      assert.match(await statusText(page), /Click a voxel/, `${name}: ${await statusText(page)}`);
+      return `real files shown or refused, ${compared(await explainAndCompare(page, name))}`;
+    },
   });
 } finally {
   server.close();

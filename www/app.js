@@ -1,9 +1,14 @@
-// The page: file input and drop, the axial viewer, and the relevance panels.
+// The page: files in (drop or chooser, sequence assignment), the axial viewer, the relevance
+// panels and the exports. All computing happens in the worker (compute.js).
 import { Compute } from './compute.js';
 import { SEQUENCES, windowOf, drawSlice, pixelToVoxel } from './render.js';
+import { renderFiles } from './files.js';
 
 const $ = (id) => document.getElementById(id);
-const state = { study: null, mask: null, windows: [], explanation: null, busy: false, queued: null };
+const state = {
+  files: [], roles: {}, reports: [], study: null, view: null, mask: null, windows: [],
+  explanation: null, busy: false, queued: null,
+};
 // Read by the end-to-end test; also handy in the console.
 window.__seglrp = state;
 
@@ -12,6 +17,7 @@ const status = (text, { error = false, busy = false } = {}) => {
   $('status').classList.toggle('error', error);
   $('cancel').hidden = !busy;
 };
+const failed = (what, e) => status(e.message === 'cancelled' ? 'Cancelled.' : `${what}: ${e.message}`, { error: e.message !== 'cancelled' });
 
 const compute = new Compute(({ backend }) => { $('backend').textContent = backend; state.backend = backend; });
 compute.ready.catch((e) => status(`The engine could not start: ${e.message}`, { error: true }));
@@ -25,48 +31,96 @@ async function withProgress(label, fn) {
   try { return await fn(); } finally { clearInterval(timer); }
 }
 
-async function openStudy(bytes, name) {
+const split = (data, dims, channels) => {
+  const n = dims[0] * dims[1] * dims[2];
+  return Array.from({ length: channels }, (_, c) => data.subarray(c * n, (c + 1) * n));
+};
+
+/**
+ * New files join those already listed while they do not yet make a study (the user is
+ * gathering sequences); once a study is loaded, a new drop starts a new study. A drop of which
+ * nothing can be read changes nothing but shows why.
+ */
+async function addFiles(newFiles) {
+  if (!newFiles.length || state.busy) return;
+  const names = new Set(newFiles.map((f) => f.name));
+  const candidate = state.study ? newFiles : [...state.files.filter((f) => !names.has(f.name)), ...newFiles];
+  await openFiles(candidate, state.study ? {} : state.roles, newFiles);
+}
+
+async function openFiles(files, roles, fresh = files) {
   state.busy = true;
   try {
-    const info = await withProgress(`Reading ${name}`, () => compute.load(bytes));
-    const n = info.dims[0] * info.dims[1] * info.dims[2];
-    const vol = Array.from({ length: info.channels }, (_, c) => info.data.subarray(c * n, (c + 1) * n));
-    state.study = { ...info, name, channels: vol };
-    state.windows = vol.map(windowOf);
-    state.explanation = null;
+    const label = fresh.length === 1 ? fresh[0].name : `${fresh.length} files`;
+    const result = await withProgress(`Reading ${label}`, () => compute.open(files, roles));
+    const readable = result.files.filter((f) => !f.error);
+    if (!result.study && !readable.length) {
+      const errs = result.files.map((f) => `${f.name}: ${f.error}`).join(' — ');
+      renderFiles($('files'), [...state.reports, ...result.files.filter((f) => fresh.some((n) => n.name === f.name))], onRole);
+      status(errs, { error: true });
+      return;
+    }
+    Object.assign(state, { files, roles, reports: result.files, explanation: null, mask: null });
+    renderFiles($('files'), result.files, onRole);
+    $('results').hidden = true;
+    if (!result.study) {
+      state.study = null;
+      const p = result.preview;
+      const names = p.channels === 1 ? [p.name] : Array.from({ length: p.channels }, (_, i) => `${p.name} — volume ${i + 1}`);
+      showVolume({ dims: p.dims, channels: split(p.data, p.dims, p.channels), names });
+      const errors = result.files.filter((f) => f.error).map((f) => `${f.name}: ${f.error}`);
+      status([`Showing ${p.name}. ${result.problem}.`, ...errors].join(' — '), { error: errors.length > 0 });
+      return;
+    }
+    const s = result.study;
+    state.study = { ...s, channels: split(s.data, s.dims, s.channels) };
+    showVolume({ dims: s.dims, channels: state.study.channels, names: SEQUENCES, label: s.label });
     const { mask } = await withProgress('Segmenting', () => compute.run('segment'));
     state.mask = mask;
-    setupViewer();
+    redraw();
     const tumour = mask.reduce((n, v) => n + v, 0);
-    status(`${name}: ${info.dims.join('×')} voxels, ${tumour} predicted tumour voxels. Click a voxel to explain it.`);
+    status(`${s.dims.join('×')} voxels (${s.orientation}), ${tumour} predicted tumour voxels. Click a voxel to explain it.`);
   } catch (e) {
-    status(e.message === 'cancelled' ? 'Cancelled.' : `${name}: ${e.message}`, { error: e.message !== 'cancelled' });
+    failed(`Reading the files failed`, e);
   } finally {
     state.busy = false;
+    updateButtons();
   }
 }
 
-function setupViewer() {
-  const { dims } = state.study;
+function onRole(name, role) {
+  if (state.busy) return;
+  openFiles(state.files, { ...state.roles, [name]: role });
+}
+
+function showVolume({ dims, channels, names, label = null }) {
+  state.view = { dims, channels, names, label };
+  state.windows = channels.map(windowOf);
   $('viewer').hidden = false;
   const sel = $('channel');
-  sel.innerHTML = SEQUENCES.map((s, i) => `<option value="${i}">${s}</option>`).join('');
-  sel.value = '2';
+  sel.innerHTML = names.map((s, i) => `<option value="${i}">${s}</option>`).join('');
+  sel.value = names.length === 6 && names === SEQUENCES ? '2' : '0';
   $('slice').max = dims[2] - 1;
   $('slice').value = Math.floor(dims[2] / 2);
-  $('results').hidden = true;
   redraw();
 }
 
 function redraw() {
-  if (!state.study) return;
+  const v = state.view;
+  if (!v) return;
   const z = +$('slice').value, c = +$('channel').value;
-  $('slice-label').textContent = `${z + 1} / ${state.study.dims[2]}`;
+  $('slice-label').textContent = `${z + 1} / ${v.dims[2]}`;
   const mark = state.explanation && state.explanation.voxel[2] === z ? state.explanation.voxel : null;
-  drawSlice($('axial'), state.study.dims, z, state.study.channels[c], state.windows[c], { mask: state.mask, mark });
+  drawSlice($('axial'), v.dims, z, v.channels[c], state.windows[c], { mask: state.mask, label: v.label, mark });
+}
+
+function updateButtons() {
+  $('save-seg').disabled = !state.mask;
+  $('save-rel').disabled = !state.explanation;
 }
 
 async function explainAt(voxel) {
+  if (!state.study) { status('Explaining needs a complete study: all six sequences (see the file list).', { error: true }); return; }
   if (state.busy) { state.queued = voxel; status('Busy: your click will be explained next.', { busy: true }); return; }
   state.busy = true;
   const cls = +$('class').value;
@@ -76,9 +130,10 @@ async function explainAt(voxel) {
     showExplanation(e);
     status(`Voxel (${voxel.join(', ')}): logit ${e.logit.toFixed(4)}, Σ relevance ${e.relevance_sum.toFixed(4)} (${state.backend}).`);
   } catch (e) {
-    status(e.message === 'cancelled' ? 'Cancelled.' : `Explaining failed: ${e.message}`, { error: e.message !== 'cancelled' });
+    failed('Explaining failed', e);
   } finally {
     state.busy = false;
+    updateButtons();
     redraw();
     if (state.queued) { const v = state.queued; state.queued = null; explainAt(v); }
   }
@@ -109,10 +164,31 @@ function showExplanation(e) {
     SEQUENCES.map((s, c) => `<tr><td>${s}</td><td>${(100 * e.shares[c]).toFixed(1)} %</td><td><span class="bar" style="width:${200 * e.shares[c]}px"></span></td></tr>`).join('');
 }
 
+/** Hands bytes to the browser as a download: nothing is sent anywhere. */
+function download(bytes, name) {
+  const url = URL.createObjectURL(new Blob([bytes], { type: 'application/gzip' }));
+  const a = Object.assign(document.createElement('a'), { href: url, download: name });
+  document.body.append(a);
+  a.click();
+  a.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 10_000);
+}
+
+async function save(op, args, name) {
+  try {
+    const { bytes } = await compute.call(op, args);
+    download(bytes, name);
+    status(`Saved ${name} (${(bytes.length / 1024).toFixed(0)} KiB) to your downloads.`);
+  } catch (e) {
+    failed(`Saving ${name} failed`, e);
+  }
+}
+
 // ---- events
+const readFiles = (list) => Promise.all(Array.from(list).map(async (f) => ({ name: f.name, bytes: new Uint8Array(await f.arrayBuffer()) })));
 $('file').addEventListener('change', async (ev) => {
-  const f = ev.target.files[0];
-  if (f) openStudy(new Uint8Array(await f.arrayBuffer()), f.name);
+  addFiles(await readFiles(ev.target.files));
+  ev.target.value = '';
 });
 const drop = $('drop');
 drop.addEventListener('dragover', (ev) => { ev.preventDefault(); drop.classList.add('over'); });
@@ -120,17 +196,25 @@ drop.addEventListener('dragleave', () => drop.classList.remove('over'));
 drop.addEventListener('drop', async (ev) => {
   ev.preventDefault();
   drop.classList.remove('over');
-  const f = ev.dataTransfer.files[0];
-  if (f) openStudy(new Uint8Array(await f.arrayBuffer()), f.name);
+  addFiles(await readFiles(ev.dataTransfer.files));
 });
 $('sample').addEventListener('click', async () => {
   if (state.busy) return;
   try {
     const { bytes } = await withProgress('Generating the sample patient', () => compute.call('sample'));
-    openStudy(bytes, 'sample patient');
+    openFiles([{ name: 'sample patient.nii.gz', bytes }], {});
   } catch (e) {
-    status(e.message === 'cancelled' ? 'Cancelled.' : `The sample patient could not be made: ${e.message}`, { error: e.message !== 'cancelled' });
+    failed('The sample patient could not be made', e);
   }
+});
+$('clear').addEventListener('click', () => {
+  if (state.busy) return;
+  Object.assign(state, { files: [], roles: {}, reports: [], study: null, view: null, mask: null, explanation: null });
+  renderFiles($('files'), [], onRole);
+  $('viewer').hidden = true;
+  $('results').hidden = true;
+  updateButtons();
+  status('');
 });
 $('cancel').addEventListener('click', async () => {
   state.queued = null;
@@ -138,10 +222,15 @@ $('cancel').addEventListener('click', async () => {
   await compute.restart();
   status('Cancelled.');
 });
+$('save-seg').addEventListener('click', () => save('exportSegmentation', { mask: state.mask }, 'segmentation.nii.gz'));
+$('save-rel').addEventListener('click', () => {
+  const [x, y, z] = state.explanation.voxel;
+  save('exportRelevance', { relevance: state.explanation.relevance }, `relevance_${x}_${y}_${z}.nii.gz`);
+});
 $('slice').addEventListener('input', redraw);
 $('channel').addEventListener('change', redraw);
 $('axial').addEventListener('click', (ev) => {
-  if (!state.study) return;
-  const [x, y] = pixelToVoxel($('axial'), state.study.dims, ev.clientX, ev.clientY);
+  if (!state.view) return;
+  const [x, y] = pixelToVoxel($('axial'), state.view.dims, ev.clientX, ev.clientY);
   explainAt([x, y, +$('slice').value]);
 });

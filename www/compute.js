@@ -1,11 +1,11 @@
-// A restartable handle on the compute worker. The page keeps the study's bytes, so a
+// A restartable handle on the compute worker. The page keeps the study's files, so a
 // cancelled request or a GPU failure costs a restart and a reload, never the user's work.
 
 export class Compute {
   constructor(onStatus) {
     this.onStatus = onStatus;
     this.backendPref = new URLSearchParams(location.search).get('backend') || 'auto';
-    this.studyBytes = null;
+    this.opened = null;
     this.pending = new Map();
     this.nextId = 1;
     this.start();
@@ -51,18 +51,22 @@ export class Compute {
     });
   }
 
-  async load(bytes) {
-    // Copy: the worker takes ownership of what it is sent, the page keeps the original.
-    const info = await this.call('load', { bytes: bytes.slice().buffer });
-    this.studyBytes = bytes;
-    return info;
+  /** Reads files `[{name, bytes}]` with role overrides `{name: role}`; see web.rs open_files. */
+  async open(files, roles = {}) {
+    // Copies: the worker takes ownership of what it is sent, the page keeps the originals.
+    const send = () => this.call('open', { files: files.map((f) => ({ name: f.name, bytes: f.bytes.slice().buffer })), roles });
+    const result = await send();
+    // What a restart must replay: the last set of files that made a study.
+    if (result.study) this.opened = send;
+    else if (result.files.some((f) => !f.error)) this.opened = null;
+    return result;
   }
 
   /** Restarts the worker (and reloads the study into it): used by Cancel. */
   async restart(backendPref = this.backendPref) {
     this.backendPref = backendPref;
     await this.start();
-    if (this.studyBytes) await this.call('load', { bytes: this.studyBytes.slice().buffer });
+    if (this.opened) await this.opened();
   }
 
   /** Runs `op`; if the GPU engine dies, falls back to the CPU, reloads the study and retries once. */

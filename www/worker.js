@@ -26,26 +26,29 @@ async function start() {
 }
 
 const ops = {
-  load: ({ bytes }) => engine.load_nifti(new Uint8Array(bytes)),
+  open: ({ files, roles }) => engine.open_files(files.map((f) => ({ name: f.name, bytes: new Uint8Array(f.bytes) })), roles ?? null),
   segment: async () => {
     const mask = await engine.segment();
     return { mask };
   },
   explain: ({ x, y, z, cls }) => engine.explain(x, y, z, cls),
   sample: () => ({ bytes: engine.sample_nifti() }),
+  exportRelevance: ({ relevance }) => ({ bytes: engine.export_relevance(relevance) }),
+  exportSegmentation: ({ mask }) => ({ bytes: engine.export_segmentation(mask) }),
 };
 
 self.onmessage = async ({ data }) => {
   const { id, op } = data;
   try {
     const result = await ops[op](data);
-    const transfer = [result?.mask?.buffer, result?.relevance?.buffer, result?.bytes?.buffer, result?.data?.buffer].filter(Boolean);
+    const transfer = [result?.mask, result?.relevance, result?.bytes, result?.study?.data, result?.study?.label, result?.preview?.data]
+      .map((a) => a?.buffer).filter(Boolean);
     self.postMessage({ id, ok: true, result }, transfer);
   } catch (e) {
     // A trap (RuntimeError) or a lost GPU leaves the engine unusable: the page restarts the
     // worker (on the CPU if WebGPU was the cause). Errors about the input are not fatal.
     const fatal = e instanceof WebAssembly.RuntimeError || /device|gpu|webgpu|lost/i.test(String(e?.message));
-    self.postMessage({ id, ok: false, error: String(e?.message ?? e), kind: op === 'load' && !fatal ? 'input' : 'fatal' });
+    self.postMessage({ id, ok: false, error: String(e?.message ?? e), kind: (op === 'open' || op.startsWith('export')) && !fatal ? 'input' : 'fatal' });
   }
 };
 

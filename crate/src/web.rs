@@ -12,12 +12,16 @@ use serde::Serialize;
 use wasm_bindgen::prelude::*;
 
 use crate::engine::{self, Prepared};
+use crate::study::{self, FileReport, Role};
 use crate::unet::UNet;
+use crate::volume::Volume;
 
 struct State {
     device: Device,
     net: UNet,
     study: Option<Prepared>,
+    /// The study's grid (dims, affine; no voxels) for exports.
+    geometry: Option<Volume>,
 }
 
 thread_local! {
@@ -53,7 +57,7 @@ pub async fn init(prefer: String) -> Result<String, JsError> {
         name => cpu(name)?,
     };
     let net = engine::skeleton_model(&device);
-    STATE.with(|s| *s.borrow_mut() = Some(State { device, net, study: None }));
+    STATE.with(|s| *s.borrow_mut() = Some(State { device, net, study: None, geometry: None }));
     Ok(backend)
 }
 
@@ -74,28 +78,140 @@ async fn open_webgpu() -> Result<Device, String> {
 }
 
 #[derive(Serialize)]
-struct StudyInfo {
+struct StudyInfo<'a> {
     dims: [usize; 3],
     channels: usize,
     spacing: [f32; 3],
+    affine: crate::geometry::Affine,
+    orientation: String,
+    sources: &'a [String],
 }
 
-/// Reads a NIfTI file (bytes of a `.nii` or `.nii.gz`), checks it is a 6-sequence study and
-/// runs the forward pass. Returns `{dims, channels, spacing, data}`, `data` being the
-/// intensities (Float32Array, channel after channel, file order) for display.
+#[derive(Serialize)]
+struct Opened<'a> {
+    files: &'a [FileReport],
+    /// Why the files do not (yet) make a study, when they do not.
+    problem: Option<String>,
+}
+
+#[derive(Serialize)]
+struct Preview<'a> {
+    name: &'a str,
+    dims: [usize; 3],
+    channels: usize,
+}
+
+fn set(obj: &JsValue, key: &str, value: &JsValue) -> Result<(), JsError> {
+    js_sys::Reflect::set(obj, &key.into(), value).map(|_| ()).map_err(|_| js_err("could not build the result object"))
+}
+
+/// Reads the files the user gave (`[{name, bytes: Uint8Array}]`), assigns them to the study's
+/// sequences (`roles`: `{fileName: role}` for the user's corrections, role names as in
+/// `Role::name`; null = guess from names) and, if they make a complete study, runs the
+/// forward pass. Returns `{files: [{name, role, info, error}], problem, study, preview}`:
+/// `study` is `{dims, channels, spacing, affine, orientation, sources, data: Float32Array,
+/// label?: Uint8Array}` or null; `preview` is the first readable file's
+/// `{name, dims, channels, data}` for display when there is no study.
 #[wasm_bindgen]
-pub fn load_nifti(bytes: &[u8]) -> Result<JsValue, JsError> {
-    let vol = crate::nifti::read_nifti(bytes).map_err(js_err)?;
-    let info = StudyInfo { dims: vol.dims, channels: vol.channels, spacing: vol.spacing };
-    // A refused file leaves the previous study loaded: the page keeps showing it.
-    with_state(|s| {
-        s.study = Some(engine::prepare(&s.net, &vol, &s.device).map_err(js_err)?);
-        Ok(())
-    })?;
-    let out = serde_wasm_bindgen::to_value(&info).map_err(js_err)?;
-    js_sys::Reflect::set(&out, &"data".into(), &Float32Array::from(&vol.data[..]))
-        .map_err(|_| js_err("could not build the result object"))?;
+pub fn open_files(files: js_sys::Array, roles: JsValue) -> Result<JsValue, JsError> {
+    let mut inputs: Vec<(String, Vec<u8>)> = Vec::new();
+    for f in files.iter() {
+        let name = js_sys::Reflect::get(&f, &"name".into()).ok().and_then(|n| n.as_string()).unwrap_or_default();
+        let bytes = js_sys::Reflect::get(&f, &"bytes".into()).map_err(|_| js_err("a file without bytes"))?;
+        inputs.push((name, Uint8Array::new(&bytes).to_vec()));
+    }
+    let chosen: Vec<(String, Role)> = if roles.is_null() || roles.is_undefined() {
+        Vec::new()
+    } else {
+        let map: std::collections::HashMap<String, String> = serde_wasm_bindgen::from_value(roles).map_err(js_err)?;
+        map.into_iter().filter_map(|(name, role)| Role::parse(&role).map(|r| (name, r))).collect()
+    };
+    let refs: Vec<(String, &[u8])> = inputs.iter().map(|(n, b)| (n.clone(), &b[..])).collect();
+    let mut reports = study::read_files(&refs);
+    let assembled = study::assemble_reports(&mut reports, &chosen);
+    let readable = reports.iter().any(|r| r.volume.is_some());
+    let problem = match &assembled {
+        Ok(_) => None,
+        Err(_) if !readable => Some("none of the files could be read".to_string()),
+        Err(e) => Some(e.to_string()),
+    };
+    let out = serde_wasm_bindgen::to_value(&Opened { files: &reports, problem }).map_err(js_err)?;
+    match assembled {
+        Ok(st) => {
+            let vol = &st.volume;
+            let prepared = with_state(|s| engine::prepare(&s.net, vol, &s.device).map_err(js_err))?;
+            let geometry = Volume { data: Vec::new(), ..vol.clone() };
+            with_state(|s| {
+                s.study = Some(prepared);
+                s.geometry = Some(geometry);
+                Ok(())
+            })?;
+            let info = StudyInfo {
+                dims: vol.dims,
+                channels: vol.channels,
+                spacing: vol.spacing,
+                affine: vol.affine,
+                orientation: vol.affine.orientation(),
+                sources: &st.sources,
+            };
+            let study = serde_wasm_bindgen::to_value(&info).map_err(js_err)?;
+            set(&study, "data", &Float32Array::from(&vol.data[..]))?;
+            if let Some(label) = &st.label {
+                set(&study, "label", &Uint8Array::from(&label[..]))?;
+            }
+            set(&out, "study", &study)?;
+        }
+        Err(_) => {
+            // Readable files that do not make a study replace the old one; a drop of nothing
+            // readable leaves the loaded study alone (the page keeps showing it).
+            if readable {
+                with_state(|s| {
+                    s.study = None;
+                    s.geometry = None;
+                    Ok(())
+                })?;
+            }
+            set(&out, "study", &JsValue::NULL)?;
+            let preview = match reports.iter().find(|r| r.volume.is_some()) {
+                Some(r) => {
+                    let v = r.volume.as_ref().expect("found above");
+                    let p = serde_wasm_bindgen::to_value(&Preview { name: &r.name, dims: v.dims, channels: v.channels })
+                        .map_err(js_err)?;
+                    set(&p, "data", &Float32Array::from(&v.data[..]))?;
+                    p
+                }
+                None => JsValue::NULL,
+            };
+            set(&out, "preview", &preview)?;
+        }
+    }
     Ok(out)
+}
+
+fn geometry() -> Result<Volume, JsError> {
+    with_state(|s| s.geometry.clone().ok_or_else(|| js_err("no study is loaded")))
+}
+
+/// The relevance of an explanation (6 × voxels, file order) as a gzipped 4-D float32 NIfTI
+/// with the study's affine.
+#[wasm_bindgen]
+pub fn export_relevance(relevance: &[f32]) -> Result<Uint8Array, JsError> {
+    let g = geometry()?;
+    if relevance.len() != g.voxels() * g.channels {
+        return Err(js_err(format!("expected {} relevance values, got {}", g.voxels() * g.channels, relevance.len())));
+    }
+    let vol = Volume { data: relevance.to_vec(), ..g };
+    Ok(Uint8Array::from(&crate::nifti::write_nifti(&vol, true)[..]))
+}
+
+/// A mask (1 byte per voxel, file order) as a gzipped uint8 NIfTI with the study's affine.
+#[wasm_bindgen]
+pub fn export_segmentation(mask: &[u8]) -> Result<Uint8Array, JsError> {
+    let g = geometry()?;
+    if mask.len() != g.voxels() {
+        return Err(js_err(format!("expected {} mask values, got {}", g.voxels(), mask.len())));
+    }
+    Ok(Uint8Array::from(&crate::nifti::write_label(mask, &g, true)[..]))
 }
 
 fn current() -> Result<(UNet, Prepared), JsError> {

@@ -25,6 +25,8 @@ use crate::volume::Volume;
 /// Most voxel values (all volumes of a file together) accepted: 2²⁸, i.e. 1 GiB as float32.
 /// A wasm32 tab has at most 4 GiB for everything, and the network needs several copies.
 pub const MAX_VALUES: u64 = 1 << 28;
+/// Most bytes of stored voxel data accepted (1 GiB), checked from the header before reading.
+pub const MAX_DATA_BYTES: u64 = 1 << 30;
 /// Largest accepted side of a volume, in voxels.
 pub const MAX_SIDE: i64 = 2048;
 /// Largest accepted header + extensions before the voxel data.
@@ -35,7 +37,7 @@ pub enum ReadError {
     NotNifti(String),
     Truncated { expected: usize, found: usize, what: &'static str },
     Unsupported(String),
-    TooLarge { values: u64 },
+    TooLarge { values: u64, bytes: u64 },
     BadDims(String),
 }
 
@@ -48,9 +50,10 @@ impl std::fmt::Display for ReadError {
                 "the file is truncated: its {what} should have {expected} bytes but only {found} are there; was the download or copy complete?"
             ),
             ReadError::Unsupported(what) => write!(f, "{what}"),
-            ReadError::TooLarge { values } => write!(
+            ReadError::TooLarge { values, bytes } => write!(
                 f,
-                "the image has {values} voxel values, more than the {MAX_VALUES} (1 GiB as float32) this tool accepts; crop or downsample it first"
+                "the image has {values} voxel values ({:.2} GiB stored); this tool accepts at most {MAX_VALUES} values and 1 GiB; crop or downsample it first",
+                *bytes as f64 / (1u64 << 30) as f64
             ),
             ReadError::BadDims(why) => write!(f, "the header's dimensions are invalid: {why}"),
         }
@@ -134,8 +137,9 @@ fn layout(h: &Header) -> Result<Layout, ReadError> {
     let dims: [usize; 4] = std::array::from_fn(|i| if i < rank as usize { h.dim[i + 1] as usize } else { 1 });
     let datatype = DataType::from_code(h.datatype)?;
     let values = dims.iter().map(|d| *d as u64).product::<u64>();
-    if values > MAX_VALUES {
-        return Err(ReadError::TooLarge { values });
+    let bytes = values * datatype.size() as u64;
+    if values > MAX_VALUES || bytes > MAX_DATA_BYTES {
+        return Err(ReadError::TooLarge { values, bytes });
     }
     Ok(Layout { dims, datatype, bytes: values as usize * datatype.size() })
 }

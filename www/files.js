@@ -1,0 +1,41 @@
+// The list of loaded files: what each is, the sequence it was assigned (editable), and why a
+// file could not be read.
+import { SEQUENCES } from './render.js';
+
+const ROLES = [...SEQUENCES, 'all sequences', 'label', 'unused'];
+
+const describe = (info) => {
+  const dims = info.dims.join('×');
+  const order = info.little_endian ? '' : ', big-endian';
+  const pair = info.pair ? ' pair' : '';
+  const extra = info.non_finite ? `, ${info.non_finite} NaN/Inf voxels set to 0` : '';
+  return `${info.format}${pair}, ${info.datatype}${order}, ${dims}, ${info.orientation}${extra}`;
+};
+
+/** Renders `reports` (from open_files) into `table`; `onRole(name, role)` on a change. */
+export function renderFiles(table, reports, onRole) {
+  table.hidden = reports.length === 0;
+  table.innerHTML = '<tr><th>file</th><th>contents</th><th>used as</th></tr>';
+  for (const r of reports) {
+    const tr = document.createElement('tr');
+    const name = document.createElement('td');
+    name.textContent = r.name;
+    const what = document.createElement('td');
+    const role = document.createElement('td');
+    if (r.error) {
+      what.textContent = r.error;
+      what.className = 'error';
+      role.textContent = '—';
+    } else {
+      what.textContent = describe(r.info);
+      const sel = document.createElement('select');
+      sel.setAttribute('aria-label', `role of ${r.name}`);
+      sel.dataset.file = r.name;
+      sel.innerHTML = ROLES.map((x) => `<option${x === r.role ? ' selected' : ''}>${x}</option>`).join('');
+      sel.addEventListener('change', () => onRole(r.name, sel.value));
+      role.append(sel);
+    }
+    tr.append(name, what, role);
+    table.append(tr);
+  }
+}
