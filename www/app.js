@@ -185,7 +185,17 @@ async function save(op, args, name) {
 }
 
 // ---- events
-const readFiles = (list) => Promise.all(Array.from(list).map(async (f) => ({ name: f.name, bytes: new Uint8Array(await f.arrayBuffer()) })));
+// The engine accepts at most 1 GiB of voxel data per file (README, "Reading NIfTI"); a bigger
+// file is refused here, before the tab tries to hold it in memory.
+const MAX_FILE_BYTES = (1 << 30) + (64 << 20) + 1024;
+async function readFiles(list) {
+  const files = Array.from(list);
+  const big = files.filter((f) => f.size > MAX_FILE_BYTES);
+  if (big.length) {
+    status(big.map((f) => `${f.name}: ${(f.size / 2 ** 30).toFixed(1)} GiB is more than the 1 GiB of image data this tool accepts; crop or downsample it first`).join(' — '), { error: true });
+  }
+  return Promise.all(files.filter((f) => f.size <= MAX_FILE_BYTES).map(async (f) => ({ name: f.name, bytes: new Uint8Array(await f.arrayBuffer()) })));
+}
 $('file').addEventListener('change', async (ev) => {
   addFiles(await readFiles(ev.target.files));
   ev.target.value = '';
