@@ -6,14 +6,14 @@ use burn::prelude::*;
 use burn::tensor::TensorData;
 use serde::Serialize;
 
-use crate::lrp::explain_voxel;
-use crate::unet::{Activations, UNet, ALIGN, IN_CHANNELS};
+use crate::lrp::{explain_voxel, Composite};
+use crate::unet::{Activations, UNet};
 use crate::volume::Volume;
 
 pub use crate::skeleton::skeleton_model;
 
-/// ε of the LRP-ε rule.
-pub const EPSILON: f32 = 1e-6;
+/// The composite the page and the CLI use unless told otherwise (the skeleton's LRP-ε).
+pub const DEFAULT_COMPOSITE: &str = "Epsilon";
 
 /// A study on the device, normalised and padded for the network, with the forward pass done.
 #[derive(Clone, Debug)]
@@ -21,19 +21,35 @@ pub struct Prepared {
     /// Size of the original volume `[nx, ny, nz]`; outputs are cropped back to it.
     pub dims: [usize; 3],
     pub acts: Activations,
+    /// Per channel, the lowest and highest value of the normalised input: ZBox's bounds.
+    pub low: Vec<f32>,
+    pub high: Vec<f32>,
 }
 
 pub fn prepare(net: &UNet, vol: &Volume, device: &Device) -> Result<Prepared, String> {
-    if vol.channels != IN_CHANNELS {
+    let channels = net.config.in_channels;
+    if vol.channels != channels {
         return Err(format!(
-            "the model needs {IN_CHANNELS} sequences (T2, T1 plain, T1 20 s, 60 s, 120 s, 15 min) as one 4-D file; this file has {}",
+            "the model needs {channels} sequences (T2, T1 plain, T1 20 s, 60 s, 120 s, 15 min); this study has {}",
             vol.channels
         ));
     }
-    let padded = vol.normalised().padded(ALIGN);
+    let padded = vol.normalised().padded(net.config.align());
     let [nx, ny, nz] = padded.dims;
-    let x = Tensor::<5>::from_data(TensorData::new(padded.data, [1, IN_CHANNELS, nz, ny, nx]), device);
-    Ok(Prepared { dims: vol.dims, acts: net.forward_all(x) })
+    let n = padded.voxels();
+    let range = |c: usize| padded.data[c * n..(c + 1) * n].iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), v| (lo.min(*v), hi.max(*v)));
+    let (low, high) = (0..channels).map(range).unzip();
+    let x = Tensor::<5>::from_data(TensorData::new(padded.data, [1, channels, nz, ny, nx]), device);
+    Ok(Prepared { dims: vol.dims, acts: net.forward_all(x), low, high })
+}
+
+/// The composite called `name` (Zennit's names, plus "Epsilon"), with ZBox bounds from the study.
+pub fn composite(name: &str, p: &Prepared) -> Result<Composite, String> {
+    match Composite::by_name(name) {
+        Some(Composite::EpsilonGammaBox { .. }) => Ok(Composite::EpsilonGammaBox { low: p.low.clone(), high: p.high.clone() }),
+        Some(c) => Ok(c),
+        None => Err(format!("unknown composite \"{name}\"; choose one of {}", Composite::NAMES.join(", "))),
+    }
 }
 
 async fn read(t: Tensor<5>) -> Result<Vec<f32>, String> {
@@ -81,20 +97,21 @@ pub fn positive_shares(relevance: &[f32], channels: usize) -> Vec<f32> {
     pos.iter().map(|p| if total > 0.0 { (p / total) as f32 } else { 0.0 }).collect()
 }
 
-/// LRP-ε map for `class` at NIfTI voxel `[x, y, z]`.
-pub async fn explain(net: &UNet, p: &Prepared, voxel: [usize; 3], class: usize) -> Result<VoxelExplanation, String> {
+/// The relevance map for `class` at NIfTI voxel `[x, y, z]` under `composite`.
+pub async fn explain(net: &UNet, p: &Prepared, voxel: [usize; 3], class: usize, composite: &Composite) -> Result<VoxelExplanation, String> {
     let [x, y, z] = voxel;
     if x >= p.dims[0] || y >= p.dims[1] || z >= p.dims[2] {
         return Err(format!("voxel {voxel:?} lies outside the volume {:?}", p.dims));
     }
-    if class >= crate::unet::CLASSES {
+    if class >= net.config.classes {
         return Err(format!("class {class} does not exist (0 = background, 1 = tumour)"));
     }
-    let e = explain_voxel(net, &p.acts, class, [z, y, x], EPSILON);
+    let e = explain_voxel(net, &p.acts, composite, class, [z, y, x]);
     let dims = e.relevance.dims();
     let logit = e.logit.into_data_async().await.map_err(|e| format!("{e:?}"))?.try_into_vec::<f32>().map_err(|e| format!("{e:?}"))?[0];
-    let relevance = crop(read(e.relevance).await?, IN_CHANNELS, dims, p.dims);
+    let channels = net.config.in_channels;
+    let relevance = crop(read(e.relevance).await?, channels, dims, p.dims);
     let relevance_sum = relevance.iter().map(|v| *v as f64).sum::<f64>() as f32;
-    let shares = positive_shares(&relevance, IN_CHANNELS);
+    let shares = positive_shares(&relevance, channels);
     Ok(VoxelExplanation { voxel, class, relevance, logit, relevance_sum, shares })
 }

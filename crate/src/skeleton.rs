@@ -11,7 +11,7 @@ use burn::module::Param;
 use burn::prelude::*;
 use burn::tensor::TensorData;
 
-use crate::unet::UNet;
+use crate::unet::{UNet, UNetConfig};
 
 pub const MODEL_SEED: u64 = 2019;
 const DAMPING: f32 = 0.1;
@@ -36,14 +36,14 @@ fn centre(dims: [usize; 5], o: usize, i: usize) -> usize {
 /// Built on the CPU, where weights can be read back synchronously (WebGPU cannot), then moved.
 pub fn skeleton_model(device: &Device) -> UNet {
     let cpu = crate::backend::cpu_device("cpu").expect("a CPU backend is compiled in");
-    let mut net = UNet::seeded(MODEL_SEED, 0.05, &cpu);
+    let mut net = UNet::seeded(&UNetConfig::skeleton(), MODEL_SEED, 0.05, &cpu);
     let damp = |v: &mut Vec<f32>| v.iter_mut().for_each(|x| *x *= DAMPING);
-    edit(&mut net.enc1.weight, |v, d| {
+    edit(&mut net.encoder[0][0].conv.weight, |v, d| {
         damp(v);
         v[centre(d, 0, 2)] = 1.0;
         v[centre(d, 0, 5)] = -1.0;
     });
-    edit(&mut net.dec.weight, |v, d| {
+    edit(&mut net.decoder[0][0].conv.weight, |v, d| {
         damp(v);
         v[centre(d, 0, 0)] = 1.0;
     });
@@ -51,7 +51,7 @@ pub fn skeleton_model(device: &Device) -> UNet {
         damp(v);
         v[centre(d, 1, 0)] = 1.0;
     });
-    for b in [net.enc1.bias.as_mut(), net.dec.bias.as_mut()].into_iter().flatten() {
+    for b in [net.encoder[0][0].conv.bias.as_mut(), net.decoder[0][0].conv.bias.as_mut()].into_iter().flatten() {
         edit(b, |v, _| v[0] = 0.0);
     }
     edit(net.head.bias.as_mut().expect("head has a bias"), |v, _| v[1] = -THRESHOLD);

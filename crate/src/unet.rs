@@ -1,93 +1,301 @@
-//! The skeleton's 3D U-Net: two resolution levels, after Çiçek et al. (2016).
+//! A configurable 3D U-Net after Çiçek et al. (2016): `levels` resolutions, `blocks`
+//! conv-norm-ReLU blocks per level and side, max-pooling or strided-conv down, transposed-conv
+//! up, channel-concatenation skips and a 1×1×1 head.
 //!
 //! ```text
-//! x [6] ─ conv3 ─ ReLU ─ e1 [8] ───────────────────────────── concat [16] ─ conv3 ─ ReLU ─ d [8] ─ conv1 ─ logits [2]
-//!                          └─ maxpool 2 ─ p [8] ─ conv3 ─ ReLU ─ b [16] ─ upconv 2 ─ u [8] ─┘
+//! level 0:  x ─ block…block ─────────────────────────────────── cat ─ block…block ─ head
+//! level 1:            └ down ─ block…block ──── cat ─ block… ─ up ┘
+//! level 2:                        └ down ─ block…block ─ up ┘
 //! ```
-//! The forward pass keeps every activation, because LRP needs the input of each layer.
+//! Parameters are named as in the PyTorch twin (`tests/twin.py`): `encoder.{level}.{block}.conv`,
+//! `encoder.{level}.{block}.norm`, `ups.{i}`, `decoder.{i}.{block}.conv|norm` (i = 0 is the
+//! deepest decoder level) and `head`. The forward pass keeps every layer's input, because LRP
+//! needs them.
 
 use burn::module::Param;
 use burn::nn::conv::{Conv3d, ConvTranspose3d};
 use burn::nn::PaddingConfig3d;
 use burn::prelude::*;
 use burn::tensor::TensorData;
+use serde::{Deserialize, Serialize};
 
 use crate::pool::max_pool3d;
 use crate::rng::SplitMix;
 
 pub const IN_CHANNELS: usize = 6;
 pub const CLASSES: usize = 2;
-/// Input sides must be multiples of this (one 2×2×2 pooling level).
-pub const ALIGN: usize = 2;
 
-#[derive(Module, Debug)]
-pub struct UNet {
-    pub enc1: Conv3d,
-    pub enc2: Conv3d,
-    pub up: ConvTranspose3d,
-    pub dec: Conv3d,
-    pub head: Conv3d,
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NormKind {
+    None,
+    /// Running statistics (inference); merged into the preceding conv before LRP.
+    Batch,
+    /// Statistics of the current input; frozen and merged into the preceding conv before LRP.
+    Instance,
 }
 
-/// Every intermediate the LRP pass reads, named as in the module docs.
-#[derive(Clone, Debug)]
-pub struct Activations {
-    pub x: Tensor<5>,
-    pub e1: Tensor<5>,
-    pub p: Tensor<5>,
-    pub b: Tensor<5>,
-    pub u: Tensor<5>,
-    pub cat: Tensor<5>,
-    pub d: Tensor<5>,
-    pub logits: Tensor<5>,
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Down {
+    /// 2×2×2 max-pooling, stride 2.
+    MaxPool,
+    /// A conv-norm-ReLU block with a 2×2×2 kernel and stride 2 (channels unchanged).
+    StridedConv,
 }
 
-fn he_uniform(rng: &mut SplitMix, shape: [usize; 5], fan_in: usize, device: &Device) -> Tensor<5> {
-    let a = (6.0 / fan_in as f32).sqrt();
-    let n = shape.iter().product();
-    let v: Vec<f32> = (0..n).map(|_| rng.symmetric(a)).collect();
-    Tensor::from_data(TensorData::new(v, shape), device)
+/// The architecture; stored as JSON next to the weights.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct UNetConfig {
+    pub in_channels: usize,
+    pub classes: usize,
+    /// Resolutions, ≥ 1 (1 = no down-sampling).
+    pub levels: usize,
+    /// Channels at level 0; doubled at each level down.
+    pub base_channels: usize,
+    /// Conv-norm-ReLU blocks per level on each side, ≥ 1.
+    pub blocks: usize,
+    pub norm: NormKind,
+    pub down: Down,
+    #[serde(default = "default_norm_eps")]
+    pub norm_eps: f32,
 }
 
-fn bias(rng: &mut SplitMix, n: usize, scale: f32, device: &Device) -> Param<Tensor<1>> {
-    let v: Vec<f32> = (0..n).map(|_| rng.symmetric(scale)).collect();
-    Param::from_tensor(Tensor::from_data(TensorData::new(v, [n]), device))
+fn default_norm_eps() -> f32 {
+    1e-5
 }
 
-fn conv(rng: &mut SplitMix, cin: usize, cout: usize, k: usize, bias_scale: f32, device: &Device) -> Conv3d {
-    Conv3d {
-        weight: Param::from_tensor(he_uniform(rng, [cout, cin, k, k, k], cin * k * k * k, device)),
-        bias: Some(bias(rng, cout, bias_scale, device)),
-        stride: [1; 3],
-        kernel_size: [k; 3],
-        dilation: [1; 3],
-        groups: 1,
-        padding: PaddingConfig3d::Explicit(k / 2, k / 2, k / 2),
+impl UNetConfig {
+    /// The walking skeleton's net: two levels, 8 channels, one block, no norm, max-pooling.
+    pub fn skeleton() -> UNetConfig {
+        UNetConfig {
+            in_channels: IN_CHANNELS,
+            classes: CLASSES,
+            levels: 2,
+            base_channels: 8,
+            blocks: 1,
+            norm: NormKind::None,
+            down: Down::MaxPool,
+            norm_eps: 1e-5,
+        }
+    }
+
+    pub fn channels(&self, level: usize) -> usize {
+        self.base_channels << level
+    }
+
+    /// Input sides must be multiples of this.
+    pub fn align(&self) -> usize {
+        1 << (self.levels - 1)
+    }
+
+    pub fn validate(&self) -> Result<(), String> {
+        let ok = self.in_channels > 0
+            && self.classes > 0
+            && (1..=6).contains(&self.levels)
+            && (1..=256).contains(&self.base_channels)
+            && (1..=4).contains(&self.blocks)
+            && self.norm_eps > 0.0;
+        if ok {
+            Ok(())
+        } else {
+            Err(format!("unusable U-Net configuration: {self:?} (levels 1–6, base channels 1–256, blocks 1–4)"))
+        }
     }
 }
 
-impl UNet {
-    /// Deterministic weights from `seed` (identical on every platform and backend).
-    /// `bias_scale = 0` gives a bias-free net, for which LRP-ε conserves relevance exactly.
-    pub fn seeded(seed: u64, bias_scale: f32, device: &Device) -> Self {
-        let mut rng = SplitMix::new(seed);
-        let enc1 = conv(&mut rng, IN_CHANNELS, 8, 3, bias_scale, device);
-        let enc2 = conv(&mut rng, 8, 16, 3, bias_scale, device);
-        let up = ConvTranspose3d {
-            // burn/PyTorch layout for transposed convs: [in, out, k, k, k]
-            weight: Param::from_tensor(he_uniform(&mut rng, [16, 8, 2, 2, 2], 16, device)),
-            bias: Some(bias(&mut rng, 8, bias_scale, device)),
-            stride: [2; 3],
-            kernel_size: [2; 3],
-            dilation: [1; 3],
-            groups: 1,
-            padding: [0; 3],
-            padding_out: [0; 3],
-            channels: [16, 8],
+/// Batch or instance norm, with an affine transform (PyTorch `affine=True`).
+#[derive(Module, Debug)]
+pub struct Norm3d {
+    pub weight: Param<Tensor<1>>,
+    pub bias: Param<Tensor<1>>,
+    /// Used by batch norm only (instance norm keeps them at 0 and 1).
+    pub running_mean: Param<Tensor<1>>,
+    pub running_var: Param<Tensor<1>>,
+    #[module(skip)]
+    pub kind: NormKind,
+    #[module(skip)]
+    pub eps: f32,
+}
+
+impl Norm3d {
+    /// Per-channel `(mean, var)` this layer normalises `z` with: the running statistics for
+    /// batch norm, `z`'s own per-channel statistics (biased variance) for instance norm.
+    /// Shapes `[C]`; instance norm needs batch 1 here.
+    pub fn statistics(&self, z: &Tensor<5>) -> (Tensor<1>, Tensor<1>) {
+        match self.kind {
+            NormKind::Instance => {
+                let [n, c, d, h, w] = z.dims();
+                assert_eq!(n, 1, "instance-norm statistics are per volume: batch 1");
+                let flat = z.clone().reshape([c, d * h * w]);
+                let mean = flat.clone().mean_dim(1);
+                let var = (flat - mean.clone()).powi_scalar(2).mean_dim(1);
+                (mean.reshape([c]), var.reshape([c]))
+            }
+            _ => (self.running_mean.val(), self.running_var.val()),
+        }
+    }
+
+    /// `scale = γ / √(var + eps)` and `shift = β − mean·scale`: the norm as `z·scale + shift`.
+    pub fn affine(&self, z: &Tensor<5>) -> (Tensor<1>, Tensor<1>) {
+        let (mean, var) = self.statistics(z);
+        let scale = self.weight.val() / (var + self.eps).sqrt();
+        let shift = self.bias.val() - mean * scale.clone();
+        (scale, shift)
+    }
+
+    pub fn forward(&self, z: Tensor<5>) -> Tensor<5> {
+        let c = z.dims()[1];
+        if self.kind == NormKind::Instance && z.dims()[0] > 1 {
+            // Per volume of the batch.
+            let parts: Vec<Tensor<5>> = z.split(1, 0).into_iter().map(|v| self.forward(v)).collect();
+            return Tensor::cat(parts, 0);
+        }
+        let (scale, shift) = self.affine(&z);
+        z * scale.reshape([1, c, 1, 1, 1]) + shift.reshape([1, c, 1, 1, 1])
+    }
+}
+
+/// Conv, optional norm, ReLU.
+#[derive(Module, Debug)]
+pub struct Block {
+    pub conv: Conv3d,
+    pub norm: Option<Norm3d>,
+}
+
+/// What the forward pass of one block saw.
+#[derive(Clone, Debug)]
+pub struct BlockTrace {
+    /// The conv's input.
+    pub input: Tensor<5>,
+    /// The conv's output, before the norm (instance-norm statistics come from it).
+    pub conv_out: Tensor<5>,
+    /// After norm and ReLU.
+    pub output: Tensor<5>,
+}
+
+impl Block {
+    fn forward(&self, x: Tensor<5>) -> BlockTrace {
+        let conv_out = self.conv.forward(x.clone());
+        let normed = match &self.norm {
+            Some(n) => n.forward(conv_out.clone()),
+            None => conv_out.clone(),
         };
-        let dec = conv(&mut rng, 16, 8, 3, bias_scale, device);
-        let head = conv(&mut rng, 8, CLASSES, 1, bias_scale, device);
-        Self { enc1, enc2, up, dec, head }
+        BlockTrace { input: x, conv_out, output: burn::tensor::activation::relu(normed) }
+    }
+}
+
+#[derive(Module, Debug)]
+pub struct UNet {
+    /// `encoder[level][block]`; for `Down::StridedConv`, block 0 of levels ≥ 1 is the down conv.
+    pub encoder: Vec<Vec<Block>>,
+    /// `ups[i]` brings level `levels − 1 − i` up to level `levels − 2 − i`.
+    pub ups: Vec<ConvTranspose3d>,
+    /// `decoder[i]` works at level `levels − 2 − i`.
+    pub decoder: Vec<Vec<Block>>,
+    pub head: Conv3d,
+    #[module(skip)]
+    pub config: UNetConfig,
+}
+
+/// Every intermediate the LRP pass reads.
+#[derive(Clone, Debug)]
+pub struct Activations {
+    pub x: Tensor<5>,
+    pub encoder: Vec<Vec<BlockTrace>>,
+    /// Input of each `ups[i]`.
+    pub up_inputs: Vec<Tensor<5>>,
+    pub decoder: Vec<Vec<BlockTrace>>,
+    pub head_input: Tensor<5>,
+    pub logits: Tensor<5>,
+}
+
+fn uniform(rng: &mut SplitMix, shape: Vec<usize>, bound: f32, device: &Device) -> Tensor<1> {
+    let n = shape.iter().product();
+    let v: Vec<f32> = (0..n).map(|_| rng.symmetric(bound)).collect();
+    Tensor::from_data(TensorData::new(v, [n]), device)
+}
+
+fn conv3d(rng: &mut SplitMix, cin: usize, cout: usize, k: usize, stride: usize, bias_scale: f32, device: &Device) -> Conv3d {
+    let a = (6.0 / (cin * k * k * k) as f32).sqrt();
+    let pad = if stride == 1 { k / 2 } else { 0 };
+    Conv3d {
+        weight: Param::from_tensor(uniform(rng, vec![cout, cin, k, k, k], a, device).reshape([cout, cin, k, k, k])),
+        bias: Some(Param::from_tensor(uniform(rng, vec![cout], bias_scale, device))),
+        stride: [stride; 3],
+        kernel_size: [k; 3],
+        dilation: [1; 3],
+        groups: 1,
+        padding: PaddingConfig3d::Explicit(pad, pad, pad),
+    }
+}
+
+fn norm3d(rng: &mut SplitMix, c: usize, kind: NormKind, eps: f32, device: &Device) -> Option<Norm3d> {
+    if kind == NormKind::None {
+        return None;
+    }
+    let around = |rng: &mut SplitMix, centre: f32, spread: f32| {
+        Param::from_tensor(uniform(rng, vec![c], spread, device) + centre)
+    };
+    let (mean, var) = if kind == NormKind::Batch {
+        (around(rng, 0.0, 0.3), around(rng, 1.0, 0.5))
+    } else {
+        (Param::from_tensor(Tensor::zeros([c], device)), Param::from_tensor(Tensor::ones([c], device)))
+    };
+    Some(Norm3d { weight: around(rng, 1.0, 0.3), bias: around(rng, 0.0, 0.2), running_mean: mean, running_var: var, kind, eps })
+}
+
+impl UNet {
+    /// Deterministic weights from `seed` (identical on every platform and backend): He-uniform
+    /// convs, biases uniform in ±`bias_scale` (0 gives a bias-free net, for which LRP-0
+    /// conserves relevance), norms with random affine and running statistics.
+    pub fn seeded(config: &UNetConfig, seed: u64, bias_scale: f32, device: &Device) -> UNet {
+        config.validate().expect("a valid configuration");
+        let mut rng = SplitMix::new(seed);
+        let c = |l| config.channels(l);
+        let block = |rng: &mut SplitMix, cin, cout, k, stride| Block {
+            conv: conv3d(rng, cin, cout, k, stride, bias_scale, device),
+            norm: norm3d(rng, cout, config.norm, config.norm_eps, device),
+        };
+        let mut encoder = Vec::new();
+        for l in 0..config.levels {
+            let mut blocks = Vec::new();
+            let mut cin = if l == 0 { config.in_channels } else { c(l - 1) };
+            if l > 0 && config.down == Down::StridedConv {
+                blocks.push(block(&mut rng, cin, cin, 2, 2));
+            }
+            for _ in 0..config.blocks {
+                blocks.push(block(&mut rng, cin, c(l), 3, 1));
+                cin = c(l);
+            }
+            encoder.push(blocks);
+        }
+        let mut ups = Vec::new();
+        let mut decoder = Vec::new();
+        for l in (0..config.levels - 1).rev() {
+            let a = (6.0 / c(l + 1) as f32).sqrt();
+            ups.push(ConvTranspose3d {
+                // PyTorch/burn layout for transposed convs: [in, out, k, k, k]
+                weight: Param::from_tensor(uniform(&mut rng, vec![c(l + 1), c(l), 2, 2, 2], a, device).reshape([c(l + 1), c(l), 2, 2, 2])),
+                bias: Some(Param::from_tensor(uniform(&mut rng, vec![c(l)], bias_scale, device))),
+                stride: [2; 3],
+                kernel_size: [2; 3],
+                dilation: [1; 3],
+                groups: 1,
+                padding: [0; 3],
+                padding_out: [0; 3],
+                channels: [c(l + 1), c(l)],
+            });
+            let mut blocks = Vec::new();
+            let mut cin = 2 * c(l);
+            for _ in 0..config.blocks {
+                blocks.push(block(&mut rng, cin, c(l), 3, 1));
+                cin = c(l);
+            }
+            decoder.push(blocks);
+        }
+        let head = conv3d(&mut rng, c(0), config.classes, 1, 1, bias_scale, device);
+        UNet { encoder, ups, decoder, head, config: config.clone() }
     }
 
     pub fn forward(&self, x: Tensor<5>) -> Tensor<5> {
@@ -96,19 +304,42 @@ impl UNet {
 
     pub fn forward_all(&self, x: Tensor<5>) -> Activations {
         let [_, c, d, h, w] = x.dims();
-        assert_eq!(c, IN_CHANNELS, "the model takes {IN_CHANNELS} sequences");
-        assert!(d % ALIGN == 0 && h % ALIGN == 0 && w % ALIGN == 0, "pad the volume to a multiple of {ALIGN}");
-        let e1 = relu(self.enc1.forward(x.clone()));
-        let p = max_pool3d(e1.clone());
-        let b = relu(self.enc2.forward(p.clone()));
-        let u = self.up.forward(b.clone());
-        let cat = Tensor::cat(vec![e1.clone(), u.clone()], 1);
-        let d = relu(self.dec.forward(cat.clone()));
-        let logits = self.head.forward(d.clone());
-        Activations { x, e1, p, b, u, cat, d, logits }
+        let cfg = &self.config;
+        assert_eq!(c, cfg.in_channels, "the model takes {} sequences", cfg.in_channels);
+        let a = cfg.align();
+        assert!(d % a == 0 && h % a == 0 && w % a == 0, "pad the volume to a multiple of {a}");
+        let run = |blocks: &[Block], mut h: Tensor<5>| -> Vec<BlockTrace> {
+            blocks
+                .iter()
+                .map(|b| {
+                    let t = b.forward(h.clone());
+                    h = t.output.clone();
+                    t
+                })
+                .collect()
+        };
+        let mut encoder: Vec<Vec<BlockTrace>> = Vec::new();
+        let mut h = x.clone();
+        for (l, blocks) in self.encoder.iter().enumerate() {
+            if l > 0 && cfg.down == Down::MaxPool {
+                h = max_pool3d(h);
+            }
+            let traces = run(blocks, h);
+            h = traces.last().expect("≥ 1 block").output.clone();
+            encoder.push(traces);
+        }
+        let mut up_inputs = Vec::new();
+        let mut decoder = Vec::new();
+        for (i, (up, blocks)) in self.ups.iter().zip(&self.decoder).enumerate() {
+            let level = cfg.levels - 2 - i;
+            up_inputs.push(h.clone());
+            let u = up.forward(h);
+            let skip = encoder[level].last().expect("≥ 1 block").output.clone();
+            let traces = run(blocks, Tensor::cat(vec![skip, u], 1));
+            h = traces.last().expect("≥ 1 block").output.clone();
+            decoder.push(traces);
+        }
+        let logits = self.head.forward(h.clone());
+        Activations { x, encoder, up_inputs, decoder, head_input: h, logits }
     }
-}
-
-fn relu(x: Tensor<5>) -> Tensor<5> {
-    burn::tensor::activation::relu(x)
 }

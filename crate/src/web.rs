@@ -234,7 +234,8 @@ pub async fn segment() -> Result<Uint8Array, JsError> {
 #[wasm_bindgen]
 pub async fn explain(x: usize, y: usize, z: usize, class: usize) -> Result<JsValue, JsError> {
     let (net, study) = current()?;
-    let e = engine::explain(&net, &study, [x, y, z], class).await.map_err(js_err)?;
+    let composite = engine::composite(engine::DEFAULT_COMPOSITE, &study).map_err(js_err)?;
+    let e = engine::explain(&net, &study, [x, y, z], class, &composite).await.map_err(js_err)?;
     let out = serde_wasm_bindgen::to_value(&e).map_err(js_err)?;
     js_sys::Reflect::set(&out, &"relevance".into(), &Float32Array::from(&e.relevance[..]))
         .map_err(|_| js_err("could not build the result object"))?;

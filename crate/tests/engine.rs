@@ -2,6 +2,7 @@
 
 use seglrp::backend::cpu_device;
 use seglrp::engine::{explain, prepare, segmentation, skeleton_model};
+use seglrp::lrp::Composite;
 use seglrp::nifti::read_nifti;
 use seglrp::phantom::{phantom, sample_nifti, SAMPLE_DIMS, SAMPLE_SEED};
 
@@ -21,7 +22,8 @@ fn skeleton_model_finds_the_sample_tumour_and_explains_it_by_its_contrast() {
     let idx = mask.iter().zip(&label).position(|(m, l)| *m == 1 && *l == 1).unwrap();
     let [nx, ny, _] = vol.dims;
     let voxel = [idx % nx, (idx / nx) % ny, idx / (nx * ny)];
-    let e = pollster::block_on(explain(&net, &p, voxel, 1)).unwrap();
+    let eps = Composite::Epsilon { epsilon: 1e-6 };
+    let e = pollster::block_on(explain(&net, &p, voxel, 1, &eps)).unwrap();
     assert_eq!(e.relevance.len(), 6 * vol.voxels());
     assert!((e.shares.iter().sum::<f32>() - 1.0).abs() < 1e-4);
     assert!(e.shares[2] + e.shares[5] > 0.6, "shares {:?}", e.shares);
@@ -29,8 +31,8 @@ fn skeleton_model_finds_the_sample_tumour_and_explains_it_by_its_contrast() {
     assert!(e.logit > 0.0, "a voxel predicted as tumour has a positive tumour logit");
 
     // Bad requests are errors, not panics.
-    assert!(pollster::block_on(explain(&net, &p, [nx, 0, 0], 1)).is_err());
-    assert!(pollster::block_on(explain(&net, &p, voxel, 2)).is_err());
+    assert!(pollster::block_on(explain(&net, &p, [nx, 0, 0], 1, &eps)).is_err());
+    assert!(pollster::block_on(explain(&net, &p, voxel, 2, &eps)).is_err());
 }
 
 #[test]

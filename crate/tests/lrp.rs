@@ -3,11 +3,11 @@
 use burn::prelude::*;
 use burn::tensor::TensorData;
 use seglrp::backend::cpu_device;
-use seglrp::lrp::rules::epsilon_conv3d;
-use seglrp::lrp::explain_voxel;
+use seglrp::lrp::rules::{relevance, Linear};
+use seglrp::lrp::{explain_voxel, Composite, Rule};
 use seglrp::pool::{max_pool3d, max_unpool3d};
 use seglrp::rng::SplitMix;
-use seglrp::unet::UNet;
+use seglrp::unet::{UNet, UNetConfig};
 
 fn random(shape: [usize; 5], seed: u64, device: &Device) -> (Vec<f32>, Tensor<5>) {
     let mut rng = SplitMix::new(seed);
@@ -74,13 +74,13 @@ fn max_unpool3d_routes_relevance_to_the_winner_only() {
 #[test]
 fn epsilon_rule_matches_its_formula() {
     let dev = cpu_device("cpu").unwrap();
-    let net = UNet::seeded(5, 0.3, &dev);
-    let conv = &net.enc1; // 6 -> 8 channels, k = 3, padding 1, with bias
+    let net = UNet::seeded(&UNetConfig::skeleton(), 5, 0.3, &dev);
+    let conv = &net.encoder[0][0].conv; // 6 -> 8 channels, k = 3, padding 1, with bias
     let [ci, co, d, h, w] = [6usize, 8usize, 3usize, 4usize, 5usize];
     let (x, xt) = random([1, ci, d, h, w], 21, &dev);
     let (r, rt) = random([1, co, d, h, w], 22, &dev);
     let eps = 0.01;
-    let got = host(epsilon_conv3d(conv, xt, rt, eps));
+    let got = host(relevance(&Rule::Epsilon { epsilon: eps }, &Linear::conv(conv), xt, rt));
     let wgt = host(conv.weight.val());
     let bias = conv.bias.as_ref().unwrap().val().into_data().try_into_vec::<f32>().unwrap();
     let xi = |c: usize, z: isize, y: isize, xx: isize| -> f32 {
@@ -125,11 +125,11 @@ fn epsilon_rule_matches_its_formula() {
 #[test]
 fn lrp_epsilon_conserves_the_logit_through_the_unet() {
     let dev = cpu_device("cpu").unwrap();
-    let net = UNet::seeded(3, 0.0, &dev);
+    let net = UNet::seeded(&UNetConfig::skeleton(), 3, 0.0, &dev);
     let (_, x) = random([1, 6, 8, 12, 10], 31, &dev);
     let acts = net.forward_all(x);
     for (class, voxel) in [(1, [3, 5, 4]), (0, [7, 0, 9]), (1, [0, 11, 0])] {
-        let e = explain_voxel(&net, &acts, class, voxel, 1e-9);
+        let e = explain_voxel(&net, &acts, &Composite::Epsilon { epsilon: 1e-9 }, class, voxel);
         let logit = e.logit.into_data().try_into_vec::<f32>().unwrap()[0];
         let total: f32 = host(e.relevance).iter().sum();
         assert!(logit.abs() > 1e-3, "degenerate logit {logit}");
@@ -142,10 +142,10 @@ fn lrp_epsilon_conserves_the_logit_through_the_unet() {
 #[test]
 fn biases_break_conservation_as_they_should() {
     let dev = cpu_device("cpu").unwrap();
-    let net = UNet::seeded(3, 0.5, &dev);
+    let net = UNet::seeded(&UNetConfig::skeleton(), 3, 0.5, &dev);
     let (_, x) = random([1, 6, 8, 12, 10], 31, &dev);
     let acts = net.forward_all(x);
-    let e = explain_voxel(&net, &acts, 1, [3, 5, 4], 1e-9);
+    let e = explain_voxel(&net, &acts, &Composite::Epsilon { epsilon: 1e-9 }, 1, [3, 5, 4]);
     let logit = e.logit.into_data().try_into_vec::<f32>().unwrap()[0];
     let total: f32 = host(e.relevance).iter().sum();
     assert!((total - logit).abs() > 1e-3, "Σ R = {total}, logit = {logit}");

@@ -31,7 +31,7 @@ async fn run_study(device: &Device) -> (Vec<u8>, engine::VoxelExplanation) {
     let net = engine::skeleton_model(device);
     let p = prepare(&net, &vol, device).unwrap();
     let mask = engine::segmentation(&p).await.unwrap();
-    let e = engine::explain(&net, &p, [9, 8, 5], 1).await.unwrap();
+    let e = engine::explain(&net, &p, [9, 8, 5], 1, &seglrp::lrp::Composite::Epsilon { epsilon: 1e-6 }).await.unwrap();
     (mask, e)
 }
 

@@ -62,6 +62,10 @@ enum Command {
         /// "T1 20 s", "T1 60 s", "T1 120 s", "T1 15 min", "all sequences", "label", "unused".
         #[arg(long, value_name = "FILE=ROLE")]
         role: Vec<String>,
+        /// LRP composite: Epsilon, EpsilonPlus, EpsilonGammaBox, EpsilonAlpha2Beta1,
+        /// EpsilonPlusFlat or EpsilonAlpha2Beta1Flat (Zennit's names; README "LRP").
+        #[arg(long, default_value = engine::DEFAULT_COMPOSITE)]
+        composite: String,
         /// CPU backend.
         #[arg(long, default_value = "cpu")]
         backend: String,
@@ -188,7 +192,7 @@ fn run(cli: Cli) -> Result<(), String> {
             }
         }
         Command::Info { files, json, values } => info(&files, json, values)?,
-        Command::Explain { files, voxel, class, role, backend: name, relevance, segmentation, raw } => {
+        Command::Explain { files, voxel, class, role, composite, backend: name, relevance, segmentation, raw } => {
             let study = open_study(&files, &role)?;
             let vol = &study.volume;
             let device = backend::cpu_device(&name)?;
@@ -198,7 +202,8 @@ fn run(cli: Cli) -> Result<(), String> {
             let mask = pollster::block_on(engine::segmentation(&prepared))?;
             let t_segment = t.elapsed();
             let t = std::time::Instant::now();
-            let e = pollster::block_on(engine::explain(&net, &prepared, voxel, class))?;
+            let composite = engine::composite(&composite, &prepared)?;
+            let e = pollster::block_on(engine::explain(&net, &prepared, voxel, class, &composite))?;
             eprintln!(
                 "{name}: segmentation {:.0} ms, LRP pass {:.0} ms",
                 t_segment.as_secs_f64() * 1e3,

@@ -1,9 +1,14 @@
 //! Layer-wise relevance propagation.
 //!
 //! `rules` holds the per-layer rules (each rule's formula in its doc comment, as in Zennit's
-//! `rules.py`); `unet` walks a U-Net backwards with them.
+//! `rules.py`), `composite` which layer gets which rule, `canonize` the norm merging, and
+//! `unet` walks a U-Net backwards with them.
 
+pub mod canonize;
+pub mod composite;
 pub mod rules;
 pub mod unet;
 
-pub use unet::{explain_voxel, Explanation};
+pub use composite::Composite;
+pub use rules::Rule;
+pub use unet::{explain_voxel, propagate, Explanation};

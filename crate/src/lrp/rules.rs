@@ -1,23 +1,32 @@
-//! LRP rules for the layers of a 3D U-Net, with Zennit's formulas.
+//! LRP rules for linear layers (3D convolutions and transposed convolutions), with the
+//! formulas of Zennit's `rules.py`.
 //!
-//! Every rule works as Zennit's do: modify the forward output `z`, divide the incoming
-//! relevance by it, push the quotient back with the layer's transposed linear map (its
-//! gradient with respect to the input) and multiply by the input:
-//! `R_in = x ⊙ Wᵀ (R_out / stabilise(z))`.
+//! Zennit writes every rule as a sum of terms: modify the input (`x⁺ = max(x, 0)`,
+//! `x⁻ = min(x, 0)`, `1`, …) and the parameters (`w⁺`, `w⁻`, `w²`, …), run the layer forward to
+//! get the term's output `zₖ`, divide the incoming relevance by a stabilised sum of outputs,
+//! send the quotient back through the transposed layer with the term's weights (the gradient
+//! with respect to the input), and combine the terms. Below, `Wᵀ` is that transposed map,
+//! `stab(z) = z + ε·sgn₀(z)` with `sgn₀(0) = +1` (Zennit's `Stabilizer`), and the bias `b` is
+//! part of the forward output unless a rule says otherwise.
+//!
+//! ReLU and other activations use Zennit's `Pass`: relevance goes through unchanged (the
+//! walk in `lrp/unet.rs` does this).
 
 use burn::nn::conv::{Conv3d, ConvTranspose3d};
 use burn::nn::PaddingConfig3d;
 use burn::prelude::*;
 use burn::tensor::module::{conv3d, conv_transpose3d};
 use burn::tensor::ops::{ConvOptions, ConvTransposeOptions};
+use serde::{Deserialize, Serialize};
 
-/// Zennit's stabiliser: `z + ε·sgn₀(z)` with `sgn₀(0) = +1`, so the divisor never is 0.
+/// Zennit's stabiliser: `z + ε·sgn₀(z)` with `sgn₀(0) = +1`, so the divisor is never 0
+/// (for ε > 0).
 pub fn stabilise(z: Tensor<5>, eps: f32) -> Tensor<5> {
     let sign0 = z.clone().greater_equal_elem(0.0).float() * 2.0 - 1.0;
     z + sign0 * eps
 }
 
-/// Symmetric padding of a Conv3d (the skeleton's convs use explicit or valid padding).
+/// Symmetric padding of a Conv3d.
 pub fn conv_padding(conv: &Conv3d) -> [usize; 3] {
     match conv.padding {
         PaddingConfig3d::Explicit(d, h, w) => [d, h, w],
@@ -27,55 +36,246 @@ pub fn conv_padding(conv: &Conv3d) -> [usize; 3] {
     }
 }
 
-pub fn conv_forward(conv: &Conv3d, x: Tensor<5>, with_bias: bool) -> Tensor<5> {
-    conv3d(
-        x,
-        conv.weight.val(),
-        if with_bias { conv.bias.as_ref().map(|b| b.val()) } else { None },
-        ConvOptions::new(conv.stride, conv_padding(conv), conv.dilation, conv.groups),
-    )
+#[derive(Clone, Debug)]
+enum Mapping {
+    Conv { stride: [usize; 3], padding: [usize; 3], dilation: [usize; 3] },
+    ConvTranspose { stride: [usize; 3], padding: [usize; 3], padding_out: [usize; 3], dilation: [usize; 3] },
 }
 
-/// `Wᵀ s` for a Conv3d: the transposed convolution that maps the output grid back onto an
-/// input of `in_dims`; `padding_out` restores the rows a strided conv dropped.
-fn conv_transposed_map(conv: &Conv3d, s: Tensor<5>, in_dims: [usize; 5]) -> Tensor<5> {
-    let pad = conv_padding(conv);
-    let out_dims = s.dims();
-    let padding_out: [usize; 3] = std::array::from_fn(|i| {
-        let produced = (out_dims[i + 2] - 1) * conv.stride[i] + conv.dilation[i] * (conv.kernel_size[i] - 1) + 1;
-        (in_dims[i + 2] + 2 * pad[i]).saturating_sub(produced)
-    });
-    conv_transpose3d(
-        s,
-        conv.weight.val(),
-        None,
-        ConvTransposeOptions::new(conv.stride, pad, padding_out, conv.dilation, conv.groups),
-    )
+/// A linear layer as LRP sees it: weights and bias (after canonization, see `canonize.rs`)
+/// and the map they define.
+#[derive(Clone, Debug)]
+pub struct Linear {
+    mapping: Mapping,
+    pub weight: Tensor<5>,
+    pub bias: Option<Tensor<1>>,
 }
 
-/// LRP-ε (Zennit `Epsilon`) through a 3D convolution, bias kept in `z`:
-///
-/// `z_j = Σ_i x_i w_ij + b_j`,
-/// `R_i = x_i · Σ_j w_ij · R_j / (z_j + ε·sgn₀(z_j))`, with `sgn₀(0) = +1`.
-///
-/// With zero bias and ε → 0 it conserves relevance: `Σ_i R_i = Σ_j R_j`.
-pub fn epsilon_conv3d(conv: &Conv3d, x: Tensor<5>, r_out: Tensor<5>, eps: f32) -> Tensor<5> {
-    let z = conv_forward(conv, x.clone(), true);
-    let s = r_out / stabilise(z, eps);
-    let in_dims = x.dims();
-    x * conv_transposed_map(conv, s, in_dims)
+impl Linear {
+    pub fn conv(conv: &Conv3d) -> Linear {
+        assert_eq!(conv.groups, 1, "grouped convolutions are not supported");
+        Linear {
+            mapping: Mapping::Conv { stride: conv.stride, padding: conv_padding(conv), dilation: conv.dilation },
+            weight: conv.weight.val(),
+            bias: conv.bias.as_ref().map(|b| b.val()),
+        }
+    }
+
+    pub fn conv_transpose(up: &ConvTranspose3d) -> Linear {
+        assert_eq!(up.groups, 1, "grouped convolutions are not supported");
+        Linear {
+            mapping: Mapping::ConvTranspose { stride: up.stride, padding: up.padding, padding_out: up.padding_out, dilation: up.dilation },
+            weight: up.weight.val(),
+            bias: up.bias.as_ref().map(|b| b.val()),
+        }
+    }
+
+    /// Same map, other parameters.
+    pub fn with(&self, weight: Tensor<5>, bias: Option<Tensor<1>>) -> Linear {
+        Linear { mapping: self.mapping.clone(), weight, bias }
+    }
+
+    /// Output-channel axis of the weights: 0 for convs, 1 for transposed convs.
+    pub fn out_axis(&self) -> usize {
+        match self.mapping {
+            Mapping::Conv { .. } => 0,
+            Mapping::ConvTranspose { .. } => 1,
+        }
+    }
+
+    /// `z = x ⋆ w + b` with the given (modified) parameters.
+    fn forward(&self, x: Tensor<5>, w: Tensor<5>, b: Option<Tensor<1>>) -> Tensor<5> {
+        match self.mapping {
+            Mapping::Conv { stride, padding, dilation } => conv3d(x, w, b, ConvOptions::new(stride, padding, dilation, 1)),
+            Mapping::ConvTranspose { stride, padding, padding_out, dilation } => {
+                conv_transpose3d(x, w, b, ConvTransposeOptions::new(stride, padding, padding_out, dilation, 1))
+            }
+        }
+    }
+
+    /// `Wᵀ g`: the gradient of the map with respect to its input (shape `in_dims`).
+    fn backward(&self, g: Tensor<5>, w: Tensor<5>, in_dims: [usize; 5]) -> Tensor<5> {
+        match self.mapping {
+            Mapping::Conv { stride, padding, dilation } => {
+                let out = g.dims();
+                let kernel = w.dims();
+                // Rows a strided conv dropped at the end come back as `padding_out`.
+                let padding_out: [usize; 3] = std::array::from_fn(|i| {
+                    let produced = (out[i + 2] - 1) * stride[i] + dilation[i] * (kernel[i + 2] - 1) + 1;
+                    (in_dims[i + 2] + 2 * padding[i]).saturating_sub(produced)
+                });
+                conv_transpose3d(g, w, None, ConvTransposeOptions::new(stride, padding, padding_out, dilation, 1))
+            }
+            Mapping::ConvTranspose { stride, padding, dilation, .. } => {
+                conv3d(g, w, None, ConvOptions::new(stride, padding, dilation, 1))
+            }
+        }
+    }
 }
 
-/// LRP-ε (Zennit `Epsilon`) through a 3D transposed convolution; same formula as
-/// [`epsilon_conv3d`], where `Wᵀ` of a transposed convolution is the plain convolution:
-///
-/// `z_j = Σ_i x_i w_ij + b_j`,  `R_i = x_i · Σ_j w_ij · R_j / (z_j + ε·sgn₀(z_j))`.
-pub fn epsilon_conv_transpose3d(up: &ConvTranspose3d, x: Tensor<5>, r_out: Tensor<5>, eps: f32) -> Tensor<5> {
-    let options = ConvTransposeOptions::new(up.stride, up.padding, up.padding_out, up.dilation, up.groups);
-    let z = conv_transpose3d(x.clone(), up.weight.val(), up.bias.as_ref().map(|b| b.val()), options);
-    let s = r_out / stabilise(z, eps);
-    let back = conv3d(s, up.weight.val(), None, ConvOptions::new(up.stride, up.padding, up.dilation, up.groups));
-    x * back
+/// An LRP rule for a linear layer; parameters as in Zennit (defaults: ε = stabiliser = 1e-6,
+/// γ = 0.25).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "rule", rename_all = "snake_case")]
+pub enum Rule {
+    /// Zennit `Epsilon`; ε = 0 is LRP-0:
+    ///
+    /// `R_i = x_i · Σ_j w_ij R_j / stab(z_j)`, `z_j = Σ_i x_i w_ij + b_j`.
+    Epsilon { epsilon: f32 },
+    /// Zennit `Gamma` (generalised to negative inputs), on weights and bias:
+    ///
+    /// `w↑ = w + γw⁺`, `w↓ = w + γw⁻`, `b↑ = b + γb⁺`, `b↓ = b + γb⁻`;
+    /// `z↑ = x⁺ w↑ + b↑ + x⁻ w↓`, `z↓ = x⁺ w↓ + b↓ + x⁻ w↑`, `z = x w + b`;
+    /// `s↑ = [z > 0] R / stab(z↑)`, `s↓ = [z < 0] R / stab(z↓)`;
+    /// `R_in = x⁺ (w↑ᵀ s↑ + w↓ᵀ s↓) + x⁻ (w↓ᵀ s↑ + w↑ᵀ s↓)`.
+    Gamma { gamma: f32, stabilizer: f32 },
+    /// Zennit `ZPlus` (α = 1, β = 0, negative inputs allowed):
+    ///
+    /// `z = x⁺ w⁺ + b⁺ + x⁻ w⁻`, `s = R / stab(z)`, `R_in = x⁺ (w⁺ᵀ s) + x⁻ (w⁻ᵀ s)`.
+    ZPlus { stabilizer: f32 },
+    /// Zennit `AlphaBeta`, α − β = 1:
+    ///
+    /// `z⁺ = x⁺ w⁺ + b⁺ + x⁻ w⁻`, `z⁻ = x⁺ w⁻ + b⁻ + x⁻ w⁺`,
+    /// `R_in = α (x⁺ w⁺ᵀ + x⁻ w⁻ᵀ) R / stab(z⁺) − β (x⁺ w⁻ᵀ + x⁻ w⁺ᵀ) R / stab(z⁻)`.
+    AlphaBeta { alpha: f32, beta: f32, stabilizer: f32 },
+    /// Zennit `ZBox`, with per-input-channel bounds `l ≤ x ≤ h`:
+    ///
+    /// `z = x w + b − (l w⁺ + b⁺) − (h w⁻ + b⁻)`, `s = R / stab(z)`,
+    /// `R_in = x (wᵀ s) − l (w⁺ᵀ s) − h (w⁻ᵀ s)`.
+    ZBox { low: Vec<f32>, high: Vec<f32>, stabilizer: f32 },
+    /// Zennit `Flat`: all inputs and weights 1, no bias:
+    ///
+    /// `z = 1 ⋆ 1`, `R_in = 1ᵀ (R / stab(z))`.
+    Flat { stabilizer: f32 },
+    /// Zennit `WSquare`: inputs 1, squared weights and bias:
+    ///
+    /// `z = 1 ⋆ w² + b²`, `R_in = (w²)ᵀ (R / stab(z))`.
+    WSquare { stabilizer: f32 },
+}
+
+pub const DEFAULT_EPSILON: f32 = 1e-6;
+
+impl Rule {
+    pub fn lrp0() -> Rule {
+        Rule::Epsilon { epsilon: 0.0 }
+    }
+    pub fn epsilon() -> Rule {
+        Rule::Epsilon { epsilon: DEFAULT_EPSILON }
+    }
+    pub fn gamma() -> Rule {
+        Rule::Gamma { gamma: 0.25, stabilizer: DEFAULT_EPSILON }
+    }
+    pub fn zplus() -> Rule {
+        Rule::ZPlus { stabilizer: DEFAULT_EPSILON }
+    }
+    pub fn alpha2_beta1() -> Rule {
+        Rule::AlphaBeta { alpha: 2.0, beta: 1.0, stabilizer: DEFAULT_EPSILON }
+    }
+    pub fn flat() -> Rule {
+        Rule::Flat { stabilizer: DEFAULT_EPSILON }
+    }
+    pub fn wsquare() -> Rule {
+        Rule::WSquare { stabilizer: DEFAULT_EPSILON }
+    }
+
+    /// Refuses what Zennit refuses (α − β ≠ 1, negative α or β) and mis-sized ZBox bounds.
+    pub fn validate(&self, in_channels: usize) -> Result<(), String> {
+        match self {
+            Rule::AlphaBeta { alpha, beta, .. } if *alpha < 0.0 || *beta < 0.0 || (alpha - beta - 1.0).abs() > 1e-6 => {
+                Err(format!("AlphaBeta needs α, β ≥ 0 and α − β = 1 (got α = {alpha}, β = {beta})"))
+            }
+            Rule::ZBox { low, high, .. } if low.len() != in_channels || high.len() != in_channels => Err(format!(
+                "ZBox needs one low and one high bound per input channel ({in_channels}); got {} and {}",
+                low.len(),
+                high.len()
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
+fn pos5(t: &Tensor<5>) -> Tensor<5> {
+    t.clone().clamp_min(0.0)
+}
+fn neg5(t: &Tensor<5>) -> Tensor<5> {
+    t.clone().clamp_max(0.0)
+}
+fn pos1(b: &Option<Tensor<1>>) -> Option<Tensor<1>> {
+    b.as_ref().map(|b| b.clone().clamp_min(0.0))
+}
+fn neg1(b: &Option<Tensor<1>>) -> Option<Tensor<1>> {
+    b.as_ref().map(|b| b.clone().clamp_max(0.0))
+}
+
+/// Per-channel bounds as a tensor shaped like `x`.
+fn bounds_like(v: &[f32], x: &Tensor<5>) -> Tensor<5> {
+    let c = v.len();
+    let t = Tensor::<1>::from_data(burn::tensor::TensorData::new(v.to_vec(), [c]), &x.device());
+    x.ones_like() * t.reshape([1, c, 1, 1, 1])
+}
+
+/// Relevance of the layer's input `x` given the relevance `r` of its output.
+pub fn relevance(rule: &Rule, layer: &Linear, x: Tensor<5>, r: Tensor<5>) -> Tensor<5> {
+    let (w, b) = (layer.weight.clone(), layer.bias.clone());
+    let dims = x.dims();
+    let fwd = |x: Tensor<5>, w: Tensor<5>, b: Option<Tensor<1>>| layer.forward(x, w, b);
+    let back = |s: Tensor<5>, w: Tensor<5>| layer.backward(s, w, dims);
+    match rule {
+        Rule::Epsilon { epsilon } => {
+            let s = r / stabilise(fwd(x.clone(), w.clone(), b), *epsilon);
+            x * back(s, w)
+        }
+        Rule::ZPlus { stabilizer } => {
+            let (xp, xn, wp, wn) = (pos5(&x), neg5(&x), pos5(&w), neg5(&w));
+            let z = fwd(xp.clone(), wp.clone(), pos1(&b)) + fwd(xn.clone(), wn.clone(), None);
+            let s = r / stabilise(z, *stabilizer);
+            xp * back(s.clone(), wp) + xn * back(s, wn)
+        }
+        Rule::AlphaBeta { alpha, beta, stabilizer } => {
+            let (xp, xn, wp, wn) = (pos5(&x), neg5(&x), pos5(&w), neg5(&w));
+            let zp = fwd(xp.clone(), wp.clone(), pos1(&b)) + fwd(xn.clone(), wn.clone(), None);
+            let zn = fwd(xp.clone(), wn.clone(), neg1(&b)) + fwd(xn.clone(), wp.clone(), None);
+            let sp = r.clone() / stabilise(zp, *stabilizer);
+            let sn = r / stabilise(zn, *stabilizer);
+            let positive = xp.clone() * back(sp.clone(), wp.clone()) + xn.clone() * back(sp, wn.clone());
+            let negative = xp * back(sn.clone(), wn) + xn * back(sn, wp);
+            positive * *alpha - negative * *beta
+        }
+        Rule::Gamma { gamma, stabilizer } => {
+            let (xp, xn) = (pos5(&x), neg5(&x));
+            let w_up = w.clone() + pos5(&w) * *gamma;
+            let w_down = w.clone() + neg5(&w) * *gamma;
+            let b_up = b.as_ref().map(|b| b.clone() + b.clone().clamp_min(0.0) * *gamma);
+            let b_down = b.as_ref().map(|b| b.clone() + b.clone().clamp_max(0.0) * *gamma);
+            let z = fwd(x, w, b);
+            let z_up = fwd(xp.clone(), w_up.clone(), b_up) + fwd(xn.clone(), w_down.clone(), None);
+            let z_down = fwd(xp.clone(), w_down.clone(), b_down) + fwd(xn.clone(), w_up.clone(), None);
+            let s_up = z.clone().greater_elem(0.0).float() * r.clone() / stabilise(z_up, *stabilizer);
+            let s_down = z.lower_elem(0.0).float() * r / stabilise(z_down, *stabilizer);
+            xp.clone() * back(s_up.clone(), w_up.clone())
+                + xn.clone() * back(s_up, w_down.clone())
+                + xp * back(s_down.clone(), w_down)
+                + xn * back(s_down, w_up)
+        }
+        Rule::ZBox { low, high, stabilizer } => {
+            let (l, h) = (bounds_like(low, &x), bounds_like(high, &x));
+            let (wp, wn) = (pos5(&w), neg5(&w));
+            let z = fwd(x.clone(), w.clone(), b.clone()) - fwd(l.clone(), wp.clone(), pos1(&b)) - fwd(h.clone(), wn.clone(), neg1(&b));
+            let s = r / stabilise(z, *stabilizer);
+            x * back(s.clone(), w) - l * back(s.clone(), wp) - h * back(s, wn)
+        }
+        Rule::Flat { stabilizer } => {
+            let (ones, w1) = (x.ones_like(), w.ones_like());
+            let s = r / stabilise(fwd(ones, w1.clone(), None), *stabilizer);
+            back(s, w1)
+        }
+        Rule::WSquare { stabilizer } => {
+            let w2 = w.clone() * w;
+            let b2 = b.map(|b| b.clone() * b);
+            let s = r / stabilise(fwd(x.ones_like(), w2.clone(), b2), *stabilizer);
+            back(s, w2)
+        }
+    }
 }
 
 /// Relevance through a channel concatenation: each input keeps the relevance of its channels.
