@@ -13,6 +13,7 @@ pub mod skeleton;
 pub mod study;
 pub mod unet;
 pub mod volume;
+pub mod weights;
 
 #[cfg(target_arch = "wasm32")]
 mod web;

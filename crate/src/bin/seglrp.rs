@@ -5,7 +5,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use seglrp::study::{self, FileReport, Role, Study};
-use seglrp::{backend, engine, nifti, phantom};
+use seglrp::unet::{UNet, UNetConfig};
+use seglrp::{backend, engine, lrp, nifti, phantom, weights};
 
 #[derive(Parser)]
 #[command(name = "seglrp", version, about = "Layer-wise relevance propagation for 3D segmentation networks")]
@@ -42,6 +43,38 @@ enum Command {
         /// DIR/<file name>.f32.
         #[arg(long, value_name = "DIR")]
         values: Option<PathBuf>,
+    },
+    /// Create or export model weights (safetensors with PyTorch parameter names).
+    #[command(subcommand)]
+    Model(ModelCommand),
+    /// LRP on a raw input tensor, without normalisation: for checks against other
+    /// implementations (tests/lrp_parity.py). Writes the relevance as float32 [C, D, H, W].
+    ///
+    /// Example: seglrp relevance --model w.safetensors --input x.f32 --shape 6,24,40,33 \
+    ///          --voxel 10,20,16 --composite EpsilonGammaBox --out r.f32
+    Relevance {
+        /// safetensors written by `seglrp model` (its configuration is in the file), or with --config.
+        #[arg(long)]
+        model: PathBuf,
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// float32 little-endian, [C, D, H, W] row-major.
+        #[arg(long)]
+        input: PathBuf,
+        #[arg(long, value_parser = parse_shape)]
+        shape: [usize; 4],
+        /// Output voxel as d,h,w (tensor axes).
+        #[arg(long, value_parser = parse_voxel)]
+        voxel: [usize; 3],
+        #[arg(long, default_value_t = 1)]
+        class: usize,
+        #[arg(long, default_value = engine::DEFAULT_COMPOSITE)]
+        composite: String,
+        #[arg(long)]
+        out: PathBuf,
+        /// Also write all logits (float32 [classes, D, H, W], cropped) here.
+        #[arg(long)]
+        logits: Option<PathBuf>,
     },
     /// Segment a study and explain one voxel with LRP-ε; prints a JSON summary.
     ///
@@ -81,9 +114,125 @@ enum Command {
     },
 }
 
+#[derive(Subcommand)]
+enum ModelCommand {
+    /// Write a randomly initialised network (weights from a seed) as safetensors.
+    ///
+    /// Example: seglrp model init --config unet.json --seed 7 --out random.safetensors
+    Init {
+        /// UNetConfig as JSON (README "Models"); default: the skeleton's architecture.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Biases are drawn from ±this.
+        #[arg(long, default_value_t = 0.1)]
+        bias_scale: f32,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Write the bundled (skeleton) model as safetensors.
+    Bundled {
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
 fn parse_voxel(s: &str) -> Result<[usize; 3], String> {
     let v: Vec<usize> = s.split(',').map(|p| p.trim().parse::<usize>()).collect::<Result<_, _>>().map_err(|e| format!("{e}: expected x,y,z"))?;
     v.try_into().map_err(|_| "expected three numbers x,y,z".to_string())
+}
+
+fn parse_shape(s: &str) -> Result<[usize; 4], String> {
+    let v: Vec<usize> = s.split(',').map(|p| p.trim().parse::<usize>()).collect::<Result<_, _>>().map_err(|e| format!("{e}: expected C,D,H,W"))?;
+    v.try_into().map_err(|_| "expected four numbers C,D,H,W".to_string())
+}
+
+fn load_model(path: &Path, config: Option<&Path>, device: &burn::prelude::Device) -> Result<UNet, String> {
+    let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let config = match config {
+        Some(c) => serde_json::from_slice(&std::fs::read(c).map_err(|e| format!("{}: {e}", c.display()))?)
+            .map_err(|e| format!("{}: {e}", c.display()))?,
+        None => weights::config_of(&bytes).ok_or_else(|| format!("{}: no configuration in the file; give --config", path.display()))?,
+    };
+    weights::from_safetensors(&config, &bytes, device).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// Zero-pads `[C, D, H, W]` at the end of each spatial axis to a multiple of `align`.
+fn pad(x: &[f32], [c, d, h, w]: [usize; 4], align: usize) -> ([usize; 4], Vec<f32>) {
+    let up = |n: usize| n.div_ceil(align) * align;
+    let (pd, ph, pw) = (up(d), up(h), up(w));
+    let mut out = vec![0f32; c * pd * ph * pw];
+    for ci in 0..c {
+        for z in 0..d {
+            for y in 0..h {
+                let src = ((ci * d + z) * h + y) * w;
+                let dst = ((ci * pd + z) * ph + y) * pw;
+                out[dst..dst + w].copy_from_slice(&x[src..src + w]);
+            }
+        }
+    }
+    ([c, pd, ph, pw], out)
+}
+
+fn crop(x: &[f32], [c, pd, ph, pw]: [usize; 4], [d, h, w]: [usize; 3]) -> Vec<f32> {
+    let mut out = Vec::with_capacity(c * d * h * w);
+    for ci in 0..c {
+        for z in 0..d {
+            for y in 0..h {
+                let src = ((ci * pd + z) * ph + y) * pw;
+                out.extend_from_slice(&x[src..src + w]);
+            }
+        }
+    }
+    out
+}
+
+fn relevance_command(args: RelevanceArgs) -> Result<(), String> {
+    use burn::prelude::*;
+    let device = backend::cpu_device("cpu")?;
+    let net = load_model(&args.model, args.config.as_deref(), &device)?;
+    let raw = std::fs::read(&args.input).map_err(|e| format!("{}: {e}", args.input.display()))?;
+    let x: Vec<f32> = raw.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+    let [c, d, h, w] = args.shape;
+    if x.len() != c * d * h * w {
+        return Err(format!("{}: {} values, but the shape needs {}", args.input.display(), x.len(), c * d * h * w));
+    }
+    let (padded, xp) = pad(&x, args.shape, net.config.align());
+    let n = padded[1] * padded[2] * padded[3];
+    let range = |ci: usize| xp[ci * n..(ci + 1) * n].iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), v| (lo.min(*v), hi.max(*v)));
+    let (low, high): (Vec<f32>, Vec<f32>) = (0..c).map(range).unzip();
+    let composite = match lrp::Composite::by_name(&args.composite) {
+        Some(lrp::Composite::EpsilonGammaBox { .. }) => lrp::Composite::EpsilonGammaBox { low, high },
+        Some(other) => other,
+        None => return Err(format!("unknown composite {}", args.composite)),
+    };
+    let input = Tensor::<5>::from_data(burn::tensor::TensorData::new(xp, [1, c, padded[1], padded[2], padded[3]]), &device);
+    let acts = net.forward_all(input);
+    if let Some(path) = &args.logits {
+        let l = acts.logits.clone().into_data().try_into_vec::<f32>().map_err(|e| format!("{e:?}"))?;
+        let l = crop(&l, [net.config.classes, padded[1], padded[2], padded[3]], [d, h, w]);
+        write(path, &l.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>())?;
+    }
+    let e = lrp::explain_voxel(&net, &acts, &composite, args.class, args.voxel);
+    let r = e.relevance.into_data().try_into_vec::<f32>().map_err(|e| format!("{e:?}"))?;
+    let logit = e.logit.into_data().try_into_vec::<f32>().map_err(|e| format!("{e:?}"))?[0];
+    let r = crop(&r, padded, [d, h, w]);
+    write(&args.out, &r.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>())?;
+    println!("{}", serde_json::json!({ "logit": logit, "relevance_sum": r.iter().map(|v| *v as f64).sum::<f64>(), "composite": args.composite }));
+    Ok(())
+}
+
+struct RelevanceArgs {
+    model: PathBuf,
+    config: Option<PathBuf>,
+    input: PathBuf,
+    shape: [usize; 4],
+    voxel: [usize; 3],
+    class: usize,
+    composite: String,
+    out: PathBuf,
+    logits: Option<PathBuf>,
 }
 
 fn write(path: &Path, bytes: &[u8]) -> Result<(), String> {
@@ -192,6 +341,25 @@ fn run(cli: Cli) -> Result<(), String> {
             }
         }
         Command::Info { files, json, values } => info(&files, json, values)?,
+        Command::Model(ModelCommand::Init { config, seed, bias_scale, out }) => {
+            let config: UNetConfig = match config {
+                Some(c) => serde_json::from_slice(&std::fs::read(&c).map_err(|e| format!("{}: {e}", c.display()))?)
+                    .map_err(|e| format!("{}: {e}", c.display()))?,
+                None => UNetConfig::skeleton(),
+            };
+            config.validate()?;
+            let device = backend::cpu_device("cpu")?;
+            write(&out, &weights::to_safetensors(&UNet::seeded(&config, seed, bias_scale, &device)))?;
+            eprintln!("wrote {}", out.display());
+        }
+        Command::Model(ModelCommand::Bundled { out }) => {
+            let device = backend::cpu_device("cpu")?;
+            write(&out, &weights::to_safetensors(&engine::skeleton_model(&device)))?;
+            eprintln!("wrote {}", out.display());
+        }
+        Command::Relevance { model, config, input, shape, voxel, class, composite, out, logits } => {
+            relevance_command(RelevanceArgs { model, config, input, shape, voxel, class, composite, out, logits })?
+        }
         Command::Explain { files, voxel, class, role, composite, backend: name, relevance, segmentation, raw } => {
             let study = open_study(&files, &role)?;
             let vol = &study.volume;

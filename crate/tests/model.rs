@@ -1,0 +1,89 @@
+//! Model weights in and out, and the architecture's variants on the CPU backend.
+
+use burn::prelude::*;
+use burn::tensor::TensorData;
+use seglrp::backend::cpu_device;
+use seglrp::lrp::{propagate, unet::start_relevance, Composite};
+use seglrp::rng::SplitMix;
+use seglrp::unet::{Down, NormKind, UNet, UNetConfig};
+use seglrp::weights::{config_of, from_safetensors, to_safetensors, ModelError};
+
+fn variants() -> Vec<UNetConfig> {
+    let base = UNetConfig::skeleton();
+    vec![
+        base.clone(),
+        UNetConfig { levels: 3, base_channels: 4, blocks: 2, norm: NormKind::Batch, down: Down::StridedConv, ..base.clone() },
+        UNetConfig { levels: 3, base_channels: 4, blocks: 1, norm: NormKind::Instance, ..base.clone() },
+        UNetConfig { levels: 1, base_channels: 4, ..base },
+    ]
+}
+
+fn input(shape: [usize; 5], seed: u64, device: &Device) -> Tensor<5> {
+    let mut rng = SplitMix::new(seed);
+    let v: Vec<f32> = (0..shape.iter().product()).map(|_| rng.normal()).collect();
+    Tensor::from_data(TensorData::new(v, shape), device)
+}
+
+fn host(t: Tensor<5>) -> Vec<f32> {
+    t.into_data().try_into_vec::<f32>().unwrap()
+}
+
+#[test]
+fn safetensors_round_trip_gives_the_same_network() {
+    let dev = cpu_device("cpu").unwrap();
+    for cfg in variants() {
+        let net = UNet::seeded(&cfg, 11, 0.2, &dev);
+        let bytes = to_safetensors(&net);
+        assert_eq!(config_of(&bytes).as_ref(), Some(&cfg));
+        let back = from_safetensors(&cfg, &bytes, &dev).unwrap();
+        let x = input([1, 6, 8, 8, 4], 5, &dev);
+        assert_eq!(host(net.forward(x.clone())), host(back.forward(x)), "{cfg:?}");
+    }
+}
+
+#[test]
+fn mismatched_weights_are_refused_by_tensor_name() {
+    let dev = cpu_device("cpu").unwrap();
+    let cfg = UNetConfig::skeleton();
+    let bytes = to_safetensors(&UNet::seeded(&cfg, 1, 0.1, &dev));
+    let wider = UNetConfig { base_channels: 16, ..cfg.clone() };
+    let err = from_safetensors(&wider, &bytes, &dev).unwrap_err();
+    assert!(matches!(&err, ModelError::Shape { name, .. } if name == "encoder.0.0.conv.weight"), "{err}");
+    let four = UNetConfig { in_channels: 4, ..cfg.clone() };
+    let msg = from_safetensors(&four, &bytes, &dev).unwrap_err().to_string();
+    assert!(msg.contains("4 input sequences expected, the weights take 6"), "{msg}");
+    let deeper = UNetConfig { levels: 3, ..cfg.clone() };
+    assert!(matches!(from_safetensors(&deeper, &bytes, &dev).unwrap_err(), ModelError::Shape { .. } | ModelError::Missing(_)));
+    let normed = UNetConfig { norm: NormKind::Batch, ..cfg.clone() };
+    let err = from_safetensors(&normed, &bytes, &dev).unwrap_err();
+    assert_eq!(err, ModelError::Missing("encoder.0.0.norm.weight".into()));
+    let shallower = UNetConfig { levels: 1, ..cfg.clone() };
+    let err = from_safetensors(&shallower, &bytes, &dev).unwrap_err();
+    assert!(matches!(err, ModelError::Unexpected(_)), "{err}");
+    assert!(matches!(from_safetensors(&cfg, b"not a model", &dev).unwrap_err(), ModelError::NotSafetensors(_)));
+    let bad = UNetConfig { levels: 0, ..cfg.clone() };
+    assert!(matches!(from_safetensors(&bad, &bytes, &dev).unwrap_err(), ModelError::Config(_)));
+}
+
+/// The two-pass region method rests on this: for a fixed forward pass every composite maps the
+/// output relevance to the input relevance linearly.
+#[test]
+fn every_composite_is_linear_in_the_start_relevance() {
+    let dev = cpu_device("cpu").unwrap();
+    for cfg in variants() {
+        let net = UNet::seeded(&cfg, 3, 0.2, &dev);
+        let acts = net.forward_all(input([1, 6, 8, 8, 4], 9, &dev));
+        let (a, b) = (start_relevance(&acts.logits, 1, [3, 2, 1]), start_relevance(&acts.logits, 0, [5, 6, 2]));
+        let composites = Composite::NAMES.iter().map(|n| match Composite::by_name(n).unwrap() {
+            Composite::EpsilonGammaBox { .. } => Composite::EpsilonGammaBox { low: vec![-3.0; 6], high: vec![3.0; 6] },
+            c => c,
+        });
+        for c in composites {
+            let sum = host(propagate(&net, &acts, &c, a.clone() * 2.0 + b.clone()));
+            let parts: Vec<f32> = host(propagate(&net, &acts, &c, a.clone())).iter().zip(host(propagate(&net, &acts, &c, b.clone()))).map(|(x, y)| 2.0 * x + y).collect();
+            let scale = parts.iter().fold(0f32, |m, v| m.max(v.abs()));
+            let diff = sum.iter().zip(&parts).fold(0f32, |m, (x, y)| m.max((x - y).abs()));
+            assert!(scale > 0.0 && diff <= 1e-5 * scale, "{cfg:?} {c:?}: diff {diff} scale {scale}");
+        }
+    }
+}
