@@ -87,3 +87,36 @@ fn every_composite_is_linear_in_the_start_relevance() {
         }
     }
 }
+
+/// The two-pass region map equals the seed's per-voxel loop.
+#[test]
+fn two_pass_region_map_equals_the_per_voxel_loop() {
+    use seglrp::lrp::region::{naive_region, region_map};
+    let dev = cpu_device("cpu").unwrap();
+    for cfg in variants().into_iter().take(3) {
+        let net = UNet::seeded(&cfg, 4, 0.2, &dev);
+        let acts = net.forward_all(input([1, 6, 8, 8, 8], 12, &dev));
+        let voxels: Vec<[usize; 3]> = (2..5).flat_map(|d| (1..4).flat_map(move |h| (3..6).map(move |w| [d, h, w]))).collect();
+        let mut mask = vec![0f32; 8 * 8 * 8];
+        for [d, h, w] in &voxels {
+            mask[(d * 8 + h) * 8 + w] = 1.0;
+        }
+        let region = Tensor::<5>::from_data(TensorData::new(mask, [1, 1, 8, 8, 8]), &dev);
+        for c in [Composite::Epsilon { epsilon: 1e-6 }, Composite::EpsilonAlpha2Beta1, Composite::EpsilonGammaBox { low: vec![-4.0; 6], high: vec![4.0; 6] }] {
+            let two = region_map(&net, &acts, &c, 1, region.clone());
+            let (naive, left_out) = naive_region(&net, &acts, &c, 1, &voxels);
+            let kept: f32 = host(two.kept).iter().sum();
+            assert_eq!(kept as usize + left_out, voxels.len());
+            let (a, b) = (host(two.relevance), host(naive));
+            let scale = b.iter().fold(0f32, |m, v| m.max(v.abs()));
+            let diff = a.iter().zip(&b).fold(0f32, |m, (x, y)| m.max((x - y).abs()));
+            // Both methods divide by ΣM_a, a sum with cancellation (biases, α·positive −
+            // β·negative), computed in float32 in different orders: they agree to ~1e-5 of
+            // max|M_A|, up to 6e-5 here.
+            assert!(scale > 0.0 && diff <= 1e-4 * scale, "{cfg:?} {c:?}: two-pass vs per-voxel {diff} of {scale}");
+            // Each kept voxel contributes a map summing to 1.
+            let total: f32 = a.iter().sum();
+            assert!((total - kept).abs() <= 1e-3 * kept, "Σ M_A = {total}, kept {kept}");
+        }
+    }
+}

@@ -64,8 +64,12 @@ enum Command {
         #[arg(long, value_parser = parse_shape)]
         shape: [usize; 4],
         /// Output voxel as d,h,w (tensor axes).
-        #[arg(long, value_parser = parse_voxel)]
-        voxel: [usize; 3],
+        #[arg(long, value_parser = parse_voxel, required_unless_present = "region")]
+        voxel: Option<[usize; 3]>,
+        /// Instead of one voxel, the exact two-pass region map over the box d0,h0,w0,d1,h1,w1
+        /// (start inclusive, end exclusive; README "Region maps").
+        #[arg(long, value_parser = parse_box, conflicts_with = "voxel")]
+        region: Option<[usize; 6]>,
         #[arg(long, default_value_t = 1)]
         class: usize,
         #[arg(long, default_value = engine::DEFAULT_COMPOSITE)]
@@ -143,6 +147,11 @@ fn parse_voxel(s: &str) -> Result<[usize; 3], String> {
     v.try_into().map_err(|_| "expected three numbers x,y,z".to_string())
 }
 
+fn parse_box(s: &str) -> Result<[usize; 6], String> {
+    let v: Vec<usize> = s.split(',').map(|p| p.trim().parse::<usize>()).collect::<Result<_, _>>().map_err(|e| format!("{e}: expected d0,h0,w0,d1,h1,w1"))?;
+    v.try_into().map_err(|_| "expected six numbers d0,h0,w0,d1,h1,w1".to_string())
+}
+
 fn parse_shape(s: &str) -> Result<[usize; 4], String> {
     let v: Vec<usize> = s.split(',').map(|p| p.trim().parse::<usize>()).collect::<Result<_, _>>().map_err(|e| format!("{e}: expected C,D,H,W"))?;
     v.try_into().map_err(|_| "expected four numbers C,D,H,W".to_string())
@@ -214,12 +223,44 @@ fn relevance_command(args: RelevanceArgs) -> Result<(), String> {
         let l = crop(&l, [net.config.classes, padded[1], padded[2], padded[3]], [d, h, w]);
         write(path, &l.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>())?;
     }
-    let e = lrp::explain_voxel(&net, &acts, &composite, args.class, args.voxel);
-    let r = e.relevance.into_data().try_into_vec::<f32>().map_err(|e| format!("{e:?}"))?;
-    let logit = e.logit.into_data().try_into_vec::<f32>().map_err(|e| format!("{e:?}"))?[0];
+    if args.class >= net.config.classes {
+        return Err(format!("class {} does not exist", args.class));
+    }
+    let (r, summary) = match (args.voxel, args.region) {
+        (Some(v), _) => {
+            if v[0] >= d || v[1] >= h || v[2] >= w {
+                return Err(format!("voxel {v:?} lies outside {d}×{h}×{w}"));
+            }
+            let e = lrp::explain_voxel(&net, &acts, &composite, args.class, v);
+            let logit = e.logit.into_data().try_into_vec::<f32>().map_err(|e| format!("{e:?}"))?[0];
+            (e.relevance, serde_json::json!({ "logit": logit }))
+        }
+        (None, Some([d0, h0, w0, d1, h1, w1])) => {
+            if d0 >= d1 || h0 >= h1 || w0 >= w1 || d1 > d || h1 > h || w1 > w {
+                return Err(format!("the region box must lie inside {d}×{h}×{w} and not be empty"));
+            }
+            let (pd, ph, pw) = (padded[1], padded[2], padded[3]);
+            let mut mask = vec![0f32; pd * ph * pw];
+            for z in d0..d1 {
+                for y in h0..h1 {
+                    mask[(z * ph + y) * pw + w0..(z * ph + y) * pw + w1].fill(1.0);
+                }
+            }
+            let region = Tensor::<5>::from_data(burn::tensor::TensorData::new(mask, [1, 1, pd, ph, pw]), &device);
+            let m = lrp::region::region_map(&net, &acts, &composite, args.class, region);
+            let kept: f32 = m.kept.into_data().try_into_vec::<f32>().map_err(|e| format!("{e:?}"))?.iter().sum();
+            let size = (d1 - d0) * (h1 - h0) * (w1 - w0);
+            (m.relevance, serde_json::json!({ "region_voxels": size, "kept": kept as usize, "left_out": size - kept as usize }))
+        }
+        (None, None) => return Err("give --voxel or --region".into()),
+    };
+    let r = r.into_data().try_into_vec::<f32>().map_err(|e| format!("{e:?}"))?;
     let r = crop(&r, padded, [d, h, w]);
     write(&args.out, &r.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>())?;
-    println!("{}", serde_json::json!({ "logit": logit, "relevance_sum": r.iter().map(|v| *v as f64).sum::<f64>(), "composite": args.composite }));
+    let mut summary = summary;
+    summary["relevance_sum"] = serde_json::json!(r.iter().map(|v| *v as f64).sum::<f64>());
+    summary["composite"] = serde_json::json!(args.composite);
+    println!("{summary}");
     Ok(())
 }
 
@@ -228,7 +269,8 @@ struct RelevanceArgs {
     config: Option<PathBuf>,
     input: PathBuf,
     shape: [usize; 4],
-    voxel: [usize; 3],
+    voxel: Option<[usize; 3]>,
+    region: Option<[usize; 6]>,
     class: usize,
     composite: String,
     out: PathBuf,
@@ -357,8 +399,8 @@ fn run(cli: Cli) -> Result<(), String> {
             write(&out, &weights::to_safetensors(&engine::skeleton_model(&device)))?;
             eprintln!("wrote {}", out.display());
         }
-        Command::Relevance { model, config, input, shape, voxel, class, composite, out, logits } => {
-            relevance_command(RelevanceArgs { model, config, input, shape, voxel, class, composite, out, logits })?
+        Command::Relevance { model, config, input, shape, voxel, region, class, composite, out, logits } => {
+            relevance_command(RelevanceArgs { model, config, input, shape, voxel, region, class, composite, out, logits })?
         }
         Command::Explain { files, voxel, class, role, composite, backend: name, relevance, segmentation, raw } => {
             let study = open_study(&files, &role)?;

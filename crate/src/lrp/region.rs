@@ -1,0 +1,81 @@
+//! Relevance maps for a region of output voxels, exactly, in two passes.
+//!
+//! The seed's region map normalises each voxel's map before summing:
+//! `M_A = Σ_{a∈A} M_a / ΣM_a`, where `M_a = L(y_a e_a)` is the input relevance when LRP starts
+//! from the logit `y_a` at voxel `a` alone, and `ΣM_a` its sum over the input. For a fixed
+//! forward pass every rule is linear in the relevance it starts from (`L` is a matrix), so
+//! `ΣM_a = 1ᵀ L y_a e_a = y_a (Lᵀ1)_a` and `M_A = L(Σ_{a∈A} e_a / (Lᵀ1)_a)`:
+//! one pass of `Lᵀ` (here: autodiff through an LRP pass, since `Lᵀ1 = ∇_R Σ L R`) and one LRP
+//! pass, whatever the size of `A`. [`naive_region`] does the seed's per-voxel loop; it is the
+//! test oracle.
+//!
+//! Voxels whose `|ΣM_a|` is below [`LEFT_OUT_FRACTION`] of the largest in the region are left
+//! out (their normalised map would be noise divided by almost nothing) and counted.
+
+use burn::prelude::*;
+
+use super::composite::Composite;
+use super::unet::{propagate, start_relevance};
+use crate::unet::{Activations, UNet};
+
+/// A voxel `a` of the region is left out when `|ΣM_a| < LEFT_OUT_FRACTION · max_{b∈A} |ΣM_b|`.
+pub const LEFT_OUT_FRACTION: f32 = 1e-3;
+
+pub struct RegionMap {
+    /// `[1, C, D, H, W]`: `Σ_{a∈A'} M_a / ΣM_a` over the voxels `A'` of the region kept.
+    pub relevance: Tensor<5>,
+    /// `ΣM_a = y_a (Lᵀ1)_a` for every output voxel of the class, `[1, 1, D, H, W]`.
+    pub totals: Tensor<5>,
+    /// 1 where a region voxel was kept, `[1, 1, D, H, W]`.
+    pub kept: Tensor<5>,
+}
+
+/// `(Lᵀ1)` for every logit: the sum of the input relevance per unit of start relevance.
+pub fn column_sums(net: &UNet, act: &Activations, composite: &Composite) -> Tensor<5> {
+    let r = act.logits.zeros_like().autodiff().require_grad();
+    let grads = propagate(net, act, composite, r.clone()).sum().backward();
+    r.grad(&grads).expect("the start relevance is tracked")
+}
+
+/// The exact region map for `class` over `region` (`[1, 1, D, H, W]`, 1 inside, 0 outside).
+pub fn region_map(net: &UNet, act: &Activations, composite: &Composite, class: usize, region: Tensor<5>) -> RegionMap {
+    let lt1 = column_sums(net, act, composite).narrow(1, class, 1);
+    let y = act.logits.clone().narrow(1, class, 1);
+    let totals = y * lt1.clone();
+    let inside = region.greater_elem(0.5).float();
+    let largest = (totals.clone().abs() * inside.clone()).max().reshape([1, 1, 1, 1, 1]);
+    let kept = totals.clone().abs().greater_equal(largest * LEFT_OUT_FRACTION).float() * inside;
+    // e_a / (Lᵀ1)_a where kept; the divisor is made 1 elsewhere so that nothing is NaN.
+    let safe = lt1.clone() * kept.clone() + (kept.ones_like() - kept.clone());
+    let start_class = kept.clone() / safe;
+    let classes = act.logits.dims()[1];
+    let start = Tensor::cat(
+        (0..classes).map(|c| if c == class { start_class.clone() } else { start_class.zeros_like() }).collect(),
+        1,
+    );
+    RegionMap { relevance: propagate(net, act, composite, start), totals, kept }
+}
+
+/// The seed's method, one LRP pass per voxel: `Σ_{a∈A'} M_a / ΣM_a` with the same
+/// left-out rule. `voxels` are `[d, h, w]`. Returns the map and how many voxels were left out.
+pub fn naive_region(net: &UNet, act: &Activations, composite: &Composite, class: usize, voxels: &[[usize; 3]]) -> (Tensor<5>, usize) {
+    let maps: Vec<(Tensor<5>, f32)> = voxels
+        .iter()
+        .map(|v| {
+            let m = propagate(net, act, composite, start_relevance(&act.logits, class, *v));
+            let total = m.clone().sum().into_data().try_into_vec::<f32>().expect("f32")[0];
+            (m, total)
+        })
+        .collect();
+    let largest = maps.iter().fold(0f32, |m, (_, t)| m.max(t.abs()));
+    let mut sum = act.x.zeros_like();
+    let mut left_out = 0;
+    for (m, total) in maps {
+        if total.abs() >= largest * LEFT_OUT_FRACTION {
+            sum = sum + m / total;
+        } else {
+            left_out += 1;
+        }
+    }
+    (sum, left_out)
+}
