@@ -37,6 +37,9 @@ NETS = [
     ("2 levels, no norm, max-pool", dict(levels=2, base_channels=8, blocks=1, norm="none", down="max_pool"), (6, 24, 40, 33)),
     ("3 levels, batch norm, strided conv, 2 blocks", dict(levels=3, base_channels=4, blocks=2, norm="batch", down="strided_conv"), (6, 13, 20, 17)),
     ("3 levels, instance norm, max-pool", dict(levels=3, base_channels=4, blocks=1, norm="instance", down="max_pool"), (6, 24, 40, 33)),
+    ("2 levels, trilinear up, leaky ReLU", dict(levels=2, base_channels=6, blocks=1, norm="none", down="max_pool", up="trilinear",
+                                                activation="leaky_relu"), (6, 11, 18, 15)),
+    ("3 levels, batch norm, nearest up", dict(levels=3, base_channels=4, blocks=1, norm="batch", down="max_pool", up="nearest"), (6, 16, 16, 12)),
 ]
 
 
@@ -97,6 +100,30 @@ def region_check(label, name, model, xp, shape, low, high, tmp, weights):
           f"two-pass vs Zennit per-voxel max|ΔM_A|/max|M_A| {diff / scale:.1e}")
     if not ok:
         failures.append(f"{label} / {name}: region map")
+
+
+def difference_check(label, name, model, xp, shape, voxel, low, high, tmp, weights):
+    """Explaining the logit difference tumour − background: Zennit starts from
+    output * (onehot_tumour − onehot_background)."""
+    d, h, w = shape[1:]
+    summary = json.loads(run("relevance", "--model", weights, "--input", tmp / "x.f32", "--shape", ",".join(map(str, shape)),
+                             "--voxel", ",".join(map(str, voxel)), "--class", 1, "--versus", 0, "--composite", name,
+                             "--out", tmp / "diff.f32"))
+    ours = np.fromfile(tmp / "diff.f32", dtype="<f4").reshape(shape)
+    seed = torch.zeros(1, 2, *xp.shape[2:])
+    seed[0, 1, voxel[0], voxel[1], voxel[2]] = 1.0
+    seed[0, 0, voxel[0], voxel[1], voxel[2]] = -1.0
+    with Gradient(model=model, composite=zennit_composite(name, low, high)) as attributor:
+        exact_identity_norms(model)
+        out, rel = attributor(xp.clone().requires_grad_(True), lambda o: o * seed)
+    ref = rel[0, :, :d, :h, :w].detach().numpy()
+    diff, scale = np.abs(ours - ref).max(), np.abs(ref).max()
+    explained = (out[0, 1] - out[0, 0])[voxel].item()
+    ok = diff <= 1e-4 * scale and abs(summary["logit"] - explained) <= 1e-4 * max(1, abs(explained))
+    print(f"{'ok ' if ok else 'FAIL'} {label} / {name}: logit difference {summary['logit']:.5f} vs {explained:.5f}, "
+          f"max|ΔR|/max|R| {diff / scale:.1e}")
+    if not ok:
+        failures.append(f"{label} / {name}: logit difference")
 
 
 COMPOSITES = ["Epsilon", "EpsilonPlus", "EpsilonGammaBox", "EpsilonAlpha2Beta1", "EpsilonPlusFlat", "EpsilonAlpha2Beta1Flat"]
@@ -174,6 +201,8 @@ with tempfile.TemporaryDirectory() as tmp:
             print(f"{status} {label} / {name}: max|ΔR|/max|R| per channel {worst:.1e}, logit {summary['logit']:.5f} vs {logit:.5f}")
             if abs(summary["logit"] - logit) > 1e-4 * max(1, abs(logit)):
                 failures.append(f"{label} / {name}: logit")
+            if seed == 1 and name == "EpsilonPlus":
+                difference_check(label, name, model, xp, shape, voxel, low, high, tmp, weights)
             if (seed, name) in REGION_CHECKS:
                 region_check(label, name, model, xp, shape, low, high, tmp, weights)
 

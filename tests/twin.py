@@ -15,7 +15,7 @@ from torch import nn
 
 
 class Block(nn.Module):
-    def __init__(self, cin, cout, kernel, stride, norm, eps):
+    def __init__(self, cin, cout, kernel, stride, norm, eps, activation):
         super().__init__()
         self.conv = nn.Conv3d(cin, cout, kernel, stride=stride, padding=kernel // 2 if stride == 1 else 0)
         if norm == "batch":
@@ -24,7 +24,7 @@ class Block(nn.Module):
             self.norm = nn.InstanceNorm3d(cout, eps=eps, affine=True)
         else:
             self.norm = None
-        self.relu = nn.ReLU()
+        self.relu = nn.LeakyReLU(0.01) if activation == "leaky_relu" else nn.ReLU()
 
     def forward(self, x):
         z = self.conv(x)
@@ -38,24 +38,29 @@ class UNet(nn.Module):
         super().__init__()
         self.config = config
         levels, blocks, norm, eps = config["levels"], config["blocks"], config["norm"], config.get("norm_eps", 1e-5)
+        act, up = config.get("activation", "relu"), config.get("up", "transposed_conv")
         c = lambda level: config["base_channels"] << level
         self.encoder = nn.ModuleList()
         for level in range(levels):
             seq = []
             cin = config["in_channels"] if level == 0 else c(level - 1)
             if level > 0 and config["down"] == "strided_conv":
-                seq.append(Block(cin, cin, 2, 2, norm, eps))
+                seq.append(Block(cin, cin, 2, 2, norm, eps, act))
             for _ in range(blocks):
-                seq.append(Block(cin, c(level), 3, 1, norm, eps))
+                seq.append(Block(cin, c(level), 3, 1, norm, eps, act))
                 cin = c(level)
             self.encoder.append(nn.ModuleList(seq))
         self.ups = nn.ModuleList()
         self.decoder = nn.ModuleList()
         for level in reversed(range(levels - 1)):
-            self.ups.append(nn.ConvTranspose3d(c(level + 1), c(level), 2, stride=2))
+            if up == "transposed_conv":
+                self.ups.append(nn.ConvTranspose3d(c(level + 1), c(level), 2, stride=2))
+            else:
+                mode = "trilinear" if up == "trilinear" else "nearest"
+                self.ups.append(nn.Sequential(nn.Upsample(scale_factor=2, mode=mode), nn.Conv3d(c(level + 1), c(level), 1)))
             seq, cin = [], 2 * c(level)
             for _ in range(blocks):
-                seq.append(Block(cin, c(level), 3, 1, norm, eps))
+                seq.append(Block(cin, c(level), 3, 1, norm, eps, act))
                 cin = c(level)
             self.decoder.append(nn.ModuleList(seq))
         self.head = nn.Conv3d(c(0), config["classes"], 1)

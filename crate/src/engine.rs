@@ -85,6 +85,16 @@ pub struct VoxelExplanation {
     pub relevance_sum: f32,
     /// Positive relevance per sequence / total positive relevance.
     pub shares: Vec<f32>,
+    /// Relevance per sequence / total relevance (signed; may leave [0, 1] when signs mix).
+    pub signed_shares: Vec<f32>,
+}
+
+/// Relevance of each channel as a fraction of all relevance, signs kept.
+pub fn signed_shares(relevance: &[f32], channels: usize) -> Vec<f32> {
+    let n = relevance.len() / channels;
+    let sums: Vec<f64> = (0..channels).map(|c| relevance[c * n..(c + 1) * n].iter().map(|v| *v as f64).sum()).collect();
+    let total: f64 = sums.iter().sum();
+    sums.iter().map(|s| if total != 0.0 { (s / total) as f32 } else { 0.0 }).collect()
 }
 
 /// Positive relevance of each channel as a fraction of all positive relevance.
@@ -113,5 +123,6 @@ pub async fn explain(net: &UNet, p: &Prepared, voxel: [usize; 3], class: usize, 
     let relevance = crop(read(e.relevance).await?, channels, dims, p.dims);
     let relevance_sum = relevance.iter().map(|v| *v as f64).sum::<f64>() as f32;
     let shares = positive_shares(&relevance, channels);
-    Ok(VoxelExplanation { voxel, class, relevance, logit, relevance_sum, shares })
+    let signed_shares = signed_shares(&relevance, channels);
+    Ok(VoxelExplanation { voxel, class, relevance, logit, relevance_sum, shares, signed_shares })
 }

@@ -12,6 +12,7 @@ pub mod rng;
 pub mod skeleton;
 pub mod study;
 pub mod unet;
+pub mod upsample;
 pub mod volume;
 pub mod weights;
 

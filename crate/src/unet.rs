@@ -1,6 +1,7 @@
 //! A configurable 3D U-Net after Çiçek et al. (2016): `levels` resolutions, `blocks`
 //! conv-norm-ReLU blocks per level and side, max-pooling or strided-conv down, transposed-conv
-//! up, channel-concatenation skips and a 1×1×1 head.
+//! (or nearest/trilinear up-sampling + 1×1×1 conv) up, channel-concatenation skips and a 1×1×1
+//! head.
 //!
 //! ```text
 //! level 0:  x ─ block…block ─────────────────────────────────── cat ─ block…block ─ head
@@ -8,7 +9,8 @@
 //! level 2:                        └ down ─ block…block ─ up ┘
 //! ```
 //! Parameters are named as in the PyTorch twin (`tests/twin.py`): `encoder.{level}.{block}.conv`,
-//! `encoder.{level}.{block}.norm`, `ups.{i}`, `decoder.{i}.{block}.conv|norm` (i = 0 is the
+//! `encoder.{level}.{block}.norm`, `ups.{i}` (`ups.{i}.1` for up-sample + conv),
+//! `decoder.{i}.{block}.conv|norm` (i = 0 is the
 //! deepest decoder level) and `head`. The forward pass keeps every layer's input, because LRP
 //! needs them.
 
@@ -20,6 +22,7 @@ use burn::tensor::TensorData;
 use serde::{Deserialize, Serialize};
 
 use crate::pool::max_pool3d;
+use crate::upsample::upsample2;
 use crate::rng::SplitMix;
 
 pub const IN_CHANNELS: usize = 6;
@@ -44,6 +47,27 @@ pub enum Down {
     StridedConv,
 }
 
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Up {
+    /// 2×2×2 transposed conv, stride 2.
+    #[default]
+    TransposedConv,
+    /// ×2 nearest-neighbour up-sampling, then a 1×1×1 conv.
+    Nearest,
+    /// ×2 trilinear up-sampling (`align_corners=False`), then a 1×1×1 conv.
+    Trilinear,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Activation {
+    #[default]
+    Relu,
+    /// Slope 0.01 below 0, PyTorch's default.
+    LeakyRelu,
+}
+
 /// The architecture; stored as JSON next to the weights.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct UNetConfig {
@@ -57,6 +81,10 @@ pub struct UNetConfig {
     pub blocks: usize,
     pub norm: NormKind,
     pub down: Down,
+    #[serde(default)]
+    pub up: Up,
+    #[serde(default)]
+    pub activation: Activation,
     #[serde(default = "default_norm_eps")]
     pub norm_eps: f32,
 }
@@ -76,6 +104,8 @@ impl UNetConfig {
             blocks: 1,
             norm: NormKind::None,
             down: Down::MaxPool,
+            up: Up::TransposedConv,
+            activation: Activation::Relu,
             norm_eps: 1e-5,
         }
     }
@@ -156,11 +186,40 @@ impl Norm3d {
     }
 }
 
-/// Conv, optional norm, ReLU.
+/// Conv, optional norm, ReLU (or leaky ReLU).
 #[derive(Module, Debug)]
 pub struct Block {
     pub conv: Conv3d,
     pub norm: Option<Norm3d>,
+    #[module(skip)]
+    pub activation: Activation,
+}
+
+/// One up-sampling step: a transposed conv, or ×2 up-sampling followed by a 1×1×1 conv.
+#[derive(Module, Debug)]
+pub struct UpLayer {
+    pub transposed: Option<ConvTranspose3d>,
+    pub conv: Option<Conv3d>,
+    #[module(skip)]
+    pub mode: Up,
+}
+
+impl UpLayer {
+    /// The output, and for up-sample + conv the up-sampled input of the conv.
+    fn forward(&self, x: Tensor<5>) -> (Tensor<5>, Option<Tensor<5>>) {
+        match (&self.transposed, &self.conv, self.mode) {
+            (Some(t), _, _) => (t.forward(x), None),
+            (None, Some(conv), Up::Nearest | Up::Trilinear) => {
+                let up = upsample2(x, self.upsample_mode());
+                (conv.forward(up.clone()), Some(up))
+            }
+            _ => unreachable!("an up layer has a transposed conv or an up-sampling conv"),
+        }
+    }
+
+    pub fn upsample_mode(&self) -> crate::upsample::Mode {
+        if self.mode == Up::Trilinear { crate::upsample::Mode::Trilinear } else { crate::upsample::Mode::Nearest }
+    }
 }
 
 /// What the forward pass of one block saw.
@@ -181,7 +240,11 @@ impl Block {
             Some(n) => n.forward(conv_out.clone()),
             None => conv_out.clone(),
         };
-        BlockTrace { input: x, conv_out, output: burn::tensor::activation::relu(normed) }
+        let output = match self.activation {
+            Activation::Relu => burn::tensor::activation::relu(normed),
+            Activation::LeakyRelu => burn::tensor::activation::leaky_relu(normed, 0.01),
+        };
+        BlockTrace { input: x, conv_out, output }
     }
 }
 
@@ -190,7 +253,7 @@ pub struct UNet {
     /// `encoder[level][block]`; for `Down::StridedConv`, block 0 of levels ≥ 1 is the down conv.
     pub encoder: Vec<Vec<Block>>,
     /// `ups[i]` brings level `levels − 1 − i` up to level `levels − 2 − i`.
-    pub ups: Vec<ConvTranspose3d>,
+    pub ups: Vec<UpLayer>,
     /// `decoder[i]` works at level `levels − 2 − i`.
     pub decoder: Vec<Vec<Block>>,
     pub head: Conv3d,
@@ -205,6 +268,8 @@ pub struct Activations {
     pub encoder: Vec<Vec<BlockTrace>>,
     /// Input of each `ups[i]`.
     pub up_inputs: Vec<Tensor<5>>,
+    /// For up-sample + conv: the up-sampled input of the conv.
+    pub up_sampled: Vec<Option<Tensor<5>>>,
     pub decoder: Vec<Vec<BlockTrace>>,
     pub head_input: Tensor<5>,
     pub logits: Tensor<5>,
@@ -256,6 +321,7 @@ impl UNet {
         let block = |rng: &mut SplitMix, cin, cout, k, stride| Block {
             conv: conv3d(rng, cin, cout, k, stride, bias_scale, device),
             norm: norm3d(rng, cout, config.norm, config.norm_eps, device),
+            activation: config.activation,
         };
         let mut encoder = Vec::new();
         for l in 0..config.levels {
@@ -273,18 +339,27 @@ impl UNet {
         let mut ups = Vec::new();
         let mut decoder = Vec::new();
         for l in (0..config.levels - 1).rev() {
-            let a = (6.0 / c(l + 1) as f32).sqrt();
-            ups.push(ConvTranspose3d {
-                // PyTorch/burn layout for transposed convs: [in, out, k, k, k]
-                weight: Param::from_tensor(uniform(&mut rng, vec![c(l + 1), c(l), 2, 2, 2], a, device).reshape([c(l + 1), c(l), 2, 2, 2])),
-                bias: Some(Param::from_tensor(uniform(&mut rng, vec![c(l)], bias_scale, device))),
-                stride: [2; 3],
-                kernel_size: [2; 3],
-                dilation: [1; 3],
-                groups: 1,
-                padding: [0; 3],
-                padding_out: [0; 3],
-                channels: [c(l + 1), c(l)],
+            ups.push(match config.up {
+                Up::TransposedConv => {
+                    let a = (6.0 / c(l + 1) as f32).sqrt();
+                    UpLayer {
+                        transposed: Some(ConvTranspose3d {
+                            // PyTorch/burn layout for transposed convs: [in, out, k, k, k]
+                            weight: Param::from_tensor(uniform(&mut rng, vec![c(l + 1), c(l), 2, 2, 2], a, device).reshape([c(l + 1), c(l), 2, 2, 2])),
+                            bias: Some(Param::from_tensor(uniform(&mut rng, vec![c(l)], bias_scale, device))),
+                            stride: [2; 3],
+                            kernel_size: [2; 3],
+                            dilation: [1; 3],
+                            groups: 1,
+                            padding: [0; 3],
+                            padding_out: [0; 3],
+                            channels: [c(l + 1), c(l)],
+                        }),
+                        conv: None,
+                        mode: Up::TransposedConv,
+                    }
+                }
+                mode => UpLayer { transposed: None, conv: Some(conv3d(&mut rng, c(l + 1), c(l), 1, 1, bias_scale, device)), mode },
             });
             let mut blocks = Vec::new();
             let mut cin = 2 * c(l);
@@ -329,17 +404,19 @@ impl UNet {
             encoder.push(traces);
         }
         let mut up_inputs = Vec::new();
+        let mut up_sampled = Vec::new();
         let mut decoder = Vec::new();
         for (i, (up, blocks)) in self.ups.iter().zip(&self.decoder).enumerate() {
             let level = cfg.levels - 2 - i;
             up_inputs.push(h.clone());
-            let u = up.forward(h);
+            let (u, sampled) = up.forward(h);
+            up_sampled.push(sampled);
             let skip = encoder[level].last().expect("≥ 1 block").output.clone();
             let traces = run(blocks, Tensor::cat(vec![skip, u], 1));
             h = traces.last().expect("≥ 1 block").output.clone();
             decoder.push(traces);
         }
         let logits = self.head.forward(h.clone());
-        Activations { x, encoder, up_inputs, decoder, head_input: h, logits }
+        Activations { x, encoder, up_inputs, up_sampled, decoder, head_input: h, logits }
     }
 }

@@ -77,9 +77,15 @@ pub fn parameters(net: &mut UNet) -> Vec<(String, Slot<'_>)> {
         }
     }
     for (i, up) in net.ups.iter_mut().enumerate() {
-        out.push((format!("ups.{i}.weight"), Slot::Kernel(&mut up.weight)));
-        if let Some(b) = up.bias.as_mut() {
-            out.push((format!("ups.{i}.bias"), Slot::Vector(b)));
+        // The twin's up-sample + conv is `nn.Sequential(nn.Upsample, nn.Conv3d)`: index 1.
+        let (prefix, weight, bias) = match (up.transposed.as_mut(), up.conv.as_mut()) {
+            (Some(t), _) => (format!("ups.{i}"), &mut t.weight, t.bias.as_mut()),
+            (None, Some(c)) => (format!("ups.{i}.1"), &mut c.weight, c.bias.as_mut()),
+            (None, None) => continue,
+        };
+        out.push((format!("{prefix}.weight"), Slot::Kernel(weight)));
+        if let Some(b) = bias {
+            out.push((format!("{prefix}.bias"), Slot::Vector(b)));
         }
     }
     for (i, blocks) in net.decoder.iter_mut().enumerate() {

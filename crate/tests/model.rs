@@ -5,7 +5,8 @@ use burn::tensor::TensorData;
 use seglrp::backend::cpu_device;
 use seglrp::lrp::{propagate, unet::start_relevance, Composite};
 use seglrp::rng::SplitMix;
-use seglrp::unet::{Down, NormKind, UNet, UNetConfig};
+use seglrp::unet::{Activation, Down, NormKind, UNet, UNetConfig, Up};
+use seglrp::upsample::{upsample2, upsample2_adjoint, Mode};
 use seglrp::weights::{config_of, from_safetensors, to_safetensors, ModelError};
 
 fn variants() -> Vec<UNetConfig> {
@@ -14,7 +15,9 @@ fn variants() -> Vec<UNetConfig> {
         base.clone(),
         UNetConfig { levels: 3, base_channels: 4, blocks: 2, norm: NormKind::Batch, down: Down::StridedConv, ..base.clone() },
         UNetConfig { levels: 3, base_channels: 4, blocks: 1, norm: NormKind::Instance, ..base.clone() },
-        UNetConfig { levels: 1, base_channels: 4, ..base },
+        UNetConfig { levels: 1, base_channels: 4, ..base.clone() },
+        UNetConfig { levels: 2, base_channels: 6, up: Up::Trilinear, activation: Activation::LeakyRelu, ..base.clone() },
+        UNetConfig { levels: 3, base_channels: 4, norm: NormKind::Batch, up: Up::Nearest, ..base },
     ]
 }
 
@@ -118,5 +121,31 @@ fn two_pass_region_map_equals_the_per_voxel_loop() {
             let total: f32 = a.iter().sum();
             assert!((total - kept).abs() <= 1e-3 * kept, "Σ M_A = {total}, kept {kept}");
         }
+    }
+}
+
+#[test]
+fn upsampling_matches_its_definition_and_its_adjoint_is_the_transpose() {
+    let dev = cpu_device("cpu").unwrap();
+    // Nearest: every voxel copied into its 2×2×2 block.
+    let x = Tensor::<5>::from_data(TensorData::new((0..12).map(|v| v as f32).collect::<Vec<_>>(), [1, 1, 1, 3, 4]), &dev);
+    let up = host(upsample2(x.clone(), Mode::Nearest));
+    assert_eq!(up.len(), 2 * 6 * 8);
+    for (i, v) in up.iter().enumerate() {
+        let (w, h) = (i % 8, (i / 8) % 6);
+        assert_eq!(*v, ((h / 2) * 4 + w / 2) as f32);
+    }
+    // Trilinear, align_corners=False, along one axis of [0, 1, 2, 3]: PyTorch gives
+    // [0, 0.25, 0.75, 1.25, 1.75, 2.25, 2.75, 3].
+    let row = Tensor::<5>::from_data(TensorData::new(vec![0.0f32, 1.0, 2.0, 3.0], [1, 1, 1, 1, 4]), &dev);
+    let up = host(upsample2(row, Mode::Trilinear));
+    assert_eq!(&up[..8], &[0.0, 0.25, 0.75, 1.25, 1.75, 2.25, 2.75, 3.0]);
+    // ⟨up(x), g⟩ = ⟨x, upᵀ(g)⟩ for both modes, odd sizes included.
+    for mode in [Mode::Nearest, Mode::Trilinear] {
+        let x = input([1, 2, 3, 5, 1], 1, &dev);
+        let g = input([1, 2, 6, 10, 2], 2, &dev);
+        let lhs: f32 = host(upsample2(x.clone(), mode)).iter().zip(host(g.clone())).map(|(a, b)| a * b).sum();
+        let rhs: f32 = host(x).iter().zip(host(upsample2_adjoint(g, mode))).map(|(a, b)| a * b).sum();
+        assert!((lhs - rhs).abs() <= 1e-4 * lhs.abs().max(1.0), "{mode:?}: {lhs} vs {rhs}");
     }
 }

@@ -72,6 +72,9 @@ enum Command {
         region: Option<[usize; 6]>,
         #[arg(long, default_value_t = 1)]
         class: usize,
+        /// Explain the logit difference class − VERSUS instead of the class's logit.
+        #[arg(long, value_name = "VERSUS")]
+        versus: Option<usize>,
         #[arg(long, default_value = engine::DEFAULT_COMPOSITE)]
         composite: String,
         #[arg(long)]
@@ -231,7 +234,14 @@ fn relevance_command(args: RelevanceArgs) -> Result<(), String> {
             if v[0] >= d || v[1] >= h || v[2] >= w {
                 return Err(format!("voxel {v:?} lies outside {d}×{h}×{w}"));
             }
-            let e = lrp::explain_voxel(&net, &acts, &composite, args.class, v);
+            let target = match args.versus {
+                Some(other) if other >= net.config.classes || other == args.class => {
+                    return Err(format!("--versus {other}: another existing class is needed"))
+                }
+                Some(other) => lrp::Target::Difference { other },
+                None => lrp::Target::Logit,
+            };
+            let e = lrp::explain_target(&net, &acts, &composite, args.class, v, target);
             let logit = e.logit.into_data().try_into_vec::<f32>().map_err(|e| format!("{e:?}"))?[0];
             (e.relevance, serde_json::json!({ "logit": logit }))
         }
@@ -272,6 +282,7 @@ struct RelevanceArgs {
     voxel: Option<[usize; 3]>,
     region: Option<[usize; 6]>,
     class: usize,
+    versus: Option<usize>,
     composite: String,
     out: PathBuf,
     logits: Option<PathBuf>,
@@ -399,8 +410,8 @@ fn run(cli: Cli) -> Result<(), String> {
             write(&out, &weights::to_safetensors(&engine::skeleton_model(&device)))?;
             eprintln!("wrote {}", out.display());
         }
-        Command::Relevance { model, config, input, shape, voxel, region, class, composite, out, logits } => {
-            relevance_command(RelevanceArgs { model, config, input, shape, voxel, region, class, composite, out, logits })?
+        Command::Relevance { model, config, input, shape, voxel, region, class, versus, composite, out, logits } => {
+            relevance_command(RelevanceArgs { model, config, input, shape, voxel, region, class, versus, composite, out, logits })?
         }
         Command::Explain { files, voxel, class, role, composite, backend: name, relevance, segmentation, raw } => {
             let study = open_study(&files, &role)?;

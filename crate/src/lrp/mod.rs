@@ -12,4 +12,4 @@ pub mod unet;
 
 pub use composite::Composite;
 pub use rules::Rule;
-pub use unet::{explain_voxel, propagate, Explanation};
+pub use unet::{explain_target, explain_voxel, propagate, Explanation, Target};
