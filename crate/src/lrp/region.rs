@@ -63,7 +63,8 @@ pub fn naive_region(net: &UNet, act: &Activations, composite: &Composite, class:
         .iter()
         .map(|v| {
             let m = propagate(net, act, composite, start_relevance(&act.logits, class, *v));
-            let total = m.clone().sum().into_data().try_into_vec::<f32>().expect("f32")[0];
+            // Summed on the host in f64: the oracle should not add float32 rounding of its own.
+            let total = m.clone().into_data().try_into_vec::<f32>().expect("f32").iter().map(|v| *v as f64).sum::<f64>() as f32;
             (m, total)
         })
         .collect();

@@ -1,0 +1,96 @@
+//! Native engine benchmark: forward pass, one LRP pass, and region maps two-pass vs the seed's
+//! per-voxel method, on the CPU backend. Prints a table; `cargo bench -p seglrp --bench lrp`.
+//!
+//! The per-voxel method costs one LRP pass per voxel of the region; it is timed on
+//! `NAIVE_MEASURED` voxels and scaled to |A| (its cost is exactly linear), and checked against the
+//! two-pass result on those voxels.
+
+use std::time::Instant;
+
+use burn::prelude::*;
+use burn::tensor::TensorData;
+use seglrp::backend::cpu_device;
+use seglrp::lrp::region::{naive_region, region_map};
+use seglrp::lrp::{explain_voxel, Composite};
+use seglrp::rng::SplitMix;
+use seglrp::unet::{NormKind, UNet, UNetConfig};
+
+const NAIVE_MEASURED: usize = 10;
+
+fn host(t: Tensor<5>) -> Vec<f32> {
+    t.into_data().try_into_vec::<f32>().unwrap()
+}
+
+fn time<T>(f: impl FnOnce() -> T) -> (T, f64) {
+    let t = Instant::now();
+    let out = f();
+    (out, t.elapsed().as_secs_f64())
+}
+
+/// A compact block of `n` voxels around the centre: the region.
+fn region(n: usize, [d, h, w]: [usize; 3]) -> Vec<[usize; 3]> {
+    let side = (n as f64).cbrt().ceil() as usize;
+    let (c0, c1, c2) = (d / 2 - side / 2, h / 2 - side / 2, w / 2 - side / 2);
+    (0..n).map(|i| [c0 + i / (side * side), c1 + (i / side) % side, c2 + i % side]).collect()
+}
+
+fn main() {
+    let dev = cpu_device("cpu").unwrap();
+    let dims = [32usize, 64, 64];
+    let mut rng = SplitMix::new(7);
+    let n: usize = 6 * dims.iter().product::<usize>();
+    let x = Tensor::<5>::from_data(TensorData::new((0..n).map(|_| rng.normal()).collect::<Vec<f32>>(), [1, 6, dims[0], dims[1], dims[2]]), &dev);
+    let nets = [
+        ("skeleton (2 levels, 8 ch)", UNetConfig::skeleton()),
+        ("3 levels, 16 ch, 2 blocks, BN", UNetConfig { levels: 3, base_channels: 16, blocks: 2, norm: NormKind::Batch, ..UNetConfig::skeleton() }),
+    ];
+    println!("SegLRP native benchmark, CPU backend {}, volume 6×{}×{}×{} (channels × D × H × W)", seglrp::backend::default_cpu_backend(), dims[0], dims[1], dims[2]);
+    println!();
+    println!("| net | composite | forward | one LRP pass | |A| | two-pass region | per-voxel (seed) | speed-up | max|Δ| / max|M_A| (|A|={NAIVE_MEASURED}) |");
+    println!("|---|---|---|---|---|---|---|---|---|");
+    for (label, cfg) in nets {
+        let net = UNet::seeded(&cfg, 1, 0.1, &dev);
+        let (acts, t_fwd) = time(|| {
+            let a = net.forward_all(x.clone());
+            host(a.logits.clone());
+            a
+        });
+        for composite in [Composite::Epsilon { epsilon: 1e-6 }, Composite::EpsilonGammaBox { low: vec![-4.0; 6], high: vec![4.0; 6] }] {
+            let name = format!("{composite:?}").split([' ', '{']).next().unwrap_or("").to_string();
+            let centre = [dims[0] / 2, dims[1] / 2, dims[2] / 2];
+            let (_, t_pass) = time(|| host(explain_voxel(&net, &acts, &composite, 1, centre).relevance));
+            // Per-voxel method, measured on NAIVE_MEASURED voxels.
+            let small = region(NAIVE_MEASURED, dims);
+            let ((naive, _), t_naive) = time(|| {
+                let (m, left) = naive_region(&net, &acts, &composite, 1, &small);
+                (host(m), left)
+            });
+            let per_voxel = t_naive / NAIVE_MEASURED as f64;
+            let mask_of = |vox: &[[usize; 3]]| {
+                let mut m = vec![0f32; dims.iter().product()];
+                for [d, h, w] in vox {
+                    m[(d * dims[1] + h) * dims[2] + w] = 1.0;
+                }
+                Tensor::<5>::from_data(TensorData::new(m, [1, 1, dims[0], dims[1], dims[2]]), &dev)
+            };
+            let exact = host(region_map(&net, &acts, &composite, 1, mask_of(&small)).relevance);
+            let scale = naive.iter().fold(0f32, |m, v| m.max(v.abs()));
+            let diff = naive.iter().zip(&exact).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+            for size in [10usize, 100, 1000] {
+                let mask = mask_of(&region(size, dims));
+                let (_, t_two) = time(|| host(region_map(&net, &acts, &composite, 1, mask).relevance));
+                let t_seed = per_voxel * size as f64;
+                println!(
+                    "| {label} | {name} | {:.2} s | {:.2} s | {size} | {:.2} s | {:.1} s{} | {:.0}× | {:.1e} |",
+                    t_fwd,
+                    t_pass,
+                    t_two,
+                    t_seed,
+                    if size == NAIVE_MEASURED { "" } else { " (scaled)" },
+                    t_seed / t_two,
+                    diff / scale
+                );
+            }
+        }
+    }
+}
