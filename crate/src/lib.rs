@@ -11,6 +11,8 @@ pub mod pool;
 pub mod rng;
 pub mod skeleton;
 pub mod study;
+#[cfg(feature = "train")]
+pub mod train;
 pub mod unet;
 pub mod upsample;
 pub mod volume;
