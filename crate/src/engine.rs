@@ -43,12 +43,24 @@ pub fn prepare(net: &UNet, vol: &Volume, device: &Device) -> Result<Prepared, St
     Ok(Prepared { dims: vol.dims, acts: net.forward_all(x), low, high })
 }
 
-/// The composite called `name` (Zennit's names, plus "Epsilon"), with ZBox bounds from the study.
+/// The composite called `name` (Zennit's names, plus "Epsilon"), with ZBox bounds from the
+/// study; or, when `name` is JSON (`{"composite": "Custom", "default": {"rule": "epsilon",
+/// "epsilon": 1e-6}, "layers": [["head", {"rule": "z_plus", "stabilizer": 1e-6}]]}`), that
+/// composite.
 pub fn composite(name: &str, p: &Prepared) -> Result<Composite, String> {
+    if name.trim_start().starts_with('{') {
+        let c: Composite = serde_json::from_str(name).map_err(|e| format!("the composite JSON is not usable: {e}"))?;
+        if let Composite::Custom { default, layers } = &c {
+            for rule in std::iter::once(default).chain(layers.iter().map(|(_, r)| r)) {
+                rule.validate(p.low.len())?;
+            }
+        }
+        return Ok(c);
+    }
     match Composite::by_name(name) {
         Some(Composite::EpsilonGammaBox { .. }) => Ok(Composite::EpsilonGammaBox { low: p.low.clone(), high: p.high.clone() }),
         Some(c) => Ok(c),
-        None => Err(format!("unknown composite \"{name}\"; choose one of {}", Composite::NAMES.join(", "))),
+        None => Err(format!("unknown composite \"{name}\"; choose one of {} or give a JSON file", Composite::NAMES.join(", "))),
     }
 }
 

@@ -120,8 +120,8 @@ fn epsilon_rule_matches_its_formula() {
     assert!(diff <= 1e-4 * scale, "max diff {diff} vs scale {scale}");
 }
 
-/// With zero biases and a tiny ε, every layer conserves relevance: the input relevance sums to
-/// the explained logit.
+/// With zero biases, LRP-0 (ε = 0) conserves relevance through every layer: the input
+/// relevance sums to the explained logit.
 #[test]
 fn lrp_epsilon_conserves_the_logit_through_the_unet() {
     let dev = cpu_device("cpu").unwrap();
@@ -129,10 +129,12 @@ fn lrp_epsilon_conserves_the_logit_through_the_unet() {
     let (_, x) = random([1, 6, 8, 12, 10], 31, &dev);
     let acts = net.forward_all(x);
     for (class, voxel) in [(1, [3, 5, 4]), (0, [7, 0, 9]), (1, [0, 11, 0])] {
-        let e = explain_voxel(&net, &acts, &Composite::Epsilon { epsilon: 1e-9 }, class, voxel);
+        let lrp0 = Composite::Custom { default: Rule::lrp0(), layers: vec![] };
+        let e = explain_voxel(&net, &acts, &lrp0, class, voxel);
         let logit = e.logit.into_data().try_into_vec::<f32>().unwrap()[0];
         let total: f32 = host(e.relevance).iter().sum();
         assert!(logit.abs() > 1e-3, "degenerate logit {logit}");
+        assert!(total.is_finite(), "LRP-0 divided by a zero output");
         assert!((total - logit).abs() <= 1e-4 * logit.abs().max(1.0), "class {class} voxel {voxel:?}: Σ R = {total}, logit = {logit}");
     }
 }

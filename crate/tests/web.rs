@@ -70,3 +70,36 @@ async fn pooling_matches_between_webgpu_and_cpu() {
     }
     assert_eq!(outs[0], outs[1]);
 }
+
+/// The two-pass region map (autodiff for Lᵀ1, then one LRP pass) and a norm + trilinear
+/// network with EpsilonGammaBox give the same numbers on WebGPU as on the CPU.
+#[wasm_bindgen_test]
+async fn region_maps_and_other_composites_agree_on_webgpu_and_cpu() {
+    use seglrp::lrp::region::region_map;
+    use seglrp::lrp::Composite;
+    use seglrp::unet::{NormKind, UNet, UNetConfig, Up};
+    let gpu = webgpu_device().await.unwrap();
+    let cpu = cpu_device("cpu").unwrap();
+    let cfg = UNetConfig { levels: 2, base_channels: 4, norm: NormKind::Instance, up: Up::Trilinear, ..UNetConfig::skeleton() };
+    let mut rng = SplitMix::new(8);
+    let shape = [1, 6, 8, 12, 10];
+    let x: Vec<f32> = (0..shape.iter().product()).map(|_| rng.symmetric(2.0)).collect();
+    let mut region = vec![0f32; 8 * 12 * 10];
+    for i in [300usize, 301, 311, 312, 420, 421, 431] {
+        region[i] = 1.0;
+    }
+    let composite = Composite::EpsilonGammaBox { low: vec![-2.0; 6], high: vec![2.0; 6] };
+    let mut outs = Vec::new();
+    for dev in [&cpu, &gpu] {
+        // Weights are drawn on the CPU (seeded) and moved, so both devices hold the same net.
+        let net = UNet::seeded(&cfg, 5, 0.1, &cpu).to_device(dev);
+        let acts = net.forward_all(Tensor::<5>::from_data(TensorData::new(x.clone(), shape), dev));
+        let mask = Tensor::<5>::from_data(TensorData::new(region.clone(), [1, 1, 8, 12, 10]), dev);
+        let m = region_map(&net, &acts, &composite, 1, mask);
+        outs.push(m.relevance.into_data_async().await.unwrap().to_vec::<f32>().unwrap());
+    }
+    let scale = max_abs(&outs[0]);
+    let diff = max_abs_diff(&outs[0], &outs[1]);
+    log(format!("region map cpu vs webgpu: max|ΔM_A| = {diff:e}, max|M_A| = {scale:e}"));
+    assert!(scale > 0.0 && diff <= 1e-4 * scale, "region maps differ by {diff} (max {scale})");
+}

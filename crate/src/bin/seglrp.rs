@@ -103,7 +103,8 @@ enum Command {
         #[arg(long, value_name = "FILE=ROLE")]
         role: Vec<String>,
         /// LRP composite: Epsilon, EpsilonPlus, EpsilonGammaBox, EpsilonAlpha2Beta1,
-        /// EpsilonPlusFlat or EpsilonAlpha2Beta1Flat (Zennit's names; README "LRP").
+        /// EpsilonPlusFlat or EpsilonAlpha2Beta1Flat (Zennit's names), or a JSON file with a
+        /// rule per layer (README "LRP").
         #[arg(long, default_value = engine::DEFAULT_COMPOSITE)]
         composite: String,
         /// CPU backend.
@@ -423,7 +424,12 @@ fn run(cli: Cli) -> Result<(), String> {
             let mask = pollster::block_on(engine::segmentation(&prepared))?;
             let t_segment = t.elapsed();
             let t = std::time::Instant::now();
-            let composite = engine::composite(&composite, &prepared)?;
+            let spec = if composite.ends_with(".json") {
+                std::fs::read_to_string(&composite).map_err(|e| format!("{composite}: {e}"))?
+            } else {
+                composite
+            };
+            let composite = engine::composite(&spec, &prepared)?;
             let e = pollster::block_on(engine::explain(&net, &prepared, voxel, class, &composite))?;
             eprintln!(
                 "{name}: segmentation {:.0} ms, LRP pass {:.0} ms",

@@ -121,6 +121,9 @@ pub enum Rule {
     /// Zennit `Epsilon`; ε = 0 is LRP-0:
     ///
     /// `R_i = x_i · Σ_j w_ij R_j / stab(z_j)`, `z_j = Σ_i x_i w_ij + b_j`.
+    ///
+    /// For ε = 0 an output with `z_j = 0` passes nothing on (`R_j / z_j := 0`), where Zennit
+    /// would give NaN.
     Epsilon { epsilon: f32 },
     /// Zennit `Gamma` (generalised to negative inputs), on weights and bias:
     ///
@@ -221,6 +224,12 @@ pub fn relevance(rule: &Rule, layer: &Linear, x: Tensor<5>, r: Tensor<5>) -> Ten
     let fwd = |x: Tensor<5>, w: Tensor<5>, b: Option<Tensor<1>>| layer.forward(x, w, b);
     let back = |s: Tensor<5>, w: Tensor<5>| layer.backward(s, w, dims);
     match rule {
+        Rule::Epsilon { epsilon } if *epsilon == 0.0 => {
+            let z = fwd(x.clone(), w.clone(), b);
+            let zero = z.clone().equal_elem(0.0).float();
+            let s = r * (zero.ones_like() - zero.clone()) / (z + zero);
+            x * back(s, w)
+        }
         Rule::Epsilon { epsilon } => {
             let s = r / stabilise(fwd(x.clone(), w.clone(), b), *epsilon);
             x * back(s, w)
