@@ -28,17 +28,25 @@ pub fn max_pool3d(x: Tensor<5>) -> Tensor<5> {
 /// Routes `r` (shaped like the pooled output) back to the winner of each window of `x`:
 /// the gradient of [`max_pool3d`], which is what Zennit propagates through max-pooling.
 /// On ties the first voxel of the window (depth-major order) wins, as in PyTorch.
+///
+/// `r` may hold a batch of `B` relevances for one `x` (batch 1): each is routed to the same
+/// winners (the per-voxel region oracle explains many voxels at once).
 pub fn max_unpool3d(x: Tensor<5>, r: Tensor<5>) -> Tensor<5> {
     let [n, c, d, h, w] = x.dims();
+    let batch = r.dims()[0];
     let (win, [_, _, d2, h2, w2]) = windows(x);
     // One-hot of the argmax by comparison with 0..8 (burn's `one_hot` validates its input with a
     // synchronous read, which WebGPU in a browser cannot do).
     let shape = [n * c * d2, h2, w2, 8];
     let slots = Tensor::<1, Int>::arange(0..8, &win.device()).reshape([1, 1, 1, 8]).expand(shape);
-    let winner = win.argmax(3).expand(shape).equal(slots).float();
-    let routed = winner * r.reshape([n * c * d2, h2, w2, 1]);
+    let mut winner = win.argmax(3).expand(shape).equal(slots).float();
+    if batch != n {
+        assert_eq!(n, 1, "a batch of relevances needs a single input");
+        winner = winner.repeat_dim(0, batch);
+    }
+    let routed = winner * r.reshape([batch * c * d2, h2, w2, 1]);
     routed
-        .reshape([n * c * d2, h2, w2, 2, 2, 2])
+        .reshape([batch * c * d2, h2, w2, 2, 2, 2])
         .permute([0, 3, 1, 4, 2, 5])
-        .reshape([n, c, d, h, w])
+        .reshape([batch, c, d, h, w])
 }
