@@ -32,9 +32,9 @@ const origin = `http://127.0.0.1:${server.address().port}`;
 const BASE_ARGS = ['--no-sandbox', '--disable-quic', '--no-first-run', '--disable-background-networking',
   '--disable-component-update', '--disable-sync'];
 
-function nativeRelevance(voxel, cls) {
-  const raw = path.join(tmp, `r-${voxel.join('-')}-${cls}.f32`);
-  const out = JSON.parse(execFileSync(BIN, ['explain', sample, '--voxel', voxel.join(','), '--class', String(cls), '--raw', raw], { stdio: ['ignore', 'pipe', 'inherit'] }));
+function nativeRelevance(voxel, cls, composite = 'Epsilon') {
+  const raw = path.join(tmp, `r-${voxel.join('-')}-${cls}-${composite}.f32`);
+  const out = JSON.parse(execFileSync(BIN, ['explain', sample, '--voxel', voxel.join(','), '--class', String(cls), '--composite', composite, '--raw', raw], { stdio: ['ignore', 'pipe', 'inherit'] }));
   const buf = fs.readFileSync(raw);
   return { summary: out, relevance: new Float32Array(buf.buffer, buf.byteOffset, buf.length / 4) };
 }
@@ -101,7 +101,9 @@ async function realFilesOneByOne(page, name) {
   await page.click('#clear');
 }
 
-async function explainAndCompare(page, name) {
+async function explainAndCompare(page, name, composite = 'Epsilon') {
+  await page.selectOption('#composite', composite);
+  await page.evaluate(() => { window.__seglrp.explanation = null; });
   // Click a voxel inside the sample's tumour (left liver lobe, image row ~ middle).
   const box = await page.locator('#axial').boundingBox();
   await page.mouse.click(box.x + box.width * 0.34, box.y + box.height * 0.52);
@@ -111,7 +113,7 @@ async function explainAndCompare(page, name) {
     return { voxel: e.voxel, cls: e.class, logit: e.logit, shares: e.shares, relevance: Array.from(e.relevance) };
   });
   assert.equal(await page.locator('#panels canvas').count(), 6, `${name}: one relevance panel per sequence`);
-  const want = nativeRelevance(got.voxel, got.cls);
+  const want = nativeRelevance(got.voxel, got.cls, composite);
   assert.equal(got.relevance.length, want.relevance.length);
   let diff = 0, scale = 0;
   for (let i = 0; i < want.relevance.length; i++) {
@@ -119,7 +121,7 @@ async function explainAndCompare(page, name) {
     scale = Math.max(scale, Math.abs(want.relevance[i]));
   }
   assert.ok(scale > 0, 'relevance is not all zero');
-  assert.ok(diff <= 1e-4 * scale, `${name}: page vs native relevance max diff ${diff} (max |R| ${scale})`);
+  assert.ok(diff <= 1e-4 * scale, `${name}, ${composite}: page vs native relevance max diff ${diff} (max |R| ${scale})`);
   assert.ok(Math.abs(got.logit - want.summary.explanation.logit) <= 1e-4 * Math.max(1, Math.abs(got.logit)));
   // The shares printed under the panels are the ones computed from these maps.
   const caption = await page.locator('#panels figcaption').first().textContent();
@@ -214,7 +216,9 @@ try {
       await dropFiles(page, [sample]);
       await waitStatus(page, /Click a voxel/);
       assert.match(await statusText(page), /Click a voxel/, `${name}: ${await statusText(page)}`);
-      return `real files shown or refused, ${compared(await explainAndCompare(page, name))}`;
+      const first = compared(await explainAndCompare(page, name));
+      const other = await explainAndCompare(page, name, 'EpsilonAlpha2Beta1');
+      return `real files shown or refused, ${first}; EpsilonAlpha2Beta1: max|ΔR| ${other.diff.toExponential(2)} of ${other.scale.toExponential(2)}`;
     },
   });
 } finally {

@@ -125,10 +125,11 @@ async function explainAt(voxel) {
   state.busy = true;
   const cls = +$('class').value;
   try {
-    const e = await withProgress(`Explaining voxel (${voxel.join(', ')})`, () => compute.run('explain', { x: voxel[0], y: voxel[1], z: voxel[2], cls }));
+    const composite = $('composite').value;
+    const e = await withProgress(`Explaining voxel (${voxel.join(', ')}) with ${composite}`, () => compute.run('explain', { x: voxel[0], y: voxel[1], z: voxel[2], cls, composite }));
     state.explanation = e;
     showExplanation(e);
-    status(`Voxel (${voxel.join(', ')}): logit ${e.logit.toFixed(4)}, Σ relevance ${e.relevance_sum.toFixed(4)} (${state.backend}).`);
+    status(`Voxel (${voxel.join(', ')}), ${composite}: logit ${e.logit.toFixed(4)}, Σ relevance ${e.relevance_sum.toFixed(4)} (${state.backend}).`);
   } catch (e) {
     failed('Explaining failed', e);
   } finally {

@@ -31,7 +31,7 @@ const ops = {
     const mask = await engine.segment();
     return { mask };
   },
-  explain: ({ x, y, z, cls }) => engine.explain(x, y, z, cls),
+  explain: ({ x, y, z, cls, composite }) => engine.explain(x, y, z, cls, composite ?? ''),
   sample: () => ({ bytes: engine.sample_nifti() }),
   exportRelevance: ({ relevance }) => ({ bytes: engine.export_relevance(relevance) }),
   exportSegmentation: ({ mask }) => ({ bytes: engine.export_segmentation(mask) }),

@@ -229,12 +229,14 @@ pub async fn segment() -> Result<Uint8Array, JsError> {
     Ok(Uint8Array::from(&mask[..]))
 }
 
-/// LRP-ε map of `class` at voxel (x, y, z): `{relevance: Float32Array (6 × voxels),
-/// logit, relevance_sum, shares, voxel, class}`.
+/// The relevance map of `class` at voxel (x, y, z) under `composite` (Zennit's names, or ""
+/// for the default): `{relevance: Float32Array (6 × voxels), logit, relevance_sum, shares,
+/// signed_shares, voxel, class}`.
 #[wasm_bindgen]
-pub async fn explain(x: usize, y: usize, z: usize, class: usize) -> Result<JsValue, JsError> {
+pub async fn explain(x: usize, y: usize, z: usize, class: usize, composite: String) -> Result<JsValue, JsError> {
     let (net, study) = current()?;
-    let composite = engine::composite(engine::DEFAULT_COMPOSITE, &study).map_err(js_err)?;
+    let name = if composite.is_empty() { engine::DEFAULT_COMPOSITE } else { composite.as_str() };
+    let composite = engine::composite(name, &study).map_err(js_err)?;
     let e = engine::explain(&net, &study, [x, y, z], class, &composite).await.map_err(js_err)?;
     let out = serde_wasm_bindgen::to_value(&e).map_err(js_err)?;
     js_sys::Reflect::set(&out, &"relevance".into(), &Float32Array::from(&e.relevance[..]))

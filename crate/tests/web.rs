@@ -64,8 +64,8 @@ async fn pooling_matches_between_webgpu_and_cpu() {
     for dev in [&gpu, &cpu] {
         let xt = Tensor::<5>::from_data(TensorData::new(x.clone(), shape), dev);
         let rt = Tensor::<5>::from_data(TensorData::new(r.clone(), [1, 3, 2, 3, 4]), dev);
-        let pooled = max_pool3d(xt.clone()).into_data_async().await.unwrap().to_vec::<f32>().unwrap();
-        let routed = max_unpool3d(xt, rt).into_data_async().await.unwrap().to_vec::<f32>().unwrap();
+        let pooled = max_pool3d(xt.clone()).into_data_async().await.unwrap().try_into_vec::<f32>().unwrap();
+        let routed = max_unpool3d(xt, rt).into_data_async().await.unwrap().try_into_vec::<f32>().unwrap();
         outs.push((pooled, routed));
     }
     assert_eq!(outs[0], outs[1]);
@@ -96,7 +96,7 @@ async fn region_maps_and_other_composites_agree_on_webgpu_and_cpu() {
         let acts = net.forward_all(Tensor::<5>::from_data(TensorData::new(x.clone(), shape), dev));
         let mask = Tensor::<5>::from_data(TensorData::new(region.clone(), [1, 1, 8, 12, 10]), dev);
         let m = region_map(&net, &acts, &composite, 1, mask);
-        outs.push(m.relevance.into_data_async().await.unwrap().to_vec::<f32>().unwrap());
+        outs.push(m.relevance.into_data_async().await.unwrap().try_into_vec::<f32>().unwrap());
     }
     let scale = max_abs(&outs[0]);
     let diff = max_abs_diff(&outs[0], &outs[1]);
