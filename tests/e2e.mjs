@@ -32,9 +32,10 @@ const origin = `http://127.0.0.1:${server.address().port}`;
 const BASE_ARGS = ['--no-sandbox', '--disable-quic', '--no-first-run', '--disable-background-networking',
   '--disable-component-update', '--disable-sync'];
 
-function nativeRelevance(voxel, cls, composite = 'Epsilon') {
-  const raw = path.join(tmp, `r-${voxel.join('-')}-${cls}-${composite}.f32`);
-  const out = JSON.parse(execFileSync(BIN, ['explain', sample, '--voxel', voxel.join(','), '--class', String(cls), '--composite', composite, '--raw', raw], { stdio: ['ignore', 'pipe', 'inherit'] }));
+function nativeRelevance(voxel, cls, composite = 'Epsilon', scope = 'voxel') {
+  const raw = path.join(tmp, `r-${voxel.join('-')}-${cls}-${composite}-${scope}.f32`);
+  const region = scope === 'voxel' ? [] : ['--region', scope];
+  const out = JSON.parse(execFileSync(BIN, ['explain', sample, '--voxel', voxel.join(','), '--class', String(cls), '--composite', composite, ...region, '--raw', raw], { stdio: ['ignore', 'pipe', 'inherit'] }));
   const buf = fs.readFileSync(raw);
   return { summary: out, relevance: new Float32Array(buf.buffer, buf.byteOffset, buf.length / 4) };
 }
@@ -101,8 +102,9 @@ async function realFilesOneByOne(page, name) {
   await page.click('#clear');
 }
 
-async function explainAndCompare(page, name, composite = 'Epsilon') {
+async function explainAndCompare(page, name, composite = 'Epsilon', scope = 'voxel') {
   await page.selectOption('#composite', composite);
+  await page.selectOption('#scope', scope);
   await page.evaluate(() => { window.__seglrp.explanation = null; });
   // Click a voxel inside the sample's tumour (left liver lobe, image row ~ middle).
   const box = await page.locator('#axial').boundingBox();
@@ -110,10 +112,10 @@ async function explainAndCompare(page, name, composite = 'Epsilon') {
   await page.waitForFunction(() => window.__seglrp.explanation && !window.__seglrp.busy, null, { timeout: 300_000 });
   const got = await page.evaluate(() => {
     const e = window.__seglrp.explanation;
-    return { voxel: e.voxel, cls: e.class, logit: e.logit, shares: e.shares, relevance: Array.from(e.relevance) };
+    return { voxel: e.voxel, cls: e.class, logit: e.logit, voxels: e.voxels, shares: e.shares, relevance: Array.from(e.relevance) };
   });
   assert.equal(await page.locator('#panels canvas').count(), 6, `${name}: one relevance panel per sequence`);
-  const want = nativeRelevance(got.voxel, got.cls, composite);
+  const want = nativeRelevance(got.voxel, got.cls, composite, scope);
   assert.equal(got.relevance.length, want.relevance.length);
   let diff = 0, scale = 0;
   for (let i = 0; i < want.relevance.length; i++) {
@@ -122,7 +124,12 @@ async function explainAndCompare(page, name, composite = 'Epsilon') {
   }
   assert.ok(scale > 0, 'relevance is not all zero');
   assert.ok(diff <= 1e-4 * scale, `${name}, ${composite}: page vs native relevance max diff ${diff} (max |R| ${scale})`);
-  assert.ok(Math.abs(got.logit - want.summary.explanation.logit) <= 1e-4 * Math.max(1, Math.abs(got.logit)));
+  if (scope === 'voxel') {
+    assert.ok(Math.abs(got.logit - want.summary.explanation.logit) <= 1e-4 * Math.max(1, Math.abs(got.logit)));
+  } else {
+    assert.equal(got.voxels, want.summary.explanation.voxels, `${name}: region size`);
+    assert.ok(got.voxels > 50, `${name}: the tumour region has ${got.voxels} voxels`);
+  }
   // The shares printed under the panels are the ones computed from these maps.
   const caption = await page.locator('#panels figcaption').first().textContent();
   assert.ok(caption.includes(`${(100 * got.shares[0]).toFixed(1)} %`), caption);
@@ -218,7 +225,9 @@ try {
       assert.match(await statusText(page), /Click a voxel/, `${name}: ${await statusText(page)}`);
       const first = compared(await explainAndCompare(page, name));
       const other = await explainAndCompare(page, name, 'EpsilonAlpha2Beta1');
-      return `real files shown or refused, ${first}; EpsilonAlpha2Beta1: max|ΔR| ${other.diff.toExponential(2)} of ${other.scale.toExponential(2)}`;
+      const region = await explainAndCompare(page, name, 'EpsilonGammaBox', 'component');
+      return `real files shown or refused, ${first}; EpsilonAlpha2Beta1: max|ΔR| ${other.diff.toExponential(2)} of ${other.scale.toExponential(2)}; `
+        + `tumour region of ${region.got.voxels} voxels (EpsilonGammaBox, two-pass): max|ΔM_A| ${region.diff.toExponential(2)} of ${region.scale.toExponential(2)}`;
     },
   });
 } finally {

@@ -111,7 +111,7 @@ function redraw() {
   const z = +$('slice').value, c = +$('channel').value;
   $('slice-label').textContent = `${z + 1} / ${v.dims[2]}`;
   const mark = state.explanation && state.explanation.voxel[2] === z ? state.explanation.voxel : null;
-  drawSlice($('axial'), v.dims, z, v.channels[c], state.windows[c], { mask: state.mask, label: v.label, mark });
+  drawSlice($('axial'), v.dims, z, v.channels[c], state.windows[c], { mask: state.mask, label: v.label, mark, region: state.explanation?.region });
 }
 
 function updateButtons() {
@@ -124,12 +124,21 @@ async function explainAt(voxel) {
   if (state.busy) { state.queued = voxel; status('Busy: your click will be explained next.', { busy: true }); return; }
   state.busy = true;
   const cls = +$('class').value;
+  const composite = $('composite').value;
+  const scope = $('scope').value;
+  const where = `voxel (${voxel.join(', ')})`;
   try {
-    const composite = $('composite').value;
-    const e = await withProgress(`Explaining voxel (${voxel.join(', ')}) with ${composite}`, () => compute.run('explain', { x: voxel[0], y: voxel[1], z: voxel[2], cls, composite }));
+    const args = { x: voxel[0], y: voxel[1], z: voxel[2], cls, composite };
+    const e = scope === 'voxel'
+      ? await withProgress(`Explaining ${where} with ${composite}`, () => compute.run('explain', args))
+      : await withProgress(`Explaining the ${scope === 'all' ? 'predicted tumour' : `tumour region at ${where}`} with ${composite} (two passes)`,
+        () => compute.run('explainRegion', { ...args, scope }));
+    e.voxel = e.voxel ?? voxel;
     state.explanation = e;
     showExplanation(e);
-    status(`Voxel (${voxel.join(', ')}), ${composite}: logit ${e.logit.toFixed(4)}, Σ relevance ${e.relevance_sum.toFixed(4)} (${state.backend}).`);
+    status(scope === 'voxel'
+      ? `Voxel (${voxel.join(', ')}), ${composite}: logit ${e.logit.toFixed(4)}, Σ relevance ${e.relevance_sum.toFixed(4)} (${state.backend}).`
+      : `Region of ${e.voxels} voxels, ${composite}: Σ M_A ${e.relevance_sum.toFixed(2)} for ${e.voxels - e.left_out} voxels kept, ${e.left_out} left out (${state.backend}).`);
   } catch (e) {
     failed('Explaining failed', e);
   } finally {
@@ -146,7 +155,8 @@ function showExplanation(e) {
   let rmax = 0;
   for (const v of e.relevance) rmax = Math.max(rmax, Math.abs(v));
   $('results').hidden = false;
-  $('result-title').textContent = `Relevance for ${e.class === 1 ? 'tumour' : 'background'} at voxel (${e.voxel.join(', ')}), slice ${e.voxel[2] + 1}`;
+  const what = e.region ? `the region of ${e.voxels} voxels around (${e.voxel.join(', ')})` : `voxel (${e.voxel.join(', ')})`;
+  $('result-title').textContent = `Relevance for ${e.class === 1 ? 'tumour' : 'background'} at ${what}, slice ${e.voxel[2] + 1}`;
   const panels = $('panels');
   panels.innerHTML = '';
   SEQUENCES.forEach((name, c) => {
@@ -154,7 +164,7 @@ function showExplanation(e) {
     const canvas = document.createElement('canvas');
     canvas.dataset.channel = c;
     drawSlice(canvas, dims, e.voxel[2], state.study.channels[c], state.windows[c], {
-      relevance: e.relevance.subarray(c * n, (c + 1) * n), rmax, mark: e.voxel,
+      relevance: e.relevance.subarray(c * n, (c + 1) * n), rmax, mark: e.voxel, region: e.region,
     });
     const cap = document.createElement('figcaption');
     cap.textContent = `${name} — ${(100 * e.shares[c]).toFixed(1)} %`;

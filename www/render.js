@@ -22,10 +22,11 @@ export function pixelToVoxel(canvas, dims, clientX, clientY) {
 
 /**
  * Draws slice z of `channel` (grey) with optional overlays:
- * mask (Uint8Array, red), label (Uint8Array, yellow outline), signed relevance (Float32Array,
- * red +, blue -, scaled by `rmax`), and a marker at voxel `mark` = [x, y].
+ * mask (Uint8Array, red), label (Uint8Array, yellow outline), region (Uint8Array, green
+ * outline), signed relevance (Float32Array, red +, blue -, scaled by `rmax`), and a marker at
+ * voxel `mark` = [x, y].
  */
-export function drawSlice(canvas, dims, z, channel, win, { mask, label, relevance, rmax, mark } = {}) {
+export function drawSlice(canvas, dims, z, channel, win, { mask, label, region, relevance, rmax, mark } = {}) {
   const [nx, ny] = dims;
   const s = scaleFor(dims);
   canvas.width = nx; canvas.height = ny;
@@ -41,13 +42,16 @@ export function drawSlice(canvas, dims, z, channel, win, { mask, label, relevanc
       let g = Math.max(0, Math.min(1, (channel[i] - lo) / (hi - lo))) * 255;
       let [r, gg, b] = [g, g, g];
       if (mask && mask[i]) { r = 0.55 * r + 0.45 * 255; gg *= 0.55; b *= 0.55; }
-      if (label && label[i] && (x === 0 || y === 0 || x === nx - 1 || y === ny - 1 ||
-          !label[i - 1] || !label[i + 1] || !label[i - nx] || !label[i + nx])) { r = 255; gg = 230; b = 0; }
       if (relevance && rmax > 0) {
         const a = Math.min(1, Math.abs(relevance[i]) / rmax);
         const c = relevance[i] > 0 ? [255, 40, 0] : [0, 120, 255];
         r = (1 - a) * r + a * c[0]; gg = (1 - a) * gg + a * c[1]; b = (1 - a) * b + a * c[2];
       }
+      // Outlines on top of everything, so that the region stays visible on the relevance panels.
+      const edge = (m) => m && m[i] && (x === 0 || y === 0 || x === nx - 1 || y === ny - 1 ||
+          !m[i - 1] || !m[i + 1] || !m[i - nx] || !m[i + nx]);
+      if (edge(label)) { r = 255; gg = 230; b = 0; }
+      if (edge(region)) { r = 0; gg = 255; b = 80; }
       img.data[o] = r; img.data[o + 1] = gg; img.data[o + 2] = b; img.data[o + 3] = 255;
     }
   }

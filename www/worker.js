@@ -32,6 +32,7 @@ const ops = {
     return { mask };
   },
   explain: ({ x, y, z, cls, composite }) => engine.explain(x, y, z, cls, composite ?? ''),
+  explainRegion: ({ x, y, z, cls, composite, scope }) => engine.explain_region(x, y, z, cls, composite ?? '', scope),
   sample: () => ({ bytes: engine.sample_nifti() }),
   exportRelevance: ({ relevance }) => ({ bytes: engine.export_relevance(relevance) }),
   exportSegmentation: ({ mask }) => ({ bytes: engine.export_segmentation(mask) }),
@@ -41,7 +42,7 @@ self.onmessage = async ({ data }) => {
   const { id, op } = data;
   try {
     const result = await ops[op](data);
-    const transfer = [result?.mask, result?.relevance, result?.bytes, result?.study?.data, result?.study?.label, result?.preview?.data]
+    const transfer = [result?.mask, result?.relevance, result?.region, result?.bytes, result?.study?.data, result?.study?.label, result?.preview?.data]
       .map((a) => a?.buffer).filter(Boolean);
     self.postMessage({ id, ok: true, result }, transfer);
   } catch (e) {

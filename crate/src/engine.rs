@@ -138,3 +138,54 @@ pub async fn explain(net: &UNet, p: &Prepared, voxel: [usize; 3], class: usize, 
     let signed_shares = signed_shares(&relevance, channels);
     Ok(VoxelExplanation { voxel, class, relevance, logit, relevance_sum, shares, signed_shares })
 }
+
+#[derive(Clone, Debug, Serialize)]
+pub struct RegionExplanation {
+    pub class: usize,
+    /// Voxels in the region.
+    pub voxels: usize,
+    /// Voxels whose |ΣM_a| was too small to normalise by (README, "Region maps").
+    pub left_out: usize,
+    /// `M_A = Σ_{a∈A} M_a / ΣM_a`, 6 channels in file order.
+    #[serde(skip)]
+    pub relevance: Vec<f32>,
+    /// Σ of `M_A`: the number of voxels kept, when relevance is conserved.
+    pub relevance_sum: f32,
+    pub shares: Vec<f32>,
+    pub signed_shares: Vec<f32>,
+}
+
+/// The exact two-pass region map of `class` over `region` (one byte per voxel, file order).
+pub async fn explain_region(net: &UNet, p: &Prepared, region: &[u8], class: usize, composite: &Composite) -> Result<RegionExplanation, String> {
+    if class >= net.config.classes {
+        return Err(format!("class {class} does not exist (0 = background, 1 = tumour)"));
+    }
+    let [nx, ny, nz] = p.dims;
+    if region.len() != nx * ny * nz {
+        return Err(format!("the region has {} voxels, the study {}", region.len(), nx * ny * nz));
+    }
+    let voxels = region.iter().filter(|v| **v != 0).count();
+    if voxels == 0 {
+        return Err("the region is empty".into());
+    }
+    let [_, _, pz, py, px] = p.acts.logits.dims();
+    let mut mask = vec![0f32; pz * py * px];
+    for z in 0..nz {
+        for y in 0..ny {
+            for x in 0..nx {
+                mask[(z * py + y) * px + x] = f32::from(region[x + nx * (y + ny * z)] != 0);
+            }
+        }
+    }
+    let device = p.acts.logits.device();
+    let mask = Tensor::<5>::from_data(TensorData::new(mask, [1, 1, pz, py, px]), &device);
+    let m = crate::lrp::region::region_map(net, &p.acts, composite, class, mask);
+    let kept = read(m.kept).await?.iter().filter(|v| **v > 0.5).count();
+    let dims = m.relevance.dims();
+    let channels = net.config.in_channels;
+    let relevance = crop(read(m.relevance).await?, channels, dims, p.dims);
+    let relevance_sum = relevance.iter().map(|v| *v as f64).sum::<f64>() as f32;
+    let shares = positive_shares(&relevance, channels);
+    let signed_shares = signed_shares(&relevance, channels);
+    Ok(RegionExplanation { class, voxels, left_out: voxels - kept, relevance, relevance_sum, shares, signed_shares })
+}

@@ -7,6 +7,7 @@ pub mod geometry;
 pub mod lrp;
 pub mod nifti;
 pub mod phantom;
+pub mod region;
 pub mod pool;
 pub mod rng;
 pub mod skeleton;

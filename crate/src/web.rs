@@ -244,6 +244,29 @@ pub async fn explain(x: usize, y: usize, z: usize, class: usize, composite: Stri
     Ok(out)
 }
 
+/// The exact two-pass region map of `class` for a region of the predicted tumour: `scope`
+/// "component" (the connected component holding voxel (x, y, z)) or "all". Returns
+/// `{relevance: Float32Array, region: Uint8Array (the region's mask), voxels, left_out,
+/// relevance_sum, shares, signed_shares, class}`.
+#[wasm_bindgen]
+pub async fn explain_region(x: usize, y: usize, z: usize, class: usize, composite: String, scope: String) -> Result<JsValue, JsError> {
+    let (net, study) = current()?;
+    let name = if composite.is_empty() { engine::DEFAULT_COMPOSITE } else { composite.as_str() };
+    let composite = engine::composite(name, &study).map_err(js_err)?;
+    let mask = engine::segmentation(&study).await.map_err(js_err)?;
+    let area = match scope.as_str() {
+        "all" => Some(mask).filter(|m| m.iter().any(|v| *v != 0)),
+        "component" => crate::region::component(&mask, study.dims, [x, y, z]),
+        other => return Err(js_err(format!("unknown region scope \"{other}\""))),
+    }
+    .ok_or_else(|| js_err("there is no predicted tumour there: click inside the red region, or explain single voxels"))?;
+    let e = engine::explain_region(&net, &study, &area, class, &composite).await.map_err(js_err)?;
+    let out = serde_wasm_bindgen::to_value(&e).map_err(js_err)?;
+    set(&out, "relevance", &Float32Array::from(&e.relevance[..]))?;
+    set(&out, "region", &Uint8Array::from(&area[..]))?;
+    Ok(out)
+}
+
 /// The bundled sample patient as `.nii.gz` bytes.
 #[wasm_bindgen]
 pub fn sample_nifti() -> Uint8Array {

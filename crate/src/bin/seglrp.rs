@@ -98,6 +98,11 @@ enum Command {
         /// Class to explain: 0 background, 1 tumour.
         #[arg(long, default_value_t = 1)]
         class: usize,
+        /// Explain a region instead of the voxel: "component" (the predicted tumour's connected
+        /// component that holds --voxel) or "all" (all predicted tumour), as the exact two-pass
+        /// region map M_A = Σ M_a / ΣM_a.
+        #[arg(long, value_parser = ["component", "all"])]
+        region: Option<String>,
         /// Override a file's guessed role, as FILE=ROLE; ROLE is one of "T2", "T1 plain",
         /// "T1 20 s", "T1 60 s", "T1 120 s", "T1 15 min", "all sequences", "label", "unused".
         #[arg(long, value_name = "FILE=ROLE")]
@@ -414,7 +419,7 @@ fn run(cli: Cli) -> Result<(), String> {
         Command::Relevance { model, config, input, shape, voxel, region, class, versus, composite, out, logits } => {
             relevance_command(RelevanceArgs { model, config, input, shape, voxel, region, class, versus, composite, out, logits })?
         }
-        Command::Explain { files, voxel, class, role, composite, backend: name, relevance, segmentation, raw } => {
+        Command::Explain { files, voxel, class, region, role, composite, backend: name, relevance, segmentation, raw } => {
             let study = open_study(&files, &role)?;
             let vol = &study.volume;
             let device = backend::cpu_device(&name)?;
@@ -430,18 +435,36 @@ fn run(cli: Cli) -> Result<(), String> {
                 composite
             };
             let composite = engine::composite(&spec, &prepared)?;
-            let e = pollster::block_on(engine::explain(&net, &prepared, voxel, class, &composite))?;
+            if voxel.iter().zip(&vol.dims).any(|(v, d)| v >= d) {
+                return Err(format!("voxel {voxel:?} lies outside the volume {:?}", vol.dims));
+            }
+            let (values, explanation) = match region.as_deref() {
+                None => {
+                    let e = pollster::block_on(engine::explain(&net, &prepared, voxel, class, &composite))?;
+                    (e.relevance.clone(), serde_json::to_value(&e).expect("plain JSON"))
+                }
+                Some(scope) => {
+                    let area = if scope == "all" {
+                        Some(mask.clone()).filter(|m| m.iter().any(|v| *v != 0))
+                    } else {
+                        seglrp::region::component(&mask, vol.dims, voxel)
+                    }
+                    .ok_or("no predicted tumour there to explain (the voxel must lie in the predicted tumour for \"component\")")?;
+                    let e = pollster::block_on(engine::explain_region(&net, &prepared, &area, class, &composite))?;
+                    (e.relevance.clone(), serde_json::to_value(&e).expect("plain JSON"))
+                }
+            };
             eprintln!(
-                "{name}: segmentation {:.0} ms, LRP pass {:.0} ms",
+                "{name}: segmentation {:.0} ms, LRP {:.0} ms",
                 t_segment.as_secs_f64() * 1e3,
                 t.elapsed().as_secs_f64() * 1e3
             );
             if let Some(path) = raw {
-                let bytes: Vec<u8> = e.relevance.iter().flat_map(|v| v.to_le_bytes()).collect();
+                let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
                 write(&path, &bytes)?;
             }
             if let Some(path) = relevance {
-                let rel = seglrp::volume::Volume { data: e.relevance.clone(), ..vol.clone() };
+                let rel = seglrp::volume::Volume { data: values.clone(), ..vol.clone() };
                 write(&path, &nifti::write_nifti(&rel, gzip_wanted(&path)))?;
             }
             if let Some(path) = segmentation {
@@ -452,7 +475,7 @@ fn run(cli: Cli) -> Result<(), String> {
                 "dims": vol.dims,
                 "tumour_voxels": mask.iter().filter(|m| **m == 1).count(),
                 "predicted_class_at_voxel": mask[vol.index(voxel)],
-                "explanation": e,
+                "explanation": explanation,
             });
             println!("{}", serde_json::to_string_pretty(&summary).expect("plain JSON"));
         }
