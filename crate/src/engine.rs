@@ -27,6 +27,11 @@ pub struct Prepared {
 }
 
 pub fn prepare(net: &UNet, vol: &Volume, device: &Device) -> Result<Prepared, String> {
+    check_channels(net, vol)?;
+    prepare_normalised(net, &vol.normalised(), device)
+}
+
+fn check_channels(net: &UNet, vol: &Volume) -> Result<(), String> {
     let channels = net.config.in_channels;
     if vol.channels != channels {
         return Err(format!(
@@ -34,7 +39,15 @@ pub fn prepare(net: &UNet, vol: &Volume, device: &Device) -> Result<Prepared, St
             vol.channels
         ));
     }
-    let padded = vol.normalised().padded(net.config.align());
+    Ok(())
+}
+
+/// As [`prepare`] for a volume that is already what the network reads (no normalisation):
+/// for checks against other implementations on raw tensors.
+pub fn prepare_normalised(net: &UNet, vol: &Volume, device: &Device) -> Result<Prepared, String> {
+    check_channels(net, vol)?;
+    let channels = vol.channels;
+    let padded = vol.padded(net.config.align());
     let [nx, ny, nz] = padded.dims;
     let n = padded.voxels();
     let range = |c: usize| padded.data[c * n..(c + 1) * n].iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), v| (lo.min(*v), hi.max(*v)));
@@ -70,7 +83,7 @@ async fn read(t: Tensor<5>) -> Result<Vec<f32>, String> {
 }
 
 /// Crops a `[channels, z, y, x]` host buffer of the padded grid back to `dims`.
-fn crop(data: Vec<f32>, channels: usize, padded: [usize; 5], dims: [usize; 3]) -> Vec<f32> {
+pub fn crop(data: Vec<f32>, channels: usize, padded: [usize; 5], dims: [usize; 3]) -> Vec<f32> {
     let [_, _, pz, py, px] = padded;
     Volume { dims: [px, py, pz], channels, spacing: [1.0; 3], affine: crate::geometry::Affine::diagonal([1.0; 3]), data }.cropped(dims).data
 }

@@ -229,14 +229,18 @@ pub async fn segment() -> Result<Uint8Array, JsError> {
     Ok(Uint8Array::from(&mask[..]))
 }
 
+/// The composite the page asked for ("" = the default).
+fn chosen_composite(name: &str, study: &Prepared) -> Result<crate::lrp::Composite, JsError> {
+    engine::composite(if name.is_empty() { engine::DEFAULT_COMPOSITE } else { name }, study).map_err(js_err)
+}
+
 /// The relevance map of `class` at voxel (x, y, z) under `composite` (Zennit's names, or ""
 /// for the default): `{relevance: Float32Array (6 × voxels), logit, relevance_sum, shares,
 /// signed_shares, voxel, class}`.
 #[wasm_bindgen]
 pub async fn explain(x: usize, y: usize, z: usize, class: usize, composite: String) -> Result<JsValue, JsError> {
     let (net, study) = current()?;
-    let name = if composite.is_empty() { engine::DEFAULT_COMPOSITE } else { composite.as_str() };
-    let composite = engine::composite(name, &study).map_err(js_err)?;
+    let composite = chosen_composite(&composite, &study)?;
     let e = engine::explain(&net, &study, [x, y, z], class, &composite).await.map_err(js_err)?;
     let out = serde_wasm_bindgen::to_value(&e).map_err(js_err)?;
     js_sys::Reflect::set(&out, &"relevance".into(), &Float32Array::from(&e.relevance[..]))
@@ -251,8 +255,7 @@ pub async fn explain(x: usize, y: usize, z: usize, class: usize, composite: Stri
 #[wasm_bindgen]
 pub async fn explain_region(x: usize, y: usize, z: usize, class: usize, composite: String, scope: String) -> Result<JsValue, JsError> {
     let (net, study) = current()?;
-    let name = if composite.is_empty() { engine::DEFAULT_COMPOSITE } else { composite.as_str() };
-    let composite = engine::composite(name, &study).map_err(js_err)?;
+    let composite = chosen_composite(&composite, &study)?;
     let mask = engine::segmentation(&study).await.map_err(js_err)?;
     let area = match scope.as_str() {
         "all" => Some(mask).filter(|m| m.iter().any(|v| *v != 0)),

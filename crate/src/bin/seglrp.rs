@@ -176,36 +176,6 @@ fn load_model(path: &Path, config: Option<&Path>, device: &burn::prelude::Device
     weights::from_safetensors(&config, &bytes, device).map_err(|e| format!("{}: {e}", path.display()))
 }
 
-/// Zero-pads `[C, D, H, W]` at the end of each spatial axis to a multiple of `align`.
-fn pad(x: &[f32], [c, d, h, w]: [usize; 4], align: usize) -> ([usize; 4], Vec<f32>) {
-    let up = |n: usize| n.div_ceil(align) * align;
-    let (pd, ph, pw) = (up(d), up(h), up(w));
-    let mut out = vec![0f32; c * pd * ph * pw];
-    for ci in 0..c {
-        for z in 0..d {
-            for y in 0..h {
-                let src = ((ci * d + z) * h + y) * w;
-                let dst = ((ci * pd + z) * ph + y) * pw;
-                out[dst..dst + w].copy_from_slice(&x[src..src + w]);
-            }
-        }
-    }
-    ([c, pd, ph, pw], out)
-}
-
-fn crop(x: &[f32], [c, pd, ph, pw]: [usize; 4], [d, h, w]: [usize; 3]) -> Vec<f32> {
-    let mut out = Vec::with_capacity(c * d * h * w);
-    for ci in 0..c {
-        for z in 0..d {
-            for y in 0..h {
-                let src = ((ci * pd + z) * ph + y) * pw;
-                out.extend_from_slice(&x[src..src + w]);
-            }
-        }
-    }
-    out
-}
-
 fn relevance_command(args: RelevanceArgs) -> Result<(), String> {
     use burn::prelude::*;
     let device = backend::cpu_device("cpu")?;
@@ -216,20 +186,14 @@ fn relevance_command(args: RelevanceArgs) -> Result<(), String> {
     if x.len() != c * d * h * w {
         return Err(format!("{}: {} values, but the shape needs {}", args.input.display(), x.len(), c * d * h * w));
     }
-    let (padded, xp) = pad(&x, args.shape, net.config.align());
-    let n = padded[1] * padded[2] * padded[3];
-    let range = |ci: usize| xp[ci * n..(ci + 1) * n].iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), v| (lo.min(*v), hi.max(*v)));
-    let (low, high): (Vec<f32>, Vec<f32>) = (0..c).map(range).unzip();
-    let composite = match lrp::Composite::by_name(&args.composite) {
-        Some(lrp::Composite::EpsilonGammaBox { .. }) => lrp::Composite::EpsilonGammaBox { low, high },
-        Some(other) => other,
-        None => return Err(format!("unknown composite {}", args.composite)),
-    };
-    let input = Tensor::<5>::from_data(burn::tensor::TensorData::new(xp, [1, c, padded[1], padded[2], padded[3]]), &device);
-    let acts = net.forward_all(input);
+    // [C, D, H, W] row-major is a Volume's layout with dims [W, H, D].
+    let vol = seglrp::volume::Volume { dims: [w, h, d], channels: c, spacing: [1.0; 3], affine: seglrp::geometry::Affine::diagonal([1.0; 3]), data: x };
+    let p = engine::prepare_normalised(&net, &vol, &device)?;
+    let composite = engine::composite(&args.composite, &p)?;
+    let host = |t: Tensor<5>| t.into_data().try_into_vec::<f32>().map_err(|e| format!("{e:?}"));
     if let Some(path) = &args.logits {
-        let l = acts.logits.clone().into_data().try_into_vec::<f32>().map_err(|e| format!("{e:?}"))?;
-        let l = crop(&l, [net.config.classes, padded[1], padded[2], padded[3]], [d, h, w]);
+        let dims = p.acts.logits.dims();
+        let l = engine::crop(host(p.acts.logits.clone())?, net.config.classes, dims, vol.dims);
         write(path, &l.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>())?;
     }
     if args.class >= net.config.classes {
@@ -247,31 +211,27 @@ fn relevance_command(args: RelevanceArgs) -> Result<(), String> {
                 Some(other) => lrp::Target::Difference { other },
                 None => lrp::Target::Logit,
             };
-            let e = lrp::explain_target(&net, &acts, &composite, args.class, v, target);
+            let e = lrp::explain_target(&net, &p.acts, &composite, args.class, v, target);
             let logit = e.logit.into_data().try_into_vec::<f32>().map_err(|e| format!("{e:?}"))?[0];
-            (e.relevance, serde_json::json!({ "logit": logit }))
+            let dims = e.relevance.dims();
+            (engine::crop(host(e.relevance)?, c, dims, vol.dims), serde_json::json!({ "logit": logit }))
         }
         (None, Some([d0, h0, w0, d1, h1, w1])) => {
             if d0 >= d1 || h0 >= h1 || w0 >= w1 || d1 > d || h1 > h || w1 > w {
                 return Err(format!("the region box must lie inside {d}×{h}×{w} and not be empty"));
             }
-            let (pd, ph, pw) = (padded[1], padded[2], padded[3]);
-            let mut mask = vec![0f32; pd * ph * pw];
+            let mut mask = vec![0u8; d * h * w];
             for z in d0..d1 {
                 for y in h0..h1 {
-                    mask[(z * ph + y) * pw + w0..(z * ph + y) * pw + w1].fill(1.0);
+                    mask[(z * h + y) * w + w0..(z * h + y) * w + w1].fill(1);
                 }
             }
-            let region = Tensor::<5>::from_data(burn::tensor::TensorData::new(mask, [1, 1, pd, ph, pw]), &device);
-            let m = lrp::region::region_map(&net, &acts, &composite, args.class, region);
-            let kept: f32 = m.kept.into_data().try_into_vec::<f32>().map_err(|e| format!("{e:?}"))?.iter().sum();
-            let size = (d1 - d0) * (h1 - h0) * (w1 - w0);
-            (m.relevance, serde_json::json!({ "region_voxels": size, "kept": kept as usize, "left_out": size - kept as usize }))
+            let e = pollster::block_on(engine::explain_region(&net, &p, &mask, args.class, &composite))?;
+            let summary = serde_json::json!({ "region_voxels": e.voxels, "kept": e.voxels - e.left_out, "left_out": e.left_out });
+            (e.relevance, summary)
         }
         (None, None) => return Err("give --voxel or --region".into()),
     };
-    let r = r.into_data().try_into_vec::<f32>().map_err(|e| format!("{e:?}"))?;
-    let r = crop(&r, padded, [d, h, w]);
     write(&args.out, &r.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>())?;
     let mut summary = summary;
     summary["relevance_sum"] = serde_json::json!(r.iter().map(|v| *v as f64).sum::<f64>());
