@@ -91,6 +91,7 @@ build_wasm() {
     rm -rf "$out" && mv "$out.tmp" "$out" && touch "$out/.built"
     step "www/pkg/seglrp_bg.wasm: $(stat -c %s "$out/seglrp_bg.wasm") bytes, $(gzip -9 -c "$out/seglrp_bg.wasm" | wc -c) gzipped"
   fi
+  node "$ROOT/scripts/samples.mjs"
 }
 
 # A Python venv for the reference checks: nibabel (NIfTI as the field reads it), PyTorch and

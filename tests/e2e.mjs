@@ -1,11 +1,14 @@
 // End-to-end: the real page in headless Chromium (Playwright), against the native engine.
-//   1. WebGPU on (SwiftShader): six sequence files and a label through the file input, one of
-//      them misnamed so that the user must assign it in the file list; click a voxel, compare
-//      the six relevance maps with `seglrp explain`; save the relevance and the segmentation
-//      and read them back with `seglrp info`.
-//   2. WebGPU off: the page must fall back to the CPU by itself; real NIfTI files from the test
-//      data are dropped one by one (each is shown, or its error), then the 4-D sample arrives
-//      through a drop event; same comparison.
+//   1. WebGPU on (SwiftShader): six sequence files and a label of demo patient PATIENT (written
+//      by `seglrp sample --dir`) through the file input, one of them misnamed so that the user
+//      must assign it in the file list; the bundled model's mask equals the native one; click
+//      a predicted tumour voxel, compare the six relevance maps with `seglrp explain`; save
+//      the relevance and the segmentation and read them back with `seglrp info`; the same
+//      patient generated in the page (demo menu) gives the same mask.
+//   2. WebGPU off: the page must fall back to the CPU by itself; the demo menu's patient gives
+//      the same mask as WebGPU did; real NIfTI files from the test data are dropped one by one
+//      (each is shown, or its error), then the 4-D sample arrives through a drop event; same
+//      comparisons, other composites, a tumour region.
 // Both runs assert that the page made no request outside its origin and logged no error.
 import { chromium } from 'playwright-core';
 import { execFileSync } from 'node:child_process';
@@ -20,10 +23,18 @@ assert.ok(BIN && fs.existsSync(BIN), 'set SEGLRP_BIN to the native seglrp binary
 const DATA = process.env.SEGLRP_TESTDATA;
 assert.ok(DATA && fs.existsSync(DATA), 'set SEGLRP_TESTDATA (scripts/lib.sh ensure_test_data)');
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'seglrp-e2e-'));
+// A demo patient with a tumour large enough for a region explanation.
+const PATIENT = '3';
 const sample = path.join(tmp, 'sample.nii.gz');
-execFileSync(BIN, ['sample', '--out', sample]);
+execFileSync(BIN, ['sample', '--patient', PATIENT, '--out', sample]);
 const studyDir = path.join(tmp, 'patient');
-execFileSync(BIN, ['sample', '--dir', studyDir]);
+execFileSync(BIN, ['sample', '--patient', PATIENT, '--dir', studyDir]);
+const nativeMask = (() => {
+  const seg = path.join(tmp, 'native-segmentation.nii.gz');
+  execFileSync(BIN, ['explain', sample, '--voxel', '0,0,0', '--segmentation', seg], { stdio: ['ignore', 'ignore', 'inherit'] });
+  return Array.from(nativeInfo(seg).values);
+})();
+const masks = {};
 // A name the guesser cannot place: the user assigns it in the page.
 fs.renameSync(path.join(studyDir, 't1_60s.nii.gz'), path.join(studyDir, 'series_7.nii.gz'));
 
@@ -54,10 +65,10 @@ const waitStatus = (page, re, timeout = 300_000) => page.waitForFunction(
   re.source, { timeout });
 
 async function dropFiles(page, files) {
-  const payload = files.map((f) => ({ name: path.basename(f), data: Array.from(fs.readFileSync(f)) }));
+  const payload = files.map((f) => ({ name: path.basename(f), data: fs.readFileSync(f).toString('base64') }));
   await page.evaluate((list) => {
     const dt = new DataTransfer();
-    for (const f of list) dt.items.add(new File([new Uint8Array(f.data)], f.name));
+    for (const f of list) dt.items.add(new File([Uint8Array.from(atob(f.data), (c) => c.charCodeAt(0))], f.name));
     document.getElementById('drop').dispatchEvent(new DragEvent('drop', { dataTransfer: dt, bubbles: true, cancelable: true }));
   }, payload);
 }
@@ -75,6 +86,31 @@ async function sixFilesWithAssignment(page, name) {
   assert.match(await statusText(page), /Click a voxel/, `${name}: after assigning: ${await statusText(page)}`);
   const label = await page.evaluate(() => window.__seglrp.study.label?.reduce((n, v) => n + v, 0));
   assert.ok(label > 50, `${name}: the label file is loaded (${label} tumour voxels)`);
+  await sameMask(page, name, 'six files');
+}
+
+/** The page's mask equals the native engine's, and every other mask of this patient. */
+async function sameMask(page, name, how) {
+  const mask = await page.evaluate(() => Array.from(window.__seglrp.mask));
+  const tumour = mask.reduce((n, v) => n + v, 0);
+  assert.ok(tumour > 50, `${name}, ${how}: ${tumour} predicted tumour voxels`);
+  const differ = mask.filter((v, i) => v !== nativeMask[i]).length;
+  assert.equal(differ, 0, `${name}, ${how}: ${differ} voxels differ from the native segmentation`);
+  for (const [other, m] of Object.entries(masks)) {
+    assert.deepEqual(mask, m, `${name}, ${how}: mask differs from ${other}`);
+  }
+  masks[`${name}, ${how}`] = mask;
+  return tumour;
+}
+
+/** The demo menu: the patient generated in the page (wasm), segmented by the bundled model. */
+async function demoPatient(page, name) {
+  await page.selectOption('#patient', PATIENT);
+  await page.click('#load-patient');
+  await waitStatus(page, /Click a voxel/);
+  assert.match(await statusText(page), /Click a voxel/, `${name}: demo patient: ${await statusText(page)}`);
+  assert.equal(await page.locator('#files tr').count(), 8, `${name}: the demo patient arrives as six sequences and a label`);
+  return sameMask(page, name, 'demo menu');
 }
 
 /** Real files, one at a time: each is shown (with why it is not a study) or refused in words. */
@@ -106,14 +142,38 @@ async function explainAndCompare(page, name, composite = 'Epsilon', scope = 'vox
   await page.selectOption('#composite', composite);
   await page.selectOption('#scope', scope);
   await page.evaluate(() => { window.__seglrp.explanation = null; });
-  // Click a voxel inside the sample's tumour (left liver lobe, image row ~ middle).
+  // Click the predicted tumour voxel nearest the centroid of the slice with the most tumour.
+  const [x, y, z, dims] = await page.evaluate(() => {
+    const { mask, view: { dims } } = window.__seglrp;
+    const [nx, ny, nz] = dims;
+    let best = 0, bz = 0;
+    for (let z = 0; z < nz; z++) {
+      let n = 0;
+      for (let i = z * nx * ny; i < (z + 1) * nx * ny; i++) n += mask[i];
+      if (n > best) { best = n; bz = z; }
+    }
+    let sx = 0, sy = 0;
+    for (let i = 0; i < nx * ny; i++) if (mask[bz * nx * ny + i]) { sx += i % nx; sy += Math.floor(i / nx); }
+    const [cx, cy] = [sx / best, sy / best];
+    let pick = null, dmin = Infinity;
+    for (let i = 0; i < nx * ny; i++) {
+      if (!mask[bz * nx * ny + i]) continue;
+      const d = (i % nx - cx) ** 2 + (Math.floor(i / nx) - cy) ** 2;
+      if (d < dmin) { dmin = d; pick = [i % nx, Math.floor(i / nx)]; }
+    }
+    const slider = document.getElementById('slice');
+    slider.value = bz;
+    slider.dispatchEvent(new Event('input'));
+    return [...pick, bz, dims];
+  });
   const box = await page.locator('#axial').boundingBox();
-  await page.mouse.click(box.x + box.width * 0.34, box.y + box.height * 0.52);
+  await page.mouse.click(box.x + ((x + 0.5) / dims[0]) * box.width, box.y + ((dims[1] - 1 - y + 0.5) / dims[1]) * box.height);
   await page.waitForFunction(() => window.__seglrp.explanation && !window.__seglrp.busy, null, { timeout: 300_000 });
   const got = await page.evaluate(() => {
     const e = window.__seglrp.explanation;
     return { voxel: e.voxel, cls: e.class, logit: e.logit, voxels: e.voxels, shares: e.shares, relevance: Array.from(e.relevance) };
   });
+  assert.deepEqual(got.voxel, [x, y, z], `${name}: the clicked voxel is explained`);
   assert.equal(await page.locator('#panels canvas').count(), 6, `${name}: one relevance panel per sequence`);
   const want = nativeRelevance(got.voxel, got.cls, composite, scope);
   assert.equal(got.relevance.length, want.relevance.length);
@@ -145,7 +205,8 @@ async function exportsReadBack(page, name, got) {
     await dl.saveAs(saved[file]);
   }
   const rel = nativeInfo(saved.relevance);
-  assert.deepEqual(rel.info.dims, [64, 64, 16, 6], `${name}: relevance NIfTI dims`);
+  const study = nativeInfo(sample);
+  assert.deepEqual(rel.info.dims, study.info.dims, `${name}: relevance NIfTI dims`);
   assert.equal(rel.info.datatype, 'float32');
   const bad = got.relevance.map((v, i) => [i, v, rel.values[i]]).filter(([, a, b]) => a !== b);
   assert.equal(rel.values.length, got.relevance.length);
@@ -154,7 +215,6 @@ async function exportsReadBack(page, name, got) {
   assert.equal(seg.info.datatype, 'uint8');
   const mask = await page.evaluate(() => Array.from(window.__seglrp.mask));
   assert.deepEqual(Array.from(seg.values), mask, `${name}: saved segmentation = shown mask`);
-  const study = nativeInfo(sample);
   assert.deepEqual(rel.info.affine, study.info.affine);
   assert.deepEqual(seg.info.affine, study.info.affine);
 }
@@ -213,12 +273,16 @@ try {
       await sixFilesWithAssignment(page, name);
       const r = await explainAndCompare(page, name);
       await exportsReadBack(page, name, r.got);
-      return `${compared(r)}, exports read back`;
+      await page.click('#clear');
+      const tumour = await demoPatient(page, name);
+      return `${compared(r)}, exports read back; demo patient ${PATIENT}: ${tumour} tumour voxels, mask = native`;
     },
   });
   await run({
     name: 'no WebGPU (CPU fallback), drop events', webgpu: false, expectBackend: /^cpu \(/,
     steps: async (page, name) => {
+      const tumour = await demoPatient(page, name);
+      await page.click('#clear');
       await realFilesOneByOne(page, name);
       await dropFiles(page, [sample]);
       await waitStatus(page, /Click a voxel/);
@@ -226,7 +290,8 @@ try {
       const first = compared(await explainAndCompare(page, name));
       const other = await explainAndCompare(page, name, 'EpsilonAlpha2Beta1');
       const region = await explainAndCompare(page, name, 'EpsilonGammaBox', 'component');
-      return `real files shown or refused, ${first}; EpsilonAlpha2Beta1: max|ΔR| ${other.diff.toExponential(2)} of ${other.scale.toExponential(2)}; `
+      await sameMask(page, name, '4-D file');
+      return `demo patient ${PATIENT}: ${tumour} tumour voxels, mask = WebGPU's = native; real files shown or refused, ${first}; EpsilonAlpha2Beta1: max|ΔR| ${other.diff.toExponential(2)} of ${other.scale.toExponential(2)}; `
         + `tumour region of ${region.got.voxels} voxels (EpsilonGammaBox, two-pass): max|ΔM_A| ${region.diff.toExponential(2)} of ${region.scale.toExponential(2)}`;
     },
   });

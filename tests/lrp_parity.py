@@ -206,6 +206,70 @@ with tempfile.TemporaryDirectory() as tmp:
             if (seed, name) in REGION_CHECKS:
                 region_check(label, name, model, xp, shape, low, high, tmp, weights)
 
+
+def normalised(volume):
+    """SegLRP's input normalisation (crate/src/volume.rs Volume::normalised), in numpy: per
+    sequence, z-score over the voxels above 5 % of its 99th percentile, 0 elsewhere."""
+    flat = volume.reshape(-1).astype(np.float32)
+    k = (flat.size - 1) * 99 // 100
+    threshold = max(0.05 * np.partition(flat, k)[k], 0.0)
+    inside = volume > threshold
+    if not inside.any():
+        return np.zeros_like(volume, dtype=np.float32)
+    vals = volume[inside].astype(np.float64)
+    mean, sd = vals.mean(), max(vals.std(), 1e-6)
+    return np.where(inside, (volume - mean) / sd, 0.0).astype(np.float32)
+
+
+def bundled_check(tmp):
+    """The bundled liver model, exported as safetensors, in the twin on demo patient 1 (read
+    with nibabel, normalised in numpy): same logits as SegLRP, and the same EpsilonGammaBox
+    relevance as Zennit for a tumour voxel."""
+    import nibabel as nib
+    weights = tmp / "bundled.safetensors"
+    run("model", "bundled", "--out", weights)
+    run("phantoms", "--patients", "1", "--out", tmp / "cohort")
+    d = tmp / "cohort" / "patient01"
+    stems = ["t2", "t1_plain", "t1_20s", "t1_60s", "t1_120s", "t1_15min"]
+    # nibabel gives [x, y, z]; the network reads [c, z, y, x].
+    x = np.stack([normalised(np.asarray(nib.load(d / f"{s}.nii.gz").dataobj, np.float32)).transpose(2, 1, 0) for s in stems])
+    label = np.asarray(nib.load(d / "label.nii.gz").dataobj).transpose(2, 1, 0)
+    shape = x.shape
+    (tmp / "x.f32").write_bytes(np.ascontiguousarray(x).tobytes())
+    model, config = twin.load(weights)
+    align = 2 ** (config["levels"] - 1)
+    xp = torch.from_numpy(pad(x, align))[None]
+    with torch.no_grad():
+        ref_logits = model(xp)[0, :, :shape[1], :shape[2], :shape[3]].numpy()
+    tumour = np.argwhere(label > 0)
+    voxel = tuple(int(v) for v in tumour[len(tumour) // 2]) if len(tumour) else (shape[1] // 2, shape[2] // 2, shape[3] // 2)
+    run("relevance", "--model", weights, "--input", tmp / "x.f32", "--shape", ",".join(map(str, shape)), "--voxel", ",".join(map(str, voxel)),
+        "--class", 1, "--composite", "EpsilonGammaBox", "--out", tmp / "r.f32", "--logits", tmp / "logits.f32")
+    got = np.fromfile(tmp / "logits.f32", dtype="<f4").reshape(ref_logits.shape)
+    diff = np.abs(got - ref_logits).max()
+    predicted = (ref_logits[1] > ref_logits[0]).sum()
+    print(f"{'ok ' if diff <= 1e-4 else 'FAIL'} bundled liver model on demo patient 1 {shape}: twin logits max|diff| {diff:.2e} "
+          f"(max|logit| {np.abs(ref_logits).max():.1f}; twin predicts {predicted} tumour voxels, label {int(label.sum())})")
+    if diff > 1e-4:
+        failures.append("bundled model: twin logits")
+    low = xp.amin(dim=(0, 2, 3, 4)).reshape(1, -1, 1, 1, 1)
+    high = xp.amax(dim=(0, 2, 3, 4)).reshape(1, -1, 1, 1, 1)
+    inp = xp.clone().requires_grad_(True)
+    onehot = torch.zeros(1, 2, *xp.shape[2:])
+    onehot[0, 1, voxel[0], voxel[1], voxel[2]] = 1.0
+    with Gradient(model=model, composite=zennit_composite("EpsilonGammaBox", low, high)) as attributor:
+        _, rel = attributor(inp, lambda o: o * onehot)
+    ref = rel[0, :, :shape[1], :shape[2], :shape[3]].detach().numpy()
+    ours = np.fromfile(tmp / "r.f32", dtype="<f4").reshape(shape)
+    worst = max(np.abs(ours[c] - ref[c]).max() / max(np.abs(ref[c]).max(), 1e-12) for c in range(6))
+    print(f"{'ok ' if worst <= 1e-4 else 'FAIL'} bundled liver model / EpsilonGammaBox at tumour voxel {voxel}: max|ΔR|/max|R| per channel {worst:.1e}")
+    if worst > 1e-4:
+        failures.append("bundled model: relevance")
+
+
+with tempfile.TemporaryDirectory() as tmp:
+    bundled_check(Path(tmp))
+
 if failures:
     print("\n".join(failures))
     sys.exit(1)

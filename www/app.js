@@ -19,6 +19,9 @@ const status = (text, { error = false, busy = false } = {}) => {
 };
 const failed = (what, e) => status(e.message === 'cancelled' ? 'Cancelled.' : `${what}: ${e.message}`, { error: e.message !== 'cancelled' });
 
+// The demo cohort's 20 patients (phantom/mod.rs COHORT_SIZE).
+$('patient').innerHTML = Array.from({ length: 20 }, (_, i) => `<option value="${i + 1}">${i + 1}</option>`).join('');
+
 const compute = new Compute(({ backend }) => { $('backend').textContent = backend; state.backend = backend; });
 compute.ready.catch((e) => status(`The engine could not start: ${e.message}`, { error: true }));
 
@@ -219,13 +222,16 @@ drop.addEventListener('drop', async (ev) => {
   drop.classList.remove('over');
   addFiles(await readFiles(ev.dataTransfer.files));
 });
-$('sample').addEventListener('click', async () => {
+$('load-patient').addEventListener('click', async () => {
   if (state.busy) return;
+  const i = +$('patient').value;
   try {
-    const { bytes } = await withProgress('Generating the sample patient', () => compute.call('sample'));
-    openFiles([{ name: 'sample patient.nii.gz', bytes }], {});
+    // The same files `seglrp phantoms` writes: six sequences and the label, as a user drops them.
+    state.busy = true;
+    const files = await withProgress(`Generating demo patient ${i}`, () => compute.call('cohort', { i })).finally(() => { state.busy = false; });
+    await openFiles(files, {});
   } catch (e) {
-    failed('The sample patient could not be made', e);
+    failed(`Demo patient ${i} could not be made`, e);
   }
 });
 $('clear').addEventListener('click', () => {

@@ -33,7 +33,7 @@ const ops = {
   },
   explain: ({ x, y, z, cls, composite }) => engine.explain(x, y, z, cls, composite ?? ''),
   explainRegion: ({ x, y, z, cls, composite, scope }) => engine.explain_region(x, y, z, cls, composite ?? '', scope),
-  sample: () => ({ bytes: engine.sample_nifti() }),
+  cohort: ({ i }) => engine.cohort_files(i, false),
   exportRelevance: ({ relevance }) => ({ bytes: engine.export_relevance(relevance) }),
   exportSegmentation: ({ mask }) => ({ bytes: engine.export_segmentation(mask) }),
 };

@@ -77,7 +77,7 @@ pub fn composite(name: &str, p: &Prepared) -> Result<Composite, String> {
     }
 }
 
-async fn read(t: Tensor<5>) -> Result<Vec<f32>, String> {
+pub(crate) async fn read(t: Tensor<5>) -> Result<Vec<f32>, String> {
     let data = t.into_data_async().await.map_err(|e| format!("reading back from the device failed: {e:?}"))?;
     data.try_into_vec::<f32>().map_err(|e| format!("{e:?}"))
 }

@@ -5,6 +5,7 @@ pub mod backend;
 pub mod engine;
 pub mod geometry;
 pub mod lrp;
+pub mod metrics;
 pub mod nifti;
 pub mod phantom;
 pub mod region;
@@ -17,6 +18,7 @@ pub mod train;
 pub mod unet;
 pub mod upsample;
 pub mod volume;
+pub mod window;
 pub mod weights;
 
 #[cfg(target_arch = "wasm32")]

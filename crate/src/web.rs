@@ -56,7 +56,7 @@ pub async fn init(prefer: String) -> Result<String, JsError> {
         },
         name => cpu(name)?,
     };
-    let net = engine::skeleton_model(&device);
+    let net = crate::weights::bundled(&device).map_err(js_err)?;
     STATE.with(|s| *s.borrow_mut() = Some(State { device, net, study: None, geometry: None }));
     Ok(backend)
 }
@@ -270,8 +270,29 @@ pub async fn explain_region(x: usize, y: usize, z: usize, class: usize, composit
     Ok(out)
 }
 
-/// The bundled sample patient as `.nii.gz` bytes.
+/// Patient `i` (1–20) of the demo cohort, generated here from its fixed seed, as the files a
+/// user would drop: `[{name, bytes: Uint8Array}]` for the six sequences and the label
+/// (`.nii.gz` when `gzip`, else `.nii`, which is faster to make).
 #[wasm_bindgen]
-pub fn sample_nifti() -> Uint8Array {
-    Uint8Array::from(&crate::phantom::sample_nifti()[..])
+pub fn cohort_files(i: usize, gzip: bool) -> Result<js_sys::Array, JsError> {
+    if !(1..=crate::phantom::COHORT_SIZE).contains(&i) {
+        return Err(js_err(format!("the demo cohort has patients 1–{}", crate::phantom::COHORT_SIZE)));
+    }
+    let out = js_sys::Array::new();
+    for (name, bytes) in crate::phantom::cohort_patient(i).nifti_files(gzip) {
+        let f = js_sys::Object::new();
+        set(&f, "name", &format!("patient{i:02}_{name}").into())?;
+        set(&f, "bytes", &Uint8Array::from(&bytes[..]))?;
+        out.push(&f);
+    }
+    Ok(out)
+}
+
+/// The bundled model's configuration (JSON) and size, for the page's "model" line.
+#[wasm_bindgen]
+pub fn model_info() -> Result<JsValue, JsError> {
+    with_state(|s| {
+        let info = serde_json::json!({"config": s.net.config, "bytes": crate::weights::BUNDLED.len()});
+        serde_wasm_bindgen::to_value(&info).map_err(js_err)
+    })
 }

@@ -194,3 +194,12 @@ pub fn config_of(bytes: &[u8]) -> Option<UNetConfig> {
     let (_, meta) = SafeTensors::read_metadata(bytes).ok()?;
     serde_json::from_str(meta.metadata().as_ref()?.get("config")?).ok()
 }
+
+/// The bundled liver model (`seglrp train` with its defaults; README "Models").
+pub const BUNDLED: &[u8] = include_bytes!("../assets/liver-unet.safetensors");
+
+/// The bundled liver model on `device`.
+pub fn bundled(device: &Device) -> Result<UNet, ModelError> {
+    let config = config_of(BUNDLED).ok_or_else(|| ModelError::Config("the bundled weights carry no configuration".into()))?;
+    from_safetensors(&config, BUNDLED, device)
+}

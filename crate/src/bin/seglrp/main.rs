@@ -8,6 +8,10 @@ use seglrp::study::{self, FileReport, Role, Study};
 use seglrp::unet::{UNet, UNetConfig};
 use seglrp::{backend, engine, lrp, nifti, phantom, weights};
 
+mod phantoms;
+mod progress;
+mod training;
+
 #[derive(Parser)]
 #[command(name = "seglrp", version, about = "Layer-wise relevance propagation for 3D segmentation networks")]
 struct Cli {
@@ -17,16 +21,69 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Write the bundled sample patient: one 6-volume 4-D NIfTI, or with --dir six 3-D files
-    /// and the tumour label (t2, t1_plain, t1_20s, t1_60s, t1_120s, t1_15min, label .nii.gz).
+    /// Write one demo-cohort patient (default 1) as one 6-volume 4-D NIfTI, or with --dir as
+    /// six 3-D files and the tumour label (t2, t1_plain, t1_20s, t1_60s, t1_120s, t1_15min,
+    /// label .nii.gz).
     ///
-    /// Examples: seglrp sample --out sample.nii.gz
-    ///           seglrp sample --dir patient01/
+    /// Examples: seglrp sample --out patient01.nii.gz
+    ///           seglrp sample --patient 7 --dir patient07/
     Sample {
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=20))]
+        patient: u16,
         #[arg(long, required_unless_present = "dir")]
         out: Option<PathBuf>,
         #[arg(long, conflicts_with = "out")]
         dir: Option<PathBuf>,
+    },
+    /// Write patients of the demo cohort (liver phantoms, generated from fixed seeds) as NIfTI:
+    /// OUT/patientNN/{t2,t1_plain,t1_20s,t1_60s,t1_120s,t1_15min,label}.nii.gz and lesions.json.
+    ///
+    /// Example: seglrp phantoms --patients 1-20 --out cohort/
+    Phantoms {
+        #[arg(long)]
+        out: PathBuf,
+        /// 1-based patient numbers: "1-20", "3", "1,4,7".
+        #[arg(long, default_value = "1-20", value_parser = phantoms::parse_patients)]
+        patients: phantoms::Patients,
+        /// Write .nii instead of .nii.gz.
+        #[arg(long)]
+        no_gzip: bool,
+    },
+    /// Train the liver U-Net on phantoms generated on the fly (native CPU, all cores); writes
+    /// safetensors (with the configuration in its metadata) and checkpoints along the way.
+    /// The defaults reproduce the bundled model.
+    ///
+    /// Example: seglrp train --out liver-unet.safetensors
+    Train {
+        #[arg(long)]
+        out: PathBuf,
+        /// Optimiser steps (default: the bundled model's).
+        #[arg(long)]
+        steps: Option<usize>,
+        #[arg(long)]
+        seed: Option<u64>,
+        /// UNetConfig as JSON (README "Models"); default: the bundled model's architecture.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Write the weights so far every N steps (0: never).
+        #[arg(long, default_value_t = 250)]
+        checkpoint_every: usize,
+    },
+    /// Dice of the tumour segmentation on the held-out phantom cohort, with every sequence and
+    /// with each single sequence zeroed out (which sequences the model needs).
+    ///
+    /// Example: seglrp evaluate --patients 1-20
+    Evaluate {
+        /// safetensors weights; default: the bundled model.
+        #[arg(long)]
+        model: Option<PathBuf>,
+        #[arg(long, default_value = "1-20", value_parser = phantoms::parse_patients)]
+        patients: phantoms::Patients,
+        /// Skip the single-sequence ablation.
+        #[arg(long)]
+        no_ablation: bool,
+        #[arg(long)]
+        json: bool,
     },
     /// Describe NIfTI files: dimensions, datatype, voxel-to-world affine, orientation, scaling
     /// and value statistics. Exits non-zero when any file cannot be read.
@@ -92,6 +149,9 @@ enum Command {
     Explain {
         #[arg(required = true)]
         files: Vec<PathBuf>,
+        /// safetensors weights (README "Models"); default: the bundled liver model.
+        #[arg(long)]
+        model: Option<PathBuf>,
         /// Voxel to explain, as x,y,z (NIfTI voxel indices).
         #[arg(long, value_parser = parse_voxel)]
         voxel: [usize; 3],
@@ -144,7 +204,7 @@ enum ModelCommand {
         #[arg(long)]
         out: PathBuf,
     },
-    /// Write the bundled (skeleton) model as safetensors.
+    /// Write the bundled liver model as safetensors (its configuration is in the metadata).
     Bundled {
         #[arg(long)]
         out: PathBuf,
@@ -166,7 +226,7 @@ fn parse_shape(s: &str) -> Result<[usize; 4], String> {
     v.try_into().map_err(|_| "expected four numbers C,D,H,W".to_string())
 }
 
-fn load_model(path: &Path, config: Option<&Path>, device: &burn::prelude::Device) -> Result<UNet, String> {
+pub(crate) fn load_model(path: &Path, config: Option<&Path>, device: &burn::prelude::Device) -> Result<UNet, String> {
     let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let config = match config {
         Some(c) => serde_json::from_slice(&std::fs::read(c).map_err(|e| format!("{}: {e}", c.display()))?)
@@ -254,7 +314,7 @@ struct RelevanceArgs {
     logits: Option<PathBuf>,
 }
 
-fn write(path: &Path, bytes: &[u8]) -> Result<(), String> {
+pub(crate) fn write(path: &Path, bytes: &[u8]) -> Result<(), String> {
     // Write then rename: an interrupted run never leaves a half-written file under the name.
     let tmp = path.with_extension("partial");
     std::fs::write(&tmp, bytes).and_then(|_| std::fs::rename(&tmp, path)).map_err(|e| format!("{}: {e}", path.display()))
@@ -343,21 +403,27 @@ fn open_study(files: &[PathBuf], roles: &[String]) -> Result<Study, String> {
 
 fn run(cli: Cli) -> Result<(), String> {
     match cli.command {
-        Command::Sample { out, dir } => {
+        Command::Sample { patient, out, dir } => {
+            let p = phantom::cohort_patient(usize::from(patient));
             if let Some(out) = out {
-                write(&out, &phantom::sample_nifti())?;
+                write(&out, &nifti::write_nifti(&p.volume, gzip_wanted(&out)))?;
                 eprintln!("wrote {}", out.display());
             }
             if let Some(dir) = dir {
                 std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-                let p = phantom::phantom(phantom::SAMPLE_DIMS, phantom::SAMPLE_SEED);
-                for (c, stem) in study::FILE_STEMS.iter().enumerate() {
-                    let one = seglrp::volume::Volume { channels: 1, data: p.volume.channel(c).to_vec(), ..p.volume.clone() };
-                    write(&dir.join(format!("{stem}.nii.gz")), &nifti::write_nifti(&one, true))?;
+                for (name, bytes) in p.nifti_files(true) {
+                    write(&dir.join(name), &bytes)?;
                 }
-                write(&dir.join("label.nii.gz"), &nifti::write_label(&p.label, &p.volume, true))?;
                 eprintln!("wrote the six sequences and label.nii.gz to {}", dir.display());
             }
+        }
+        Command::Phantoms { out, patients, no_gzip } => phantoms::write_cohort(&out, &patients.0, !no_gzip)?,
+        Command::Train { out, steps, seed, config, checkpoint_every } => {
+            training::train(training::TrainArgs { out, steps, seed, config, checkpoint_every }, &backend::cpu_device("cpu")?)?
+        }
+        Command::Evaluate { model, patients, no_ablation, json } => {
+            let device = backend::cpu_device("cpu")?;
+            training::evaluate(&training::load(model.as_deref(), &device)?, &patients.0, !no_ablation, json, &device)?
         }
         Command::Info { files, json, values } => info(&files, json, values)?,
         Command::Model(ModelCommand::Init { config, seed, bias_scale, out }) => {
@@ -372,18 +438,17 @@ fn run(cli: Cli) -> Result<(), String> {
             eprintln!("wrote {}", out.display());
         }
         Command::Model(ModelCommand::Bundled { out }) => {
-            let device = backend::cpu_device("cpu")?;
-            write(&out, &weights::to_safetensors(&engine::skeleton_model(&device)))?;
+            write(&out, weights::BUNDLED)?;
             eprintln!("wrote {}", out.display());
         }
         Command::Relevance { model, config, input, shape, voxel, region, class, versus, composite, out, logits } => {
             relevance_command(RelevanceArgs { model, config, input, shape, voxel, region, class, versus, composite, out, logits })?
         }
-        Command::Explain { files, voxel, class, region, role, composite, backend: name, relevance, segmentation, raw } => {
+        Command::Explain { files, model, voxel, class, region, role, composite, backend: name, relevance, segmentation, raw } => {
             let study = open_study(&files, &role)?;
             let vol = &study.volume;
             let device = backend::cpu_device(&name)?;
-            let net = engine::skeleton_model(&device);
+            let net = training::load(model.as_deref(), &device)?;
             let t = std::time::Instant::now();
             let prepared = engine::prepare(&net, vol, &device)?;
             let mask = pollster::block_on(engine::segmentation(&prepared))?;

@@ -1,4 +1,5 @@
-//! A small deterministic abdominal phantom: the walking skeleton's "load sample" patient.
+//! The toy phantom: a tiny deterministic study for tests, the sanity training and the
+//! skeleton model (the demo uses [`super::abdomen`]).
 //!
 //! Body ellipse with a fat rim, a liver, one hypervascular tumour (bright at T1 20 s, washed out
 //! at 120 s, dark in the 15 min hepatobiliary phase) and a cyst (bright on T2, never enhancing),
@@ -8,6 +9,8 @@
 use crate::geometry::Affine;
 use crate::rng::SplitMix;
 use crate::volume::{Volume, SEQUENCES};
+
+use super::Phantom;
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 #[repr(u8)]
@@ -32,11 +35,6 @@ fn intensity(t: Tissue) -> [f32; 6] {
     }
 }
 
-pub struct Phantom {
-    pub volume: Volume,
-    /// 1 = tumour, 0 = anything else; same grid as `volume`.
-    pub label: Vec<u8>,
-}
 
 /// Builds a `dims = [nx, ny, nz]` phantom with 6 sequences; `seed` moves the lesions and the noise.
 pub fn phantom(dims: [usize; 3], seed: u64) -> Phantom {
@@ -86,11 +84,11 @@ pub fn phantom(dims: [usize; 3], seed: u64) -> Phantom {
     Phantom { volume: Volume { dims, channels: 6, spacing, affine: Affine::diagonal(spacing), data }, label }
 }
 
-/// The skeleton's sample patient ("load sample" in the page, `seglrp sample` natively).
+/// The toy study the engine tests use.
 pub const SAMPLE_DIMS: [usize; 3] = [64, 64, 16];
 pub const SAMPLE_SEED: u64 = 1;
 
-/// The sample patient as a gzipped 4-D NIfTI file (6 volumes).
+/// The toy study as a gzipped 4-D NIfTI file (6 volumes).
 pub fn sample_nifti() -> Vec<u8> {
     crate::nifti::write_nifti(&phantom(SAMPLE_DIMS, SAMPLE_SEED).volume, true)
 }

@@ -1,0 +1,14 @@
+//! Progress bars on stderr (hidden when stderr is not a terminal, e.g. in CI logs).
+
+use indicatif::{ProgressBar, ProgressStyle};
+
+pub fn bar(len: u64, what: &str) -> ProgressBar {
+    let pb = ProgressBar::new(len);
+    pb.set_style(
+        ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {msg} ({elapsed}, ~{eta} left)")
+            .expect("a valid template")
+            .progress_chars("=> "),
+    );
+    pb.set_prefix(what.to_string());
+    pb
+}
