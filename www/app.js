@@ -234,6 +234,40 @@ $('load-patient').addEventListener('click', async () => {
     failed(`Demo patient ${i} could not be made`, e);
   }
 });
+async function modelChanged(promise, name) {
+  state.busy = true;
+  try {
+    const info = await withProgress(`Loading the model ${name}`, () => promise());
+    $('model-name').textContent = `${name} (${info.config.levels} levels, ${info.config.base_channels} base channels, ${info.parameters.toLocaleString('en')} parameters)`;
+    $('model-bundled').hidden = name === 'bundled liver U-Net';
+    state.model = { name, ...info };
+    state.busy = false;
+    // The loaded study's segmentation belonged to the old model: open it again.
+    if (state.study) await openFiles(state.files, state.roles);
+    else status(`Model ${name} loaded.`);
+  } catch (e) {
+    failed(`The model ${name} was not loaded (the previous one stays)`, e);
+  } finally {
+    state.busy = false;
+  }
+}
+$('model-file').addEventListener('change', async (ev) => {
+  const files = [...ev.target.files];
+  ev.target.value = '';
+  if (state.busy || !files.length) return;
+  const weights = files.find((f) => /\.safetensors$/i.test(f.name));
+  const config = files.find((f) => /\.json$/i.test(f.name));
+  if (!weights) {
+    status('Choose a .safetensors file (and, if its configuration is not inside it, the .json beside it).', { error: true });
+    return;
+  }
+  const bytes = new Uint8Array(await weights.arrayBuffer());
+  const json = config ? await config.text() : null;
+  await modelChanged(() => compute.loadModel(bytes, json), weights.name);
+});
+$('model-bundled').addEventListener('click', () => {
+  if (!state.busy) modelChanged(() => compute.loadModel(null), 'bundled liver U-Net');
+});
 $('clear').addEventListener('click', () => {
   if (state.busy) return;
   Object.assign(state, { files: [], roles: {}, reports: [], study: null, view: null, mask: null, explanation: null });

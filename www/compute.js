@@ -62,10 +62,23 @@ export class Compute {
     return result;
   }
 
-  /** Restarts the worker (and reloads the study into it): used by Cancel. */
+  /**
+   * The user's model (`weights`: Uint8Array of safetensors, `config`: JSON text or null), or
+   * the bundled one when `weights` is null. Kept, so that a restarted worker gets it again.
+   */
+  async loadModel(weights, config = null) {
+    const send = () => this.call('loadModel', { weights: weights ? weights.slice().buffer : null, config });
+    const info = await send();
+    this.model = weights ? send : null;
+    this.opened = null;
+    return info;
+  }
+
+  /** Restarts the worker (and reloads the model and the study into it): used by Cancel. */
   async restart(backendPref = this.backendPref) {
     this.backendPref = backendPref;
     await this.start();
+    if (this.model) await this.model();
     if (this.opened) await this.opened();
   }
 

@@ -34,6 +34,8 @@ const ops = {
   explain: ({ x, y, z, cls, composite }) => engine.explain(x, y, z, cls, composite ?? ''),
   explainRegion: ({ x, y, z, cls, composite, scope }) => engine.explain_region(x, y, z, cls, composite ?? '', scope),
   cohort: ({ i }) => engine.cohort_files(i, false),
+  loadModel: ({ weights, config }) => (weights ? engine.load_model(new Uint8Array(weights), config ?? undefined) : engine.use_bundled_model()),
+  modelInfo: () => engine.model_info(),
   exportRelevance: ({ relevance }) => ({ bytes: engine.export_relevance(relevance) }),
   exportSegmentation: ({ mask }) => ({ bytes: engine.export_segmentation(mask) }),
 };
@@ -49,7 +51,7 @@ self.onmessage = async ({ data }) => {
     // A trap (RuntimeError) or a lost GPU leaves the engine unusable: the page restarts the
     // worker (on the CPU if WebGPU was the cause). Errors about the input are not fatal.
     const fatal = e instanceof WebAssembly.RuntimeError || /device|gpu|webgpu|lost/i.test(String(e?.message));
-    self.postMessage({ id, ok: false, error: String(e?.message ?? e), kind: (op === 'open' || op.startsWith('export')) && !fatal ? 'input' : 'fatal' });
+    self.postMessage({ id, ok: false, error: String(e?.message ?? e), kind: (op === 'open' || op === 'loadModel' || op.startsWith('export')) && !fatal ? 'input' : 'fatal' });
   }
 };
 

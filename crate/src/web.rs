@@ -13,6 +13,8 @@ use wasm_bindgen::prelude::*;
 
 use crate::engine::{self, Prepared};
 use crate::study::{self, FileReport, Role};
+use burn::module::Module;
+
 use crate::unet::UNet;
 use crate::volume::Volume;
 
@@ -288,11 +290,44 @@ pub fn cohort_files(i: usize, gzip: bool) -> Result<js_sys::Array, JsError> {
     Ok(out)
 }
 
-/// The bundled model's configuration (JSON) and size, for the page's "model" line.
+/// Goes back to the bundled liver model (the study must be opened again, as after [`load_model`]).
+#[wasm_bindgen]
+pub fn use_bundled_model() -> Result<JsValue, JsError> {
+    load_model(crate::weights::BUNDLED, None)
+}
+
+/// The model in use: `{config, parameters}`.
 #[wasm_bindgen]
 pub fn model_info() -> Result<JsValue, JsError> {
     with_state(|s| {
-        let info = serde_json::json!({"config": s.net.config, "bytes": crate::weights::BUNDLED.len()});
+        let info = serde_json::json!({"config": s.net.config, "parameters": s.net.num_params()});
         serde_wasm_bindgen::to_value(&info).map_err(js_err)
     })
+}
+
+/// Replaces the model by the user's: safetensors `weights` (PyTorch names, README "Models")
+/// with the configuration either in the file's metadata or as `config` JSON. A model that does
+/// not fit is refused with the tensor's name and the old one stays. The loaded study must be
+/// opened again (its forward pass belongs to the old model). Returns what [`model_info`] does.
+#[wasm_bindgen]
+pub fn load_model(weights: &[u8], config: Option<String>) -> Result<JsValue, JsError> {
+    let config: crate::unet::UNetConfig = match config.filter(|c| !c.trim().is_empty()) {
+        Some(c) => serde_json::from_str(&c).map_err(|e| js_err(format!("the configuration JSON is not usable: {e}")))?,
+        None => crate::weights::config_of(weights)
+            .ok_or_else(|| js_err("the weights carry no configuration: give its JSON file too (README, Models)"))?,
+    };
+    if config.in_channels != crate::unet::IN_CHANNELS || config.classes != crate::unet::CLASSES {
+        return Err(js_err(format!(
+            "this model takes {} input channels and has {} classes; the page feeds the six sequences (T2, T1 plain, T1 20 s, 60 s, 120 s, 15 min) and shows 2 classes (background, tumour)",
+            config.in_channels, config.classes
+        )));
+    }
+    let net = with_state(|s| crate::weights::from_safetensors(&config, weights, &s.device).map_err(js_err))?;
+    with_state(|s| {
+        s.net = net;
+        s.study = None;
+        s.geometry = None;
+        Ok(())
+    })?;
+    model_info()
 }
