@@ -1,10 +1,10 @@
-// Times the demo page in headless Chromium: engine start, sample load + segmentation, and one
-// click (LRP pass) per backend. Usage: node scripts/measure-click.mjs [webgpu ndarray flex]
+// Times the demo page in headless Chromium: engine start, demo patient 13 (generated in the
+// page, 128×96×40) load + segmentation by the bundled model, and one click (LRP pass) per backend. Usage: node scripts/measure-click.mjs [webgpu ndarray flex]
 // (needs `npm start`'s build in www/pkg). Prints one line per backend.
 import { chromium } from 'playwright-core';
 import { serve } from './serve.mjs';
 
-const backends = process.argv.slice(2).length ? process.argv.slice(2) : ['webgpu', 'flex', 'ndarray'];
+const backends = process.argv.slice(2).length ? process.argv.slice(2) : ['flex', 'webgpu'];
 const server = await serve(0);
 const origin = `http://127.0.0.1:${server.address().port}`;
 const browser = await chromium.launch({
@@ -21,7 +21,8 @@ try {
     await page.waitForFunction(() => window.__seglrp?.backend, null, { timeout: 120_000 });
     const start = Date.now() - t;
     t = Date.now();
-    await page.click('#sample');
+    await page.selectOption('#patient', '13');
+    await page.click('#load-patient');
     await page.waitForFunction(statusMatches(), 'Click a voxel', { timeout: 600_000 });
     const segment = Date.now() - t;
     const box = await page.locator('#axial').boundingBox();
@@ -34,7 +35,7 @@ try {
       clicks.push(Date.now() - t);
     }
     const name = await page.evaluate(() => window.__seglrp.backend);
-    console.log(`${name.padEnd(14)} start ${start} ms | load+segment 64×64×16 ${segment} ms | click (LRP) ${clicks.join(', ')} ms`);
+    console.log(`${name.padEnd(14)} start ${start} ms | load+segment ${segment} ms | click (LRP) ${clicks.join(', ')} ms`);
     await page.close();
   }
 } finally {

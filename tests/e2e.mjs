@@ -26,7 +26,7 @@ const DATA = process.env.SEGLRP_TESTDATA;
 assert.ok(DATA && fs.existsSync(DATA), 'set SEGLRP_TESTDATA (scripts/lib.sh ensure_test_data)');
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'seglrp-e2e-'));
 // A demo patient with a tumour large enough for a region explanation.
-const PATIENT = '3';
+const PATIENT = '13';
 const sample = path.join(tmp, 'sample.nii.gz');
 execFileSync(BIN, ['sample', '--patient', PATIENT, '--out', sample]);
 const studyDir = path.join(tmp, 'patient');

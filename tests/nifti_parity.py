@@ -168,17 +168,17 @@ def test_exports(tmp: Path):
         data = np.asarray(img.dataobj)
         nib.save(nib.Nifti1Image(data, affine, dtype=data.dtype), oblique / f.name)
     rel, seg, raw = tmp / "relevance.nii.gz", tmp / "segmentation.nii.gz", tmp / "relevance.f32"
-    out = seglrp("explain", *sorted(oblique.glob("*.nii.gz")), "--voxel", "20,30,8", "--relevance", rel, "--segmentation", seg, "--raw", raw)
+    out = seglrp("explain", *sorted(oblique.glob("*.nii.gz")), "--voxel", "40,50,20", "--relevance", rel, "--segmentation", seg, "--raw", raw)
     check(out.returncode == 0, f"seglrp explain: {out.stderr}")
     summary = json.loads(out.stdout)
     study_affine = nib.load(oblique / "t2.nii.gz").affine
     r = nib.load(rel)
-    check(r.shape == (64, 64, 16, 6) and r.get_data_dtype() == np.float32, f"relevance NIfTI: {r.shape} {r.get_data_dtype()}")
+    check(r.shape == (128, 96, 40, 6) and r.get_data_dtype() == np.float32, f"relevance NIfTI: {r.shape} {r.get_data_dtype()}")
     check(np.array_equal(r.affine, study_affine), f"relevance affine {r.affine} vs {study_affine}")
     engine = np.fromfile(raw, dtype="<f4")
     check(np.array_equal(np.asarray(r.dataobj).reshape(-1, order="F"), engine), "relevance values differ from the engine's")
     g = nib.load(seg)
-    check(g.get_data_dtype() == np.uint8 and g.shape == (64, 64, 16), f"segmentation NIfTI: {g.shape} {g.get_data_dtype()}")
+    check(g.get_data_dtype() == np.uint8 and g.shape == (128, 96, 40), f"segmentation NIfTI: {g.shape} {g.get_data_dtype()}")
     check(np.array_equal(g.affine, study_affine), "segmentation affine")
     gv = np.asarray(g.dataobj)
     check(set(np.unique(gv)) <= {0, 1} and int(gv.sum()) == summary["tumour_voxels"], "segmentation values")
@@ -186,7 +186,7 @@ def test_exports(tmp: Path):
     four_d = tmp / "sample.nii.gz"
     seglrp("sample", "--out", four_d)
     raw4 = tmp / "relevance4d.f32"
-    out = seglrp("explain", four_d, "--voxel", "20,30,8", "--raw", raw4)
+    out = seglrp("explain", four_d, "--voxel", "40,50,20", "--raw", raw4)
     check(out.returncode == 0 and np.array_equal(np.fromfile(raw4, "<f4"), engine), "six files vs one 4-D file")
     print(f"ok  exports: relevance {r.shape} float32 and segmentation uint8 with the study's oblique affine")
 

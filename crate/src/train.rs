@@ -28,8 +28,9 @@ pub struct TrainOptions {
     pub steps: usize,
     /// Samples per step.
     pub batch: usize,
-    /// Peak learning rate; decays along a cosine to 5 % of it.
+    /// Peak learning rate; with `cosine`, it decays along a cosine to 5 % of it.
     pub learning_rate: f64,
+    pub cosine: bool,
     pub weight_decay: f32,
     /// Size `[nx, ny, nz]` of each training sample.
     pub dims: [usize; 3],
@@ -51,6 +52,7 @@ impl Default for TrainOptions {
             steps: 400,
             batch: 1,
             learning_rate: 3e-3,
+            cosine: false,
             // Strong decoupled decay: weights that the data do not support (e.g. on a noise
             // sequence) shrink instead of keeping their random initial values.
             weight_decay: 2.0,
@@ -71,6 +73,7 @@ impl TrainOptions {
             steps: 2400,
             batch: 2,
             learning_rate: 2e-3,
+            cosine: true,
             weight_decay: 1e-4,
             dims: [64, 64, 16],
             seed: 1,
@@ -140,8 +143,11 @@ fn loss(logits: Tensor<5>, labels: &[Vec<u8>], opts: &TrainOptions) -> Tensor<1>
     ce + dice.neg().add_scalar(1.0).mul_scalar(opts.dice_weight)
 }
 
-/// Learning rate at `step`: cosine from the peak down to 5 % of it.
+/// Learning rate at `step`: constant, or a cosine from the peak down to 5 % of it.
 fn learning_rate(opts: &TrainOptions, step: usize) -> f64 {
+    if !opts.cosine {
+        return opts.learning_rate;
+    }
     let t = step as f64 / opts.steps.max(1) as f64;
     opts.learning_rate * (0.05 + 0.95 * 0.5 * (1.0 + (std::f64::consts::PI * t).cos()))
 }
