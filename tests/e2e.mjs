@@ -10,7 +10,8 @@
 //      (each is shown, or its error), then the 4-D sample arrives through a drop event (same
 //      mask); click a predicted tumour voxel, compare the six relevance maps with
 //      `seglrp explain`; save the relevance and the segmentation and read them back with
-//      `seglrp info`; another composite; a tumour region.
+//      `seglrp info`; another composite; a tumour region; models of one's own (refused in
+//      words when they do not fit; the bundled weights as a file give the same mask).
 // Both runs assert that the page made no request outside its origin and logged no error.
 import { chromium } from 'playwright-core';
 import { execFileSync } from 'node:child_process';
@@ -198,6 +199,38 @@ async function explainAndCompare(page, name, composite = 'Epsilon', scope = 'vox
   return { got, diff, scale };
 }
 
+/**
+ * "Use your own…": models that do not fit are refused in words naming the problem (the loaded
+ * one stays), a fitting one replaces it and the study is segmented again.
+ */
+async function ownModels(page, name) {
+  const dir = fs.mkdtempSync(path.join(tmp, 'models-'));
+  const file = (f, text) => { fs.writeFileSync(path.join(dir, f), text); return path.join(dir, f); };
+  const config = { in_channels: 6, classes: 2, levels: 2, base_channels: 8, blocks: 1, norm: 'none', down: 'max_pool' };
+  execFileSync(BIN, ['model', 'init', '--config', file('two.json', JSON.stringify(config)), '--out', path.join(dir, 'two.safetensors')]);
+  execFileSync(BIN, ['model', 'init', '--config', file('four.json', JSON.stringify({ ...config, in_channels: 4 })), '--out', path.join(dir, 'four.safetensors')]);
+  execFileSync(BIN, ['model', 'bundled', '--out', path.join(dir, 'mine.safetensors')]);
+  const before = await page.textContent('#model-name');
+  const cases = [
+    [['four.safetensors'], /four\.safetensors was not loaded .*4 input channels/],
+    // The two-level weights with a three-level configuration: a tensor is missing.
+    [['two.safetensors', 'three.json'], /two\.safetensors was not loaded .*lack the tensor "encoder\.2\.0\.conv\.weight"/],
+  ];
+  file('three.json', JSON.stringify({ ...config, levels: 3 }));
+  for (const [files, want] of cases) {
+    await page.setInputFiles('#model-file', files.map((f) => path.join(dir, f)));
+    await page.waitForFunction((f) => document.getElementById('status').classList.contains('error')
+      && document.getElementById('status').textContent.includes(f), files[0], { timeout: 60_000 });
+    assert.match(await statusText(page), want, `${name}: ${files}`);
+    assert.equal(await page.textContent('#model-name'), before, `${name}: the previous model stays`);
+  }
+  await page.setInputFiles('#model-file', [path.join(dir, 'mine.safetensors')]);
+  await page.waitForFunction(() => document.getElementById('model-name').textContent.startsWith('mine'), null, { timeout: 60_000 });
+  await page.waitForFunction(() => /Click a voxel/.test(document.getElementById('status').textContent) && !window.__seglrp.busy, null, { timeout: 300_000 });
+  assert.match(await page.textContent('#model-name'), /^mine\.safetensors \(3 levels, 8 base channels, [\d,]+ parameters\)/);
+  return sameMask(page, name, 'own model (the bundled weights as a file)');
+}
+
 /** Saves both exports through the page and reads them back natively. */
 async function exportsReadBack(page, name, got) {
   const saved = {};
@@ -293,6 +326,7 @@ try {
       const other = await explainAndCompare(page, name, 'EpsilonAlpha2Beta1');
       const region = await explainAndCompare(page, name, 'EpsilonGammaBox', 'component');
       await sameMask(page, name, '4-D file');
+      await ownModels(page, name);
       return `demo patient ${PATIENT}: ${tumour} tumour voxels, mask = WebGPU's = native; real files shown or refused, ${first}; EpsilonAlpha2Beta1: max|ΔR| ${other.diff.toExponential(2)} of ${other.scale.toExponential(2)}; `
         + `tumour region of ${region.got.voxels} voxels (EpsilonGammaBox, two-pass): max|ΔM_A| ${region.diff.toExponential(2)} of ${region.scale.toExponential(2)}`;
     },

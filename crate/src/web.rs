@@ -299,10 +299,13 @@ pub fn use_bundled_model() -> Result<JsValue, JsError> {
 /// The model in use: `{config, parameters}`.
 #[wasm_bindgen]
 pub fn model_info() -> Result<JsValue, JsError> {
-    with_state(|s| {
-        let info = serde_json::json!({"config": s.net.config, "parameters": s.net.num_params()});
-        serde_wasm_bindgen::to_value(&info).map_err(js_err)
-    })
+    #[derive(Serialize)]
+    struct ModelInfo<'a> {
+        config: &'a crate::unet::UNetConfig,
+        parameters: usize,
+    }
+    // A struct, not a serde_json map: serde-wasm-bindgen turns maps into JS `Map`s.
+    with_state(|s| serde_wasm_bindgen::to_value(&ModelInfo { config: &s.net.config, parameters: s.net.num_params() }).map_err(js_err))
 }
 
 /// Replaces the model by the user's: safetensors `weights` (PyTorch names, README "Models")
