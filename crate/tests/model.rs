@@ -149,3 +149,37 @@ fn upsampling_matches_its_definition_and_its_adjoint_is_the_transpose() {
         assert!((lhs - rhs).abs() <= 1e-4 * lhs.abs().max(1.0), "{mode:?}: {lhs} vs {rhs}");
     }
 }
+
+/// The bundled weights with each tensor passed through `edit(name, dtype, bytes)`.
+fn rewritten(edit: impl Fn(&str, safetensors::Dtype, Vec<u8>) -> (safetensors::Dtype, Vec<u8>)) -> Vec<u8> {
+    let file = safetensors::SafeTensors::deserialize(seglrp::weights::BUNDLED).unwrap();
+    let parts: Vec<(String, safetensors::Dtype, Vec<usize>, Vec<u8>)> = file
+        .tensors()
+        .into_iter()
+        .map(|(n, v)| {
+            let (d, b) = edit(&n, v.dtype(), v.data().to_vec());
+            (n, d, v.shape().to_vec(), b)
+        })
+        .collect();
+    let views = parts.iter().map(|(n, d, s, b)| (n.clone(), safetensors::tensor::TensorView::new(*d, s.clone(), b).unwrap()));
+    safetensors::serialize(views, None).unwrap()
+}
+
+#[test]
+fn integer_and_non_finite_weights_are_refused_by_tensor_name() {
+    let dev = cpu_device("cpu").unwrap();
+    let cfg = config_of(seglrp::weights::BUNDLED).expect("the bundled weights carry their configuration");
+    let ints = rewritten(|n, d, b| if n == "head.bias" { (safetensors::Dtype::I32, b) } else { (d, b) });
+    let err = from_safetensors(&cfg, &ints, &dev).unwrap_err();
+    assert_eq!(err, ModelError::Dtype { name: "head.bias".into(), found: "I32".into() });
+    assert!(err.to_string().contains("float32, float64 or float16"), "{err}");
+    let nan = rewritten(|n, d, mut b| {
+        if n == "encoder.0.0.conv.weight" {
+            b[4..8].copy_from_slice(&f32::NAN.to_le_bytes());
+        }
+        (d, b)
+    });
+    assert_eq!(from_safetensors(&cfg, &nan, &dev).unwrap_err(), ModelError::NonFinite("encoder.0.0.conv.weight".into()));
+    // Unchanged, the same file loads (the edits above are the only problem).
+    assert!(from_safetensors(&cfg, &rewritten(|_, d, b| (d, b)), &dev).is_ok());
+}
