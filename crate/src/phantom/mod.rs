@@ -13,13 +13,15 @@ pub use toy::{phantom, sample_nifti, SAMPLE_DIMS, SAMPLE_SEED};
 
 use crate::rng::SplitMix;
 use crate::volume::Volume;
-use anatomy::Patient;
+use anatomy::{Lesion, Patient};
 use scanner::{Acquisition, Grid};
 
 pub struct Phantom {
     pub volume: Volume,
     /// 1 = tumour, 0 = anything else (cysts included); same grid as `volume`.
     pub label: Vec<u8>,
+    /// The patient's lesions (tumours and cysts), wherever they lie relative to the grid.
+    pub lesions: Vec<Lesion>,
 }
 
 /// The demo's volumes: 128 × 96 voxels in-plane (abdomens are wider than deep), 40 slices.
@@ -75,7 +77,8 @@ impl Phantom {
             .iter()
             .enumerate()
             .map(|(c, stem)| {
-                let one = Volume { channels: 1, data: self.volume.channel(c).to_vec(), ..self.volume.clone() };
+                let v = &self.volume;
+                let one = Volume { dims: v.dims, channels: 1, spacing: v.spacing, affine: v.affine, data: v.channel(c).to_vec() };
                 (format!("{stem}.{ext}"), crate::nifti::write_nifti(&one, gzip))
             })
             .collect();

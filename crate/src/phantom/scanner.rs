@@ -231,5 +231,5 @@ pub fn image(patient: &Patient, acq: &Acquisition, grid: &Grid, seed: u64) -> Ph
         }
     }
     let volume = Volume { dims: grid.dims, channels: 6, spacing: grid.spacing, affine: grid.affine(), data };
-    Phantom { volume, label }
+    Phantom { volume, label, lesions: patient.lesions.clone() }
 }

@@ -81,7 +81,7 @@ pub fn phantom(dims: [usize; 3], seed: u64) -> Phantom {
     }
     let label = tissue.iter().map(|t| u8::from(*t == Tissue::Tumour)).collect();
     let spacing = [3.0, 3.0, 5.0];
-    Phantom { volume: Volume { dims, channels: 6, spacing, affine: Affine::diagonal(spacing), data }, label }
+    Phantom { volume: Volume { dims, channels: 6, spacing, affine: Affine::diagonal(spacing), data }, label, lesions: Vec::new() }
 }
 
 /// The toy study the engine tests use.

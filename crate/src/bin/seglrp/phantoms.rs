@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use seglrp::phantom::{self, anatomy::Patient};
+use seglrp::phantom;
 
 use crate::progress::bar;
 
@@ -45,7 +45,7 @@ pub fn write_cohort(out: &Path, patients: &[usize], gzip: bool) -> Result<(), St
         for (name, bytes) in p.nifti_files(gzip) {
             crate::write(&dir.join(name), &bytes)?;
         }
-        let lesions: Vec<serde_json::Value> = Patient::new(phantom::cohort_seed(i))
+        let lesions: Vec<serde_json::Value> = p
             .lesions
             .iter()
             .map(|l| serde_json::json!({"kind": format!("{:?}", l.kind), "tumour": l.kind.is_tumour(), "diameter_mm": l.diameter(), "centre_mm": l.centre}))

@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use burn::prelude::Device;
 use seglrp::metrics::Overlap;
-use seglrp::phantom::{self, anatomy::Patient};
+use seglrp::phantom;
 use seglrp::train::{self, TrainOptions};
 use seglrp::unet::{UNet, UNetConfig};
 use seglrp::volume::SEQUENCES;
@@ -97,8 +97,7 @@ pub fn evaluate(net: &UNet, patients: &[usize], ablation: bool, json: bool, devi
             results[k].per_patient.push(o.dice());
             results[k].total = results[k].total.add(o);
             if zeroed.is_none() {
-                let lesions = Patient::new(phantom::cohort_seed(i)).lesions;
-                rows.push((i, o, lesions.iter().filter(|l| l.kind.is_tumour()).count(), lesions.len()));
+                rows.push((i, o, p.lesions.iter().filter(|l| l.kind.is_tumour()).count(), p.lesions.len()));
             }
             pb.inc(1);
         }
