@@ -141,7 +141,7 @@ async function explainAt(voxel) {
     showExplanation(e);
     status(scope === 'voxel'
       ? `Voxel (${voxel.join(', ')}), ${composite}: logit ${e.logit.toFixed(4)}, Σ relevance ${e.relevance_sum.toFixed(4)} (${state.backend}).`
-      : `Region of ${e.voxels} voxels, ${composite}: Σ M_A ${e.relevance_sum.toFixed(2)} for ${e.voxels - e.left_out} voxels kept, ${e.left_out} left out (${state.backend}).`);
+      : `Region of ${e.voxels} voxels, ${composite}: Σ M_A ${e.relevance_sum.toFixed(2)} for ${e.voxels - e.left_out} voxels kept, ${e.left_out} left out; conservation ${e.conservation.toFixed(3)} (input relevance / explained logits) (${state.backend}).`);
   } catch (e) {
     failed('Explaining failed', e);
   } finally {

@@ -56,3 +56,15 @@ pub async fn webgpu_device() -> Result<Device, String> {
     WEBGPU.with(|w| *w.borrow_mut() = Some(device.clone()));
     Ok(device)
 }
+
+/// The native GPU through burn-wgpu (Vulkan, Metal or DirectX 12, whichever the machine has).
+#[cfg(all(feature = "gpu", not(target_arch = "wasm32")))]
+pub fn gpu_device() -> Result<Device, String> {
+    Device::wgpu_options().init().map_err(|e| format!("no usable GPU: {e}"))
+}
+
+/// Without the `gpu` feature: says how to get one.
+#[cfg(not(all(feature = "gpu", not(target_arch = "wasm32"))))]
+pub fn gpu_device() -> Result<Device, String> {
+    Err("this seglrp was built without GPU support; rebuild with `cargo build --release --features gpu` (README \"Command line\")".into())
+}

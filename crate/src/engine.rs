@@ -162,43 +162,81 @@ pub struct RegionExplanation {
     /// `M_A = Σ_{a∈A} M_a / ΣM_a`, 6 channels in file order.
     #[serde(skip)]
     pub relevance: Vec<f32>,
-    /// Σ of `M_A`: the number of voxels kept, when relevance is conserved.
+    /// Σ of `M_A`: the number of voxels kept (each normalised map sums to 1).
     pub relevance_sum: f32,
+    /// Σ of the explained logits `y_a` over the kept voxels: what LRP started from.
+    pub explained_logits: f32,
+    /// Σ of `ΣM_a` over the kept voxels: what of it reached the input (before normalising).
+    pub reached_input: f32,
+    /// `reached_input / explained_logits`: 1 when relevance is conserved; biases and ε absorb
+    /// some, stabilisers and α-β rules can add some.
+    pub conservation: f32,
     pub shares: Vec<f32>,
     pub signed_shares: Vec<f32>,
 }
 
+async fn masked_sum(t: Tensor<5>, mask: &Tensor<5>) -> Result<f32, String> {
+    Ok(read((t * mask.clone()).sum().reshape([1, 1, 1, 1, 1])).await?[0])
+}
+
 /// The exact two-pass region map of `class` over `region` (one byte per voxel, file order).
 pub async fn explain_region(net: &UNet, p: &Prepared, region: &[u8], class: usize, composite: &Composite) -> Result<RegionExplanation, String> {
+    let mut maps = explain_regions(net, p, &[region], class, composite).await?;
+    Ok(maps.remove(0))
+}
+
+/// [`explain_region`] for several regions of one study: the first of the two passes is shared.
+pub async fn explain_regions(net: &UNet, p: &Prepared, regions: &[&[u8]], class: usize, composite: &Composite) -> Result<Vec<RegionExplanation>, String> {
     if class >= net.config.classes {
         return Err(format!("class {class} does not exist (0 = background, 1 = tumour)"));
     }
     let [nx, ny, nz] = p.dims;
-    if region.len() != nx * ny * nz {
-        return Err(format!("the region has {} voxels, the study {}", region.len(), nx * ny * nz));
-    }
-    let voxels = region.iter().filter(|v| **v != 0).count();
-    if voxels == 0 {
-        return Err("the region is empty".into());
-    }
-    let [_, _, pz, py, px] = p.acts.logits.dims();
-    let mut mask = vec![0f32; pz * py * px];
-    for z in 0..nz {
-        for y in 0..ny {
-            for x in 0..nx {
-                mask[(z * py + y) * px + x] = f32::from(region[x + nx * (y + ny * z)] != 0);
-            }
+    for region in regions {
+        if region.len() != nx * ny * nz {
+            return Err(format!("the region has {} voxels, the study {}", region.len(), nx * ny * nz));
+        }
+        if !region.iter().any(|v| *v != 0) {
+            return Err("the region is empty".into());
         }
     }
-    let device = p.acts.logits.device();
-    let mask = Tensor::<5>::from_data(TensorData::new(mask, [1, 1, pz, py, px]), &device);
-    let m = crate::lrp::region::region_map(net, &p.acts, composite, class, mask);
-    let kept = read(m.kept).await?.iter().filter(|v| **v > 0.5).count();
-    let dims = m.relevance.dims();
-    let channels = net.config.in_channels;
-    let relevance = crop(read(m.relevance).await?, channels, dims, p.dims);
-    let relevance_sum = relevance.iter().map(|v| *v as f64).sum::<f64>() as f32;
-    let shares = positive_shares(&relevance, channels);
-    let signed_shares = signed_shares(&relevance, channels);
-    Ok(RegionExplanation { class, voxels, left_out: voxels - kept, relevance, relevance_sum, shares, signed_shares })
+    let column_sums = (!regions.is_empty()).then(|| crate::lrp::region::column_sums(net, &p.acts, composite));
+    let mut out = Vec::with_capacity(regions.len());
+    for region in regions {
+        let voxels = region.iter().filter(|v| **v != 0).count();
+        let [_, _, pz, py, px] = p.acts.logits.dims();
+        let mut mask = vec![0f32; pz * py * px];
+        for z in 0..nz {
+            for y in 0..ny {
+                for x in 0..nx {
+                    mask[(z * py + y) * px + x] = f32::from(region[x + nx * (y + ny * z)] != 0);
+                }
+            }
+        }
+        let device = p.acts.logits.device();
+        let mask = Tensor::<5>::from_data(TensorData::new(mask, [1, 1, pz, py, px]), &device);
+        let sums = column_sums.clone().expect("computed when there are regions");
+        let m = crate::lrp::region::region_map_with(net, &p.acts, composite, class, mask, sums);
+        let explained_logits = masked_sum(p.acts.logits.clone().narrow(1, class, 1), &m.kept).await?;
+        let reached_input = masked_sum(m.totals.clone(), &m.kept).await?;
+        let kept = read(m.kept.clone()).await?.iter().filter(|v| **v > 0.5).count();
+        let dims = m.relevance.dims();
+        let channels = net.config.in_channels;
+        let relevance = crop(read(m.relevance).await?, channels, dims, p.dims);
+        let relevance_sum = relevance.iter().map(|v| *v as f64).sum::<f64>() as f32;
+        let shares = positive_shares(&relevance, channels);
+        let signed_shares = signed_shares(&relevance, channels);
+        out.push(RegionExplanation {
+            class,
+            voxels,
+            left_out: voxels - kept,
+            relevance,
+            relevance_sum,
+            explained_logits,
+            reached_input,
+            conservation: reached_input / explained_logits,
+            shares,
+            signed_shares,
+        });
+    }
+    Ok(out)
 }

@@ -213,7 +213,8 @@ pub struct Study {
     pub sources: Vec<String>,
 }
 
-fn same_grid(a: (&str, &Volume), b: (&str, &Volume)) -> Result<(), StudyError> {
+/// Whether two volumes share one voxel grid (dimensions and affine within [`AFFINE_TOLERANCE_MM`]).
+pub fn same_grid(a: (&str, &Volume), b: (&str, &Volume)) -> Result<(), StudyError> {
     let mismatch = |detail: String| StudyError::GridMismatch { first: a.0.to_string(), second: b.0.to_string(), detail };
     if a.1.dims != b.1.dims {
         let d = |v: &Volume| v.dims.map(|x| x.to_string()).join("×");

@@ -183,3 +183,38 @@ fn integer_and_non_finite_weights_are_refused_by_tensor_name() {
     // Unchanged, the same file loads (the edits above are the only problem).
     assert!(from_safetensors(&cfg, &rewritten(|_, d, b| (d, b)), &dev).is_ok());
 }
+
+/// The region map's conservation figure (Σ_a ΣM_a / Σ_a y_a over the kept voxels) is 1 with
+/// LRP-0 and no biases and not 1 with biases; several regions sharing the first pass give what
+/// each gives alone.
+#[test]
+fn region_conservation_and_shared_first_pass() {
+    use seglrp::engine::{explain_region, explain_regions, prepare_normalised};
+    use seglrp::lrp::Rule;
+    use seglrp::volume::Volume;
+    let dev = cpu_device("cpu").unwrap();
+    let dims = [10, 12, 8];
+    let n: usize = dims.iter().product();
+    let data = host(input([1, 6, 8, 12, 10], 21, &dev));
+    let vol = Volume { dims, channels: 6, spacing: [1.0; 3], affine: seglrp::geometry::Affine::diagonal([1.0; 3]), data };
+    let lrp0 = Composite::Custom { default: Rule::lrp0(), layers: vec![] };
+    let boxed = |x0: usize, x1: usize| -> Vec<u8> { (0..n).map(|i| u8::from((x0..x1).contains(&(i % 10)) && (i / 10) % 12 < 5)).collect() };
+    let (a, b) = (boxed(1, 4), boxed(6, 9));
+    for (bias, conserved) in [(0.0, true), (0.5, false)] {
+        let net = UNet::seeded(&UNetConfig::skeleton(), 3, bias, &dev);
+        let p = prepare_normalised(&net, &vol, &dev).unwrap();
+        let both = pollster::block_on(explain_regions(&net, &p, &[&a, &b], 1, &lrp0)).unwrap();
+        for (region, e) in [&a, &b].into_iter().zip(&both) {
+            assert!(e.explained_logits.abs() > 1e-2, "degenerate logits {}", e.explained_logits);
+            let off = (e.conservation - 1.0).abs();
+            assert_eq!(off <= 1e-3, conserved, "bias {bias}: conservation {} ({} of {})", e.conservation, e.reached_input, e.explained_logits);
+            let alone = pollster::block_on(explain_region(&net, &p, region, 1, &lrp0)).unwrap();
+            assert_eq!((alone.voxels, alone.left_out), (e.voxels, e.left_out));
+            let scale = alone.relevance.iter().fold(0f32, |m, v| m.max(v.abs()));
+            let diff = alone.relevance.iter().zip(&e.relevance).fold(0f32, |m, (x, y)| m.max((x - y).abs()));
+            assert!(scale > 0.0 && diff <= 1e-6 * scale, "shared first pass: {diff} of {scale}");
+        }
+        let a_share = both[0].shares.iter().sum::<f32>();
+        assert!((a_share - 1.0).abs() < 1e-5, "shares sum to {a_share}");
+    }
+}

@@ -39,7 +39,14 @@ pub fn column_sums(net: &UNet, act: &Activations, composite: &Composite) -> Tens
 
 /// The exact region map for `class` over `region` (`[1, 1, D, H, W]`, 1 inside, 0 outside).
 pub fn region_map(net: &UNet, act: &Activations, composite: &Composite, class: usize, region: Tensor<5>) -> RegionMap {
-    let lt1 = column_sums(net, act, composite).narrow(1, class, 1);
+    region_map_with(net, act, composite, class, region, column_sums(net, act, composite))
+}
+
+/// [`region_map`] with the [`column_sums`] of this forward pass and composite already done:
+/// they do not depend on the region, so several regions of one study share them (the first
+/// pass is the dearer one: a backward pass through an LRP pass).
+pub fn region_map_with(net: &UNet, act: &Activations, composite: &Composite, class: usize, region: Tensor<5>, column_sums: Tensor<5>) -> RegionMap {
+    let lt1 = column_sums.narrow(1, class, 1);
     let y = act.logits.clone().narrow(1, class, 1);
     let totals = y * lt1.clone();
     let inside = region.greater_elem(0.5).float();

@@ -1,4 +1,5 @@
-//! `seglrp`: the engine on the command line (CPU).
+//! `seglrp`: the engine on the command line (CPU; GPU with `--gpu` in builds with the `gpu`
+//! feature).
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -8,6 +9,9 @@ use seglrp::study::{self, FileReport, Role, Study};
 use seglrp::unet::{UNet, UNetConfig};
 use seglrp::{backend, engine, lrp, nifti, phantom, weights};
 
+mod cohort;
+mod explain;
+mod figure;
 mod phantoms;
 mod progress;
 mod training;
@@ -140,41 +144,60 @@ enum Command {
         #[arg(long)]
         logits: Option<PathBuf>,
     },
-    /// Segment a study and explain one voxel with LRP-ε; prints a JSON summary.
+    /// Segment a study: writes the predicted tumour as a NIfTI label (uint8, the study's affine)
+    /// and prints a JSON summary (tumour voxels, components, Dice when a label file is given).
+    ///
+    /// Example: seglrp segment patient07/*.nii.gz --out patient07-seg.nii.gz
+    Segment {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        #[command(flatten)]
+        common: StudyOptions,
+        #[arg(long)]
+        out: PathBuf,
+        /// Sliding windows (128×128×32, half overlapping) instead of one whole-volume pass: for
+        /// studies too large for memory. `explain` and the page use the whole-volume pass.
+        #[arg(long)]
+        windows: bool,
+    },
+    /// Segment a study and explain a voxel or a region with LRP; prints a JSON summary with the
+    /// per-sequence shares of relevance.
     ///
     /// The study is one 4-D file with the six sequences as volumes, or six 3-D files named
     /// after their sequences (see the README), optionally with a label file.
     ///
-    /// Example: seglrp explain sample.nii.gz --voxel 20,30,8 --relevance relevance.nii.gz
+    /// Examples: seglrp explain sample.nii.gz --voxel 20,30,8 --relevance relevance.nii.gz
+    ///           seglrp explain patient07/*.nii.gz --region tp --composite EpsilonGammaBox --json tp.json
+    ///           seglrp explain patient07/*.nii.gz --mask my-region.nii.gz
     Explain {
         #[arg(required = true)]
         files: Vec<PathBuf>,
-        /// safetensors weights (README "Models"); default: the bundled liver model.
-        #[arg(long)]
-        model: Option<PathBuf>,
-        /// Voxel to explain, as x,y,z (NIfTI voxel indices).
+        #[command(flatten)]
+        common: StudyOptions,
+        /// Voxel to explain, as x,y,z (NIfTI voxel indices); with --region component, a voxel
+        /// of the tumour component to explain.
         #[arg(long, value_parser = parse_voxel)]
-        voxel: [usize; 3],
+        voxel: Option<[usize; 3]>,
         /// Class to explain: 0 background, 1 tumour.
         #[arg(long, default_value_t = 1)]
         class: usize,
-        /// Explain a region instead of the voxel: "component" (the predicted tumour's connected
-        /// component that holds --voxel) or "all" (all predicted tumour), as the exact two-pass
-        /// region map M_A = Σ M_a / ΣM_a.
-        #[arg(long, value_parser = ["component", "all"])]
+        /// Explain a region instead of one voxel, as the exact two-pass region map
+        /// M_A = Σ M_a / ΣM_a: "component" (the predicted tumour's connected component that
+        /// holds --voxel), "all" (all predicted tumour), or against the label file "tp", "fn",
+        /// "fp" (true positives, false negatives, false positives).
+        #[arg(long, value_parser = ["component", "all", "tp", "fn", "fp"], conflicts_with_all = ["bbox", "mask"])]
         region: Option<String>,
-        /// Override a file's guessed role, as FILE=ROLE; ROLE is one of "T2", "T1 plain",
-        /// "T1 20 s", "T1 60 s", "T1 120 s", "T1 15 min", "all sequences", "label", "unused".
-        #[arg(long, value_name = "FILE=ROLE")]
-        role: Vec<String>,
+        /// Explain the voxels of a box x0,y0,z0,x1,y1,z1 (start inclusive, end exclusive).
+        #[arg(long = "box", value_name = "X0,Y0,Z0,X1,Y1,Z1", value_parser = parse_box, conflicts_with = "mask")]
+        bbox: Option<[usize; 6]>,
+        /// Explain the voxels of a mask (NIfTI on the study's grid, non-zero = in the region).
+        #[arg(long)]
+        mask: Option<PathBuf>,
         /// LRP composite: Epsilon, EpsilonPlus, EpsilonGammaBox, EpsilonAlpha2Beta1,
         /// EpsilonPlusFlat or EpsilonAlpha2Beta1Flat (Zennit's names), or a JSON file with a
         /// rule per layer (README "LRP").
         #[arg(long, default_value = engine::DEFAULT_COMPOSITE)]
         composite: String,
-        /// CPU backend.
-        #[arg(long, default_value = "cpu")]
-        backend: String,
         /// Write the relevance (6 volumes, float32, the study's affine) as NIfTI here.
         #[arg(long)]
         relevance: Option<PathBuf>,
@@ -184,7 +207,95 @@ enum Command {
         /// Also write the relevance (6 × voxels, float32 little-endian, file order) here.
         #[arg(long)]
         raw: Option<PathBuf>,
+        /// Also write the JSON summary (with the per-sequence shares) to this file.
+        #[arg(long)]
+        json: Option<PathBuf>,
     },
+    /// The seed's relevance analysis over a cohort: for every study folder in DIR, segment,
+    /// explain the chosen regions, and write OUT/cohort.csv (patient, region, voxels, left-out
+    /// voxels, Dice, conservation, per-sequence shares), the parallel-coordinates plot
+    /// OUT/parallel-<region>.svg/.png and a six-panel figure per patient and region in
+    /// OUT/figures/. Finished patients are kept in OUT/patients/ and skipped when the run is
+    /// repeated (interrupted runs resume); a broken study is reported and the others go on, and
+    /// the exit status is non-zero at the end.
+    ///
+    /// DIR holds one folder per patient (README "Cohorts"), as `seglrp phantoms` writes them.
+    ///
+    /// Examples: seglrp phantoms --out cohort/ && seglrp cohort cohort/ --out results/
+    ///           seglrp cohort cohort/ --out results-tp/ --regions tp,fn --composite Epsilon
+    Cohort {
+        dir: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+        /// safetensors weights (README "Models"); default: the bundled liver model.
+        #[arg(long)]
+        model: Option<PathBuf>,
+        /// Regions to explain, comma-separated: all (predicted tumour), tp, fn, fp (against each
+        /// study's label).
+        #[arg(long, default_value = "all", value_parser = parse_regions)]
+        regions: Regions,
+        /// Class to explain: 0 background, 1 tumour.
+        #[arg(long, default_value_t = 1)]
+        class: usize,
+        #[arg(long, default_value = COHORT_COMPOSITE)]
+        composite: String,
+        /// Run on the GPU (burn-wgpu: Vulkan, Metal or DirectX 12).
+        #[arg(long)]
+        gpu: bool,
+        /// Patients processed at once (default: by cores and free memory; 1 with --gpu).
+        #[arg(long)]
+        jobs: Option<usize>,
+        /// Also write each region's relevance as NIfTI to OUT/relevance/.
+        #[arg(long)]
+        save_relevance: bool,
+        /// Redo patients that are already finished.
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+/// How a study is read and which engine explains it.
+#[derive(clap::Args)]
+struct StudyOptions {
+    /// safetensors weights (README "Models"); default: the bundled liver model.
+    #[arg(long)]
+    model: Option<PathBuf>,
+    /// Override a file's guessed role, as FILE=ROLE; ROLE is one of "T2", "T1 plain",
+    /// "T1 20 s", "T1 60 s", "T1 120 s", "T1 15 min", "all sequences", "label", "unused".
+    #[arg(long, value_name = "FILE=ROLE")]
+    role: Vec<String>,
+    /// CPU backend ("cpu" = the default one).
+    #[arg(long, default_value = "cpu")]
+    backend: String,
+    /// Run on the GPU (burn-wgpu: Vulkan, Metal or DirectX 12) instead of the CPU.
+    #[arg(long)]
+    gpu: bool,
+}
+
+/// The cohort's default composite: the page's recommended one (ZBox on the input, γ in the
+/// convolutions, ε above), as in Zennit's EpsilonGammaBox.
+const COHORT_COMPOSITE: &str = "EpsilonGammaBox";
+
+#[derive(Clone, Debug)]
+struct Regions(Vec<seglrp::region::Selection>);
+
+fn parse_regions(s: &str) -> Result<Regions, String> {
+    let v: Vec<_> = s.split(',').map(seglrp::region::Selection::parse).collect::<Result<_, _>>()?;
+    let mut names: Vec<&str> = v.iter().map(|r| r.name()).collect();
+    names.sort();
+    names.dedup();
+    if names.len() != v.len() {
+        return Err(format!("\"{s}\" names a region twice"));
+    }
+    Ok(Regions(v))
+}
+
+fn device(gpu: bool, cpu: &str) -> Result<burn::prelude::Device, String> {
+    if gpu {
+        backend::gpu_device()
+    } else {
+        backend::cpu_device(cpu)
+    }
 }
 
 #[derive(Subcommand)]
@@ -320,7 +431,7 @@ pub(crate) fn write(path: &Path, bytes: &[u8]) -> Result<(), String> {
     std::fs::write(&tmp, bytes).and_then(|_| std::fs::rename(&tmp, path)).map_err(|e| format!("{}: {e}", path.display()))
 }
 
-fn gzip_wanted(path: &Path) -> bool {
+pub(crate) fn gzip_wanted(path: &Path) -> bool {
     path.to_string_lossy().to_ascii_lowercase().ends_with(".gz")
 }
 
@@ -384,7 +495,7 @@ fn info(files: &[PathBuf], json: bool, values: Option<PathBuf>) -> Result<(), St
     Ok(())
 }
 
-fn open_study(files: &[PathBuf], roles: &[String]) -> Result<Study, String> {
+pub(crate) fn open_study(files: &[PathBuf], roles: &[String]) -> Result<Study, String> {
     let mut reports = read_all(files)?;
     let errors: Vec<String> = reports.iter().filter_map(|r| r.error.as_ref().map(|e| format!("{}: {e}", r.name))).collect();
     if !errors.is_empty() {
@@ -444,65 +555,22 @@ fn run(cli: Cli) -> Result<(), String> {
         Command::Relevance { model, config, input, shape, voxel, region, class, versus, composite, out, logits } => {
             relevance_command(RelevanceArgs { model, config, input, shape, voxel, region, class, versus, composite, out, logits })?
         }
-        Command::Explain { files, model, voxel, class, region, role, composite, backend: name, relevance, segmentation, raw } => {
-            let study = open_study(&files, &role)?;
-            let vol = &study.volume;
-            let device = backend::cpu_device(&name)?;
-            let net = training::load(model.as_deref(), &device)?;
-            let t = std::time::Instant::now();
-            let prepared = engine::prepare(&net, vol, &device)?;
-            let mask = pollster::block_on(engine::segmentation(&prepared))?;
-            let t_segment = t.elapsed();
-            let t = std::time::Instant::now();
-            let spec = if composite.ends_with(".json") {
-                std::fs::read_to_string(&composite).map_err(|e| format!("{composite}: {e}"))?
-            } else {
-                composite
-            };
-            let composite = engine::composite(&spec, &prepared)?;
-            if voxel.iter().zip(&vol.dims).any(|(v, d)| v >= d) {
-                return Err(format!("voxel {voxel:?} lies outside the volume {:?}", vol.dims));
-            }
-            let (values, explanation) = match region.as_deref() {
-                None => {
-                    let e = pollster::block_on(engine::explain(&net, &prepared, voxel, class, &composite))?;
-                    (e.relevance.clone(), serde_json::to_value(&e).expect("plain JSON"))
-                }
-                Some(scope) => {
-                    let area = if scope == "all" {
-                        Some(mask.clone()).filter(|m| m.iter().any(|v| *v != 0))
-                    } else {
-                        seglrp::region::component(&mask, vol.dims, voxel)
-                    }
-                    .ok_or("no predicted tumour there to explain (the voxel must lie in the predicted tumour for \"component\")")?;
-                    let e = pollster::block_on(engine::explain_region(&net, &prepared, &area, class, &composite))?;
-                    (e.relevance.clone(), serde_json::to_value(&e).expect("plain JSON"))
-                }
-            };
-            eprintln!(
-                "{name}: segmentation {:.0} ms, LRP {:.0} ms",
-                t_segment.as_secs_f64() * 1e3,
-                t.elapsed().as_secs_f64() * 1e3
-            );
-            if let Some(path) = raw {
-                let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
-                write(&path, &bytes)?;
-            }
-            if let Some(path) = relevance {
-                let rel = seglrp::volume::Volume { data: values.clone(), ..vol.clone() };
-                write(&path, &nifti::write_nifti(&rel, gzip_wanted(&path)))?;
-            }
-            if let Some(path) = segmentation {
-                write(&path, &nifti::write_label(&mask, vol, gzip_wanted(&path)))?;
-            }
-            let summary = serde_json::json!({
-                "files": study.sources,
-                "dims": vol.dims,
-                "tumour_voxels": mask.iter().filter(|m| **m == 1).count(),
-                "predicted_class_at_voxel": mask[vol.index(voxel)],
-                "explanation": explanation,
-            });
-            println!("{}", serde_json::to_string_pretty(&summary).expect("plain JSON"));
+        Command::Segment { files, common, out, windows } => {
+            let study = open_study(&files, &common.role)?;
+            let device = device(common.gpu, &common.backend)?;
+            let net = training::load(common.model.as_deref(), &device)?;
+            explain::segment_command(&net, study, explain::SegmentArgs { out, windows }, &device)?
+        }
+        Command::Explain { files, common, voxel, class, region, bbox, mask, composite, relevance, segmentation, raw, json } => {
+            let study = open_study(&files, &common.role)?;
+            let device = device(common.gpu, &common.backend)?;
+            let net = training::load(common.model.as_deref(), &device)?;
+            let args = explain::ExplainArgs { voxel, class, region, bbox, mask, composite, relevance, segmentation, raw, json };
+            explain::explain_command(&net, study, args, &device)?
+        }
+        Command::Cohort { dir, out, model, regions, class, composite, gpu, jobs, save_relevance, force } => {
+            let args = cohort::CohortArgs { dir, out, model, regions: regions.0, class, composite, jobs, save_relevance, force };
+            cohort::cohort(args, &device(gpu, "cpu")?, gpu)?
         }
     }
     Ok(())

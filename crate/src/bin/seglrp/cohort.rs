@@ -1,0 +1,392 @@
+//! `seglrp cohort`: the seed's relevance analysis over a folder of studies — per patient, the
+//! region map's per-sequence shares, Dice and conservation in one CSV, the parallel-coordinates
+//! plot, and a six-panel figure.
+//!
+//! Each patient's results land in `OUT/patients/<id>.json`, written last and atomically: a
+//! patient with that file (and the same settings) is finished, so an interrupted run resumes
+//! where it stopped, and the CSV and plots are always rebuilt from those files.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::Instant;
+
+use burn::prelude::Device;
+use seglrp::region::{self, Selection};
+use seglrp::study::FILE_STEMS;
+use seglrp::unet::UNet;
+use seglrp::volume::Volume;
+use seglrp::{nifti, weights};
+use serde::{Deserialize, Serialize};
+
+use crate::explain::{composite, segment};
+use crate::figure::{self, Line, Panels};
+use crate::write;
+
+pub struct CohortArgs {
+    pub dir: PathBuf,
+    pub out: PathBuf,
+    pub model: Option<PathBuf>,
+    pub regions: Vec<Selection>,
+    pub class: usize,
+    pub composite: String,
+    pub jobs: Option<usize>,
+    pub save_relevance: bool,
+    pub force: bool,
+}
+
+/// One study folder: `DIR/<id>/`, its NIfTI files found at any depth (so `sub-01/anat/` works).
+#[derive(Debug)]
+pub struct StudyDir {
+    pub id: String,
+    pub files: Vec<PathBuf>,
+}
+
+fn is_nifti(path: &Path) -> bool {
+    let name = path.file_name().map(|n| n.to_string_lossy().to_ascii_lowercase()).unwrap_or_default();
+    [".nii", ".nii.gz", ".hdr", ".img", ".hdr.gz", ".img.gz"].iter().any(|e| name.ends_with(e))
+}
+
+fn nifti_files(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)?.map(|e| e.map(|e| e.path())).collect::<Result<_, _>>()?;
+    entries.sort();
+    for p in entries {
+        if p.is_dir() {
+            nifti_files(&p, out)?;
+        } else if is_nifti(&p) {
+            out.push(p);
+        }
+    }
+    Ok(())
+}
+
+/// The study folders of `dir` in name order; loose NIfTI files beside them are named in the
+/// warnings (a study is a folder), and `skip` (the output folder, when it lies inside) is left out.
+pub fn discover(dir: &Path, skip: &Path) -> Result<(Vec<StudyDir>, Vec<String>), String> {
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| format!("{}: {e}", dir.display()))?
+        .map(|e| e.map(|e| e.path()))
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("{}: {e}", dir.display()))?;
+    entries.sort();
+    let skip = skip.canonicalize().ok();
+    let (mut studies, mut warnings) = (Vec::new(), Vec::new());
+    for p in entries {
+        if p.is_dir() {
+            if p.canonicalize().ok() == skip && skip.is_some() {
+                continue;
+            }
+            let mut files = Vec::new();
+            nifti_files(&p, &mut files).map_err(|e| format!("{}: {e}", p.display()))?;
+            let id = p.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+            studies.push(StudyDir { id, files });
+        } else if is_nifti(&p) {
+            warnings.push(format!("{}: ignored — put each study in a folder of its own (README \"Cohorts\")", p.display()));
+        }
+    }
+    if studies.is_empty() {
+        return Err(format!("{}: no study folders (expected one folder per patient; README \"Cohorts\")", dir.display()));
+    }
+    Ok((studies, warnings))
+}
+
+/// What was computed, so a resumed run can tell whether a finished patient still counts.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Settings {
+    pub model: String,
+    /// FNV-1a of the weights file: a retrained model with the same name is a different model.
+    pub model_hash: String,
+    pub composite: String,
+    pub class: usize,
+    pub regions: Vec<String>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RegionResult {
+    pub region: String,
+    pub voxels: usize,
+    /// Present when the region is not empty.
+    pub left_out: Option<usize>,
+    /// Σ of the explained logits y_a over the kept voxels.
+    pub explained_logits: Option<f32>,
+    /// Σ_a ΣM_a / Σ_a y_a over the kept voxels: 1 when relevance is conserved.
+    pub conservation: Option<f32>,
+    pub shares: Option<[f32; 6]>,
+    pub signed_shares: Option<[f32; 6]>,
+    pub slice: Option<usize>,
+    pub figure: Option<String>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct PatientResult {
+    pub patient: String,
+    pub settings: Settings,
+    pub files: Vec<String>,
+    pub dims: [usize; 3],
+    pub tumour_voxels: usize,
+    pub labelled_voxels: Option<usize>,
+    pub dice: Option<f32>,
+    pub seconds: f64,
+    pub regions: Vec<RegionResult>,
+}
+
+fn fnv1a(bytes: &[u8]) -> String {
+    let h = bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3));
+    format!("{h:016x}")
+}
+
+fn to6(v: &[f32]) -> [f32; 6] {
+    std::array::from_fn(|i| v[i])
+}
+
+/// Study size the worker count is planned for (a large abdominal MRI: 256×256×96); studies are
+/// not read ahead just to count their voxels.
+const PLANNING_VOXELS: usize = 256 * 256 * 96;
+
+/// Workers that fit: one per two cores (burn already spreads one pass over every core; a
+/// second patient fills the single-threaded stretches), fewer when memory is short.
+fn default_jobs(voxels: usize, net: &UNet) -> usize {
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    // Activations of the whole-volume pass plus the LRP pass over them; measured ~20 floats per
+    // base channel and voxel with the bundled model at 128×96×40.
+    let per_patient = voxels as u64 * net.config.base_channels as u64 * 4 * 24;
+    let available = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| m.lines().find(|l| l.starts_with("MemAvailable:")).and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok()))
+        .map(|kb| kb * 1024)
+        .unwrap_or(4 << 30);
+    ((available / 2 / per_patient.max(1)) as usize).clamp(1, (cores / 2).max(1))
+}
+
+struct Context<'a> {
+    args: &'a CohortArgs,
+    settings: Settings,
+    model_bytes: Vec<u8>,
+    config: seglrp::unet::UNetConfig,
+}
+
+fn analyse(ctx: &Context, study_dir: &StudyDir, net: &UNet, device: &Device, step: &dyn Fn(&str)) -> Result<PatientResult, String> {
+    let args = ctx.args;
+    if study_dir.files.is_empty() {
+        return Err("no NIfTI files in the folder".into());
+    }
+    let started = Instant::now();
+    step("reading");
+    let study = crate::open_study(&study_dir.files, &[])?;
+    step("segmenting");
+    let s = segment(net, study, device)?;
+    let composite = composite(&args.composite, &s.prepared)?;
+    let vol: &Volume = &s.study.volume;
+    let mut areas = Vec::new();
+    for sel in &args.regions {
+        if sel.needs_label() && s.study.label.is_none() {
+            return Err(format!("region \"{}\" needs a tumour label, and the folder has none (a file named label/seg/mask…)", sel.name()));
+        }
+        areas.push(sel.mask(&s.mask, s.study.label.as_deref(), vol.dims)?);
+    }
+    let non_empty: Vec<&[u8]> = areas.iter().filter(|a| a.iter().any(|v| *v != 0)).map(|a| &a[..]).collect();
+    step(&format!("explaining {} region(s)", non_empty.len()));
+    let mut explanations = pollster::block_on(seglrp::engine::explain_regions(net, &s.prepared, &non_empty, args.class, &composite))?.into_iter();
+    let mut regions = Vec::new();
+    for (sel, area) in args.regions.iter().zip(&areas) {
+        let voxels = area.iter().filter(|v| **v != 0).count();
+        if voxels == 0 {
+            regions.push(RegionResult { region: sel.name().into(), voxels, left_out: None, explained_logits: None, conservation: None, shares: None, signed_shares: None, slice: None, figure: None });
+            continue;
+        }
+        let e = explanations.next().expect("one explanation per non-empty region");
+        let slice = region::centre_slice(area, vol.dims).expect("the region is not empty");
+        let shares = to6(&e.shares);
+        let figure_name = format!("figures/{}-{}.png", study_dir.id, sel.name());
+        step(&format!("drawing region {}", sel.name()));
+        let svg = figure::panels_svg(&Panels {
+            volume: vol,
+            relevance: &e.relevance,
+            region: area,
+            slice,
+            shares,
+            title: format!("{} — region \"{}\" ({} voxels), {}", study_dir.id, sel.name(), voxels, args.composite),
+        })?;
+        write(&args.out.join(&figure_name), &figure::png(&svg)?)?;
+        if args.save_relevance {
+            let rel = Volume { data: e.relevance, ..vol.clone() };
+            write(&args.out.join(format!("relevance/{}-{}.nii.gz", study_dir.id, sel.name())), &nifti::write_nifti(&rel, true))?;
+        }
+        regions.push(RegionResult {
+            region: sel.name().into(),
+            voxels,
+            left_out: Some(e.left_out),
+            explained_logits: Some(e.explained_logits),
+            conservation: Some(e.conservation),
+            shares: Some(shares),
+            signed_shares: Some(to6(&e.signed_shares)),
+            slice: Some(slice),
+            figure: Some(figure_name),
+        });
+    }
+    Ok(PatientResult {
+        patient: study_dir.id.clone(),
+        settings: ctx.settings.clone(),
+        files: s.study.sources.clone(),
+        dims: vol.dims,
+        tumour_voxels: s.mask.iter().filter(|v| **v == 1).count(),
+        labelled_voxels: s.study.label.as_ref().map(|l| l.iter().filter(|v| **v == 1).count()),
+        dice: s.dice(),
+        seconds: started.elapsed().as_secs_f64(),
+        regions,
+    })
+}
+
+fn result_path(out: &Path, id: &str) -> PathBuf {
+    out.join("patients").join(format!("{id}.json"))
+}
+
+/// A finished patient's results, when they were computed with these settings.
+fn finished(out: &Path, id: &str, settings: &Settings) -> Option<PatientResult> {
+    let r: PatientResult = serde_json::from_slice(&std::fs::read(result_path(out, id)).ok()?).ok()?;
+    (r.settings == *settings).then_some(r)
+}
+
+fn csv_number<T: std::fmt::Display>(v: Option<T>) -> String {
+    v.map(|v| v.to_string()).unwrap_or_default()
+}
+
+/// The cohort table: one row per patient and region.
+pub fn csv(results: &[PatientResult]) -> String {
+    let mut s = String::from("patient,region,voxels,left_out,dice,explained_logits,conservation");
+    for prefix in ["share", "signed_share"] {
+        for stem in FILE_STEMS {
+            s += &format!(",{prefix}_{stem}");
+        }
+    }
+    s += "\n";
+    for p in results {
+        for r in &p.regions {
+            let quoted = if p.patient.contains([',', '"']) { format!("\"{}\"", p.patient.replace('"', "\"\"")) } else { p.patient.clone() };
+            s += &format!(
+                "{quoted},{},{},{},{},{},{}",
+                r.region,
+                r.voxels,
+                csv_number(r.left_out),
+                csv_number(p.dice),
+                csv_number(r.explained_logits),
+                csv_number(r.conservation)
+            );
+            for shares in [r.shares, r.signed_shares] {
+                for k in 0..6 {
+                    s += &format!(",{}", csv_number(shares.map(|v| v[k])));
+                }
+            }
+            s += "\n";
+        }
+    }
+    s
+}
+
+fn write_summary(args: &CohortArgs, results: &[PatientResult]) -> Result<Vec<PathBuf>, String> {
+    let mut written = vec![args.out.join("cohort.csv")];
+    write(&written[0], csv(results).as_bytes())?;
+    for sel in &args.regions {
+        let lines: Vec<Line> = results
+            .iter()
+            .filter_map(|p| p.regions.iter().find(|r| r.region == sel.name()).and_then(|r| r.shares).map(|shares| Line { name: p.patient.clone(), shares }))
+            .collect();
+        if lines.is_empty() {
+            continue;
+        }
+        let what = match sel {
+            Selection::AllPredicted => "predicted tumour".to_string(),
+            Selection::TruePositive => "true positives".to_string(),
+            Selection::FalseNegative => "false negatives".to_string(),
+            Selection::FalsePositive => "false positives".to_string(),
+            other => other.name().to_string(),
+        };
+        let title = format!("Relevance per MRI sequence, {what}: {} patients, {}", lines.len(), args.composite);
+        let svg = figure::parallel_svg(&lines, &title);
+        let base = args.out.join(format!("parallel-{}", sel.name()));
+        write(&base.with_extension("svg"), svg.as_bytes())?;
+        write(&base.with_extension("png"), &figure::png(&svg)?)?;
+        written.push(base.with_extension("svg"));
+        written.push(base.with_extension("png"));
+    }
+    Ok(written)
+}
+
+pub fn cohort(args: CohortArgs, device: &Device, gpu: bool) -> Result<(), String> {
+    let (studies, warnings) = discover(&args.dir, &args.out)?;
+    for w in &warnings {
+        eprintln!("warning: {w}");
+    }
+    let (model_bytes, model_name) = match &args.model {
+        Some(p) => (std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()))?, p.display().to_string()),
+        None => (weights::BUNDLED.to_vec(), "bundled".to_string()),
+    };
+    let config = weights::config_of(&model_bytes).ok_or("the model file carries no configuration (write it with `seglrp train` or `seglrp model`)")?;
+    // Refuse a bad model before any patient is touched.
+    let probe = weights::from_safetensors(&config, &model_bytes, device).map_err(|e| format!("{model_name}: {e}"))?;
+    let settings = Settings {
+        model: model_name,
+        model_hash: fnv1a(&model_bytes),
+        composite: args.composite.clone(),
+        class: args.class,
+        regions: args.regions.iter().map(|r| r.name().to_string()).collect(),
+    };
+    for sub in ["patients", "figures"].iter().chain(args.save_relevance.then_some(&"relevance")) {
+        let d = args.out.join(sub);
+        std::fs::create_dir_all(&d).map_err(|e| format!("{}: {e}", d.display()))?;
+    }
+    let todo: Vec<&StudyDir> = studies.iter().filter(|s| args.force || finished(&args.out, &s.id, &settings).is_none()).collect();
+    let skipped = studies.len() - todo.len();
+    if skipped > 0 {
+        eprintln!("{skipped} patient(s) already done with these settings: skipped (--force redoes them)");
+    }
+    let jobs = if gpu { args.jobs.unwrap_or(1) } else { args.jobs.unwrap_or_else(|| default_jobs(PLANNING_VOXELS, &probe)) }.clamp(1, todo.len().max(1));
+    let ctx = Context { args: &args, settings: settings.clone(), model_bytes, config };
+    let pb = crate::progress::bar(todo.len() as u64, "cohort");
+    pb.set_message(format!("{jobs} at a time"));
+    let next = AtomicUsize::new(0);
+    let failures: Mutex<Vec<(String, String)>> = Mutex::new(Vec::new());
+    std::thread::scope(|scope| {
+        for _ in 0..jobs {
+            scope.spawn(|| {
+                let net = match weights::from_safetensors(&ctx.config, &ctx.model_bytes, device) {
+                    Ok(n) => n,
+                    Err(e) => {
+                        failures.lock().expect("no panics hold it").push(("(model)".into(), e.to_string()));
+                        return;
+                    }
+                };
+                loop {
+                    let i = next.fetch_add(1, Ordering::SeqCst);
+                    let Some(study_dir) = todo.get(i) else { break };
+                    let step = |what: &str| pb.set_message(format!("{}: {what}", study_dir.id));
+                    let outcome = analyse(&ctx, study_dir, &net, device, &step).and_then(|r| {
+                        let text = serde_json::to_string_pretty(&r).expect("plain JSON");
+                        write(&result_path(&ctx.args.out, &study_dir.id), text.as_bytes())
+                    });
+                    if let Err(e) = outcome {
+                        pb.println(format!("{}: error: {e}", study_dir.id));
+                        failures.lock().expect("no panics hold it").push((study_dir.id.clone(), e));
+                    }
+                    pb.inc(1);
+                }
+            });
+        }
+    });
+    pb.finish_and_clear();
+    let results: Vec<PatientResult> = studies.iter().filter_map(|s| finished(&args.out, &s.id, &settings)).collect();
+    let written = write_summary(&args, &results)?;
+    let failures = failures.into_inner().expect("no panics hold it");
+    eprintln!(
+        "{} of {} patients analysed ({} this run, {skipped} from before); wrote {}",
+        results.len(),
+        studies.len(),
+        results.len() - skipped.min(results.len()),
+        written.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+    );
+    if !failures.is_empty() {
+        let list = failures.iter().map(|(id, e)| format!("  {id}: {e}")).collect::<Vec<_>>().join("\n");
+        return Err(format!("{} of {} studies failed (the others are in the table):\n{list}", failures.len(), studies.len()));
+    }
+    Ok(())
+}

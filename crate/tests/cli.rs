@@ -1,0 +1,176 @@
+//! The `seglrp` binary on real files: segment, explain a region, and a cohort run with a broken
+//! study, resumption and its figures. The numbers are checked against the engine called
+//! directly and against each other (the page is checked against `seglrp explain` in
+//! tests/e2e.mjs).
+#![cfg(feature = "cli")]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+const BIN: &str = env!("CARGO_BIN_EXE_seglrp");
+
+fn run(args: &[&str]) -> Output {
+    Command::new(BIN).args(args).output().expect("seglrp runs")
+}
+
+fn ok(args: &[&str]) -> Output {
+    let out = run(args);
+    assert!(out.status.success(), "seglrp {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    out
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("seglrp-cli-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn files_of(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path().display().to_string())
+        .filter(|p| p.ends_with(".nii.gz"))
+        .collect();
+    v.sort();
+    v
+}
+
+/// Width and height from a PNG's IHDR chunk (after checking the signature).
+fn png_size(path: &Path) -> (u32, u32) {
+    let b = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    assert_eq!(&b[..8], b"\x89PNG\r\n\x1a\n", "{} is a PNG", path.display());
+    assert_eq!(&b[12..16], b"IHDR");
+    (u32::from_be_bytes(b[16..20].try_into().unwrap()), u32::from_be_bytes(b[20..24].try_into().unwrap()))
+}
+
+fn json(out: &Output) -> serde_json::Value {
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)))
+}
+
+fn shares(v: &serde_json::Value) -> Vec<f64> {
+    v.as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect()
+}
+
+/// `segment` writes the mask `explain` reports; `explain --region tp/fn/--box/--mask` pick the
+/// voxels they name, and the regions that need a label or a voxel say so.
+#[test]
+fn segment_and_explain_regions() {
+    let dir = tmp("explain");
+    let study = dir.join("p13");
+    ok(&["sample", "--patient", "13", "--dir", study.to_str().unwrap()]);
+    let files = files_of(&study);
+    assert_eq!(files.len(), 7, "six sequences and the label: {files:?}");
+    let f: Vec<&str> = files.iter().map(|s| s.as_str()).collect();
+    let seg = dir.join("seg.nii.gz");
+    let s = json(&ok(&[&["segment", "--out", seg.to_str().unwrap()][..], &f].concat()));
+    let bytes = std::fs::read(&seg).unwrap();
+    let mask = seglrp::nifti::read_nifti(&bytes).unwrap().volume;
+    let label = seglrp::nifti::read_nifti(&std::fs::read(study.join("label.nii.gz")).unwrap()).unwrap().volume;
+    let (pred, truth): (Vec<u8>, Vec<u8>) = (mask.data.iter().map(|v| *v as u8).collect(), label.data.iter().map(|v| *v as u8).collect());
+    let tumour = pred.iter().filter(|v| **v == 1).count();
+    assert_eq!(s["tumour_voxels"].as_u64().unwrap() as usize, tumour);
+    assert!(tumour > 100, "patient 13 has a tumour the model finds ({tumour} voxels)");
+    let dice = seglrp::metrics::dice(&pred, &truth).unwrap();
+    assert!((s["dice"].as_f64().unwrap() - f64::from(dice)).abs() < 1e-6 && dice > 0.8, "Dice {dice} vs {}", s["dice"]);
+    let sizes: u64 = s["components"].as_array().unwrap().iter().map(|c| c.as_u64().unwrap()).sum();
+    assert_eq!(sizes as usize, tumour);
+
+    let fn_voxels = pred.iter().zip(&truth).filter(|(p, l)| **p == 0 && **l == 1).count();
+    let e = json(&ok(&[&["explain", "--region", "fn"][..], &f].concat()));
+    let x = &e["explanation"];
+    assert_eq!(x["region"], "fn");
+    assert_eq!(x["voxels"].as_u64().unwrap() as usize, fn_voxels);
+    assert!((shares(&x["shares"]).iter().sum::<f64>() - 1.0).abs() < 1e-5);
+    assert!(x["conservation"].as_f64().unwrap() > 0.0);
+
+    // A box and the same box as a mask file give the same map.
+    let boxed = json(&ok(&[&["explain", "--box", "40,30,15,60,50,25", "--raw", dir.join("box.f32").to_str().unwrap()][..], &f].concat()));
+    assert_eq!(boxed["explanation"]["voxels"], 20 * 20 * 10);
+    let mut inside = mask.clone();
+    for (i, v) in inside.data.iter_mut().enumerate() {
+        let [nx, ny, _] = mask.dims;
+        let (x, y, z) = (i % nx, (i / nx) % ny, i / (nx * ny));
+        *v = f32::from((40..60).contains(&x) && (30..50).contains(&y) && (15..25).contains(&z));
+    }
+    std::fs::write(dir.join("box.nii"), seglrp::nifti::write_nifti(&inside, false)).unwrap();
+    let masked = json(&ok(&[&["explain", "--mask", dir.join("box.nii").to_str().unwrap(), "--raw", dir.join("mask.f32").to_str().unwrap()][..], &f].concat()));
+    assert_eq!(masked["explanation"]["region"], "mask");
+    assert_eq!(std::fs::read(dir.join("box.f32")).unwrap(), std::fs::read(dir.join("mask.f32")).unwrap());
+
+    let without_label: Vec<&str> = f.iter().copied().filter(|p| !p.ends_with("label.nii.gz")).collect();
+    let refused = run(&[&["explain", "--region", "tp"][..], &without_label].concat());
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("compares with the tumour label, and this study has none"));
+    let refused = run(&[&["explain", "--region", "component"][..], &f].concat());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("--region component needs --voxel"));
+    let refused = run(&[&["explain", "--mask", seg.to_str().unwrap(), "--box", "0,0,0,1,1,1"][..], &f].concat());
+    assert!(!refused.status.success(), "--mask and --box exclude each other");
+}
+
+/// A cohort with a broken study: the others are analysed, written and plotted, the run says
+/// which study failed and exits non-zero; the table's shares are `seglrp explain`'s; a second
+/// run skips finished patients and redoes only what an interruption lost.
+#[test]
+fn cohort_with_a_broken_study_resumes() {
+    let dir = tmp("cohort");
+    let input = dir.join("in");
+    let out = dir.join("out");
+    ok(&["phantoms", "--patients", "2,13", "--out", input.to_str().unwrap()]);
+    std::fs::create_dir_all(input.join("broken")).unwrap();
+    std::fs::write(input.join("broken/t2.nii.gz"), b"not a volume").unwrap();
+    let args = ["cohort", input.to_str().unwrap(), "--out", out.to_str().unwrap(), "--regions", "all,fn", "--composite", "Epsilon"];
+    let first = run(&args);
+    let stderr = String::from_utf8_lossy(&first.stderr).to_string();
+    assert!(!first.status.success(), "a broken study makes the run fail at the end");
+    assert!(stderr.contains("1 of 3 studies failed") && stderr.contains("broken:") && stderr.contains("not a readable NIfTI"), "{stderr}");
+
+    let csv = std::fs::read_to_string(out.join("cohort.csv")).unwrap();
+    let mut lines = csv.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    assert_eq!(header[..7], ["patient", "region", "voxels", "left_out", "dice", "explained_logits", "conservation"]);
+    let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
+    assert_eq!(rows.iter().map(|r| (r[0], r[1])).collect::<Vec<_>>(), [("patient02", "all"), ("patient02", "fn"), ("patient13", "all"), ("patient13", "fn")]);
+    for r in rows.iter().filter(|r| !r[7].is_empty()) {
+        let s: Vec<f64> = r[7..13].iter().map(|v| v.parse().unwrap()).collect();
+        assert!((s.iter().sum::<f64>() - 1.0).abs() < 1e-5, "{r:?}");
+        assert!(s.iter().all(|v| *v > 0.0), "every sequence carries some relevance: {r:?}");
+        // Biases absorb or add relevance: for the confidently predicted tumour the input gets
+        // about what the logits were (ε-LRP), for missed tumour (small logits) a multiple.
+        let c: f64 = r[6].parse().unwrap();
+        assert!(c.is_finite() && c > 0.0, "conservation {c}");
+        if r[1] == "all" {
+            assert!((0.5..2.0).contains(&c), "conservation {c} for the predicted tumour");
+        }
+    }
+    // The table's numbers are the engine's for the same study and region.
+    let p13 = files_of(&input.join("patient13"));
+    let f: Vec<&str> = p13.iter().map(|s| s.as_str()).collect();
+    let e = json(&ok(&[&["explain", "--region", "all", "--composite", "Epsilon"][..], &f].concat()));
+    let row = &rows[2];
+    assert_eq!(row[2], e["explanation"]["voxels"].to_string());
+    assert_eq!(row[4].parse::<f32>().unwrap(), e["dice"].as_f64().unwrap() as f32);
+    for (got, want) in row[7..13].iter().zip(shares(&e["explanation"]["shares"])) {
+        assert!((got.parse::<f64>().unwrap() - want).abs() < 1e-6, "{got} vs {want}");
+    }
+
+    // Figures: the plot (one line per patient with a tumour) and a six-panel PNG per region.
+    let svg = std::fs::read_to_string(out.join("parallel-all.svg")).unwrap();
+    assert_eq!(svg.matches("<polyline").count(), 2);
+    assert!(svg.contains("patient13") && svg.contains("T1 15 min"));
+    assert_eq!(png_size(&out.join("parallel-all.png")), (1200, 700));
+    let (w, h) = png_size(&out.join("figures/patient13-all.png"));
+    assert!(w > 1000 && h > 600, "six panels: {w}×{h}");
+
+    // Resume: nothing is redone; a patient whose result an interruption lost is redone alone.
+    let stamp = |p: &str| std::fs::metadata(out.join("patients").join(p)).unwrap().modified().unwrap();
+    let before = stamp("patient13.json");
+    std::fs::remove_file(out.join("patients/patient02.json")).unwrap();
+    std::fs::remove_dir_all(input.join("broken")).unwrap();
+    let second = ok(&args);
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert!(stderr.contains("1 patient(s) already done"), "{stderr}");
+    assert_eq!(stamp("patient13.json"), before, "a finished patient is not redone");
+    assert_eq!(std::fs::read_to_string(out.join("cohort.csv")).unwrap(), csv, "the redone patient gives the same row");
+    assert!(std::fs::read_dir(&out).unwrap().all(|e| !e.unwrap().path().display().to_string().ends_with(".partial")));
+}
