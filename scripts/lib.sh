@@ -75,6 +75,14 @@ ensure_chromium() {
   export CHROMEDRIVER=/usr/bin/chromedriver CHROMIUM=/usr/bin/chromium
 }
 
+# A Vulkan driver for `seglrp --gpu` tests: the machine's own where it has one, otherwise Mesa's
+# lavapipe (Vulkan on the CPU: slow, but the same burn-wgpu code path as a real GPU).
+ensure_vulkan() {
+  if ! ls /usr/share/vulkan/icd.d/*.json /etc/vulkan/icd.d/*.json >/dev/null 2>&1; then
+    ensure_apt mesa-vulkan-drivers libvulkan1
+  fi
+}
+
 # Builds the browser engine into www/pkg (wasm-bindgen output, optimised with binaryen).
 build_wasm() {
   step "building the wasm engine (first build: ~10 min; later: seconds)"

@@ -7,6 +7,7 @@ ensure_wasm_target
 ensure_wasm_bindgen
 ensure_npm
 ensure_chromium
+ensure_vulkan
 ensure_python
 ensure_test_data
 

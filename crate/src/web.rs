@@ -12,6 +12,7 @@ use serde::Serialize;
 use wasm_bindgen::prelude::*;
 
 use crate::engine::{self, Prepared};
+use crate::region::Selection;
 use crate::study::{self, FileReport, Role};
 use burn::module::Module;
 
@@ -259,12 +260,15 @@ pub async fn explain_region(x: usize, y: usize, z: usize, class: usize, composit
     let (net, study) = current()?;
     let composite = chosen_composite(&composite, &study)?;
     let mask = engine::segmentation(&study).await.map_err(js_err)?;
-    let area = match scope.as_str() {
-        "all" => Some(mask).filter(|m| m.iter().any(|v| *v != 0)),
-        "component" => crate::region::component(&mask, study.dims, [x, y, z]),
-        other => return Err(js_err(format!("unknown region scope \"{other}\""))),
+    let selection = match scope.as_str() {
+        "component" => Selection::Component([x, y, z]),
+        other => Selection::parse(other).map_err(js_err)?,
+    };
+    // The page keeps the label; regions against it (tp/fn/fp) are not offered here yet.
+    let area = selection.mask(&mask, None, study.dims).map_err(|e| js_err(format!("{e}: click inside the red region, or explain single voxels")))?;
+    if !area.iter().any(|v| *v != 0) {
+        return Err(js_err("there is no predicted tumour there: click inside the red region, or explain single voxels"));
     }
-    .ok_or_else(|| js_err("there is no predicted tumour there: click inside the red region, or explain single voxels"))?;
     let e = engine::explain_region(&net, &study, &area, class, &composite).await.map_err(js_err)?;
     let out = serde_wasm_bindgen::to_value(&e).map_err(js_err)?;
     set(&out, "relevance", &Float32Array::from(&e.relevance[..]))?;

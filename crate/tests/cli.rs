@@ -174,3 +174,38 @@ fn cohort_with_a_broken_study_resumes() {
     assert_eq!(std::fs::read_to_string(out.join("cohort.csv")).unwrap(), csv, "the redone patient gives the same row");
     assert!(std::fs::read_dir(&out).unwrap().all(|e| !e.unwrap().path().display().to_string().ends_with(".partial")));
 }
+
+/// `--gpu` (burn-wgpu natively) gives the CPU's numbers. `npm test` installs Mesa's lavapipe
+/// (a Vulkan driver on the CPU) where there is no GPU; without any Vulkan/Metal/DirectX adapter
+/// this test fails unless SEGLRP_SKIP_GPU=1 says that is expected.
+#[cfg(feature = "gpu")]
+#[test]
+fn gpu_gives_the_cpu_numbers() {
+    if std::env::var("SEGLRP_SKIP_GPU").is_ok_and(|v| v == "1") {
+        eprintln!("SEGLRP_SKIP_GPU=1: the GPU path is not checked");
+        return;
+    }
+    let dir = tmp("gpu");
+    let study = dir.join("p13.nii.gz");
+    // A small grid: lavapipe runs Vulkan compute on the CPU, slowly.
+    ok(&["sample", "--patient", "13", "--dims", "48,40,16", "--out", study.to_str().unwrap()]);
+    let s = study.to_str().unwrap();
+    let relevance = |extra: &[&str], name: &str| -> (serde_json::Value, Vec<f32>) {
+        let raw = dir.join(name);
+        let out = run(&[&["explain", s, "--box", "20,16,6,28,24,10", "--composite", "Epsilon", "--raw", raw.to_str().unwrap()][..], extra].concat());
+        assert!(
+            out.status.success(),
+            "seglrp explain {extra:?} failed (no GPU adapter? install mesa-vulkan-drivers, or set SEGLRP_SKIP_GPU=1): {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let bytes = std::fs::read(raw).unwrap();
+        (json(&out), bytes.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect())
+    };
+    let (cpu_summary, cpu) = relevance(&[], "cpu.f32");
+    let (gpu_summary, gpu) = relevance(&["--gpu"], "gpu.f32");
+    assert_eq!(gpu_summary["tumour_voxels"], cpu_summary["tumour_voxels"], "the same segmentation");
+    let scale = cpu.iter().fold(0f32, |m, v| m.max(v.abs()));
+    let diff = cpu.iter().zip(&gpu).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+    eprintln!("GPU vs CPU: max |ΔM_A| {diff:e} at max |M_A| {scale:e}");
+    assert!(scale > 0.0 && diff <= 1e-4 * scale, "GPU vs CPU: max |ΔM_A| {diff} at max |M_A| {scale}");
+}

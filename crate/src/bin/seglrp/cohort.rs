@@ -72,8 +72,9 @@ pub fn discover(dir: &Path, skip: &Path) -> Result<(Vec<StudyDir>, Vec<String>),
     let skip = skip.canonicalize().ok();
     let (mut studies, mut warnings) = (Vec::new(), Vec::new());
     for p in entries {
+        let hidden = p.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.'));
         if p.is_dir() {
-            if p.canonicalize().ok() == skip && skip.is_some() {
+            if hidden || (p.canonicalize().ok() == skip && skip.is_some()) {
                 continue;
             }
             let mut files = Vec::new();
@@ -91,7 +92,7 @@ pub fn discover(dir: &Path, skip: &Path) -> Result<(Vec<StudyDir>, Vec<String>),
 }
 
 /// What was computed, so a resumed run can tell whether a finished patient still counts.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Settings {
     pub model: String,
     /// FNV-1a of the weights file: a retrained model with the same name is a different model.
@@ -99,6 +100,13 @@ pub struct Settings {
     pub composite: String,
     pub class: usize,
     pub regions: Vec<String>,
+}
+
+impl Settings {
+    /// The same computation: the model by content (a path given another way is the same model).
+    fn same_work(&self, other: &Settings) -> bool {
+        (&self.model_hash, &self.composite, self.class, &self.regions) == (&other.model_hash, &other.composite, other.class, &other.regions)
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -237,6 +245,19 @@ fn analyse(ctx: &Context, study_dir: &StudyDir, net: &UNet, device: &Device, ste
     })
 }
 
+fn done_line(r: &PatientResult, n: usize, of: usize) -> String {
+    let regions: Vec<String> = r
+        .regions
+        .iter()
+        .map(|g| match g.shares {
+            Some(sh) => format!("{} {} voxels, shares {}", g.region, g.voxels, sh.map(|v| format!("{:.3}", v)).join("/")),
+            None => format!("{} empty", g.region),
+        })
+        .collect();
+    let dice = r.dice.map(|d| format!(", Dice {d:.3}")).unwrap_or_default();
+    format!("[{n}/{of}] {}: {:.1} s{dice}; {}", r.patient, r.seconds, regions.join("; "))
+}
+
 fn result_path(out: &Path, id: &str) -> PathBuf {
     out.join("patients").join(format!("{id}.json"))
 }
@@ -244,7 +265,7 @@ fn result_path(out: &Path, id: &str) -> PathBuf {
 /// A finished patient's results, when they were computed with these settings.
 fn finished(out: &Path, id: &str, settings: &Settings) -> Option<PatientResult> {
     let r: PatientResult = serde_json::from_slice(&std::fs::read(result_path(out, id)).ok()?).ok()?;
-    (r.settings == *settings).then_some(r)
+    r.settings.same_work(settings).then_some(r)
 }
 
 fn csv_number<T: std::fmt::Display>(v: Option<T>) -> String {
@@ -362,11 +383,17 @@ pub fn cohort(args: CohortArgs, device: &Device, gpu: bool) -> Result<(), String
                     let step = |what: &str| pb.set_message(format!("{}: {what}", study_dir.id));
                     let outcome = analyse(&ctx, study_dir, &net, device, &step).and_then(|r| {
                         let text = serde_json::to_string_pretty(&r).expect("plain JSON");
-                        write(&result_path(&ctx.args.out, &study_dir.id), text.as_bytes())
+                        write(&result_path(&ctx.args.out, &study_dir.id), text.as_bytes())?;
+                        Ok(r)
                     });
-                    if let Err(e) = outcome {
-                        pb.println(format!("{}: error: {e}", study_dir.id));
-                        failures.lock().expect("no panics hold it").push((study_dir.id.clone(), e));
+                    match outcome {
+                        // Without a terminal (CI, nohup) the bar is hidden: a line per patient instead.
+                        Ok(r) if pb.is_hidden() => eprintln!("{}", done_line(&r, i + 1, todo.len())),
+                        Ok(_) => {}
+                        Err(e) => {
+                            pb.println(format!("{}: error: {e}", study_dir.id));
+                            failures.lock().expect("no panics hold it").push((study_dir.id.clone(), e));
+                        }
                     }
                     pb.inc(1);
                 }
@@ -389,4 +416,67 @@ pub fn cohort(args: CohortArgs, device: &Device, gpu: bool) -> Result<(), String
         return Err(format!("{} of {} studies failed (the others are in the table):\n{list}", failures.len(), studies.len()));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn study_folders_are_found_at_any_depth_and_the_output_is_left_out() {
+        let dir = std::env::temp_dir().join(format!("seglrp-discover-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        for f in ["sub-02/anat/sub-02_T2w.nii.gz", "sub-01/t2.nii", "sub-01/notes.txt", ".git/x.nii", "results/patients/a.nii", "loose.nii.gz"] {
+            let p = dir.join(f);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, b"").unwrap();
+        }
+        std::fs::create_dir_all(dir.join("empty")).unwrap();
+        let (studies, warnings) = discover(&dir, &dir.join("results")).unwrap();
+        let ids: Vec<&str> = studies.iter().map(|s| s.id.as_str()).collect();
+        assert_eq!(ids, ["empty", "sub-01", "sub-02"]);
+        assert_eq!(studies[1].files, [dir.join("sub-01/t2.nii")]);
+        assert_eq!(studies[2].files, [dir.join("sub-02/anat/sub-02_T2w.nii.gz")]);
+        assert!(studies[0].files.is_empty());
+        assert_eq!(warnings.len(), 1);
+        assert!(warnings[0].contains("loose.nii.gz") && warnings[0].contains("folder of its own"));
+        assert!(discover(&dir.join("empty"), &dir).unwrap_err().contains("no study folders"));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn the_table_quotes_names_and_leaves_empty_regions_blank() {
+        let settings = Settings { model: "m".into(), model_hash: "1".into(), composite: "Epsilon".into(), class: 1, regions: vec!["all".into(), "fn".into()] };
+        let region = |name: &str, shares: Option<[f32; 6]>| RegionResult {
+            region: name.into(),
+            voxels: if shares.is_some() { 3 } else { 0 },
+            left_out: shares.map(|_| 0),
+            explained_logits: shares.map(|_| 2.5),
+            conservation: shares.map(|_| 0.75),
+            shares,
+            signed_shares: shares,
+            slice: None,
+            figure: None,
+        };
+        let p = PatientResult {
+            patient: "a,\"b\"".into(),
+            settings: settings.clone(),
+            files: vec![],
+            dims: [1, 1, 1],
+            tumour_voxels: 3,
+            labelled_voxels: None,
+            dice: None,
+            seconds: 1.0,
+            regions: vec![region("all", Some([0.5, 0.1, 0.1, 0.1, 0.1, 0.1])), region("fn", None)],
+        };
+        let table = csv(&[p]);
+        let lines: Vec<&str> = table.lines().collect();
+        assert_eq!(lines[1], "\"a,\"\"b\"\"\",all,3,0,,2.5,0.75,0.5,0.1,0.1,0.1,0.1,0.1,0.5,0.1,0.1,0.1,0.1,0.1");
+        assert_eq!(lines[2], "\"a,\"\"b\"\"\",fn,0,,,,,,,,,,,,,,,,");
+        assert_eq!(lines[0].split(',').count(), 7 + 12);
+        let moved = Settings { model: "/elsewhere/m".into(), ..settings.clone() };
+        assert!(settings.same_work(&moved), "the same weights given by another path");
+        assert!(!settings.same_work(&Settings { composite: "EpsilonGammaBox".into(), ..settings.clone() }));
+        assert!(!settings.same_work(&Settings { model_hash: "2".into(), ..settings.clone() }));
+    }
 }

@@ -34,6 +34,11 @@ enum Command {
     Sample {
         #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=20))]
         patient: u16,
+        /// Image the same patient on another grid, X,Y,Z voxels (same voxel size, centred on
+        /// the liver; default 128,96,40): smaller studies for quick checks, larger ones for
+        /// benchmarks.
+        #[arg(long, value_parser = parse_voxel)]
+        dims: Option<[usize; 3]>,
         #[arg(long, required_unless_present = "dir")]
         out: Option<PathBuf>,
         #[arg(long, conflicts_with = "out")]
@@ -514,8 +519,12 @@ pub(crate) fn open_study(files: &[PathBuf], roles: &[String]) -> Result<Study, S
 
 fn run(cli: Cli) -> Result<(), String> {
     match cli.command {
-        Command::Sample { patient, out, dir } => {
-            let p = phantom::cohort_patient(usize::from(patient));
+        Command::Sample { patient, dims, out, dir } => {
+            let dims = dims.unwrap_or(phantom::COHORT_DIMS);
+            if dims.iter().any(|d| !(8..=1024).contains(d)) {
+                return Err(format!("--dims {dims:?}: each side must be 8 to 1024 voxels"));
+            }
+            let p = phantom::study(phantom::cohort_seed(usize::from(patient)), dims);
             if let Some(out) = out {
                 write(&out, &nifti::write_nifti(&p.volume, gzip_wanted(&out)))?;
                 eprintln!("wrote {}", out.display());
