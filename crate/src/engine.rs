@@ -24,6 +24,9 @@ pub struct Prepared {
     /// Per channel, the lowest and highest value of the normalised input: ZBox's bounds.
     pub low: Vec<f32>,
     pub high: Vec<f32>,
+    /// Propagate only through the explained voxels' receptive field (crop.rs; on by default,
+    /// off to measure what it saves).
+    pub crop: bool,
 }
 
 pub fn prepare(net: &UNet, vol: &Volume, device: &Device) -> Result<Prepared, String> {
@@ -53,7 +56,7 @@ pub fn prepare_normalised(net: &UNet, vol: &Volume, device: &Device) -> Result<P
     let range = |c: usize| padded.data[c * n..(c + 1) * n].iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), v| (lo.min(*v), hi.max(*v)));
     let (low, high) = (0..channels).map(range).unzip();
     let x = Tensor::<5>::from_data(TensorData::new(padded.data, [1, channels, nz, ny, nx]), device);
-    Ok(Prepared { dims: vol.dims, acts: net.forward_all(x), low, high })
+    Ok(Prepared { dims: vol.dims, acts: net.forward_all(x), low, high, crop: true })
 }
 
 /// The composite called `name` (Zennit's names, plus "Epsilon"), with ZBox bounds from the
@@ -141,7 +144,17 @@ pub async fn explain(net: &UNet, p: &Prepared, voxel: [usize; 3], class: usize, 
     if class >= net.config.classes {
         return Err(format!("class {class} does not exist (0 = background, 1 = tumour)"));
     }
-    let e = explain_voxel(net, &p.acts, composite, class, [z, y, x]);
+    // Only the clicked voxel's receptive field is propagated through (crop.rs): same map.
+    let [_, _, pd, ph, pw] = p.acts.logits.dims();
+    let at = [z, y, x];
+    let e = match crate::crop::window(&net.config, at, at, [pd, ph, pw]).filter(|_| p.crop) {
+        Some(w) => {
+            let acts = crate::crop::crop_activations(net, &p.acts, &w);
+            let e = explain_voxel(net, &acts, composite, class, std::array::from_fn(|k| at[k] - w.lo[k]));
+            crate::lrp::Explanation { relevance: crate::crop::paste(e.relevance, &w, [pd, ph, pw]), logit: e.logit }
+        }
+        None => explain_voxel(net, &p.acts, composite, class, at),
+    };
     let dims = e.relevance.dims();
     let logit = e.logit.into_data_async().await.map_err(|e| format!("{e:?}"))?.try_into_vec::<f32>().map_err(|e| format!("{e:?}"))?[0];
     let channels = net.config.in_channels;
@@ -199,11 +212,19 @@ pub async fn explain_regions(net: &UNet, p: &Prepared, regions: &[&[u8]], class:
             return Err("the region is empty".into());
         }
     }
-    let column_sums = (!regions.is_empty()).then(|| crate::lrp::region::column_sums(net, &p.acts, composite));
+    // One window around all the regions (they share the first pass), with their receptive
+    // field (crop.rs); the whole grid when that is not smaller.
+    let [_, _, pz, py, px] = p.acts.logits.dims();
+    let boxes: Vec<([usize; 3], [usize; 3])> = regions.iter().filter_map(|r| crate::crop::bounding_box(r, p.dims)).collect();
+    let first: [usize; 3] = std::array::from_fn(|k| boxes.iter().map(|b| b.0[k]).min().unwrap_or(0));
+    let last: [usize; 3] = std::array::from_fn(|k| boxes.iter().map(|b| b.1[k]).max().unwrap_or(0));
+    let window = crate::crop::window(&net.config, first, last, [pz, py, px]).filter(|_| p.crop);
+    let cropped = window.map(|w| crate::crop::crop_activations(net, &p.acts, &w));
+    let acts = cropped.as_ref().unwrap_or(&p.acts);
+    let column_sums = (!regions.is_empty()).then(|| crate::lrp::region::column_sums(net, acts, composite));
     let mut out = Vec::with_capacity(regions.len());
     for region in regions {
         let voxels = region.iter().filter(|v| **v != 0).count();
-        let [_, _, pz, py, px] = p.acts.logits.dims();
         let mut mask = vec![0f32; pz * py * px];
         for z in 0..nz {
             for y in 0..ny {
@@ -214,14 +235,22 @@ pub async fn explain_regions(net: &UNet, p: &Prepared, regions: &[&[u8]], class:
         }
         let device = p.acts.logits.device();
         let mask = Tensor::<5>::from_data(TensorData::new(mask, [1, 1, pz, py, px]), &device);
+        let mask = match &window {
+            Some(w) => crate::crop::crop_tensor(&mask, w, [pz, py, px]),
+            None => mask,
+        };
         let sums = column_sums.clone().expect("computed when there are regions");
-        let m = crate::lrp::region::region_map_with(net, &p.acts, composite, class, mask, sums);
-        let explained_logits = masked_sum(p.acts.logits.clone().narrow(1, class, 1), &m.kept).await?;
+        let m = crate::lrp::region::region_map_with(net, acts, composite, class, mask, sums);
+        let explained_logits = masked_sum(acts.logits.clone().narrow(1, class, 1), &m.kept).await?;
         let reached_input = masked_sum(m.totals.clone(), &m.kept).await?;
         let kept = read(m.kept.clone()).await?.iter().filter(|v| **v > 0.5).count();
-        let dims = m.relevance.dims();
+        let map = match &window {
+            Some(w) => crate::crop::paste(m.relevance, w, [pz, py, px]),
+            None => m.relevance,
+        };
+        let dims = map.dims();
         let channels = net.config.in_channels;
-        let relevance = crop(read(m.relevance).await?, channels, dims, p.dims);
+        let relevance = crop(read(map).await?, channels, dims, p.dims);
         let relevance_sum = relevance.iter().map(|v| *v as f64).sum::<f64>() as f32;
         let shares = positive_shares(&relevance, channels);
         let signed_shares = signed_shares(&relevance, channels);

@@ -231,6 +231,9 @@ pub struct BlockTrace {
     pub conv_out: Tensor<5>,
     /// After norm and ReLU.
     pub output: Tensor<5>,
+    /// The norm as `z·scale + shift` per channel, when it must not be recomputed from
+    /// `conv_out` (a cropped trace: instance-norm statistics are the full volume's).
+    pub frozen_norm: Option<(Tensor<1>, Tensor<1>)>,
 }
 
 impl Block {
@@ -244,7 +247,7 @@ impl Block {
             Activation::Relu => burn::tensor::activation::relu(normed),
             Activation::LeakyRelu => burn::tensor::activation::leaky_relu(normed, 0.01),
         };
-        BlockTrace { input: x, conv_out, output }
+        BlockTrace { input: x, conv_out, output, frozen_norm: None }
     }
 }
 

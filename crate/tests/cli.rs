@@ -97,6 +97,13 @@ fn segment_and_explain_regions() {
     let masked = json(&ok(&[&["explain", "--mask", dir.join("box.nii").to_str().unwrap(), "--raw", dir.join("mask.f32").to_str().unwrap()][..], &f].concat()));
     assert_eq!(masked["explanation"]["region"], "mask");
     assert_eq!(std::fs::read(dir.join("box.f32")).unwrap(), std::fs::read(dir.join("mask.f32")).unwrap());
+    // The same box propagated through the whole volume instead of its receptive field.
+    ok(&[&["explain", "--box", "40,30,15,60,50,25", "--no-crop", "--raw", dir.join("whole.f32").to_str().unwrap()][..], &f].concat());
+    let floats = |name: &str| -> Vec<f32> { std::fs::read(dir.join(name)).unwrap().chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect() };
+    let (cropped, whole) = (floats("box.f32"), floats("whole.f32"));
+    let scale = whole.iter().fold(0f32, |m, v| m.max(v.abs()));
+    let diff = cropped.iter().zip(&whole).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+    assert!(scale > 0.0 && diff <= 1e-5 * scale, "cropped vs whole volume: {diff} of {scale}");
 
     let without_label: Vec<&str> = f.iter().copied().filter(|p| !p.ends_with("label.nii.gz")).collect();
     let refused = run(&[&["explain", "--region", "tp"][..], &without_label].concat());

@@ -218,3 +218,62 @@ fn region_conservation_and_shared_first_pass() {
         assert!((a_share - 1.0).abs() < 1e-5, "shares sum to {a_share}");
     }
 }
+
+/// Receptive-field cropping (crop.rs) gives the uncropped map up to float rounding, for every
+/// architecture variant (instance norm included: statistics from the full volume), for one
+/// voxel at the centre and at the grid's edge, and for a region.
+#[test]
+fn cropped_lrp_equals_the_full_pass() {
+    use seglrp::crop::window;
+    use seglrp::engine::{explain, explain_region, prepare_normalised};
+    use seglrp::lrp::{explain_voxel, region::region_map};
+    use seglrp::volume::Volume;
+    let dev = cpu_device("cpu").unwrap();
+    let dims = [128, 96, 16];
+    let [nx, ny, nz] = dims;
+    let n = nx * ny * nz;
+    let data = host(input([1, 6, nz, ny, nx], 77, &dev));
+    let vol = Volume { dims, channels: 6, spacing: [1.0; 3], affine: seglrp::geometry::Affine::diagonal([1.0; 3]), data };
+    let compare = |what: &str, cropped: &[f32], full: &[f32]| {
+        let scale = full.iter().fold(0f32, |m, v| m.max(v.abs()));
+        let diff = cropped.iter().zip(full).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+        assert!(scale > 0.0 && diff <= 1e-5 * scale, "{what}: cropped vs full {diff} of {scale}");
+    };
+    for cfg in variants() {
+        let net = UNet::seeded(&cfg, 5, 0.2, &dev);
+        let p = prepare_normalised(&net, &vol, &dev).unwrap();
+        let c = Composite::EpsilonGammaBox { low: p.low.clone(), high: p.high.clone() };
+        let padded = p.acts.logits.dims();
+        // Near the centre and at an edge, the voxel whose head input is largest (a voxel
+        // whose features are all cut by ReLU has no relevance to compare).
+        let head = host(p.acts.head_input.clone());
+        let [_, ch, pz, py, px] = p.acts.head_input.dims();
+        let activity = |[x, y, z]: [usize; 3]| (0..ch).map(|c| head[((c * pz + z) * py + y) * px + x].abs()).sum::<f32>();
+        let pick = |xs: std::ops::Range<usize>, ys: std::ops::Range<usize>, zs: std::ops::Range<usize>| {
+            let mut all = Vec::new();
+            for z in zs {
+                for y in ys.clone() {
+                    for x in xs.clone() {
+                        all.push([x, y, z]);
+                    }
+                }
+            }
+            all.into_iter().max_by(|a, b| activity(*a).total_cmp(&activity(*b))).unwrap()
+        };
+        for voxel in [pick(60..68, 44..52, 6..10), pick(0..4, 92..96, 13..16)] {
+            let at = [voxel[2], voxel[1], voxel[0]];
+            assert!(window(&cfg, at, at, [nz, ny, nx]).is_some(), "{cfg:?}: the test grid must be larger than the window");
+            let cropped = pollster::block_on(explain(&net, &p, voxel, 1, &c)).unwrap();
+            let full = explain_voxel(&net, &p.acts, &c, 1, at);
+            let full = seglrp::engine::crop(host(full.relevance), 6, padded, dims);
+            compare(&format!("{cfg:?} voxel {voxel:?}"), &cropped.relevance, &full);
+        }
+        let region: Vec<u8> = (0..n).map(|i| u8::from((100..104).contains(&(i % nx)) && (20..23).contains(&((i / nx) % ny)) && (3..5).contains(&(i / (nx * ny))))).collect();
+        let cropped = pollster::block_on(explain_region(&net, &p, &region, 1, &c)).unwrap();
+        let mask = Tensor::<5>::from_data(TensorData::new(region.iter().map(|v| f32::from(*v)).collect::<Vec<_>>(), [1, 1, nz, ny, nx]), &dev);
+        let full = region_map(&net, &p.acts, &c, 1, mask);
+        let kept = host(full.kept).iter().filter(|v| **v > 0.5).count();
+        assert_eq!(cropped.voxels - cropped.left_out, kept, "{cfg:?}: the same voxels kept");
+        compare(&format!("{cfg:?} region"), &cropped.relevance, &seglrp::engine::crop(host(full.relevance), 6, padded, dims));
+    }
+}

@@ -11,7 +11,10 @@ use crate::unet::{Block, BlockTrace};
 pub fn merged_conv(block: &Block, trace: &BlockTrace) -> Linear {
     let conv = Linear::conv(&block.conv);
     let Some(norm) = &block.norm else { return conv };
-    let (scale, shift) = norm.affine(&trace.conv_out);
+    let (scale, shift) = match &trace.frozen_norm {
+        Some(frozen) => frozen.clone(),
+        None => norm.affine(&trace.conv_out),
+    };
     let c = scale.dims()[0];
     let weight = conv.weight.clone() * scale.clone().reshape([c, 1, 1, 1, 1]);
     let bias = match &conv.bias {

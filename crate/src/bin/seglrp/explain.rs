@@ -120,6 +120,7 @@ pub struct ExplainArgs {
     pub segmentation: Option<PathBuf>,
     pub raw: Option<PathBuf>,
     pub json: Option<PathBuf>,
+    pub crop: bool,
 }
 
 pub fn explain_command(net: &UNet, study: Study, args: ExplainArgs, device: &Device) -> Result<(), String> {
@@ -139,7 +140,8 @@ pub fn explain_command(net: &UNet, study: Study, args: ExplainArgs, device: &Dev
             None
         }
     };
-    let s = segment(net, study, device)?;
+    let mut s = segment(net, study, device)?;
+    s.prepared.crop = args.crop;
     let t = Instant::now();
     let composite = composite(&args.composite, &s.prepared)?;
     let (values, mut explanation) = match &selection {

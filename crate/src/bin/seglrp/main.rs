@@ -215,6 +215,10 @@ enum Command {
         /// Also write the JSON summary (with the per-sequence shares) to this file.
         #[arg(long)]
         json: Option<PathBuf>,
+        /// Propagate through the whole volume instead of the explained voxels' receptive field
+        /// (the same map, slower: for measuring what cropping saves).
+        #[arg(long)]
+        no_crop: bool,
     },
     /// The seed's relevance analysis over a cohort: for every study folder in DIR, segment,
     /// explain the chosen regions, and write OUT/cohort.csv (patient, region, voxels, left-out
@@ -570,11 +574,11 @@ fn run(cli: Cli) -> Result<(), String> {
             let net = training::load(common.model.as_deref(), &device)?;
             explain::segment_command(&net, study, explain::SegmentArgs { out, windows }, &device)?
         }
-        Command::Explain { files, common, voxel, class, region, bbox, mask, composite, relevance, segmentation, raw, json } => {
+        Command::Explain { files, common, voxel, class, region, bbox, mask, composite, relevance, segmentation, raw, json, no_crop } => {
             let study = open_study(&files, &common.role)?;
             let device = device(common.gpu, &common.backend)?;
             let net = training::load(common.model.as_deref(), &device)?;
-            let args = explain::ExplainArgs { voxel, class, region, bbox, mask, composite, relevance, segmentation, raw, json };
+            let args = explain::ExplainArgs { voxel, class, region, bbox, mask, composite, relevance, segmentation, raw, json, crop: !no_crop };
             explain::explain_command(&net, study, args, &device)?
         }
         Command::Cohort { dir, out, model, regions, class, composite, gpu, jobs, save_relevance, force } => {

@@ -1,0 +1,146 @@
+//! Receptive-field cropping: a logit depends only on the input within the network's receptive
+//! field around its voxel, so LRP from a region only ever reaches the region's bounding box
+//! widened by that radius. The LRP pass runs on every activation cropped to that window and
+//! its result is pasted into a zero map of the full size: the same map, for the cost of the
+//! window instead of the volume.
+//!
+//! Why it is exact: each rule recomputes a layer's pre-activations `z` from that layer's
+//! (cropped) input, so `z` is wrong only within one kernel radius of the crop's border — where
+//! the relevance is zero as long as the margin exceeds the receptive radius by one voxel of the
+//! coarsest level. Windows are aligned to the pooling grid, so every 2×2×2 pooling window,
+//! strided conv and transposed conv sees the same inputs as in the full pass. Instance-norm
+//! statistics come from the full forward pass (frozen in the cropped trace), never from the
+//! crop.
+
+use std::ops::Range;
+
+use burn::prelude::*;
+
+use crate::unet::{Activations, BlockTrace, Block, Up, UNet, UNetConfig};
+
+/// Half-width, in full-resolution voxels, of the input one logit depends on: along the path
+/// through the deepest level, every 3×3×3 conv adds one voxel of its level, every 2×2×2 down
+/// step one voxel of the finer level, every up step one voxel of the coarser level (alignment of
+/// the transposed conv's 2×2×2 footprint, or trilinear interpolation's neighbour).
+pub fn receptive_radius(cfg: &UNetConfig) -> usize {
+    let s = |l: usize| 1usize << l;
+    let encoder: usize = (0..cfg.levels).map(|l| cfg.blocks * s(l)).sum();
+    let decoder: usize = (0..cfg.levels - 1).map(|l| cfg.blocks * s(l)).sum();
+    let downs: usize = (0..cfg.levels - 1).map(s).sum();
+    let ups: usize = (0..cfg.levels - 1).map(|l| s(l + 1) * if cfg.up == Up::Trilinear { 2 } else { 1 }).sum();
+    encoder + decoder + downs + ups
+}
+
+/// A box of the network's (padded) grid in tensor axes `[d, h, w]`: `lo` inclusive, `hi`
+/// exclusive, both multiples of the pooling alignment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Window {
+    pub lo: [usize; 3],
+    pub hi: [usize; 3],
+}
+
+impl Window {
+    pub fn dims(&self) -> [usize; 3] {
+        std::array::from_fn(|k| self.hi[k] - self.lo[k])
+    }
+
+    pub fn voxels(&self) -> usize {
+        self.dims().iter().product()
+    }
+}
+
+/// The window that holds every logit of the box `[first, last]` (inclusive, tensor axes) with
+/// its receptive field, on a grid of `dims`; `None` when it would be (almost) the whole grid,
+/// where cropping gains nothing.
+pub fn window(cfg: &UNetConfig, first: [usize; 3], last: [usize; 3], dims: [usize; 3]) -> Option<Window> {
+    let a = cfg.align();
+    let margin = receptive_radius(cfg) + a;
+    let lo: [usize; 3] = std::array::from_fn(|k| first[k].saturating_sub(margin) / a * a);
+    let hi: [usize; 3] = std::array::from_fn(|k| ((last[k] + 1 + margin).div_ceil(a) * a).min(dims[k]));
+    let w = Window { lo, hi };
+    let full: usize = dims.iter().product();
+    (w.voxels() * 10 < full * 9).then_some(w)
+}
+
+/// The bounding box `[first, last]` (inclusive, tensor axes `[d, h, w]`) of the non-zero voxels
+/// of `mask` (file order, x fastest, on a grid of `[nx, ny, nz]`); `None` when it is empty.
+pub fn bounding_box(mask: &[u8], [nx, ny, _]: [usize; 3]) -> Option<([usize; 3], [usize; 3])> {
+    let mut b: Option<([usize; 3], [usize; 3])> = None;
+    for (i, _) in mask.iter().enumerate().filter(|(_, v)| **v != 0) {
+        let p = [i / (nx * ny), (i / nx) % ny, i % nx];
+        b = Some(match b {
+            None => (p, p),
+            Some((lo, hi)) => (std::array::from_fn(|k| lo[k].min(p[k])), std::array::from_fn(|k| hi[k].max(p[k]))),
+        });
+    }
+    b
+}
+
+/// `t` cropped to `w`, whatever its resolution: the window is scaled by the ratio of the full
+/// grid `full` to the tensor's own size (a power of two per level).
+pub fn crop_tensor(t: &Tensor<5>, w: &Window, full: [usize; 3]) -> Tensor<5> {
+    let [n, c, d, h, wd] = t.dims();
+    let own = [d, h, wd];
+    let range = |k: usize| -> Range<usize> {
+        let f = full[k] / own[k];
+        w.lo[k] / f..w.hi[k] / f
+    };
+    t.clone().slice([0..n, 0..c, range(0), range(1), range(2)])
+}
+
+fn crop_trace(block: &Block, t: &BlockTrace, w: &Window, full: [usize; 3]) -> BlockTrace {
+    BlockTrace {
+        input: crop_tensor(&t.input, w, full),
+        conv_out: crop_tensor(&t.conv_out, w, full),
+        output: crop_tensor(&t.output, w, full),
+        // The full pass's statistics: a crop's would differ.
+        frozen_norm: t.frozen_norm.clone().or_else(|| block.norm.as_ref().map(|n| n.affine(&t.conv_out))),
+    }
+}
+
+/// Every activation of `act` cropped to `w`.
+pub fn crop_activations(net: &UNet, act: &Activations, w: &Window) -> Activations {
+    let [_, _, d, h, wd] = act.x.dims();
+    let full = [d, h, wd];
+    let c = |t: &Tensor<5>| crop_tensor(t, w, full);
+    let traces = |blocks: &[Block], traces: &[BlockTrace]| -> Vec<BlockTrace> {
+        blocks.iter().zip(traces).map(|(b, t)| crop_trace(b, t, w, full)).collect()
+    };
+    Activations {
+        x: c(&act.x),
+        encoder: net.encoder.iter().zip(&act.encoder).map(|(b, t)| traces(b, t)).collect(),
+        up_inputs: act.up_inputs.iter().map(c).collect(),
+        up_sampled: act.up_sampled.iter().map(|t| t.as_ref().map(c)).collect(),
+        decoder: net.decoder.iter().zip(&act.decoder).map(|(b, t)| traces(b, t)).collect(),
+        head_input: c(&act.head_input),
+        logits: c(&act.logits),
+    }
+}
+
+/// A map computed on the window, placed in a zero map of the full grid `full` (`[d, h, w]`).
+pub fn paste(cropped: Tensor<5>, w: &Window, full: [usize; 3]) -> Tensor<5> {
+    let [n, c, ..] = cropped.dims();
+    let r = |k: usize| w.lo[k]..w.hi[k];
+    Tensor::zeros([n, c, full[0], full[1], full[2]], &cropped.device()).slice_assign([0..n, 0..c, r(0), r(1), r(2)], cropped)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn windows_are_aligned_and_clipped() {
+        let cfg = UNetConfig { levels: 3, blocks: 2, ..UNetConfig::skeleton() };
+        // 2·(1+2+4) encoder + 2·(1+2) decoder + (1+2) downs + (2+4) ups = 29.
+        assert_eq!(receptive_radius(&cfg), 29);
+        let w = window(&cfg, [40, 50, 60], [41, 50, 60], [96, 160, 160]).unwrap();
+        assert_eq!(w, Window { lo: [4, 16, 24], hi: [76, 84, 96] });
+        assert!(w.lo.iter().chain(&w.hi).all(|v| v % 4 == 0));
+        // Near the edge the window stops at the grid; a window covering ≥ 90 % is not worth it.
+        assert_eq!(window(&cfg, [0, 0, 0], [0, 0, 0], [96, 160, 160]).unwrap().lo, [0, 0, 0]);
+        assert_eq!(window(&cfg, [20, 20, 20], [21, 21, 21], [40, 40, 40]), None);
+        // (x 1, y 0, z 0) and (x 1, y 1, z 0), as [d, h, w].
+        assert_eq!(bounding_box(&[0, 1, 0, 1, 0, 0, 0, 0], [2, 2, 2]), Some(([0, 0, 1], [0, 1, 1])));
+        assert_eq!(bounding_box(&[0; 8], [2, 2, 2]), None);
+    }
+}
