@@ -49,7 +49,9 @@ const BASE_ARGS = ['--no-sandbox', '--disable-quic', '--no-first-run', '--disabl
 function nativeRelevance(voxel, cls, composite = 'Epsilon', scope = 'voxel') {
   const raw = path.join(tmp, `r-${voxel.join('-')}-${cls}-${composite}-${scope}.f32`);
   const region = scope === 'voxel' ? [] : ['--region', scope];
-  const out = JSON.parse(execFileSync(BIN, ['explain', sample, '--voxel', voxel.join(','), '--class', String(cls), '--composite', composite, ...region, '--raw', raw], { stdio: ['ignore', 'pipe', 'inherit'] }));
+  // Regions against the label (tp/fn/fp) need the label file beside the 4-D study.
+  const files = ['tp', 'fn', 'fp'].includes(scope) ? [sample, path.join(studyDir, 'label.nii.gz')] : [sample];
+  const out = JSON.parse(execFileSync(BIN, ['explain', ...files, '--voxel', voxel.join(','), '--class', String(cls), '--composite', composite, ...region, '--raw', raw], { stdio: ['ignore', 'pipe', 'inherit'] }));
   const buf = fs.readFileSync(raw);
   return { summary: out, relevance: new Float32Array(buf.buffer, buf.byteOffset, buf.length / 4) };
 }
@@ -325,10 +327,16 @@ try {
       const first = `${compared(r)}, exports read back`;
       const other = await explainAndCompare(page, name, 'EpsilonAlpha2Beta1');
       const region = await explainAndCompare(page, name, 'EpsilonGammaBox', 'component');
+      // With the label dropped beside the study: the missed tumour (the seed's FN figure).
+      await dropFiles(page, [sample, path.join(studyDir, 'label.nii.gz')]);
+      await waitStatus(page, /Click a voxel/);
+      assert.equal(await page.locator('#scope option[value="fn"]').isDisabled(), false, `${name}: fn offered with a label`);
+      const missed = await explainAndCompare(page, name, 'EpsilonGammaBox', 'fn');
       await sameMask(page, name, '4-D file');
       await ownModels(page, name);
       return `demo patient ${PATIENT}: ${tumour} tumour voxels, mask = WebGPU's = native; real files shown or refused, ${first}; EpsilonAlpha2Beta1: max|ΔR| ${other.diff.toExponential(2)} of ${other.scale.toExponential(2)}; `
-        + `tumour region of ${region.got.voxels} voxels (EpsilonGammaBox, two-pass): max|ΔM_A| ${region.diff.toExponential(2)} of ${region.scale.toExponential(2)}`;
+        + `tumour region of ${region.got.voxels} voxels (EpsilonGammaBox, two-pass): max|ΔM_A| ${region.diff.toExponential(2)} of ${region.scale.toExponential(2)}; `
+        + `false negatives (${missed.got.voxels} voxels): max|ΔM_A| ${missed.diff.toExponential(2)} of ${missed.scale.toExponential(2)}`;
     },
   });
 } finally {

@@ -118,9 +118,21 @@ function redraw() {
 }
 
 function updateButtons() {
+  // tp/fn/fp compare the prediction with a label: offered only when the study has one.
+  const labelled = Boolean(state.study?.label);
+  for (const v of AGAINST_LABEL) {
+    const o = document.querySelector(`#scope option[value="${v}"]`);
+    o.disabled = !labelled;
+    o.textContent = o.textContent.replace(/ \(needs a label\)$/, '') + (labelled ? '' : ' (needs a label)');
+  }
+  if (!labelled && AGAINST_LABEL.includes($('scope').value)) $('scope').value = 'all';
   $('save-seg').disabled = !state.mask;
   $('save-rel').disabled = !state.explanation;
 }
+
+// Regions that do not depend on the click, and those compared against the study's label.
+const REGION_NAMES = { all: 'the predicted tumour', tp: 'the true positives', fn: 'the false negatives', fp: 'the false positives' };
+const AGAINST_LABEL = ['tp', 'fn', 'fp'];
 
 async function explainAt(voxel) {
   if (!state.study) { status('Explaining needs a complete study: all six sequences (see the file list).', { error: true }); return; }
@@ -134,8 +146,8 @@ async function explainAt(voxel) {
     const args = { x: voxel[0], y: voxel[1], z: voxel[2], cls, composite };
     const e = scope === 'voxel'
       ? await withProgress(`Explaining ${where} with ${composite}`, () => compute.run('explain', args))
-      : await withProgress(`Explaining the ${scope === 'all' ? 'predicted tumour' : `tumour region at ${where}`} with ${composite} (two passes)`,
-        () => compute.run('explainRegion', { ...args, scope }));
+      : await withProgress(`Explaining ${REGION_NAMES[scope] ?? `the tumour region at ${where}`} with ${composite} (two passes)`,
+        () => compute.run('explainRegion', { ...args, scope, label: AGAINST_LABEL.includes(scope) ? state.study.label : null }));
     e.voxel = e.voxel ?? voxel;
     state.explanation = e;
     showExplanation(e);

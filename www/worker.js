@@ -32,7 +32,7 @@ const ops = {
     return { mask };
   },
   explain: ({ x, y, z, cls, composite }) => engine.explain(x, y, z, cls, composite ?? ''),
-  explainRegion: ({ x, y, z, cls, composite, scope }) => engine.explain_region(x, y, z, cls, composite ?? '', scope),
+  explainRegion: ({ x, y, z, cls, composite, scope, label }) => engine.explain_region(x, y, z, cls, composite ?? '', scope, label ?? undefined),
   cohort: ({ i }) => engine.cohort_files(i, false),
   loadModel: ({ weights, config }) => (weights ? engine.load_model(new Uint8Array(weights), config ?? undefined) : engine.use_bundled_model()),
   modelInfo: () => engine.model_info(),

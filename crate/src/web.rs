@@ -251,12 +251,13 @@ pub async fn explain(x: usize, y: usize, z: usize, class: usize, composite: Stri
     Ok(out)
 }
 
-/// The exact two-pass region map of `class` for a region of the predicted tumour: `scope`
-/// "component" (the connected component holding voxel (x, y, z)) or "all". Returns
+/// The exact two-pass region map of `class` for a region: `scope` "component" (the predicted
+/// tumour's connected component holding voxel (x, y, z)), "all" (all predicted tumour), or
+/// against `label` (0/1 per voxel, file order) "tp", "fn", "fp". Returns
 /// `{relevance: Float32Array, region: Uint8Array (the region's mask), voxels, left_out,
 /// relevance_sum, shares, signed_shares, class}`.
 #[wasm_bindgen]
-pub async fn explain_region(x: usize, y: usize, z: usize, class: usize, composite: String, scope: String) -> Result<JsValue, JsError> {
+pub async fn explain_region(x: usize, y: usize, z: usize, class: usize, composite: String, scope: String, label: Option<Vec<u8>>) -> Result<JsValue, JsError> {
     let (net, study) = current()?;
     let composite = chosen_composite(&composite, &study)?;
     let mask = engine::segmentation(&study).await.map_err(js_err)?;
@@ -264,10 +265,15 @@ pub async fn explain_region(x: usize, y: usize, z: usize, class: usize, composit
         "component" => Selection::Component([x, y, z]),
         other => Selection::parse(other).map_err(js_err)?,
     };
-    // The page keeps the label; regions against it (tp/fn/fp) are not offered here yet.
-    let area = selection.mask(&mask, None, study.dims).map_err(|e| js_err(format!("{e}: click inside the red region, or explain single voxels")))?;
+    // The page keeps the label and sends it for the regions against it (tp/fn/fp).
+    let area = selection.mask(&mask, label.as_deref(), study.dims).map_err(|e| js_err(format!("{e}: click inside the red region, or explain single voxels")))?;
     if !area.iter().any(|v| *v != 0) {
-        return Err(js_err("there is no predicted tumour there: click inside the red region, or explain single voxels"));
+        return Err(js_err(match selection {
+            Selection::Component(_) | Selection::AllPredicted => "there is no predicted tumour there: click inside the red region, or explain single voxels".to_string(),
+            Selection::TruePositive => "the prediction and the label share no voxel: there are no true positives to explain".to_string(),
+            Selection::FalseNegative => "the prediction misses none of the label's tumour: there are no false negatives to explain".to_string(),
+            _ => "every predicted tumour voxel is in the label: there are no false positives to explain".to_string(),
+        }));
     }
     let e = engine::explain_region(&net, &study, &area, class, &composite).await.map_err(js_err)?;
     let out = serde_wasm_bindgen::to_value(&e).map_err(js_err)?;
