@@ -94,11 +94,13 @@ pub struct SegmentArgs {
 
 pub fn segment_command(net: &UNet, study: Study, args: SegmentArgs, device: &Device) -> Result<(), String> {
     let t = Instant::now();
-    let mask = if args.windows {
+    let (study, mask) = if args.windows {
         // Sliding windows: memory bounded by the window, for studies too large for one pass.
-        pollster::block_on(window::segment(net, &study.volume, window::Windows::default(), device, |_, _| {}))?
+        let mask = pollster::block_on(window::segment(net, &study.volume, window::Windows::default(), device, |_, _| {}))?;
+        (study, mask)
     } else {
-        segment(net, study.clone(), device)?.mask
+        let s = segment(net, study, device)?;
+        (s.study, s.mask)
     };
     eprintln!("segmentation {:.0} ms", t.elapsed().as_secs_f64() * 1e3);
     write(&args.out, &nifti::write_label(&mask, &study.volume, gzip_wanted(&args.out)))?;
