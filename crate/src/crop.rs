@@ -53,13 +53,23 @@ impl Window {
 /// its receptive field, on a grid of `dims`; `None` when it would be (almost) the whole grid,
 /// where cropping gains nothing.
 pub fn window(cfg: &UNetConfig, first: [usize; 3], last: [usize; 3], dims: [usize; 3]) -> Option<Window> {
+    let w = window_of(cfg, first, last, dims);
+    let full: usize = dims.iter().product();
+    (w.voxels() * 10 < full * 9).then_some(w)
+}
+
+/// [`window`], also when it is the whole grid.
+pub fn window_of(cfg: &UNetConfig, first: [usize; 3], last: [usize; 3], dims: [usize; 3]) -> Window {
     let a = cfg.align();
     let margin = receptive_radius(cfg) + a;
     let lo: [usize; 3] = std::array::from_fn(|k| first[k].saturating_sub(margin) / a * a);
     let hi: [usize; 3] = std::array::from_fn(|k| ((last[k] + 1 + margin).div_ceil(a) * a).min(dims[k]));
-    let w = Window { lo, hi };
-    let full: usize = dims.iter().product();
-    (w.voxels() * 10 < full * 9).then_some(w)
+    Window { lo, hi }
+}
+
+/// The whole grid of `dims` as a window.
+pub fn whole(dims: [usize; 3]) -> Window {
+    Window { lo: [0; 3], hi: dims }
 }
 
 /// The bounding box `[first, last]` (inclusive, tensor axes `[d, h, w]`) of the non-zero voxels

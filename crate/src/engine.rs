@@ -6,7 +6,11 @@ use burn::prelude::*;
 use burn::tensor::TensorData;
 use serde::Serialize;
 
+use std::sync::{Arc, OnceLock};
+
+use crate::crop::Window;
 use crate::lrp::{explain_voxel, Composite};
+use crate::tiling::HostInput;
 use crate::unet::{Activations, UNet};
 use crate::volume::Volume;
 
@@ -15,23 +19,105 @@ pub use crate::skeleton::skeleton_model;
 /// The composite the page and the CLI use unless told otherwise (the skeleton's LRP-ε).
 pub const DEFAULT_COMPOSITE: &str = "Epsilon";
 
-/// A study on the device, normalised and padded for the network, with the forward pass done.
+/// Studies of more voxels than this (padded) are windowed (tiling.rs) when the model allows
+/// it: a whole-volume pass of the bundled net holds ~500 bytes of activations per voxel.
+pub const WHOLE_PASS_VOXELS: usize = 1 << 21;
+
+/// Largest window (voxels) an LRP request of a windowed study runs on; its passes hold ~1 kB
+/// per voxel.
+pub const MAX_WINDOW: usize = 1 << 20;
+
+/// Segmentation, a forward pass that keeps only the skip connections, runs on windows this
+/// many times larger: fewer windows, so less recomputed margin.
+pub const SEGMENT_WINDOW_FACTOR: usize = 4;
+
+/// How a study's forward pass is kept.
+#[derive(Clone, Debug)]
+pub enum Forward {
+    /// One whole-volume pass, every activation kept.
+    Whole(Activations),
+    /// Only the normalised input is kept, on the host; every request runs its own forward pass
+    /// on a window of it (tiling.rs).
+    Windowed { net: UNet, input: Arc<HostInput>, max_window: usize },
+}
+
+/// Whole-volume pass or windows: [`Mode::Auto`] windows studies above [`WHOLE_PASS_VOXELS`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    Auto,
+    Whole,
+    /// Windows of at most this many voxels.
+    Windowed(usize),
+}
+
+/// A study ready for the network: normalised and padded, with its forward pass done (or, for
+/// a windowed study, ready to be done window by window).
 #[derive(Clone, Debug)]
 pub struct Prepared {
     /// Size of the original volume `[nx, ny, nz]`; outputs are cropped back to it.
     pub dims: [usize; 3],
-    pub acts: Activations,
+    /// The padded grid the network runs on, tensor axes `[d, h, w]`.
+    pub padded: [usize; 3],
+    pub forward: Forward,
     /// Per channel, the lowest and highest value of the normalised input: ZBox's bounds.
     pub low: Vec<f32>,
     pub high: Vec<f32>,
     /// Propagate only through the explained voxels' receptive field (crop.rs; on by default,
-    /// off to measure what it saves).
+    /// off to measure what it saves). Windowed studies always crop.
     pub crop: bool,
+    /// The predicted class per voxel, once asked for (a windowed study computes it window by
+    /// window, so it is kept).
+    mask: Arc<OnceLock<Vec<u8>>>,
+}
+
+impl Prepared {
+    /// The whole-volume activations, unless the study is windowed.
+    pub fn whole(&self) -> Option<&Activations> {
+        match &self.forward {
+            Forward::Whole(a) => Some(a),
+            Forward::Windowed { .. } => None,
+        }
+    }
+
+    pub fn windowed(&self) -> bool {
+        matches!(self.forward, Forward::Windowed { .. })
+    }
+
+    /// The activations within `w` (the whole grid's, cropped, or a forward pass on the window).
+    fn activations(&self, net: &UNet, w: &Window) -> Activations {
+        match &self.forward {
+            Forward::Whole(a) if *w == crate::crop::whole(self.padded) => a.clone(),
+            Forward::Whole(a) => crate::crop::crop_activations(net, a, w),
+            Forward::Windowed { input, .. } => net.forward_all(input.window(w, &self.device())),
+        }
+    }
+
+    fn device(&self) -> Device {
+        match &self.forward {
+            Forward::Whole(a) => a.logits.device(),
+            Forward::Windowed { net, .. } => net.head.weight.val().device(),
+        }
+    }
+
+    /// The window an LRP pass from the box `[first, last]` needs.
+    fn window_for(&self, net: &UNet, first: [usize; 3], last: [usize; 3]) -> Window {
+        let whole = crate::crop::whole(self.padded);
+        match &self.forward {
+            Forward::Whole(_) if !self.crop => whole,
+            Forward::Whole(_) => crate::crop::window(&net.config, first, last, self.padded).unwrap_or(whole),
+            Forward::Windowed { .. } => crate::crop::window_of(&net.config, first, last, self.padded),
+        }
+    }
 }
 
 pub fn prepare(net: &UNet, vol: &Volume, device: &Device) -> Result<Prepared, String> {
+    prepare_with(net, vol, device, Mode::Auto)
+}
+
+/// [`prepare`] with the choice between one whole-volume pass and windows made by the caller.
+pub fn prepare_with(net: &UNet, vol: &Volume, device: &Device, mode: Mode) -> Result<Prepared, String> {
     check_channels(net, vol)?;
-    prepare_normalised(net, &vol.normalised(), device)
+    prepare_normalised_with(net, &vol.normalised(), device, mode)
 }
 
 fn check_channels(net: &UNet, vol: &Volume) -> Result<(), String> {
@@ -45,9 +131,13 @@ fn check_channels(net: &UNet, vol: &Volume) -> Result<(), String> {
     Ok(())
 }
 
-/// As [`prepare`] for a volume that is already what the network reads (no normalisation):
-/// for checks against other implementations on raw tensors.
+/// As [`prepare`] for a volume that is already what the network reads (no normalisation), with
+/// one whole-volume pass: for checks against other implementations on raw tensors.
 pub fn prepare_normalised(net: &UNet, vol: &Volume, device: &Device) -> Result<Prepared, String> {
+    prepare_normalised_with(net, vol, device, Mode::Whole)
+}
+
+fn prepare_normalised_with(net: &UNet, vol: &Volume, device: &Device, mode: Mode) -> Result<Prepared, String> {
     check_channels(net, vol)?;
     let channels = vol.channels;
     let padded = vol.padded(net.config.align());
@@ -55,8 +145,24 @@ pub fn prepare_normalised(net: &UNet, vol: &Volume, device: &Device) -> Result<P
     let n = padded.voxels();
     let range = |c: usize| padded.data[c * n..(c + 1) * n].iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), v| (lo.min(*v), hi.max(*v)));
     let (low, high) = (0..channels).map(range).unzip();
-    let x = Tensor::<5>::from_data(TensorData::new(padded.data, [1, channels, nz, ny, nx]), device);
-    Ok(Prepared { dims: vol.dims, acts: net.forward_all(x), low, high, crop: true })
+    let windowable = crate::tiling::windowable(&net.config);
+    let max_window = match mode {
+        Mode::Auto if n > WHOLE_PASS_VOXELS && windowable => Some(MAX_WINDOW),
+        Mode::Windowed(_) if !windowable => {
+            return Err("this model uses instance norm, whose statistics span the whole volume: it cannot run in windows".into())
+        }
+        Mode::Windowed(max) => Some(max),
+        _ => None,
+    };
+    let forward = match max_window {
+        Some(max_window) => Forward::Windowed {
+            net: net.clone(),
+            input: Arc::new(HostInput { data: padded.data, channels, dims: [nz, ny, nx] }),
+            max_window,
+        },
+        None => Forward::Whole(net.forward_all(Tensor::<5>::from_data(TensorData::new(padded.data, [1, channels, nz, ny, nx]), device))),
+    };
+    Ok(Prepared { dims: vol.dims, padded: [nz, ny, nx], forward, low, high, crop: true, mask: Arc::default() })
 }
 
 /// The composite called `name` (Zennit's names, plus "Epsilon"), with ZBox bounds from the
@@ -93,10 +199,28 @@ pub fn crop(data: Vec<f32>, channels: usize, padded: [usize; 5], dims: [usize; 3
 
 /// Predicted class per voxel (argmax of the two logits; ties go to background), file order.
 pub async fn segmentation(p: &Prepared) -> Result<Vec<u8>, String> {
-    let logits = p.acts.logits.clone();
-    let fg = logits.clone().narrow(1, 1, 1).greater(logits.narrow(1, 0, 1)).float();
-    let dims = fg.dims();
-    Ok(crop(read(fg).await?, 1, dims, p.dims).into_iter().map(|v| v as u8).collect())
+    segmentation_with_progress(p, |_, _| {}).await
+}
+
+/// [`segmentation`], calling `progress(done, total)` after each window of a windowed study.
+pub async fn segmentation_with_progress(p: &Prepared, progress: impl FnMut(usize, usize)) -> Result<Vec<u8>, String> {
+    if let Some(mask) = p.mask.get() {
+        return Ok(mask.clone());
+    }
+    let [pz, py, px] = p.padded;
+    let padded = match &p.forward {
+        Forward::Whole(a) => {
+            let logits = a.logits.clone();
+            let fg = logits.clone().narrow(1, 1, 1).greater(logits.narrow(1, 0, 1)).float();
+            read(fg).await?
+        }
+        Forward::Windowed { net, input, max_window } => {
+            crate::tiling::segmentation(net, input, &p.device(), max_window * SEGMENT_WINDOW_FACTOR, progress).await?.into_iter().map(f32::from).collect()
+        }
+    };
+    let mask: Vec<u8> = crop(padded, 1, [1, 1, pz, py, px], p.dims).into_iter().map(|v| v as u8).collect();
+    let _ = p.mask.set(mask.clone());
+    Ok(mask)
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -145,20 +269,14 @@ pub async fn explain(net: &UNet, p: &Prepared, voxel: [usize; 3], class: usize, 
         return Err(format!("class {class} does not exist (0 = background, 1 = tumour)"));
     }
     // Only the clicked voxel's receptive field is propagated through (crop.rs): same map.
-    let [_, _, pd, ph, pw] = p.acts.logits.dims();
     let at = [z, y, x];
-    let e = match crate::crop::window(&net.config, at, at, [pd, ph, pw]).filter(|_| p.crop) {
-        Some(w) => {
-            let acts = crate::crop::crop_activations(net, &p.acts, &w);
-            let e = explain_voxel(net, &acts, composite, class, std::array::from_fn(|k| at[k] - w.lo[k]));
-            crate::lrp::Explanation { relevance: crate::crop::paste(e.relevance, &w, [pd, ph, pw]), logit: e.logit }
-        }
-        None => explain_voxel(net, &p.acts, composite, class, at),
-    };
-    let dims = e.relevance.dims();
+    let w = p.window_for(net, at, at);
+    let acts = p.activations(net, &w);
+    let e = explain_voxel(net, &acts, composite, class, std::array::from_fn(|k| at[k] - w.lo[k]));
     let logit = e.logit.into_data_async().await.map_err(|e| format!("{e:?}"))?.try_into_vec::<f32>().map_err(|e| format!("{e:?}"))?[0];
     let channels = net.config.in_channels;
-    let relevance = crop(read(e.relevance).await?, channels, dims, p.dims);
+    let mut relevance = vec![0f32; channels * p.dims.iter().product::<usize>()];
+    place(&mut relevance, &read(e.relevance).await?, channels, &w, p.dims);
     let relevance_sum = relevance.iter().map(|v| *v as f64).sum::<f64>() as f32;
     let shares = positive_shares(&relevance, channels);
     let signed_shares = signed_shares(&relevance, channels);
@@ -198,7 +316,37 @@ pub async fn explain_region(net: &UNet, p: &Prepared, region: &[u8], class: usiz
     Ok(maps.remove(0))
 }
 
+/// Adds a `[channels, window]` map computed on window `w` of the padded grid into `out`, a
+/// `[channels, nz, ny, nx]` map of the original volume (`dims` = `[nx, ny, nz]`): the host
+/// does the pasting, so a windowed study never holds a whole-grid map on the device.
+fn place(out: &mut [f32], window: &[f32], channels: usize, w: &Window, dims: [usize; 3]) {
+    let [nx, ny, nz] = dims;
+    let [wd, wh, ww] = w.dims();
+    let n = nx * ny * nz;
+    let xs = w.lo[2]..w.hi[2].min(nx);
+    if xs.is_empty() {
+        return;
+    }
+    for c in 0..channels {
+        for z in w.lo[0]..w.hi[0].min(nz) {
+            for y in w.lo[1]..w.hi[1].min(ny) {
+                let src = ((c * wd + z - w.lo[0]) * wh + y - w.lo[1]) * ww;
+                let dst = c * n + (z * ny + y) * nx;
+                for (o, v) in out[dst + xs.start..dst + xs.end].iter_mut().zip(&window[src..src + xs.len()]) {
+                    *o += *v;
+                }
+            }
+        }
+    }
+}
+
 /// [`explain_region`] for several regions of one study: the first of the two passes is shared.
+///
+/// The regions' voxels are explained on one window around all of them (with their receptive
+/// field, crop.rs) — or, for a windowed study whose window would be too large, core by core
+/// (tiling.rs): the map is a sum over the region's voxels, so the cores' maps add up. Which
+/// voxels are left out depends on the largest `|ΣM_a|` of the whole region, so cores are
+/// visited twice: first for the column sums, then for the maps.
 pub async fn explain_regions(net: &UNet, p: &Prepared, regions: &[&[u8]], class: usize, composite: &Composite) -> Result<Vec<RegionExplanation>, String> {
     if class >= net.config.classes {
         return Err(format!("class {class} does not exist (0 = background, 1 = tumour)"));
@@ -212,60 +360,95 @@ pub async fn explain_regions(net: &UNet, p: &Prepared, regions: &[&[u8]], class:
             return Err("the region is empty".into());
         }
     }
-    // One window around all the regions (they share the first pass), with their receptive
-    // field (crop.rs); the whole grid when that is not smaller.
-    let [_, _, pz, py, px] = p.acts.logits.dims();
     let boxes: Vec<([usize; 3], [usize; 3])> = regions.iter().filter_map(|r| crate::crop::bounding_box(r, p.dims)).collect();
     let first: [usize; 3] = std::array::from_fn(|k| boxes.iter().map(|b| b.0[k]).min().unwrap_or(0));
     let last: [usize; 3] = std::array::from_fn(|k| boxes.iter().map(|b| b.1[k]).max().unwrap_or(0));
-    let window = crate::crop::window(&net.config, first, last, [pz, py, px]).filter(|_| p.crop);
-    let cropped = window.map(|w| crate::crop::crop_activations(net, &p.acts, &w));
-    let acts = cropped.as_ref().unwrap_or(&p.acts);
-    let column_sums = (!regions.is_empty()).then(|| crate::lrp::region::column_sums(net, acts, composite));
-    let mut out = Vec::with_capacity(regions.len());
-    for region in regions {
-        let voxels = region.iter().filter(|v| **v != 0).count();
-        let mut mask = vec![0f32; pz * py * px];
-        for z in 0..nz {
-            for y in 0..ny {
-                for x in 0..nx {
-                    mask[(z * py + y) * px + x] = f32::from(region[x + nx * (y + ny * z)] != 0);
+    let cores = match &p.forward {
+        Forward::Windowed { max_window, .. } => crate::tiling::cores(&net.config, first, last, p.padded, *max_window),
+        Forward::Whole(_) => vec![(first, last)],
+    };
+
+    let channels = net.config.in_channels;
+    let device = p.device();
+    // Each region's mask restricted to a core, on that core's window.
+    // (None when the region has no voxel there.)
+    let mask_in = |region: &[u8], w: &Window, (lo, hi): ([usize; 3], [usize; 3])| -> Option<Tensor<5>> {
+        let [wd, wh, ww] = w.dims();
+        let mut m = vec![0f32; wd * wh * ww];
+        let mut any = false;
+        for z in lo[0]..=hi[0].min(nz - 1) {
+            for y in lo[1]..=hi[1].min(ny - 1) {
+                for x in lo[2]..=hi[2].min(nx - 1) {
+                    if region[x + nx * (y + ny * z)] != 0 {
+                        m[((z - w.lo[0]) * wh + y - w.lo[1]) * ww + x - w.lo[2]] = 1.0;
+                        any = true;
+                    }
                 }
             }
         }
-        let device = p.acts.logits.device();
-        let mask = Tensor::<5>::from_data(TensorData::new(mask, [1, 1, pz, py, px]), &device);
-        let mask = match &window {
-            Some(w) => crate::crop::crop_tensor(&mask, w, [pz, py, px]),
-            None => mask,
-        };
-        let sums = column_sums.clone().expect("computed when there are regions");
-        let m = crate::lrp::region::region_map_with(net, acts, composite, class, mask, sums);
-        let explained_logits = masked_sum(acts.logits.clone().narrow(1, class, 1), &m.kept).await?;
-        let reached_input = masked_sum(m.totals.clone(), &m.kept).await?;
-        let kept = read(m.kept.clone()).await?.iter().filter(|v| **v > 0.5).count();
-        let map = match &window {
-            Some(w) => crate::crop::paste(m.relevance, w, [pz, py, px]),
-            None => m.relevance,
-        };
-        let dims = map.dims();
-        let channels = net.config.in_channels;
-        let relevance = crop(read(map).await?, channels, dims, p.dims);
-        let relevance_sum = relevance.iter().map(|v| *v as f64).sum::<f64>() as f32;
-        let shares = positive_shares(&relevance, channels);
-        let signed_shares = signed_shares(&relevance, channels);
-        out.push(RegionExplanation {
-            class,
-            voxels,
-            left_out: voxels - kept,
-            relevance,
-            relevance_sum,
-            explained_logits,
-            reached_input,
-            conservation: reached_input / explained_logits,
-            shares,
-            signed_shares,
-        });
+        any.then(|| Tensor::<5>::from_data(TensorData::new(m, [1, 1, wd, wh, ww]), &device))
+    };
+    // First visit: the column sums Lᵀ1 of each core's window and each region's largest |ΣM_a|.
+    let mut largest = vec![0f32; regions.len()];
+    let mut visits = Vec::with_capacity(cores.len());
+    for &core in &cores {
+        let w = p.window_for(net, core.0, core.1);
+        let acts = p.activations(net, &w);
+        let sums = crate::lrp::region::column_sums(net, &acts, composite);
+        let totals = acts.logits.clone().narrow(1, class, 1) * sums.clone().narrow(1, class, 1);
+        for (l, region) in largest.iter_mut().zip(regions) {
+            if let Some(mask) = mask_in(region, &w, core) {
+                let m = (totals.clone().abs() * mask).max().reshape([1, 1, 1, 1, 1]);
+                *l = l.max(read(m).await?[0]);
+            }
+        }
+        // One core: keep its pass for the second visit. Several: keep only the column sums
+        // (on the host), and run the forward pass again.
+        if cores.len() == 1 {
+            visits.push((w, Some(acts), Ok(sums)));
+        } else {
+            let dims = sums.dims();
+            visits.push((w, None, Err((read(sums).await?, dims))));
+        }
     }
-    Ok(out)
+    let voxels_in = |region: &[u8]| region.iter().filter(|v| **v != 0).count();
+    let mut out: Vec<(Vec<f32>, f32, f32, usize)> = regions.iter().map(|_| (vec![0f32; channels * nx * ny * nz], 0.0, 0.0, 0)).collect();
+    for ((w, acts, sums), &core) in visits.into_iter().zip(&cores) {
+        let acts = match acts {
+            Some(a) => a,
+            None => p.activations(net, &w),
+        };
+        let sums: Tensor<5> = match sums {
+            Ok(t) => t,
+            Err((host, dims)) => Tensor::from_data(TensorData::new(host, dims), &device),
+        };
+        for (i, region) in regions.iter().enumerate() {
+            let Some(mask) = mask_in(region, &w, core) else { continue };
+            let m = crate::lrp::region::region_map_largest(net, &acts, composite, class, mask, sums.clone(), largest[i]);
+            let o = &mut out[i];
+            o.1 += masked_sum(acts.logits.clone().narrow(1, class, 1), &m.kept).await?;
+            o.2 += masked_sum(m.totals.clone(), &m.kept).await?;
+            o.3 += read(m.kept.clone()).await?.iter().filter(|v| **v > 0.5).count();
+            place(&mut o.0, &read(m.relevance).await?, channels, &w, p.dims);
+        }
+    }
+    Ok(out
+        .into_iter()
+        .zip(regions)
+        .map(|((relevance, explained_logits, reached_input, kept), region)| {
+            let voxels = voxels_in(region);
+            RegionExplanation {
+                class,
+                voxels,
+                left_out: voxels - kept,
+                relevance_sum: relevance.iter().map(|v| *v as f64).sum::<f64>() as f32,
+                explained_logits,
+                reached_input,
+                conservation: reached_input / explained_logits,
+                shares: positive_shares(&relevance, channels),
+                signed_shares: signed_shares(&relevance, channels),
+                relevance,
+            }
+        })
+        .collect())
 }

@@ -14,6 +14,7 @@ pub mod pool;
 pub mod rng;
 pub mod skeleton;
 pub mod study;
+pub mod tiling;
 #[cfg(feature = "train")]
 pub mod train;
 pub mod unet;

@@ -376,8 +376,27 @@ impl UNet {
         UNet { encoder, ups, decoder, head, config: config.clone() }
     }
 
+    /// The logits, keeping only the skip connections on the way (a fraction of
+    /// [`UNet::forward_all`]'s memory: what segmentation needs).
     pub fn forward(&self, x: Tensor<5>) -> Tensor<5> {
-        self.forward_all(x).logits
+        let cfg = &self.config;
+        let block = |h: Tensor<5>, b: &Block| b.forward(h).output;
+        let mut skips: Vec<Tensor<5>> = Vec::new();
+        let mut h = x;
+        for (l, blocks) in self.encoder.iter().enumerate() {
+            if l > 0 && cfg.down == Down::MaxPool {
+                h = max_pool3d(h);
+            }
+            h = blocks.iter().fold(h, block);
+            skips.push(h.clone());
+        }
+        skips.pop();
+        for (up, blocks) in self.ups.iter().zip(&self.decoder) {
+            let (u, _) = up.forward(h);
+            let skip = skips.pop().expect("one skip per level");
+            h = blocks.iter().fold(Tensor::cat(vec![skip, u], 1), block);
+        }
+        self.head.forward(h)
     }
 
     pub fn forward_all(&self, x: Tensor<5>) -> Activations {

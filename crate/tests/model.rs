@@ -243,11 +243,12 @@ fn cropped_lrp_equals_the_full_pass() {
         let net = UNet::seeded(&cfg, 5, 0.2, &dev);
         let p = prepare_normalised(&net, &vol, &dev).unwrap();
         let c = Composite::EpsilonGammaBox { low: p.low.clone(), high: p.high.clone() };
-        let padded = p.acts.logits.dims();
+        let acts = p.whole().unwrap();
+        let padded = acts.logits.dims();
         // Near the centre and at an edge, the voxel whose head input is largest (a voxel
         // whose features are all cut by ReLU has no relevance to compare).
-        let head = host(p.acts.head_input.clone());
-        let [_, ch, pz, py, px] = p.acts.head_input.dims();
+        let head = host(acts.head_input.clone());
+        let [_, ch, pz, py, px] = acts.head_input.dims();
         let activity = |[x, y, z]: [usize; 3]| (0..ch).map(|c| head[((c * pz + z) * py + y) * px + x].abs()).sum::<f32>();
         let pick = |xs: std::ops::Range<usize>, ys: std::ops::Range<usize>, zs: std::ops::Range<usize>| {
             let mut all = Vec::new();
@@ -264,16 +265,68 @@ fn cropped_lrp_equals_the_full_pass() {
             let at = [voxel[2], voxel[1], voxel[0]];
             assert!(window(&cfg, at, at, [nz, ny, nx]).is_some(), "{cfg:?}: the test grid must be larger than the window");
             let cropped = pollster::block_on(explain(&net, &p, voxel, 1, &c)).unwrap();
-            let full = explain_voxel(&net, &p.acts, &c, 1, at);
+            let full = explain_voxel(&net, acts, &c, 1, at);
             let full = seglrp::engine::crop(host(full.relevance), 6, padded, dims);
             compare(&format!("{cfg:?} voxel {voxel:?}"), &cropped.relevance, &full);
         }
         let region: Vec<u8> = (0..n).map(|i| u8::from((100..104).contains(&(i % nx)) && (20..23).contains(&((i / nx) % ny)) && (3..5).contains(&(i / (nx * ny))))).collect();
         let cropped = pollster::block_on(explain_region(&net, &p, &region, 1, &c)).unwrap();
         let mask = Tensor::<5>::from_data(TensorData::new(region.iter().map(|v| f32::from(*v)).collect::<Vec<_>>(), [1, 1, nz, ny, nx]), &dev);
-        let full = region_map(&net, &p.acts, &c, 1, mask);
+        let full = region_map(&net, acts, &c, 1, mask);
         let kept = host(full.kept).iter().filter(|v| **v > 0.5).count();
         assert_eq!(cropped.voxels - cropped.left_out, kept, "{cfg:?}: the same voxels kept");
         compare(&format!("{cfg:?} region"), &cropped.relevance, &seglrp::engine::crop(host(full.relevance), 6, padded, dims));
+    }
+}
+
+/// A windowed study (tiling.rs: forward passes on windows of the host-held input) gives the
+/// whole-volume pass's segmentation, voxel maps and region maps — also when the region is
+/// split into cores whose maps are added — for every variant without instance norm; instance
+/// norm is refused.
+#[test]
+fn windowed_study_equals_the_whole_pass() {
+    use seglrp::engine::{explain, explain_region, prepare_with, segmentation, Mode};
+    use seglrp::volume::Volume;
+    let dev = cpu_device("cpu").unwrap();
+    let dims = [128, 96, 16];
+    let [nx, ny, nz] = dims;
+    let n = nx * ny * nz;
+    let data = host(input([1, 6, nz, ny, nx], 78, &dev));
+    let vol = Volume { dims, channels: 6, spacing: [1.0; 3], affine: seglrp::geometry::Affine::diagonal([1.0; 3]), data };
+    let compare = |what: &str, windowed: &[f32], whole: &[f32]| {
+        let scale = whole.iter().fold(0f32, |m, v| m.max(v.abs()));
+        let diff = windowed.iter().zip(whole).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+        assert!(scale > 0.0 && diff <= 1e-5 * scale, "{what}: windowed vs whole {diff} of {scale}");
+    };
+    // A region across the grid's middle: split into several cores at this window size.
+    let region: Vec<u8> = (0..n).map(|i| u8::from((40..90).contains(&(i % nx)) && (30..60).contains(&((i / nx) % ny)) && (4..12).contains(&(i / (nx * ny))))).collect();
+    for cfg in variants() {
+        let net = UNet::seeded(&cfg, 6, 0.2, &dev);
+        if cfg.norm == NormKind::Instance {
+            assert!(prepare_with(&net, &vol, &dev, Mode::Windowed(1 << 20)).unwrap_err().contains("instance norm"));
+            continue;
+        }
+        // Windows of a core of 8×16×24 voxels: the region then needs several.
+        let max_window = seglrp::crop::window_of(&cfg, [4, 40, 60], [11, 55, 83], [nz, ny, nx]).voxels();
+        let whole = prepare_with(&net, &vol, &dev, Mode::Whole).unwrap();
+        let windowed = prepare_with(&net, &vol, &dev, Mode::Windowed(max_window)).unwrap();
+        assert!(windowed.windowed() && windowed.whole().is_none());
+        let cores = seglrp::tiling::cores(&cfg, [4, 30, 40], [11, 59, 89], windowed.padded, max_window);
+        assert!(cfg.levels == 1 || cores.len() > 1, "{cfg:?}: the region should need several cores, got {cores:?}");
+        let a = pollster::block_on(segmentation(&whole)).unwrap();
+        let b = pollster::block_on(segmentation(&windowed)).unwrap();
+        assert_eq!(a.iter().filter(|v| **v != 0).count(), b.iter().filter(|v| **v != 0).count(), "{cfg:?}: tumour voxels");
+        assert!(a == b, "{cfg:?}: segmentations differ");
+        let c = Composite::EpsilonGammaBox { low: whole.low.clone(), high: whole.high.clone() };
+        for voxel in [[64, 48, 8], [1, 94, 15]] {
+            let x = pollster::block_on(explain(&net, &whole, voxel, 1, &c)).unwrap();
+            let y = pollster::block_on(explain(&net, &windowed, voxel, 1, &c)).unwrap();
+            compare(&format!("{cfg:?} voxel {voxel:?}"), &y.relevance, &x.relevance);
+        }
+        let x = pollster::block_on(explain_region(&net, &whole, &region, 1, &c)).unwrap();
+        let y = pollster::block_on(explain_region(&net, &windowed, &region, 1, &c)).unwrap();
+        assert_eq!((x.voxels, x.left_out), (y.voxels, y.left_out), "{cfg:?}: the same voxels kept");
+        assert!((x.explained_logits - y.explained_logits).abs() <= 1e-4 * x.explained_logits.abs().max(1.0), "{cfg:?}: explained logits");
+        compare(&format!("{cfg:?} region"), &y.relevance, &x.relevance);
     }
 }

@@ -46,11 +46,24 @@ pub fn region_map(net: &UNet, act: &Activations, composite: &Composite, class: u
 /// they do not depend on the region, so several regions of one study share them (the first
 /// pass is the dearer one: a backward pass through an LRP pass).
 pub fn region_map_with(net: &UNet, act: &Activations, composite: &Composite, class: usize, region: Tensor<5>, column_sums: Tensor<5>) -> RegionMap {
+    let totals = act.logits.clone().narrow(1, class, 1) * column_sums.clone().narrow(1, class, 1);
+    let inside = region.clone().greater_elem(0.5).float();
+    let largest = (totals.abs() * inside).max().reshape([1, 1, 1, 1, 1]);
+    map_with_largest(net, act, composite, class, region, column_sums, largest)
+}
+
+/// [`region_map_with`] for the part of a region inside this pass's window, when the left-out
+/// rule's `largest` `|ΣM_b|` comes from the whole region (a region explained window by window).
+pub fn region_map_largest(net: &UNet, act: &Activations, composite: &Composite, class: usize, region: Tensor<5>, column_sums: Tensor<5>, largest: f32) -> RegionMap {
+    let largest = region.zeros_like().narrow(2, 0, 1).narrow(3, 0, 1).narrow(4, 0, 1).add_scalar(largest);
+    map_with_largest(net, act, composite, class, region, column_sums, largest)
+}
+
+fn map_with_largest(net: &UNet, act: &Activations, composite: &Composite, class: usize, region: Tensor<5>, column_sums: Tensor<5>, largest: Tensor<5>) -> RegionMap {
     let lt1 = column_sums.narrow(1, class, 1);
     let y = act.logits.clone().narrow(1, class, 1);
     let totals = y * lt1.clone();
     let inside = region.greater_elem(0.5).float();
-    let largest = (totals.clone().abs() * inside.clone()).max().reshape([1, 1, 1, 1, 1]);
     let kept = totals.clone().abs().greater_equal(largest * LEFT_OUT_FRACTION).float() * inside;
     // e_a / (Lᵀ1)_a where kept; the divisor is made 1 elsewhere so that nothing is NaN.
     let safe = lt1.clone() * kept.clone() + (kept.ones_like() - kept.clone());

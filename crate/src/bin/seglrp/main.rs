@@ -148,6 +148,11 @@ enum Command {
         /// Also write all logits (float32 [classes, D, H, W], cropped) here.
         #[arg(long)]
         logits: Option<PathBuf>,
+        /// Run the forward pass and the LRP pass (or region map) N times and report the fastest
+        /// in the JSON (`forward_s`, `lrp_s`, `region_s`; scripts/bench_zennit.py). The region
+        /// map uses receptive-field cropping; the voxel pass runs on the whole volume.
+        #[arg(long, default_value_t = 1, value_name = "N")]
+        repeat: usize,
     },
     /// Segment a study: writes the predicted tumour as a NIfTI label (uint8, the study's affine)
     /// and prints a JSON summary (tumour voxels, components, Dice when a label file is given).
@@ -368,12 +373,23 @@ fn relevance_command(args: RelevanceArgs) -> Result<(), String> {
     }
     // [C, D, H, W] row-major is a Volume's layout with dims [W, H, D].
     let vol = seglrp::volume::Volume { dims: [w, h, d], channels: c, spacing: [1.0; 3], affine: seglrp::geometry::Affine::diagonal([1.0; 3]), data: x };
-    let p = engine::prepare_normalised(&net, &vol, &device)?;
-    let composite = engine::composite(&args.composite, &p)?;
     let host = |t: Tensor<5>| t.into_data().try_into_vec::<f32>().map_err(|e| format!("{e:?}"));
+    // --repeat: the fastest of N runs, each read back to the host (scripts/bench_zennit.py).
+    let mut forward_s = f64::INFINITY;
+    let mut p = None;
+    for _ in 0..args.repeat.max(1) {
+        let t = std::time::Instant::now();
+        let prepared = engine::prepare_normalised(&net, &vol, &device)?;
+        host(prepared.whole().expect("prepare_normalised keeps the whole pass").logits.clone())?;
+        forward_s = forward_s.min(t.elapsed().as_secs_f64());
+        p = Some(prepared);
+    }
+    let p = p.expect("at least one run");
+    let acts = p.whole().expect("prepare_normalised keeps the whole pass");
+    let composite = engine::composite(&args.composite, &p)?;
     if let Some(path) = &args.logits {
-        let dims = p.acts.logits.dims();
-        let l = engine::crop(host(p.acts.logits.clone())?, net.config.classes, dims, vol.dims);
+        let dims = acts.logits.dims();
+        let l = engine::crop(host(acts.logits.clone())?, net.config.classes, dims, vol.dims);
         write(path, &l.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>())?;
     }
     if args.class >= net.config.classes {
@@ -391,10 +407,19 @@ fn relevance_command(args: RelevanceArgs) -> Result<(), String> {
                 Some(other) => lrp::Target::Difference { other },
                 None => lrp::Target::Logit,
             };
-            let e = lrp::explain_target(&net, &p.acts, &composite, args.class, v, target);
-            let logit = e.logit.into_data().try_into_vec::<f32>().map_err(|e| format!("{e:?}"))?[0];
-            let dims = e.relevance.dims();
-            (engine::crop(host(e.relevance)?, c, dims, vol.dims), serde_json::json!({ "logit": logit }))
+            let mut best = f64::INFINITY;
+            let mut out = None;
+            for _ in 0..args.repeat.max(1) {
+                let t = std::time::Instant::now();
+                let e = lrp::explain_target(&net, acts, &composite, args.class, v, target);
+                let logit = e.logit.into_data().try_into_vec::<f32>().map_err(|e| format!("{e:?}"))?[0];
+                let dims = e.relevance.dims();
+                let r = host(e.relevance)?;
+                best = best.min(t.elapsed().as_secs_f64());
+                out = Some((engine::crop(r, c, dims, vol.dims), logit));
+            }
+            let (r, logit) = out.expect("at least one run");
+            (r, serde_json::json!({ "logit": logit, "lrp_s": best }))
         }
         (None, Some([d0, h0, w0, d1, h1, w1])) => {
             if d0 >= d1 || h0 >= h1 || w0 >= w1 || d1 > d || h1 > h || w1 > w {
@@ -406,8 +431,15 @@ fn relevance_command(args: RelevanceArgs) -> Result<(), String> {
                     mask[(z * h + y) * w + w0..(z * h + y) * w + w1].fill(1);
                 }
             }
-            let e = pollster::block_on(engine::explain_region(&net, &p, &mask, args.class, &composite))?;
-            let summary = serde_json::json!({ "region_voxels": e.voxels, "kept": e.voxels - e.left_out, "left_out": e.left_out });
+            let mut best = f64::INFINITY;
+            let mut out = None;
+            for _ in 0..args.repeat.max(1) {
+                let t = std::time::Instant::now();
+                out = Some(pollster::block_on(engine::explain_region(&net, &p, &mask, args.class, &composite))?);
+                best = best.min(t.elapsed().as_secs_f64());
+            }
+            let e = out.expect("at least one run");
+            let summary = serde_json::json!({ "region_voxels": e.voxels, "kept": e.voxels - e.left_out, "left_out": e.left_out, "region_s": best });
             (e.relevance, summary)
         }
         (None, None) => return Err("give --voxel or --region".into()),
@@ -416,6 +448,7 @@ fn relevance_command(args: RelevanceArgs) -> Result<(), String> {
     let mut summary = summary;
     summary["relevance_sum"] = serde_json::json!(r.iter().map(|v| *v as f64).sum::<f64>());
     summary["composite"] = serde_json::json!(args.composite);
+    summary["forward_s"] = serde_json::json!(forward_s);
     println!("{summary}");
     Ok(())
 }
@@ -432,6 +465,7 @@ struct RelevanceArgs {
     composite: String,
     out: PathBuf,
     logits: Option<PathBuf>,
+    repeat: usize,
 }
 
 pub(crate) fn write(path: &Path, bytes: &[u8]) -> Result<(), String> {
@@ -565,8 +599,8 @@ fn run(cli: Cli) -> Result<(), String> {
             write(&out, weights::BUNDLED)?;
             eprintln!("wrote {}", out.display());
         }
-        Command::Relevance { model, config, input, shape, voxel, region, class, versus, composite, out, logits } => {
-            relevance_command(RelevanceArgs { model, config, input, shape, voxel, region, class, versus, composite, out, logits })?
+        Command::Relevance { model, config, input, shape, voxel, region, class, versus, composite, out, logits, repeat } => {
+            relevance_command(RelevanceArgs { model, config, input, shape, voxel, region, class, versus, composite, out, logits, repeat })?
         }
         Command::Segment { files, common, out, windows } => {
             let study = open_study(&files, &common.role)?;
