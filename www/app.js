@@ -28,7 +28,12 @@ compute.ready.catch((e) => status(`The engine could not start: ${e.message}`, { 
 /** Runs `fn` with a progress line that counts seconds, so that long steps are visibly alive. */
 async function withProgress(label, fn) {
   const t0 = performance.now();
-  const tick = () => status(`${label}… ${((performance.now() - t0) / 1000).toFixed(1)} s`, { busy: true });
+  compute.progress = null;
+  const tick = () => {
+    const p = compute.progress;
+    const part = p ? ` (window ${p.done} of ${p.total})` : '';
+    status(`${label}… ${((performance.now() - t0) / 1000).toFixed(1)} s${part}`, { busy: true });
+  };
   tick();
   const timer = setInterval(tick, 200);
   try { return await fn(); } finally { clearInterval(timer); }

@@ -32,6 +32,8 @@ export class Compute {
       this.worker.onmessage = ({ data }) => {
         if (data.op === 'ready') { this.backend = data.backend; this.onStatus?.({ backend: data.backend }); resolve(data.backend); return; }
         if (data.op === 'failed') { reject(new Error(data.error)); return; }
+        // A windowed study reports each window done (web.rs progress); the page shows it.
+        if (data.op === 'progress') { this.progress = data; return; }
         const p = this.pending.get(data.id);
         if (!p) return;
         this.pending.delete(data.id);

@@ -1,5 +1,8 @@
 //! Native engine benchmark: forward pass, one LRP pass, and region maps two-pass vs the seed's
-//! per-voxel method, on the CPU backend. Prints a table; `cargo bench -p seglrp --bench lrp`.
+//! per-voxel method, on the CPU backend and, with `--gpu` (or `SEGLRP_BENCH_GPU=1`), on the GPU
+//! through burn-wgpu. Prints a table; `cargo bench -p seglrp --bench lrp [-- --gpu]`.
+//! (The GPU is opt-in because a machine without one may still offer a software Vulkan driver,
+//! on which the GPU rows take hours.)
 //!
 //! The per-voxel method costs one LRP pass per voxel of the region; it is timed on
 //! `NAIVE_MEASURED` voxels and scaled to |A| (its cost is exactly linear), both as the seed runs
@@ -36,16 +39,34 @@ fn region(n: usize, [d, h, w]: [usize; 3]) -> Vec<[usize; 3]> {
 }
 
 fn main() {
-    let dev = cpu_device("cpu").unwrap();
+    let gpu = std::env::args().any(|a| a == "--gpu" || a == "--gpu-only") || std::env::var("SEGLRP_BENCH_GPU").is_ok_and(|v| v == "1");
+    let mut devices = Vec::new();
+    if !std::env::args().any(|a| a == "--gpu-only") {
+        devices.push((format!("CPU ({})", seglrp::backend::default_cpu_backend()), cpu_device("cpu").unwrap()));
+    }
+    if gpu {
+        match seglrp::backend::gpu_device() {
+            Ok(d) => devices.push(("GPU (burn-wgpu)".to_string(), d)),
+            Err(e) => println!("no GPU rows: {e}"),
+        }
+    }
+    for (name, dev) in devices {
+        bench(&name, &dev);
+    }
+}
+
+fn bench(device_name: &str, dev: &Device) {
+    let dev = dev.clone();
     let dims = [32usize, 64, 64];
     let mut rng = SplitMix::new(7);
     let n: usize = 6 * dims.iter().product::<usize>();
     let x = Tensor::<5>::from_data(TensorData::new((0..n).map(|_| rng.normal()).collect::<Vec<f32>>(), [1, 6, dims[0], dims[1], dims[2]]), &dev);
     let nets = [
         ("skeleton (2 levels, 8 ch)", UNetConfig::skeleton()),
+        ("bundled (3 levels, 8 ch, 2 blocks)", seglrp::weights::bundled(&dev).unwrap().config),
         ("3 levels, 16 ch, 2 blocks, BN", UNetConfig { levels: 3, base_channels: 16, blocks: 2, norm: NormKind::Batch, ..UNetConfig::skeleton() }),
     ];
-    println!("SegLRP native benchmark, CPU backend {}, volume 6×{}×{}×{} (channels × D × H × W)", seglrp::backend::default_cpu_backend(), dims[0], dims[1], dims[2]);
+    println!("SegLRP native benchmark, {device_name}, volume 6×{}×{}×{} (channels × D × H × W), whole-volume passes (no cropping)", dims[0], dims[1], dims[2]);
     println!();
     println!("| net | composite | forward | one LRP pass | |A| | two-pass region | per-voxel, one by one | speed-up | per-voxel, batched | speed-up | max|Δ| / max|M_A| (|A|={NAIVE_MEASURED}) |");
     println!("|---|---|---|---|---|---|---|---|---|---|---|");

@@ -31,6 +31,20 @@ thread_local! {
     static STATE: RefCell<Option<State>> = const { RefCell::new(None) };
 }
 
+/// Posts `{op: 'progress', stage, done, total}` from the worker, for the page's progress bar.
+fn progress(stage: &str, done: usize, total: usize) {
+    let msg = js_sys::Object::new();
+    let _ = js_sys::Reflect::set(&msg, &"op".into(), &"progress".into());
+    let _ = js_sys::Reflect::set(&msg, &"stage".into(), &stage.into());
+    let _ = js_sys::Reflect::set(&msg, &"done".into(), &(done as f64).into());
+    let _ = js_sys::Reflect::set(&msg, &"total".into(), &(total as f64).into());
+    // Only in the worker (a window's postMessage wants an origin; the page never calls this).
+    let global = js_sys::global();
+    if let Ok(post) = js_sys::Reflect::get(&global, &"postMessage".into()).and_then(|f| f.dyn_into::<js_sys::Function>()) {
+        let _ = post.call1(&global, &msg);
+    }
+}
+
 fn js_err(msg: impl std::fmt::Display) -> JsError {
     JsError::new(&msg.to_string())
 }
@@ -228,8 +242,9 @@ fn current() -> Result<(UNet, Prepared), JsError> {
 #[wasm_bindgen]
 pub async fn segment() -> Result<Uint8Array, JsError> {
     let (_, study) = current()?;
-    let mask = engine::segmentation(&study).await.map_err(js_err)?;
-    Ok(Uint8Array::from(&mask[..]))
+    let mask = engine::segmentation_with_progress(&study, |done, total| progress("segment", done, total)).await;
+    release();
+    Ok(Uint8Array::from(&mask.map_err(js_err)?[..]))
 }
 
 /// The composite the page asked for ("" = the default).
@@ -244,7 +259,9 @@ fn chosen_composite(name: &str, study: &Prepared) -> Result<crate::lrp::Composit
 pub async fn explain(x: usize, y: usize, z: usize, class: usize, composite: String) -> Result<JsValue, JsError> {
     let (net, study) = current()?;
     let composite = chosen_composite(&composite, &study)?;
-    let e = engine::explain(&net, &study, [x, y, z], class, &composite).await.map_err(js_err)?;
+    let e = engine::explain(&net, &study, [x, y, z], class, &composite).await;
+    release();
+    let e = e.map_err(js_err)?;
     let out = serde_wasm_bindgen::to_value(&e).map_err(js_err)?;
     js_sys::Reflect::set(&out, &"relevance".into(), &Float32Array::from(&e.relevance[..]))
         .map_err(|_| js_err("could not build the result object"))?;
@@ -275,7 +292,9 @@ pub async fn explain_region(x: usize, y: usize, z: usize, class: usize, composit
             _ => "every predicted tumour voxel is in the label: there are no false positives to explain".to_string(),
         }));
     }
-    let e = engine::explain_region(&net, &study, &area, class, &composite).await.map_err(js_err)?;
+    let e = engine::explain_region(&net, &study, &area, class, &composite).await;
+    release();
+    let e = e.map_err(js_err)?;
     let out = serde_wasm_bindgen::to_value(&e).map_err(js_err)?;
     set(&out, "relevance", &Float32Array::from(&e.relevance[..]))?;
     set(&out, "region", &Uint8Array::from(&area[..]))?;
@@ -298,6 +317,46 @@ pub fn cohort_files(i: usize, gzip: bool) -> Result<js_sys::Array, JsError> {
         out.push(&f);
     }
     Ok(out)
+}
+
+/// Demo patient `i` imaged on an `nx × ny × nz` grid (same voxel size, centred on the liver)
+/// as one uncompressed 4-D NIfTI, `{name, bytes}`: the bench page's studies of any size.
+#[wasm_bindgen]
+pub fn sample_file(i: usize, nx: usize, ny: usize, nz: usize) -> Result<JsValue, JsError> {
+    if !(1..=crate::phantom::COHORT_SIZE).contains(&i) {
+        return Err(js_err(format!("the demo cohort has patients 1–{}", crate::phantom::COHORT_SIZE)));
+    }
+    if [nx, ny, nz].iter().any(|d| !(8..=512).contains(d)) {
+        return Err(js_err(format!("{nx}×{ny}×{nz}: each side must be 8 to 512 voxels")));
+    }
+    let p = crate::phantom::study(crate::phantom::cohort_seed(i), [nx, ny, nz]);
+    let f = js_sys::Object::new();
+    set(&f, "name", &format!("patient{i:02}_{nx}x{ny}x{nz}.nii").into())?;
+    set(&f, "bytes", &Uint8Array::from(&crate::nifti::write_nifti(&p.volume, false)[..]))?;
+    Ok(f.into())
+}
+
+/// What the engine holds: `{wasm_bytes` (the wasm memory, which only grows: its peak),
+/// `device_in_use`, `device_reserved` (the GPU allocator's bytes; null on the CPU)`}`.
+#[wasm_bindgen]
+pub fn memory_report() -> Result<JsValue, JsError> {
+    let wasm = wasm_bindgen::memory().dyn_into::<js_sys::WebAssembly::Memory>().map_err(|_| js_err("no wasm memory"))?;
+    let wasm_bytes = wasm.buffer().dyn_into::<js_sys::ArrayBuffer>().map_err(|_| js_err("no wasm buffer"))?.byte_length();
+    let usage = with_state(|s| Ok(s.device.memory_pool_usage()))?;
+    let out = js_sys::Object::new();
+    set(&out, "wasm_bytes", &(wasm_bytes as f64).into())?;
+    set(&out, "device_in_use", &usage.as_ref().map(|u| JsValue::from(u.bytes_in_use as f64)).unwrap_or(JsValue::NULL))?;
+    set(&out, "device_reserved", &usage.as_ref().map(|u| JsValue::from(u.bytes_reserved as f64)).unwrap_or(JsValue::NULL))?;
+    Ok(out.into())
+}
+
+/// Hands the GPU allocator's free pages back after a request, so that one large request does
+/// not keep its memory for the rest of the session.
+fn release() {
+    let _ = with_state(|s| {
+        s.device.memory_cleanup();
+        Ok(())
+    });
 }
 
 /// Goes back to the bundled liver model (the study must be opened again, as after [`load_model`]).

@@ -1,0 +1,58 @@
+// Runs bench.html in headless Chromium (WebGPU on whatever adapter it has — SwiftShader on a
+// machine without a GPU — and the CPU wasm engine) and prints its table.
+// Usage: node scripts/bench-browser.mjs [--backends webgpu,cpu] [--sizes 64x64x32;128x128x64;256x256x128] [--clicks 20]
+// (needs the wasm build in www/pkg: `npm run bench:browser` makes it first).
+import { chromium } from 'playwright-core';
+import { serve } from './serve.mjs';
+
+const args = Object.fromEntries(process.argv.slice(2).reduce((acc, a, i, all) => (a.startsWith('--') ? [...acc, [a.slice(2), all[i + 1]]] : acc), []));
+const query = new URLSearchParams({ auto: '1' });
+for (const k of ['backends', 'sizes', 'clicks']) if (args[k]) query.set(k, args[k]);
+
+const server = await serve(0);
+const origin = `http://127.0.0.1:${server.address().port}`;
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || '/usr/bin/chromium', headless: true,
+  args: ['--no-sandbox', '--enable-unsafe-webgpu', '--enable-features=Vulkan', '--disable-quic', '--no-first-run',
+    '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+});
+const MB = 2 ** 20;
+try {
+  const page = await browser.newPage();
+  page.on('console', (m) => { if (m.type() === 'error' || m.type() === 'warning') console.error(`[page] ${m.text()}`); });
+  const adapter = await (async () => {
+    await page.goto(`${origin}/bench.html`);
+    return page.evaluate(async () => {
+      const a = await navigator.gpu?.requestAdapter();
+      if (!a) return 'none';
+      const i = a.info ?? {};
+      return [i.vendor, i.architecture, i.device, i.description].filter(Boolean).join(' ') || 'unnamed';
+    });
+  })();
+  const started = Date.now();
+  await page.goto(`${origin}/bench.html?${query}`);
+  let printed = 0;
+  const cell = (v, f) => (v == null ? '—' : f(v));
+  const s = (v) => cell(v, (x) => `${x.toFixed(2)} s`);
+  const m = (v) => cell(v, (x) => `${(x / MB).toFixed(0)} MB`);
+  console.log(`SegLRP browser benchmark, ${new Date().toISOString().slice(0, 10)}, Chromium headless, WebGPU adapter: ${adapter}`);
+  console.log('');
+  console.log('| backend | study | start | load | segment | click (LRP pass) | region map (EpsilonGammaBox) | wasm memory (peak) | GPU reserved | growth over repeated clicks |');
+  console.log('|---|---|---|---|---|---|---|---|---|---|');
+  for (;;) {
+    const state = await page.evaluate(() => window.__bench && { done: window.__bench.done, rows: window.__bench.rows });
+    for (const r of state?.rows.slice(printed) ?? []) {
+      const region = r.region == null ? (r.regionNote ?? '—') : `${r.region.toFixed(2)} s (|A| = ${r.regionVoxels})`;
+      const growth = r.growthWasm == null ? '—' : `wasm ${m(r.growthWasm)}, GPU ${m(r.growthGpu)} (${r.clicks} clicks)`;
+      console.log(`| ${r.backend} | ${r.study} | ${s(r.start)} | ${s(r.load)} | ${s(r.segment)} | ${s(r.click)} | ${region} | ${m(r.wasm)} | ${m(r.gpu)} | ${growth} |${r.error ? ` error: ${r.error}` : ''}`);
+      printed++;
+    }
+    if (state?.done) break;
+    await new Promise((r) => setTimeout(r, 1000));
+  }
+  console.log('');
+  console.log(`(${((Date.now() - started) / 1000).toFixed(0)} s in all)`);
+} finally {
+  await browser.close();
+  server.close();
+}

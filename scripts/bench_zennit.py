@@ -1,0 +1,130 @@
+"""Zennit + PyTorch (CPU) against SegLRP's native engine, on the same weights (the bundled
+model, exported as safetensors and loaded into the PyTorch twin, tests/twin.py), the same
+volume and the same cores. Prints a table with the ratios. Not a test: nothing is asserted
+but that both give the same relevance.
+
+    npm run bench:zennit                  # builds what it needs, then runs this
+    SEGLRP_BIN=target/release/seglrp python scripts/bench_zennit.py [--shape 6,32,64,64] [--region 1000] [--per-voxel 5]
+
+One LRP pass: Zennit's attributor call is a forward pass plus the modified backward pass, so
+it is compared with SegLRP's forward + LRP pass. The seed's region method runs one such call
+per voxel of the region; it is timed on --per-voxel voxels and scaled to |A| (its cost is
+linear), against SegLRP's two-pass region map of the same |A| voxels.
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from zennit.attribution import Gradient
+from zennit.composites import EpsilonGammaBox, LayerMapComposite, layer_map_base
+from zennit.rules import Epsilon
+from zennit.types import Convolution
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+import twin  # noqa: E402
+
+BIN = os.environ["SEGLRP_BIN"]
+
+
+def composite(name, low, high):
+    if name == "Epsilon":
+        return LayerMapComposite(layer_map=layer_map_base() + [(Convolution, Epsilon(1e-6))])
+    return EpsilonGammaBox(low=low, high=high)
+
+
+def run(*args):
+    out = subprocess.run([BIN, *map(str, args)], capture_output=True, text=True)
+    if out.returncode != 0:
+        raise SystemExit(f"seglrp {' '.join(map(str, args))}: {out.stderr}")
+    return json.loads(out.stdout)
+
+
+def best_of(n, f):
+    times = []
+    for _ in range(n):
+        t = time.perf_counter()
+        out = f()
+        times.append(time.perf_counter() - t)
+    return out, min(times)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--shape", default="6,32,64,64", help="C,D,H,W of the input (multiples of 4)")
+    ap.add_argument("--region", type=int, default=1000, help="|A| of the region map")
+    ap.add_argument("--per-voxel", type=int, default=5, help="voxels on which Zennit's per-voxel method is timed")
+    ap.add_argument("--repeat", type=int, default=3)
+    a = ap.parse_args()
+    shape = tuple(int(v) for v in a.shape.split(","))
+    threads = os.cpu_count()
+    torch.set_num_threads(threads)
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal(shape).astype(np.float32)
+    c, d, h, w = shape
+    centre = (d // 2, h // 2, w // 2)
+    side = round(a.region ** (1 / 3))
+    box = [centre[0] - side // 2, centre[1] - side // 2, centre[2] - side // 2]
+    box += [box[0] + side, box[1] + side, box[2] + side]
+    voxels = side ** 3
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        weights = tmp / "bundled.safetensors"
+        subprocess.run([BIN, "model", "bundled", "--out", weights], check=True, capture_output=True)
+        (tmp / "x.f32").write_bytes(x.tobytes())
+        model, config = twin.load(weights)
+        model.eval()
+        xt = torch.from_numpy(x)[None]
+        low = xt.amin(dim=(0, 2, 3, 4)).reshape(1, -1, 1, 1, 1)
+        high = xt.amax(dim=(0, 2, 3, 4)).reshape(1, -1, 1, 1, 1)
+        with torch.no_grad():
+            _, z_forward = best_of(a.repeat, lambda: model(xt))
+        print(f"SegLRP native engine vs Zennit 0.5.1 + PyTorch {torch.__version__} (CPU), {threads} threads each, "
+              f"bundled model ({config['levels']} levels, {config['base_channels']} channels, {config['blocks']} blocks), "
+              f"input {'×'.join(map(str, shape))}; fastest of {a.repeat}")
+        print()
+        print("| composite | what | Zennit + PyTorch | SegLRP | Zennit / SegLRP | max\\|ΔR\\| / max\\|R\\| |")
+        print("|---|---|---|---|---|---|")
+        print(f"| — | forward pass | {z_forward:.2f} s | ", end="")
+        first = True
+        for name in ["Epsilon", "EpsilonGammaBox"]:
+            ours = run("relevance", "--model", weights, "--input", tmp / "x.f32", "--shape", a.shape, "--voxel", ",".join(map(str, centre)),
+                       "--class", 1, "--composite", name, "--out", tmp / "r.f32", "--repeat", a.repeat)
+            if first:
+                print(f"{ours['forward_s']:.2f} s | {z_forward / ours['forward_s']:.2f} | |")
+                first = False
+            mine = np.fromfile(tmp / "r.f32", dtype="<f4").reshape(shape)
+
+            def zennit_pass(v):
+                onehot = torch.zeros(1, 2, d, h, w)
+                onehot[0, 1, v[0], v[1], v[2]] = 1.0
+                with Gradient(model=model, composite=composite(name, low, high)) as attributor:
+                    _, rel = attributor(xt.clone().requires_grad_(True), lambda o: o * onehot)
+                return rel
+
+            rel, z_pass = best_of(a.repeat, lambda: zennit_pass(centre))
+            ref = rel[0].detach().numpy()
+            diff = np.abs(mine - ref).max() / np.abs(ref).max()
+            ours_pass = ours["forward_s"] + ours["lrp_s"]
+            print(f"| {name} | forward + one LRP pass (whole volume) | {z_pass:.2f} s | {ours_pass:.2f} s "
+                  f"({ours['forward_s']:.2f} + {ours['lrp_s']:.2f}) | {z_pass / ours_pass:.2f} | {diff:.1e} |")
+            # The seed's method: one attributor call per voxel of the region.
+            coords = [(box[0] + i // (side * side), box[1] + (i // side) % side, box[2] + i % side) for i in range(voxels)]
+            pick = coords[:: max(1, voxels // a.per_voxel)][: a.per_voxel]
+            _, t = best_of(1, lambda: [zennit_pass(v) for v in pick])
+            per_voxel = t / len(pick) * voxels
+            region = run("relevance", "--model", weights, "--input", tmp / "x.f32", "--shape", a.shape, "--region", ",".join(map(str, box)),
+                         "--class", 1, "--composite", name, "--out", tmp / "region.f32", "--repeat", 1)
+            ours_region = ours["forward_s"] + region["region_s"]
+            print(f"| {name} | region map, \\|A\\| = {voxels}: seed's per-voxel loop (timed on {len(pick)}, scaled) vs two-pass "
+                  f"| {per_voxel:.0f} s | {ours_region:.2f} s | {per_voxel / ours_region:.0f} | |")
+
+
+if __name__ == "__main__":
+    main()
