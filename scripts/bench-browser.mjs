@@ -1,13 +1,15 @@
 // Runs bench.html in headless Chromium (WebGPU on whatever adapter it has — SwiftShader on a
 // machine without a GPU — and the CPU wasm engine) and prints its table.
-// Usage: node scripts/bench-browser.mjs [--backends webgpu,cpu] [--sizes 64x64x32;128x128x64;256x256x128] [--clicks 20]
-// (needs the wasm build in www/pkg: `npm run bench:browser` makes it first).
+// Usage: node scripts/bench-browser.mjs [--backends webgpu,cpu] [--sizes 64x64x32;128x128x64;256x256x128]
+//        [--clicks 20] [--region 1] [--webgpu-sizes ...] [--webgpu-clicks N] [--webgpu-region 0|1]
+// (needs the wasm build in www/pkg: `npm run bench:browser` makes it first). On SwiftShader (a
+// software WebGPU, where a 64×64×32 click takes minutes) WebGPU defaults to the smallest size,
+// 2 clicks and no region map; on a real GPU to the same as the CPU.
 import { chromium } from 'playwright-core';
 import { serve } from './serve.mjs';
 
 const args = Object.fromEntries(process.argv.slice(2).reduce((acc, a, i, all) => (a.startsWith('--') ? [...acc, [a.slice(2), all[i + 1]]] : acc), []));
-const query = new URLSearchParams({ auto: '1' });
-for (const k of ['backends', 'sizes', 'clicks']) if (args[k]) query.set(k, args[k]);
+const backends = (args.backends || 'webgpu,cpu').split(',');
 
 const server = await serve(0);
 const origin = `http://127.0.0.1:${server.address().port}`;
@@ -30,7 +32,7 @@ try {
     });
   })();
   const started = Date.now();
-  await page.goto(`${origin}/bench.html?${query}`);
+  const software = /swiftshader/i.test(adapter);
   let printed = 0;
   const cell = (v, f) => (v == null ? '—' : f(v));
   const s = (v) => cell(v, (x) => `${x.toFixed(2)} s`);
@@ -39,16 +41,30 @@ try {
   console.log('');
   console.log('| backend | study | start | load | segment | click (LRP pass) | region map (EpsilonGammaBox) | wasm memory (peak) | GPU reserved | growth over repeated clicks |');
   console.log('|---|---|---|---|---|---|---|---|---|---|');
-  for (;;) {
-    const state = await page.evaluate(() => window.__bench && { done: window.__bench.done, rows: window.__bench.rows });
-    for (const r of state?.rows.slice(printed) ?? []) {
-      const region = r.region == null ? (r.regionNote ?? '—') : `${r.region.toFixed(2)} s (|A| = ${r.regionVoxels})`;
-      const growth = r.growthWasm == null ? '—' : `wasm ${m(r.growthWasm)}, GPU ${m(r.growthGpu)} (${r.clicks} clicks)`;
-      console.log(`| ${r.backend} | ${r.study} | ${s(r.start)} | ${s(r.load)} | ${s(r.segment)} | ${s(r.click)} | ${region} | ${m(r.wasm)} | ${m(r.gpu)} | ${growth} |${r.error ? ` error: ${r.error}` : ''}`);
-      printed++;
+  for (const backend of backends) {
+    const gpu = backend === 'webgpu';
+    const pick = (k, fallback) => (gpu && args[`webgpu-${k}`]) || args[k] || fallback;
+    const query = new URLSearchParams({
+      auto: '1', backends: backend,
+      sizes: pick('sizes', gpu && software ? '64x64x32' : '64x64x32;128x128x64;256x256x128'),
+      clicks: pick('clicks', gpu && software ? '2' : '20'),
+      region: pick('region', gpu && software ? '0' : '1'),
+    });
+    await page.goto(`${origin}/bench.html?${query}`);
+    printed = 0;
+    let lastStep = '';
+    for (;;) {
+      const state = await page.evaluate(() => window.__bench && { done: window.__bench.done, rows: window.__bench.rows, step: window.__bench.step });
+      if (state?.step && state.step !== lastStep) { console.error(`[bench] ${state.step}`); lastStep = state.step; }
+      for (const r of state?.rows.slice(printed) ?? []) {
+        const region = r.region == null ? (r.regionNote ?? '—') : `${r.region.toFixed(2)} s (\\|A\\| = ${r.regionVoxels})`;
+        const growth = r.growthWasm == null ? '—' : `wasm ${m(r.growthWasm)}, GPU ${m(r.growthGpu)} (${r.clicks} clicks)`;
+        console.log(`| ${r.backend} | ${r.study} | ${s(r.start)} | ${s(r.load)} | ${s(r.segment)} | ${s(r.click)} | ${region} | ${m(r.wasm)} | ${m(r.gpu)} | ${growth} |${r.error ? ` error: ${r.error}` : ''}`);
+        printed++;
+      }
+      if (state?.done) break;
+      await new Promise((r) => setTimeout(r, 1000));
     }
-    if (state?.done) break;
-    await new Promise((r) => setTimeout(r, 1000));
   }
   console.log('');
   console.log(`(${((Date.now() - started) / 1000).toFixed(0)} s in all)`);

@@ -1,5 +1,5 @@
 // Times the demo page in headless Chromium: engine start, demo patient 13 (generated in the
-// page, 128×96×40) load + segmentation by the bundled model, and one click (LRP pass) per backend. Usage: node scripts/measure-click.mjs [webgpu ndarray flex]
+// page, 128×96×40) load + segmentation by the bundled model, and one click (LRP pass) per backend. Usage: node scripts/measure-click.mjs [webgpu flex]
 // (needs `npm start`'s build in www/pkg). Prints one line per backend.
 import { chromium } from 'playwright-core';
 import { serve } from './serve.mjs';

@@ -4,6 +4,7 @@ const params = new URLSearchParams(location.search);
 const backends = (params.get('backends') || 'webgpu,cpu').split(',');
 const sizes = (params.get('sizes') || '64x64x32;128x128x64;256x256x128').split(';').map((s) => s.split('x').map(Number));
 const clicks = Number(params.get('clicks') || 20);
+const regions = params.get('region') !== '0';
 const $ = (id) => document.getElementById(id);
 const MB = 2 ** 20;
 
@@ -69,6 +70,10 @@ function show(row) {
 async function run() {
   $('run').disabled = true;
   window.__bench = { done: false, rows };
+  // Studies are generated in a worker of their own, so that the generator's memory does not
+  // count in the measured engine's wasm memory (which only grows).
+  const gen = worker('cpu');
+  await gen.ready;
   for (const backend of backends) {
     const w = worker(backend);
     let name = backend;
@@ -82,23 +87,31 @@ async function run() {
     }
     for (const dims of sizes) {
       const row = { backend: name, study: dims.join('×'), start };
-      $('status').textContent = `${name}: ${row.study}…`;
+      const step = (what) => { $('status').textContent = `${name}, ${row.study}: ${what}…`; window.__bench.step = $('status').textContent; };
+      step('generating the study');
       try {
-        const file = await w.call('sample', { i: 13, dims });
+        const file = await gen.call('sample', { i: 13, dims });
+        step('loading');
         [, row.load] = await timed(() => w.call('open', { files: [{ name: file.name, bytes: file.bytes.buffer }], roles: null }));
+        step('segmenting');
         const [{ mask }, segment] = await timed(() => w.call('segment'));
         row.segment = segment;
         const centre = dims.map((d) => Math.floor(d / 2));
+        step('one click');
         const [, click] = await timed(() => w.call('explain', { x: centre[0], y: centre[1], z: centre[2], cls: 1, composite: 'Epsilon' }));
         row.click = click;
         const first = await w.call('memory');
+        step(`${clicks - 1} more clicks`);
         for (let i = 1; i < clicks; i++) await w.call('explain', { x: centre[0], y: centre[1], z: centre[2], cls: 1, composite: 'Epsilon' });
         const last = await w.call('memory');
         row.clicks = clicks;
         row.growthWasm = last.wasm_bytes - first.wasm_bytes;
         row.growthGpu = first.device_in_use == null ? null : last.device_in_use - first.device_in_use;
-        const at = nearestTumour(mask, dims);
-        if (at) {
+        const at = regions ? nearestTumour(mask, dims) : null;
+        if (!regions) {
+          row.regionNote = 'not run';
+        } else if (at) {
+          step('region map');
           const [r, t] = await timed(() => w.call('explainRegion', { x: at[0], y: at[1], z: at[2], cls: 1, composite: 'EpsilonGammaBox', scope: 'component' }));
           row.region = t;
           row.regionVoxels = r.voxels;
@@ -116,6 +129,7 @@ async function run() {
     }
     w.close();
   }
+  gen.close();
   $('status').textContent = 'done';
   $('run').disabled = false;
   window.__bench.done = true;

@@ -103,3 +103,34 @@ async fn region_maps_and_other_composites_agree_on_webgpu_and_cpu() {
     log(format!("region map cpu vs webgpu: max|ΔM_A| = {diff:e}, max|M_A| = {scale:e}"));
     assert!(scale > 0.0 && diff <= 1e-4 * scale, "region maps differ by {diff} (max {scale})");
 }
+
+/// A windowed study (tiling.rs: forward passes on windows, region maps core by core, host
+/// pasting, async read-backs) gives the whole-volume pass's mask and maps on WebGPU.
+#[wasm_bindgen_test]
+async fn windowed_studies_equal_the_whole_pass_on_webgpu() {
+    use seglrp::engine::{explain, explain_region, prepare_with, segmentation, Mode};
+    use seglrp::lrp::Composite;
+    let gpu = webgpu_device().await.unwrap();
+    let vol = phantom([40, 32, 12], 5).volume;
+    let net = engine::skeleton_model(&gpu);
+    let max_window = seglrp::crop::window_of(&net.config, [0, 8, 8], [3, 15, 15], [12, 32, 40]).voxels();
+    let whole = prepare_with(&net, &vol, &gpu, Mode::Whole).unwrap();
+    let windowed = prepare_with(&net, &vol, &gpu, Mode::Windowed(max_window)).unwrap();
+    assert!(windowed.windowed());
+    assert_eq!(segmentation(&whole).await.unwrap(), segmentation(&windowed).await.unwrap());
+    let c = Composite::Epsilon { epsilon: 1e-6 };
+    let a = explain(&net, &whole, [30, 20, 6], 1, &c).await.unwrap();
+    let b = explain(&net, &windowed, [30, 20, 6], 1, &c).await.unwrap();
+    let (scale, diff) = (max_abs(&a.relevance), max_abs_diff(&a.relevance, &b.relevance));
+    log(format!("windowed vs whole on WebGPU, voxel: max|ΔR| = {diff:e}, max|R| = {scale:e}"));
+    assert!(scale > 0.0 && diff <= 1e-4 * scale);
+    // A 20×16×6 box: several cores at this window size.
+    let region: Vec<u8> = (0..40 * 32 * 12).map(|i| u8::from((10..30).contains(&(i % 40)) && (8..24).contains(&((i / 40) % 32)) && (3..9).contains(&(i / 1280)))).collect();
+    assert!(seglrp::tiling::cores(&net.config, [3, 8, 10], [8, 23, 29], windowed.padded, max_window).len() > 1);
+    let a = explain_region(&net, &whole, &region, 1, &c).await.unwrap();
+    let b = explain_region(&net, &windowed, &region, 1, &c).await.unwrap();
+    let (scale, diff) = (max_abs(&a.relevance), max_abs_diff(&a.relevance, &b.relevance));
+    log(format!("windowed vs whole on WebGPU, region: max|ΔM_A| = {diff:e}, max|M_A| = {scale:e}"));
+    assert_eq!((a.voxels, a.left_out), (b.voxels, b.left_out));
+    assert!(scale > 0.0 && diff <= 1e-4 * scale);
+}
