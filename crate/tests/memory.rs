@@ -38,6 +38,13 @@ static ALLOCATOR: Counting = Counting;
 
 const MB: f64 = 1024.0 * 1024.0;
 
+/// The counters are process-wide: tests of this file run one at a time.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn alone() -> std::sync::MutexGuard<'static, ()> {
+    ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// Runs `f`, returning its result and the most bytes live at once during it beyond those
 /// live before it.
 fn peak_of<T>(f: impl FnOnce() -> T) -> (T, usize) {
@@ -72,6 +79,7 @@ fn no_growth(net: &UNet, p: &Prepared, voxel: [usize; 3], composite: &Composite)
 
 #[test]
 fn windowed_clicks_hold_their_window_and_release_it() {
+    let _alone = alone();
     let dev = cpu_device("cpu").unwrap();
     let net = seglrp::weights::bundled(&dev).unwrap();
     // 3.5 M voxels: windowed (above 2^21); a whole-volume pass would hold ~1.7 GB.
@@ -119,6 +127,7 @@ fn windowed_clicks_hold_their_window_and_release_it() {
 
 #[test]
 fn whole_volume_clicks_release_what_they_allocate() {
+    let _alone = alone();
     let dev = cpu_device("cpu").unwrap();
     let net = seglrp::weights::bundled(&dev).unwrap();
     let vol = study([96, 80, 32], 4);
