@@ -1,7 +1,7 @@
 //! Receptive-field cropping: a logit depends only on the input within the network's receptive
 //! field around its voxel, so LRP from a region only ever reaches the region's bounding box
 //! widened by that radius. The LRP pass runs on every activation cropped to that window and
-//! its result is pasted into a zero map of the full size: the same map, for the cost of the
+//! its result is pasted into a zero map of the full size (engine.rs `place`, on the host): the same map, for the cost of the
 //! window instead of the volume.
 //!
 //! Why it is exact: each rule recomputes a layer's pre-activations `z` from that layer's
@@ -125,13 +125,6 @@ pub fn crop_activations(net: &UNet, act: &Activations, w: &Window) -> Activation
         head_input: c(&act.head_input),
         logits: c(&act.logits),
     }
-}
-
-/// A map computed on the window, placed in a zero map of the full grid `full` (`[d, h, w]`).
-pub fn paste(cropped: Tensor<5>, w: &Window, full: [usize; 3]) -> Tensor<5> {
-    let [n, c, ..] = cropped.dims();
-    let r = |k: usize| w.lo[k]..w.hi[k];
-    Tensor::zeros([n, c, full[0], full[1], full[2]], &cropped.device()).slice_assign([0..n, 0..c, r(0), r(1), r(2)], cropped)
 }
 
 #[cfg(test)]
