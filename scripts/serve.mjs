@@ -12,7 +12,7 @@ const TYPES = {
   '.gz': 'application/gzip', '.nii': 'application/octet-stream', '.png': 'image/png',
 };
 // Only what the page needs is served: not the sources, tests or build folders.
-const PUBLIC = [/^\/$/, /^\/index\.html$/, /^\/bench\.html$/, /^\/www\//, /^\/node_modules\/@niivue\//];
+const PUBLIC = [/^\/$/, /^\/index\.html$/, /^\/bench\.html$/, /^\/sw\.js$/, /^\/www\//, /^\/node_modules\/@niivue\/niivue\/dist\//];
 
 export function serve(port = 8080, host = '127.0.0.1') {
   const server = http.createServer(async (req, res) => {

@@ -1,13 +1,17 @@
-// The page: files in (drop or chooser, sequence assignment), the axial viewer, the relevance
-// panels and the exports. All computing happens in the worker (compute.js).
+// The page: files in (drop or chooser, sequence assignment), the NiiVue views, the relevance
+// panels, the plots, the cohort and the exports. All computing happens in the worker
+// (compute.js); all viewing in NiiVue (viewer.js).
 import { Compute } from './compute.js';
-import { SEQUENCES, windowOf, drawSlice, pixelToVoxel } from './render.js';
+import { SEQUENCES, PLOT_ORDER, windowOf } from './sequences.js';
 import { renderFiles } from './files.js';
+import { Viewer } from './viewer.js';
+import { drawBars, drawParallel, colourOf, pngOf } from './charts.js';
+import { Cohort } from './cohort.js';
 
 const $ = (id) => document.getElementById(id);
 const state = {
-  files: [], roles: {}, reports: [], study: null, view: null, mask: null, windows: [],
-  explanation: null, busy: false, queued: null,
+  files: [], roles: {}, reports: [], study: null, view: null, mask: null, name: null,
+  explanation: null, busy: false, queued: null, cohortRun: null,
 };
 // Read by the end-to-end test; also handy in the console.
 window.__seglrp = state;
@@ -20,10 +24,45 @@ const status = (text, { error = false, busy = false } = {}) => {
 const failed = (what, e) => status(e.message === 'cancelled' ? 'Cancelled.' : `${what}: ${e.message}`, { error: e.message !== 'cancelled' });
 
 // The demo cohort's 20 patients (phantom/mod.rs COHORT_SIZE).
-$('patient').innerHTML = Array.from({ length: 20 }, (_, i) => `<option value="${i + 1}">${i + 1}</option>`).join('');
+const COHORT_SIZE = 20;
+$('patient').innerHTML = Array.from({ length: COHORT_SIZE }, (_, i) => `<option value="${i + 1}">${i + 1}</option>`).join('');
 
-const compute = new Compute(({ backend }) => { $('backend').textContent = backend; state.backend = backend; });
+// The six relevance panels, one per sequence, as in the seed's figure.
+const captions = SEQUENCES.map((name) => {
+  const fig = document.createElement('figure');
+  const box = document.createElement('div');
+  box.className = 'panel';
+  const canvas = document.createElement('canvas');
+  canvas.dataset.channel = name;
+  box.append(canvas);
+  const cap = document.createElement('figcaption');
+  cap.textContent = name;
+  fig.append(box, cap);
+  $('panels').append(fig);
+  return cap;
+});
+const viewer = new Viewer($('main'), [...document.querySelectorAll('#panels canvas')], {
+  onPick: (v) => explain(v),
+  onMove: (v) => {
+    if (!v || !state.view) return;
+    const i = v[0] + state.view.dims[0] * (v[1] + state.view.dims[1] * v[2]);
+    const what = state.mask ? (state.mask[i] ? ', predicted tumour' : ', background') : '';
+    $('location').textContent = `crosshair: voxel (${v.join(', ')})${what}`;
+  },
+});
+state.viewer = viewer;
+viewer.ready.catch((e) => status(`The viewer could not start (it needs WebGL 2): ${e.message}`, { error: true }));
+
+const cohort = new Cohort();
+state.cohort = cohort;
+
+const compute = new Compute(({ backend, limits }) => {
+  $('backend').textContent = backend;
+  $('backend').title = limits ? `where the network runs; largest GPU buffer ${(limits.maxStorageBufferBindingSize / 2 ** 20).toFixed(0)} MiB` : 'where the network runs';
+  state.backend = backend;
+});
 compute.ready.catch((e) => status(`The engine could not start: ${e.message}`, { error: true }));
+state.compute = compute;
 
 /** Runs `fn` with a progress line that counts seconds, so that long steps are visibly alive. */
 async function withProgress(label, fn) {
@@ -32,7 +71,8 @@ async function withProgress(label, fn) {
   const tick = () => {
     const p = compute.progress;
     const part = p ? ` (window ${p.done} of ${p.total})` : '';
-    status(`${label}… ${((performance.now() - t0) / 1000).toFixed(1)} s${part}`, { busy: true });
+    const prefix = typeof label === 'function' ? label() : label;
+    status(`${prefix}… ${((performance.now() - t0) / 1000).toFixed(1)} s${part}`, { busy: true });
   };
   tick();
   const timer = setInterval(tick, 200);
@@ -56,7 +96,8 @@ async function addFiles(newFiles) {
   await openFiles(candidate, state.study ? {} : state.roles, newFiles);
 }
 
-async function openFiles(files, roles, fresh = files) {
+/** Opens files as a study (or a preview), segments it, and shows it. Returns true for a study. */
+async function openFiles(files, roles, fresh = files, name = null) {
   state.busy = true;
   try {
     const label = fresh.length === 1 ? fresh[0].name : `${fresh.length} files`;
@@ -66,7 +107,7 @@ async function openFiles(files, roles, fresh = files) {
       const errs = result.files.map((f) => `${f.name}: ${f.error}`).join(' — ');
       renderFiles($('files'), [...state.reports, ...result.files.filter((f) => fresh.some((n) => n.name === f.name))], onRole);
       status(errs, { error: true });
-      return;
+      return false;
     }
     Object.assign(state, { files, roles, reports: result.files, explanation: null, mask: null });
     renderFiles($('files'), result.files, onRole);
@@ -75,25 +116,37 @@ async function openFiles(files, roles, fresh = files) {
       state.study = null;
       const p = result.preview;
       const names = p.channels === 1 ? [p.name] : Array.from({ length: p.channels }, (_, i) => `${p.name} — volume ${i + 1}`);
-      showVolume({ dims: p.dims, channels: split(p.data, p.dims, p.channels), names });
+      await showVolume({ dims: p.dims, affine: p.affine, channels: split(p.data, p.dims, p.channels), names });
       const errors = result.files.filter((f) => f.error).map((f) => `${f.name}: ${f.error}`);
       status([`Showing ${p.name}. ${result.problem}.`, ...errors].join(' — '), { error: errors.length > 0 });
-      return;
+      return false;
     }
     const s = result.study;
     state.study = { ...s, channels: split(s.data, s.dims, s.channels) };
-    showVolume({ dims: s.dims, channels: state.study.channels, names: SEQUENCES, label: s.label });
+    state.name = name ?? studyName(s.sources);
+    await showVolume({ dims: s.dims, affine: s.affine, channels: state.study.channels, names: SEQUENCES, label: s.label });
     const { mask } = await withProgress('Segmenting', () => compute.run('segment'));
     state.mask = mask;
-    redraw();
+    await viewer.setOverlays({ mask, label: s.label ?? null });
     const tumour = mask.reduce((n, v) => n + v, 0);
-    status(`${s.dims.join('×')} voxels (${s.orientation}), ${tumour} predicted tumour voxels. Click a voxel to explain it.`);
+    status(`${state.name}: ${s.dims.join('×')} voxels (${s.orientation}), ${tumour} predicted tumour voxels. Double-click a voxel (or press Explain) to explain it.`);
+    return true;
   } catch (e) {
     failed(`Reading the files failed`, e);
+    return false;
   } finally {
     state.busy = false;
     updateButtons();
   }
+}
+
+/** A study's name for the cohort: the common start of its files' names, or the first name. */
+function studyName(sources) {
+  const names = (sources ?? []).filter(Boolean);
+  if (!names.length) return 'study';
+  const dirs = names.map((n) => n.split('/').slice(0, -1).join('/')).filter(Boolean);
+  if (dirs.length === names.length && dirs.every((d) => d === dirs[0])) return dirs[0];
+  return names.length === 1 ? names[0] : `${names[0]} + ${names.length - 1}`;
 }
 
 function onRole(name, role) {
@@ -101,25 +154,14 @@ function onRole(name, role) {
   openFiles(state.files, { ...state.roles, [name]: role });
 }
 
-function showVolume({ dims, channels, names, label = null }) {
+async function showVolume({ dims, affine, channels, names, label = null }) {
+  const windows = channels.map(windowOf);
   state.view = { dims, channels, names, label };
-  state.windows = channels.map(windowOf);
   $('viewer').hidden = false;
   const sel = $('channel');
   sel.innerHTML = names.map((s, i) => `<option value="${i}">${s}</option>`).join('');
-  sel.value = names.length === 6 && names === SEQUENCES ? '2' : '0';
-  $('slice').max = dims[2] - 1;
-  $('slice').value = Math.floor(dims[2] / 2);
-  redraw();
-}
-
-function redraw() {
-  const v = state.view;
-  if (!v) return;
-  const z = +$('slice').value, c = +$('channel').value;
-  $('slice-label').textContent = `${z + 1} / ${v.dims[2]}`;
-  const mark = state.explanation && state.explanation.voxel[2] === z ? state.explanation.voxel : null;
-  drawSlice($('axial'), v.dims, z, v.channels[c], state.windows[c], { mask: state.mask, label: v.label, mark, region: state.explanation?.region });
+  await viewer.showStudy({ dims, affine, channels, windows, names });
+  sel.value = String(viewer.sequence);
 }
 
 function updateButtons() {
@@ -133,29 +175,28 @@ function updateButtons() {
   if (!labelled && AGAINST_LABEL.includes($('scope').value)) $('scope').value = 'all';
   $('save-seg').disabled = !state.mask;
   $('save-rel').disabled = !state.explanation;
+  $('explain').disabled = !state.study;
+  $('save-csv').disabled = !cohort.rows.length;
+  $('save-plot').disabled = !cohort.rows.length;
 }
 
-// Regions that do not depend on the click, and those compared against the study's label.
-const REGION_NAMES = { all: 'the predicted tumour', tp: 'the true positives', fn: 'the false negatives', fp: 'the false positives' };
+// Regions that do not depend on the crosshair, and those compared against the study's label.
+const REGION_NAMES = { all: 'the predicted tumour', tp: 'the true positives', fn: 'the false negatives', fp: 'the false positives', drawn: 'the drawn region' };
 const AGAINST_LABEL = ['tp', 'fn', 'fp'];
 
-async function explainAt(voxel) {
+/** Explains at voxel `voxel` (the crosshair) with the panel's class, scope and composite. */
+async function explain(voxel = viewer.crosshair()) {
   if (!state.study) { status('Explaining needs a complete study: all six sequences (see the file list).', { error: true }); return; }
-  if (state.busy) { state.queued = voxel; status('Busy: your click will be explained next.', { busy: true }); return; }
+  if (!voxel) return;
+  if (state.busy) { state.queued = voxel; status('Busy: your request will be explained next.', { busy: true }); return; }
   state.busy = true;
   const cls = +$('class').value;
   const composite = $('composite').value;
   const scope = $('scope').value;
-  const where = `voxel (${voxel.join(', ')})`;
   try {
-    const args = { x: voxel[0], y: voxel[1], z: voxel[2], cls, composite };
-    const e = scope === 'voxel'
-      ? await withProgress(`Explaining ${where} with ${composite}`, () => compute.run('explain', args))
-      : await withProgress(`Explaining ${REGION_NAMES[scope] ?? `the tumour region at ${where}`} with ${composite} (two passes)`,
-        () => compute.run('explainRegion', { ...args, scope, label: AGAINST_LABEL.includes(scope) ? state.study.label : null }));
-    e.voxel = e.voxel ?? voxel;
-    state.explanation = e;
-    showExplanation(e);
+    const e = await explainWith({ voxel, cls, composite, scope });
+    if (!e) return;
+    await showExplanation(e);
     status(scope === 'voxel'
       ? `Voxel (${voxel.join(', ')}), ${composite}: logit ${e.logit.toFixed(4)}, Σ relevance ${e.relevance_sum.toFixed(4)} (${state.backend}).`
       : `Region of ${e.voxels} voxels, ${composite}: Σ M_A ${e.relevance_sum.toFixed(2)} for ${e.voxels - e.left_out} voxels kept, ${e.left_out} left out; conservation ${e.conservation.toFixed(3)} (input relevance / explained logits) (${state.backend}).`);
@@ -164,56 +205,145 @@ async function explainAt(voxel) {
   } finally {
     state.busy = false;
     updateButtons();
-    redraw();
-    if (state.queued) { const v = state.queued; state.queued = null; explainAt(v); }
+    if (state.queued) { const v = state.queued; state.queued = null; explain(v); }
   }
 }
 
-function showExplanation(e) {
-  const { dims } = state.study;
-  const n = dims[0] * dims[1] * dims[2];
-  let rmax = 0;
-  for (const v of e.relevance) rmax = Math.max(rmax, Math.abs(v));
+/** One explanation in the worker; returns it with what it explained, or null if nothing to do. */
+async function explainWith({ voxel, cls, composite, scope }) {
+  const where = `voxel (${voxel.join(', ')})`;
+  const args = { x: voxel[0], y: voxel[1], z: voxel[2], cls, composite };
+  let e;
+  if (scope === 'voxel') {
+    e = await withProgress(`Explaining ${where} with ${composite}`, () => compute.run('explain', args));
+  } else {
+    let label = null;
+    if (AGAINST_LABEL.includes(scope)) label = state.study.label;
+    if (scope === 'drawn') {
+      label = await viewer.drawnMask();
+      if (!label) { status('Draw a region first (Draw a region: brush or box), then explain it.', { error: true }); return null; }
+    }
+    e = await withProgress(`Explaining ${REGION_NAMES[scope] ?? `the tumour region at ${where}`} with ${composite} (two passes)`,
+      () => compute.run('explainRegion', { ...args, scope, label }));
+  }
+  e.voxel = e.voxel ?? voxel;
+  Object.assign(e, { scope, composite, study: state.name });
+  return e;
+}
+
+const regionText = (e) => (e.scope === 'voxel' ? `voxel (${e.voxel.join(', ')})`
+  : e.scope === 'component' ? `the tumour at (${e.voxel.join(', ')}), ${e.voxels} voxels` : `${REGION_NAMES[e.scope]}, ${e.voxels} voxels`);
+
+async function showExplanation(e) {
+  state.explanation = e;
   $('results').hidden = false;
-  const what = e.region ? `the region of ${e.voxels} voxels around (${e.voxel.join(', ')})` : `voxel (${e.voxel.join(', ')})`;
-  $('result-title').textContent = `Relevance for ${e.class === 1 ? 'tumour' : 'background'} at ${what}, slice ${e.voxel[2] + 1}`;
-  const panels = $('panels');
-  panels.innerHTML = '';
-  SEQUENCES.forEach((name, c) => {
-    const fig = document.createElement('figure');
-    const canvas = document.createElement('canvas');
-    canvas.dataset.channel = c;
-    drawSlice(canvas, dims, e.voxel[2], state.study.channels[c], state.windows[c], {
-      relevance: e.relevance.subarray(c * n, (c + 1) * n), rmax, mark: e.voxel, region: e.region,
-    });
-    const cap = document.createElement('figcaption');
-    cap.textContent = `${name} — ${(100 * e.shares[c]).toFixed(1)} %`;
-    fig.append(canvas, cap);
-    panels.append(fig);
+  $('result-title').textContent = `${state.name}: relevance for ${e.class === 1 ? 'tumour' : 'background'} at ${regionText(e)} (${e.composite})`;
+  SEQUENCES.forEach((name, c) => { captions[c].textContent = `${name} — ${(100 * e.shares[c]).toFixed(1)} %`; });
+  await viewer.showRelevance(e.relevance, e.region);
+  viewer.moveTo(e.region ? centreOf(e.region, state.study.dims) : e.voxel);
+  drawBars($('bars'), SEQUENCES, e.shares, 'Share of positive relevance per sequence');
+  $('shares').innerHTML = '<tr><th>sequence</th><th>share of positive relevance</th><th>signed share</th></tr>' +
+    SEQUENCES.map((s, c) => `<tr><td>${s}</td><td>${(100 * e.shares[c]).toFixed(1)} %</td><td>${(100 * e.signed_shares[c]).toFixed(1)} %</td></tr>`).join('');
+  $('result-figures').textContent = e.scope === 'voxel'
+    ? `Logit ${e.logit.toFixed(4)}; Σ input relevance ${e.relevance_sum.toFixed(4)}.`
+    : `Conservation ${e.conservation.toFixed(3)} (input relevance / explained logits); ${e.left_out} of ${e.voxels} voxels left out (no positive relevance to normalise by).`;
+  cohort.add({
+    study: e.study, region: regionText(e), class: e.class === 1 ? 'tumour' : 'background', composite: e.composite,
+    voxels: e.voxels ?? 1, left_out: e.left_out ?? 0, conservation: e.conservation ?? null, shares: Array.from(e.shares),
   });
-  $('shares').innerHTML = '<tr><th>sequence</th><th>share of positive relevance</th><th></th></tr>' +
-    SEQUENCES.map((s, c) => `<tr><td>${s}</td><td>${(100 * e.shares[c]).toFixed(1)} %</td><td><span class="bar" style="width:${200 * e.shares[c]}px"></span></td></tr>`).join('');
+  drawCohort();
+}
+
+/** The region's voxel nearest its centroid: where its panels are shown. */
+function centreOf(region, [nx, ny]) {
+  let n = 0;
+  const sum = [0, 0, 0];
+  const at = (i) => [i % nx, Math.floor(i / nx) % ny, Math.floor(i / (nx * ny))];
+  region.forEach((v, i) => { if (v) { const p = at(i); for (let k = 0; k < 3; k++) sum[k] += p[k]; n++; } });
+  const c = sum.map((s) => s / n);
+  let best = null, dmin = Infinity;
+  region.forEach((v, i) => {
+    if (!v) return;
+    const p = at(i);
+    const d = (p[0] - c[0]) ** 2 + (p[1] - c[1]) ** 2 + (p[2] - c[2]) ** 2;
+    if (d < dmin) { dmin = d; best = p; }
+  });
+  return best;
+}
+
+function drawCohort() {
+  drawParallel($('cohort-plot'), SEQUENCES, PLOT_ORDER, cohort.rows);
+  $('cohort-table').innerHTML = cohort.rows.length
+    ? `<tr><th></th><th>study</th><th>region</th><th>composite</th>${PLOT_ORDER.map((c) => `<th>${SEQUENCES[c]}</th>`).join('')}</tr>` +
+      cohort.rows.map((r, i) => `<tr><td><span class="swatch" style="background:${colourOf(i)}"></span></td><td>${escapeHtml(r.study)}</td><td>${escapeHtml(r.region)}</td><td>${r.composite}</td>${PLOT_ORDER.map((c) => `<td>${(100 * r.shares[c]).toFixed(1)} %</td>`).join('')}</tr>`).join('')
+    : '';
+  updateButtons();
+}
+const escapeHtml = (s) => String(s).replace(/[&<>"]/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' })[c]);
+
+/**
+ * The seed's cohort figure: each demo patient generated, segmented and explained over all its
+ * predicted tumour (class tumour, the chosen composite); one line each. Cancel stops it.
+ */
+async function runCohort() {
+  if (state.busy) return;
+  const n = Math.max(1, Math.min(COHORT_SIZE, +$('cohort-size').value || COHORT_SIZE));
+  const composite = $('composite').value;
+  const run = { cancelled: false };
+  state.cohortRun = run;
+  const t0 = performance.now();
+  let done = 0;
+  const skipped = [];
+  try {
+    for (let i = 1; i <= n && !run.cancelled; i++) {
+      const eta = done ? `, about ${Math.round(((performance.now() - t0) / done) * (n - i + 1) / 1000)} s left` : '';
+      const head = `Cohort: patient ${i} of ${n}${eta}`;
+      state.busy = true;
+      const files = await withProgress(`${head}: generating`, () => compute.call('cohort', { i })).finally(() => { state.busy = false; });
+      if (run.cancelled) break;
+      if (!(await openFiles(files, {}, files, `demo patient ${i}`))) throw new Error(`demo patient ${i} could not be opened: ${$('status').textContent}`);
+      if (!state.mask.some((v) => v)) { skipped.push(i); continue; }
+      state.busy = true;
+      try {
+        const e = await explainWith({ voxel: [0, 0, 0], cls: 1, composite, scope: 'all' });
+        await showExplanation(e);
+      } finally {
+        state.busy = false;
+      }
+      done++;
+    }
+    const skip = skipped.length ? ` Patients without predicted tumour (no line): ${skipped.join(', ')}.` : '';
+    status(run.cancelled ? `Cohort stopped after ${done} patients.${skip}` : `Cohort: ${done} patients explained in ${((performance.now() - t0) / 1000).toFixed(0)} s.${skip}`);
+  } catch (e) {
+    failed('The cohort run stopped', e);
+  } finally {
+    state.cohortRun = null;
+    updateButtons();
+  }
 }
 
 /** Hands bytes to the browser as a download: nothing is sent anywhere. */
-function download(bytes, name) {
-  const url = URL.createObjectURL(new Blob([bytes], { type: 'application/gzip' }));
+function download(data, name, type = 'application/octet-stream') {
+  const blob = data instanceof Blob ? data : new Blob([data], { type });
+  const url = URL.createObjectURL(blob);
   const a = Object.assign(document.createElement('a'), { href: url, download: name });
   document.body.append(a);
   a.click();
   a.remove();
   setTimeout(() => URL.revokeObjectURL(url), 10_000);
+  status(`Saved ${name} (${(blob.size / 1024).toFixed(0)} KiB) to your downloads.`);
 }
 
 async function save(op, args, name) {
   try {
     const { bytes } = await compute.call(op, args);
-    download(bytes, name);
-    status(`Saved ${name} (${(bytes.length / 1024).toFixed(0)} KiB) to your downloads.`);
+    download(bytes, name, 'application/gzip');
   } catch (e) {
     failed(`Saving ${name} failed`, e);
   }
 }
+
+const fileStem = () => (state.name ?? 'study').replace(/[^\w.-]+/g, '_');
 
 // ---- events
 // The engine accepts at most 1 GiB of voxel data per file (README, "Reading NIfTI"); a bigger
@@ -246,7 +376,7 @@ $('load-patient').addEventListener('click', async () => {
     // The same files `seglrp phantoms` writes: six sequences and the label, as a user drops them.
     state.busy = true;
     const files = await withProgress(`Generating demo patient ${i}`, () => compute.call('cohort', { i })).finally(() => { state.busy = false; });
-    await openFiles(files, {});
+    await openFiles(files, {}, files, `demo patient ${i}`);
   } catch (e) {
     failed(`Demo patient ${i} could not be made`, e);
   }
@@ -260,7 +390,7 @@ async function modelChanged(promise, name) {
     state.model = { name, ...info };
     state.busy = false;
     // The loaded study's segmentation belonged to the old model: open it again.
-    if (state.study) await openFiles(state.files, state.roles);
+    if (state.study) await openFiles(state.files, state.roles, state.files, state.name);
     else status(`Model ${name} loaded.`);
   } catch (e) {
     failed(`The model ${name} was not loaded (the previous one stays)`, e);
@@ -296,19 +426,43 @@ $('clear').addEventListener('click', () => {
 });
 $('cancel').addEventListener('click', async () => {
   state.queued = null;
+  if (state.cohortRun) state.cohortRun.cancelled = true;
   status('Cancelling…');
   await compute.restart();
   status('Cancelled.');
 });
-$('save-seg').addEventListener('click', () => save('exportSegmentation', { mask: state.mask }, 'segmentation.nii.gz'));
+$('explain').addEventListener('click', () => explain());
+$('save-seg').addEventListener('click', () => save('exportSegmentation', { mask: state.mask }, `${fileStem()}_segmentation.nii.gz`));
 $('save-rel').addEventListener('click', () => {
   const [x, y, z] = state.explanation.voxel;
-  save('exportRelevance', { relevance: state.explanation.relevance }, `relevance_${x}_${y}_${z}.nii.gz`);
+  save('exportRelevance', { relevance: state.explanation.relevance }, `${fileStem()}_relevance_${state.explanation.scope}_${x}_${y}_${z}.nii.gz`);
 });
-$('slice').addEventListener('input', redraw);
-$('channel').addEventListener('change', redraw);
-$('axial').addEventListener('click', (ev) => {
-  if (!state.view) return;
-  const [x, y] = pixelToVoxel($('axial'), state.view.dims, ev.clientX, ev.clientY);
-  explainAt([x, y, +$('slice').value]);
+$('save-figure').addEventListener('click', async () => download(await viewer.figurePng(captions.map((c) => c.textContent)), `${fileStem()}_relevance_panels.png`));
+$('save-bars').addEventListener('click', async () => download(await pngOf($('bars')), `${fileStem()}_shares.png`));
+$('save-plot').addEventListener('click', async () => download(await pngOf($('cohort-plot')), 'cohort_relevance_parallel.png'));
+$('save-csv').addEventListener('click', () => download(cohort.csv(), 'cohort_relevance_shares.csv', 'text/csv'));
+$('clear-cohort').addEventListener('click', () => { cohort.clear(); drawCohort(); });
+$('run-cohort').addEventListener('click', runCohort);
+$('channel').addEventListener('change', () => viewer.setSequence(+$('channel').value));
+$('layout').addEventListener('change', () => viewer.setLayout($('layout').value));
+$('draw').addEventListener('change', () => {
+  viewer.setDrawing($('draw').value || null);
+  const o = document.querySelector('#scope option[value="drawn"]');
+  o.disabled = false;
+  o.textContent = 'the drawn region';
+  if ($('draw').value) $('scope').value = 'drawn';
 });
+$('clear-drawing').addEventListener('click', () => viewer.clearDrawing());
+const display = () => {
+  const t = +$('threshold').value;
+  $('threshold-label').textContent = `${Math.round(100 * t)} % of max |R|`;
+  viewer.setDisplay({ threshold: t, opacity: +$('opacity').value });
+};
+$('threshold').addEventListener('input', display);
+$('opacity').addEventListener('input', display);
+drawCohort();
+
+// Offline after the first visit: the service worker keeps the page, the engine and NiiVue.
+if ('serviceWorker' in navigator && location.protocol !== 'file:') {
+  navigator.serviceWorker.register('./sw.js').catch((e) => console.warn(`offline use unavailable: ${e.message}`));
+}

@@ -30,7 +30,8 @@ export class Compute {
     this.worker = new Worker(url, { type: 'module' });
     return new Promise((resolve, reject) => {
       this.worker.onmessage = ({ data }) => {
-        if (data.op === 'ready') { this.backend = data.backend; this.onStatus?.({ backend: data.backend }); resolve(data.backend); return; }
+        if (data.op === 'ready') { this.backend = data.backend; this.limits = data.limits; this.onStatus?.(data); resolve(data.backend); return; }
+        if (data.op === 'lost') { this.deviceLost(data); return; }
         if (data.op === 'failed') { reject(new Error(data.error)); return; }
         // A windowed study reports each window done (web.rs progress); the page shows it.
         if (data.op === 'progress') { this.progress = data; return; }
@@ -84,14 +85,28 @@ export class Compute {
     if (this.opened) await this.opened();
   }
 
+  /**
+   * The GPU was lost (driver reset, another tab, device.destroy()): whatever was asked of it
+   * fails as fatal, so that run() redoes it on the CPU engine.
+   */
+  deviceLost({ reason, message }) {
+    console.warn(`the GPU device was lost (${reason}: ${message}); moving to the CPU`);
+    this.lost = true;
+    for (const { reject } of this.pending.values()) reject(Object.assign(new Error('the GPU device was lost'), { kind: 'fatal' }));
+    this.pending.clear();
+  }
+
   /** Runs `op`; if the GPU engine dies, falls back to the CPU, reloads the study and retries once. */
   async run(op, args = {}) {
     try {
+      if (this.lost && this.backend?.startsWith('webgpu')) throw Object.assign(new Error('the GPU device was lost'), { kind: 'fatal' });
       return await this.call(op, args);
     } catch (e) {
       if (e.kind !== 'fatal' || !this.backend?.startsWith('webgpu')) throw e;
       console.warn(`WebGPU failed (${e.message}); continuing on the CPU`);
-      await this.restart('cpu');
+      // One restart for all the requests that failed together.
+      this.switching ??= this.restart('cpu').finally(() => { this.switching = null; this.lost = false; });
+      await this.switching;
       return this.call(op, args);
     }
   }

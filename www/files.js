@@ -1,6 +1,6 @@
 // The list of loaded files: what each is, the sequence it was assigned (editable), and why a
 // file could not be read.
-import { SEQUENCES } from './render.js';
+import { SEQUENCES } from './sequences.js';
 
 const ROLES = [...SEQUENCES, 'all sequences', 'label', 'unused'];
 

@@ -5,6 +5,20 @@ import init, * as engine from './pkg/seglrp.js';
 
 const prefer = new URL(self.location.href).searchParams.get('backend') || 'auto';
 
+// The GPUDevice burn-wgpu opens, caught on its way: its limits are reported (the engine refuses
+// studies above them), its loss is reported at once (the page moves to the CPU and redoes the
+// request), and the test suite can destroy it (op loseDevice) to check exactly that.
+let gpuDevice = null;
+if (self.GPUAdapter?.prototype.requestDevice) {
+  const requestDevice = self.GPUAdapter.prototype.requestDevice;
+  self.GPUAdapter.prototype.requestDevice = async function (...args) {
+    const device = await requestDevice.apply(this, args);
+    gpuDevice = device;
+    device.lost.then((info) => self.postMessage({ op: 'lost', reason: info.reason, message: info.message }));
+    return device;
+  };
+}
+
 /** An adapter must exist before burn is asked for a device: a failure inside wasm could trap. */
 async function webgpuUsable() {
   try {
@@ -19,7 +33,11 @@ async function start() {
     await init();
     const choice = prefer === 'auto' && !(await webgpuUsable()) ? 'cpu' : prefer;
     const backend = await engine.init(choice);
-    self.postMessage({ op: 'ready', backend });
+    const limits = backend === 'webgpu' && gpuDevice
+      ? { maxBufferSize: gpuDevice.limits.maxBufferSize, maxStorageBufferBindingSize: gpuDevice.limits.maxStorageBufferBindingSize }
+      : null;
+    if (limits) engine.set_buffer_limit(Math.min(limits.maxBufferSize, limits.maxStorageBufferBindingSize));
+    self.postMessage({ op: 'ready', backend, limits });
   } catch (e) {
     self.postMessage({ op: 'failed', error: String(e?.message ?? e) });
   }
@@ -40,6 +58,10 @@ const ops = {
   modelInfo: () => engine.model_info(),
   exportRelevance: ({ relevance }) => ({ bytes: engine.export_relevance(relevance) }),
   exportSegmentation: ({ mask }) => ({ bytes: engine.export_segmentation(mask) }),
+  // For the tests: the GPU goes away as it would on a driver reset.
+  loseDevice: () => { gpuDevice?.destroy(); return { destroyed: Boolean(gpuDevice) }; },
+  // For the tests: a smaller buffer limit, to see a too-big study refused.
+  bufferLimit: ({ bytes }) => engine.set_buffer_limit(bytes),
 };
 
 self.onmessage = async ({ data }) => {

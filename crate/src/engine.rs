@@ -110,6 +110,18 @@ impl Prepared {
     }
 }
 
+/// An upper bound on the largest single tensor (bytes) a study of `dims` puts on the device: the
+/// full-resolution decoder's concatenation (2 × base channels, f32) over the whole padded volume,
+/// or over one segmentation window when the study is windowed. A GPU whose storage-buffer limit
+/// is below it cannot run the study; the page refuses it before the first pass (web.rs).
+pub fn largest_tensor_bytes(cfg: &crate::unet::UNetConfig, dims: [usize; 3]) -> u64 {
+    let align = cfg.align();
+    let n: usize = dims.iter().map(|d| d.div_ceil(align) * align).product();
+    let voxels = if n > WHOLE_PASS_VOXELS && crate::tiling::windowable(cfg) { n.min(MAX_WINDOW * SEGMENT_WINDOW_FACTOR) } else { n };
+    let channels = (2 * cfg.base_channels).max(cfg.in_channels);
+    (voxels as u64) * (channels as u64) * 4
+}
+
 pub fn prepare(net: &UNet, vol: &Volume, device: &Device) -> Result<Prepared, String> {
     prepare_with(net, vol, device, Mode::Auto)
 }
@@ -451,4 +463,25 @@ pub async fn explain_regions(net: &UNet, p: &Prepared, regions: &[&[u8]], class:
             }
         })
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::unet::{Down, NormKind, UNetConfig};
+
+    fn config(norm: NormKind) -> UNetConfig {
+        UNetConfig { in_channels: 6, classes: 2, levels: 3, base_channels: 16, blocks: 1, norm, down: Down::MaxPool, up: Default::default(), activation: Default::default(), norm_eps: 1e-5 }
+    }
+
+    #[test]
+    fn largest_tensor_is_the_full_resolution_concatenation() {
+        let cfg = config(NormKind::None);
+        // 63 pads to 64 (3 levels align to 4): the whole padded volume, 32 channels of f32.
+        assert_eq!(largest_tensor_bytes(&cfg, [63, 64, 30]), 64 * 64 * 32 * 32 * 4);
+        // Windowed studies hold one segmentation window at a time.
+        assert_eq!(largest_tensor_bytes(&cfg, [512, 512, 256]), (MAX_WINDOW * SEGMENT_WINDOW_FACTOR) as u64 * 32 * 4);
+        // Instance norm cannot be windowed: the whole volume.
+        assert_eq!(largest_tensor_bytes(&config(NormKind::Instance), [512, 512, 256]), 512 * 512 * 256 * 32 * 4);
+    }
 }

@@ -25,6 +25,8 @@ struct State {
     study: Option<Prepared>,
     /// The study's grid (dims, affine; no voxels) for exports.
     geometry: Option<Volume>,
+    /// The GPU's largest storage buffer (bytes), when the page reported one (set_buffer_limit).
+    buffer_limit: Option<u64>,
 }
 
 thread_local! {
@@ -74,8 +76,32 @@ pub async fn init(prefer: String) -> Result<String, JsError> {
         name => cpu(name)?,
     };
     let net = crate::weights::bundled(&device).map_err(js_err)?;
-    STATE.with(|s| *s.borrow_mut() = Some(State { device, net, study: None, geometry: None }));
+    STATE.with(|s| *s.borrow_mut() = Some(State { device, net, study: None, geometry: None, buffer_limit: None }));
     Ok(backend)
+}
+
+/// The device's `maxStorageBufferBindingSize`, as the worker read it from the GPUDevice: studies
+/// needing a larger tensor are then refused in words instead of failing inside the GPU.
+#[wasm_bindgen]
+pub fn set_buffer_limit(bytes: f64) -> Result<(), JsError> {
+    with_state(|s| {
+        s.buffer_limit = (bytes.is_finite() && bytes > 0.0).then_some(bytes as u64);
+        Ok(())
+    })
+}
+
+/// Refuses a study the GPU cannot hold (see [`engine::largest_tensor_bytes`]).
+fn check_fits(s: &State, dims: [usize; 3]) -> Result<(), JsError> {
+    let Some(limit) = s.buffer_limit else { return Ok(()) };
+    let need = engine::largest_tensor_bytes(&s.net.config, dims);
+    if need <= limit {
+        return Ok(());
+    }
+    let mib = |b: u64| b as f64 / (1u64 << 20) as f64;
+    Err(js_err(format!(
+        "this study ({}×{}×{} voxels) needs GPU buffers of {:.0} MiB and this GPU allows {:.0} MiB: open the page with ?backend=cpu to run it on the CPU, or crop the study",
+        dims[0], dims[1], dims[2], mib(need), mib(limit)
+    )))
 }
 
 fn cpu(name: &str) -> Result<(String, Device), JsError> {
@@ -116,6 +142,7 @@ struct Preview<'a> {
     name: &'a str,
     dims: [usize; 3],
     channels: usize,
+    affine: crate::geometry::Affine,
 }
 
 fn set(obj: &JsValue, key: &str, value: &JsValue) -> Result<(), JsError> {
@@ -156,7 +183,10 @@ pub fn open_files(files: js_sys::Array, roles: JsValue) -> Result<JsValue, JsErr
     match assembled {
         Ok(st) => {
             let vol = &st.volume;
-            let prepared = with_state(|s| engine::prepare(&s.net, vol, &s.device).map_err(js_err))?;
+            let prepared = with_state(|s| {
+                check_fits(s, vol.dims)?;
+                engine::prepare(&s.net, vol, &s.device).map_err(js_err)
+            })?;
             let geometry = Volume { data: Vec::new(), ..vol.clone() };
             with_state(|s| {
                 s.study = Some(prepared);
@@ -192,7 +222,7 @@ pub fn open_files(files: js_sys::Array, roles: JsValue) -> Result<JsValue, JsErr
             let preview = match reports.iter().find(|r| r.volume.is_some()) {
                 Some(r) => {
                     let v = r.volume.as_ref().expect("found above");
-                    let p = serde_wasm_bindgen::to_value(&Preview { name: &r.name, dims: v.dims, channels: v.channels })
+                    let p = serde_wasm_bindgen::to_value(&Preview { name: &r.name, dims: v.dims, channels: v.channels, affine: v.affine })
                         .map_err(js_err)?;
                     set(&p, "data", &Float32Array::from(&v.data[..]))?;
                     p
@@ -270,7 +300,8 @@ pub async fn explain(x: usize, y: usize, z: usize, class: usize, composite: Stri
 
 /// The exact two-pass region map of `class` for a region: `scope` "component" (the predicted
 /// tumour's connected component holding voxel (x, y, z)), "all" (all predicted tumour), or
-/// against `label` (0/1 per voxel, file order) "tp", "fn", "fp". Returns
+/// against `label` (0/1 per voxel, file order) "tp", "fn", "fp", or "drawn": `label` is the
+/// region itself (drawn by the user in the viewer). Returns
 /// `{relevance: Float32Array, region: Uint8Array (the region's mask), voxels, left_out,
 /// relevance_sum, shares, signed_shares, class}`.
 #[wasm_bindgen]
@@ -278,6 +309,16 @@ pub async fn explain_region(x: usize, y: usize, z: usize, class: usize, composit
     let (net, study) = current()?;
     let composite = chosen_composite(&composite, &study)?;
     let mask = engine::segmentation(&study).await.map_err(js_err)?;
+    if scope == "drawn" {
+        let area = label.ok_or_else(|| js_err("draw a region first"))?;
+        if area.len() != study.dims.iter().product::<usize>() {
+            return Err(js_err("the drawing does not match the study's grid: draw the region again"));
+        }
+        if !area.iter().any(|v| *v != 0) {
+            return Err(js_err("the drawing is empty: draw a region first"));
+        }
+        return region_result(engine::explain_region(&net, &study, &area, class, &composite).await, &area);
+    }
     let selection = match scope.as_str() {
         "component" => Selection::Component([x, y, z]),
         other => Selection::parse(other).map_err(js_err)?,
@@ -292,12 +333,15 @@ pub async fn explain_region(x: usize, y: usize, z: usize, class: usize, composit
             _ => "every predicted tumour voxel is in the label: there are no false positives to explain".to_string(),
         }));
     }
-    let e = engine::explain_region(&net, &study, &area, class, &composite).await;
+    region_result(engine::explain_region(&net, &study, &area, class, &composite).await, &area)
+}
+
+fn region_result(e: Result<engine::RegionExplanation, String>, area: &[u8]) -> Result<JsValue, JsError> {
     release();
     let e = e.map_err(js_err)?;
     let out = serde_wasm_bindgen::to_value(&e).map_err(js_err)?;
     set(&out, "relevance", &Float32Array::from(&e.relevance[..]))?;
-    set(&out, "region", &Uint8Array::from(&area[..]))?;
+    set(&out, "region", &Uint8Array::from(area))?;
     Ok(out)
 }
 

@@ -1,0 +1,93 @@
+// The two plots, drawn on 2-D canvases so that they export as PNG as shown: the bar chart of one
+// explanation's per-sequence shares, and the cohort's parallel coordinates (the seed's
+// normalized_fg_relevance_parallel figure: one line per patient, sequences on the x axis).
+
+// ColorBrewer "Paired", as in the seed figure.
+const PAIRED = ['#a6cee3', '#1f78b4', '#b2df8a', '#33a02c', '#fb9a99', '#e31a1c', '#fdbf6f', '#ff7f00', '#cab2d6', '#6a3d9a', '#ffff99', '#b15928'];
+export const colourOf = (i) => PAIRED[i % PAIRED.length];
+
+function setup(canvas, w, h) {
+  const dpr = window.devicePixelRatio || 1;
+  canvas.width = w * dpr;
+  canvas.height = h * dpr;
+  canvas.style.width = `${w}px`;
+  canvas.style.height = `${h}px`;
+  const ctx = canvas.getContext('2d');
+  ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
+  ctx.fillStyle = '#fff';
+  ctx.fillRect(0, 0, w, h);
+  ctx.font = '12px sans-serif';
+  return ctx;
+}
+
+/** Bars of `shares` (fractions summing to 1) for `names`. */
+export function drawBars(canvas, names, shares, title) {
+  const w = 420, h = 220, left = 80, right = 60, top = 26, row = (h - top - 10) / names.length;
+  const ctx = setup(canvas, w, h);
+  ctx.fillStyle = '#222';
+  ctx.fillText(title, 8, 16);
+  const max = Math.max(...shares, 1e-12);
+  names.forEach((name, i) => {
+    const y = top + i * row;
+    ctx.fillStyle = '#222';
+    ctx.textAlign = 'right';
+    ctx.fillText(name, left - 6, y + row * 0.65);
+    ctx.fillStyle = '#d62728';
+    ctx.fillRect(left, y + row * 0.15, (w - left - right) * (shares[i] / max), row * 0.7);
+    ctx.fillStyle = '#222';
+    ctx.textAlign = 'left';
+    ctx.fillText(`${(100 * shares[i]).toFixed(1)} %`, left + (w - left - right) * (shares[i] / max) + 4, y + row * 0.65);
+  });
+}
+
+/**
+ * Parallel coordinates of the cohort's normalised relevance: `rows` = [{name, shares}], the
+ * shares in `names` order, drawn on the axes `order` (indices into `names`).
+ */
+export function drawParallel(canvas, names, order, rows) {
+  const w = 640, h = 360, left = 60, right = 30, top = 20, bottom = 56;
+  const ctx = setup(canvas, w, h);
+  const values = rows.flatMap((r) => order.map((c) => r.shares[c]));
+  let lo = values.length ? Math.min(...values) : 0, hi = values.length ? Math.max(...values) : 1;
+  const padY = (hi - lo) * 0.05 || 0.05;
+  lo = Math.max(0, lo - padY);
+  hi += padY;
+  const X = (k) => left + (k * (w - left - right)) / (order.length - 1);
+  const Y = (v) => top + (1 - (v - lo) / (hi - lo)) * (h - top - bottom);
+  ctx.strokeStyle = '#ccc';
+  ctx.strokeRect(left, top, w - left - right, h - top - bottom);
+  ctx.fillStyle = '#222';
+  ctx.textAlign = 'right';
+  for (let t = 0; t <= 5; t++) {
+    const v = lo + ((hi - lo) * t) / 5;
+    ctx.fillText(v.toFixed(3), left - 6, Y(v) + 4);
+  }
+  ctx.strokeStyle = '#000';
+  ctx.textAlign = 'center';
+  order.forEach((c, k) => {
+    ctx.beginPath();
+    ctx.moveTo(X(k), top);
+    ctx.lineTo(X(k), h - bottom);
+    ctx.stroke();
+    ctx.fillText(names[c], X(k), h - bottom + 16);
+  });
+  ctx.fillText('MRI sequence', (left + w - right) / 2, h - 12);
+  ctx.save();
+  ctx.translate(16, (top + h - bottom) / 2);
+  ctx.rotate(-Math.PI / 2);
+  ctx.fillText('normalized relevance', 0, 0);
+  ctx.restore();
+  ctx.lineWidth = 1.6;
+  rows.forEach((r, i) => {
+    ctx.strokeStyle = colourOf(i);
+    ctx.beginPath();
+    order.forEach((c, k) => (k ? ctx.lineTo(X(k), Y(r.shares[c])) : ctx.moveTo(X(k), Y(r.shares[c]))));
+    ctx.stroke();
+  });
+  if (!rows.length) {
+    ctx.fillStyle = '#888';
+    ctx.fillText('Each explanation adds a line here; "Explain the demo cohort" adds one per demo patient.', w / 2, h / 2);
+  }
+}
+
+export const pngOf = (canvas) => new Promise((resolve) => canvas.toBlob(resolve, 'image/png'));

@@ -1,0 +1,47 @@
+// The cohort: one row per explained patient and region, kept in the page (and in
+// localStorage, so that a reload does not lose it), exported as CSV.
+import { SEQUENCES } from './sequences.js';
+
+const KEY = 'seglrp-cohort-v1';
+const COLUMNS = ['study', 'region', 'class', 'composite', 'voxels', 'left_out', 'conservation', ...SEQUENCES];
+
+export class Cohort {
+  constructor() {
+    try {
+      this.rows = JSON.parse(localStorage.getItem(KEY) || '[]');
+    } catch {
+      this.rows = [];
+    }
+  }
+
+  save() {
+    try { localStorage.setItem(KEY, JSON.stringify(this.rows)); } catch { /* storage full or off: the page still has them */ }
+  }
+
+  /** Adds a row, replacing the one of the same study, region, class and composite. */
+  add(row) {
+    const key = (r) => [r.study, r.region, r.class, r.composite].join('\u0000');
+    const i = this.rows.findIndex((r) => key(r) === key(row));
+    if (i >= 0) this.rows[i] = row;
+    else this.rows.push(row);
+    this.save();
+  }
+
+  clear() {
+    this.rows = [];
+    this.save();
+  }
+
+  /** RFC 4180 CSV: one row per patient and region, the six shares (fractions of positive relevance). */
+  csv() {
+    const cell = (v) => {
+      const s = typeof v === 'number' ? String(v) : String(v ?? '');
+      return /[",\n]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
+    };
+    const lines = [COLUMNS.map(cell).join(',')];
+    for (const r of this.rows) {
+      lines.push([r.study, r.region, r.class, r.composite, r.voxels, r.left_out ?? '', r.conservation ?? '', ...r.shares].map(cell).join(','));
+    }
+    return `${lines.join('\r\n')}\r\n`;
+  }
+}

@@ -1,0 +1,20 @@
+// The six MRI sequences the model reads, in its channel order, and display windows.
+
+export const SEQUENCES = ['T2', 'T1 plain', 'T1 20 s', 'T1 60 s', 'T1 120 s', 'T1 15 min'];
+
+/** The seed figure's axis order: plain T1, the four contrast phases, then T2. */
+export const PLOT_ORDER = [1, 2, 3, 4, 5, 0];
+
+/**
+ * Robust display window of one channel (2nd..98th percentile of its non-zero voxels), from at
+ * most 200 000 evenly spaced samples so that large volumes do not stall the page.
+ */
+export function windowOf(channel) {
+  const step = Math.max(1, Math.floor(channel.length / 200_000));
+  const v = [];
+  for (let i = 0; i < channel.length; i += step) if (channel[i] !== 0) v.push(channel[i]);
+  v.sort((a, b) => a - b);
+  if (v.length === 0) return [0, 1];
+  const lo = v[Math.floor(v.length * 0.02)], hi = v[Math.floor(v.length * 0.98)];
+  return [lo, hi > lo ? hi : lo + 1];
+}

@@ -1,0 +1,250 @@
+// Viewing with NiiVue: the main view (one sequence, multiplanar, segmentation, label and region
+// overlays, drawing) and the six-panel grid (one sequence each, signed relevance, the region's
+// contour). All seven share one crosshair. Volumes reach NiiVue as in-memory NIfTI files built
+// from the study's own affine, so NiiVue's orientation labels and millimetres are the study's.
+import { Niivue, SLICE_TYPE, PEN_TYPE, SHOW_RENDER } from '../node_modules/@niivue/niivue/dist/index.js';
+import { niftiBytes, toNative, toWorld } from './nifti-bytes.js';
+
+// Outlines: the label file's tumour in yellow, the explained region in green (as in the page's legend).
+const LABEL = { R: [0, 255], G: [0, 230], B: [0, 0], A: [0, 255], I: [0, 255] };
+const REGION = { R: [0, 0], G: [0, 255], B: [0, 80], A: [0, 255], I: [0, 255] };
+export const LAYOUTS = { multiplanar: SLICE_TYPE.MULTIPLANAR, axial: SLICE_TYPE.AXIAL, coronal: SLICE_TYPE.CORONAL, sagittal: SLICE_TYPE.SAGITTAL };
+
+/** Voxels of `mask` with a face neighbour outside it: drawn as the region's contour. */
+export function boundary(mask, [nx, ny, nz]) {
+  const out = new Uint8Array(mask.length);
+  const sxy = nx * ny;
+  for (let z = 0; z < nz; z++) {
+    for (let y = 0; y < ny; y++) {
+      for (let x = 0; x < nx; x++) {
+        const i = x + nx * y + sxy * z;
+        if (!mask[i]) continue;
+        out[i] = x === 0 || y === 0 || z === 0 || x === nx - 1 || y === ny - 1 || z === nz - 1
+          || !mask[i - 1] || !mask[i + 1] || !mask[i - nx] || !mask[i + nx] || !mask[i - sxy] || !mask[i + sxy] ? 1 : 0;
+      }
+    }
+  }
+  return out;
+}
+
+/** A display copy of a channel: 0–255 over its window, 4× smaller than float32. */
+function grey(channel, [lo, hi]) {
+  const out = new Uint8Array(channel.length);
+  const k = 255 / (hi - lo);
+  for (let i = 0; i < channel.length; i++) out[i] = Math.max(0, Math.min(255, (channel[i] - lo) * k));
+  return out;
+}
+
+function makeNiivue(canvas, opts = {}) {
+  const nv = new Niivue({
+    backColor: [0, 0, 0, 1], crosshairColor: [0.2, 0.8, 1, 0.5], crosshairWidth: 1, show3Dcrosshair: false,
+    isOrientCube: false, dragAndDropEnabled: false, isResizeCanvas: true, multiplanarShowRender: SHOW_RENDER.NEVER,
+    ...opts,
+  });
+  nv.addColormap('seglrp_label', LABEL);
+  nv.addColormap('seglrp_region', REGION);
+  return nv;
+}
+
+export class Viewer {
+  /** `main`: the main view's canvas; `panels`: six canvases for the grid; `onPick(voxel)` on a double click. */
+  constructor(main, panels, { onPick, onMove } = {}) {
+    this.mainCanvas = main;
+    this.panelCanvases = panels;
+    this.onPick = onPick;
+    this.onMove = onMove;
+    this.study = null;
+    this.overlays = { mask: null, label: null, region: null, relevance: null };
+    this.threshold = 0.05;
+    this.opacity = 0.8;
+    this.ready = this.attach();
+  }
+
+  async attach() {
+    this.main = makeNiivue(this.mainCanvas);
+    await this.main.attachToCanvas(this.mainCanvas);
+    this.main.setSliceType(SLICE_TYPE.MULTIPLANAR);
+    this.panels = [];
+    for (const c of this.panelCanvases) {
+      const nv = makeNiivue(c, { isRuler: false });
+      await nv.attachToCanvas(c);
+      nv.setSliceType(SLICE_TYPE.AXIAL);
+      this.panels.push(nv);
+    }
+    const all = [this.main, ...this.panels];
+    for (const nv of all) nv.broadcastTo(all.filter((o) => o !== nv), { '2d': true, '3d': true });
+    this.main.onLocationChange = () => this.onMove?.(this.crosshair());
+    // A double click explains; single clicks and drags only navigate.
+    this.mainCanvas.addEventListener('dblclick', () => setTimeout(() => this.onPick?.(this.crosshair()), 0));
+  }
+
+  /** The crosshair as a voxel of the study (file order), or null before a study is shown. */
+  crosshair() {
+    if (!this.study || !this.main.volumes.length) return null;
+    const mm = this.main.frac2mm(this.main.scene.crosshairPos, 0, true);
+    return toNative(this.study.affine, this.study.dims, mm);
+  }
+
+  /** Moves every view's crosshair to voxel `v` (file order). */
+  moveTo(v) {
+    if (!this.study) return;
+    const frac = this.main.mm2frac(toWorld(this.study.affine, v), 0, true);
+    for (const nv of [this.main, ...this.panels]) {
+      if (!nv.volumes.length) continue;
+      nv.scene.crosshairPos = frac;
+      nv.drawScene();
+    }
+    this.onMove?.(this.crosshair());
+  }
+
+  /** Canvas-relative CSS pixel where voxel `v` is drawn in the main view's axial tile (tests). */
+  axialPoint(v) {
+    const frac = this.main.mm2frac(toWorld(this.study.affine, v), 0, true);
+    const hit = this.main.frac2canvasPosWithTile(frac, SLICE_TYPE.AXIAL);
+    if (!hit) return null;
+    const dpr = this.main.uiData.dpr || 1;
+    return { x: hit.pos[0] / dpr, y: hit.pos[1] / dpr };
+  }
+
+  volume(data, name, extra = {}) {
+    const { dims, affine } = this.study;
+    return { url: name, name, buffer: niftiBytes(data, dims, affine), ...extra };
+  }
+
+  /** Shows a study (or a single file without a study): `channels` Float32Arrays with `windows`. */
+  async showStudy({ dims, affine, channels, windows, names }) {
+    await this.ready;
+    const keep = this.study && this.study.dims.join() === dims.join() ? this.crosshair() : null;
+    this.study = { dims, affine, names, greys: channels.map((c, i) => grey(c, windows[i])) };
+    this.sequence = names.length === 6 ? 2 : 0;
+    this.overlays = { mask: null, label: null, region: null, relevance: null };
+    await this.refreshMain();
+    await this.refreshPanels();
+    this.moveTo(keep ?? dims.map((d) => Math.floor(d / 2)));
+  }
+
+  async setSequence(c) {
+    this.sequence = c;
+    await this.refreshMain();
+  }
+
+  setLayout(name) {
+    this.main.setSliceType(LAYOUTS[name] ?? SLICE_TYPE.MULTIPLANAR);
+  }
+
+  async setOverlays(o) {
+    Object.assign(this.overlays, o);
+    await this.refreshMain();
+  }
+
+  /** The signed relevance of an explanation (6 × voxels) on the six panels, with its region. */
+  async showRelevance(relevance, region) {
+    const n = relevance.length / 6;
+    let rmax = 0;
+    for (const v of relevance) rmax = Math.max(rmax, Math.abs(v));
+    this.overlays.relevance = { relevance, rmax, n };
+    this.overlays.region = region ?? null;
+    await this.refreshMain();
+    await this.refreshPanels();
+  }
+
+  async refreshMain() {
+    const s = this.study;
+    if (!s) return;
+    const o = this.overlays;
+    const list = [this.volume(s.greys[this.sequence], `${s.names[this.sequence]}.nii`, { cal_min: 0, cal_max: 255 })];
+    if (o.mask) list.push(this.volume(o.mask, 'segmentation.nii', { colormap: 'red', cal_min: 0, cal_max: 1, opacity: 0.4 }));
+    if (o.label) list.push(this.volume(boundary(o.label, s.dims), 'label.nii', { colormap: 'seglrp_label', cal_min: 0.5, cal_max: 1, opacity: 1 }));
+    if (o.region) list.push(this.volume(boundary(o.region, s.dims), 'region.nii', { colormap: 'seglrp_region', cal_min: 0.5, cal_max: 1, opacity: 1 }));
+    await this.load(this.main, list);
+  }
+
+  async refreshPanels() {
+    const s = this.study;
+    if (!s) return;
+    const o = this.overlays;
+    const contour = o.region ? boundary(o.region, s.dims) : null;
+    await Promise.all(this.panels.map((nv, c) => {
+      if (s.names.length !== 6) return this.load(nv, []);
+      const list = [this.volume(s.greys[c], `${s.names[c]}.nii`, { cal_min: 0, cal_max: 255 })];
+      if (o.relevance) {
+        const { relevance, rmax, n } = o.relevance;
+        list.push(this.volume(relevance.subarray(c * n, (c + 1) * n), `relevance_${c}.nii`, {
+          colormap: 'warm', colormapNegative: 'winter', cal_min: this.threshold * rmax, cal_max: rmax, opacity: this.opacity,
+        }));
+      }
+      if (contour) list.push(this.volume(contour, 'region.nii', { colormap: 'seglrp_region', cal_min: 0.5, cal_max: 1, opacity: 1 }));
+      return this.load(nv, list);
+    }));
+  }
+
+  async load(nv, list) {
+    const pos = nv.volumes.length ? nv.scene.crosshairPos.slice() : null;
+    while (nv.volumes.length) nv.removeVolumeByIndex(nv.volumes.length - 1);
+    for (const opts of list) await nv.addVolumeFromUrl(opts);
+    if (pos) nv.scene.crosshairPos = pos;
+    nv.drawScene();
+  }
+
+  /** Relevance shown from `t` × max|R| (both signs), at opacity `o`. */
+  setDisplay({ threshold = this.threshold, opacity = this.opacity }) {
+    this.threshold = threshold;
+    this.opacity = opacity;
+    const r = this.overlays.relevance;
+    if (!r) return;
+    for (const nv of this.panels) {
+      const v = nv.volumes[1];
+      if (!v) continue;
+      v.cal_min = threshold * r.rmax;
+      v.opacity = opacity;
+      nv.updateGLVolume();
+    }
+  }
+
+  /** Drawing a region on the main view: "brush", "box" or null (navigate). */
+  setDrawing(kind) {
+    const nv = this.main;
+    if (!kind) { nv.setDrawingEnabled(false); return; }
+    if (!nv.drawBitmap) nv.createEmptyDrawing();
+    nv.opts.penType = kind === 'box' ? PEN_TYPE.RECTANGLE : PEN_TYPE.PEN;
+    nv.setPenValue(1, kind === 'box');
+    nv.setDrawingEnabled(true);
+  }
+
+  clearDrawing() {
+    if (this.main.drawBitmap) this.main.createEmptyDrawing();
+    this.main.drawScene();
+  }
+
+  /** The drawing as a 0/1 mask in the study's voxel order (NiiVue keeps it reoriented to RAS). */
+  async drawnMask() {
+    const nv = this.main;
+    if (!nv.drawBitmap || !nv.drawBitmap.some((v) => v)) return null;
+    const bytes = await nv.volumes[0].saveToUint8Array('drawing.nii', nv.drawBitmap);
+    const offset = new DataView(bytes.buffer, bytes.byteOffset).getFloat32(108, true);
+    return Uint8Array.from(bytes.subarray(offset), (v) => (v ? 1 : 0));
+  }
+
+  /** The six panels side by side (3 × 2) with `captions`, as a PNG blob. */
+  async figurePng(captions) {
+    const w = this.panelCanvases[0].width, h = this.panelCanvases[0].height;
+    const pad = 28;
+    const out = document.createElement('canvas');
+    out.width = 3 * w;
+    out.height = 2 * (h + pad);
+    const ctx = out.getContext('2d');
+    ctx.fillStyle = '#000';
+    ctx.fillRect(0, 0, out.width, out.height);
+    ctx.fillStyle = '#fff';
+    ctx.font = `${Math.round(pad * 0.6)}px sans-serif`;
+    ctx.textAlign = 'center';
+    this.panels.forEach((nv, i) => {
+      // A WebGL canvas keeps its pixels only until the frame is shown: draw, then copy at once.
+      nv.drawScene();
+      const x = (i % 3) * w, y = Math.floor(i / 3) * (h + pad);
+      ctx.drawImage(nv.canvas, x, y + pad, w, h);
+      ctx.fillText(captions[i], x + w / 2, y + pad * 0.75);
+    });
+    return new Promise((resolve) => out.toBlob(resolve, 'image/png'));
+  }
+}
