@@ -1,18 +1,24 @@
 // End-to-end: the real page in headless Chromium (Playwright), against the native engine.
+// Screenshots and the page's exports are kept in SEGLRP_ARTEFACTS (default target/e2e-artefacts).
 //   1. WebGPU on (SwiftShader): six sequence files and a label of demo patient PATIENT (written
 //      by `seglrp sample --dir`) through the file input, one of them misnamed so that the user
 //      must assign it in the file list; the bundled model's mask equals the native one; the
 //      same patient generated in the page (demo menu) gives the same mask. (LRP on WebGPU is
 //      compared with the CPU by the wasm-bindgen tests: SwiftShader takes minutes per click
 //      at this size.)
+//      The GPU limit is enforced (a too-big study refused in words), and a lost GPU
+//      (device.destroy()) moves the page to the CPU, which redoes the click with the study kept.
 //   2. WebGPU off: the page must fall back to the CPU by itself; the demo menu's patient gives
 //      the same mask as WebGPU did; real NIfTI files from the test data are dropped one by one
 //      (each is shown, or its error), then the 4-D sample arrives through a drop event (same
 //      mask); click a predicted tumour voxel, compare the six relevance maps with
 //      `seglrp explain`; save the relevance and the segmentation and read them back with
 //      `seglrp info`; another composite; a tumour region; models of one's own (refused in
-//      words when they do not fit; the bundled weights as a file give the same mask).
-// Both runs assert that the page made no request outside its origin and logged no error.
+//      words when they do not fit; the bundled weights as a file give the same mask); a box drawn
+//      in NiiVue explained (= `seglrp explain --mask`); the demo cohort's parallel coordinates,
+//      CSV and PNG exports read back; the page reloaded offline (service worker).
+// Both runs record every request: all are same-origin static assets, and after load only
+// assets already fetched at load are fetched again. No page error may be logged.
 import { chromium } from 'playwright-core';
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
@@ -20,12 +26,19 @@ import os from 'node:os';
 import path from 'node:path';
 import assert from 'node:assert/strict';
 import { serve } from '../scripts/serve.mjs';
+import { niftiBytes } from '../www/nifti-bytes.js';
 
 const BIN = process.env.SEGLRP_BIN;
 assert.ok(BIN && fs.existsSync(BIN), 'set SEGLRP_BIN to the native seglrp binary');
 const DATA = process.env.SEGLRP_TESTDATA;
 assert.ok(DATA && fs.existsSync(DATA), 'set SEGLRP_TESTDATA (scripts/lib.sh ensure_test_data)');
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'seglrp-e2e-'));
+const ARTEFACTS = process.env.SEGLRP_ARTEFACTS || path.join(path.dirname(new URL(import.meta.url).pathname), '..', 'target', 'e2e-artefacts');
+fs.mkdirSync(ARTEFACTS, { recursive: true });
+const shot = async (page, name) => {
+  await page.waitForTimeout(300);
+  await page.screenshot({ path: path.join(ARTEFACTS, `${name}.png`), fullPage: true });
+};
 // A demo patient with a tumour large enough for a region explanation.
 const PATIENT = '13';
 const sample = path.join(tmp, 'sample.nii.gz');
@@ -44,11 +57,11 @@ fs.renameSync(path.join(studyDir, 't1_60s.nii.gz'), path.join(studyDir, 'series_
 const server = await serve(0);
 const origin = `http://127.0.0.1:${server.address().port}`;
 const BASE_ARGS = ['--no-sandbox', '--disable-quic', '--no-first-run', '--disable-background-networking',
-  '--disable-component-update', '--disable-sync'];
+  '--disable-component-update', '--disable-sync', '--enable-unsafe-swiftshader'];
 
-function nativeRelevance(voxel, cls, composite = 'Epsilon', scope = 'voxel') {
+function nativeRelevance(voxel, cls, composite = 'Epsilon', scope = 'voxel', mask = null) {
   const raw = path.join(tmp, `r-${voxel.join('-')}-${cls}-${composite}-${scope}.f32`);
-  const region = scope === 'voxel' ? [] : ['--region', scope];
+  const region = scope === 'voxel' ? [] : scope === 'drawn' ? ['--mask', mask] : ['--region', scope];
   // Regions against the label (tp/fn/fp) need the label file beside the 4-D study.
   const files = ['tp', 'fn', 'fp'].includes(scope) ? [sample, path.join(studyDir, 'label.nii.gz')] : [sample];
   const out = JSON.parse(execFileSync(BIN, ['explain', ...files, '--voxel', voxel.join(','), '--class', String(cls), '--composite', composite, ...region, '--raw', raw], { stdio: ['ignore', 'pipe', 'inherit'] }));
@@ -87,8 +100,8 @@ async function sixFilesWithAssignment(page, name) {
   assert.equal(await page.locator('select[data-file="t1_15min.nii.gz"]').inputValue(), 'T1 15 min');
   assert.equal(await page.locator('select[data-file="label.nii.gz"]').inputValue(), 'label');
   await page.selectOption('select[data-file="series_7.nii.gz"]', 'T1 60 s');
-  await waitStatus(page, /Click a voxel/);
-  assert.match(await statusText(page), /Click a voxel/, `${name}: after assigning: ${await statusText(page)}`);
+  await waitStatus(page, /Double-click/);
+  assert.match(await statusText(page), /Double-click/, `${name}: after assigning: ${await statusText(page)}`);
   const label = await page.evaluate(() => window.__seglrp.study.label?.reduce((n, v) => n + v, 0));
   assert.ok(label > 50, `${name}: the label file is loaded (${label} tumour voxels)`);
   await sameMask(page, name, 'six files');
@@ -112,8 +125,8 @@ async function sameMask(page, name, how) {
 async function demoPatient(page, name) {
   await page.selectOption('#patient', PATIENT);
   await page.click('#load-patient');
-  await waitStatus(page, /Click a voxel/);
-  assert.match(await statusText(page), /Click a voxel/, `${name}: demo patient: ${await statusText(page)}`);
+  await waitStatus(page, /Double-click/);
+  assert.match(await statusText(page), /Double-click/, `${name}: demo patient: ${await statusText(page)}`);
   assert.equal(await page.locator('#files tr').count(), 8, `${name}: the demo patient arrives as six sequences and a label`);
   return sameMask(page, name, 'demo menu');
 }
@@ -143,44 +156,86 @@ async function realFilesOneByOne(page, name) {
   await page.click('#clear');
 }
 
-async function explainAndCompare(page, name, composite = 'Epsilon', scope = 'voxel') {
+/** The predicted tumour voxel nearest the centroid of the slice with the most tumour. */
+const tumourVoxel = (page) => page.evaluate(() => {
+  const { mask, view: { dims } } = window.__seglrp;
+  const [nx, ny, nz] = dims;
+  let best = 0, bz = 0;
+  for (let z = 0; z < nz; z++) {
+    let n = 0;
+    for (let i = z * nx * ny; i < (z + 1) * nx * ny; i++) n += mask[i];
+    if (n > best) { best = n; bz = z; }
+  }
+  let sx = 0, sy = 0;
+  for (let i = 0; i < nx * ny; i++) if (mask[bz * nx * ny + i]) { sx += i % nx; sy += Math.floor(i / nx); }
+  const [cx, cy] = [sx / best, sy / best];
+  let pick = null, dmin = Infinity;
+  for (let i = 0; i < nx * ny; i++) {
+    if (!mask[bz * nx * ny + i]) continue;
+    const d = (i % nx - cx) ** 2 + (Math.floor(i / nx) - cy) ** 2;
+    if (d < dmin) { dmin = d; pick = [i % nx, Math.floor(i / nx)]; }
+  }
+  return [...pick, bz];
+});
+
+/** Page coordinates of voxel `v` in the main view's axial tile, with the slices moved there. */
+async function axialPoint(page, v) {
+  // Mouse coordinates are the viewport's: the main view must be on screen.
+  await page.locator('#main').scrollIntoViewIfNeeded();
+  const pt = await page.evaluate((v) => { window.__seglrp.viewer.moveTo(v); return window.__seglrp.viewer.axialPoint(v); }, v);
+  assert.ok(pt, `voxel ${v} is on the axial tile`);
+  const box = await page.locator('#main').boundingBox();
+  return { x: box.x + pt.x, y: box.y + pt.y };
+}
+
+/** A box drawn with NiiVue's rectangle pen, 7 × 7 voxels around `c` on its slice. */
+async function drawBox(page, name, c) {
+  await page.selectOption('#draw', 'box');
+  const [x, y, z] = c;
+  const from = await axialPoint(page, [x - 3, y - 3, z]);
+  const to = await axialPoint(page, [x + 3, y + 3, z]);
+  await page.mouse.move(from.x, from.y);
+  await page.mouse.down();
+  await page.mouse.move(to.x, to.y, { steps: 8 });
+  await page.mouse.up();
+  await page.selectOption('#draw', '');
+  const drawn = await page.evaluate(async () => Array.from(await window.__seglrp.viewer.drawnMask() ?? []));
+  const [nx, ny] = await page.evaluate(() => window.__seglrp.view.dims);
+  const voxels = drawn.flatMap((v, i) => (v ? [[i % nx, Math.floor(i / nx) % ny, Math.floor(i / (nx * ny))]] : []));
+  assert.ok(voxels.length >= 36, `${name}: the box has ${voxels.length} voxels`);
+  for (const [vx, vy, vz] of voxels) {
+    assert.ok(vz === z && Math.abs(vx - x) <= 3 && Math.abs(vy - y) <= 3, `${name}: drawn voxel (${vx}, ${vy}, ${vz}) outside the box around (${c})`);
+  }
+  const file = path.join(tmp, 'drawn.nii');
+  const info = nativeInfo(sample).info;
+  fs.writeFileSync(file, Buffer.from(niftiBytes(Uint8Array.from(drawn), info.dims.slice(0, 3), info.affine)));
+  return file;
+}
+
+/**
+ * Explains in the page (a double click on the tumour for a voxel or component, the Explain
+ * button otherwise) and compares the six maps with the native engine's.
+ */
+async function explainAndCompare(page, name, composite = 'EpsilonGammaBox', scope = 'voxel', mask = null) {
   await page.selectOption('#composite', composite);
   await page.selectOption('#scope', scope);
   await page.evaluate(() => { window.__seglrp.explanation = null; });
-  // Click the predicted tumour voxel nearest the centroid of the slice with the most tumour.
-  const [x, y, z, dims] = await page.evaluate(() => {
-    const { mask, view: { dims } } = window.__seglrp;
-    const [nx, ny, nz] = dims;
-    let best = 0, bz = 0;
-    for (let z = 0; z < nz; z++) {
-      let n = 0;
-      for (let i = z * nx * ny; i < (z + 1) * nx * ny; i++) n += mask[i];
-      if (n > best) { best = n; bz = z; }
-    }
-    let sx = 0, sy = 0;
-    for (let i = 0; i < nx * ny; i++) if (mask[bz * nx * ny + i]) { sx += i % nx; sy += Math.floor(i / nx); }
-    const [cx, cy] = [sx / best, sy / best];
-    let pick = null, dmin = Infinity;
-    for (let i = 0; i < nx * ny; i++) {
-      if (!mask[bz * nx * ny + i]) continue;
-      const d = (i % nx - cx) ** 2 + (Math.floor(i / nx) - cy) ** 2;
-      if (d < dmin) { dmin = d; pick = [i % nx, Math.floor(i / nx)]; }
-    }
-    const slider = document.getElementById('slice');
-    slider.value = bz;
-    slider.dispatchEvent(new Event('input'));
-    return [...pick, bz, dims];
-  });
-  const box = await page.locator('#axial').boundingBox();
-  await page.mouse.click(box.x + ((x + 0.5) / dims[0]) * box.width, box.y + ((dims[1] - 1 - y + 0.5) / dims[1]) * box.height);
-  await page.waitForFunction(() => window.__seglrp.explanation && !window.__seglrp.busy, null, { timeout: 300_000 });
+  const [x, y, z] = await tumourVoxel(page);
+  if (scope === 'voxel' || scope === 'component') {
+    const at = await axialPoint(page, [x, y, z]);
+    await page.mouse.dblclick(at.x, at.y);
+  } else {
+    await page.click('#explain');
+  }
+  await page.waitForFunction(() => (window.__seglrp.explanation && !window.__seglrp.busy) || document.getElementById('status').classList.contains('error'), null, { timeout: 600_000 });
+  assert.ok(await page.evaluate(() => Boolean(window.__seglrp.explanation)), `${name}: ${await statusText(page)}`);
   const got = await page.evaluate(() => {
     const e = window.__seglrp.explanation;
     return { voxel: e.voxel, cls: e.class, logit: e.logit, voxels: e.voxels, shares: e.shares, relevance: Array.from(e.relevance) };
   });
-  assert.deepEqual(got.voxel, [x, y, z], `${name}: the clicked voxel is explained`);
+  if (scope === 'voxel' || scope === 'component') assert.deepEqual(got.voxel, [x, y, z], `${name}: the double-clicked voxel is explained`);
   assert.equal(await page.locator('#panels canvas').count(), 6, `${name}: one relevance panel per sequence`);
-  const want = nativeRelevance(got.voxel, got.cls, composite, scope);
+  const want = nativeRelevance(got.voxel, got.cls, composite, scope, mask);
   assert.equal(got.relevance.length, want.relevance.length);
   let diff = 0, scale = 0;
   for (let i = 0; i < want.relevance.length; i++) {
@@ -189,15 +244,18 @@ async function explainAndCompare(page, name, composite = 'Epsilon', scope = 'vox
   }
   assert.ok(scale > 0, 'relevance is not all zero');
   assert.ok(diff <= 1e-4 * scale, `${name}, ${composite}: page vs native relevance max diff ${diff} (max |R| ${scale})`);
+  const sum = got.shares.reduce((a, b) => a + b, 0);
+  assert.ok(Math.abs(sum - 1) < 1e-5, `${name}: the six shares sum to ${sum}`);
   if (scope === 'voxel') {
     assert.ok(Math.abs(got.logit - want.summary.explanation.logit) <= 1e-4 * Math.max(1, Math.abs(got.logit)));
   } else {
     assert.equal(got.voxels, want.summary.explanation.voxels, `${name}: region size`);
-    assert.ok(got.voxels > 50, `${name}: the tumour region has ${got.voxels} voxels`);
+    if (scope !== 'drawn') assert.ok(got.voxels > 50, `${name}: the tumour region has ${got.voxels} voxels`);
   }
-  // The shares printed under the panels are the ones computed from these maps.
+  // The shares shown under the panels are the ones computed from these maps.
   const caption = await page.locator('#panels figcaption').first().textContent();
   assert.ok(caption.includes(`${(100 * got.shares[0]).toFixed(1)} %`), caption);
+  await shot(page, `${name.replace(/\W+/g, '_')}-${composite}-${scope}`);
   return { got, diff, scale };
 }
 
@@ -228,7 +286,7 @@ async function ownModels(page, name) {
   }
   await page.setInputFiles('#model-file', [path.join(dir, 'mine.safetensors')]);
   await page.waitForFunction(() => document.getElementById('model-name').textContent.startsWith('mine'), null, { timeout: 60_000 });
-  await page.waitForFunction(() => /Click a voxel/.test(document.getElementById('status').textContent) && !window.__seglrp.busy, null, { timeout: 300_000 });
+  await page.waitForFunction(() => /Double-click/.test(document.getElementById('status').textContent) && !window.__seglrp.busy, null, { timeout: 300_000 });
   assert.match(await page.textContent('#model-name'), /^mine\.safetensors \(3 levels, 8 base channels, [\d,]+ parameters\)/);
   return sameMask(page, name, 'own model (the bundled weights as a file)');
 }
@@ -256,7 +314,136 @@ async function exportsReadBack(page, name, got) {
   assert.deepEqual(seg.info.affine, study.info.affine);
 }
 
+/** RFC 4180 rows (quoted cells may hold commas and doubled quotes). */
+function parseCsv(text) {
+  const rows = [];
+  for (const line of text.trim().split(/\r?\n/)) {
+    const cells = [];
+    const re = /("((?:[^"]|"")*)"|[^,]*)(,|$)/g;
+    let m;
+    while ((m = re.exec(line)) && m[0] !== '') {
+      cells.push(m[2] !== undefined ? m[2].replace(/""/g, '"') : m[1]);
+      if (m[3] === '') break;
+    }
+    rows.push(cells);
+  }
+  return rows;
+}
+
+const PNG_SIGNATURE = '89504e470d0a1a0a';
+/** Width and height of a PNG file (its IHDR), after checking its signature. */
+function pngSize(file) {
+  const b = fs.readFileSync(file);
+  assert.equal(b.subarray(0, 8).toString('hex'), PNG_SIGNATURE, `${file} is a PNG`);
+  return [b.readUInt32BE(16), b.readUInt32BE(20)];
+}
+
+async function download(page, button, name) {
+  const [dl] = await Promise.all([page.waitForEvent('download'), page.click(button)]);
+  const file = path.join(ARTEFACTS, `${name.replace(/\W+/g, '_')}-${dl.suggestedFilename()}`);
+  await dl.saveAs(file);
+  return file;
+}
+
+/** The six-panel figure and the bar chart as PNG files of the expected size. */
+async function figuresExported(page, name) {
+  const figure = await download(page, '#save-figure', name);
+  const panel = await page.evaluate(() => { const c = document.querySelector('#panels canvas'); return [c.width, c.height]; });
+  const [w, h] = pngSize(figure);
+  assert.equal(w, 3 * panel[0], `${name}: the figure is three panels wide`);
+  assert.ok(h > 2 * panel[1], `${name}: the figure is two panels (and captions) high`);
+  const bars = await download(page, '#save-bars', name);
+  const [bw, bh] = pngSize(bars);
+  assert.ok(bw >= 420 && bh >= 220, `${name}: bar chart ${bw}×${bh}`);
+}
+
+/**
+ * The seed's cohort figure from the demo menu's cohort (two patients, to keep the test short):
+ * each line's shares equal `seglrp explain --region all` on the same patient; the CSV and the
+ * plot's PNG read back.
+ */
+async function cohortRun(page, name) {
+  await page.click('#clear-cohort');
+  await page.fill('#cohort-size', '2');
+  await page.selectOption('#composite', 'EpsilonGammaBox');
+  await page.click('#run-cohort');
+  await page.waitForFunction(() => /^Cohort: \d+ patients explained|stopped/.test(document.getElementById('status').textContent)
+    || document.getElementById('status').classList.contains('error'), null, { timeout: 900_000 });
+  const done = await statusText(page);
+  assert.match(done, /^Cohort: 2 patients explained/, `${name}: ${done}`);
+  const rows = await page.evaluate(() => window.__seglrp.cohort.rows);
+  assert.deepEqual(rows.map((r) => r.study), ['demo patient 1', 'demo patient 2']);
+  let worst = 0;
+  for (const [i, row] of rows.entries()) {
+    const file = path.join(tmp, `cohort-${i + 1}.nii.gz`);
+    execFileSync(BIN, ['sample', '--patient', String(i + 1), '--out', file]);
+    const out = JSON.parse(execFileSync(BIN, ['explain', file, '--region', 'all', '--composite', 'EpsilonGammaBox'], { stdio: ['ignore', 'pipe', 'inherit'] }));
+    assert.equal(row.voxels, out.explanation.voxels, `${name}: patient ${i + 1} region size`);
+    row.shares.forEach((v, c) => { worst = Math.max(worst, Math.abs(v - out.explanation.shares[c])); });
+  }
+  assert.ok(worst < 1e-4, `${name}: cohort shares vs native differ by ${worst}`);
+  const csv = parseCsv(fs.readFileSync(await download(page, '#save-csv', name), 'utf8'));
+  assert.deepEqual(csv[0].slice(7), ['T2', 'T1 plain', 'T1 20 s', 'T1 60 s', 'T1 120 s', 'T1 15 min']);
+  assert.equal(csv.length, 3, `${name}: a header and two rows`);
+  csv.slice(1).forEach((cells, i) => {
+    const shares = cells.slice(7).map(Number);
+    assert.deepEqual(shares, rows[i].shares, `${name}: CSV row ${i + 1} = the plotted shares`);
+    assert.ok(Math.abs(shares.reduce((a, b) => a + b, 0) - 1) < 1e-5);
+  });
+  const [w, h] = pngSize(await download(page, '#save-plot', name));
+  assert.ok(w >= 640 && h >= 360, `${name}: plot ${w}×${h}`);
+  await shot(page, `${name.replace(/\W+/g, '_')}-cohort`);
+  return `cohort of 2 (${done.match(/in (\d+ s)/)?.[1]}): shares = native within ${worst.toExponential(1)}, CSV and PNG read back`;
+}
+
+/** A GPU buffer limit below what the study needs: refused in words, nothing else changes. */
+async function tooBigForTheGpu(page, name) {
+  const limits = await page.evaluate(() => window.__seglrp.compute.limits);
+  assert.ok(limits?.maxStorageBufferBindingSize > 0, `${name}: the device's limits are reported`);
+  assert.match(await page.getAttribute('#backend', 'title'), /largest GPU buffer \d+ MiB/);
+  await page.evaluate(() => window.__seglrp.compute.call('bufferLimit', { bytes: 2 ** 20 }));
+  await page.selectOption('#patient', PATIENT);
+  await page.click('#load-patient');
+  await page.waitForFunction(() => document.getElementById('status').classList.contains('error'), null, { timeout: 120_000 });
+  assert.match(await statusText(page), /needs GPU buffers of \d+ MiB and this GPU allows 1 MiB: open the page with \?backend=cpu/);
+  await page.evaluate((b) => window.__seglrp.compute.call('bufferLimit', { bytes: b }), Math.min(limits.maxBufferSize, limits.maxStorageBufferBindingSize));
+  await page.click('#clear');
+}
+
+/** device.destroy() under the loaded study: the next click runs on the CPU, study kept. */
+async function gpuLost(page, name) {
+  const { destroyed } = await page.evaluate(() => window.__seglrp.compute.call('loseDevice'));
+  assert.ok(destroyed, `${name}: the worker holds a GPU device`);
+  const r = await explainAndCompare(page, name, 'Epsilon', 'voxel');
+  assert.match(await page.textContent('#backend'), /^cpu \(/, `${name}: moved to the CPU`);
+  await sameMask(page, name, 'after the GPU was lost');
+  return r;
+}
+
+/**
+ * Every request: a same-origin GET of the page's static files; after load, only files already
+ * fetched at load (a restarted worker fetches its script and the engine again).
+ */
+function checkRequests(name, requests) {
+  const STATIC = /^\/(index\.html|sw\.js|www\/[\w./-]+|node_modules\/@niivue\/niivue\/dist\/index\.js)?$/;
+  const atLoad = new Set();
+  for (const r of requests) {
+    if (/^(data|blob):/.test(r.url)) continue;
+    const u = new URL(r.url);
+    assert.equal(u.origin, origin, `${name}: request outside the page's origin: ${r.url}`);
+    assert.equal(r.method, 'GET', `${name}: ${r.method} ${r.url}`);
+    assert.match(u.pathname, STATIC, `${name}: not a static asset: ${r.url}`);
+    if (!r.afterLoad) atLoad.add(u.pathname);
+    else assert.ok(atLoad.has(u.pathname), `${name}: after load, a request for ${u.pathname}, not fetched at load`);
+  }
+  return requests.length;
+}
+
+// SEGLRP_E2E_ONLY=webgpu|cpu runs one of the two sessions (while working on one of them).
+const ONLY = process.env.SEGLRP_E2E_ONLY;
+
 async function run({ name, webgpu, steps, expectBackend }) {
+  if (ONLY && ONLY !== (webgpu ? 'webgpu' : 'cpu')) { console.log(`skipped - ${name} (SEGLRP_E2E_ONLY=${ONLY})`); return; }
   const t0 = Date.now();
   const browser = await chromium.launch({
     executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
@@ -264,12 +451,10 @@ async function run({ name, webgpu, steps, expectBackend }) {
     args: webgpu ? [...BASE_ARGS, '--enable-unsafe-webgpu'] : [...BASE_ARGS, '--disable-gpu'],
   });
   try {
-    const context = await browser.newContext({ acceptDownloads: true });
-    const foreign = [];
-    context.on('request', (req) => {
-      const u = req.url();
-      if (!u.startsWith(origin) && !u.startsWith('data:') && !u.startsWith('blob:')) foreign.push(u);
-    });
+    const context = await browser.newContext({ acceptDownloads: true, viewport: { width: 1280, height: 1000 } });
+    const requests = [];
+    let loaded = false;
+    context.on('request', (req) => requests.push({ url: req.url(), method: req.method(), afterLoad: loaded }));
     const page = await context.newPage();
     const errors = [];
     page.on('pageerror', (e) => errors.push(e.message));
@@ -279,6 +464,8 @@ async function run({ name, webgpu, steps, expectBackend }) {
     });
     await page.goto(`${origin}/`);
     await page.waitForFunction(() => window.__seglrp?.backend, null, { timeout: 120_000 });
+    await page.evaluate(() => navigator.serviceWorker.ready);
+    loaded = true;
     const backend = await page.evaluate(() => window.__seglrp.backend);
     assert.match(backend, expectBackend, `${name}: backend shown`);
     assert.equal(await page.textContent('#backend'), backend);
@@ -291,10 +478,10 @@ async function run({ name, webgpu, steps, expectBackend }) {
     await page.click('#clear');
     assert.equal(await statusText(page), '');
 
-    const notes = await steps(page, name);
-    assert.deepEqual(foreign, [], `${name}: requests outside the page's origin`);
+    const notes = await steps(page, name, context);
+    const n = checkRequests(name, requests);
     assert.deepEqual(errors, [], `${name}: page errors`);
-    console.log(`ok - ${name}: backend ${backend}, ${notes} (${((Date.now() - t0) / 1000).toFixed(1)} s)`);
+    console.log(`ok - ${name}: backend ${backend}, ${notes}; ${n} requests, all same-origin static files (${((Date.now() - t0) / 1000).toFixed(1)} s)`);
   } finally {
     await browser.close();
   }
@@ -309,34 +496,49 @@ try {
     steps: async (page, name) => {
       await sixFilesWithAssignment(page, name);
       await page.click('#clear');
+      await tooBigForTheGpu(page, name);
       const tumour = await demoPatient(page, name);
-      return `demo patient ${PATIENT} as six files and from the menu: ${tumour} tumour voxels, mask = native`;
+      await shot(page, 'webgpu-demo-patient');
+      const lost = await gpuLost(page, name);
+      return `demo patient ${PATIENT} as six files and from the menu: ${tumour} tumour voxels, mask = native; too big for the GPU refused; `
+        + `GPU lost (device.destroy()): redone on the CPU, max|ΔR| ${lost.diff.toExponential(2)} of ${lost.scale.toExponential(2)}`;
     },
   });
   await run({
     name: 'no WebGPU (CPU fallback), drop events', webgpu: false, expectBackend: /^cpu \(/,
-    steps: async (page, name) => {
+    steps: async (page, name, context) => {
       const tumour = await demoPatient(page, name);
       await page.click('#clear');
       await realFilesOneByOne(page, name);
       await dropFiles(page, [sample]);
-      await waitStatus(page, /Click a voxel/);
-      assert.match(await statusText(page), /Click a voxel/, `${name}: ${await statusText(page)}`);
+      await waitStatus(page, /Double-click/);
+      assert.match(await statusText(page), /Double-click/, `${name}: ${await statusText(page)}`);
       const r = await explainAndCompare(page, name);
       await exportsReadBack(page, name, r.got);
+      await figuresExported(page, name);
       const first = `${compared(r)}, exports read back`;
       const other = await explainAndCompare(page, name, 'EpsilonAlpha2Beta1');
       const region = await explainAndCompare(page, name, 'EpsilonGammaBox', 'component');
       // With the label dropped beside the study: the missed tumour (the seed's FN figure).
       await dropFiles(page, [sample, path.join(studyDir, 'label.nii.gz')]);
-      await waitStatus(page, /Click a voxel/);
+      await waitStatus(page, /Double-click/);
       assert.equal(await page.locator('#scope option[value="fn"]').isDisabled(), false, `${name}: fn offered with a label`);
       const missed = await explainAndCompare(page, name, 'EpsilonGammaBox', 'fn');
       await sameMask(page, name, '4-D file');
+      const box = await drawBox(page, name, await tumourVoxel(page));
+      const drawn = await explainAndCompare(page, name, 'EpsilonGammaBox', 'drawn', box);
       await ownModels(page, name);
+      const cohort = await cohortRun(page, name);
+      // Offline: the service worker serves the page and the engine; a demo patient still works.
+      await context.setOffline(true);
+      await page.reload();
+      await page.waitForFunction(() => window.__seglrp?.backend, null, { timeout: 120_000 });
+      const offline = await demoPatient(page, `${name}, offline`);
+      await context.setOffline(false);
       return `demo patient ${PATIENT}: ${tumour} tumour voxels, mask = WebGPU's = native; real files shown or refused, ${first}; EpsilonAlpha2Beta1: max|ΔR| ${other.diff.toExponential(2)} of ${other.scale.toExponential(2)}; `
         + `tumour region of ${region.got.voxels} voxels (EpsilonGammaBox, two-pass): max|ΔM_A| ${region.diff.toExponential(2)} of ${region.scale.toExponential(2)}; `
-        + `false negatives (${missed.got.voxels} voxels): max|ΔM_A| ${missed.diff.toExponential(2)} of ${missed.scale.toExponential(2)}`;
+        + `false negatives (${missed.got.voxels} voxels): max|ΔM_A| ${missed.diff.toExponential(2)} of ${missed.scale.toExponential(2)}; `
+        + `drawn box (${drawn.got.voxels} voxels): max|ΔM_A| ${drawn.diff.toExponential(2)} of ${drawn.scale.toExponential(2)}; ${cohort}; offline reload: demo patient segmented (${offline} voxels)`;
     },
   });
 } finally {

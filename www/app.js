@@ -70,7 +70,7 @@ async function withProgress(label, fn) {
   compute.progress = null;
   const tick = () => {
     const p = compute.progress;
-    const part = p ? ` (window ${p.done} of ${p.total})` : '';
+    const part = !p ? '' : p.stage === 'region' ? ` (LRP pass ${p.done} of ${p.total} done)` : ` (window ${p.done} of ${p.total})`;
     const prefix = typeof label === 'function' ? label() : label;
     status(`${prefix}… ${((performance.now() - t0) / 1000).toFixed(1)} s${part}`, { busy: true });
   };
@@ -140,13 +140,17 @@ async function openFiles(files, roles, fresh = files, name = null) {
   }
 }
 
-/** A study's name for the cohort: the common start of its files' names, or the first name. */
+/** A study's name for the cohort: its files' common prefix ("patient13_t2.nii" … → "patient13"), or its one file. */
 function studyName(sources) {
-  const names = (sources ?? []).filter(Boolean);
+  const names = [...new Set((sources ?? []).filter(Boolean))];
   if (!names.length) return 'study';
-  const dirs = names.map((n) => n.split('/').slice(0, -1).join('/')).filter(Boolean);
-  if (dirs.length === names.length && dirs.every((d) => d === dirs[0])) return dirs[0];
-  return names.length === 1 ? names[0] : `${names[0]} + ${names.length - 1}`;
+  if (names.length === 1) return names[0];
+  let prefix = names[0];
+  for (const n of names) while (!n.startsWith(prefix)) prefix = prefix.slice(0, -1);
+  // Cut back to a whole token: "patient13_t" (from _t2, _t1…) is "patient13".
+  if (/[\s_.-]/.test(prefix)) prefix = prefix.replace(/[^\s_.-]*$/, '');
+  prefix = prefix.replace(/[\s_.-]+$/, '');
+  return prefix.length >= 3 ? prefix : `${names[0]} + ${names.length - 1}`;
 }
 
 function onRole(name, role) {

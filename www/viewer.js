@@ -239,10 +239,15 @@ export class Viewer {
     ctx.font = `${Math.round(pad * 0.6)}px sans-serif`;
     ctx.textAlign = 'center';
     this.panels.forEach((nv, i) => {
-      // A WebGL canvas keeps its pixels only until the frame is shown: draw, then copy at once.
+      // A WebGL canvas keeps its pixels only until the frame is shown: draw, then copy at once;
+      // without the crosshair, as in the seed's figure.
+      const width = nv.opts.crosshairWidth;
+      nv.opts.crosshairWidth = 0;
       nv.drawScene();
       const x = (i % 3) * w, y = Math.floor(i / 3) * (h + pad);
       ctx.drawImage(nv.canvas, x, y + pad, w, h);
+      nv.opts.crosshairWidth = width;
+      nv.drawScene();
       ctx.fillText(captions[i], x + w / 2, y + pad * 0.75);
     });
     return new Promise((resolve) => out.toBlob(resolve, 'image/png'));

@@ -360,6 +360,19 @@ fn place(out: &mut [f32], window: &[f32], channels: usize, w: &Window, dims: [us
 /// voxels are left out depends on the largest `|ΣM_a|` of the whole region, so cores are
 /// visited twice: first for the column sums, then for the maps.
 pub async fn explain_regions(net: &UNet, p: &Prepared, regions: &[&[u8]], class: usize, composite: &Composite) -> Result<Vec<RegionExplanation>, String> {
+    explain_regions_with_progress(net, p, regions, class, composite, |_, _| {}).await
+}
+
+/// [`explain_regions`], calling `progress(done, total)` after each of its LRP passes (two per
+/// window: column sums, then maps), so that the page can say how far a region map is.
+pub async fn explain_regions_with_progress(
+    net: &UNet,
+    p: &Prepared,
+    regions: &[&[u8]],
+    class: usize,
+    composite: &Composite,
+    mut progress: impl FnMut(usize, usize),
+) -> Result<Vec<RegionExplanation>, String> {
     if class >= net.config.classes {
         return Err(format!("class {class} does not exist (0 = background, 1 = tumour)"));
     }
@@ -422,9 +435,11 @@ pub async fn explain_regions(net: &UNet, p: &Prepared, regions: &[&[u8]], class:
             let dims = sums.dims();
             visits.push((w, None, Err((read(sums).await?, dims))));
         }
+        progress(visits.len(), 2 * cores.len());
     }
     let voxels_in = |region: &[u8]| region.iter().filter(|v| **v != 0).count();
     let mut out: Vec<(Vec<f32>, f32, f32, usize)> = regions.iter().map(|_| (vec![0f32; channels * nx * ny * nz], 0.0, 0.0, 0)).collect();
+    let mut done = 0;
     for ((w, acts, sums), &core) in visits.into_iter().zip(&cores) {
         let acts = match acts {
             Some(a) => a,
@@ -443,6 +458,8 @@ pub async fn explain_regions(net: &UNet, p: &Prepared, regions: &[&[u8]], class:
             o.3 += read(m.kept.clone()).await?.iter().filter(|v| **v > 0.5).count();
             place(&mut o.0, &read(m.relevance).await?, channels, &w, p.dims);
         }
+        done += 1;
+        progress(cores.len() + done, 2 * cores.len());
     }
     Ok(out
         .into_iter()

@@ -317,7 +317,7 @@ pub async fn explain_region(x: usize, y: usize, z: usize, class: usize, composit
         if !area.iter().any(|v| *v != 0) {
             return Err(js_err("the drawing is empty: draw a region first"));
         }
-        return region_result(engine::explain_region(&net, &study, &area, class, &composite).await, &area);
+        return region_result(region_map(&net, &study, &area, class, &composite).await, &area);
     }
     let selection = match scope.as_str() {
         "component" => Selection::Component([x, y, z]),
@@ -333,7 +333,13 @@ pub async fn explain_region(x: usize, y: usize, z: usize, class: usize, composit
             _ => "every predicted tumour voxel is in the label: there are no false positives to explain".to_string(),
         }));
     }
-    region_result(engine::explain_region(&net, &study, &area, class, &composite).await, &area)
+    region_result(region_map(&net, &study, &area, class, &composite).await, &area)
+}
+
+/// One region's map, reporting each LRP pass to the page.
+async fn region_map(net: &UNet, study: &Prepared, area: &[u8], class: usize, composite: &crate::lrp::Composite) -> Result<engine::RegionExplanation, String> {
+    let mut maps = engine::explain_regions_with_progress(net, study, &[area], class, composite, |done, total| progress("region", done, total)).await?;
+    Ok(maps.remove(0))
 }
 
 fn region_result(e: Result<engine::RegionExplanation, String>, area: &[u8]) -> Result<JsValue, JsError> {
