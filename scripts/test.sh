@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # `npm test`: every test. Native engine tests, browser engine tests (wasm-bindgen-test in
 # headless Chromium, WebGPU and CPU), NIfTI parity with nibabel on real files, LRP parity
-# with Zennit, and the end-to-end page test (Playwright).
+# with Zennit, the page's modules (node --test) and the end-to-end page test (Playwright).
 source "$(dirname "$0")/lib.sh"
 ensure_wasm_target
 ensure_wasm_bindgen
@@ -24,6 +24,9 @@ step "NIfTI parity with nibabel on real files (Python)"
 SEGLRP_BIN="$CARGO_TARGET_DIR/release/seglrp" "$PYTHON" "$ROOT/tests/nifti_parity.py"
 step "LRP parity with Zennit 0.5.1 on the PyTorch twin (Python)"
 SEGLRP_BIN="$CARGO_TARGET_DIR/release/seglrp" "$PYTHON" "$ROOT/tests/lrp_parity.py"
+
+step "page modules (node --test)"
+node --test "$ROOT/tests/www.test.mjs"
 
 build_wasm
 step "end-to-end page test (Playwright)"

@@ -4,28 +4,12 @@
 // from the study's own affine, so NiiVue's orientation labels and millimetres are the study's.
 import { Niivue, SLICE_TYPE, PEN_TYPE, SHOW_RENDER } from '../node_modules/@niivue/niivue/dist/index.js';
 import { niftiBytes, toNative, toWorld } from './nifti-bytes.js';
+import { boundary } from './outline.js';
 
 // Outlines: the label file's tumour in yellow, the explained region in green (as in the page's legend).
 const LABEL = { R: [0, 255], G: [0, 230], B: [0, 0], A: [0, 255], I: [0, 255] };
 const REGION = { R: [0, 0], G: [0, 255], B: [0, 80], A: [0, 255], I: [0, 255] };
 export const LAYOUTS = { multiplanar: SLICE_TYPE.MULTIPLANAR, axial: SLICE_TYPE.AXIAL, coronal: SLICE_TYPE.CORONAL, sagittal: SLICE_TYPE.SAGITTAL };
-
-/** Voxels of `mask` with a face neighbour outside it: drawn as the region's contour. */
-export function boundary(mask, [nx, ny, nz]) {
-  const out = new Uint8Array(mask.length);
-  const sxy = nx * ny;
-  for (let z = 0; z < nz; z++) {
-    for (let y = 0; y < ny; y++) {
-      for (let x = 0; x < nx; x++) {
-        const i = x + nx * y + sxy * z;
-        if (!mask[i]) continue;
-        out[i] = x === 0 || y === 0 || z === 0 || x === nx - 1 || y === ny - 1 || z === nz - 1
-          || !mask[i - 1] || !mask[i + 1] || !mask[i - nx] || !mask[i + nx] || !mask[i - sxy] || !mask[i + sxy] ? 1 : 0;
-      }
-    }
-  }
-  return out;
-}
 
 /** A display copy of a channel: 0–255 over its window, 4× smaller than float32. */
 function grey(channel, [lo, hi]) {
@@ -163,7 +147,7 @@ export class Viewer {
     const s = this.study;
     if (!s) return;
     const o = this.overlays;
-    const contour = o.region ? boundary(o.region, s.dims) : null;
+    const contour = o.region ? boundary(o.region, s.dims, { axial: true }) : null;
     await Promise.all(this.panels.map((nv, c) => {
       if (s.names.length !== 6) return this.load(nv, []);
       const list = [this.volume(s.greys[c], `${s.names[c]}.nii`, { cal_min: 0, cal_max: 255 })];

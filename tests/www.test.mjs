@@ -1,0 +1,66 @@
+// Unit tests of the page's DOM-free modules (node --test): outlines, in-memory NIfTI and
+// voxel ↔ world, the cohort's CSV, display windows. The page itself is tested by e2e.mjs.
+import test from 'node:test';
+import assert from 'node:assert/strict';
+import { boundary } from '../www/outline.js';
+import { niftiBytes, toNative, toWorld } from '../www/nifti-bytes.js';
+import { Cohort } from '../www/cohort.js';
+import { windowOf, SEQUENCES } from '../www/sequences.js';
+
+test('outline of a 3×3×3 cube: its 26 surface voxels, or 8 per slice in-plane', () => {
+  const dims = [5, 5, 5];
+  const mask = new Uint8Array(125);
+  for (let z = 1; z < 4; z++) for (let y = 1; y < 4; y++) for (let x = 1; x < 4; x++) mask[x + 5 * y + 25 * z] = 1;
+  const count = (m) => m.reduce((n, v) => n + v, 0);
+  assert.equal(count(boundary(mask, dims)), 26);
+  const axial = boundary(mask, dims, { axial: true });
+  assert.equal(count(axial), 24);
+  assert.equal(axial[2 + 5 * 2 + 25 * 1], 0, 'the centre of the top slice is inside in-plane');
+  assert.equal(boundary(mask, dims)[2 + 5 * 2 + 25 * 1], 1, 'but on the 3-D surface');
+});
+
+test('in-memory NIfTI: header fields and voxels', () => {
+  const affine = [[-2, 0, 0, 10], [0, 0, 3, -5], [0, 1.5, 0, 7], [0, 0, 0, 1]];
+  const data = Float32Array.from({ length: 24 }, (_, i) => i * 0.5);
+  const v = new DataView(niftiBytes(data, [2, 3, 4], affine));
+  assert.equal(v.getInt32(0, true), 348);
+  assert.deepEqual([0, 1, 2, 3].map((i) => v.getInt16(40 + 2 * i, true)), [3, 2, 3, 4]);
+  assert.equal(v.getInt16(70, true), 16, 'float32');
+  assert.deepEqual([1, 2, 3].map((i) => v.getFloat32(76 + 4 * i, true)), [2, 1.5, 3], 'spacing from the affine columns');
+  assert.equal(v.getFloat32(108, true), 352);
+  assert.equal(v.getFloat32(280 + 16 + 8, true), 3, 'srow_y');
+  assert.equal(String.fromCharCode(v.getUint8(344), v.getUint8(345), v.getUint8(346)), 'n+1');
+  assert.equal(v.getFloat32(352 + 4 * 23, true), 11.5);
+  const u8 = new DataView(niftiBytes(Uint8Array.of(1, 0, 1), [3, 1, 1], affine));
+  assert.equal(u8.getInt16(70, true), 2, 'uint8');
+  assert.equal(u8.byteLength, 355);
+});
+
+test('voxel → world → voxel with a permuted, flipped affine', () => {
+  const affine = [[-2, 0, 0, 10], [0, 0, 3, -5], [0, 1.5, 0, 7], [0, 0, 0, 1]];
+  const dims = [6, 7, 8];
+  for (const v of [[0, 0, 0], [5, 6, 7], [3, 1, 4]]) assert.deepEqual(toNative(affine, dims, toWorld(affine, v)), v);
+  assert.deepEqual(toWorld(affine, [1, 2, 3]), [8, 4, 10]);
+  assert.deepEqual(toNative(affine, dims, [-1000, 1000, 1000]), [5, 6, 7], 'clamped to the grid');
+});
+
+test('cohort CSV: one row per study and region, quoted where needed, replaced on repeat', () => {
+  const c = new Cohort();
+  c.clear();
+  const shares = [0.1, 0.2, 0.3, 0.15, 0.15, 0.1];
+  c.add({ study: 'patient "7", left', region: 'all, 12 voxels', class: 'tumour', composite: 'Epsilon', voxels: 12, left_out: 0, conservation: 0.9, shares });
+  c.add({ study: 'patient "7", left', region: 'all, 12 voxels', class: 'tumour', composite: 'Epsilon', voxels: 12, left_out: 1, conservation: 0.8, shares });
+  c.add({ study: 'p2', region: 'voxel (1, 2, 3)', class: 'tumour', composite: 'Epsilon', voxels: 1, left_out: 0, conservation: null, shares });
+  const lines = c.csv().split('\r\n');
+  assert.equal(lines[0], `study,region,class,composite,voxels,left_out,conservation,${SEQUENCES.join(',')}`);
+  assert.equal(lines[1], '"patient ""7"", left","all, 12 voxels",tumour,Epsilon,12,1,0.8,0.1,0.2,0.3,0.15,0.15,0.1');
+  assert.equal(lines[2], 'p2,"voxel (1, 2, 3)",tumour,Epsilon,1,0,,0.1,0.2,0.3,0.15,0.15,0.1');
+  assert.equal(lines.length, 4, 'header, two rows, final newline');
+});
+
+test('display window: 2nd to 98th percentile of the non-zero voxels', () => {
+  const v = new Float32Array(1000);
+  for (let i = 0; i < 100; i++) v[i] = i + 1; // 900 zeros are background
+  assert.deepEqual(windowOf(v), [3, 99]);
+  assert.deepEqual(windowOf(new Float32Array(10)), [0, 1]);
+});
