@@ -410,6 +410,43 @@ async function tooBigForTheGpu(page, name) {
   await page.click('#clear');
 }
 
+/** A click on the main view moves the crosshair of all seven views (NiiVue's broadcast). */
+async function linkedCrosshairs(page, name) {
+  const [x, y, z] = await tumourVoxel(page);
+  await axialPoint(page, [x, y, z]);
+  const at = await page.evaluate(([x, y, z]) => window.__seglrp.viewer.axialPoint([x + 6, y + 4, z]), [x, y, z]);
+  const box = await page.locator('#main').boundingBox();
+  await page.mouse.click(box.x + at.x, box.y + at.y);
+  const { main, panels, voxel } = await page.evaluate(() => {
+    const v = window.__seglrp.viewer;
+    return { main: Array.from(v.main.scene.crosshairPos), panels: v.panels.map((nv) => Array.from(nv.scene.crosshairPos)), voxel: v.crosshair() };
+  });
+  assert.deepEqual(voxel, [x + 6, y + 4, z], `${name}: the click moved the crosshair to the clicked voxel`);
+  for (const p of panels) assert.ok(p.every((f, k) => Math.abs(f - main[k]) < 1e-6), `${name}: a panel's crosshair ${p} follows the main view's ${main}`);
+  assert.match(await page.textContent('#location'), new RegExp(`voxel \\(${x + 6}, ${y + 4}, ${z}\\)`));
+}
+
+/** The threshold and opacity sliders reach every relevance panel. */
+async function displayControls(page, name) {
+  const slide = (id, value) => page.evaluate(([id, value]) => {
+    const el = document.getElementById(id);
+    el.value = value;
+    el.dispatchEvent(new Event('input', { bubbles: true }));
+  }, [id, value]);
+  await slide('threshold', '0.2');
+  await slide('opacity', '0.5');
+  const got = await page.evaluate(() => {
+    const v = window.__seglrp.viewer;
+    return { rmax: v.overlays.relevance.rmax, layers: v.panels.map((nv) => [nv.volumes[1].cal_min, nv.volumes[1].opacity]) };
+  });
+  for (const [calMin, opacity] of got.layers) {
+    assert.ok(Math.abs(calMin - 0.2 * got.rmax) < 1e-9 && opacity === 0.5, `${name}: panel shows from ${calMin} at opacity ${opacity} (max |R| ${got.rmax})`);
+  }
+  assert.equal(await page.textContent('#threshold-label'), '20 % of max |R|');
+  await slide('threshold', '0.05');
+  await slide('opacity', '0.8');
+}
+
 /** device.destroy() under the loaded study: the next click runs on the CPU, study kept. */
 async function gpuLost(page, name) {
   const { destroyed } = await page.evaluate(() => window.__seglrp.compute.call('loseDevice'));
@@ -498,6 +535,7 @@ try {
       await page.click('#clear');
       await tooBigForTheGpu(page, name);
       const tumour = await demoPatient(page, name);
+      await linkedCrosshairs(page, name);
       await shot(page, 'webgpu-demo-patient');
       const lost = await gpuLost(page, name);
       return `demo patient ${PATIENT} as six files and from the menu: ${tumour} tumour voxels, mask = native; too big for the GPU refused; `
@@ -516,6 +554,7 @@ try {
       const r = await explainAndCompare(page, name);
       await exportsReadBack(page, name, r.got);
       await figuresExported(page, name);
+      await displayControls(page, name);
       const first = `${compared(r)}, exports read back`;
       const other = await explainAndCompare(page, name, 'EpsilonAlpha2Beta1');
       const region = await explainAndCompare(page, name, 'EpsilonGammaBox', 'component');
