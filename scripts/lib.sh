@@ -9,7 +9,7 @@ SUDO=; [ "$(id -u)" = 0 ] || SUDO=sudo
 CARGO=${CARGO:-cargo}
 # Cargo features of the browser build: WebGPU and the flex CPU backend (ndarray, 10× slower
 # here, was dropped from it: 0.32 MB less to download; README "Measured").
-WASM_FEATURES=webgpu,cpu-flex
+WASM_FEATURES=webgpu,cpu-flex,cpu-simd
 
 step() { echo "[seglrp] $*" >&2; }
 

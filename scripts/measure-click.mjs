@@ -1,21 +1,38 @@
 // Times the demo page in headless Chromium: engine start, demo patient 13 (generated in the
-// page, 128×96×40) load + segmentation by the bundled model, and one click (LRP pass) per backend. Usage: node scripts/measure-click.mjs [webgpu flex]
+// page, 128×96×40) load + segmentation by the bundled model, three explanations of the voxel at
+// the crosshair (one LRP-ε pass each) and, with --region, the map of all predicted tumour
+// (EpsilonGammaBox, two passes), per backend. Usage:
+//   node scripts/measure-click.mjs [--region] [flex webgpu]
 // (needs `npm start`'s build in www/pkg). Prints one line per backend.
 import { chromium } from 'playwright-core';
 import { serve } from './serve.mjs';
 
-const backends = process.argv.slice(2).length ? process.argv.slice(2) : ['flex', 'webgpu'];
+const args = process.argv.slice(2);
+const region = args.includes('--region');
+const named = args.filter((a) => a !== '--region');
+const backends = named.length ? named : ['flex', 'webgpu'];
 const server = await serve(0);
 const origin = `http://127.0.0.1:${server.address().port}`;
 const browser = await chromium.launch({
   executablePath: process.env.CHROMIUM || '/usr/bin/chromium', headless: true,
-  args: ['--no-sandbox', '--enable-unsafe-webgpu', '--disable-quic', '--no-first-run',
+  args: ['--no-sandbox', '--enable-unsafe-webgpu', '--enable-unsafe-swiftshader', '--disable-quic', '--no-first-run',
     '--disable-background-networking', '--disable-component-update', '--disable-sync'],
 });
-const statusMatches = (re) => (src) => new RegExp(src).test(document.getElementById('status').textContent);
+const explained = (page) => page.waitForFunction(() => (window.__seglrp.explanation && !window.__seglrp.busy)
+  || document.getElementById('status').classList.contains('error'), null, { timeout: 1_800_000 });
+async function explain(page, scope, composite) {
+  await page.selectOption('#scope', scope);
+  await page.selectOption('#composite', composite);
+  await page.evaluate(() => { window.__seglrp.explanation = null; });
+  const t = Date.now();
+  await page.click('#explain');
+  await explained(page);
+  if (!(await page.evaluate(() => window.__seglrp.explanation))) throw new Error(await page.textContent('#status'));
+  return Date.now() - t;
+}
 try {
   for (const backend of backends) {
-    const page = await browser.newPage();
+    const page = await browser.newPage({ viewport: { width: 1280, height: 1000 } });
     let t = Date.now();
     await page.goto(`${origin}/?backend=${backend}`);
     await page.waitForFunction(() => window.__seglrp?.backend, null, { timeout: 120_000 });
@@ -23,19 +40,13 @@ try {
     t = Date.now();
     await page.selectOption('#patient', '13');
     await page.click('#load-patient');
-    await page.waitForFunction(statusMatches(), 'Click a voxel', { timeout: 600_000 });
+    await page.waitForFunction(() => /Double-click/.test(document.getElementById('status').textContent), null, { timeout: 600_000 });
     const segment = Date.now() - t;
-    const box = await page.locator('#axial').boundingBox();
     const clicks = [];
-    for (let i = 0; i < 3; i++) {
-      t = Date.now();
-      await page.evaluate(() => { window.__seglrp.explanation = null; });
-      await page.mouse.click(box.x + box.width * 0.34, box.y + box.height * 0.52);
-      await page.waitForFunction(() => window.__seglrp.explanation && !window.__seglrp.busy, null, { timeout: 600_000 });
-      clicks.push(Date.now() - t);
-    }
+    for (let i = 0; i < 3; i++) clicks.push(await explain(page, 'voxel', 'Epsilon'));
+    const all = region ? ` | all tumour (EpsilonGammaBox) ${await explain(page, 'all', 'EpsilonGammaBox')} ms` : '';
     const name = await page.evaluate(() => window.__seglrp.backend);
-    console.log(`${name.padEnd(14)} start ${start} ms | load+segment ${segment} ms | click (LRP) ${clicks.join(', ')} ms`);
+    console.log(`${name.padEnd(14)} start ${start} ms | load+segment ${segment} ms | voxel (LRP-ε) ${clicks.join(', ')} ms${all}`);
     await page.close();
   }
 } finally {
