@@ -127,8 +127,10 @@ export class Viewer {
     let rmax = 0;
     for (const v of relevance) rmax = Math.max(rmax, Math.abs(v));
     this.overlays.relevance = { relevance, rmax, n };
+    // The main view shows no relevance: it is rebuilt only for a new region outline.
+    const regionChanged = this.overlays.region !== (region ?? null);
     this.overlays.region = region ?? null;
-    await this.refreshMain();
+    if (regionChanged) await this.refreshMain();
     await this.refreshPanels();
   }
 

@@ -305,50 +305,42 @@ pub async fn explain(x: usize, y: usize, z: usize, class: usize, composite: Stri
 /// `{relevance: Float32Array, region: Uint8Array (the region's mask), voxels, left_out,
 /// relevance_sum, shares, signed_shares, class}`.
 #[wasm_bindgen]
-pub async fn explain_region(x: usize, y: usize, z: usize, class: usize, composite: String, scope: String, label: Option<Vec<u8>>) -> Result<JsValue, JsError> {
+pub async fn explain_region(x: usize, y: usize, z: usize, class: usize, composite: String, scope: String, mut label: Option<Vec<u8>>) -> Result<JsValue, JsError> {
     let (net, study) = current()?;
     let composite = chosen_composite(&composite, &study)?;
     let mask = engine::segmentation(&study).await.map_err(js_err)?;
-    if scope == "drawn" {
-        let area = label.ok_or_else(|| js_err("draw a region first"))?;
-        if area.len() != study.dims.iter().product::<usize>() {
-            return Err(js_err("the drawing does not match the study's grid: draw the region again"));
-        }
-        if !area.iter().any(|v| *v != 0) {
-            return Err(js_err("the drawing is empty: draw a region first"));
-        }
-        return region_result(region_map(&net, &study, &area, class, &composite).await, &area);
-    }
     let selection = match scope.as_str() {
         "component" => Selection::Component([x, y, z]),
+        // The page sends the drawn region where it sends the label for tp/fn/fp.
+        "drawn" => Selection::Mask(label.take().ok_or_else(|| js_err("draw a region first"))?),
         other => Selection::parse(other).map_err(js_err)?,
     };
-    // The page keeps the label and sends it for the regions against it (tp/fn/fp).
-    let area = selection.mask(&mask, label.as_deref(), study.dims).map_err(|e| js_err(format!("{e}: click inside the red region, or explain single voxels")))?;
+    let area = selection.mask(&mask, label.as_deref(), study.dims).map_err(|e| match selection {
+        Selection::Component(_) => js_err(format!("{e}: click inside the red region, or explain single voxels")),
+        _ => js_err(e),
+    })?;
     if !area.iter().any(|v| *v != 0) {
         return Err(js_err(match selection {
-            Selection::Component(_) | Selection::AllPredicted => "there is no predicted tumour there: click inside the red region, or explain single voxels".to_string(),
-            Selection::TruePositive => "the prediction and the label share no voxel: there are no true positives to explain".to_string(),
-            Selection::FalseNegative => "the prediction misses none of the label's tumour: there are no false negatives to explain".to_string(),
-            _ => "every predicted tumour voxel is in the label: there are no false positives to explain".to_string(),
+            Selection::Component(_) | Selection::AllPredicted => "there is no predicted tumour there: click inside the red region, or explain single voxels",
+            Selection::TruePositive => "the prediction and the label share no voxel: there are no true positives to explain",
+            Selection::FalseNegative => "the prediction misses none of the label's tumour: there are no false negatives to explain",
+            Selection::Mask(_) => "the drawing is empty: draw a region first",
+            _ => "every predicted tumour voxel is in the label: there are no false positives to explain",
         }));
     }
-    region_result(region_map(&net, &study, &area, class, &composite).await, &area)
+    let e = region_map(&net, &study, &area, class, &composite).await;
+    release();
+    let e = e.map_err(js_err)?;
+    let out = serde_wasm_bindgen::to_value(&e).map_err(js_err)?;
+    set(&out, "relevance", &Float32Array::from(&e.relevance[..]))?;
+    set(&out, "region", &Uint8Array::from(&area[..]))?;
+    Ok(out)
 }
 
 /// One region's map, reporting each LRP pass to the page.
 async fn region_map(net: &UNet, study: &Prepared, area: &[u8], class: usize, composite: &crate::lrp::Composite) -> Result<engine::RegionExplanation, String> {
     let mut maps = engine::explain_regions_with_progress(net, study, &[area], class, composite, |done, total| progress("region", done, total)).await?;
     Ok(maps.remove(0))
-}
-
-fn region_result(e: Result<engine::RegionExplanation, String>, area: &[u8]) -> Result<JsValue, JsError> {
-    release();
-    let e = e.map_err(js_err)?;
-    let out = serde_wasm_bindgen::to_value(&e).map_err(js_err)?;
-    set(&out, "relevance", &Float32Array::from(&e.relevance[..]))?;
-    set(&out, "region", &Uint8Array::from(area))?;
-    Ok(out)
 }
 
 /// Patient `i` (1–20) of the demo cohort, generated here from its fixed seed, as the files a
