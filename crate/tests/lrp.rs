@@ -3,7 +3,7 @@
 use burn::prelude::*;
 use burn::tensor::TensorData;
 use seglrp::backend::cpu_device;
-use seglrp::lrp::rules::{relevance, Linear};
+use seglrp::lrp::rules::{relevance, Input, Linear};
 use seglrp::lrp::{explain_voxel, Composite, Rule};
 use seglrp::pool::{max_pool3d, max_unpool3d};
 use seglrp::rng::SplitMix;
@@ -80,7 +80,7 @@ fn epsilon_rule_matches_its_formula() {
     let (x, xt) = random([1, ci, d, h, w], 21, &dev);
     let (r, rt) = random([1, co, d, h, w], 22, &dev);
     let eps = 0.01;
-    let got = host(relevance(&Rule::Epsilon { epsilon: eps }, &Linear::conv(conv), xt, rt));
+    let got = host(relevance(&Rule::Epsilon { epsilon: eps }, &Linear::conv(conv), xt, Input::Signed, rt));
     let wgt = host(conv.weight.val());
     let bias = conv.bias.as_ref().unwrap().val().into_data().try_into_vec::<f32>().unwrap();
     let xi = |c: usize, z: isize, y: isize, xx: isize| -> f32 {
@@ -151,4 +151,29 @@ fn biases_break_conservation_as_they_should() {
     let logit = e.logit.into_data().try_into_vec::<f32>().unwrap()[0];
     let total: f32 = host(e.relevance).iter().sum();
     assert!((total - logit).abs() > 1e-3, "Σ R = {total}, logit = {logit}");
+}
+
+/// Rules skip their `x⁻` terms for inputs known to be ≥ 0 (after a ReLU) and fuse the
+/// remaining convolutions: on such an input they must give what the general formula gives, for
+/// convs and transposed convs, with positive and negative relevance.
+#[test]
+fn non_negative_inputs_take_the_short_path_to_the_same_relevance() {
+    let dev = cpu_device("cpu").unwrap();
+    let net = UNet::seeded(&UNetConfig::skeleton(), 9, 0.4, &dev);
+    let conv = Linear::conv(&net.encoder[1][0].conv); // 8 -> 16, k = 3
+    let up = Linear::conv_transpose(net.ups[0].transposed.as_ref().unwrap()); // 16 -> 8, k = 2, stride 2
+    let cases = [(conv, [1, 8, 4, 6, 5], [1, 16, 4, 6, 5]), (up, [1, 16, 3, 4, 2], [1, 8, 6, 8, 4])];
+    for (layer, xs, rs) in cases {
+        let (_, x) = random(xs, 41, &dev);
+        let x = x.clamp_min(0.0); // half the inputs are exactly 0, as after a ReLU
+        let (_, r) = random(rs, 42, &dev);
+        for rule in [Rule::gamma(), Rule::zplus(), Rule::alpha2_beta1(), Rule::epsilon()] {
+            let general = host(relevance(&rule, &layer, x.clone(), Input::Signed, r.clone()));
+            let short = host(relevance(&rule, &layer, x.clone(), Input::NonNegative, r.clone()));
+            let scale = general.iter().fold(0f32, |m, v| m.max(v.abs()));
+            let diff = general.iter().zip(&short).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+            assert!(scale > 1e-3, "{rule:?}: a test that cannot fail (all relevance 0)");
+            assert!(diff <= 1e-5 * scale, "{rule:?}: max diff {diff} of {scale}");
+        }
+    }
 }

@@ -11,7 +11,8 @@ use burn::tensor::TensorData;
 
 use super::canonize::merged_conv;
 use super::composite::Composite;
-use super::rules::{relevance, split_channels, Linear};
+use super::rules::{relevance, split_channels, Input, Linear};
+use crate::unet::Activation;
 use crate::pool::max_unpool3d;
 use crate::upsample::upsample2_adjoint;
 use crate::unet::{Activations, Block, BlockTrace, Down, UNet};
@@ -55,10 +56,11 @@ pub fn start_relevance(logits: &Tensor<5>, class: usize, voxel: [usize; 3]) -> T
     start_for(logits, class, voxel, Target::Logit)
 }
 
-fn through_blocks(blocks: &[Block], traces: &[BlockTrace], prefix: &str, composite: &Composite, mut r: Tensor<5>) -> Tensor<5> {
+/// `first` is what the first block reads; every later block reads its predecessor's activation.
+fn through_blocks(blocks: &[Block], traces: &[BlockTrace], prefix: &str, composite: &Composite, first: Input, after: Input, mut r: Tensor<5>) -> Tensor<5> {
     for (b, (block, trace)) in blocks.iter().zip(traces).enumerate().rev() {
         let rule = composite.rule(&format!("{prefix}.{b}.conv"));
-        r = relevance(&rule, &merged_conv(block, trace), trace.input.clone(), r);
+        r = relevance(&rule, &merged_conv(block, trace), trace.input.clone(), if b == 0 { first } else { after }, r);
     }
     r
 }
@@ -67,20 +69,23 @@ fn through_blocks(blocks: &[Block], traces: &[BlockTrace], prefix: &str, composi
 /// the explanation starts). Linear in `r` for a fixed forward pass.
 pub fn propagate(net: &UNet, act: &Activations, composite: &Composite, r: Tensor<5>) -> Tensor<5> {
     let cfg = &net.config;
-    let mut r = relevance(&composite.rule("head"), &Linear::conv(&net.head), act.head_input.clone(), r);
+    // What each layer reads: a ReLU's output (max-pooled or up-sampled, still ≥ 0), except the
+    // MRI itself and a decoder's concatenation, half of which is a linear up-sampling's output.
+    let activated = if cfg.activation == Activation::Relu { Input::NonNegative } else { Input::Signed };
+    let mut r = relevance(&composite.rule("head"), &Linear::conv(&net.head), act.head_input.clone(), activated, r);
     let mut skips: Vec<Option<Tensor<5>>> = vec![None; cfg.levels];
     for i in (0..net.decoder.len()).rev() {
         let level = cfg.levels - 2 - i;
-        r = through_blocks(&net.decoder[i], &act.decoder[i], &format!("decoder.{i}"), composite, r);
+        r = through_blocks(&net.decoder[i], &act.decoder[i], &format!("decoder.{i}"), composite, Input::Signed, activated, r);
         let c = cfg.channels(level);
         let [r_skip, r_up]: [Tensor<5>; 2] = split_channels(r, &[c, c]).try_into().expect("two parts");
         skips[level] = Some(r_skip);
         let rule = composite.rule(&format!("ups.{i}"));
         let up = &net.ups[i];
         r = match (&up.transposed, &up.conv, &act.up_sampled[i]) {
-            (Some(t), _, _) => relevance(&rule, &Linear::conv_transpose(t), act.up_inputs[i].clone(), r_up),
+            (Some(t), _, _) => relevance(&rule, &Linear::conv_transpose(t), act.up_inputs[i].clone(), activated, r_up),
             (None, Some(conv), Some(sampled)) => {
-                let r_sampled = relevance(&rule, &Linear::conv(conv), sampled.clone(), r_up);
+                let r_sampled = relevance(&rule, &Linear::conv(conv), sampled.clone(), activated, r_up);
                 upsample2_adjoint(r_sampled, up.upsample_mode())
             }
             _ => unreachable!("forward and network agree"),
@@ -90,7 +95,8 @@ pub fn propagate(net: &UNet, act: &Activations, composite: &Composite, r: Tensor
         if let Some(skip) = skips[level].take() {
             r = r + skip;
         }
-        r = through_blocks(&net.encoder[level], &act.encoder[level], &format!("encoder.{level}"), composite, r);
+        let first = if level == 0 { Input::Signed } else { activated };
+        r = through_blocks(&net.encoder[level], &act.encoder[level], &format!("encoder.{level}"), composite, first, activated, r);
         if level > 0 && cfg.down == Down::MaxPool {
             let below = act.encoder[level - 1].last().expect("≥ 1 block").output.clone();
             r = max_unpool3d(below, r);
