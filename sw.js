@@ -4,7 +4,7 @@
 const CACHE = 'seglrp-v1';
 const ASSETS = [
   './', './index.html', './www/style.css', './www/app.js', './www/compute.js', './www/worker.js', './www/files.js',
-  './www/sequences.js', './www/viewer.js', './www/outline.js', './www/nifti-bytes.js', './www/charts.js', './www/cohort.js',
+  './www/sequences.js', './www/viewer.js', './www/outline.js', './www/nifti-bytes.js', './www/charts.js', './www/cohort.js', './www/pool.js',
   './www/pkg/seglrp.js', './www/pkg/seglrp_bg.wasm', './node_modules/@niivue/niivue/dist/index.js',
 ];
 

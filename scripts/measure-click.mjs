@@ -1,15 +1,19 @@
 // Times the demo page in headless Chromium: engine start, demo patient 13 (generated in the
 // page, 128×96×40) load + segmentation by the bundled model, three explanations of the voxel at
 // the crosshair (one LRP-ε pass each) and, with --region, the map of all predicted tumour
-// (EpsilonGammaBox, two passes), per backend. Usage:
-//   node scripts/measure-click.mjs [--region] [flex webgpu]
+// (EpsilonGammaBox, two passes), and with --cohort N "Explain the demo cohort" for patients 1..N
+// (with --workers K: the page's ?workers=K), per backend. Usage:
+//   node scripts/measure-click.mjs [--region] [--cohort N [--workers K]] [flex webgpu]
 // (needs `npm start`'s build in www/pkg). Prints one line per backend.
 import { chromium } from 'playwright-core';
 import { serve } from './serve.mjs';
 
 const args = process.argv.slice(2);
 const region = args.includes('--region');
-const named = args.filter((a) => a !== '--region');
+const option = (flag) => (args.includes(flag) ? +args[args.indexOf(flag) + 1] : null);
+const cohortSize = option('--cohort');
+const workers = option('--workers');
+const named = args.filter((a, i) => a !== '--region' && !a.startsWith('--') && !['--cohort', '--workers'].includes(args[i - 1]));
 const backends = named.length ? named : ['flex', 'webgpu'];
 const server = await serve(0);
 const origin = `http://127.0.0.1:${server.address().port}`;
@@ -34,7 +38,7 @@ try {
   for (const backend of backends) {
     const page = await browser.newPage({ viewport: { width: 1280, height: 1000 } });
     let t = Date.now();
-    await page.goto(`${origin}/?backend=${backend}`);
+    await page.goto(`${origin}/?backend=${backend}${workers ? `&workers=${workers}` : ''}`);
     await page.waitForFunction(() => window.__seglrp?.backend, null, { timeout: 120_000 });
     const start = Date.now() - t;
     t = Date.now();
@@ -45,8 +49,20 @@ try {
     const clicks = [];
     for (let i = 0; i < 3; i++) clicks.push(await explain(page, 'voxel', 'Epsilon'));
     const all = region ? ` | all tumour (EpsilonGammaBox) ${await explain(page, 'all', 'EpsilonGammaBox')} ms` : '';
+    let cohort = '';
+    if (cohortSize) {
+      await page.selectOption('#composite', 'EpsilonGammaBox');
+      await page.fill('#cohort-size', String(cohortSize));
+      t = Date.now();
+      await page.click('#run-cohort');
+      await page.waitForFunction(() => /^Cohort: \d+ patients explained|stopped/.test(document.getElementById('status').textContent)
+        || document.getElementById('status').classList.contains('error'), null, { timeout: 3_600_000 });
+      const text = await page.textContent('#status');
+      const memory = await page.evaluate(() => window.__seglrp.compute.call('memory'));
+      cohort = ` | cohort of ${cohortSize}: ${Date.now() - t} ms (${text.trim()}; main worker's wasm memory ${(memory.wasm_bytes / 2 ** 20).toFixed(0)} MiB)`;
+    }
     const name = await page.evaluate(() => window.__seglrp.backend);
-    console.log(`${name.padEnd(14)} start ${start} ms | load+segment ${segment} ms | voxel (LRP-ε) ${clicks.join(', ')} ms${all}`);
+    console.log(`${name.padEnd(14)} start ${start} ms | load+segment ${segment} ms | voxel (LRP-ε) ${clicks.join(', ')} ms${all}${cohort}`);
     await page.close();
   }
 } finally {

@@ -363,14 +363,27 @@ async function figuresExported(page, name) {
  * plot's PNG read back.
  */
 async function cohortRun(page, name) {
+  const loaded = () => page.evaluate(() => ({ study: window.__seglrp.name, tumour: window.__seglrp.mask.reduce((n, v) => n + v, 0) }));
+  const before = await loaded();
   await page.click('#clear-cohort');
   await page.fill('#cohort-size', '2');
   await page.selectOption('#composite', 'EpsilonGammaBox');
+  // Cancel while the workers compute: nothing is added, the extra workers end, the page is free.
+  await page.click('#run-cohort');
+  await page.waitForFunction(() => /now patient/.test(document.getElementById('status').textContent), null, { timeout: 120_000 });
+  await page.click('#cancel');
+  await waitStatus(page, /^Cancelled\./);
+  assert.equal(await page.evaluate(() => window.__seglrp.cohort.rows.length + (window.__seglrp.busy ? 100 : 0)), 0, `${name}: cancelled cohort left rows or a busy page`);
   await page.click('#run-cohort');
   await page.waitForFunction(() => /^Cohort: \d+ patients explained|stopped/.test(document.getElementById('status').textContent)
     || document.getElementById('status').classList.contains('error'), null, { timeout: 900_000 });
   const done = await statusText(page);
   assert.match(done, /^Cohort: 2 patients explained/, `${name}: ${done}`);
+  // Two patients at once where there are two cores (pool.js): one worker each.
+  const workers = +done.match(/on (\d+) workers?/)[1];
+  const cores = await page.evaluate(() => navigator.hardwareConcurrency);
+  assert.equal(workers, Math.min(2, cores), `${name}: ${workers} workers for 2 patients on ${cores} cores`);
+  assert.deepEqual(await loaded(), before, `${name}: the loaded study is untouched by the cohort run`);
   const rows = await page.evaluate(() => window.__seglrp.cohort.rows);
   assert.deepEqual(rows.map((r) => r.study), ['demo patient 1', 'demo patient 2']);
   let worst = 0;
@@ -393,7 +406,7 @@ async function cohortRun(page, name) {
   const [w, h] = pngSize(await download(page, '#save-plot', name));
   assert.ok(w >= 640 && h >= 360, `${name}: plot ${w}×${h}`);
   await shot(page, `${name.replace(/\W+/g, '_')}-cohort`);
-  return `cohort of 2 (${done.match(/in (\d+ s)/)?.[1]}): shares = native within ${worst.toExponential(1)}, CSV and PNG read back`;
+  return `cohort of 2 (${done.match(/in (\d+ s)/)?.[1]} on ${workers} workers, cancel checked): shares = native within ${worst.toExponential(1)}, CSV and PNG read back`;
 }
 
 /** A GPU buffer limit below what the study needs: refused in words, nothing else changes. */

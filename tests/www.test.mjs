@@ -1,11 +1,13 @@
 // Unit tests of the page's DOM-free modules (node --test): outlines, in-memory NIfTI and
-// voxel ↔ world, the cohort's CSV, display windows. The page itself is tested by e2e.mjs.
+// voxel ↔ world, the cohort's CSV, display windows, the cohort's worker pool, the offline list. The page itself is tested by e2e.mjs.
 import test from 'node:test';
 import assert from 'node:assert/strict';
 import { boundary } from '../www/outline.js';
 import { niftiBytes, toNative, toWorld } from '../www/nifti-bytes.js';
 import { Cohort } from '../www/cohort.js';
 import { windowOf, SEQUENCES } from '../www/sequences.js';
+import { Pool, poolSize } from '../www/pool.js';
+import { readFileSync, readdirSync } from 'node:fs';
 
 test('outline of a 3×3×3 cube: its 26 surface voxels, or 8 per slice in-plane', () => {
   const dims = [5, 5, 5];
@@ -63,4 +65,47 @@ test('display window: 2nd to 98th percentile of the non-zero voxels', () => {
   for (let i = 0; i < 100; i++) v[i] = i + 1; // 900 zeros are background
   assert.deepEqual(windowOf(v), [3, 99]);
   assert.deepEqual(windowOf(new Float32Array(10)), [0, 1]);
+});
+
+test('cohort pool size: a worker per core on the CPU, within memory; one on a GPU; ?workers wins', () => {
+  assert.equal(poolSize('cpu (flex)', { cores: 2, memoryGB: 8 }), 2);
+  assert.equal(poolSize('cpu (flex)', { cores: 16, memoryGB: 8 }), 5);
+  assert.equal(poolSize('cpu (flex)', { cores: 16 }), 8);
+  assert.equal(poolSize('cpu (flex)', { cores: 4, memoryGB: 1 }), 1);
+  assert.equal(poolSize('webgpu', { cores: 16, memoryGB: 8 }), 1);
+  assert.equal(poolSize('webgpu', { cores: 16, asked: 3 }), 3);
+});
+
+test('cohort pool: every item once, on whichever worker is free; failures reported, dead engines restarted, Cancel stops', async () => {
+  const fake = (name) => ({ name, restarts: 0, async restart() { this.restarts++; } });
+  const pool = new Pool(fake('main'), 3);
+  pool.extras = [fake('a'), fake('b')];
+  const seen = [];
+  const failed = [];
+  const by = new Map();
+  await pool.map([1, 2, 3, 4, 5, 6, 7], async (w, i) => {
+    await new Promise((r) => setTimeout(r, i % 3));
+    if (i === 4) throw Object.assign(new Error('trap'), { kind: 'fatal' });
+    if (i === 6) throw new Error('bad input');
+    return i * 10;
+  }, {
+    onStart: (i, w) => by.set(i, w.name),
+    onResult: (i, r, e) => (e ? failed.push([i, e.message]) : seen.push([i, r])),
+  });
+  assert.deepEqual(seen.map(([i]) => i).sort(), [1, 2, 3, 5, 7]);
+  assert.ok(seen.every(([i, r]) => r === i * 10));
+  assert.deepEqual(failed.sort(), [[4, 'trap'], [6, 'bad input']]);
+  assert.equal(new Set(by.values()).size, 3, 'all three workers took items');
+  assert.equal(pool.workers.reduce((n, w) => n + w.restarts, 0), 1, 'only the fatal failure restarts its worker');
+  let stop = false;
+  const ran = [];
+  await pool.map([1, 2, 3, 4, 5, 6], async (w, i) => { ran.push(i); if (i === 2) stop = true; }, { onResult: () => {}, stopped: () => stop });
+  assert.ok(ran.length < 6, `stopped after ${ran.length}`);
+});
+
+test('offline: the service worker caches every module of the page', () => {
+  const sw = readFileSync(new URL('../sw.js', import.meta.url), 'utf8');
+  const modules = readdirSync(new URL('../www/', import.meta.url)).filter((f) => f.endsWith('.js') && f !== 'bench.js');
+  assert.ok(modules.length >= 11, modules.join());
+  for (const m of modules) assert.ok(sw.includes(`'./www/${m}'`), `${m} is not in sw.js's ASSETS`);
 });

@@ -7,6 +7,7 @@ import { renderFiles } from './files.js';
 import { Viewer } from './viewer.js';
 import { drawBars, drawParallel, colourOf, pngOf } from './charts.js';
 import { Cohort } from './cohort.js';
+import { Pool, poolSize } from './pool.js';
 
 const $ = (id) => document.getElementById(id);
 const state = {
@@ -70,7 +71,8 @@ async function withProgress(label, fn) {
   compute.progress = null;
   const tick = () => {
     const p = compute.progress;
-    const part = !p ? '' : p.stage === 'region' ? ` (LRP pass ${p.done} of ${p.total} done)` : ` (window ${p.done} of ${p.total})`;
+    // A label function reports its own progress (the cohort's workers).
+    const part = !p || typeof label === 'function' ? '' : p.stage === 'region' ? ` (LRP pass ${p.done} of ${p.total} done)` : ` (window ${p.done} of ${p.total})`;
     const prefix = typeof label === 'function' ? label() : label;
     status(`${prefix}… ${((performance.now() - t0) / 1000).toFixed(1)} s${part}`, { busy: true });
   };
@@ -287,41 +289,68 @@ const escapeHtml = (s) => String(s).replace(/[&<>"]/g, (c) => ({ '&': '&amp;', '
 
 /**
  * The seed's cohort figure: each demo patient generated, segmented and explained over all its
- * predicted tumour (class tumour, the chosen composite); one line each. Cancel stops it.
+ * predicted tumour (class tumour, the chosen composite), on a pool of workers (pool.js); the
+ * lines join the plot in patient order. The loaded study stays as it is. Cancel stops it.
  */
 async function runCohort() {
   if (state.busy) return;
   const n = Math.max(1, Math.min(COHORT_SIZE, +$('cohort-size').value || COHORT_SIZE));
   const composite = $('composite').value;
-  const run = { cancelled: false };
+  const asked = +new URLSearchParams(location.search).get('workers') || null;
+  const size = Math.min(n, poolSize(state.backend, { cores: navigator.hardwareConcurrency || 4, memoryGB: navigator.deviceMemory ?? null, asked }));
+  const run = { cancelled: false, pool: new Pool(compute, size) };
   state.cohortRun = run;
+  state.busy = true;
   const t0 = performance.now();
+  const results = new Map();
+  const running = new Map();
+  const failures = [];
+  let next = 1;
   let done = 0;
-  const skipped = [];
-  try {
-    for (let i = 1; i <= n && !run.cancelled; i++) {
-      const eta = done ? `, about ${Math.round(((performance.now() - t0) / done) * (n - i + 1) / 1000)} s left` : '';
-      const head = `Cohort: patient ${i} of ${n}${eta}`;
-      state.busy = true;
-      const files = await withProgress(`${head}: generating`, () => compute.call('cohort', { i })).finally(() => { state.busy = false; });
-      if (run.cancelled) break;
-      if (!(await openFiles(files, {}, files, `demo patient ${i}`))) throw new Error(`demo patient ${i} could not be opened: ${$('status').textContent}`);
-      if (!state.mask.some((v) => v)) { skipped.push(i); continue; }
-      state.busy = true;
-      try {
-        const e = await explainWith({ voxel: [0, 0, 0], cls: 1, composite, scope: 'all' });
-        await showExplanation(e);
-      } finally {
-        state.busy = false;
-      }
-      done++;
+  const line = () => {
+    const eta = done ? `, about ${Math.round(((performance.now() - t0) / done) * (n - done) / 1000)} s left` : '';
+    const now = [...running.keys()].sort((a, b) => a - b).map((i) => {
+      const p = running.get(i).progress;
+      return `patient ${i}${p?.stage === 'region' ? ` (LRP pass ${p.done} of ${p.total} done)` : ''}`;
+    });
+    return `Cohort: ${done} of ${n} patients explained on ${size} worker${size > 1 ? 's' : ''}${eta}${now.length ? `; now ${now.join(', ')}` : ''}`;
+  };
+  // Rows join the cohort in patient order, whatever order the workers finish in.
+  const flush = () => {
+    for (; results.has(next); next++) {
+      const r = results.get(next);
+      if (!r?.voxels) continue;
+      cohort.add({
+        study: `demo patient ${next}`, region: `${REGION_NAMES.all}, ${r.voxels} voxels`, class: 'tumour', composite,
+        voxels: r.voxels, left_out: r.left_out, conservation: r.conservation, shares: Array.from(r.shares),
+      });
     }
-    const skip = skipped.length ? ` Patients without predicted tumour (no line): ${skipped.join(', ')}.` : '';
-    status(run.cancelled ? `Cohort stopped after ${done} patients.${skip}` : `Cohort: ${done} patients explained in ${((performance.now() - t0) / 1000).toFixed(0)} s.${skip}`);
+    drawCohort();
+  };
+  try {
+    await withProgress(`Starting ${size} cohort worker${size > 1 ? 's' : ''}`, () => run.pool.start());
+    await withProgress(line, () => run.pool.map(Array.from({ length: n }, (_, k) => k + 1), (w, i) => w.run('demoPatient', { i, composite }), {
+      stopped: () => run.cancelled,
+      onStart: (i, w) => { w.progress = null; running.set(i, w); },
+      onResult: (i, r, e) => {
+        running.delete(i);
+        if (e) failures.push(`patient ${i}: ${e.message}`);
+        else done++;
+        results.set(i, r);
+        flush();
+      },
+    }));
+    const none = [...results.values()].filter((r) => r && !r.voxels).map((r) => r.patient);
+    const skip = none.length ? ` Patients without predicted tumour (no line): ${none.join(', ')}.` : '';
+    const fail = failures.length ? ` Failed: ${failures.join('; ')}.` : '';
+    status(run.cancelled ? `Cohort stopped after ${done} patients.${skip}`
+      : `Cohort: ${done} patients explained in ${((performance.now() - t0) / 1000).toFixed(0)} s on ${size} worker${size > 1 ? 's' : ''}.${skip}${fail}`, { error: failures.length > 0 });
   } catch (e) {
     failed('The cohort run stopped', e);
   } finally {
+    run.pool.close();
     state.cohortRun = null;
+    state.busy = false;
     updateButtons();
   }
 }
@@ -430,7 +459,10 @@ $('clear').addEventListener('click', () => {
 });
 $('cancel').addEventListener('click', async () => {
   state.queued = null;
-  if (state.cohortRun) state.cohortRun.cancelled = true;
+  if (state.cohortRun) {
+    state.cohortRun.cancelled = true;
+    state.cohortRun.pool.close();
+  }
   status('Cancelling…');
   await compute.restart();
   status('Cancelled.');

@@ -2,9 +2,9 @@
 // cancelled request or a GPU failure costs a restart and a reload, never the user's work.
 
 export class Compute {
-  constructor(onStatus) {
+  constructor(onStatus, { backend = null } = {}) {
     this.onStatus = onStatus;
-    this.backendPref = new URLSearchParams(location.search).get('backend') || 'auto';
+    this.backendPref = backend ?? (new URLSearchParams(location.search).get('backend') || 'auto');
     this.opened = null;
     this.pending = new Map();
     this.nextId = 1;
@@ -21,10 +21,15 @@ export class Compute {
     return this.ready;
   }
 
-  spawn() {
+  /** Ends the worker; what was pending fails as cancelled. */
+  terminate() {
     this.worker?.terminate();
     for (const { reject } of this.pending.values()) reject(new Error('cancelled'));
     this.pending.clear();
+  }
+
+  spawn() {
+    this.terminate();
     const url = new URL('./worker.js', import.meta.url);
     url.searchParams.set('backend', this.backendPref);
     this.worker = new Worker(url, { type: 'module' });
@@ -73,6 +78,8 @@ export class Compute {
     const send = () => this.call('loadModel', { weights: weights ? weights.slice().buffer : null, config });
     const info = await send();
     this.model = weights ? send : null;
+    // What another worker needs to run the same model (pool.js).
+    this.modelFiles = weights ? { weights, config } : null;
     this.opened = null;
     return info;
   }

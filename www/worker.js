@@ -52,6 +52,8 @@ const ops = {
   explain: ({ x, y, z, cls, composite }) => engine.explain(x, y, z, cls, composite ?? ''),
   explainRegion: ({ x, y, z, cls, composite, scope, label }) => engine.explain_region(x, y, z, cls, composite ?? '', scope, label ?? undefined),
   cohort: ({ i }) => engine.cohort_files(i, false),
+  // One line of the cohort figure, leaving the loaded study alone (app.js runs these on a pool).
+  demoPatient: ({ i, composite }) => engine.explain_demo_patient(i, composite ?? ''),
   sample: ({ i, dims }) => engine.sample_file(i, dims[0], dims[1], dims[2]),
   memory: () => engine.memory_report(),
   loadModel: ({ weights, config }) => (weights ? engine.load_model(new Uint8Array(weights), config ?? undefined) : engine.use_bundled_model()),

@@ -361,6 +361,42 @@ pub fn cohort_files(i: usize, gzip: bool) -> Result<js_sys::Array, JsError> {
     Ok(out)
 }
 
+/// One line of the seed's cohort figure, computed without touching the loaded study: demo
+/// patient `i` generated, read back from its NIfTI files (the path a dropped study takes),
+/// segmented, and the exact region map of all its predicted tumour (class tumour) under
+/// `composite`. Returns what [`explain_region`] does without the maps
+/// (`{voxels, left_out, shares, signed_shares, conservation, …}`) plus `patient` and
+/// `tumour_voxels`; with no predicted tumour only those two (`tumour_voxels: 0`). The page runs
+/// it on a pool of workers, one patient per CPU core.
+#[wasm_bindgen]
+pub async fn explain_demo_patient(i: usize, composite: String) -> Result<JsValue, JsError> {
+    if !(1..=crate::phantom::COHORT_SIZE).contains(&i) {
+        return Err(js_err(format!("the demo cohort has patients 1–{}", crate::phantom::COHORT_SIZE)));
+    }
+    let files = crate::phantom::cohort_patient(i).nifti_files(false);
+    let refs: Vec<(String, &[u8])> = files.iter().map(|(n, b)| (format!("patient{i:02}_{n}"), &b[..])).collect();
+    let mut reports = study::read_files(&refs);
+    let st = study::assemble_reports(&mut reports, &[]).map_err(js_err)?;
+    let (net, prepared) = with_state(|s| {
+        check_fits(s, st.volume.dims)?;
+        Ok((s.net.clone(), engine::prepare(&s.net, &st.volume, &s.device).map_err(js_err)?))
+    })?;
+    let mask = engine::segmentation(&prepared).await.map_err(js_err)?;
+    let tumour = mask.iter().filter(|v| **v != 0).count();
+    let out = if tumour == 0 {
+        js_sys::Object::new().into()
+    } else {
+        let composite = chosen_composite(&composite, &prepared)?;
+        let area = Selection::AllPredicted.mask(&mask, None, prepared.dims).map_err(js_err)?;
+        let e = region_map(&net, &prepared, &area, 1, &composite).await;
+        release();
+        serde_wasm_bindgen::to_value(&e.map_err(js_err)?).map_err(js_err)?
+    };
+    set(&out, "patient", &(i as f64).into())?;
+    set(&out, "tumour_voxels", &(tumour as f64).into())?;
+    Ok(out)
+}
+
 /// Demo patient `i` imaged on an `nx × ny × nz` grid (same voxel size, centred on the liver)
 /// as one uncompressed 4-D NIfTI, `{name, bytes}`: the bench page's studies of any size.
 #[wasm_bindgen]
