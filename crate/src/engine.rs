@@ -419,7 +419,8 @@ pub async fn explain_regions_with_progress(
     for &core in &cores {
         let w = p.window_for(net, core.0, core.1);
         let acts = p.activations(net, &w);
-        let sums = crate::lrp::region::column_sums(net, &acts, composite);
+        let plan = crate::lrp::unet::Plan::new(net, &acts, composite);
+        let sums = crate::lrp::region::column_sums(net, &acts, &plan);
         let totals = acts.logits.clone().narrow(1, class, 1) * sums.clone().narrow(1, class, 1);
         for (l, region) in largest.iter_mut().zip(regions) {
             if let Some(mask) = mask_in(region, &w, core) {
@@ -427,10 +428,10 @@ pub async fn explain_regions_with_progress(
                 *l = l.max(read(m).await?[0]);
             }
         }
-        // One core: keep its pass for the second visit. Several: keep only the column sums
-        // (on the host), and run the forward pass again.
+        // One core: keep its pass and rules for the second visit. Several: keep only the column
+        // sums (on the host), and run the forward pass again.
         if cores.len() == 1 {
-            visits.push((w, Some(acts), Ok(sums)));
+            visits.push((w, Some((acts, plan)), Ok(sums)));
         } else {
             let dims = sums.dims();
             visits.push((w, None, Err((read(sums).await?, dims))));
@@ -441,9 +442,13 @@ pub async fn explain_regions_with_progress(
     let mut out: Vec<(Vec<f32>, f32, f32, usize)> = regions.iter().map(|_| (vec![0f32; channels * nx * ny * nz], 0.0, 0.0, 0)).collect();
     let mut done = 0;
     for ((w, acts, sums), &core) in visits.into_iter().zip(&cores) {
-        let acts = match acts {
-            Some(a) => a,
-            None => p.activations(net, &w),
+        let (acts, plan) = match acts {
+            Some(ap) => ap,
+            None => {
+                let acts = p.activations(net, &w);
+                let plan = crate::lrp::unet::Plan::new(net, &acts, composite);
+                (acts, plan)
+            }
         };
         let sums: Tensor<5> = match sums {
             Ok(t) => t,
@@ -451,7 +456,7 @@ pub async fn explain_regions_with_progress(
         };
         for (i, region) in regions.iter().enumerate() {
             let Some(mask) = mask_in(region, &w, core) else { continue };
-            let m = crate::lrp::region::region_map_largest(net, &acts, composite, class, mask, sums.clone(), largest[i]);
+            let m = crate::lrp::region::region_map_largest(net, &acts, &plan, class, mask, sums.clone(), largest[i]);
             let o = &mut out[i];
             o.1 += masked_sum(acts.logits.clone().narrow(1, class, 1), &m.kept).await?;
             o.2 += masked_sum(m.totals.clone(), &m.kept).await?;

@@ -25,6 +25,24 @@ pub fn max_pool3d(x: Tensor<5>) -> Tensor<5> {
     win.max_dim(3).reshape(shape)
 }
 
+/// 1 at each 2×2×2 window's winner (its max; the first on ties), `[n·c·d/2, h/2, w/2, 8]`.
+fn winners(x: Tensor<5>) -> (Tensor<4>, [usize; 5]) {
+    let (win, pooled) = windows(x);
+    // One-hot of the argmax by comparison with 0..8 (burn's `one_hot` validates its input with a
+    // synchronous read, which WebGPU in a browser cannot do).
+    let shape = win.dims();
+    let slots = Tensor::<1, Int>::arange(0..8, &win.device()).reshape([1, 1, 1, 8]).expand(shape);
+    (win.argmax(3).expand(shape).equal(slots).float(), pooled)
+}
+
+/// The transpose of [`max_unpool3d`] for one `x`: each window's winner's value of `v` (shaped
+/// like `x`), on the pooled grid.
+pub fn max_gather3d(x: Tensor<5>, v: Tensor<5>) -> Tensor<5> {
+    let (winner, pooled) = winners(x);
+    let (values, _) = windows(v);
+    (winner * values).sum_dim(3).reshape(pooled)
+}
+
 /// Routes `r` (shaped like the pooled output) back to the winner of each window of `x`:
 /// the gradient of [`max_pool3d`], which is what Zennit propagates through max-pooling.
 /// On ties the first voxel of the window (depth-major order) wins, as in PyTorch.
@@ -34,12 +52,7 @@ pub fn max_pool3d(x: Tensor<5>) -> Tensor<5> {
 pub fn max_unpool3d(x: Tensor<5>, r: Tensor<5>) -> Tensor<5> {
     let [n, c, d, h, w] = x.dims();
     let batch = r.dims()[0];
-    let (win, [_, _, d2, h2, w2]) = windows(x);
-    // One-hot of the argmax by comparison with 0..8 (burn's `one_hot` validates its input with a
-    // synchronous read, which WebGPU in a browser cannot do).
-    let shape = [n * c * d2, h2, w2, 8];
-    let slots = Tensor::<1, Int>::arange(0..8, &win.device()).reshape([1, 1, 1, 8]).expand(shape);
-    let mut winner = win.argmax(3).expand(shape).equal(slots).float();
+    let (mut winner, [_, _, d2, h2, w2]) = winners(x);
     if batch != n {
         assert_eq!(n, 1, "a batch of relevances needs a single input");
         winner = winner.repeat_dim(0, batch);

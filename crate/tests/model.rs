@@ -330,3 +330,41 @@ fn windowed_study_equals_the_whole_pass() {
         compare(&format!("{cfg:?} region"), &y.relevance, &x.relevance);
     }
 }
+
+/// The column sums of region maps come from an explicit transpose of the LRP map (each rule's
+/// transpose, walked from the input to the logits). Whatever the architecture and rule, it must
+/// be the transpose: `⟨v, L r⟩ = ⟨Lᵀ v, r⟩` for any `v` and `r`.
+#[test]
+fn the_transposed_walk_is_the_transpose_of_an_lrp_pass() {
+    use seglrp::lrp::rules::Rule;
+    use seglrp::lrp::unet::{propagate_planned, transpose_planned, Plan};
+    let dev = cpu_device("cpu").unwrap();
+    let composites = || {
+        let mut c: Vec<Composite> = Composite::NAMES.iter().map(|n| Composite::by_name(n).unwrap()).collect();
+        c[2] = Composite::EpsilonGammaBox { low: vec![-3.0; 6], high: vec![3.0; 6] };
+        c.push(Composite::Custom { default: Rule::wsquare(), layers: vec![("head".into(), Rule::lrp0())] });
+        c
+    };
+    let dot = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(x, y)| *x as f64 * *y as f64).sum::<f64>();
+    let size = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(x, y)| (*x as f64 * *y as f64).abs()).sum::<f64>();
+    for cfg in variants() {
+        let net = UNet::seeded(&cfg, 6, 0.2, &dev);
+        let acts = net.forward_all(input([1, 6, 8, 8, 4], 13, &dev));
+        let v = input([1, 6, 8, 8, 4], 14, &dev);
+        let r = input([1, 2, 8, 8, 4], 15, &dev);
+        for c in composites() {
+            let plan = Plan::new(&net, &acts, &c);
+            let lr = host(propagate_planned(&net, &acts, &plan, r.clone()));
+            let ltv = host(transpose_planned(&net, &acts, &plan, v.clone()));
+            assert_eq!(ltv.len(), 2 * 8 * 8 * 4);
+            let (vr, rv) = (host(v.clone()), host(r.clone()));
+            let (left, right) = (dot(&vr, &lr), dot(&ltv, &rv));
+            let scale = size(&vr, &lr).max(size(&ltv, &rv));
+            assert!(scale > 1e-3, "{cfg:?} {c:?}: nothing propagated");
+            assert!((left - right).abs() <= 1e-5 * scale, "{cfg:?} {c:?}: ⟨v, L r⟩ = {left}, ⟨Lᵀ v, r⟩ = {right} (scale {scale})");
+            // And the planned pass is the plain one.
+            let plain = host(propagate(&net, &acts, &c, r.clone()));
+            assert_eq!(plain, lr, "{cfg:?} {c:?}: planned and plain passes differ");
+        }
+    }
+}

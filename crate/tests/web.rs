@@ -71,7 +71,7 @@ async fn pooling_matches_between_webgpu_and_cpu() {
     assert_eq!(outs[0], outs[1]);
 }
 
-/// The two-pass region map (autodiff for Lᵀ1, then one LRP pass) and a norm + trilinear
+/// The two-pass region map (the transposed walk for Lᵀ1, then one LRP pass) and a norm + trilinear
 /// network with EpsilonGammaBox give the same numbers on WebGPU as on the CPU.
 #[wasm_bindgen_test]
 async fn region_maps_and_other_composites_agree_on_webgpu_and_cpu() {

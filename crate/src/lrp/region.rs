@@ -5,8 +5,9 @@
 //! from the logit `y_a` at voxel `a` alone, and `ΣM_a` its sum over the input. For a fixed
 //! forward pass every rule is linear in the relevance it starts from (`L` is a matrix), so
 //! `ΣM_a = 1ᵀ L y_a e_a = y_a (Lᵀ1)_a` and `M_A = L(Σ_{a∈A} e_a / (Lᵀ1)_a)`:
-//! one pass of `Lᵀ` (here: autodiff through an LRP pass, since `Lᵀ1 = ∇_R Σ L R`) and one LRP
-//! pass, whatever the size of `A`. [`naive_region`] does the seed's per-voxel loop (batched); it
+//! one pass of `Lᵀ` and one LRP pass, whatever the size of `A`. Both passes share the rules
+//! made for this forward pass ([`Plan`]): `Lᵀ` is each layer's transpose
+//! ([`super::rules::PreparedRule::transpose`]), walked from the input to the logits. [`naive_region`] does the seed's per-voxel loop (batched); it
 //! is the test oracle.
 //!
 //! Voxels whose `|ΣM_a|` is below [`LEFT_OUT_FRACTION`] of the largest in the region are left
@@ -15,7 +16,7 @@
 use burn::prelude::*;
 
 use super::composite::Composite;
-use super::unet::{propagate, start_relevance};
+use super::unet::{propagate, propagate_planned, start_relevance, transpose_planned, Plan};
 use crate::unet::{Activations, UNet};
 
 /// A voxel `a` of the region is left out when `|ΣM_a| < LEFT_OUT_FRACTION · max_{b∈A} |ΣM_b|`.
@@ -31,35 +32,29 @@ pub struct RegionMap {
 }
 
 /// `(Lᵀ1)` for every logit: the sum of the input relevance per unit of start relevance.
-pub fn column_sums(net: &UNet, act: &Activations, composite: &Composite) -> Tensor<5> {
-    let r = act.logits.zeros_like().autodiff().require_grad();
-    let grads = propagate(net, act, composite, r.clone()).sum().backward();
-    r.grad(&grads).expect("the start relevance is tracked")
+pub fn column_sums(net: &UNet, act: &Activations, plan: &Plan) -> Tensor<5> {
+    transpose_planned(net, act, plan, act.x.ones_like())
 }
 
 /// The exact region map for `class` over `region` (`[1, 1, D, H, W]`, 1 inside, 0 outside).
 pub fn region_map(net: &UNet, act: &Activations, composite: &Composite, class: usize, region: Tensor<5>) -> RegionMap {
-    region_map_with(net, act, composite, class, region, column_sums(net, act, composite))
-}
-
-/// [`region_map`] with the [`column_sums`] of this forward pass and composite already done:
-/// they do not depend on the region, so several regions of one study share them (the first
-/// pass is the dearer one: a backward pass through an LRP pass).
-pub fn region_map_with(net: &UNet, act: &Activations, composite: &Composite, class: usize, region: Tensor<5>, column_sums: Tensor<5>) -> RegionMap {
-    let totals = act.logits.clone().narrow(1, class, 1) * column_sums.clone().narrow(1, class, 1);
+    let plan = Plan::new(net, act, composite);
+    let sums = column_sums(net, act, &plan);
+    let totals = act.logits.clone().narrow(1, class, 1) * sums.clone().narrow(1, class, 1);
     let inside = region.clone().greater_elem(0.5).float();
     let largest = (totals.abs() * inside).max().reshape([1, 1, 1, 1, 1]);
-    map_with_largest(net, act, composite, class, region, column_sums, largest)
+    map_with_largest(net, act, &plan, class, region, sums, largest)
 }
 
-/// [`region_map_with`] for the part of a region inside this pass's window, when the left-out
-/// rule's `largest` `|ΣM_b|` comes from the whole region (a region explained window by window).
-pub fn region_map_largest(net: &UNet, act: &Activations, composite: &Composite, class: usize, region: Tensor<5>, column_sums: Tensor<5>, largest: f32) -> RegionMap {
+/// The region map for the part of a region inside this pass's window, with the [`column_sums`]
+/// of this forward pass and the left-out rule's `largest` `|ΣM_b|` of the whole region (a
+/// region explained window by window).
+pub fn region_map_largest(net: &UNet, act: &Activations, plan: &Plan, class: usize, region: Tensor<5>, column_sums: Tensor<5>, largest: f32) -> RegionMap {
     let largest = region.zeros_like().narrow(2, 0, 1).narrow(3, 0, 1).narrow(4, 0, 1).add_scalar(largest);
-    map_with_largest(net, act, composite, class, region, column_sums, largest)
+    map_with_largest(net, act, plan, class, region, column_sums, largest)
 }
 
-fn map_with_largest(net: &UNet, act: &Activations, composite: &Composite, class: usize, region: Tensor<5>, column_sums: Tensor<5>, largest: Tensor<5>) -> RegionMap {
+fn map_with_largest(net: &UNet, act: &Activations, plan: &Plan, class: usize, region: Tensor<5>, column_sums: Tensor<5>, largest: Tensor<5>) -> RegionMap {
     let lt1 = column_sums.narrow(1, class, 1);
     let y = act.logits.clone().narrow(1, class, 1);
     let totals = y * lt1.clone();
@@ -73,7 +68,7 @@ fn map_with_largest(net: &UNet, act: &Activations, composite: &Composite, class:
         (0..classes).map(|c| if c == class { start_class.clone() } else { start_class.zeros_like() }).collect(),
         1,
     );
-    RegionMap { relevance: propagate(net, act, composite, start), totals, kept }
+    RegionMap { relevance: propagate_planned(net, act, plan, start), totals, kept }
 }
 
 /// How many voxels the per-voxel oracle explains per batched pass.

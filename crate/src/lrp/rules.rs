@@ -226,10 +226,175 @@ pub enum Input {
     NonNegative,
 }
 
+/// A rule applied to one layer for one forward pass, as the linear map it is:
+///
+/// `R_in = Σ_g a_g ⊙ Σ_{k∈g} W_kᵀ (d_k ⊙ R)`
+///
+/// with input factors `a_g` (`x`, `x⁺`, `x⁻`, `−l`, `−h`, or none for 1), weights `W_k` and
+/// output factors `d_k` (the rule's `1 / stab(z_k)`, with its gates and α, β folded in). Nothing
+/// here depends on `R`: several passes through one forward pass share it (a region map's two),
+/// and its transpose is `Lᵀ v = Σ_g Σ_{k∈g} d_k ⊙ W_k (a_g ⊙ v)` (convolutions without bias),
+/// which is how region maps get their column sums `Lᵀ1`. Terms sharing an input factor run as
+/// one convolution (their weights concatenated along the output channels): CPU kernels are
+/// faster on one larger product than on several small ones.
+#[derive(Clone, Debug)]
+pub struct PreparedRule {
+    layer: Linear,
+    in_dims: [usize; 5],
+    groups: Vec<Group>,
+}
+
+#[derive(Clone, Debug)]
+struct Group {
+    /// `a_g`; `None` is 1 (Flat, WSquare).
+    input: Option<Tensor<5>>,
+    /// `(W_k, d_k)`.
+    terms: Vec<(Tensor<5>, Tensor<5>)>,
+}
+
+/// `1 / stab(z)`, Zennit's stabilised divisor.
+fn inverse(z: Tensor<5>, eps: f32) -> Tensor<5> {
+    stabilise(z, eps).recip()
+}
+
+impl PreparedRule {
+    /// The rule's map for layer `layer` reading `x`; `input` says whether `x` may be negative.
+    pub fn new(rule: &Rule, layer: &Linear, x: Tensor<5>, input: Input) -> PreparedRule {
+        let (w, b) = (layer.weight.clone(), layer.bias.clone());
+        let in_dims = x.dims();
+        let nonneg = input == Input::NonNegative;
+        let group = |input: Option<Tensor<5>>, terms: Vec<(Tensor<5>, Tensor<5>)>| Group { input, terms };
+        let groups = match rule {
+            Rule::Epsilon { epsilon } if *epsilon == 0.0 => {
+                let z = layer.forward(x.clone(), w.clone(), b);
+                // An output with z = 0 passes nothing on (instead of Zennit's NaN).
+                let zero = z.clone().equal_elem(0.0).float();
+                let d = (zero.ones_like() - zero.clone()) / (z + zero);
+                vec![group(Some(x), vec![(w, d)])]
+            }
+            Rule::Epsilon { epsilon } => {
+                let d = inverse(layer.forward(x.clone(), w.clone(), b), *epsilon);
+                vec![group(Some(x), vec![(w, d)])]
+            }
+            Rule::ZPlus { stabilizer } if nonneg => {
+                let wp = pos5(&w);
+                let d = inverse(layer.forward(x.clone(), wp.clone(), pos1(&b)), *stabilizer);
+                vec![group(Some(x), vec![(wp, d)])]
+            }
+            Rule::ZPlus { stabilizer } => {
+                let (xp, xn, wp, wn) = (pos5(&x), neg5(&x), pos5(&w), neg5(&w));
+                let z = layer.forward(xp.clone(), wp.clone(), pos1(&b)) + layer.forward(xn.clone(), wn.clone(), None);
+                let d = inverse(z, *stabilizer);
+                vec![group(Some(xp), vec![(wp, d.clone())]), group(Some(xn), vec![(wn, d)])]
+            }
+            Rule::AlphaBeta { alpha, beta, stabilizer } if nonneg => {
+                let (wp, wn) = (pos5(&w), neg5(&w));
+                let [zp, zn]: [Tensor<5>; 2] =
+                    forward_many(layer, x.clone(), vec![(wp.clone(), pos1(&b)), (wn.clone(), neg1(&b))]).try_into().expect("two");
+                let (dp, dn) = (inverse(zp, *stabilizer) * *alpha, inverse(zn, *stabilizer) * -*beta);
+                vec![group(Some(x), vec![(wp, dp), (wn, dn)])]
+            }
+            Rule::AlphaBeta { alpha, beta, stabilizer } => {
+                let (xp, xn, wp, wn) = (pos5(&x), neg5(&x), pos5(&w), neg5(&w));
+                let zp = layer.forward(xp.clone(), wp.clone(), pos1(&b)) + layer.forward(xn.clone(), wn.clone(), None);
+                let zn = layer.forward(xp.clone(), wn.clone(), neg1(&b)) + layer.forward(xn.clone(), wp.clone(), None);
+                let (dp, dn) = (inverse(zp, *stabilizer) * *alpha, inverse(zn, *stabilizer) * -*beta);
+                vec![group(Some(xp), vec![(wp.clone(), dp.clone()), (wn.clone(), dn.clone())]), group(Some(xn), vec![(wn, dp), (wp, dn)])]
+            }
+            Rule::Gamma { gamma, stabilizer } => {
+                let w_up = w.clone() + pos5(&w) * *gamma;
+                let w_down = w.clone() + neg5(&w) * *gamma;
+                let b_up = b.as_ref().map(|b| b.clone() + b.clone().clamp_min(0.0) * *gamma);
+                let b_down = b.as_ref().map(|b| b.clone() + b.clone().clamp_max(0.0) * *gamma);
+                if nonneg {
+                    // x⁻ = 0: z↑ = x w↑ + b↑, z↓ = x w↓ + b↓, R_in = x (w↑ᵀ s↑ + w↓ᵀ s↓).
+                    let [z, z_up, z_down]: [Tensor<5>; 3] =
+                        forward_many(layer, x.clone(), vec![(w, b), (w_up.clone(), b_up), (w_down.clone(), b_down)]).try_into().expect("three");
+                    let d_up = z.clone().greater_elem(0.0).float() * inverse(z_up, *stabilizer);
+                    let d_down = z.lower_elem(0.0).float() * inverse(z_down, *stabilizer);
+                    vec![group(Some(x), vec![(w_up, d_up), (w_down, d_down)])]
+                } else {
+                    let (xp, xn) = (pos5(&x), neg5(&x));
+                    let z = layer.forward(x, w, b);
+                    let z_up = layer.forward(xp.clone(), w_up.clone(), b_up) + layer.forward(xn.clone(), w_down.clone(), None);
+                    let z_down = layer.forward(xp.clone(), w_down.clone(), b_down) + layer.forward(xn.clone(), w_up.clone(), None);
+                    let d_up = z.clone().greater_elem(0.0).float() * inverse(z_up, *stabilizer);
+                    let d_down = z.lower_elem(0.0).float() * inverse(z_down, *stabilizer);
+                    vec![
+                        group(Some(xp), vec![(w_up.clone(), d_up.clone()), (w_down.clone(), d_down.clone())]),
+                        group(Some(xn), vec![(w_down, d_up), (w_up, d_down)]),
+                    ]
+                }
+            }
+            Rule::ZBox { low, high, stabilizer } => {
+                let (l, h) = (bounds_like(low, &x), bounds_like(high, &x));
+                let (wp, wn) = (pos5(&w), neg5(&w));
+                let z = layer.forward(x.clone(), w.clone(), b.clone())
+                    - layer.forward(l.clone(), wp.clone(), pos1(&b))
+                    - layer.forward(h.clone(), wn.clone(), neg1(&b));
+                let d = inverse(z, *stabilizer);
+                vec![group(Some(x), vec![(w, d.clone())]), group(Some(-l), vec![(wp, d.clone())]), group(Some(-h), vec![(wn, d)])]
+            }
+            Rule::Flat { stabilizer } => {
+                let w1 = w.ones_like();
+                let d = inverse(layer.forward(x.ones_like(), w1.clone(), None), *stabilizer);
+                vec![group(None, vec![(w1, d)])]
+            }
+            Rule::WSquare { stabilizer } => {
+                let w2 = w.clone() * w;
+                let b2 = b.map(|b| b.clone() * b);
+                let d = inverse(layer.forward(x.ones_like(), w2.clone(), b2), *stabilizer);
+                vec![group(None, vec![(w2, d)])]
+            }
+        };
+        PreparedRule { layer: layer.clone(), in_dims, groups }
+    }
+
+    /// `R_in = L R`: the relevance of the layer's input from that of its output. `r` may hold a
+    /// batch of relevances for the one input (the per-voxel oracle).
+    pub fn apply(&self, r: Tensor<5>) -> Tensor<5> {
+        let axis = self.layer.out_axis();
+        let mut in_dims = self.in_dims;
+        in_dims[0] = r.dims()[0];
+        self.groups
+            .iter()
+            .map(|g| {
+                let s = Tensor::cat(g.terms.iter().map(|(_, d)| r.clone() * d.clone()).collect(), 1);
+                let w = Tensor::cat(g.terms.iter().map(|(w, _)| w.clone()).collect(), axis);
+                let back = self.layer.backward(s, w, in_dims);
+                match &g.input {
+                    Some(a) => back * a.clone(),
+                    None => back,
+                }
+            })
+            .reduce(|a, b| a + b)
+            .expect("a rule has a term")
+    }
+
+    /// `Lᵀ v`: `v` shaped like the layer's input, the result like its output.
+    pub fn transpose(&self, v: Tensor<5>) -> Tensor<5> {
+        self.groups
+            .iter()
+            .flat_map(|g| {
+                let v = match &g.input {
+                    Some(a) => v.clone() * a.clone(),
+                    None => v.clone(),
+                };
+                let outs = forward_many(&self.layer, v, g.terms.iter().map(|(w, _)| (w.clone(), None)).collect());
+                outs.into_iter().zip(&g.terms).map(|(o, (_, d))| o * d.clone()).collect::<Vec<_>>()
+            })
+            .reduce(|a, b| a + b)
+            .expect("a rule has a term")
+    }
+}
+
 /// Several forward convolutions of one input as one (the parameters concatenated along the
-/// output channels): the input is unfolded once and the matrix product is larger, which is what
-/// CPU kernels are fast at. Returns the outputs in order.
+/// output channels). Returns the outputs in order.
 fn forward_many(layer: &Linear, x: Tensor<5>, params: Vec<(Tensor<5>, Option<Tensor<1>>)>) -> Vec<Tensor<5>> {
+    if params.len() == 1 {
+        let (w, b) = params.into_iter().next().expect("one");
+        return vec![layer.forward(x, w, b)];
+    }
     let axis = layer.out_axis();
     let sizes: Vec<usize> = params.iter().map(|(w, _)| w.dims()[axis]).collect();
     let bias = if params.iter().any(|(_, b)| b.is_some()) {
@@ -242,103 +407,10 @@ fn forward_many(layer: &Linear, x: Tensor<5>, params: Vec<(Tensor<5>, Option<Ten
     split_channels(layer.forward(x, w, bias), &sizes)
 }
 
-/// `Σₖ wₖᵀ sₖ` as one transposed map of the concatenated quotients and weights.
-fn backward_sum(layer: &Linear, terms: Vec<(Tensor<5>, Tensor<5>)>, in_dims: [usize; 5]) -> Tensor<5> {
-    let axis = layer.out_axis();
-    let (s, w): (Vec<_>, Vec<_>) = terms.into_iter().unzip();
-    layer.backward(Tensor::cat(s, 1), Tensor::cat(w, axis), in_dims)
-}
-
 /// Relevance of the layer's input `x` given the relevance `r` of its output; `input` says
 /// whether `x` may be negative (see [`Input`]).
 pub fn relevance(rule: &Rule, layer: &Linear, x: Tensor<5>, input: Input, r: Tensor<5>) -> Tensor<5> {
-    let (w, b) = (layer.weight.clone(), layer.bias.clone());
-    let dims = x.dims();
-    let nonneg = input == Input::NonNegative;
-    let fwd = |x: Tensor<5>, w: Tensor<5>, b: Option<Tensor<1>>| layer.forward(x, w, b);
-    let back = |s: Tensor<5>, w: Tensor<5>| layer.backward(s, w, dims);
-    match rule {
-        Rule::Epsilon { epsilon } if *epsilon == 0.0 => {
-            let z = fwd(x.clone(), w.clone(), b);
-            let zero = z.clone().equal_elem(0.0).float();
-            let s = r * (zero.ones_like() - zero.clone()) / (z + zero);
-            x * back(s, w)
-        }
-        Rule::Epsilon { epsilon } => {
-            let s = r / stabilise(fwd(x.clone(), w.clone(), b), *epsilon);
-            x * back(s, w)
-        }
-        Rule::ZPlus { stabilizer } if nonneg => {
-            let wp = pos5(&w);
-            let s = r / stabilise(fwd(x.clone(), wp.clone(), pos1(&b)), *stabilizer);
-            x * back(s, wp)
-        }
-        Rule::ZPlus { stabilizer } => {
-            let (xp, xn, wp, wn) = (pos5(&x), neg5(&x), pos5(&w), neg5(&w));
-            let z = fwd(xp.clone(), wp.clone(), pos1(&b)) + fwd(xn.clone(), wn.clone(), None);
-            let s = r / stabilise(z, *stabilizer);
-            xp * back(s.clone(), wp) + xn * back(s, wn)
-        }
-        Rule::AlphaBeta { alpha, beta, stabilizer } if nonneg => {
-            let (wp, wn) = (pos5(&w), neg5(&w));
-            let [zp, zn]: [Tensor<5>; 2] = forward_many(layer, x.clone(), vec![(wp.clone(), pos1(&b)), (wn.clone(), neg1(&b))]).try_into().expect("two");
-            let sp = r.clone() / stabilise(zp, *stabilizer) * *alpha;
-            let sn = r / stabilise(zn, *stabilizer) * -*beta;
-            x * backward_sum(layer, vec![(sp, wp), (sn, wn)], dims)
-        }
-        Rule::AlphaBeta { alpha, beta, stabilizer } => {
-            let (xp, xn, wp, wn) = (pos5(&x), neg5(&x), pos5(&w), neg5(&w));
-            let zp = fwd(xp.clone(), wp.clone(), pos1(&b)) + fwd(xn.clone(), wn.clone(), None);
-            let zn = fwd(xp.clone(), wn.clone(), neg1(&b)) + fwd(xn.clone(), wp.clone(), None);
-            let sp = r.clone() / stabilise(zp, *stabilizer);
-            let sn = r / stabilise(zn, *stabilizer);
-            let positive = xp.clone() * back(sp.clone(), wp.clone()) + xn.clone() * back(sp, wn.clone());
-            let negative = xp * back(sn.clone(), wn) + xn * back(sn, wp);
-            positive * *alpha - negative * *beta
-        }
-        Rule::Gamma { gamma, stabilizer } => {
-            let w_up = w.clone() + pos5(&w) * *gamma;
-            let w_down = w.clone() + neg5(&w) * *gamma;
-            let b_up = b.as_ref().map(|b| b.clone() + b.clone().clamp_min(0.0) * *gamma);
-            let b_down = b.as_ref().map(|b| b.clone() + b.clone().clamp_max(0.0) * *gamma);
-            if nonneg {
-                // x⁻ = 0: z↑ = x w↑ + b↑, z↓ = x w↓ + b↓, R_in = x (w↑ᵀ s↑ + w↓ᵀ s↓).
-                let [z, z_up, z_down]: [Tensor<5>; 3] =
-                    forward_many(layer, x.clone(), vec![(w, b), (w_up.clone(), b_up), (w_down.clone(), b_down)]).try_into().expect("three");
-                let s_up = z.clone().greater_elem(0.0).float() * r.clone() / stabilise(z_up, *stabilizer);
-                let s_down = z.lower_elem(0.0).float() * r / stabilise(z_down, *stabilizer);
-                return x * backward_sum(layer, vec![(s_up, w_up), (s_down, w_down)], dims);
-            }
-            let (xp, xn) = (pos5(&x), neg5(&x));
-            let z = fwd(x, w, b);
-            let z_up = fwd(xp.clone(), w_up.clone(), b_up) + fwd(xn.clone(), w_down.clone(), None);
-            let z_down = fwd(xp.clone(), w_down.clone(), b_down) + fwd(xn.clone(), w_up.clone(), None);
-            let s_up = z.clone().greater_elem(0.0).float() * r.clone() / stabilise(z_up, *stabilizer);
-            let s_down = z.lower_elem(0.0).float() * r / stabilise(z_down, *stabilizer);
-            xp.clone() * back(s_up.clone(), w_up.clone())
-                + xn.clone() * back(s_up, w_down.clone())
-                + xp * back(s_down.clone(), w_down)
-                + xn * back(s_down, w_up)
-        }
-        Rule::ZBox { low, high, stabilizer } => {
-            let (l, h) = (bounds_like(low, &x), bounds_like(high, &x));
-            let (wp, wn) = (pos5(&w), neg5(&w));
-            let z = fwd(x.clone(), w.clone(), b.clone()) - fwd(l.clone(), wp.clone(), pos1(&b)) - fwd(h.clone(), wn.clone(), neg1(&b));
-            let s = r / stabilise(z, *stabilizer);
-            x * back(s.clone(), w) - l * back(s.clone(), wp) - h * back(s, wn)
-        }
-        Rule::Flat { stabilizer } => {
-            let (ones, w1) = (x.ones_like(), w.ones_like());
-            let s = r / stabilise(fwd(ones, w1.clone(), None), *stabilizer);
-            back(s, w1)
-        }
-        Rule::WSquare { stabilizer } => {
-            let w2 = w.clone() * w;
-            let b2 = b.map(|b| b.clone() * b);
-            let s = r / stabilise(fwd(x.ones_like(), w2.clone(), b2), *stabilizer);
-            back(s, w2)
-        }
-    }
+    PreparedRule::new(rule, layer, x, input).apply(r)
 }
 
 /// Relevance through a channel concatenation: each input keeps the relevance of its channels.

@@ -11,10 +11,10 @@ use burn::tensor::TensorData;
 
 use super::canonize::merged_conv;
 use super::composite::Composite;
-use super::rules::{relevance, split_channels, Input, Linear};
+use super::rules::{split_channels, Input, Linear, PreparedRule};
 use crate::unet::Activation;
-use crate::pool::max_unpool3d;
-use crate::upsample::upsample2_adjoint;
+use crate::pool::{max_gather3d, max_unpool3d};
+use crate::upsample::{upsample2, upsample2_adjoint};
 use crate::unet::{Activations, Block, BlockTrace, Down, UNet};
 
 /// The input relevance for one output voxel and class.
@@ -56,53 +56,156 @@ pub fn start_relevance(logits: &Tensor<5>, class: usize, voxel: [usize; 3]) -> T
     start_for(logits, class, voxel, Target::Logit)
 }
 
-/// `first` is what the first block reads; every later block reads its predecessor's activation.
-fn through_blocks(blocks: &[Block], traces: &[BlockTrace], prefix: &str, composite: &Composite, first: Input, after: Input, mut r: Tensor<5>) -> Tensor<5> {
-    for (b, (block, trace)) in blocks.iter().zip(traces).enumerate().rev() {
-        let rule = composite.rule(&format!("{prefix}.{b}.conv"));
-        r = relevance(&rule, &merged_conv(block, trace), trace.input.clone(), if b == 0 { first } else { after }, r);
-    }
-    r
+/// One linear layer of the U-Net as LRP meets it: its name (for the composite), its map, what
+/// it read in the forward pass and what is known of that input.
+struct Site {
+    name: String,
+    layer: Linear,
+    x: Tensor<5>,
+    input: Input,
 }
 
-/// Relevance of the network input for a given relevance `r` of the logits (zero except where
-/// the explanation starts). Linear in `r` for a fixed forward pass.
-pub fn propagate(net: &UNet, act: &Activations, composite: &Composite, r: Tensor<5>) -> Tensor<5> {
+impl Site {
+    fn prepare(&self, composite: &Composite) -> PreparedRule {
+        PreparedRule::new(&composite.rule(&self.name), &self.layer, self.x.clone(), self.input)
+    }
+}
+
+/// Every linear layer in the order [`propagate`] meets them (output to input).
+fn sites(net: &UNet, act: &Activations) -> Vec<Site> {
     let cfg = &net.config;
     // What each layer reads: a ReLU's output (max-pooled or up-sampled, still ≥ 0), except the
     // MRI itself and a decoder's concatenation, half of which is a linear up-sampling's output.
     let activated = if cfg.activation == Activation::Relu { Input::NonNegative } else { Input::Signed };
-    let mut r = relevance(&composite.rule("head"), &Linear::conv(&net.head), act.head_input.clone(), activated, r);
+    let site = |name: String, layer: Linear, x: &Tensor<5>, input: Input| Site { name, layer, x: x.clone(), input };
+    let blocks = |out: &mut Vec<Site>, blocks: &[Block], traces: &[BlockTrace], prefix: &str, first: Input| {
+        for (b, (block, trace)) in blocks.iter().zip(traces).enumerate().rev() {
+            let input = if b == 0 { first } else { activated };
+            out.push(site(format!("{prefix}.{b}.conv"), merged_conv(block, trace), &trace.input, input));
+        }
+    };
+    let mut out = vec![site("head".into(), Linear::conv(&net.head), &act.head_input, activated)];
+    for i in (0..net.decoder.len()).rev() {
+        blocks(&mut out, &net.decoder[i], &act.decoder[i], &format!("decoder.{i}"), Input::Signed);
+        let up = &net.ups[i];
+        out.push(match (&up.transposed, &up.conv, &act.up_sampled[i]) {
+            (Some(t), _, _) => site(format!("ups.{i}"), Linear::conv_transpose(t), &act.up_inputs[i], activated),
+            (None, Some(conv), Some(sampled)) => site(format!("ups.{i}"), Linear::conv(conv), sampled, activated),
+            _ => unreachable!("forward and network agree"),
+        });
+    }
+    for level in (0..cfg.levels).rev() {
+        let first = if level == 0 { Input::Signed } else { activated };
+        blocks(&mut out, &net.encoder[level], &act.encoder[level], &format!("encoder.{level}"), first);
+    }
+    out
+}
+
+/// The rules of a composite applied to every layer of one forward pass ([`PreparedRule`]s, in
+/// [`propagate`]'s order): what several passes through one forward pass share. Holds a few
+/// tensors the size of each layer's output.
+pub struct Plan {
+    rules: Vec<PreparedRule>,
+}
+
+impl Plan {
+    pub fn new(net: &UNet, act: &Activations, composite: &Composite) -> Plan {
+        Plan { rules: sites(net, act).iter().map(|s| s.prepare(composite)).collect() }
+    }
+}
+
+/// The walk of [`propagate`] with the `k`-th layer's map given by `rule(k)`.
+fn walk_back(net: &UNet, act: &Activations, mut rule: impl FnMut(usize) -> PreparedRule, r: Tensor<5>) -> Tensor<5> {
+    let cfg = &net.config;
+    let mut k = 0;
+    let mut next = |r: Tensor<5>| {
+        let out = rule(k).apply(r);
+        k += 1;
+        out
+    };
+    let mut r = next(r);
     let mut skips: Vec<Option<Tensor<5>>> = vec![None; cfg.levels];
     for i in (0..net.decoder.len()).rev() {
         let level = cfg.levels - 2 - i;
-        r = through_blocks(&net.decoder[i], &act.decoder[i], &format!("decoder.{i}"), composite, Input::Signed, activated, r);
+        for _ in &net.decoder[i] {
+            r = next(r);
+        }
         let c = cfg.channels(level);
         let [r_skip, r_up]: [Tensor<5>; 2] = split_channels(r, &[c, c]).try_into().expect("two parts");
         skips[level] = Some(r_skip);
-        let rule = composite.rule(&format!("ups.{i}"));
         let up = &net.ups[i];
-        r = match (&up.transposed, &up.conv, &act.up_sampled[i]) {
-            (Some(t), _, _) => relevance(&rule, &Linear::conv_transpose(t), act.up_inputs[i].clone(), activated, r_up),
-            (None, Some(conv), Some(sampled)) => {
-                let r_sampled = relevance(&rule, &Linear::conv(conv), sampled.clone(), activated, r_up);
-                upsample2_adjoint(r_sampled, up.upsample_mode())
-            }
-            _ => unreachable!("forward and network agree"),
-        };
+        r = next(r_up);
+        if up.transposed.is_none() {
+            r = upsample2_adjoint(r, up.upsample_mode());
+        }
     }
     for level in (0..cfg.levels).rev() {
         if let Some(skip) = skips[level].take() {
             r = r + skip;
         }
-        let first = if level == 0 { Input::Signed } else { activated };
-        r = through_blocks(&net.encoder[level], &act.encoder[level], &format!("encoder.{level}"), composite, first, activated, r);
+        for _ in &net.encoder[level] {
+            r = next(r);
+        }
         if level > 0 && cfg.down == Down::MaxPool {
             let below = act.encoder[level - 1].last().expect("≥ 1 block").output.clone();
             r = max_unpool3d(below, r);
         }
     }
     r
+}
+
+/// Relevance of the network input for a given relevance `r` of the logits (zero except where
+/// the explanation starts). Linear in `r` for a fixed forward pass. Each layer's rule is made
+/// when the walk reaches it and dropped after, so one pass holds one layer's at a time.
+pub fn propagate(net: &UNet, act: &Activations, composite: &Composite, r: Tensor<5>) -> Tensor<5> {
+    let sites = sites(net, act);
+    walk_back(net, act, |k| sites[k].prepare(composite), r)
+}
+
+/// [`propagate`] with the layers' rules made beforehand.
+pub fn propagate_planned(net: &UNet, act: &Activations, plan: &Plan, r: Tensor<5>) -> Tensor<5> {
+    walk_back(net, act, |k| plan.rules[k].clone(), r)
+}
+
+/// `Lᵀ v` for the map `L` of [`propagate`]: `v` shaped like the network input, the result like
+/// the logits. The walk of `propagate` backwards, each step replaced by its transpose: a layer's
+/// rule by [`PreparedRule::transpose`], routing to a pooling window's winner by reading the
+/// winner, up-sampling's adjoint by up-sampling, a channel split by a concatenation, and the
+/// sum at a skip by sending `v` both ways.
+pub fn transpose_planned(net: &UNet, act: &Activations, plan: &Plan, v: Tensor<5>) -> Tensor<5> {
+    let cfg = &net.config;
+    let mut k = plan.rules.len();
+    let mut next = |v: Tensor<5>| {
+        k -= 1;
+        plan.rules[k].transpose(v)
+    };
+    let mut v = v;
+    let mut skips: Vec<Option<Tensor<5>>> = vec![None; cfg.levels];
+    for level in 0..cfg.levels {
+        if level > 0 && cfg.down == Down::MaxPool {
+            let below = act.encoder[level - 1].last().expect("≥ 1 block").output.clone();
+            v = max_gather3d(below, v);
+        }
+        for _ in &net.encoder[level] {
+            v = next(v);
+        }
+        if level + 1 < cfg.levels {
+            skips[level] = Some(v.clone());
+        }
+    }
+    for i in 0..net.decoder.len() {
+        let level = cfg.levels - 2 - i;
+        let up = &net.ups[i];
+        if up.transposed.is_none() {
+            v = upsample2(v, up.upsample_mode());
+        }
+        v = next(v);
+        v = Tensor::cat(vec![skips[level].take().expect("a skip per decoder level"), v], 1);
+        for _ in &net.decoder[i] {
+            v = next(v);
+        }
+    }
+    next(v)
 }
 
 /// The relevance map for the logit of `class` at `voxel = [d, h, w]` (tensor axes; for NIfTI
