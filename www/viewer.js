@@ -90,16 +90,20 @@ export class Viewer {
     return { x: hit.pos[0] / dpr, y: hit.pos[1] / dpr };
   }
 
-  volume(data, name, extra = {}) {
+  /**
+   * A volume for `load`. `key` names data that does not change while the study is shown (a
+   * sequence's grey values): a view already holding it keeps it instead of uploading it again.
+   */
+  volume(data, name, extra = {}, key = null) {
     const { dims, affine } = this.study;
-    return { url: name, name, buffer: niftiBytes(data, dims, affine), ...extra };
+    return { url: name, name, key: key && `${this.study.id}:${key}`, data, buffer: () => niftiBytes(data, dims, affine), ...extra };
   }
 
   /** Shows a study (or a single file without a study): `channels` Float32Arrays with `windows`. */
   async showStudy({ dims, affine, channels, windows, names }) {
     await this.ready;
     const keep = this.study && this.study.dims.join() === dims.join() ? this.crosshair() : null;
-    this.study = { dims, affine, names, greys: channels.map((c, i) => grey(c, windows[i])) };
+    this.study = { id: (this.study?.id ?? 0) + 1, dims, affine, names, greys: channels.map((c, i) => grey(c, windows[i])) };
     this.sequence = names.length === 6 ? 2 : 0;
     this.overlays = { mask: null, label: null, region: null, relevance: null };
     await this.refreshMain();
@@ -138,7 +142,7 @@ export class Viewer {
     const s = this.study;
     if (!s) return;
     const o = this.overlays;
-    const list = [this.volume(s.greys[this.sequence], `${s.names[this.sequence]}.nii`, { cal_min: 0, cal_max: 255 })];
+    const list = [this.volume(s.greys[this.sequence], `${s.names[this.sequence]}.nii`, { cal_min: 0, cal_max: 255 }, `grey${this.sequence}`)];
     if (o.mask) list.push(this.volume(o.mask, 'segmentation.nii', { colormap: 'red', cal_min: 0, cal_max: 1, opacity: 0.4 }));
     if (o.label) list.push(this.volume(boundary(o.label, s.dims), 'label.nii', { colormap: 'seglrp_label', cal_min: 0.5, cal_max: 1, opacity: 1 }));
     if (o.region) list.push(this.volume(boundary(o.region, s.dims), 'region.nii', { colormap: 'seglrp_region', cal_min: 0.5, cal_max: 1, opacity: 1 }));
@@ -152,7 +156,7 @@ export class Viewer {
     const contour = o.region ? boundary(o.region, s.dims, { axial: true }) : null;
     await Promise.all(this.panels.map((nv, c) => {
       if (s.names.length !== 6) return this.load(nv, []);
-      const list = [this.volume(s.greys[c], `${s.names[c]}.nii`, { cal_min: 0, cal_max: 255 })];
+      const list = [this.volume(s.greys[c], `${s.names[c]}.nii`, { cal_min: 0, cal_max: 255 }, `grey${c}`)];
       if (o.relevance) {
         const { relevance, rmax, n } = o.relevance;
         list.push(this.volume(relevance.subarray(c * n, (c + 1) * n), `relevance_${c}.nii`, {
@@ -164,10 +168,16 @@ export class Viewer {
     }));
   }
 
+  /** Makes `nv` show `list` (bottom first), keeping the leading volumes it already holds. */
   async load(nv, list) {
     const pos = nv.volumes.length ? nv.scene.crosshairPos.slice() : null;
-    while (nv.volumes.length) nv.removeVolumeByIndex(nv.volumes.length - 1);
-    for (const opts of list) await nv.addVolumeFromUrl(opts);
+    let keep = 0;
+    while (keep < nv.volumes.length && keep < list.length && list[keep].key && nv.volumes[keep].seglrpKey === list[keep].key) keep++;
+    while (nv.volumes.length > keep) nv.removeVolumeByIndex(nv.volumes.length - 1);
+    for (const { key, data, buffer, ...opts } of list.slice(keep)) {
+      const added = await nv.addVolumeFromUrl({ ...opts, buffer: buffer() });
+      (added ?? nv.volumes[nv.volumes.length - 1]).seglrpKey = key;
+    }
     if (pos) nv.scene.crosshairPos = pos;
     nv.drawScene();
   }
