@@ -359,9 +359,14 @@ impl PreparedRule {
         self.groups
             .iter()
             .map(|g| {
-                let s = Tensor::cat(g.terms.iter().map(|(_, d)| r.clone() * d.clone()).collect(), 1);
-                let w = Tensor::cat(g.terms.iter().map(|(w, _)| w.clone()).collect(), axis);
-                let back = self.layer.backward(s, w, in_dims);
+                let back = match &g.terms[..] {
+                    [(w, d)] => self.layer.backward(r.clone() * d.clone(), w.clone(), in_dims),
+                    terms => {
+                        let s = Tensor::cat(terms.iter().map(|(_, d)| r.clone() * d.clone()).collect(), 1);
+                        let w = Tensor::cat(terms.iter().map(|(w, _)| w.clone()).collect(), axis);
+                        self.layer.backward(s, w, in_dims)
+                    }
+                };
                 match &g.input {
                     Some(a) => back * a.clone(),
                     None => back,
