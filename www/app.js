@@ -253,11 +253,16 @@ async function showExplanation(e) {
   $('result-figures').textContent = e.scope === 'voxel'
     ? `Logit ${e.logit.toFixed(4)}; Σ input relevance ${e.relevance_sum.toFixed(4)}.`
     : `Conservation ${e.conservation.toFixed(3)} (input relevance / explained logits); ${e.left_out} of ${e.voxels} voxels left out (no positive relevance to normalise by).`;
+  addToCohort(e);
+  drawCohort();
+}
+
+/** An explanation (of the page or of a cohort worker) as a line of the cohort. */
+function addToCohort(e) {
   cohort.add({
     study: e.study, region: regionText(e), class: e.class === 1 ? 'tumour' : 'background', composite: e.composite,
     voxels: e.voxels ?? 1, left_out: e.left_out ?? 0, conservation: e.conservation ?? null, shares: Array.from(e.shares),
   });
-  drawCohort();
 }
 
 /** The region's voxel nearest its centroid: where its panels are shown. */
@@ -319,11 +324,7 @@ async function runCohort() {
   const flush = () => {
     for (; results.has(next); next++) {
       const r = results.get(next);
-      if (!r?.voxels) continue;
-      cohort.add({
-        study: `demo patient ${next}`, region: `${REGION_NAMES.all}, ${r.voxels} voxels`, class: 'tumour', composite,
-        voxels: r.voxels, left_out: r.left_out, conservation: r.conservation, shares: Array.from(r.shares),
-      });
+      if (r?.voxels) addToCohort({ ...r, scope: 'all', composite, study: `demo patient ${next}` });
     }
     drawCohort();
   };

@@ -72,23 +72,26 @@ export class Compute {
 
   /**
    * The user's model (`weights`: Uint8Array of safetensors, `config`: JSON text or null), or
-   * the bundled one when `weights` is null. Kept, so that a restarted worker gets it again.
+   * the bundled one when `weights` is null. Kept (`modelFiles`), so that a restarted worker,
+   * or another worker of the cohort's pool, gets it again.
    */
   async loadModel(weights, config = null) {
-    const send = () => this.call('loadModel', { weights: weights ? weights.slice().buffer : null, config });
-    const info = await send();
-    this.model = weights ? send : null;
-    // What another worker needs to run the same model (pool.js).
-    this.modelFiles = weights ? { weights, config } : null;
+    const files = weights ? { weights, config } : null;
+    const info = await this.sendModel(files);
+    this.modelFiles = files;
     this.opened = null;
     return info;
+  }
+
+  sendModel(files) {
+    return this.call('loadModel', { weights: files ? files.weights.slice().buffer : null, config: files?.config ?? null });
   }
 
   /** Restarts the worker (and reloads the model and the study into it): used by Cancel. */
   async restart(backendPref = this.backendPref) {
     this.backendPref = backendPref;
     await this.start();
-    if (this.model) await this.model();
+    if (this.modelFiles) await this.sendModel(this.modelFiles);
     if (this.opened) await this.opened();
   }
 

@@ -96,7 +96,7 @@ export class Viewer {
    */
   volume(data, name, extra = {}, key = null) {
     const { dims, affine } = this.study;
-    return { url: name, name, key: key && `${this.study.id}:${key}`, data, buffer: () => niftiBytes(data, dims, affine), ...extra };
+    return { url: name, name, key: key && `${this.study.id}:${key}`, buffer: () => niftiBytes(data, dims, affine), ...extra };
   }
 
   /** Shows a study (or a single file without a study): `channels` Float32Arrays with `windows`. */
@@ -174,9 +174,9 @@ export class Viewer {
     let keep = 0;
     while (keep < nv.volumes.length && keep < list.length && list[keep].key && nv.volumes[keep].seglrpKey === list[keep].key) keep++;
     while (nv.volumes.length > keep) nv.removeVolumeByIndex(nv.volumes.length - 1);
-    for (const { key, data, buffer, ...opts } of list.slice(keep)) {
+    for (const { key, buffer, ...opts } of list.slice(keep)) {
       const added = await nv.addVolumeFromUrl({ ...opts, buffer: buffer() });
-      (added ?? nv.volumes[nv.volumes.length - 1]).seglrpKey = key;
+      added.seglrpKey = key;
     }
     if (pos) nv.scene.crosshairPos = pos;
     nv.drawScene();

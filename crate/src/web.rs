@@ -343,14 +343,21 @@ async fn region_map(net: &UNet, study: &Prepared, area: &[u8], class: usize, com
     Ok(maps.remove(0))
 }
 
+/// Refuses a demo patient number outside the cohort.
+fn demo_patient(i: usize) -> Result<(), JsError> {
+    if (1..=crate::phantom::COHORT_SIZE).contains(&i) {
+        Ok(())
+    } else {
+        Err(js_err(format!("the demo cohort has patients 1–{}", crate::phantom::COHORT_SIZE)))
+    }
+}
+
 /// Patient `i` (1–20) of the demo cohort, generated here from its fixed seed, as the files a
 /// user would drop: `[{name, bytes: Uint8Array}]` for the six sequences and the label
 /// (`.nii.gz` when `gzip`, else `.nii`, which is faster to make).
 #[wasm_bindgen]
 pub fn cohort_files(i: usize, gzip: bool) -> Result<js_sys::Array, JsError> {
-    if !(1..=crate::phantom::COHORT_SIZE).contains(&i) {
-        return Err(js_err(format!("the demo cohort has patients 1–{}", crate::phantom::COHORT_SIZE)));
-    }
+    demo_patient(i)?;
     let out = js_sys::Array::new();
     for (name, bytes) in crate::phantom::cohort_patient(i).nifti_files(gzip) {
         let f = js_sys::Object::new();
@@ -370,9 +377,7 @@ pub fn cohort_files(i: usize, gzip: bool) -> Result<js_sys::Array, JsError> {
 /// it on a pool of workers, one patient per CPU core.
 #[wasm_bindgen]
 pub async fn explain_demo_patient(i: usize, composite: String) -> Result<JsValue, JsError> {
-    if !(1..=crate::phantom::COHORT_SIZE).contains(&i) {
-        return Err(js_err(format!("the demo cohort has patients 1–{}", crate::phantom::COHORT_SIZE)));
-    }
+    demo_patient(i)?;
     let files = crate::phantom::cohort_patient(i).nifti_files(false);
     let refs: Vec<(String, &[u8])> = files.iter().map(|(n, b)| (format!("patient{i:02}_{n}"), &b[..])).collect();
     let mut reports = study::read_files(&refs);
@@ -401,9 +406,7 @@ pub async fn explain_demo_patient(i: usize, composite: String) -> Result<JsValue
 /// as one uncompressed 4-D NIfTI, `{name, bytes}`: the bench page's studies of any size.
 #[wasm_bindgen]
 pub fn sample_file(i: usize, nx: usize, ny: usize, nz: usize) -> Result<JsValue, JsError> {
-    if !(1..=crate::phantom::COHORT_SIZE).contains(&i) {
-        return Err(js_err(format!("the demo cohort has patients 1–{}", crate::phantom::COHORT_SIZE)));
-    }
+    demo_patient(i)?;
     if [nx, ny, nz].iter().any(|d| !(8..=512).contains(d)) {
         return Err(js_err(format!("{nx}×{ny}×{nz}: each side must be 8 to 512 voxels")));
     }

@@ -7,8 +7,8 @@
 //! `ΣM_a = 1ᵀ L y_a e_a = y_a (Lᵀ1)_a` and `M_A = L(Σ_{a∈A} e_a / (Lᵀ1)_a)`:
 //! one pass of `Lᵀ` and one LRP pass, whatever the size of `A`. Both passes share the rules
 //! made for this forward pass ([`Plan`]): `Lᵀ` is each layer's transpose
-//! ([`super::rules::PreparedRule::transpose`]), walked from the input to the logits. [`naive_region`] does the seed's per-voxel loop (batched); it
-//! is the test oracle.
+//! ([`super::rules::PreparedRule::transpose`]), walked from the input to the logits.
+//! [`naive_region`] does the seed's per-voxel loop (batched); it is the test oracle.
 //!
 //! Voxels whose `|ΣM_a|` is below [`LEFT_OUT_FRACTION`] of the largest in the region are left
 //! out (their normalised map would be noise divided by almost nothing) and counted.

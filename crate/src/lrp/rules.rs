@@ -218,8 +218,8 @@ fn bounds_like(v: &[f32], x: &Tensor<5>) -> Tensor<5> {
 }
 
 /// What is known of a layer's input before looking at it. A ReLU's output has no negative
-/// part, so every `x⁻` term of a rule is exactly zero there: [`relevance`] then skips those
-/// convolutions (Gamma goes from nine to four per pass) and the result is the same.
+/// part, so every `x⁻` term of a rule is exactly zero there: [`PreparedRule`] then skips those
+/// convolutions and the result is the same.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Input {
     Signed,

@@ -12,10 +12,9 @@ use burn::tensor::TensorData;
 use super::canonize::merged_conv;
 use super::composite::Composite;
 use super::rules::{split_channels, Input, Linear, PreparedRule};
-use crate::unet::Activation;
 use crate::pool::{max_gather3d, max_unpool3d};
+use crate::unet::{Activation, Activations, Block, BlockTrace, Down, UNet};
 use crate::upsample::{upsample2, upsample2_adjoint};
-use crate::unet::{Activations, Block, BlockTrace, Down, UNet};
 
 /// The input relevance for one output voxel and class.
 #[derive(Clone, Debug)]
