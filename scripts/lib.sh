@@ -10,6 +10,10 @@ CARGO=${CARGO:-cargo}
 # Cargo features of the browser build: WebGPU and the flex CPU backend (ndarray, 10× slower
 # here, was dropped from it: 0.32 MB less to download; README "Measured").
 WASM_FEATURES=webgpu,cpu-flex,cpu-simd
+# wasm SIMD for all of the engine, not only gemm's kernels (conv.rs, burn-flex's element-wise
+# loops): every browser with WebGPU has it (Chrome 91, Firefox 89, Safari 16.4).
+WASM_RUSTFLAGS="-C target-feature=+simd128"
+export CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUSTFLAGS="$WASM_RUSTFLAGS"
 
 step() { echo "[seglrp] $*" >&2; }
 
@@ -46,7 +50,7 @@ ensure_wasm_target() {
   CARGO=/usr/bin/cargo
   export RUSTC=/usr/bin/rustc RUSTDOC=/usr/bin/rustdoc
   export CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_LINKER=/usr/bin/wasm-ld
-  export CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUSTFLAGS="--sysroot=$SEGLRP_HOME/sysroot"
+  export CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUSTFLAGS="--sysroot=$SEGLRP_HOME/sysroot $WASM_RUSTFLAGS"
 }
 
 # wasm-bindgen-cli must be exactly the wasm-bindgen in Cargo.lock.

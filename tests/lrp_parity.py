@@ -248,9 +248,12 @@ def bundled_check(tmp):
     got = np.fromfile(tmp / "logits.f32", dtype="<f4").reshape(ref_logits.shape)
     diff = np.abs(got - ref_logits).max()
     predicted = (ref_logits[1] > ref_logits[0]).sum()
-    print(f"{'ok ' if diff <= 1e-4 else 'FAIL'} bundled liver model on demo patient 1 {shape}: twin logits max|diff| {diff:.2e} "
-          f"(max|logit| {np.abs(ref_logits).max():.1f}; twin predicts {predicted} tumour voxels, label {int(label.sum())})")
-    if diff > 1e-4:
+    # The trained model's logits reach ~200, where float32 steps by 1.5e-5: a few steps of
+    # summation order (conv.rs adds taps in another order than PyTorch) are allowed, no more.
+    tolerance = max(1e-4, 2e-6 * np.abs(ref_logits).max())
+    print(f"{'ok ' if diff <= tolerance else 'FAIL'} bundled liver model on demo patient 1 {shape}: twin logits max|diff| {diff:.2e} "
+          f"(max|logit| {np.abs(ref_logits).max():.1f}, allowed {tolerance:.1e}; twin predicts {predicted} tumour voxels, label {int(label.sum())})")
+    if diff > tolerance:
         failures.append("bundled model: twin logits")
     low = xp.amin(dim=(0, 2, 3, 4)).reshape(1, -1, 1, 1, 1)
     high = xp.amax(dim=(0, 2, 3, 4)).reshape(1, -1, 1, 1, 1)

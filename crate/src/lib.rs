@@ -2,6 +2,7 @@
 //! browser (wasm32: WebGPU or CPU) and the command line.
 
 pub mod backend;
+pub mod conv;
 pub mod crop;
 pub mod engine;
 pub mod geometry;

@@ -238,7 +238,7 @@ pub struct BlockTrace {
 
 impl Block {
     fn forward(&self, x: Tensor<5>) -> BlockTrace {
-        let conv_out = self.conv.forward(x.clone());
+        let conv_out = crate::conv::forward(&self.conv, x.clone());
         let normed = match &self.norm {
             Some(n) => n.forward(conv_out.clone()),
             None => conv_out.clone(),

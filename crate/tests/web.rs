@@ -134,3 +134,33 @@ async fn windowed_studies_equal_the_whole_pass_on_webgpu() {
     assert_eq!((a.voxels, a.left_out), (b.voxels, b.left_out));
     assert!(scale > 0.0 && diff <= 1e-4 * scale);
 }
+
+/// The engine's convolutions in the browser (conv.rs's loop, compiled for wasm simd128) equal
+/// burn's own on the CPU backend, and the strided/1×1×1 ones still go to burn.
+#[wasm_bindgen_test]
+async fn the_engine_convs_equal_burns_in_the_browser() {
+    use burn::tensor::module::{conv3d, conv_transpose3d};
+    use burn::tensor::ops::{ConvOptions, ConvTransposeOptions};
+    let cpu = cpu_device("cpu").unwrap();
+    let mut rng = SplitMix::new(21);
+    let mut random = |dims: [usize; 5]| {
+        let n = dims.iter().product();
+        Tensor::<5>::from_data(TensorData::new((0..n).map(|_| rng.symmetric(1.0)).collect::<Vec<f32>>(), dims), &cpu)
+    };
+    let diff = |a: Tensor<5>, b: Tensor<5>| {
+        let scale = b.clone().abs().max().into_scalar::<f32>();
+        ((a - b).abs().max().into_scalar::<f32>(), scale)
+    };
+    for (ci, co, dims, k, p, stride) in [(6, 8, [5, 7, 13], 3, 1, 1), (16, 5, [4, 6, 9], 3, 1, 1), (3, 9, [6, 6, 6], 2, 0, 2), (8, 2, [3, 4, 5], 1, 0, 1)] {
+        let x = random([2, ci, dims[0], dims[1], dims[2]]);
+        let w = random([co, ci, k, k, k]);
+        let options = ConvOptions::new([stride; 3], [p; 3], [1; 3], 1);
+        let (d, scale) = diff(seglrp::conv::conv3d(x.clone(), w.clone(), None, options.clone()), conv3d(x.clone(), w, None, options));
+        assert!(scale > 0.1 && d <= 1e-5 * scale, "conv {ci}→{co} k {k} stride {stride}: {d}");
+        let wt = random([ci, co, k, k, k]);
+        let options = ConvTransposeOptions::new([stride; 3], [p; 3], [0; 3], [1; 3], 1);
+        let (d, scale) = diff(seglrp::conv::conv_transpose3d(x.clone(), wt.clone(), None, options.clone()), conv_transpose3d(x, wt, None, options));
+        assert!(scale > 0.1 && d <= 1e-5 * scale, "transposed conv {ci}→{co} k {k} stride {stride}: {d}");
+        log(format!("conv {ci}→{co} k {k} stride {stride}: direct = burn within {d:e}"));
+    }
+}

@@ -13,9 +13,8 @@
 //! walk in `lrp/unet.rs` does this).
 
 use burn::nn::conv::{Conv3d, ConvTranspose3d};
-use burn::nn::PaddingConfig3d;
 use burn::prelude::*;
-use burn::tensor::module::{conv3d, conv_transpose3d};
+use crate::conv::{conv3d, conv_padding, conv_transpose3d};
 use burn::tensor::ops::{ConvOptions, ConvTransposeOptions};
 use serde::{Deserialize, Serialize};
 
@@ -24,16 +23,6 @@ use serde::{Deserialize, Serialize};
 pub fn stabilise(z: Tensor<5>, eps: f32) -> Tensor<5> {
     let sign0 = z.clone().greater_equal_elem(0.0).float() * 2.0 - 1.0;
     z + sign0 * eps
-}
-
-/// Symmetric padding of a Conv3d.
-pub fn conv_padding(conv: &Conv3d) -> [usize; 3] {
-    match conv.padding {
-        PaddingConfig3d::Explicit(d, h, w) => [d, h, w],
-        PaddingConfig3d::Valid => [0; 3],
-        // "Same" with stride 1 and odd kernels is k/2 on each side.
-        PaddingConfig3d::Same => conv.kernel_size.map(|k| k / 2),
-    }
 }
 
 #[derive(Clone, Debug)]
@@ -304,16 +293,27 @@ impl PreparedRule {
             Rule::Gamma { gamma, stabilizer } => {
                 let w_up = w.clone() + pos5(&w) * *gamma;
                 let w_down = w.clone() + neg5(&w) * *gamma;
-                let b_up = b.as_ref().map(|b| b.clone() + b.clone().clamp_min(0.0) * *gamma);
-                let b_down = b.as_ref().map(|b| b.clone() + b.clone().clamp_max(0.0) * *gamma);
                 if nonneg {
-                    // x⁻ = 0: z↑ = x w↑ + b↑, z↓ = x w↓ + b↓, R_in = x (w↑ᵀ s↑ + w↓ᵀ s↓).
-                    let [z, z_up, z_down]: [Tensor<5>; 3] =
-                        forward_many(layer, x.clone(), vec![(w, b), (w_up.clone(), b_up), (w_down.clone(), b_down)]).try_into().expect("three");
+                    // x⁻ = 0: z↑ = x w↑ + b↑, z↓ = x w↓ + b↓, R_in = x (w↑ᵀ s↑ + w↓ᵀ s↓). Two
+                    // convolutions give all three outputs: with p = x w⁺ (so x w⁻ = z − b − p),
+                    // z↑ = z + γ(p + b⁺) and z↓ = z + γ(z − b − p + b⁻).
+                    let [z, p]: [Tensor<5>; 2] = forward_many(layer, x.clone(), vec![(w.clone(), b.clone()), (pos5(&w), None)]).try_into().expect("two");
+                    let plus = |t: Tensor<5>, b: Option<Tensor<1>>| match b {
+                        Some(b) => {
+                            let n = b.dims()[0];
+                            t + b.reshape([1, n, 1, 1, 1])
+                        }
+                        None => t,
+                    };
+                    let wx_neg = plus(z.clone(), b.clone().map(|b| -b)) - p.clone();
+                    let z_up = z.clone() + plus(p, pos1(&b)) * *gamma;
+                    let z_down = z.clone() + plus(wx_neg, neg1(&b)) * *gamma;
                     let d_up = z.clone().greater_elem(0.0).float() * inverse(z_up, *stabilizer);
                     let d_down = z.lower_elem(0.0).float() * inverse(z_down, *stabilizer);
                     vec![group(Some(x), vec![(w_up, d_up), (w_down, d_down)])]
                 } else {
+                    let b_up = b.as_ref().map(|b| b.clone() + b.clone().clamp_min(0.0) * *gamma);
+                    let b_down = b.as_ref().map(|b| b.clone() + b.clone().clamp_max(0.0) * *gamma);
                     let (xp, xn) = (pos5(&x), neg5(&x));
                     let z = layer.forward(x, w, b);
                     let z_up = layer.forward(xp.clone(), w_up.clone(), b_up) + layer.forward(xn.clone(), w_down.clone(), None);

@@ -1,0 +1,209 @@
+//! Stride-1 3-D convolutions on the CPU, computed directly instead of through burn-flex's
+//! im2col + matrix product; everything else goes to burn.
+//!
+//! Why: this U-Net has few channels (6–32) on large volumes. burn-flex turns each conv into a
+//! matrix product over an im2col copy that holds every input voxel once per kernel tap (27
+//! times); with 8 channels that copying, not the arithmetic, is the cost. The loop below keeps
+//! a tile of [`L`] neighbouring output voxels × [`OB`] output channels in registers and reads
+//! the input where it lies (padded once), so the arithmetic is the cost
+//! (`cargo bench -p seglrp --bench conv` prints both; README "Measured").
+//!
+//! Stride-1 transposed convs are stride-1 convs with the kernel mirrored and the channel axes
+//! swapped, so the relevance passes (`lrp/rules.rs`, `Wᵀ`) use the same loop. Strided, dilated,
+//! grouped and 1×1×1 convs, GPU devices and autodiff (training) take burn's own convolution.
+
+use burn::nn::conv::Conv3d;
+use burn::nn::PaddingConfig3d;
+use burn::prelude::*;
+use burn::tensor::ops::{ConvOptions, ConvTransposeOptions};
+use burn::tensor::TensorData;
+use wide::f32x4;
+
+/// Output voxels along x per tile (one or two SIMD registers' worth).
+const L: usize = 8;
+/// Output channels per tile.
+const OB: usize = 4;
+
+/// Symmetric padding of a Conv3d.
+pub fn conv_padding(conv: &Conv3d) -> [usize; 3] {
+    match conv.padding {
+        PaddingConfig3d::Explicit(d, h, w) => [d, h, w],
+        PaddingConfig3d::Valid => [0; 3],
+        // "Same" with stride 1 and odd kernels is k/2 on each side.
+        PaddingConfig3d::Same => conv.kernel_size.map(|k| k / 2),
+    }
+}
+
+/// The module's forward pass through [`conv3d`].
+pub fn forward(conv: &Conv3d, x: Tensor<5>) -> Tensor<5> {
+    let options = ConvOptions::new(conv.stride, conv_padding(conv), conv.dilation, conv.groups);
+    conv3d(x, conv.weight.val(), conv.bias.as_ref().map(|b| b.val()), options)
+}
+
+/// burn's `conv3d`, with stride-1 convs on the CPU done by [`direct`].
+pub fn conv3d(x: Tensor<5>, w: Tensor<5>, b: Option<Tensor<1>>, options: ConvOptions<3>) -> Tensor<5> {
+    let padding = options.padding;
+    if direct_applies(&x, &w, options.stride, options.dilation, options.groups)
+        && (0..3).all(|i| x.dims()[i + 2] + padding[i].0 + padding[i].1 >= w.dims()[i + 2])
+    {
+        return direct(x, w, b, padding);
+    }
+    burn::tensor::module::conv3d(x, w, b, options)
+}
+
+/// burn's `conv_transpose3d`, with stride-1 ones on the CPU done by [`direct`]: the transpose
+/// of a stride-1 conv with padding `p` is the conv with the mirrored kernel (`[in, out]`
+/// channels read as `[out, in]`) and padding `k − 1 − p`.
+pub fn conv_transpose3d(x: Tensor<5>, w: Tensor<5>, b: Option<Tensor<1>>, options: ConvTransposeOptions<3>) -> Tensor<5> {
+    let k = [w.dims()[2], w.dims()[3], w.dims()[4]];
+    if direct_applies(&x, &w, options.stride, options.dilation, options.groups)
+        && options.padding_out == [0; 3]
+        && (0..3).all(|i| options.padding[i] < k[i])
+    {
+        return transposed(x, w, b, options.padding);
+    }
+    burn::tensor::module::conv_transpose3d(x, w, b, options)
+}
+
+/// The stride-1 transposed conv with padding `padding` by [`direct`] (`w` is `[in, out, k…]`;
+/// each `padding` below its kernel side).
+pub fn transposed(x: Tensor<5>, w: Tensor<5>, b: Option<Tensor<1>>, padding: [usize; 3]) -> Tensor<5> {
+    let k = [w.dims()[2], w.dims()[3], w.dims()[4]];
+    let padding = std::array::from_fn(|i| (k[i] - 1 - padding[i], k[i] - 1 - padding[i]));
+    direct(x, w.flip([2, 3, 4]).swap_dims(0, 1), b, padding)
+}
+
+fn direct_applies(x: &Tensor<5>, w: &Tensor<5>, stride: [usize; 3], dilation: [usize; 3], groups: usize) -> bool {
+    let device = x.device();
+    let taps: usize = w.dims()[2..].iter().product();
+    on_cpu(&device) && !device.is_autodiff() && stride == [1; 3] && dilation == [1; 3] && groups == 1 && taps > 1
+}
+
+#[allow(deprecated)] // ndarray: see backend.rs
+fn on_cpu(device: &Device) -> bool {
+    #[cfg(feature = "cpu-flex")]
+    if *device == Device::flex() {
+        return true;
+    }
+    #[cfg(feature = "cpu-ndarray")]
+    if *device == Device::ndarray() {
+        return true;
+    }
+    let _ = device;
+    false
+}
+
+/// `y[n, o] = b[o] + Σ_c x[n, c] ⋆ w[o, c]` (cross-correlation, stride 1, zero padding
+/// `(before, after)` per axis), as burn's `conv3d` defines it.
+pub fn direct(x: Tensor<5>, w: Tensor<5>, b: Option<Tensor<1>>, padding: [(usize, usize); 3]) -> Tensor<5> {
+    let device = x.device();
+    let xd = x.dims();
+    let wd = w.dims();
+    assert_eq!(xd[1], wd[1], "conv3d: the input has {} channels, the kernel reads {}", xd[1], wd[1]);
+    let data = |t: TensorData| t.convert::<f32>().try_into_vec::<f32>().expect("float tensor");
+    let (xs, ws) = (data(x.into_data()), data(w.into_data()));
+    let bs = b.map(|b| data(b.into_data()));
+    let (out, dims) = direct_f32(&xs, xd, &ws, wd, bs.as_deref(), padding);
+    Tensor::from_data(TensorData::new(out, dims), &device)
+}
+
+/// [`direct`] on plain arrays: `x` is `[n, c, d, h, w]`, `w` is `[o, c, kd, kh, kw]`.
+pub fn direct_f32(x: &[f32], xd: [usize; 5], w: &[f32], wd: [usize; 5], b: Option<&[f32]>, padding: [(usize, usize); 3]) -> (Vec<f32>, [usize; 5]) {
+    let [n, c, d, h, wi] = xd;
+    let [o, _, kd, kh, kw] = wd;
+    let k = [kd, kh, kw];
+    let out = [d + padding[0].0 + padding[0].1 + 1 - kd, h + padding[1].0 + padding[1].1 + 1 - kh, wi + padding[2].0 + padding[2].1 + 1 - kw];
+    let tiles = out[2].div_ceil(L);
+    // The input once more, zero-padded, each row long enough for the last tile.
+    let p = [d + padding[0].0 + padding[0].1, h + padding[1].0 + padding[1].1, tiles * L + kw - 1];
+    let mut xp = vec![0f32; n * c * p[0] * p[1] * p[2]];
+    for (plane, src) in x.chunks_exact(d * h * wi).enumerate() {
+        for z in 0..d {
+            for y in 0..h {
+                let at = ((plane * p[0] + z + padding[0].0) * p[1] + y + padding[1].0) * p[2] + padding[2].0;
+                xp[at..at + wi].copy_from_slice(&src[(z * h + y) * wi..][..wi]);
+            }
+        }
+    }
+    let taps = kd * kh * kw;
+    let blocks = o.div_ceil(OB);
+    // Weights per block of output channels, `[block][c][tap][OB]` (zeros past `o`), so that a
+    // tile reads its OB weights for one tap side by side.
+    let mut wb = vec![0f32; blocks * c * taps * OB];
+    for oc in 0..o {
+        for ci in 0..c {
+            for t in 0..taps {
+                wb[((oc / OB * c + ci) * taps + t) * OB + oc % OB] = w[(oc * c + ci) * taps + t];
+            }
+        }
+    }
+    let plane = out[1] * out[2];
+    let mut y = vec![0f32; n * o * out[0] * plane];
+    // The unit of work: one slice z of one block of output channels, written in place.
+    let mut jobs: Vec<(usize, usize, usize, Vec<&mut [f32]>)> = Vec::with_capacity(n * blocks * out[0]);
+    for (batch, volume) in y.chunks_mut(o * out[0] * plane).enumerate() {
+        for (block, channels) in volume.chunks_mut(OB * out[0] * plane).enumerate() {
+            let first = jobs.len();
+            jobs.extend((0..out[0]).map(|z| (batch, block, z, Vec::with_capacity(OB))));
+            for channel in channels.chunks_mut(out[0] * plane) {
+                for (z, slice) in channel.chunks_mut(plane).enumerate() {
+                    jobs[first + z].3.push(slice);
+                }
+            }
+        }
+    }
+    let job = |(batch, block, z, mut slices): (usize, usize, usize, Vec<&mut [f32]>)| {
+        let input = &xp[batch * c * p[0] * p[1] * p[2]..][..c * p[0] * p[1] * p[2]];
+        let wb = &wb[block * c * taps * OB..][..c * taps * OB];
+        let bias: [f32; OB] = std::array::from_fn(|j| b.and_then(|b| b.get(block * OB + j)).copied().unwrap_or(0.0));
+        slab(input, p, c, k, wb, bias, z, out, &mut slices);
+    };
+    #[cfg(all(feature = "cpu-threads", not(target_arch = "wasm32")))]
+    {
+        use rayon::prelude::*;
+        jobs.into_par_iter().for_each(job);
+    }
+    #[cfg(not(all(feature = "cpu-threads", not(target_arch = "wasm32"))))]
+    jobs.into_iter().for_each(job);
+    (y, [n, o, out[0], out[1], out[2]])
+}
+
+/// Output slice `z` of up to OB channels (`out[j]` is channel j's `[y][x]`). Explicit 4-lane
+/// vectors (`wide`: SSE, NEON or wasm simd128): the compiler's own vectorisation of the plain
+/// loop spilled the accumulators and ran at half the speed.
+#[allow(clippy::too_many_arguments)]
+fn slab(xp: &[f32], p: [usize; 3], c: usize, k: [usize; 3], wb: &[f32], bias: [f32; OB], z: usize, dims: [usize; 3], out: &mut [&mut [f32]]) {
+    let (tiles, wide) = (dims[2].div_ceil(L), dims[2]);
+    let taps = k[0] * k[1] * k[2];
+    let lanes = |s: &[f32]| f32x4::from(<[f32; 4]>::try_from(s).expect("4 lanes"));
+    for y in 0..dims[1] {
+        for t in 0..tiles {
+            let mut acc = [[f32x4::ZERO; L / 4]; OB];
+            for ci in 0..c {
+                for a in 0..k[0] {
+                    for e in 0..k[1] {
+                        let row = &xp[((ci * p[0] + z + a) * p[1] + y + e) * p[2] + t * L..][..L + k[2] - 1];
+                        let wrow = &wb[(ci * taps + (a * k[1] + e) * k[2]) * OB..][..k[2] * OB];
+                        for f in 0..k[2] {
+                            let xv: [f32x4; L / 4] = std::array::from_fn(|v| lanes(&row[f + 4 * v..f + 4 * v + 4]));
+                            let ws: &[f32; OB] = wrow[f * OB..f * OB + OB].try_into().expect("OB wide");
+                            for (acc, &w) in acc.iter_mut().zip(ws) {
+                                let w = f32x4::splat(w);
+                                for (a, x) in acc.iter_mut().zip(xv) {
+                                    *a += w * x;
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            let (x0, width) = (t * L, L.min(wide - t * L));
+            for ((plane, acc), bias) in out.iter_mut().zip(&acc).zip(bias) {
+                let acc: [f32; L] = std::array::from_fn(|i| acc[i / 4].as_array()[i % 4]);
+                for (v, a) in plane[y * wide + x0..][..width].iter_mut().zip(acc) {
+                    *v = a + bias;
+                }
+            }
+        }
+    }
+}
