@@ -249,20 +249,27 @@ fn inverse(z: Tensor<5>, eps: f32) -> Tensor<5> {
 impl PreparedRule {
     /// The rule's map for layer `layer` reading `x`; `input` says whether `x` may be negative.
     pub fn new(rule: &Rule, layer: &Linear, x: Tensor<5>, input: Input) -> PreparedRule {
+        PreparedRule::with_output(rule, layer, x, input, None)
+    }
+
+    /// [`PreparedRule::new`] given also the layer's output `z = x ⋆ w + b` where the forward pass
+    /// kept it: the rules that need `z` itself (ε, Gamma after a ReLU) skip that convolution.
+    pub fn with_output(rule: &Rule, layer: &Linear, x: Tensor<5>, input: Input, z: Option<Tensor<5>>) -> PreparedRule {
         let (w, b) = (layer.weight.clone(), layer.bias.clone());
+        let output = |x: &Tensor<5>, w: &Tensor<5>, b: Option<Tensor<1>>| z.clone().unwrap_or_else(|| layer.forward(x.clone(), w.clone(), b));
         let in_dims = x.dims();
         let nonneg = input == Input::NonNegative;
         let group = |input: Option<Tensor<5>>, terms: Vec<(Tensor<5>, Tensor<5>)>| Group { input, terms };
         let groups = match rule {
             Rule::Epsilon { epsilon } if *epsilon == 0.0 => {
-                let z = layer.forward(x.clone(), w.clone(), b);
+                let z = output(&x, &w, b);
                 // An output with z = 0 passes nothing on (instead of Zennit's NaN).
                 let zero = z.clone().equal_elem(0.0).float();
                 let d = (zero.ones_like() - zero.clone()) / (z + zero);
                 vec![group(Some(x), vec![(w, d)])]
             }
             Rule::Epsilon { epsilon } => {
-                let d = inverse(layer.forward(x.clone(), w.clone(), b), *epsilon);
+                let d = inverse(output(&x, &w, b), *epsilon);
                 vec![group(Some(x), vec![(w, d)])]
             }
             Rule::ZPlus { stabilizer } if nonneg => {
@@ -297,7 +304,10 @@ impl PreparedRule {
                     // x⁻ = 0: z↑ = x w↑ + b↑, z↓ = x w↓ + b↓, R_in = x (w↑ᵀ s↑ + w↓ᵀ s↓). Two
                     // convolutions give all three outputs: with p = x w⁺ (so x w⁻ = z − b − p),
                     // z↑ = z + γ(p + b⁺) and z↓ = z + γ(z − b − p + b⁻).
-                    let [z, p]: [Tensor<5>; 2] = forward_many(layer, x.clone(), vec![(w.clone(), b.clone()), (pos5(&w), None)]).try_into().expect("two");
+                    let [z, p]: [Tensor<5>; 2] = match &z {
+                        Some(z) => [z.clone(), layer.forward(x.clone(), pos5(&w), None)],
+                        None => forward_many(layer, x.clone(), vec![(w.clone(), b.clone()), (pos5(&w), None)]).try_into().expect("two"),
+                    };
                     let plus = |t: Tensor<5>, b: Option<Tensor<1>>| match b {
                         Some(b) => {
                             let n = b.dims()[0];

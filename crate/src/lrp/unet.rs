@@ -62,11 +62,14 @@ struct Site {
     layer: Linear,
     x: Tensor<5>,
     input: Input,
+    /// The layer's output `x ⋆ w + b` where the forward pass kept exactly that (a conv without
+    /// a norm merged into it, the head's logits).
+    z: Option<Tensor<5>>,
 }
 
 impl Site {
     fn prepare(&self, composite: &Composite) -> PreparedRule {
-        PreparedRule::new(&composite.rule(&self.name), &self.layer, self.x.clone(), self.input)
+        PreparedRule::with_output(&composite.rule(&self.name), &self.layer, self.x.clone(), self.input, self.z.clone())
     }
 }
 
@@ -76,14 +79,15 @@ fn sites(net: &UNet, act: &Activations) -> Vec<Site> {
     // What each layer reads: a ReLU's output (max-pooled or up-sampled, still ≥ 0), except the
     // MRI itself and a decoder's concatenation, half of which is a linear up-sampling's output.
     let activated = if cfg.activation == Activation::Relu { Input::NonNegative } else { Input::Signed };
-    let site = |name: String, layer: Linear, x: &Tensor<5>, input: Input| Site { name, layer, x: x.clone(), input };
+    let site = |name: String, layer: Linear, x: &Tensor<5>, input: Input| Site { name, layer, x: x.clone(), input, z: None };
     let blocks = |out: &mut Vec<Site>, blocks: &[Block], traces: &[BlockTrace], prefix: &str, first: Input| {
         for (b, (block, trace)) in blocks.iter().zip(traces).enumerate().rev() {
             let input = if b == 0 { first } else { activated };
-            out.push(site(format!("{prefix}.{b}.conv"), merged_conv(block, trace), &trace.input, input));
+            let z = block.norm.is_none().then(|| trace.conv_out.clone());
+            out.push(Site { z, ..site(format!("{prefix}.{b}.conv"), merged_conv(block, trace), &trace.input, input) });
         }
     };
-    let mut out = vec![site("head".into(), Linear::conv(&net.head), &act.head_input, activated)];
+    let mut out = vec![Site { z: Some(act.logits.clone()), ..site("head".into(), Linear::conv(&net.head), &act.head_input, activated) }];
     for i in (0..net.decoder.len()).rev() {
         blocks(&mut out, &net.decoder[i], &act.decoder[i], &format!("decoder.{i}"), Input::Signed);
         let up = &net.ups[i];
