@@ -108,7 +108,7 @@ pub fn direct(x: Tensor<5>, w: Tensor<5>, b: Option<Tensor<1>>, padding: [(usize
 }
 
 /// [`direct`] on plain arrays: `x` is `[n, c, d, h, w]`, `w` is `[o, c, kd, kh, kw]`.
-pub fn direct_f32(x: &[f32], xd: [usize; 5], w: &[f32], wd: [usize; 5], b: Option<&[f32]>, padding: [(usize, usize); 3]) -> (Vec<f32>, [usize; 5]) {
+fn direct_f32(x: &[f32], xd: [usize; 5], w: &[f32], wd: [usize; 5], b: Option<&[f32]>, padding: [(usize, usize); 3]) -> (Vec<f32>, [usize; 5]) {
     let [n, c, d, h, wi] = xd;
     let [o, _, kd, kh, kw] = wd;
     let k = [kd, kh, kw];

@@ -302,22 +302,14 @@ impl PreparedRule {
                 let w_down = w.clone() + neg5(&w) * *gamma;
                 if nonneg {
                     // x⁻ = 0: z↑ = x w↑ + b↑, z↓ = x w↓ + b↓, R_in = x (w↑ᵀ s↑ + w↓ᵀ s↓). Two
-                    // convolutions give all three outputs: with p = x w⁺ (so x w⁻ = z − b − p),
-                    // z↑ = z + γ(p + b⁺) and z↓ = z + γ(z − b − p + b⁻).
+                    // convolutions give all three outputs: with p = x w⁺ + b⁺ (so x w⁻ + b⁻ =
+                    // z − p), z↑ = z + γp and z↓ = z + γ(z − p).
                     let [z, p]: [Tensor<5>; 2] = match &z {
-                        Some(z) => [z.clone(), layer.forward(x.clone(), pos5(&w), None)],
-                        None => forward_many(layer, x.clone(), vec![(w.clone(), b.clone()), (pos5(&w), None)]).try_into().expect("two"),
+                        Some(z) => [z.clone(), layer.forward(x.clone(), pos5(&w), pos1(&b))],
+                        None => forward_many(layer, x.clone(), vec![(w.clone(), b.clone()), (pos5(&w), pos1(&b))]).try_into().expect("two"),
                     };
-                    let plus = |t: Tensor<5>, b: Option<Tensor<1>>| match b {
-                        Some(b) => {
-                            let n = b.dims()[0];
-                            t + b.reshape([1, n, 1, 1, 1])
-                        }
-                        None => t,
-                    };
-                    let wx_neg = plus(z.clone(), b.clone().map(|b| -b)) - p.clone();
-                    let z_up = z.clone() + plus(p, pos1(&b)) * *gamma;
-                    let z_down = z.clone() + plus(wx_neg, neg1(&b)) * *gamma;
+                    let z_up = z.clone() + p.clone() * *gamma;
+                    let z_down = z.clone() + (z.clone() - p) * *gamma;
                     let d_up = z.clone().greater_elem(0.0).float() * inverse(z_up, *stabilizer);
                     let d_down = z.lower_elem(0.0).float() * inverse(z_down, *stabilizer);
                     vec![group(Some(x), vec![(w_up, d_up), (w_down, d_down)])]
