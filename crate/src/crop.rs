@@ -60,11 +60,43 @@ pub fn window(cfg: &UNetConfig, first: [usize; 3], last: [usize; 3], dims: [usiz
 
 /// [`window`], also when it is the whole grid.
 pub fn window_of(cfg: &UNetConfig, first: [usize; 3], last: [usize; 3], dims: [usize; 3]) -> Window {
+    window_reaching(cfg, receptive_radius(cfg), first, last, dims)
+}
+
+/// The box `[first, last]` widened by `reach` voxels and one alignment step more, aligned to
+/// the pooling grid and clipped to `dims`: where a layer `reach` voxels (of receptive field)
+/// from the logits must be computed for them (nested windows, `lrp/unet.rs`).
+pub fn window_reaching(cfg: &UNetConfig, reach: usize, first: [usize; 3], last: [usize; 3], dims: [usize; 3]) -> Window {
     let a = cfg.align();
-    let margin = receptive_radius(cfg) + a;
+    let margin = reach + a;
     let lo: [usize; 3] = std::array::from_fn(|k| first[k].saturating_sub(margin) / a * a);
     let hi: [usize; 3] = std::array::from_fn(|k| ((last[k] + 1 + margin).div_ceil(a) * a).min(dims[k]));
     Window { lo, hi }
+}
+
+/// `t`, a tensor on window `from` (at any level of the U-Net), moved to window `to` of the same
+/// grid: cropped where `to` is smaller, zero where `to` reaches beyond `from`.
+pub fn refit(t: Tensor<5>, from: &Window, to: &Window) -> Tensor<5> {
+    if from == to {
+        return t;
+    }
+    let [n, c, d, h, wd] = t.dims();
+    let own = [d, h, wd];
+    // The tensor's level: full-resolution voxels per voxel of its own.
+    let f: [usize; 3] = std::array::from_fn(|k| from.dims()[k] / own[k]);
+    let lo: [usize; 3] = std::array::from_fn(|k| from.lo[k].max(to.lo[k]));
+    let hi: [usize; 3] = std::array::from_fn(|k| from.hi[k].min(to.hi[k]).max(lo[k]));
+    let out = [n, c, to.dims()[0] / f[0], to.dims()[1] / f[1], to.dims()[2] / f[2]];
+    let device = t.device();
+    if (0..3).any(|k| lo[k] == hi[k]) {
+        return Tensor::zeros(out, &device);
+    }
+    let within = |base: &[usize; 3], k: usize| (lo[k] - base[k]) / f[k]..(hi[k] - base[k]) / f[k];
+    let part = t.slice([0..n, 0..c, within(&from.lo, 0), within(&from.lo, 1), within(&from.lo, 2)]);
+    if lo == to.lo && hi == to.hi {
+        return part;
+    }
+    Tensor::zeros(out, &device).slice_assign([0..n, 0..c, within(&to.lo, 0), within(&to.lo, 1), within(&to.lo, 2)], part)
 }
 
 /// The whole grid of `dims` as a window.
@@ -145,5 +177,34 @@ mod tests {
         // (x 1, y 0, z 0) and (x 1, y 1, z 0), as [d, h, w].
         assert_eq!(bounding_box(&[0, 1, 0, 1, 0, 0, 0, 0], [2, 2, 2]), Some(([0, 0, 1], [0, 1, 1])));
         assert_eq!(bounding_box(&[0; 8], [2, 2, 2]), None);
+    }
+
+    #[test]
+    fn refit_crops_and_pads_at_any_level() {
+        use burn::tensor::TensorData;
+        let dev = crate::backend::cpu_device("cpu").unwrap();
+        // A level-1 tensor (half resolution) on the window [4, 12) × [0, 8) × [8, 16).
+        let from = Window { lo: [4, 0, 8], hi: [12, 8, 16] };
+        let values: Vec<f32> = (0..2 * 64).map(|i| i as f32 + 1.0).collect();
+        let t = Tensor::<5>::from_data(TensorData::new(values.clone(), [1, 2, 4, 4, 4]), &dev);
+        let at = |v: &[f32], dims: [usize; 3], c: usize, p: [usize; 3]| v[((c * dims[0] + p[0]) * dims[1] + p[1]) * dims[2] + p[2]];
+        // Larger: zeros around, the values shifted by (lo − lo') / 2.
+        let to = Window { lo: [0, 0, 8], hi: [16, 8, 20] };
+        let big = refit(t.clone(), &from, &to).into_data().to_vec::<f32>().unwrap();
+        assert_eq!(big.len(), 2 * 8 * 4 * 6);
+        assert_eq!(at(&big, [8, 4, 6], 1, [2 + 3, 2, 3]), at(&values, [4, 4, 4], 1, [3, 2, 3]));
+        assert_eq!(at(&big, [8, 4, 6], 0, [1, 0, 0]), 0.0);
+        assert_eq!(big.iter().sum::<f32>(), values.iter().sum::<f32>());
+        // Smaller: the crop; overlapping: crop, then pad; disjoint: zeros.
+        let small = refit(t.clone(), &from, &Window { lo: [8, 4, 8], hi: [12, 8, 12] }).into_data().to_vec::<f32>().unwrap();
+        assert_eq!(small, vec![at(&values, [4, 4, 4], 0, [2, 2, 0]), at(&values, [4, 4, 4], 0, [2, 2, 1]), at(&values, [4, 4, 4], 0, [2, 3, 0]), at(&values, [4, 4, 4], 0, [2, 3, 1]),
+            at(&values, [4, 4, 4], 0, [3, 2, 0]), at(&values, [4, 4, 4], 0, [3, 2, 1]), at(&values, [4, 4, 4], 0, [3, 3, 0]), at(&values, [4, 4, 4], 0, [3, 3, 1]),
+            at(&values, [4, 4, 4], 1, [2, 2, 0]), at(&values, [4, 4, 4], 1, [2, 2, 1]), at(&values, [4, 4, 4], 1, [2, 3, 0]), at(&values, [4, 4, 4], 1, [2, 3, 1]),
+            at(&values, [4, 4, 4], 1, [3, 2, 0]), at(&values, [4, 4, 4], 1, [3, 2, 1]), at(&values, [4, 4, 4], 1, [3, 3, 0]), at(&values, [4, 4, 4], 1, [3, 3, 1])]);
+        let shifted = refit(t.clone(), &from, &Window { lo: [10, 0, 8], hi: [14, 8, 16] }).into_data().to_vec::<f32>().unwrap();
+        assert_eq!(at(&shifted, [2, 4, 4], 0, [0, 1, 1]), at(&values, [4, 4, 4], 0, [3, 1, 1]));
+        assert_eq!(at(&shifted, [2, 4, 4], 0, [1, 1, 1]), 0.0);
+        let apart = refit(t, &from, &Window { lo: [12, 0, 8], hi: [16, 8, 16] }).into_data().to_vec::<f32>().unwrap();
+        assert!(apart.len() == 2 * 2 * 4 * 4 && apart.iter().all(|v| *v == 0.0));
     }
 }

@@ -352,6 +352,14 @@ fn place(out: &mut [f32], window: &[f32], channels: usize, w: &Window, dims: [us
     }
 }
 
+/// The rules for LRP from the core `[first, last]` (padded grid) on activations cropped to `w`,
+/// each layer on its nested window (lrp/unet.rs).
+fn plan_around(net: &UNet, acts: &crate::unet::Activations, composite: &Composite, w: &Window, (first, last): ([usize; 3], [usize; 3])) -> crate::lrp::unet::Plan {
+    let [d, h, wd] = w.dims();
+    let inside = |v: [usize; 3]| -> [usize; 3] { [(v[0] - w.lo[0]).min(d - 1), (v[1] - w.lo[1]).min(h - 1), (v[2] - w.lo[2]).min(wd - 1)] };
+    crate::lrp::unet::Plan::around(net, acts, composite, inside(first), inside(last))
+}
+
 /// [`explain_region`] for several regions of one study: the first of the two passes is shared.
 ///
 /// The regions' voxels are explained on one window around all of them (with their receptive
@@ -419,7 +427,7 @@ pub async fn explain_regions_with_progress(
     for &core in &cores {
         let w = p.window_for(net, core.0, core.1);
         let acts = p.activations(net, &w);
-        let plan = crate::lrp::unet::Plan::new(net, &acts, composite);
+        let plan = plan_around(net, &acts, composite, &w, core);
         let sums = crate::lrp::region::column_sums(net, &acts, &plan);
         let totals = acts.logits.clone().narrow(1, class, 1) * sums.clone().narrow(1, class, 1);
         for (l, region) in largest.iter_mut().zip(regions) {
@@ -446,7 +454,7 @@ pub async fn explain_regions_with_progress(
             Some(ap) => ap,
             None => {
                 let acts = p.activations(net, &w);
-                let plan = crate::lrp::unet::Plan::new(net, &acts, composite);
+                let plan = plan_around(net, &acts, composite, &w, core);
                 (acts, plan)
             }
         };

@@ -265,8 +265,12 @@ fn cropped_lrp_equals_the_full_pass() {
             let at = [voxel[2], voxel[1], voxel[0]];
             assert!(window(&cfg, at, at, [nz, ny, nx]).is_some(), "{cfg:?}: the test grid must be larger than the window");
             let cropped = pollster::block_on(explain(&net, &p, voxel, 1, &c)).unwrap();
-            let full = explain_voxel(&net, acts, &c, 1, at);
-            let full = seglrp::engine::crop(host(full.relevance), 6, padded, dims);
+            // The oracle: every layer on the whole grid.
+            let full = propagate(&net, acts, &c, start_relevance(&acts.logits, 1, at));
+            let full = seglrp::engine::crop(host(full), 6, padded, dims);
+            // explain_voxel, on nested windows of the whole grid, is the same map.
+            let nested = seglrp::engine::crop(host(explain_voxel(&net, acts, &c, 1, at).relevance), 6, padded, dims);
+            compare(&format!("{cfg:?} voxel {voxel:?} nested"), &nested, &full);
             compare(&format!("{cfg:?} voxel {voxel:?}"), &cropped.relevance, &full);
         }
         let region: Vec<u8> = (0..n).map(|i| u8::from((100..104).contains(&(i % nx)) && (20..23).contains(&((i / nx) % ny)) && (3..5).contains(&(i / (nx * ny))))).collect();
@@ -276,6 +280,55 @@ fn cropped_lrp_equals_the_full_pass() {
         let kept = host(full.kept).iter().filter(|v| **v > 0.5).count();
         assert_eq!(cropped.voxels - cropped.left_out, kept, "{cfg:?}: the same voxels kept");
         compare(&format!("{cfg:?} region"), &cropped.relevance, &seglrp::engine::crop(host(full.relevance), 6, padded, dims));
+    }
+}
+
+/// Nested windows (lrp/unet.rs) widen each layer's window by what that layer reaches; added up
+/// along the walk they must give the receptive radius that the outer window (crop.rs) uses.
+#[test]
+fn the_layers_reaches_add_up_to_the_receptive_radius() {
+    let dev = cpu_device("cpu").unwrap();
+    for cfg in variants() {
+        let net = UNet::seeded(&cfg, 5, 0.2, &dev);
+        let acts = net.forward_all(input([1, 6, 8, 8, 8], 3, &dev));
+        let reaches = seglrp::lrp::unet::reaches(&net, &acts);
+        assert_eq!(reaches[0], 0, "{cfg:?}: the 1×1×1 head reaches nothing");
+        assert_eq!(reaches.iter().sum::<usize>(), seglrp::crop::receptive_radius(&cfg), "{cfg:?}: {reaches:?}");
+    }
+}
+
+/// The two passes of a region map on nested windows around the region (`Plan::around`) give
+/// the whole-grid passes' column sums inside the region and the same map, for every variant and
+/// a region touching the grid's edge.
+#[test]
+fn nested_windows_give_the_whole_grids_region_map() {
+    use seglrp::lrp::region::column_sums;
+    use seglrp::lrp::unet::{propagate_planned, Plan};
+    let dev = cpu_device("cpu").unwrap();
+    let [d, h, w] = [16, 48, 64];
+    for cfg in variants() {
+        let net = UNet::seeded(&cfg, 9, 0.2, &dev);
+        let acts = net.forward_all(input([1, 6, d, h, w], 21, &dev));
+        let c = Composite::EpsilonGammaBox { low: vec![-3.0; 6], high: vec![3.0; 6] };
+        for (first, last) in [([6, 20, 30], [8, 23, 33]), ([0, 44, 0], [2, 47, 3])] {
+            let inside = |i: usize| {
+                let p = [i / (h * w), (i / w) % h, i % w];
+                (0..3).all(|k| first[k] <= p[k] && p[k] <= last[k])
+            };
+            let whole = Plan::new(&net, &acts, &c);
+            let nested = Plan::around(&net, &acts, &c, first, last);
+            let (a, b) = (host(column_sums(&net, &acts, &whole)), host(column_sums(&net, &acts, &nested)));
+            let scale = a.iter().fold(0f32, |m, v| m.max(v.abs()));
+            let diff = (0..a.len()).filter(|i| inside(i % (d * h * w))).fold(0f32, |m, i| m.max((a[i] - b[i]).abs()));
+            assert!(scale > 0.0 && diff <= 1e-5 * scale, "{cfg:?} {first:?}: column sums {diff} of {scale}");
+            let r = input([1, 2, d, h, w], 22, &dev);
+            let mask: Vec<f32> = (0..2 * d * h * w).map(|i| f32::from(u8::from(inside(i % (d * h * w))))).collect();
+            let r = r * Tensor::<5>::from_data(TensorData::new(mask, [1, 2, d, h, w]), &dev);
+            let (x, y) = (host(propagate_planned(&net, &acts, &whole, r.clone())), host(propagate_planned(&net, &acts, &nested, r)));
+            let scale = x.iter().fold(0f32, |m, v| m.max(v.abs()));
+            let diff = x.iter().zip(&y).fold(0f32, |m, (p, q)| m.max((p - q).abs()));
+            assert!(scale > 0.0 && diff <= 1e-5 * scale, "{cfg:?} {first:?}: maps {diff} of {scale}");
+        }
     }
 }
 
