@@ -11,6 +11,10 @@
 //! strided conv and transposed conv sees the same inputs as in the full pass. Instance-norm
 //! statistics come from the full forward pass (frozen in the cropped trace), never from the
 //! crop.
+//!
+//! The same argument holds layer by layer: [`window_reaching`] gives the window of a layer that
+//! many voxels of receptive field from the logits, and [`refit`] moves a tensor between two
+//! windows; `lrp/unet.rs` runs each layer on its own (nested) window with them.
 
 use std::ops::Range;
 
@@ -187,24 +191,33 @@ mod tests {
         let from = Window { lo: [4, 0, 8], hi: [12, 8, 16] };
         let values: Vec<f32> = (0..2 * 64).map(|i| i as f32 + 1.0).collect();
         let t = Tensor::<5>::from_data(TensorData::new(values.clone(), [1, 2, 4, 4, 4]), &dev);
+        let host = |to: Window| refit(t.clone(), &from, &to).into_data().try_to_vec::<f32>().unwrap();
         let at = |v: &[f32], dims: [usize; 3], c: usize, p: [usize; 3]| v[((c * dims[0] + p[0]) * dims[1] + p[1]) * dims[2] + p[2]];
+        let old = |c: usize, p: [usize; 3]| at(&values, [4, 4, 4], c, p);
         // Larger: zeros around, the values shifted by (lo − lo') / 2.
-        let to = Window { lo: [0, 0, 8], hi: [16, 8, 20] };
-        let big = refit(t.clone(), &from, &to).into_data().to_vec::<f32>().unwrap();
+        let big = host(Window { lo: [0, 0, 8], hi: [16, 8, 20] });
         assert_eq!(big.len(), 2 * 8 * 4 * 6);
-        assert_eq!(at(&big, [8, 4, 6], 1, [2 + 3, 2, 3]), at(&values, [4, 4, 4], 1, [3, 2, 3]));
+        assert_eq!(at(&big, [8, 4, 6], 1, [2 + 3, 2, 3]), old(1, [3, 2, 3]));
         assert_eq!(at(&big, [8, 4, 6], 0, [1, 0, 0]), 0.0);
         assert_eq!(big.iter().sum::<f32>(), values.iter().sum::<f32>());
-        // Smaller: the crop; overlapping: crop, then pad; disjoint: zeros.
-        let small = refit(t.clone(), &from, &Window { lo: [8, 4, 8], hi: [12, 8, 12] }).into_data().to_vec::<f32>().unwrap();
-        assert_eq!(small, vec![at(&values, [4, 4, 4], 0, [2, 2, 0]), at(&values, [4, 4, 4], 0, [2, 2, 1]), at(&values, [4, 4, 4], 0, [2, 3, 0]), at(&values, [4, 4, 4], 0, [2, 3, 1]),
-            at(&values, [4, 4, 4], 0, [3, 2, 0]), at(&values, [4, 4, 4], 0, [3, 2, 1]), at(&values, [4, 4, 4], 0, [3, 3, 0]), at(&values, [4, 4, 4], 0, [3, 3, 1]),
-            at(&values, [4, 4, 4], 1, [2, 2, 0]), at(&values, [4, 4, 4], 1, [2, 2, 1]), at(&values, [4, 4, 4], 1, [2, 3, 0]), at(&values, [4, 4, 4], 1, [2, 3, 1]),
-            at(&values, [4, 4, 4], 1, [3, 2, 0]), at(&values, [4, 4, 4], 1, [3, 2, 1]), at(&values, [4, 4, 4], 1, [3, 3, 0]), at(&values, [4, 4, 4], 1, [3, 3, 1])]);
-        let shifted = refit(t.clone(), &from, &Window { lo: [10, 0, 8], hi: [14, 8, 16] }).into_data().to_vec::<f32>().unwrap();
-        assert_eq!(at(&shifted, [2, 4, 4], 0, [0, 1, 1]), at(&values, [4, 4, 4], 0, [3, 1, 1]));
+        // Smaller: the crop.
+        let small = host(Window { lo: [8, 4, 8], hi: [12, 8, 12] });
+        let mut expected = Vec::new();
+        for c in 0..2 {
+            for z in 2..4 {
+                for y in 2..4 {
+                    for x in 0..2 {
+                        expected.push(old(c, [z, y, x]));
+                    }
+                }
+            }
+        }
+        assert_eq!(small, expected);
+        // Overlapping: crop, then pad; disjoint: zeros.
+        let shifted = host(Window { lo: [10, 0, 8], hi: [14, 8, 16] });
+        assert_eq!(at(&shifted, [2, 4, 4], 0, [0, 1, 1]), old(0, [3, 1, 1]));
         assert_eq!(at(&shifted, [2, 4, 4], 0, [1, 1, 1]), 0.0);
-        let apart = refit(t, &from, &Window { lo: [12, 0, 8], hi: [16, 8, 16] }).into_data().to_vec::<f32>().unwrap();
+        let apart = host(Window { lo: [12, 0, 8], hi: [16, 8, 16] });
         assert!(apart.len() == 2 * 2 * 4 * 4 && apart.iter().all(|v| *v == 0.0));
     }
 }

@@ -199,11 +199,12 @@ fn neg1(b: &Option<Tensor<1>>) -> Option<Tensor<1>> {
     b.as_ref().map(|b| b.clone().clamp_max(0.0))
 }
 
-/// Per-channel bounds as a tensor shaped like `x`.
-fn bounds_like(v: &[f32], x: &Tensor<5>) -> Tensor<5> {
+/// Per-input-channel values `v` shaped to scale the weights `w` of `layer` (input channels on
+/// axis 1 of a conv's weights, axis 0 of a transposed conv's).
+fn channel_factors(v: &[f32], w: &Tensor<5>, layer: &Linear) -> Tensor<5> {
     let c = v.len();
-    let t = Tensor::<1>::from_data(burn::tensor::TensorData::new(v.to_vec(), [c]), &x.device());
-    x.ones_like() * t.reshape([1, c, 1, 1, 1])
+    let t = Tensor::<1>::from_data(burn::tensor::TensorData::new(v.to_vec(), [c]), &w.device());
+    if layer.out_axis() == 0 { t.reshape([1, c, 1, 1, 1]) } else { t.reshape([c, 1, 1, 1, 1]) }
 }
 
 /// What is known of a layer's input before looking at it. A ReLU's output has no negative
@@ -329,13 +330,13 @@ impl PreparedRule {
                 }
             }
             Rule::ZBox { low, high, stabilizer } => {
-                let (l, h) = (bounds_like(low, &x), bounds_like(high, &x));
-                let (wp, wn) = (pos5(&w), neg5(&w));
-                let z = layer.forward(x.clone(), w.clone(), b.clone())
-                    - layer.forward(l.clone(), wp.clone(), pos1(&b))
-                    - layer.forward(h.clone(), wn.clone(), neg1(&b));
+                // The bounds are constant per input channel, so their two terms are one map with
+                // weights w_b = l·w⁺ + h·w⁻ (scaled per input channel) on an input of ones, and
+                // the biases cancel: z = (x w + b) − (1 w_b + b), R_in = x (wᵀ s) − w_bᵀ s.
+                let w_b = pos5(&w) * channel_factors(low, &w, layer) + neg5(&w) * channel_factors(high, &w, layer);
+                let z = output(&x, &w, b.clone()) - layer.forward(x.ones_like(), w_b.clone(), b);
                 let d = inverse(z, *stabilizer);
-                vec![group(Some(x), vec![(w, d.clone())]), group(Some(-l), vec![(wp, d.clone())]), group(Some(-h), vec![(wn, d)])]
+                vec![group(Some(x), vec![(w, d.clone())]), group(None, vec![(-w_b, d)])]
             }
             Rule::Flat { stabilizer } => {
                 let w1 = w.ones_like();
