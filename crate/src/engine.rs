@@ -355,8 +355,8 @@ fn place(out: &mut [f32], window: &[f32], channels: usize, w: &Window, dims: [us
 /// The rules for LRP from the core `[first, last]` (padded grid) on activations cropped to `w`,
 /// each layer on its nested window (lrp/unet.rs).
 fn plan_around(net: &UNet, acts: &crate::unet::Activations, composite: &Composite, w: &Window, (first, last): ([usize; 3], [usize; 3])) -> crate::lrp::unet::Plan {
-    let [d, h, wd] = w.dims();
-    let inside = |v: [usize; 3]| -> [usize; 3] { [(v[0] - w.lo[0]).min(d - 1), (v[1] - w.lo[1]).min(h - 1), (v[2] - w.lo[2]).min(wd - 1)] };
+    // The window was made around the core, so the core lies inside it.
+    let inside = |v: [usize; 3]| -> [usize; 3] { std::array::from_fn(|k| v[k] - w.lo[k]) };
     crate::lrp::unet::Plan::around(net, acts, composite, inside(first), inside(last))
 }
 

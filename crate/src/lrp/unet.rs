@@ -140,9 +140,11 @@ fn sites(net: &UNet, act: &Activations) -> Vec<Site> {
     out
 }
 
-/// Each layer's window (in [`propagate`]'s order) for relevance starting in the box
-/// `[first, last]` of the logits (tensor axes), on a grid of `full`.
-fn nested_windows(net: &UNet, sites: &[Site], first: [usize; 3], last: [usize; 3], full: [usize; 3]) -> Vec<Window> {
+/// Each layer's window (in [`propagate`]'s order) on a grid of `full`: for relevance starting
+/// in the box `[first, last]` of the logits (tensor axes), nested around it; for `None`, the
+/// whole grid.
+fn windows(net: &UNet, sites: &[Site], around: Option<([usize; 3], [usize; 3])>, full: [usize; 3]) -> Vec<Window> {
+    let Some((first, last)) = around else { return vec![crate::crop::whole(full); sites.len()] };
     let mut reach = 0usize;
     sites
         .iter()
@@ -175,19 +177,20 @@ pub struct Plan {
 impl Plan {
     /// Every layer on the whole grid: any relevance of the logits may be propagated.
     pub fn new(net: &UNet, act: &Activations, composite: &Composite) -> Plan {
-        let full = grid(act);
-        let sites = sites(net, act);
-        let windows = vec![crate::crop::whole(full); sites.len()];
-        Plan { rules: sites.iter().zip(&windows).map(|(s, w)| s.prepare(composite, w, full)).collect(), windows }
+        Plan::on(net, act, composite, None)
     }
 
     /// Every layer on its nested window around the box `[first, last]` (tensor axes) of the
     /// logits: relevance propagated with this plan must be zero outside that box, and column
     /// sums are exact only inside it.
     pub fn around(net: &UNet, act: &Activations, composite: &Composite, first: [usize; 3], last: [usize; 3]) -> Plan {
+        Plan::on(net, act, composite, Some((first, last)))
+    }
+
+    fn on(net: &UNet, act: &Activations, composite: &Composite, around: Option<([usize; 3], [usize; 3])>) -> Plan {
         let full = grid(act);
         let sites = sites(net, act);
-        let windows = nested_windows(net, &sites, first, last, full);
+        let windows = windows(net, &sites, around, full);
         Plan { rules: sites.iter().zip(&windows).map(|(s, w)| s.prepare(composite, w, full)).collect(), windows }
     }
 }
@@ -242,31 +245,33 @@ fn walk_back(net: &UNet, act: &Activations, mut rule: impl FnMut(usize) -> Prepa
 /// the explanation starts). Linear in `r` for a fixed forward pass. Each layer's rule is made
 /// when the walk reaches it and dropped after, so one pass holds one layer's at a time.
 pub fn propagate(net: &UNet, act: &Activations, composite: &Composite, r: Tensor<5>) -> Tensor<5> {
-    let full = grid(act);
-    let sites = sites(net, act);
-    let whole = vec![crate::crop::whole(full); sites.len()];
-    walk_back(net, act, |k| sites[k].prepare(composite, &whole[k], full), &whole, r)
+    propagate_in(net, act, composite, r, None)
 }
 
 /// [`propagate`] for relevance `r` that is zero outside the box `[first, last]` of the logits
 /// (tensor axes), each layer on its nested window: the same map.
 pub fn propagate_around(net: &UNet, act: &Activations, composite: &Composite, r: Tensor<5>, first: [usize; 3], last: [usize; 3]) -> Tensor<5> {
+    propagate_in(net, act, composite, r, Some((first, last)))
+}
+
+fn propagate_in(net: &UNet, act: &Activations, composite: &Composite, r: Tensor<5>, around: Option<([usize; 3], [usize; 3])>) -> Tensor<5> {
     let full = grid(act);
     let sites = sites(net, act);
-    let windows = nested_windows(net, &sites, first, last, full);
-    let whole = crate::crop::whole(full);
-    let r = refit(r, &whole, &windows[0]);
-    let out = walk_back(net, act, |k| sites[k].prepare(composite, &windows[k], full), &windows, r);
-    refit(out, windows.last().expect("a layer"), &whole)
+    let windows = windows(net, &sites, around, full);
+    walk_whole(act, &windows, r, |r| walk_back(net, act, |k| sites[k].prepare(composite, &windows[k], full), &windows, r))
 }
 
 /// [`propagate`] with the layers' rules made beforehand; `r` must be zero outside the plan's
 /// box.
 pub fn propagate_planned(net: &UNet, act: &Activations, plan: &Plan, r: Tensor<5>) -> Tensor<5> {
+    walk_whole(act, &plan.windows, r, |r| walk_back(net, act, |k| plan.rules[k].clone(), &plan.windows, r))
+}
+
+/// `walk` from the whole grid's logits `r`, moved to the head's window, to the whole grid's input.
+fn walk_whole(act: &Activations, windows: &[Window], r: Tensor<5>, walk: impl FnOnce(Tensor<5>) -> Tensor<5>) -> Tensor<5> {
     let whole = crate::crop::whole(grid(act));
-    let r = refit(r, &whole, &plan.windows[0]);
-    let out = walk_back(net, act, |k| plan.rules[k].clone(), &plan.windows, r);
-    refit(out, plan.windows.last().expect("a layer"), &whole)
+    let out = walk(refit(r, &whole, &windows[0]));
+    refit(out, windows.last().expect("a layer"), &whole)
 }
 
 /// `Lᵀ v` for the map `L` of [`propagate`]: `v` shaped like the network input, the result like
