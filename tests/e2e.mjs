@@ -10,7 +10,8 @@
 //      (device.destroy()) moves the page to the CPU, which redoes the click with the study kept.
 //   2. WebGPU off: the page must fall back to the CPU by itself; the demo menu's patient gives
 //      the same mask as WebGPU did; real NIfTI files from the test data are dropped one by one
-//      (each is shown, or its error), then the 4-D sample arrives through a drop event (same
+//      (each is shown, or its error); hostile files (a huge file judged by its first MiB, NaN
+//      sequences); then the 4-D sample arrives through a drop event (same
 //      mask); click a predicted tumour voxel, compare the six relevance maps with
 //      `seglrp explain`; save the relevance and the segmentation and read them back with
 //      `seglrp info`; another composite; a tumour region; models of one's own (refused in
@@ -154,6 +155,57 @@ async function realFilesOneByOne(page, name) {
     }
   }
   await page.click('#clear');
+}
+
+/**
+ * Hostile files as a user drops them: a 2.5 GB sparse file whose header claims 8 GiB is refused
+ * after the page has read its first MiB (every Blob read is recorded); a study whose T1 20 s is
+ * all NaN is refused naming that file; with 100 NaN voxels it loads and says they were set to 0.
+ */
+async function hostileFiles(page, name) {
+  await page.evaluate(() => {
+    const read = Blob.prototype.arrayBuffer;
+    window.__reads = [];
+    Blob.prototype.arrayBuffer = function () { window.__reads.push(this.size); return read.call(this); };
+  });
+  const huge = path.join(tmp, 'claims-8gib.nii');
+  const head = Buffer.from(niftiBytes(new Float32Array(8), [2, 2, 2], [[1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 0]]));
+  [2048, 2048, 512].forEach((d, i) => head.writeInt16LE(d, 42 + 2 * i));
+  fs.writeFileSync(huge, head);
+  fs.truncateSync(huge, 2_500_000_000); // sparse: no disk used
+  await page.setInputFiles('#file', huge);
+  await page.waitForFunction(() => document.getElementById('status').classList.contains('error'), null, { timeout: 60_000 });
+  const text = await statusText(page);
+  assert.match(text, /claims-8gib\.nii: the image has 2147483648 voxel values \(8\.00 GiB stored\); this tool accepts at most/, `${name}: ${text}`);
+  const reads = await page.evaluate(() => window.__reads);
+  assert.ok(reads.length > 0 && Math.max(...reads) <= 1 << 20, `${name}: the page read ${reads} bytes of the 2.5 GB file`);
+  assert.match(await page.textContent('#files'), /claims-8gib\.nii.*accepts at most/, `${name}: the refused file is listed with its reason`);
+  fs.rmSync(huge);
+  await page.click('#clear');
+
+  // The six sequences of the demo patient, T1 20 s made NaN (all of it, then 100 voxels).
+  const nanDir = path.join(tmp, 'nan-study');
+  fs.mkdirSync(nanDir, { recursive: true });
+  const files = fs.readdirSync(studyDir).filter((f) => f !== 'label.nii.gz');
+  for (const f of files) fs.copyFileSync(path.join(studyDir, f), path.join(nanDir, f === 'series_7.nii.gz' ? 't1_60s.nii.gz' : f));
+  const t1 = nativeInfo(path.join(studyDir, 't1_20s.nii.gz'));
+  const withNan = (n) => {
+    const v = Float32Array.from(t1.values);
+    v.fill(NaN, 0, n);
+    fs.rmSync(path.join(nanDir, 't1_20s.nii.gz'), { force: true });
+    fs.writeFileSync(path.join(nanDir, 't1_20s.nii'), niftiBytes(v, t1.info.dims, t1.info.affine));
+    return fs.readdirSync(nanDir).map((f) => path.join(nanDir, f));
+  };
+  await page.setInputFiles('#file', withNan(t1.values.length));
+  await waitStatus(page, /cannot be segmented/);
+  assert.match(await statusText(page), /t1_20s\.nii \(T1 20 s\) cannot be segmented or explained: all its \d+ voxels are NaN or infinite/, `${name}: ${await statusText(page)}`);
+  assert.equal(await page.evaluate(() => window.__seglrp.study), null, `${name}: no study from an all-NaN sequence`);
+  await page.click('#clear');
+  await page.setInputFiles('#file', withNan(100));
+  await waitStatus(page, /Double-click/);
+  assert.match(await statusText(page), /NaN or infinite voxels set to 0: 100 in T1 20 s/, `${name}: ${await statusText(page)}`);
+  await page.click('#clear');
+  return 'a 2.5 GB file claiming 8 GiB refused after reading ≤ 1 MiB of it; an all-NaN sequence refused by name, 100 NaN voxels counted';
 }
 
 /** The predicted tumour voxel nearest the centroid of the slice with the most tumour. */
@@ -396,10 +448,11 @@ async function cohortRun(page, name) {
   }
   assert.ok(worst < 1e-4, `${name}: cohort shares vs native differ by ${worst}`);
   const csv = parseCsv(fs.readFileSync(await download(page, '#save-csv', name), 'utf8'));
-  assert.deepEqual(csv[0].slice(7), ['T2', 'T1 plain', 'T1 20 s', 'T1 60 s', 'T1 120 s', 'T1 15 min']);
+  assert.deepEqual(csv[0].slice(7), ['T2', 'T1 plain', 'T1 20 s', 'T1 60 s', 'T1 120 s', 'T1 15 min', 'note', 'non_finite_voxels']);
   assert.equal(csv.length, 3, `${name}: a header and two rows`);
   csv.slice(1).forEach((cells, i) => {
-    const shares = cells.slice(7).map(Number);
+    const shares = cells.slice(7, 13).map(Number);
+    assert.deepEqual(cells.slice(13), ['', '0'], `${name}: CSV row ${i + 1}: no note, no NaN voxels`);
     assert.deepEqual(shares, rows[i].shares, `${name}: CSV row ${i + 1} = the plotted shares`);
     assert.ok(Math.abs(shares.reduce((a, b) => a + b, 0) - 1) < 1e-5);
   });
@@ -561,6 +614,7 @@ try {
       const tumour = await demoPatient(page, name);
       await page.click('#clear');
       await realFilesOneByOne(page, name);
+      const hostile = await hostileFiles(page, name);
       await dropFiles(page, [sample]);
       await waitStatus(page, /Double-click/);
       assert.match(await statusText(page), /Double-click/, `${name}: ${await statusText(page)}`);
@@ -587,7 +641,7 @@ try {
       await page.waitForFunction(() => window.__seglrp?.backend, null, { timeout: 120_000 });
       const offline = await demoPatient(page, `${name}, offline`);
       await context.setOffline(false);
-      return `demo patient ${PATIENT}: ${tumour} tumour voxels, mask = WebGPU's = native; real files shown or refused, ${first}; EpsilonAlpha2Beta1: max|ΔR| ${other.diff.toExponential(2)} of ${other.scale.toExponential(2)}; `
+      return `demo patient ${PATIENT}: ${tumour} tumour voxels, mask = WebGPU's = native; real files shown or refused; ${hostile}; ${first}; EpsilonAlpha2Beta1: max|ΔR| ${other.diff.toExponential(2)} of ${other.scale.toExponential(2)}; `
         + `tumour region of ${region.got.voxels} voxels (EpsilonGammaBox, two-pass): max|ΔM_A| ${region.diff.toExponential(2)} of ${region.scale.toExponential(2)}; `
         + `false negatives (${missed.got.voxels} voxels): max|ΔM_A| ${missed.diff.toExponential(2)} of ${missed.scale.toExponential(2)}; `
         + `drawn box (${drawn.got.voxels} voxels): max|ΔM_A| ${drawn.diff.toExponential(2)} of ${drawn.scale.toExponential(2)}; ${cohort}; offline reload: demo patient segmented (${offline} voxels)`;

@@ -53,11 +53,14 @@ test('cohort CSV: one row per study and region, quoted where needed, replaced on
   c.add({ study: 'patient "7", left', region: 'all, 12 voxels', class: 'tumour', composite: 'Epsilon', voxels: 12, left_out: 0, conservation: 0.9, shares });
   c.add({ study: 'patient "7", left', region: 'all, 12 voxels', class: 'tumour', composite: 'Epsilon', voxels: 12, left_out: 1, conservation: 0.8, shares });
   c.add({ study: 'p2', region: 'voxel (1, 2, 3)', class: 'tumour', composite: 'Epsilon', voxels: 1, left_out: 0, conservation: null, shares });
+  // No positive relevance: empty share cells, the reason in `note`; NaN voxels counted.
+  c.add({ study: 'p3', region: 'voxel (0, 0, 0)', class: 'tumour', composite: 'Epsilon', voxels: 1, left_out: 0, conservation: null, shares: null, note: 'no positive relevance', non_finite: 12 });
   const lines = c.csv().split('\r\n');
-  assert.equal(lines[0], `study,region,class,composite,voxels,left_out,conservation,${SEQUENCES.join(',')}`);
-  assert.equal(lines[1], '"patient ""7"", left","all, 12 voxels",tumour,Epsilon,12,1,0.8,0.1,0.2,0.3,0.15,0.15,0.1');
-  assert.equal(lines[2], 'p2,"voxel (1, 2, 3)",tumour,Epsilon,1,0,,0.1,0.2,0.3,0.15,0.15,0.1');
-  assert.equal(lines.length, 4, 'header, two rows, final newline');
+  assert.equal(lines[0], `study,region,class,composite,voxels,left_out,conservation,${SEQUENCES.join(',')},note,non_finite_voxels`);
+  assert.equal(lines[1], '"patient ""7"", left","all, 12 voxels",tumour,Epsilon,12,1,0.8,0.1,0.2,0.3,0.15,0.15,0.1,,0');
+  assert.equal(lines[2], 'p2,"voxel (1, 2, 3)",tumour,Epsilon,1,0,,0.1,0.2,0.3,0.15,0.15,0.1,,0');
+  assert.equal(lines[3], 'p3,"voxel (0, 0, 0)",tumour,Epsilon,1,0,,,,,,,,no positive relevance,12');
+  assert.equal(lines.length, 5, 'header, three rows, final newline');
 });
 
 test('display window: 2nd to 98th percentile of the non-zero voxels', () => {

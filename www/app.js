@@ -13,6 +13,8 @@ const $ = (id) => document.getElementById(id);
 const state = {
   files: [], roles: {}, reports: [], study: null, view: null, mask: null, name: null,
   explanation: null, busy: false, queued: null, cohortRun: null,
+  // Files of the last drop refused by their header check, `{name, error}`: listed with the rest.
+  refused: [],
 };
 // Read by the end-to-end test; also handy in the console.
 window.__seglrp = state;
@@ -98,6 +100,12 @@ async function addFiles(newFiles) {
   await openFiles(candidate, state.study ? {} : state.roles, newFiles);
 }
 
+/** The study's NaN/Inf voxels that were set to 0, per sequence, in words ('' when none). */
+const nonFiniteText = (counts = []) => {
+  const parts = counts.map((n, c) => (n ? `${n} in ${SEQUENCES[c]}` : null)).filter(Boolean);
+  return parts.length ? ` NaN or infinite voxels set to 0: ${parts.join(', ')}.` : '';
+};
+
 /** Opens files as a study (or a preview), segments it, and shows it. Returns true for a study. */
 async function openFiles(files, roles, fresh = files, name = null) {
   state.busy = true;
@@ -112,14 +120,16 @@ async function openFiles(files, roles, fresh = files, name = null) {
       return false;
     }
     Object.assign(state, { files, roles, reports: result.files, explanation: null, mask: null });
-    renderFiles($('files'), result.files, onRole);
+    const refused = state.refused ?? [];
+    state.refused = [];
+    renderFiles($('files'), [...result.files, ...refused], onRole);
     $('results').hidden = true;
     if (!result.study) {
       state.study = null;
       const p = result.preview;
       const names = p.channels === 1 ? [p.name] : Array.from({ length: p.channels }, (_, i) => `${p.name} — volume ${i + 1}`);
       await showVolume({ dims: p.dims, affine: p.affine, channels: split(p.data, p.dims, p.channels), names });
-      const errors = result.files.filter((f) => f.error).map((f) => `${f.name}: ${f.error}`);
+      const errors = [...result.files, ...refused].filter((f) => f.error).map((f) => `${f.name}: ${f.error}`);
       status([`Showing ${p.name}. ${result.problem}.`, ...errors].join(' — '), { error: errors.length > 0 });
       return false;
     }
@@ -131,7 +141,9 @@ async function openFiles(files, roles, fresh = files, name = null) {
     state.mask = mask;
     await viewer.setOverlays({ mask, label: s.label ?? null });
     const tumour = mask.reduce((n, v) => n + v, 0);
-    status(`${state.name}: ${s.dims.join('×')} voxels (${s.orientation}), ${tumour} predicted tumour voxels. Double-click a voxel (or press Explain) to explain it.`);
+    const nanText = nonFiniteText(s.non_finite);
+    const refusedText = refused.map((f) => ` ${f.name} was not read: ${f.error}.`).join('');
+    status(`${state.name}: ${s.dims.join('×')} voxels (${s.orientation}), ${tumour} predicted tumour voxels.${nanText}${refusedText} Double-click a voxel (or press Explain) to explain it.`, { error: refused.length > 0 });
     return true;
   } catch (e) {
     failed(`Reading the files failed`, e);
@@ -244,16 +256,19 @@ async function showExplanation(e) {
   state.explanation = e;
   $('results').hidden = false;
   $('result-title').textContent = `${state.name}: relevance for ${e.class === 1 ? 'tumour' : 'background'} at ${regionText(e)} (${e.composite})`;
-  SEQUENCES.forEach((name, c) => { captions[c].textContent = `${name} — ${(100 * e.shares[c]).toFixed(1)} %`; });
+  // No positive relevance anywhere: no shares (they would be six zeros that do not sum to 1).
+  const pct = (v) => (v == null ? '—' : `${(100 * v).toFixed(1)} %`);
+  SEQUENCES.forEach((name, c) => { captions[c].textContent = `${name} — ${e.shares ? pct(e.shares[c]) : 'no positive relevance'}`; });
   await viewer.showRelevance(e.relevance, e.region);
   viewer.moveTo(e.region ? centreOf(e.region, state.study.dims) : e.voxel);
   drawBars($('bars'), SEQUENCES, e.shares, 'Share of positive relevance per sequence');
   $('shares').innerHTML = '<tr><th>sequence</th><th>share of positive relevance</th><th>signed share</th></tr>' +
-    SEQUENCES.map((s, c) => `<tr><td>${s}</td><td>${(100 * e.shares[c]).toFixed(1)} %</td><td>${(100 * e.signed_shares[c]).toFixed(1)} %</td></tr>`).join('');
+    (e.shares ? SEQUENCES.map((s, c) => `<tr><td>${s}</td><td>${pct(e.shares[c])}</td><td>${pct(e.signed_shares?.[c])}</td></tr>`).join('')
+      : '<tr><td colspan="3">No positive relevance: every voxel\'s relevance is zero or negative, so there are no shares.</td></tr>');
   $('result-figures').textContent = e.scope === 'voxel'
     ? `Logit ${e.logit.toFixed(4)}; Σ input relevance ${e.relevance_sum.toFixed(4)}.`
     : `Conservation ${e.conservation.toFixed(3)} (input relevance / explained logits); ${e.left_out} of ${e.voxels} voxels left out (no positive relevance to normalise by).`;
-  addToCohort(e);
+  addToCohort({ ...e, non_finite: (state.study?.non_finite ?? []).reduce((a, b) => a + b, 0) });
   drawCohort();
 }
 
@@ -261,7 +276,8 @@ async function showExplanation(e) {
 function addToCohort(e) {
   cohort.add({
     study: e.study, region: regionText(e), class: e.class === 1 ? 'tumour' : 'background', composite: e.composite,
-    voxels: e.voxels ?? 1, left_out: e.left_out ?? 0, conservation: e.conservation ?? null, shares: Array.from(e.shares),
+    voxels: e.voxels ?? 1, left_out: e.left_out ?? 0, conservation: e.conservation ?? null,
+    shares: e.shares ? Array.from(e.shares) : null, note: e.no_shares ?? null, non_finite: e.non_finite ?? 0,
   });
 }
 
@@ -286,7 +302,7 @@ function drawCohort() {
   drawParallel($('cohort-plot'), SEQUENCES, PLOT_ORDER, cohort.rows);
   $('cohort-table').innerHTML = cohort.rows.length
     ? `<tr><th></th><th>study</th><th>region</th><th>composite</th>${PLOT_ORDER.map((c) => `<th>${SEQUENCES[c]}</th>`).join('')}</tr>` +
-      cohort.rows.map((r, i) => `<tr><td><span class="swatch" style="background:${colourOf(i)}"></span></td><td>${escapeHtml(r.study)}</td><td>${escapeHtml(r.region)}</td><td>${r.composite}</td>${PLOT_ORDER.map((c) => `<td>${(100 * r.shares[c]).toFixed(1)} %</td>`).join('')}</tr>`).join('')
+      cohort.rows.map((r, i) => `<tr><td><span class="swatch" style="background:${colourOf(i)}"></span></td><td>${escapeHtml(r.study)}</td><td>${escapeHtml(r.region)}</td><td>${r.composite}</td>${r.shares ? PLOT_ORDER.map((c) => `<td>${(100 * r.shares[c]).toFixed(1)} %</td>`).join('') : `<td colspan="${PLOT_ORDER.length}">${escapeHtml(r.note ?? 'no positive relevance')}</td>`}</tr>`).join('')
     : '';
   updateButtons();
 }
@@ -380,19 +396,55 @@ async function save(op, args, name) {
 const fileStem = () => (state.name ?? 'study').replace(/[^\w.-]+/g, '_');
 
 // ---- events
-// The engine accepts at most 1 GiB of voxel data per file (README, "Reading NIfTI"); a bigger
-// file is refused here, before the tab tries to hold it in memory.
-const MAX_FILE_BYTES = (1 << 30) + (64 << 20) + 1024;
+// Each file is judged by its header before it is read (web.rs check_file): a refused file costs
+// the page its first MiB whatever its size, and an uncompressed file is read only as far as its
+// image goes. A `.hdr` is small (header and extensions) and is read whole.
+const PREFIX_BYTES = 1 << 20;
+const MAX_HDR_BYTES = (64 << 20) + (1 << 20);
+const bytesOf = async (blob) => new Uint8Array(await blob.arrayBuffer());
+const pairStem = (name) => name.toLowerCase().replace(/\.(hdr|img)(\.gz)?$/, '');
+const isHdr = (name) => /\.hdr(\.gz)?$/i.test(name);
+const isImg = (name) => /\.img(\.gz)?$/i.test(name);
+
+async function readFile(f, files) {
+  if (isHdr(f.name)) {
+    if (f.size > MAX_HDR_BYTES) throw new Error(`${(f.size / 2 ** 20).toFixed(0)} MiB is larger than any NIfTI header with its extensions`);
+    return { name: f.name, bytes: await bytesOf(f), size: f.size };
+  }
+  const hdr = isImg(f.name) ? files.find((g) => isHdr(g.name) && pairStem(g.name) === pairStem(f.name)) : null;
+  // An .img without its .hdr: the engine says which file is missing.
+  if (isImg(f.name) && !hdr) return { name: f.name, bytes: new Uint8Array(0), size: f.size };
+  const prefix = await bytesOf((hdr ?? f).slice(0, PREFIX_BYTES));
+  const imgStart = hdr ? await bytesOf(f.slice(0, 2)) : null;
+  const plan = await compute.call('check', { prefix: prefix.buffer, size: f.size, imgStart: imgStart?.buffer ?? null });
+  return { name: f.name, bytes: await bytesOf(plan.read == null ? f : f.slice(0, plan.read)), size: f.size };
+}
+
+/** The dropped files that pass their header check, and `{name, error}` for those that do not. */
 async function readFiles(list) {
   const files = Array.from(list);
-  const big = files.filter((f) => f.size > MAX_FILE_BYTES);
-  if (big.length) {
-    status(big.map((f) => `${f.name}: ${(f.size / 2 ** 30).toFixed(1)} GiB is more than the 1 GiB of image data this tool accepts; crop or downsample it first`).join(' — '), { error: true });
+  const read = [], refused = [];
+  for (const f of files) {
+    try {
+      read.push(await readFile(f, files));
+    } catch (e) {
+      refused.push({ name: f.name, error: e.message });
+    }
   }
-  return Promise.all(files.filter((f) => f.size <= MAX_FILE_BYTES).map(async (f) => ({ name: f.name, bytes: new Uint8Array(await f.arrayBuffer()) })));
+  return { read, refused };
+}
+async function dropped(list) {
+  const { read, refused } = await readFiles(list);
+  state.refused = refused;
+  if (refused.length && !read.length) {
+    renderFiles($('files'), [...state.reports, ...refused], onRole);
+    status(refused.map((r) => `${r.name}: ${r.error}`).join(' — '), { error: true });
+    return;
+  }
+  await addFiles(read);
 }
 $('file').addEventListener('change', async (ev) => {
-  addFiles(await readFiles(ev.target.files));
+  await dropped(ev.target.files);
   ev.target.value = '';
 });
 const drop = $('drop');
@@ -401,7 +453,7 @@ drop.addEventListener('dragleave', () => drop.classList.remove('over'));
 drop.addEventListener('drop', async (ev) => {
   ev.preventDefault();
   drop.classList.remove('over');
-  addFiles(await readFiles(ev.dataTransfer.files));
+  await dropped(ev.dataTransfer.files);
 });
 $('load-patient').addEventListener('click', async () => {
   if (state.busy) return;

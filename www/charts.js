@@ -20,12 +20,16 @@ function setup(canvas, w, h) {
   return ctx;
 }
 
-/** Bars of `shares` (fractions summing to 1) for `names`. */
+/** Bars of `shares` (fractions summing to 1) for `names`; null: says there are none. */
 export function drawBars(canvas, names, shares, title) {
   const w = 420, h = 220, left = 80, right = 60, top = 26, row = (h - top - 10) / names.length;
   const ctx = setup(canvas, w, h);
   ctx.fillStyle = '#222';
   ctx.fillText(title, 8, 16);
+  if (!shares) {
+    ctx.fillText('No positive relevance: every voxel\'s relevance is zero or negative.', 8, top + 20);
+    return;
+  }
   const max = Math.max(...shares, 1e-12);
   names.forEach((name, i) => {
     const y = top + i * row;
@@ -47,6 +51,8 @@ export function drawBars(canvas, names, shares, title) {
 export function drawParallel(canvas, names, order, rows) {
   const w = 640, h = 360, left = 60, right = 30, top = 20, bottom = 56;
   const ctx = setup(canvas, w, h);
+  // Rows without shares (no positive relevance) have no line; the table and CSV say why.
+  rows = rows.filter((r) => r.shares);
   const values = rows.flatMap((r) => order.map((c) => r.shares[c]));
   let lo = values.length ? Math.min(...values) : 0, hi = values.length ? Math.max(...values) : 1;
   const padY = (hi - lo) * 0.05 || 0.05;

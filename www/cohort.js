@@ -3,7 +3,8 @@
 import { SEQUENCES } from './sequences.js';
 
 const KEY = 'seglrp-cohort-v1';
-const COLUMNS = ['study', 'region', 'class', 'composite', 'voxels', 'left_out', 'conservation', ...SEQUENCES];
+// `note`: why a row's share cells are empty; `non_finite_voxels`: NaN/Inf voxels set to 0.
+const COLUMNS = ['study', 'region', 'class', 'composite', 'voxels', 'left_out', 'conservation', ...SEQUENCES, 'note', 'non_finite_voxels'];
 
 export class Cohort {
   constructor() {
@@ -32,7 +33,10 @@ export class Cohort {
     this.save();
   }
 
-  /** RFC 4180 CSV: one row per patient and region, the six shares (fractions of positive relevance). */
+  /**
+   * RFC 4180 CSV: one row per patient and region, the six shares (fractions of positive
+   * relevance); a row without shares leaves those cells empty and says why in `note`.
+   */
   csv() {
     const cell = (v) => {
       const s = typeof v === 'number' ? String(v) : String(v ?? '');
@@ -40,7 +44,9 @@ export class Cohort {
     };
     const lines = [COLUMNS.map(cell).join(',')];
     for (const r of this.rows) {
-      lines.push([r.study, r.region, r.class, r.composite, r.voxels, r.left_out ?? '', r.conservation ?? '', ...r.shares].map(cell).join(','));
+      const shares = r.shares ?? SEQUENCES.map(() => '');
+      const note = r.shares ? '' : (r.note ?? 'no positive relevance');
+      lines.push([r.study, r.region, r.class, r.composite, r.voxels, r.left_out ?? '', r.conservation ?? '', ...shares, note, r.non_finite ?? 0].map(cell).join(','));
     }
     return `${lines.join('\r\n')}\r\n`;
   }

@@ -59,10 +59,16 @@ export class Compute {
     });
   }
 
-  /** Reads files `[{name, bytes}]` with role overrides `{name: role}`; see web.rs open_files. */
+  /**
+   * Reads files `[{name, bytes, size?}]` with role overrides `{name: role}`; see web.rs
+   * open_files (`size`: the file's length where `bytes` is the part its header needs).
+   */
   async open(files, roles = {}) {
     // Copies: the worker takes ownership of what it is sent, the page keeps the originals.
-    const send = () => this.call('open', { files: files.map((f) => ({ name: f.name, bytes: f.bytes.slice().buffer })), roles });
+    const send = () => this.call('open', {
+      files: files.map((f) => ({ name: f.name, bytes: f.bytes.slice().buffer, size: f.size ?? f.bytes.length })),
+      roles,
+    });
     const result = await send();
     // What a restart must replay: the last set of files that made a study.
     if (result.study) this.opened = send;

@@ -9,7 +9,9 @@ const describe = (info) => {
   const order = info.little_endian ? '' : ', big-endian';
   const pair = info.pair ? ' pair' : '';
   const extra = info.non_finite ? `, ${info.non_finite} NaN/Inf voxels set to 0` : '';
-  return `${info.format}${pair}, ${info.datatype}${order}, ${dims}, ${info.orientation}${extra}`;
+  // What the reader worked around (ignored bytes, a geometry field passed over): warnings.
+  const notes = (info.notes ?? []).map((n) => `; warning: ${n}`).join('');
+  return `${info.format}${pair}, ${info.datatype}${order}, ${dims}, ${info.orientation}${extra}${notes}`;
 };
 
 /** Renders `reports` (from open_files) into `table`; `onRole(name, role)` on a change. */
@@ -28,6 +30,7 @@ export function renderFiles(table, reports, onRole) {
       role.textContent = '—';
     } else {
       what.textContent = describe(r.info);
+      if (r.info.notes?.length) what.className = 'warning';
       const sel = document.createElement('select');
       sel.setAttribute('aria-label', `role of ${r.name}`);
       sel.dataset.file = r.name;

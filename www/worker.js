@@ -44,7 +44,9 @@ async function start() {
 }
 
 const ops = {
-  open: ({ files, roles }) => engine.open_files(files.map((f) => ({ name: f.name, bytes: new Uint8Array(f.bytes) })), roles ?? null),
+  // A file's first bytes, checked before the page reads the rest (web.rs check_file).
+  check: ({ prefix, size, imgStart }) => engine.check_file(new Uint8Array(prefix), size, imgStart ? new Uint8Array(imgStart) : undefined),
+  open: ({ files, roles }) => engine.open_files(files.map((f) => ({ name: f.name, bytes: new Uint8Array(f.bytes), size: f.size })), roles ?? null),
   segment: async () => {
     const mask = await engine.segment();
     return { mask };
@@ -77,7 +79,7 @@ self.onmessage = async ({ data }) => {
     // A trap (RuntimeError) or a lost GPU leaves the engine unusable: the page restarts the
     // worker (on the CPU if WebGPU was the cause). Errors about the input are not fatal.
     const fatal = e instanceof WebAssembly.RuntimeError || /device|gpu|webgpu|lost/i.test(String(e?.message));
-    self.postMessage({ id, ok: false, error: String(e?.message ?? e), kind: (op === 'open' || op === 'loadModel' || op.startsWith('export')) && !fatal ? 'input' : 'fatal' });
+    self.postMessage({ id, ok: false, error: String(e?.message ?? e), kind: (op === 'open' || op === 'check' || op === 'loadModel' || op.startsWith('export')) && !fatal ? 'input' : 'fatal' });
   }
 };
 

@@ -247,28 +247,41 @@ pub struct VoxelExplanation {
     pub logit: f32,
     /// Σ of all input relevance (equals `logit` when relevance is conserved).
     pub relevance_sum: f32,
-    /// Positive relevance per sequence / total positive relevance.
-    pub shares: Vec<f32>,
-    /// Relevance per sequence / total relevance (signed; may leave [0, 1] when signs mix).
-    pub signed_shares: Vec<f32>,
+    /// Positive relevance per sequence / total positive relevance; `None` (JSON null) when no
+    /// voxel has positive relevance, with the reason in `no_shares`.
+    pub shares: Option<Vec<f32>>,
+    /// Relevance per sequence / total relevance (signed; may leave [0, 1] when signs mix);
+    /// `None` when the total is zero.
+    pub signed_shares: Option<Vec<f32>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub no_shares: Option<&'static str>,
 }
 
-/// Relevance of each channel as a fraction of all relevance, signs kept.
-pub fn signed_shares(relevance: &[f32], channels: usize) -> Vec<f32> {
+/// Why a map has no shares: the page, the CLI and the cohort CSV say this instead of zeros.
+pub const NO_POSITIVE_RELEVANCE: &str = "no positive relevance";
+
+fn no_shares(shares: &Option<Vec<f32>>) -> Option<&'static str> {
+    shares.is_none().then_some(NO_POSITIVE_RELEVANCE)
+}
+
+/// Relevance of each channel as a fraction of all relevance, signs kept; `None` when the
+/// total is zero or not finite (there is nothing to take a fraction of).
+pub fn signed_shares(relevance: &[f32], channels: usize) -> Option<Vec<f32>> {
     let n = relevance.len() / channels;
     let sums: Vec<f64> = (0..channels).map(|c| relevance[c * n..(c + 1) * n].iter().map(|v| *v as f64).sum()).collect();
     let total: f64 = sums.iter().sum();
-    sums.iter().map(|s| if total != 0.0 { (s / total) as f32 } else { 0.0 }).collect()
+    (total != 0.0 && total.is_finite()).then(|| sums.iter().map(|s| (s / total) as f32).collect())
 }
 
-/// Positive relevance of each channel as a fraction of all positive relevance.
-pub fn positive_shares(relevance: &[f32], channels: usize) -> Vec<f32> {
+/// Positive relevance of each channel as a fraction of all positive relevance (they sum to
+/// 1); `None` when no voxel has positive relevance.
+pub fn positive_shares(relevance: &[f32], channels: usize) -> Option<Vec<f32>> {
     let n = relevance.len() / channels;
     let pos: Vec<f64> = (0..channels)
         .map(|c| relevance[c * n..(c + 1) * n].iter().filter(|v| **v > 0.0).map(|v| *v as f64).sum())
         .collect();
     let total: f64 = pos.iter().sum();
-    pos.iter().map(|p| if total > 0.0 { (p / total) as f32 } else { 0.0 }).collect()
+    (total > 0.0 && total.is_finite()).then(|| pos.iter().map(|p| (p / total) as f32).collect())
 }
 
 /// The relevance map for `class` at NIfTI voxel `[x, y, z]` under `composite`.
@@ -292,7 +305,8 @@ pub async fn explain(net: &UNet, p: &Prepared, voxel: [usize; 3], class: usize, 
     let relevance_sum = relevance.iter().map(|v| *v as f64).sum::<f64>() as f32;
     let shares = positive_shares(&relevance, channels);
     let signed_shares = signed_shares(&relevance, channels);
-    Ok(VoxelExplanation { voxel, class, relevance, logit, relevance_sum, shares, signed_shares })
+    let no_shares = no_shares(&shares);
+    Ok(VoxelExplanation { voxel, class, relevance, logit, relevance_sum, shares, signed_shares, no_shares })
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -314,8 +328,11 @@ pub struct RegionExplanation {
     /// `reached_input / explained_logits`: 1 when relevance is conserved; biases and ε absorb
     /// some, stabilisers and α-β rules can add some.
     pub conservation: f32,
-    pub shares: Vec<f32>,
-    pub signed_shares: Vec<f32>,
+    /// As [`VoxelExplanation::shares`].
+    pub shares: Option<Vec<f32>>,
+    pub signed_shares: Option<Vec<f32>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub no_shares: Option<&'static str>,
 }
 
 async fn masked_sum(t: Tensor<5>, mask: &Tensor<5>) -> Result<f32, String> {
@@ -479,6 +496,7 @@ pub async fn explain_regions_with_progress(
         .zip(regions)
         .map(|((relevance, explained_logits, reached_input, kept), region)| {
             let voxels = voxels_in(region);
+            let shares = positive_shares(&relevance, channels);
             RegionExplanation {
                 class,
                 voxels,
@@ -487,7 +505,8 @@ pub async fn explain_regions_with_progress(
                 explained_logits,
                 reached_input,
                 conservation: reached_input / explained_logits,
-                shares: positive_shares(&relevance, channels),
+                no_shares: no_shares(&shares),
+                shares,
                 signed_shares: signed_shares(&relevance, channels),
                 relevance,
             }

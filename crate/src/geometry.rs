@@ -77,6 +77,25 @@ impl Affine {
         self.0.iter().flatten().all(|v| v.is_finite())
     }
 
+    /// Why this affine places no voxel grid, if it does not: a non-finite entry, a zero axis,
+    /// or axes that (nearly) coincide — |det| below 1e-6 of the product of the axes' lengths.
+    pub fn degenerate(&self) -> Option<String> {
+        if !self.is_finite() {
+            return Some("has non-finite entries".into());
+        }
+        let size = self.voxel_size();
+        if size.iter().any(|s| *s == 0.0) {
+            return Some("has a zero voxel axis (a singular matrix)".into());
+        }
+        let m = self.0;
+        let det = m[0][0] * (m[1][1] * m[2][2] - m[1][2] * m[2][1]) - m[0][1] * (m[1][0] * m[2][2] - m[1][2] * m[2][0])
+            + m[0][2] * (m[1][0] * m[2][1] - m[1][1] * m[2][0]);
+        if !(det.abs() > 1e-6 * size.iter().product::<f64>()) {
+            return Some("is singular (its voxel axes are not independent)".into());
+        }
+        None
+    }
+
     /// Length of each voxel axis in world millimetres.
     pub fn voxel_size(&self) -> [f64; 3] {
         [0, 1, 2].map(|j| (0..3).map(|i| self.0[i][j].powi(2)).sum::<f64>().sqrt())

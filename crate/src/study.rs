@@ -2,11 +2,85 @@
 //! assembled from whatever files the user brings — one 4-D file with six volumes, or six 3-D
 //! files recognised by name (the page lets the user correct the guess), `.hdr`/`.img` pairs
 //! included. Grids are compared, never resampled: a mismatch is an error naming both files.
+//! A study whose channel carries no information (constant, mostly NaN, nothing above the body
+//! threshold) is refused here, naming the file, rather than segmented into meaningless numbers.
+
+use std::io::Read;
 
 use serde::Serialize;
 
-use crate::nifti::{read_nifti, read_nifti_pair, FileInfo};
+use crate::nifti::{check_header, read_nifti_from, read_nifti_pair_from, FileInfo, ImgFile};
 use crate::volume::{Volume, SEQUENCES};
+
+/// A channel with more than this fraction of NaN or infinite voxels is refused. Fewer are set
+/// to 0 (the value outside the body after normalisation) and counted: registered or
+/// skull-stripped images often carry NaN outside their field of view, but an image that is
+/// mostly undefined is not one a network was trained on.
+pub const MAX_NON_FINITE_FRACTION: f64 = 0.5;
+
+type Opener<'a> = Box<dyn Fn() -> std::io::Result<(Box<dyn Read + 'a>, u64)> + 'a>;
+
+/// A file as the user gave it: its name and a way to stream its bytes (from memory, or from
+/// disk natively), with its length. Files are streamed, not held, so that one is judged by its
+/// header before its voxels are read.
+pub struct Input<'a> {
+    pub name: String,
+    open: Opener<'a>,
+}
+
+impl<'a> Input<'a> {
+    /// A whole file in memory.
+    pub fn bytes(name: impl Into<String>, bytes: &'a [u8]) -> Input<'a> {
+        Input::prefix(name, bytes, bytes.len() as u64)
+    }
+
+    /// The first bytes of a file of `len` bytes (the page reads only the part its header
+    /// needs, [`crate::nifti::check_header`]; the rest is reported as ignored).
+    pub fn prefix(name: impl Into<String>, bytes: &'a [u8], len: u64) -> Input<'a> {
+        Input { name: name.into(), open: Box::new(move || Ok((Box::new(bytes) as Box<dyn Read>, len))) }
+    }
+
+    /// A file on disk, opened when it is read (a missing file is that file's error only).
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn path(path: &std::path::Path) -> Input<'static> {
+        let p = path.to_path_buf();
+        Input {
+            name: path.display().to_string(),
+            open: Box::new(move || {
+                let f = std::fs::File::open(&p)?;
+                let len = f.metadata()?.len();
+                if f.metadata()?.is_dir() {
+                    return Err(std::io::Error::other("this is a folder, not a file"));
+                }
+                Ok((Box::new(f) as Box<dyn Read>, len))
+            }),
+        }
+    }
+
+    fn open(&self) -> Result<(Box<dyn Read + 'a>, u64), String> {
+        (self.open)().map_err(|e| format!("the file cannot be opened ({e})"))
+    }
+}
+
+/// Reads one single-file NIfTI input.
+pub fn read_input(input: &Input) -> Result<crate::nifti::Nifti, String> {
+    let (r, len) = input.open()?;
+    read_nifti_from(r, Some(len)).map_err(|e| e.to_string())
+}
+
+/// Reads a `.hdr` input with its `.img`.
+fn read_pair(hdr: &Input, img: &Input) -> Result<crate::nifti::Nifti, String> {
+    let (h, h_len) = hdr.open()?;
+    let (i, i_len) = img.open()?;
+    read_nifti_pair_from(h, Some(h_len), i, Some(i_len)).map_err(|e| e.to_string())
+}
+
+/// Checks a file by its first bytes before it is read ([`check_header`]); for a `.hdr`, with
+/// its `.img`'s length and first bytes.
+pub fn check_prefix(prefix: &[u8], len: u64, img_start: Option<&[u8]>) -> Result<crate::nifti::ReadPlan, String> {
+    let img = img_start.map(|b| ImgFile { gzip: b.starts_with(&[0x1f, 0x8b]) });
+    check_header(prefix, len, img).map_err(|e| e.to_string())
+}
 
 /// Largest difference between two files' affines (mm) that still counts as one grid.
 pub const AFFINE_TOLERANCE_MM: f64 = 1e-3;
@@ -131,12 +205,13 @@ pub struct FileReport {
 
 /// Reads every file, pairing `x.hdr` with `x.img` (either may be gzipped). A file that cannot
 /// be read gets its error in its report; the others are unaffected.
-pub fn read_files(files: &[(String, &[u8])]) -> Vec<FileReport> {
-    let lower: Vec<String> = files.iter().map(|(n, _)| n.to_ascii_lowercase()).collect();
+pub fn read_files(files: &[Input]) -> Vec<FileReport> {
+    let lower: Vec<String> = files.iter().map(|f| f.name.to_ascii_lowercase()).collect();
     let is = |i: usize, exts: &[&str]| exts.iter().any(|e| lower[i].ends_with(e));
     let stem = |i: usize| strip_extension(&lower[i]).to_string();
     let mut reports = Vec::new();
-    for (i, (name, bytes)) in files.iter().enumerate() {
+    for (i, input) in files.iter().enumerate() {
+        let name = &input.name;
         let result = if is(i, &[".img", ".img.gz"]) {
             if (0..files.len()).any(|j| is(j, &[".hdr", ".hdr.gz"]) && stem(j) == stem(i)) {
                 continue; // read with its header
@@ -144,11 +219,11 @@ pub fn read_files(files: &[(String, &[u8])]) -> Vec<FileReport> {
             Err(format!("{name} is the image half of a .hdr/.img pair; give its .hdr file together with it"))
         } else if is(i, &[".hdr", ".hdr.gz"]) {
             match (0..files.len()).find(|j| is(*j, &[".img", ".img.gz"]) && stem(*j) == stem(i)) {
-                Some(j) => read_nifti_pair(bytes, files[j].1).map_err(|e| e.to_string()),
+                Some(j) => read_pair(input, &files[j]),
                 None => Err(format!("{name} is the header half of a .hdr/.img pair; give its .img file together with it")),
             }
         } else {
-            read_nifti(bytes).map_err(|e| e.to_string())
+            read_input(input)
         };
         reports.push(match result {
             Ok(n) => FileReport {
@@ -171,6 +246,8 @@ pub enum StudyError {
     WrongShape { name: String, role: &'static str, channels: usize },
     GridMismatch { first: String, second: String, detail: String },
     BadLabel { name: String, detail: String },
+    /// A channel that carries no information: constant, mostly NaN, nothing above background.
+    Meaningless { name: String, channel: &'static str, detail: String },
 }
 
 impl std::fmt::Display for StudyError {
@@ -197,6 +274,10 @@ impl std::fmt::Display for StudyError {
                 "{first} and {second} are not on the same voxel grid ({detail}); resample them onto one grid first — SegLRP does not resample"
             ),
             StudyError::BadLabel { name, detail } => write!(f, "{name} cannot be the tumour label: {detail}"),
+            StudyError::Meaningless { name, channel, detail } => write!(
+                f,
+                "{name} ({channel}) cannot be segmented or explained: {detail}. Check that this is the right file and that it was exported correctly"
+            ),
         }
     }
 }
@@ -211,6 +292,9 @@ pub struct Study {
     pub label: Option<Vec<u8>>,
     /// The file each sequence came from.
     pub sources: Vec<String>,
+    /// NaN or infinite voxels per channel that were set to 0 (at most
+    /// [`MAX_NON_FINITE_FRACTION`] of a channel; more is refused).
+    pub non_finite: Vec<usize>,
 }
 
 /// Whether two volumes share one voxel grid (dimensions and affine within [`AFFINE_TOLERANCE_MM`]).
@@ -293,7 +377,56 @@ pub fn assemble(parts: &[(&str, &Volume, Role)]) -> Result<Study, StudyError> {
             Some(vol.data.iter().map(|v| *v as u8).collect())
         }
     };
-    Ok(Study { volume, label, sources })
+    for c in 0..volume.channels {
+        meaningful(&sources[c], c, &volume)?;
+    }
+    let non_finite = vec![0; volume.channels];
+    Ok(Study { volume, label, sources, non_finite })
+}
+
+/// Refuses a channel the network can read nothing from: constant (all zero, all one value —
+/// an all-NaN image read as zeros included), or with no voxel above its body threshold (after
+/// normalisation it would be all zero, as outside the body).
+fn meaningful(name: &str, c: usize, volume: &Volume) -> Result<(), StudyError> {
+    let ch = volume.channel(c);
+    let err = |detail: String| StudyError::Meaningless { name: name.to_string(), channel: SEQUENCES[c], detail };
+    let (min, max) = ch.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), v| (a.min(*v), b.max(*v)));
+    if min == max {
+        return Err(err(format!("every voxel has the value {min}, so it carries no image")));
+    }
+    let t = volume.body_threshold(c);
+    if !ch.iter().any(|v| *v > t) {
+        return Err(err(format!(
+            "no voxel is above its body threshold ({t}; 5 % of the 99th percentile, at least 0): its values run from {min} to {max}, and the network reads only positive intensities"
+        )));
+    }
+    Ok(())
+}
+
+/// Refuses a channel or label whose NaN/infinite voxels exceed what can be replaced.
+fn check_non_finite(name: &str, what: &'static str, count: usize, voxels: usize, label: bool) -> Result<(), StudyError> {
+    if count == 0 {
+        return Ok(());
+    }
+    if label {
+        return Err(StudyError::BadLabel {
+            name: name.to_string(),
+            detail: format!("{count} of its voxels are NaN or infinite; a label must hold only 0 and 1"),
+        });
+    }
+    let detail = if count == voxels {
+        format!("all its {voxels} voxels are NaN or infinite")
+    } else {
+        format!(
+            "{count} of its {voxels} voxels ({:.1} %) are NaN or infinite, more than the {} % that can be set to 0",
+            100.0 * count as f64 / voxels as f64,
+            100.0 * MAX_NON_FINITE_FRACTION
+        )
+    };
+    if count == voxels || count as f64 > MAX_NON_FINITE_FRACTION * voxels as f64 {
+        return Err(StudyError::Meaningless { name: name.to_string(), channel: what, detail });
+    }
+    Ok(())
 }
 
 /// Roles for the reports: the user's choice where given (by file name), else the guess.
@@ -303,9 +436,31 @@ pub fn assemble_reports(reports: &mut [FileReport], chosen: &[(String, Role)]) -
             r.role = *role;
         }
     }
+    // NaN is checked before assembly: the reader has set those voxels to 0 already.
+    let mut non_finite = vec![0; SEQUENCES.len()];
+    for r in reports.iter() {
+        let (Some(info), Some(vol)) = (&r.info, &r.volume) else { continue };
+        let per = &info.non_finite_by_volume;
+        match r.role {
+            Role::Sequence(i) => {
+                check_non_finite(&r.name, SEQUENCES[i], per[0], vol.voxels(), false)?;
+                non_finite[i] = per[0];
+            }
+            Role::AllSequences => {
+                for (i, count) in per.iter().enumerate().take(SEQUENCES.len()) {
+                    check_non_finite(&r.name, SEQUENCES[i], *count, vol.voxels(), false)?;
+                    non_finite[i] = *count;
+                }
+            }
+            Role::Label => check_non_finite(&r.name, "label", info.non_finite, vol.voxels(), true)?,
+            Role::Unused => {}
+        }
+    }
     let parts: Vec<(&str, &Volume, Role)> =
         reports.iter().filter_map(|r| r.volume.as_ref().map(|v| (r.name.as_str(), v, r.role))).collect();
-    assemble(&parts)
+    let mut study = assemble(&parts)?;
+    study.non_finite = non_finite;
+    Ok(study)
 }
 
 #[cfg(test)]

@@ -128,6 +128,8 @@ struct StudyInfo<'a> {
     affine: crate::geometry::Affine,
     orientation: String,
     sources: &'a [String],
+    /// NaN/infinite voxels per channel that were set to 0.
+    non_finite: &'a [usize],
 }
 
 #[derive(Serialize)]
@@ -149,7 +151,19 @@ fn set(obj: &JsValue, key: &str, value: &JsValue) -> Result<(), JsError> {
     js_sys::Reflect::set(obj, &key.into(), value).map(|_| ()).map_err(|_| js_err("could not build the result object"))
 }
 
-/// Reads the files the user gave (`[{name, bytes: Uint8Array}]`), assigns them to the study's
+/// Checks a file from its first bytes before the page reads the rest (the header's limits,
+/// whether `size` bytes can hold what it describes): `prefix` is the file's start (a `.hdr`'s
+/// for a pair), `size` the length of the file that holds the voxels, `img_start` a pair's
+/// `.img` first bytes (or null). Returns `{read, gzip}`: how many bytes from the start to read
+/// (null = all); throws the reason in words when the file is refused.
+#[wasm_bindgen]
+pub fn check_file(prefix: &[u8], size: f64, img_start: Option<Vec<u8>>) -> Result<JsValue, JsError> {
+    let plan = study::check_prefix(prefix, size as u64, img_start.as_deref()).map_err(js_err)?;
+    serde_wasm_bindgen::to_value(&plan).map_err(js_err)
+}
+
+/// Reads the files the user gave (`[{name, bytes: Uint8Array, size?}]`; `size` is the file's
+/// length where `bytes` is only the part [`check_file`] said to read), assigns them to the study's
 /// sequences (`roles`: `{fileName: role}` for the user's corrections, role names as in
 /// `Role::name`; null = guess from names) and, if they make a complete study, runs the
 /// forward pass. Returns `{files: [{name, role, info, error}], problem, study, preview}`:
@@ -158,11 +172,15 @@ fn set(obj: &JsValue, key: &str, value: &JsValue) -> Result<(), JsError> {
 /// `{name, dims, channels, data}` for display when there is no study.
 #[wasm_bindgen]
 pub fn open_files(files: js_sys::Array, roles: JsValue) -> Result<JsValue, JsError> {
-    let mut inputs: Vec<(String, Vec<u8>)> = Vec::new();
+    let mut inputs: Vec<(String, Vec<u8>, u64)> = Vec::new();
     for f in files.iter() {
         let name = js_sys::Reflect::get(&f, &"name".into()).ok().and_then(|n| n.as_string()).unwrap_or_default();
         let bytes = js_sys::Reflect::get(&f, &"bytes".into()).map_err(|_| js_err("a file without bytes"))?;
-        inputs.push((name, Uint8Array::new(&bytes).to_vec()));
+        let bytes = Uint8Array::new(&bytes).to_vec();
+        // `size`: the file's length when the page read only the part its header needs.
+        let size = js_sys::Reflect::get(&f, &"size".into()).ok().and_then(|v| v.as_f64()).map(|v| v as u64);
+        let size = size.unwrap_or(bytes.len() as u64).max(bytes.len() as u64);
+        inputs.push((name, bytes, size));
     }
     let chosen: Vec<(String, Role)> = if roles.is_null() || roles.is_undefined() {
         Vec::new()
@@ -170,7 +188,7 @@ pub fn open_files(files: js_sys::Array, roles: JsValue) -> Result<JsValue, JsErr
         let map: std::collections::HashMap<String, String> = serde_wasm_bindgen::from_value(roles).map_err(js_err)?;
         map.into_iter().filter_map(|(name, role)| Role::parse(&role).map(|r| (name, r))).collect()
     };
-    let refs: Vec<(String, &[u8])> = inputs.iter().map(|(n, b)| (n.clone(), &b[..])).collect();
+    let refs: Vec<study::Input> = inputs.iter().map(|(n, b, size)| study::Input::prefix(n.clone(), b, *size)).collect();
     let mut reports = study::read_files(&refs);
     let assembled = study::assemble_reports(&mut reports, &chosen);
     let readable = reports.iter().any(|r| r.volume.is_some());
@@ -200,6 +218,7 @@ pub fn open_files(files: js_sys::Array, roles: JsValue) -> Result<JsValue, JsErr
                 affine: vol.affine,
                 orientation: vol.affine.orientation(),
                 sources: &st.sources,
+                non_finite: &st.non_finite,
             };
             let study = serde_wasm_bindgen::to_value(&info).map_err(js_err)?;
             set(&study, "data", &Float32Array::from(&vol.data[..]))?;
@@ -379,7 +398,7 @@ pub fn cohort_files(i: usize, gzip: bool) -> Result<js_sys::Array, JsError> {
 pub async fn explain_demo_patient(i: usize, composite: String) -> Result<JsValue, JsError> {
     demo_patient(i)?;
     let files = crate::phantom::cohort_patient(i).nifti_files(false);
-    let refs: Vec<(String, &[u8])> = files.iter().map(|(n, b)| (format!("patient{i:02}_{n}"), &b[..])).collect();
+    let refs: Vec<study::Input> = files.iter().map(|(n, b)| study::Input::bytes(format!("patient{i:02}_{n}"), b)).collect();
     let mut reports = study::read_files(&refs);
     let st = study::assemble_reports(&mut reports, &[]).map_err(js_err)?;
     let (net, prepared) = with_state(|s| {

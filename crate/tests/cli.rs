@@ -216,3 +216,105 @@ fn gpu_gives_the_cpu_numbers() {
     eprintln!("GPU vs CPU: max |ΔM_A| {diff:e} at max |M_A| {scale:e}");
     assert!(scale > 0.0 && diff <= 1e-4 * scale, "GPU vs CPU: max |ΔM_A| {diff} at max |M_A| {scale}");
 }
+
+/// A file whose header claims 8 GiB of voxels, as a sparse 2.5 GB file: refused from the
+/// header under a 1 GiB address-space limit (a reader that read it whole would fail with
+/// "out of memory" instead); a valid image followed by 2.5 GB is read as far as its image.
+#[test]
+fn info_judges_a_huge_file_by_its_header() {
+    let dir = tmp("huge");
+    let v = seglrp::phantom::phantom([6, 5, 4], 1).volume;
+    let small = seglrp::nifti::write_nifti(&seglrp::volume::Volume { channels: 1, data: v.channel(0).to_vec(), ..v.clone() }, false);
+    let mut claims = small.clone();
+    for (i, d) in [2048i16, 2048, 512].iter().enumerate() {
+        claims[42 + 2 * i..44 + 2 * i].copy_from_slice(&d.to_le_bytes());
+    }
+    let sparse = |name: &str, head: &[u8]| {
+        let path = dir.join(name);
+        let f = std::fs::File::create(&path).unwrap();
+        std::io::Write::write_all(&mut &f, head).unwrap();
+        f.set_len(2_500_000_000).unwrap();
+        path.display().to_string()
+    };
+    let (big, padded) = (sparse("claims-8gib.nii", &claims), sparse("padded.nii", &small));
+    let limited = |args: &str| {
+        Command::new("sh").arg("-c").arg(format!("ulimit -v 1048576; exec {BIN} info {args}")).output().unwrap()
+    };
+    let out = limited(&big);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("claims-8gib.nii") && err.contains("this tool accepts at most"), "{err}");
+    let out = limited(&format!("--json {padded}"));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let excess = 2_500_000_000 - small.len();
+    let j = json(&out);
+    assert_eq!(j[0]["info"]["dims"], serde_json::json!([6, 5, 4]));
+    assert!(String::from_utf8_lossy(&out.stderr).contains(&format!("{excess} bytes after the image data were ignored")));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `info` reports each file on its own (a missing or damaged file among good ones); the
+/// reasons go to stderr, also with --json.
+#[test]
+fn info_reports_every_file_and_says_why_on_stderr() {
+    let dir = tmp("info");
+    let good = dir.join("t2.nii.gz");
+    let v = seglrp::phantom::phantom([6, 5, 4], 1).volume;
+    let bytes = seglrp::nifti::write_nifti(&seglrp::volume::Volume { channels: 1, data: v.channel(0).to_vec(), ..v.clone() }, true);
+    std::fs::write(&good, &bytes).unwrap();
+    let mut bad_crc = bytes.clone();
+    let n = bad_crc.len();
+    bad_crc[n - 8] ^= 1;
+    let damaged = dir.join("damaged.nii.gz");
+    std::fs::write(&damaged, &bad_crc).unwrap();
+    let missing = dir.join("missing.nii.gz");
+    let (g, d, m) = (good.to_str().unwrap(), damaged.to_str().unwrap(), missing.to_str().unwrap());
+    for json_flag in [false, true] {
+        let args: Vec<&str> = if json_flag { vec!["info", "--json", g, m, d] } else { vec!["info", g, m, d] };
+        let out = run(&args);
+        assert!(!out.status.success());
+        let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(stdout.contains("t2.nii.gz") && stdout.contains("6 × 5 × 4") || json_flag, "{stdout}");
+        assert!(stderr.contains("missing.nii.gz: the file cannot be opened"), "{stderr}");
+        assert!(stderr.contains("damaged.nii.gz: the file is damaged: its gzip checksum does not match"), "{stderr}");
+        assert!(stderr.contains("2 of 3 file(s) could not be read"), "{stderr}");
+        if json_flag {
+            let j = json(&out);
+            assert_eq!(j.as_array().unwrap().len(), 3);
+            assert_eq!(j[0]["info"]["dims"], serde_json::json!([6, 5, 4]));
+            assert!(j[1]["error"].as_str().unwrap().contains("cannot be opened"));
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A study whose sequence is all NaN is refused naming the file; a few NaN voxels are set to 0
+/// and counted in the JSON.
+#[test]
+fn explain_refuses_meaningless_sequences_and_counts_nan() {
+    let dir = tmp("nan");
+    let study = dir.join("p");
+    ok(&["sample", "--patient", "3", "--dims", "32,32,16", "--dir", study.to_str().unwrap()]);
+    let target = study.join("t1_20s.nii.gz");
+    let original = seglrp::nifti::read_nifti(&std::fs::read(&target).unwrap()).unwrap().volume;
+    let with = |edit: &dyn Fn(&mut Vec<f32>)| {
+        let mut v = original.clone();
+        edit(&mut v.data);
+        std::fs::write(&target, seglrp::nifti::write_nifti(&v, true)).unwrap();
+    };
+    let files = files_of(&study);
+    let f: Vec<&str> = files.iter().map(|s| s.as_str()).collect();
+    with(&|d| d.fill(f32::NAN));
+    let out = run(&[&["explain", "--region", "all"][..], &f].concat());
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("t1_20s.nii.gz (T1 20 s) cannot be segmented or explained: all its 16384 voxels are NaN"), "{err}");
+    with(&|d| d.fill(7.0));
+    let err = String::from_utf8_lossy(&run(&[&["segment", "--out", "/dev/null"][..], &f].concat()).stderr).to_string();
+    assert!(err.contains("every voxel has the value 7"), "{err}");
+    with(&|d| d[..100].fill(f32::NAN));
+    let out = ok(&[&["explain", "--voxel", "16,16,8"][..], &f].concat());
+    assert_eq!(json(&out)["non_finite_voxels"], serde_json::json!([0, 0, 100, 0, 0, 0]));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("100 NaN or infinite voxels of T1 20 s were set to 0"));
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -25,9 +25,10 @@ fn skeleton_model_finds_the_sample_tumour_and_explains_it_by_its_contrast() {
     let eps = Composite::Epsilon { epsilon: 1e-6 };
     let e = pollster::block_on(explain(&net, &p, voxel, 1, &eps)).unwrap();
     assert_eq!(e.relevance.len(), 6 * vol.voxels());
-    assert!((e.shares.iter().sum::<f32>() - 1.0).abs() < 1e-4);
-    assert!(e.shares[2] + e.shares[5] > 0.6, "shares {:?}", e.shares);
-    assert!(e.shares[2] > e.shares[0] && e.shares[2] > e.shares[1], "shares {:?}", e.shares);
+    let shares = e.shares.expect("a tumour voxel has positive relevance");
+    assert!((shares.iter().sum::<f32>() - 1.0).abs() < 1e-4);
+    assert!(shares[2] + shares[5] > 0.6, "shares {shares:?}");
+    assert!(shares[2] > shares[0] && shares[2] > shares[1], "shares {shares:?}");
     assert!(e.logit > 0.0, "a voxel predicted as tumour has a positive tumour logit");
 
     // Bad requests are errors, not panics.

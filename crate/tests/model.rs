@@ -214,7 +214,7 @@ fn region_conservation_and_shared_first_pass() {
             let diff = alone.relevance.iter().zip(&e.relevance).fold(0f32, |m, (x, y)| m.max((x - y).abs()));
             assert!(scale > 0.0 && diff <= 1e-6 * scale, "shared first pass: {diff} of {scale}");
         }
-        let a_share = both[0].shares.iter().sum::<f32>();
+        let a_share = both[0].shares.as_ref().expect("positive relevance").iter().sum::<f32>();
         assert!((a_share - 1.0).abs() < 1e-5, "shares sum to {a_share}");
     }
 }

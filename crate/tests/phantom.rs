@@ -126,7 +126,7 @@ fn nifti_files_keep_the_study_geometry() {
     let files = p.nifti_files(true);
     let names: Vec<&str> = files.iter().map(|(n, _)| n.as_str()).collect();
     assert_eq!(names, ["t2.nii.gz", "t1_plain.nii.gz", "t1_20s.nii.gz", "t1_60s.nii.gz", "t1_120s.nii.gz", "t1_15min.nii.gz", "label.nii.gz"]);
-    let refs: Vec<(String, &[u8])> = files.iter().map(|(n, b)| (n.clone(), &b[..])).collect();
+    let refs: Vec<seglrp::study::Input> = files.iter().map(|(n, b)| seglrp::study::Input::bytes(n.clone(), b)).collect();
     let mut reports = seglrp::study::read_files(&refs);
     let st = seglrp::study::assemble_reports(&mut reports, &[]).expect("the files make a study");
     assert_eq!(st.volume.data, p.volume.data);

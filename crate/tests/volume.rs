@@ -3,7 +3,7 @@
 use seglrp::geometry::{Affine, AffineSource};
 use seglrp::nifti::{read_nifti, read_nifti_pair, write_label, write_nifti, DataType, ReadError};
 use seglrp::phantom::{phantom, sample_nifti, SAMPLE_DIMS};
-use seglrp::study::{assemble, read_files, Role, StudyError};
+use seglrp::study::{assemble, read_files, Input, Role, StudyError};
 use seglrp::volume::Volume;
 
 fn read(bytes: &[u8]) -> Result<Volume, ReadError> {
@@ -233,12 +233,12 @@ fn hdr_img_pairs_are_read_together_and_refused_apart() {
     let n = read_nifti_pair(&h.bytes, &img).unwrap();
     assert!(n.info.pair);
     assert_eq!(n.volume.data, vec![1.5, -2.0]);
-    let reports = read_files(&[("scan.img".into(), &img[..]), ("scan.hdr".into(), &h.bytes[..])]);
+    let reports = read_files(&[Input::bytes("scan.img", &img), Input::bytes("scan.hdr", &h.bytes)]);
     assert_eq!(reports.len(), 1);
     assert_eq!(reports[0].volume.as_ref().unwrap().data, vec![1.5, -2.0]);
-    let alone = read_files(&[("scan.hdr".into(), &h.bytes[..])]);
+    let alone = read_files(&[Input::bytes("scan.hdr", &h.bytes)]);
     assert!(alone[0].error.as_ref().unwrap().contains(".img"), "{:?}", alone[0].error);
-    let alone = read_files(&[("scan.img".into(), &img[..])]);
+    let alone = read_files(&[Input::bytes("scan.img", &img)]);
     assert!(alone[0].error.as_ref().unwrap().contains(".hdr"), "{:?}", alone[0].error);
     // A pair's header read as a single file says what is missing.
     assert!(read_nifti(&h.bytes).unwrap_err().to_string().contains(".img"));
@@ -254,18 +254,25 @@ fn non_finite_voxels_become_zero_and_are_counted() {
 }
 
 #[test]
-fn gzip_is_inflated_only_up_to_the_announced_size() {
-    // A 2×2×2 uint8 image followed by 64 MiB of zeros, and a damaged gzip trailer: a reader
-    // that inflated the whole stream would spend the memory and then fail on the checksum.
+fn gzip_is_checked_to_its_end_but_never_inflated_into_memory_past_the_image() {
+    // A 2×2×2 uint8 image followed by 64 MiB of zeros: read (the zeros are inflated into
+    // nothing to reach the trailer) with a note; with a damaged CRC, refused.
     let h = nifti1(&[2, 2, 2], 2, 8, true, true);
     let mut raw = with_data(&h, (0..8u8).map(|v| vec![v]));
     raw.resize(raw.len() + (64 << 20), 0);
     let mut bomb = gz(&raw);
     assert!(bomb.len() < 200_000);
-    let n = bomb.len();
-    bomb[n - 8] ^= 0xff; // CRC32
-    let v = read(&bomb).unwrap();
-    assert_eq!(v.data, (0..8).map(|v| v as f32).collect::<Vec<_>>());
+    let n = read_nifti(&bomb).unwrap();
+    assert_eq!(n.volume.data, (0..8).map(|v| v as f32).collect::<Vec<_>>());
+    assert!(n.info.notes.iter().any(|w| w.contains(&format!("{} bytes after the image data", 64 << 20))), "{:?}", n.info.notes);
+    let len = bomb.len();
+    bomb[len - 8] ^= 0xff; // CRC32
+    let err = read_nifti(&bomb).unwrap_err().to_string();
+    assert!(err.contains("checksum"), "{err}");
+    // More than 64 MiB after the image: refused without inflating the rest.
+    raw.resize(raw.len() + (1 << 20), 0);
+    let err = read_nifti(&gz(&raw)).unwrap_err().to_string();
+    assert!(err.contains("goes on for more than 64 MiB"), "{err}");
     // The same bomb behind a header that asks for too much is refused before inflating.
     let mut big = nifti1(&[2048, 2048, 2048], 2, 8, true, true);
     big.i16(40, 3);

@@ -89,17 +89,20 @@ fn convert<const N: usize>(raw: &[u8], little: bool, to_f64: fn([u8; N]) -> f64,
 }
 
 /// Stored values → `value · slope + intercept` (in f64, then rounded once to f32). Returns
-/// the intensities and how many were NaN or infinite (those become 0).
-pub fn decode(raw: &[u8], dtype: DataType, little: bool, scaling: Option<(f64, f64)>) -> (Vec<f32>, usize) {
-    let mut values = Vec::with_capacity(raw.len() / dtype.size());
-    let mut non_finite = 0;
+/// the intensities and how many were NaN or infinite (those become 0) in each run of `chunk`
+/// values (a 4-D file's volumes).
+pub fn decode(raw: &[u8], dtype: DataType, little: bool, scaling: Option<(f64, f64)>, chunk: usize) -> (Vec<f32>, Vec<usize>) {
+    let n = raw.len() / dtype.size();
+    let chunk = chunk.max(1);
+    let mut values = Vec::with_capacity(n);
+    let mut non_finite = vec![0; n.div_ceil(chunk).max(1)];
     let (slope, inter) = scaling.unwrap_or((1.0, 0.0));
     let mut push = |v: f64| {
         let v = (v * slope + inter) as f32;
         if v.is_finite() {
             values.push(v);
         } else {
-            non_finite += 1;
+            non_finite[values.len() / chunk] += 1;
             values.push(0.0);
         }
     };

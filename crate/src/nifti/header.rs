@@ -9,6 +9,10 @@ use crate::geometry::{Affine, AffineSource};
 
 pub const NIFTI1_SIZE: usize = 348;
 pub const NIFTI2_SIZE: usize = 540;
+/// How far past 1 a qform quaternion's b² + c² + d² may be and still count as a rotation
+/// (then renormalised, as niftilib does): float32 rounding of a unit quaternion stays well
+/// inside it; anything further is a broken header.
+pub const QUATERNION_TOLERANCE: f64 = 1e-4;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Version {
@@ -139,22 +143,40 @@ impl Header {
     }
 
     /// The voxel-to-world affine by the standard's precedence: sform, else qform, else
-    /// pixdim. A non-finite sform or qform is passed over rather than trusted.
-    pub fn affine(&self) -> (Affine, AffineSource) {
+    /// pixdim, with a note for each field passed over. An sform or qform that is non-finite
+    /// or singular (a zero or repeated axis: no voxel grid) falls back to the next, as does a
+    /// qform whose quaternion is further from unit length than [`QUATERNION_TOLERANCE`]
+    /// (b² + c² + d² > 1 + tolerance: no rotation; nibabel refuses such a qform outright).
+    pub fn affine(&self) -> (Affine, AffineSource, Vec<String>) {
+        let mut notes = Vec::new();
         if self.sform_code > 0 {
             let a = Affine(self.srow);
-            if a.is_finite() {
-                return (a, AffineSource::Sform);
+            match a.degenerate() {
+                None => return (a, AffineSource::Sform, notes),
+                Some(why) => notes.push(format!("the sform (sform_code {}) {why}; it was ignored", self.sform_code)),
             }
         }
         if self.qform_code > 0 {
+            let [b, c, d] = self.quatern;
+            let norm2 = b * b + c * c + d * d;
             let p = self.pixdim;
             let a = Affine::from_quaternion(self.quatern, self.qoffset, [p[0], p[1], p[2], p[3]]);
-            if a.is_finite() {
-                return (a, AffineSource::Qform);
+            let why = if !(norm2 <= 1.0 + QUATERNION_TOLERANCE) {
+                Some(format!(
+                    "has a quaternion of b² + c² + d² = {norm2:.4}, more than 1 (allowed: 1 + {QUATERNION_TOLERANCE}), which is no rotation"
+                ))
+            } else {
+                a.degenerate()
+            };
+            match why {
+                None => return (a, AffineSource::Qform, notes),
+                Some(why) => notes.push(format!("the qform (qform_code {}) {why}; it was ignored", self.qform_code)),
             }
         }
-        (Affine::diagonal(self.spacing()), AffineSource::Pixdim)
+        if !notes.is_empty() {
+            notes.push("the voxel grid is placed by the voxel size alone (pixdim, no rotation or origin): check its orientation against the other files".into());
+        }
+        (Affine::diagonal(self.spacing()), AffineSource::Pixdim, notes)
     }
 
     /// Voxel size from `pixdim[1..3]`; unusable entries (0, negative, NaN) count as 1 mm.

@@ -123,6 +123,9 @@ pub struct RegionResult {
     pub signed_shares: Option<[f32; 6]>,
     pub slice: Option<usize>,
     pub figure: Option<String>,
+    /// Why the shares are missing ("empty region", "no positive relevance").
+    #[serde(default)]
+    pub note: Option<String>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -136,6 +139,9 @@ pub struct PatientResult {
     pub dice: Option<f32>,
     pub seconds: f64,
     pub regions: Vec<RegionResult>,
+    /// NaN/infinite voxels per sequence that were set to 0 (README "Bad input").
+    #[serde(default)]
+    pub non_finite: Vec<usize>,
 }
 
 fn fnv1a(bytes: &[u8]) -> String {
@@ -143,9 +149,12 @@ fn fnv1a(bytes: &[u8]) -> String {
     format!("{h:016x}")
 }
 
-fn to6(v: &[f32]) -> [f32; 6] {
-    std::array::from_fn(|i| v[i])
+fn to6(v: &Option<Vec<f32>>) -> Option<[f32; 6]> {
+    v.as_ref().map(|v| std::array::from_fn(|i| v[i]))
 }
+
+/// Reason column of an empty region.
+const EMPTY_REGION: &str = "empty region";
 
 /// Study size the worker count is planned for (a large abdominal MRI: 256×256×96); studies are
 /// not read ahead just to count their voxels.
@@ -199,7 +208,7 @@ fn analyse(ctx: &Context, study_dir: &StudyDir, net: &UNet, device: &Device, ste
     for (sel, area) in args.regions.iter().zip(&areas) {
         let voxels = area.iter().filter(|v| **v != 0).count();
         if voxels == 0 {
-            regions.push(RegionResult { region: sel.name().into(), voxels, left_out: None, explained_logits: None, conservation: None, shares: None, signed_shares: None, slice: None, figure: None });
+            regions.push(RegionResult { region: sel.name().into(), voxels, left_out: None, explained_logits: None, conservation: None, shares: None, signed_shares: None, slice: None, figure: None, note: Some(EMPTY_REGION.into()) });
             continue;
         }
         let e = explanations.next().expect("one explanation per non-empty region");
@@ -226,10 +235,11 @@ fn analyse(ctx: &Context, study_dir: &StudyDir, net: &UNet, device: &Device, ste
             left_out: Some(e.left_out),
             explained_logits: Some(e.explained_logits),
             conservation: Some(e.conservation),
-            shares: Some(shares),
-            signed_shares: Some(to6(&e.signed_shares)),
+            shares,
+            signed_shares: to6(&e.signed_shares),
             slice: Some(slice),
             figure: Some(figure_name),
+            note: e.no_shares.map(String::from),
         });
     }
     Ok(PatientResult {
@@ -242,6 +252,7 @@ fn analyse(ctx: &Context, study_dir: &StudyDir, net: &UNet, device: &Device, ste
         dice: s.dice(),
         seconds: started.elapsed().as_secs_f64(),
         regions,
+        non_finite: s.study.non_finite.clone(),
     })
 }
 
@@ -251,7 +262,7 @@ fn done_line(r: &PatientResult, n: usize, of: usize) -> String {
         .iter()
         .map(|g| match g.shares {
             Some(sh) => format!("{} {} voxels, shares {}", g.region, g.voxels, sh.map(|v| format!("{:.3}", v)).join("/")),
-            None => format!("{} empty", g.region),
+            None => format!("{}: {}", g.region, g.note.as_deref().unwrap_or(EMPTY_REGION)),
         })
         .collect();
     let dice = r.dice.map(|d| format!(", Dice {d:.3}")).unwrap_or_default();
@@ -280,7 +291,8 @@ pub fn csv(results: &[PatientResult]) -> String {
             s += &format!(",{prefix}_{stem}");
         }
     }
-    s += "\n";
+    // Why share cells are empty; NaN/infinite voxels set to 0 in the patient's sequences.
+    s += ",note,non_finite_voxels\n";
     for p in results {
         for r in &p.regions {
             let quoted = if p.patient.contains([',', '"']) { format!("\"{}\"", p.patient.replace('"', "\"\"")) } else { p.patient.clone() };
@@ -298,7 +310,8 @@ pub fn csv(results: &[PatientResult]) -> String {
                     s += &format!(",{}", csv_number(shares.map(|v| v[k])));
                 }
             }
-            s += "\n";
+            let note = r.note.clone().or_else(|| r.shares.is_none().then(|| EMPTY_REGION.to_string()));
+            s += &format!(",{},{}\n", note.unwrap_or_default(), p.non_finite.iter().sum::<usize>());
         }
     }
     s
@@ -457,6 +470,7 @@ mod tests {
             signed_shares: shares,
             slice: None,
             figure: None,
+            note: None,
         };
         let p = PatientResult {
             patient: "a,\"b\"".into(),
@@ -467,13 +481,19 @@ mod tests {
             labelled_voxels: None,
             dice: None,
             seconds: 1.0,
-            regions: vec![region("all", Some([0.5, 0.1, 0.1, 0.1, 0.1, 0.1])), region("fn", None)],
+            regions: vec![
+                region("all", Some([0.5, 0.1, 0.1, 0.1, 0.1, 0.1])),
+                region("fn", None),
+                RegionResult { voxels: 4, note: Some("no positive relevance".into()), ..region("tp", None) },
+            ],
+            non_finite: vec![0, 7, 0, 0, 0, 0],
         };
         let table = csv(&[p]);
         let lines: Vec<&str> = table.lines().collect();
-        assert_eq!(lines[1], "\"a,\"\"b\"\"\",all,3,0,,2.5,0.75,0.5,0.1,0.1,0.1,0.1,0.1,0.5,0.1,0.1,0.1,0.1,0.1");
-        assert_eq!(lines[2], "\"a,\"\"b\"\"\",fn,0,,,,,,,,,,,,,,,,");
-        assert_eq!(lines[0].split(',').count(), 7 + 12);
+        assert_eq!(lines[1], "\"a,\"\"b\"\"\",all,3,0,,2.5,0.75,0.5,0.1,0.1,0.1,0.1,0.1,0.5,0.1,0.1,0.1,0.1,0.1,,7");
+        assert_eq!(lines[2], "\"a,\"\"b\"\"\",fn,0,,,,,,,,,,,,,,,,,empty region,7");
+        assert_eq!(lines[3], "\"a,\"\"b\"\"\",tp,4,,,,,,,,,,,,,,,,,no positive relevance,7");
+        assert_eq!(lines[0].split(',').count(), 7 + 12 + 2);
         let moved = Settings { model: "/elsewhere/m".into(), ..settings.clone() };
         assert!(settings.same_work(&moved), "the same weights given by another path");
         assert!(!settings.same_work(&Settings { composite: "EpsilonGammaBox".into(), ..settings.clone() }));

@@ -66,6 +66,8 @@ pub fn summary(study: &Study, mask: &[u8]) -> serde_json::Value {
         "components": sizes,
         "labelled_voxels": study.label.as_ref().map(|l| l.iter().filter(|v| **v == 1).count()),
         "dice": study.label.as_ref().and_then(|l| metrics::dice(mask, l)),
+        // NaN/infinite voxels per sequence that were set to 0 (more is refused).
+        "non_finite_voxels": study.non_finite,
     })
 }
 
@@ -77,9 +79,8 @@ pub fn composite(spec: &str, prepared: &Prepared) -> Result<seglrp::lrp::Composi
 
 /// A mask file for `--mask`: a NIfTI on the study's grid, non-zero = in the region.
 pub fn read_mask(path: &Path, like: &Volume) -> Result<Vec<u8>, String> {
-    let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let name = path.display().to_string();
-    let n = nifti::read_nifti(&bytes).map_err(|e| format!("{name}: {e}"))?;
+    let n = seglrp::study::read_input(&seglrp::study::Input::path(path)).map_err(|e| format!("{name}: {e}"))?;
     if n.volume.channels != 1 {
         return Err(format!("{name}: a region mask must be one 3-D volume, this file has {}", n.volume.channels));
     }
@@ -164,6 +165,9 @@ pub fn explain_command(net: &UNet, study: Study, args: ExplainArgs, device: &Dev
             (e.relevance, json)
         }
     };
+    if explanation["shares"].is_null() {
+        eprintln!("note: {}: every voxel's relevance is zero or negative, so no shares are reported", engine::NO_POSITIVE_RELEVANCE);
+    }
     explanation["composite"] = serde_json::json!(args.composite);
     explanation["sequences"] = serde_json::json!(SEQUENCES);
     eprintln!("segmentation {:.0} ms, LRP {:.0} ms", s.seconds * 1e3, t.elapsed().as_secs_f64() * 1e3);

@@ -124,7 +124,8 @@ pub struct Panels<'a> {
     pub region: &'a [u8],
     /// Axial slice to show.
     pub slice: usize,
-    pub shares: [f32; 6],
+    /// None: no positive relevance (the captions say so instead of a percentage).
+    pub shares: Option<[f32; 6]>,
     pub title: String,
 }
 
@@ -205,13 +206,13 @@ pub fn panels_svg(p: &Panels) -> Result<String, String> {
         let (col, row) = (c % 3, c / 3);
         let (x, y) = (gap + col * (pw + gap), top + row * (ph + head + gap));
         let (rgba, iw, ih) = panel_pixels(p, c, rmax, scale);
+        let share = p.shares.map(|v| format!("{:.1} %", 100.0 * v[c])).unwrap_or_else(|| "no positive relevance".into());
         s += &format!(
-            "<text x=\"{}\" y=\"{}\" font-size=\"20\" text-anchor=\"middle\" fill=\"white\">{} — {:.1} %</text>\n\
+            "<text x=\"{}\" y=\"{}\" font-size=\"20\" text-anchor=\"middle\" fill=\"white\">{} — {share}</text>\n\
              <image x=\"{x}\" y=\"{}\" width=\"{iw}\" height=\"{ih}\" xlink:href=\"{}\"/>\n",
             x + pw / 2,
             y + 24,
             SEQUENCES[c],
-            100.0 * p.shares[c],
             y + head,
             png_data_url(rgba, iw, ih)?
         );

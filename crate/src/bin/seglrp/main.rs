@@ -478,30 +478,33 @@ pub(crate) fn gzip_wanted(path: &Path) -> bool {
     path.to_string_lossy().to_ascii_lowercase().ends_with(".gz")
 }
 
-fn read_all(paths: &[PathBuf]) -> Result<Vec<FileReport>, String> {
-    let bytes: Vec<(String, Vec<u8>)> = paths
-        .iter()
-        .map(|p| std::fs::read(p).map(|b| (p.display().to_string(), b)).map_err(|e| format!("{}: {e}", p.display())))
-        .collect::<Result<_, _>>()?;
-    let refs: Vec<(String, &[u8])> = bytes.iter().map(|(n, b)| (n.clone(), &b[..])).collect();
-    Ok(study::read_files(&refs))
+/// Reads every file as a stream from disk: each is judged by its header before its voxels are
+/// read, and a file that cannot be opened is that file's error only.
+fn read_all(paths: &[PathBuf]) -> Vec<FileReport> {
+    let inputs: Vec<study::Input> = paths.iter().map(|p| study::Input::path(p)).collect();
+    study::read_files(&inputs)
 }
 
 fn info(files: &[PathBuf], json: bool, values: Option<PathBuf>) -> Result<(), String> {
-    let reports = read_all(files)?;
+    let reports = read_all(files);
     let mut failed = 0;
     let mut out = Vec::new();
     for r in &reports {
         let Some(vol) = &r.volume else {
             failed += 1;
             let error = r.error.clone().unwrap_or_default();
-            if !json {
-                println!("{}: error: {error}", r.name);
-            }
+            // The reason goes to stderr in words whatever the output format.
+            eprintln!("error: {}: {error}", r.name);
             out.push(serde_json::json!({ "file": r.name, "error": error }));
             continue;
         };
         let info = r.info.as_ref().expect("a read file has its info");
+        // Text output lists them under the file; beside JSON, a person reads stderr.
+        if json {
+            for note in &info.notes {
+                eprintln!("warning: {}: {note}", r.name);
+            }
+        }
         let (min, max) = vol.data.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), v| (a.min(*v), b.max(*v)));
         let sum: f64 = vol.data.iter().map(|v| *v as f64).sum();
         if let Some(dir) = &values {
@@ -526,6 +529,9 @@ fn info(files: &[PathBuf], json: bool, values: Option<PathBuf>) -> Result<(), St
             if info.non_finite > 0 {
                 println!("  warning: {} NaN or infinite voxels were set to 0", info.non_finite);
             }
+            for note in &info.notes {
+                println!("  warning: {note}");
+            }
             println!("  values: min {min}, max {max}, sum {sum}");
         }
     }
@@ -533,13 +539,18 @@ fn info(files: &[PathBuf], json: bool, values: Option<PathBuf>) -> Result<(), St
         println!("{}", serde_json::to_string_pretty(&out).expect("plain JSON"));
     }
     if failed > 0 {
-        return Err(format!("{failed} of {} file(s) could not be read", reports.len()));
+        return Err(format!("{failed} of {} file(s) could not be read (reasons above)", reports.len()));
     }
     Ok(())
 }
 
 pub(crate) fn open_study(files: &[PathBuf], roles: &[String]) -> Result<Study, String> {
-    let mut reports = read_all(files)?;
+    let mut reports = read_all(files);
+    for r in &reports {
+        for note in r.info.iter().flat_map(|i| &i.notes) {
+            eprintln!("warning: {}: {note}", r.name);
+        }
+    }
     let errors: Vec<String> = reports.iter().filter_map(|r| r.error.as_ref().map(|e| format!("{}: {e}", r.name))).collect();
     if !errors.is_empty() {
         return Err(errors.join("\n"));
@@ -552,7 +563,11 @@ pub(crate) fn open_study(files: &[PathBuf], roles: &[String]) -> Result<Study, S
             Ok((file.to_string(), role))
         })
         .collect::<Result<_, String>>()?;
-    study::assemble_reports(&mut reports, &chosen).map_err(|e| e.to_string())
+    let study = study::assemble_reports(&mut reports, &chosen).map_err(|e| e.to_string())?;
+    for (c, n) in study.non_finite.iter().enumerate().filter(|(_, n)| **n > 0) {
+        eprintln!("warning: {}: {n} NaN or infinite voxels of {} were set to 0", study.sources[c], seglrp::volume::SEQUENCES[c]);
+    }
+    Ok(study)
 }
 
 fn run(cli: Cli) -> Result<(), String> {
