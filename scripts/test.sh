@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # `npm test`: every test. Native engine tests, browser engine tests (wasm-bindgen-test in
 # headless Chromium, WebGPU and CPU), NIfTI parity with nibabel on real files, LRP parity
-# with Zennit, the page's modules (node --test) and the end-to-end page test (Playwright).
+# with Zennit, a cohort as a Slurm job array, the page's modules (node --test) and the
+# end-to-end page test (Playwright).
 source "$(dirname "$0")/lib.sh"
 ensure_wasm_target
 ensure_wasm_bindgen
@@ -24,6 +25,9 @@ step "NIfTI parity with nibabel on real files (Python)"
 SEGLRP_BIN="$CARGO_TARGET_DIR/release/seglrp" "$PYTHON" "$ROOT/tests/nifti_parity.py"
 step "LRP parity with Zennit 0.5.1 on the PyTorch twin (Python)"
 SEGLRP_BIN="$CARGO_TARGET_DIR/release/seglrp" "$PYTHON" "$ROOT/tests/lrp_parity.py"
+
+step "cohort split across a Slurm job array (single-node Slurm from Debian's packages)"
+SEGLRP_BIN="$CARGO_TARGET_DIR/release/seglrp" bash "$ROOT/tests/slurm.sh"
 
 step "page modules (node --test)"
 node --test "$ROOT/tests/www.test.mjs"

@@ -149,10 +149,22 @@ def test_refusals(tmp: Path):
     for name, (img, words) in cases.items():
         nib.save(img, tmp / name)
         out = seglrp("info", tmp / name)
-        check(out.returncode != 0 and words in out.stdout, f"{name}: expected a refusal naming '{words}', got {out.stdout!r}")
+        check(out.returncode != 0 and words in out.stderr, f"{name}: expected a refusal naming '{words}', got {out.stderr!r}")
     out = seglrp("info", DATA / "nibabel/tests/data/nifti1.hdr")
-    check(out.returncode != 0 and ".img" in out.stdout, f"a lone .hdr: {out.stdout!r}")
-    print("ok  refusals: complex, 5-D, .hdr without .img")
+    check(out.returncode != 0 and ".img" in out.stderr, f"a lone .hdr: {out.stderr!r}")
+    # A gzip file whose CRC was damaged: Python's gzip (under nibabel) refuses it, and so must we.
+    good = (DATA / "nibabel/tests/data/standard.nii.gz").read_bytes()
+    bad = bytearray(good)
+    bad[-8] ^= 0xFF
+    (tmp / "bad_crc.nii.gz").write_bytes(bytes(bad))
+    try:
+        nib.load(tmp / "bad_crc.nii.gz").get_fdata()
+        check(False, "nibabel read a damaged gzip file")
+    except Exception:
+        pass
+    out = seglrp("info", "--json", tmp / "bad_crc.nii.gz")
+    check(out.returncode != 0 and "checksum" in out.stderr, f"bad CRC: {out.stderr!r}")
+    print("ok  refusals: complex, 5-D, .hdr without .img, damaged gzip CRC (reasons on stderr)")
 
 
 def test_exports(tmp: Path):

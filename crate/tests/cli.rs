@@ -318,3 +318,38 @@ fn explain_refuses_meaningless_sequences_and_counts_nan() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("100 NaN or infinite voxels of T1 20 s were set to 0"));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Parts of a cohort share OUT, write no table, and merge into the single run's table; results
+/// of different settings are not mixed. (A real Slurm job array: tests/slurm.sh.)
+#[test]
+fn cohort_parts_merge_and_refuse_mixed_settings() {
+    let dir = tmp("parts");
+    let (input, out, single) = (dir.join("in"), dir.join("out"), dir.join("single"));
+    // Patients 4 and 5 have no tumour (quick), and fall in different shares of 2.
+    ok(&["phantoms", "--patients", "4,5", "--out", input.to_str().unwrap()]);
+    let (i, o) = (input.to_str().unwrap(), out.to_str().unwrap());
+    let part = |k: &str, composite: &str| run(&["cohort", i, "--out", o, "--parts", "2", "--part", k, "--composite", composite, "--jobs", "1"]);
+    assert!(part("0", "Epsilon").status.success());
+    assert!(!out.join("cohort.csv").exists(), "a part writes no table");
+    let p1 = part("1", "EpsilonGammaBox");
+    assert!(String::from_utf8_lossy(&p1.stderr).contains("part 1 of 2: 1 of the cohort's 2 patients"));
+    let merged = run(&["cohort", "merge", o]);
+    let err = String::from_utf8_lossy(&merged.stderr);
+    assert!(!merged.status.success() && err.contains("different settings") && err.contains("composite Epsilon,") && err.contains("composite EpsilonGammaBox"), "{err}");
+    // The same part with the first part's settings: its patient is redone, then they merge.
+    assert!(part("1", "Epsilon").status.success());
+    ok(&["cohort", "merge", o]);
+    ok(&["cohort", i, "--out", single.to_str().unwrap(), "--composite", "Epsilon"]);
+    let table = std::fs::read_to_string(out.join("cohort.csv")).unwrap();
+    assert_eq!(table, std::fs::read_to_string(single.join("cohort.csv")).unwrap());
+    assert_eq!(table.lines().count(), 3);
+    let summary: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(summary["patients"], 2);
+    assert_eq!(summary["missing"], serde_json::json!([]));
+    let status = String::from_utf8_lossy(&ok(&["cohort", "status", o]).stdout).to_string();
+    assert!(status.contains("part 0 of 2") && status.contains(": done") && status.contains("all parts: 2 of 2 patient(s) finished, 0 failed, 0 to do"), "{status}");
+    let bad = run(&["cohort", i, "--out", o, "--parts", "2", "--part", "2"]);
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("parts are numbered 0 to 1"));
+    assert!(!run(&["cohort", i, "--out", o, "--parts", "2"]).status.success(), "--parts needs --part");
+    let _ = std::fs::remove_dir_all(&dir);
+}

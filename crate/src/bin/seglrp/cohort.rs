@@ -1,6 +1,6 @@
-//! `seglrp cohort`: the seed's relevance analysis over a folder of studies — per patient, the
-//! region map's per-sequence shares, Dice and conservation in one CSV, the parallel-coordinates
-//! plot, and a six-panel figure.
+//! `seglrp cohort`: the relevance analysis of Chlebus et al. 2019 over a folder of studies —
+//! per patient, the region map's per-sequence shares, Dice and conservation in one CSV, the
+//! parallel-coordinates plot, and a six-panel figure. Split across machines: parts.rs.
 //!
 //! Each patient's results land in `OUT/patients/<id>.json`, written last and atomically: a
 //! patient with that file (and the same settings) is finished, so an interrupted run resumes
@@ -21,6 +21,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::explain::{composite, segment};
 use crate::figure::{self, Line, Panels};
+use crate::parts::{Share, Tracker};
 use crate::write;
 
 pub struct CohortArgs {
@@ -33,6 +34,8 @@ pub struct CohortArgs {
     pub jobs: Option<usize>,
     pub save_relevance: bool,
     pub force: bool,
+    /// Run one share of the patients and leave the table to `seglrp cohort merge`.
+    pub share: Option<Share>,
 }
 
 /// One study folder: `DIR/<id>/`, its NIfTI files found at any depth (so `sub-01/anat/` works).
@@ -104,7 +107,7 @@ pub struct Settings {
 
 impl Settings {
     /// The same computation: the model by content (a path given another way is the same model).
-    fn same_work(&self, other: &Settings) -> bool {
+    pub fn same_work(&self, other: &Settings) -> bool {
         (&self.model_hash, &self.composite, self.class, &self.regions) == (&other.model_hash, &other.composite, other.class, &other.regions)
     }
 }
@@ -145,8 +148,7 @@ pub struct PatientResult {
 }
 
 fn fnv1a(bytes: &[u8]) -> String {
-    let h = bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3));
-    format!("{h:016x}")
+    format!("{:016x}", crate::parts::fnv1a(bytes))
 }
 
 fn to6(v: &Option<Vec<f32>>) -> Option<[f32; 6]> {
@@ -317,27 +319,29 @@ pub fn csv(results: &[PatientResult]) -> String {
     s
 }
 
-fn write_summary(args: &CohortArgs, results: &[PatientResult]) -> Result<Vec<PathBuf>, String> {
-    let mut written = vec![args.out.join("cohort.csv")];
+/// The table and the plots of `results` (one settings' patients, in the table's order).
+pub fn write_summary(out: &Path, settings: &Settings, results: &[PatientResult]) -> Result<Vec<PathBuf>, String> {
+    let mut written = vec![out.join("cohort.csv")];
     write(&written[0], csv(results).as_bytes())?;
-    for sel in &args.regions {
+    for name in &settings.regions {
+        let sel = Selection::parse(name)?;
         let lines: Vec<Line> = results
             .iter()
-            .filter_map(|p| p.regions.iter().find(|r| r.region == sel.name()).and_then(|r| r.shares).map(|shares| Line { name: p.patient.clone(), shares }))
+            .filter_map(|p| p.regions.iter().find(|r| &r.region == name).and_then(|r| r.shares).map(|shares| Line { name: p.patient.clone(), shares }))
             .collect();
         if lines.is_empty() {
             continue;
         }
-        let what = match sel {
+        let what = match &sel {
             Selection::AllPredicted => "predicted tumour".to_string(),
             Selection::TruePositive => "true positives".to_string(),
             Selection::FalseNegative => "false negatives".to_string(),
             Selection::FalsePositive => "false positives".to_string(),
             other => other.name().to_string(),
         };
-        let title = format!("Relevance per MRI sequence, {what}: {} patients, {}", lines.len(), args.composite);
+        let title = format!("Relevance per MRI sequence, {what}: {} patients, {}", lines.len(), settings.composite);
         let svg = figure::parallel_svg(&lines, &title);
-        let base = args.out.join(format!("parallel-{}", sel.name()));
+        let base = out.join(format!("parallel-{}", sel.name()));
         write(&base.with_extension("svg"), svg.as_bytes())?;
         write(&base.with_extension("png"), &figure::png(&svg)?)?;
         written.push(base.with_extension("svg"));
@@ -347,9 +351,14 @@ fn write_summary(args: &CohortArgs, results: &[PatientResult]) -> Result<Vec<Pat
 }
 
 pub fn cohort(args: CohortArgs, device: &Device, gpu: bool) -> Result<(), String> {
-    let (studies, warnings) = discover(&args.dir, &args.out)?;
+    let (mut studies, warnings) = discover(&args.dir, &args.out)?;
     for w in &warnings {
         eprintln!("warning: {w}");
+    }
+    if let Some(share) = args.share {
+        let all = studies.len();
+        studies.retain(|s| share.holds(&s.id));
+        eprintln!("part {} of {}: {} of the cohort's {all} patients", share.part, share.parts, studies.len());
     }
     let (model_bytes, model_name) = match &args.model {
         Some(p) => (std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()))?, p.display().to_string()),
@@ -365,7 +374,7 @@ pub fn cohort(args: CohortArgs, device: &Device, gpu: bool) -> Result<(), String
         class: args.class,
         regions: args.regions.iter().map(|r| r.name().to_string()).collect(),
     };
-    for sub in ["patients", "figures"].iter().chain(args.save_relevance.then_some(&"relevance")) {
+    for sub in ["patients", "figures"].iter().chain(args.save_relevance.then_some(&"relevance")).chain(args.share.is_some().then_some(&"parts")) {
         let d = args.out.join(sub);
         std::fs::create_dir_all(&d).map_err(|e| format!("{}: {e}", d.display()))?;
     }
@@ -374,6 +383,14 @@ pub fn cohort(args: CohortArgs, device: &Device, gpu: bool) -> Result<(), String
     if skipped > 0 {
         eprintln!("{skipped} patient(s) already done with these settings: skipped (--force redoes them)");
     }
+    let tracker = match args.share {
+        Some(share) => {
+            let assigned = studies.iter().map(|s| s.id.clone()).collect();
+            let before = studies.iter().filter(|s| !todo.iter().any(|t| t.id == s.id)).map(|s| s.id.clone()).collect();
+            Some(Tracker::start(&args.out, share, assigned, before)?)
+        }
+        None => None,
+    };
     let jobs = if gpu { args.jobs.unwrap_or(1) } else { args.jobs.unwrap_or_else(|| default_jobs(PLANNING_VOXELS, &probe)) }.clamp(1, todo.len().max(1));
     let ctx = Context { args: &args, settings: settings.clone(), model_bytes, config };
     let pb = crate::progress::bar(todo.len() as u64, "cohort");
@@ -394,11 +411,23 @@ pub fn cohort(args: CohortArgs, device: &Device, gpu: bool) -> Result<(), String
                     let i = next.fetch_add(1, Ordering::SeqCst);
                     let Some(study_dir) = todo.get(i) else { break };
                     let step = |what: &str| pb.set_message(format!("{}: {what}", study_dir.id));
+                    // A status file that cannot be written is reported, not fatal: the results are.
+                    let track = |r: Result<(), String>| {
+                        if let Err(e) = r {
+                            pb.println(format!("warning: the part's status file: {e}"));
+                        }
+                    };
+                    if let Some(t) = &tracker {
+                        track(t.begin(&study_dir.id));
+                    }
                     let outcome = analyse(&ctx, study_dir, &net, device, &step).and_then(|r| {
                         let text = serde_json::to_string_pretty(&r).expect("plain JSON");
                         write(&result_path(&ctx.args.out, &study_dir.id), text.as_bytes())?;
                         Ok(r)
                     });
+                    if let Some(t) = &tracker {
+                        track(t.end(&study_dir.id, outcome.as_ref().err().map(|e| e.as_str())));
+                    }
                     match outcome {
                         // Without a terminal (CI, nohup) the bar is hidden: a line per patient instead.
                         Ok(r) if pb.is_hidden() => eprintln!("{}", done_line(&r, i + 1, todo.len())),
@@ -415,8 +444,25 @@ pub fn cohort(args: CohortArgs, device: &Device, gpu: bool) -> Result<(), String
     });
     pb.finish_and_clear();
     let results: Vec<PatientResult> = studies.iter().filter_map(|s| finished(&args.out, &s.id, &settings)).collect();
-    let written = write_summary(&args, &results)?;
     let failures = failures.into_inner().expect("no panics hold it");
+    if let (Some(t), Some(share)) = (&tracker, args.share) {
+        t.finish()?;
+        eprintln!(
+            "part {} of {}: {} of its {} patients analysed ({} this run, {skipped} from before); `seglrp cohort merge {}` builds the table once every part is done",
+            share.part,
+            share.parts,
+            results.len(),
+            studies.len(),
+            results.len() - skipped.min(results.len()),
+            args.out.display()
+        );
+        if !failures.is_empty() {
+            let list = failures.iter().map(|(id, e)| format!("  {id}: {e}")).collect::<Vec<_>>().join("\n");
+            return Err(format!("{} of the part's {} studies failed:\n{list}", failures.len(), studies.len()));
+        }
+        return Ok(());
+    }
+    let written = write_summary(&args.out, &settings, &results)?;
     eprintln!(
         "{} of {} patients analysed ({} this run, {skipped} from before); wrote {}",
         results.len(),

@@ -12,6 +12,7 @@ use seglrp::{backend, engine, lrp, nifti, phantom, weights};
 mod cohort;
 mod explain;
 mod figure;
+mod parts;
 mod phantoms;
 mod progress;
 mod training;
@@ -225,46 +226,89 @@ enum Command {
         #[arg(long)]
         no_crop: bool,
     },
-    /// The seed's relevance analysis over a cohort: for every study folder in DIR, segment,
-    /// explain the chosen regions, and write OUT/cohort.csv (patient, region, voxels, left-out
-    /// voxels, Dice, conservation, per-sequence shares), the parallel-coordinates plot
-    /// OUT/parallel-<region>.svg/.png and a six-panel figure per patient and region in
-    /// OUT/figures/. Finished patients are kept in OUT/patients/ and skipped when the run is
-    /// repeated (interrupted runs resume); a broken study is reported and the others go on, and
-    /// the exit status is non-zero at the end.
+    /// The relevance analysis of Chlebus et al. 2019 over a cohort: for every study folder in
+    /// DIR, segment, explain the chosen regions, and write OUT/cohort.csv (patient, region,
+    /// voxels, left-out voxels, Dice, conservation, per-sequence shares), the
+    /// parallel-coordinates plot OUT/parallel-<region>.svg/.png and a six-panel figure per
+    /// patient and region in OUT/figures/. Finished patients are kept in OUT/patients/ and
+    /// skipped when the run is repeated (interrupted runs resume); a broken study is reported
+    /// and the others go on, and the exit status is non-zero at the end.
     ///
     /// DIR holds one folder per patient (README "Cohorts"), as `seglrp phantoms` writes them.
+    /// With --parts N --part I, one of N disjoint shares of the patients (for a Slurm job array
+    /// or a Kubernetes Indexed Job sharing OUT); `seglrp cohort merge OUT` then builds the
+    /// table, and `seglrp cohort status OUT` shows how the parts are doing.
     ///
     /// Examples: seglrp phantoms --out cohort/ && seglrp cohort cohort/ --out results/
     ///           seglrp cohort cohort/ --out results-tp/ --regions tp,fn --composite Epsilon
+    ///           seglrp cohort cohort/ --out shared/ --parts 4 --part "$SLURM_ARRAY_TASK_ID"
+    #[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
     Cohort {
-        dir: PathBuf,
-        #[arg(long)]
+        #[command(subcommand)]
+        action: Option<CohortAction>,
+        #[command(flatten)]
+        run: CohortRun,
+    },
+}
+
+#[derive(clap::Args)]
+struct CohortRun {
+    /// The cohort: one folder per patient.
+    #[arg(required = true)]
+    dir: Option<PathBuf>,
+    #[arg(long, required = true)]
+    out: Option<PathBuf>,
+    /// safetensors weights (README "Models"); default: the bundled liver model.
+    #[arg(long)]
+    model: Option<PathBuf>,
+    /// Regions to explain, comma-separated: all (predicted tumour), tp, fn, fp (against each
+    /// study's label).
+    #[arg(long, default_value = "all", value_parser = parse_regions)]
+    regions: Regions,
+    /// Class to explain: 0 background, 1 tumour.
+    #[arg(long, default_value_t = 1)]
+    class: usize,
+    #[arg(long, default_value = COHORT_COMPOSITE)]
+    composite: String,
+    /// Run on the GPU (burn-wgpu: Vulkan, Metal or DirectX 12).
+    #[arg(long)]
+    gpu: bool,
+    /// Patients processed at once (default: by cores and free memory; 1 with --gpu).
+    #[arg(long)]
+    jobs: Option<usize>,
+    /// Also write each region's relevance as NIfTI to OUT/relevance/.
+    #[arg(long)]
+    save_relevance: bool,
+    /// Redo patients that are already finished.
+    #[arg(long)]
+    force: bool,
+    /// Split the cohort into N disjoint shares by a hash of each patient's folder name (adding
+    /// patients moves no one between shares); with --part, run one of them. Parts share OUT and
+    /// never write the table: `seglrp cohort merge OUT` does, once they are done.
+    #[arg(long, value_name = "N", requires = "part", value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    parts: Option<u32>,
+    /// Which share to run, 0 to N−1 (Slurm: $SLURM_ARRAY_TASK_ID with --array=0-(N−1);
+    /// Kubernetes Indexed Job: $JOB_COMPLETION_INDEX).
+    #[arg(long, value_name = "I", requires = "parts")]
+    part: Option<u32>,
+}
+
+#[derive(Subcommand)]
+enum CohortAction {
+    /// Build OUT/cohort.csv, the plots and OUT/summary.json from the finished patients of every
+    /// part; refuses results made with different settings, and lists the patients that are
+    /// missing or failed (exit 1 while there are any).
+    ///
+    /// Example: seglrp cohort merge shared/
+    Merge { out: PathBuf },
+    /// Per part: patients done, failed, still to do, and whether it is running; the failed
+    /// patients' errors.
+    ///
+    /// Example: seglrp cohort status shared/
+    Status {
         out: PathBuf,
-        /// safetensors weights (README "Models"); default: the bundled liver model.
         #[arg(long)]
-        model: Option<PathBuf>,
-        /// Regions to explain, comma-separated: all (predicted tumour), tp, fn, fp (against each
-        /// study's label).
-        #[arg(long, default_value = "all", value_parser = parse_regions)]
-        regions: Regions,
-        /// Class to explain: 0 background, 1 tumour.
-        #[arg(long, default_value_t = 1)]
-        class: usize,
-        #[arg(long, default_value = COHORT_COMPOSITE)]
-        composite: String,
-        /// Run on the GPU (burn-wgpu: Vulkan, Metal or DirectX 12).
-        #[arg(long)]
-        gpu: bool,
-        /// Patients processed at once (default: by cores and free memory; 1 with --gpu).
-        #[arg(long)]
-        jobs: Option<usize>,
-        /// Also write each region's relevance as NIfTI to OUT/relevance/.
-        #[arg(long)]
-        save_relevance: bool,
-        /// Redo patients that are already finished.
-        #[arg(long)]
-        force: bool,
+        json: bool,
     },
 }
 
@@ -630,8 +674,17 @@ fn run(cli: Cli) -> Result<(), String> {
             let args = explain::ExplainArgs { voxel, class, region, bbox, mask, composite, relevance, segmentation, raw, json, crop: !no_crop };
             explain::explain_command(&net, study, args, &device)?
         }
-        Command::Cohort { dir, out, model, regions, class, composite, gpu, jobs, save_relevance, force } => {
-            let args = cohort::CohortArgs { dir, out, model, regions: regions.0, class, composite, jobs, save_relevance, force };
+        Command::Cohort { action: Some(CohortAction::Merge { out }), .. } => parts::merge(&out)?,
+        Command::Cohort { action: Some(CohortAction::Status { out, json }), .. } => parts::status(&out, json)?,
+        Command::Cohort { action: None, run } => {
+            let CohortRun { dir, out, model, regions, class, composite, gpu, jobs, save_relevance, force, parts, part } = run;
+            let (dir, out) = (dir.expect("clap requires DIR"), out.expect("clap requires --out"));
+            let share = match (parts, part) {
+                (Some(n), Some(i)) if i >= n => return Err(format!("--part {i}: parts are numbered 0 to {} (--parts {n})", n - 1)),
+                (Some(n), Some(i)) => Some(parts::Share { part: i, parts: n }),
+                _ => None,
+            };
+            let args = cohort::CohortArgs { dir, out, model, regions: regions.0, class, composite, jobs, save_relevance, force, share };
             cohort::cohort(args, &device(gpu, "cpu")?, gpu)?
         }
     }
