@@ -193,7 +193,7 @@ async function hostileFiles(page, name) {
     const v = Float32Array.from(t1.values);
     v.fill(NaN, 0, n);
     fs.rmSync(path.join(nanDir, 't1_20s.nii.gz'), { force: true });
-    fs.writeFileSync(path.join(nanDir, 't1_20s.nii'), niftiBytes(v, t1.info.dims, t1.info.affine));
+    fs.writeFileSync(path.join(nanDir, 't1_20s.nii'), Buffer.from(niftiBytes(v, t1.info.dims, t1.info.affine)));
     return fs.readdirSync(nanDir).map((f) => path.join(nanDir, f));
   };
   await page.setInputFiles('#file', withNan(t1.values.length));

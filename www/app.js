@@ -13,8 +13,6 @@ const $ = (id) => document.getElementById(id);
 const state = {
   files: [], roles: {}, reports: [], study: null, view: null, mask: null, name: null,
   explanation: null, busy: false, queued: null, cohortRun: null,
-  // Files of the last drop refused by their header check, `{name, error}`: listed with the rest.
-  refused: [],
 };
 // Read by the end-to-end test; also handy in the console.
 window.__seglrp = state;
@@ -93,11 +91,11 @@ const split = (data, dims, channels) => {
  * gathering sequences); once a study is loaded, a new drop starts a new study. A drop of which
  * nothing can be read changes nothing but shows why.
  */
-async function addFiles(newFiles) {
+async function addFiles(newFiles, refused = []) {
   if (!newFiles.length || state.busy) return;
   const names = new Set(newFiles.map((f) => f.name));
   const candidate = state.study ? newFiles : [...state.files.filter((f) => !names.has(f.name)), ...newFiles];
-  await openFiles(candidate, state.study ? {} : state.roles, newFiles);
+  await openFiles(candidate, state.study ? {} : state.roles, newFiles, null, refused);
 }
 
 /** The study's NaN/Inf voxels that were set to 0, per sequence, in words ('' when none). */
@@ -106,8 +104,11 @@ const nonFiniteText = (counts = []) => {
   return parts.length ? ` NaN or infinite voxels set to 0: ${parts.join(', ')}.` : '';
 };
 
-/** Opens files as a study (or a preview), segments it, and shows it. Returns true for a study. */
-async function openFiles(files, roles, fresh = files, name = null) {
+/**
+ * Opens files as a study (or a preview), segments it, and shows it. Returns true for a study.
+ * `refused`: files of the same drop refused by their header check (`{name, error}`), listed too.
+ */
+async function openFiles(files, roles, fresh = files, name = null, refused = []) {
   state.busy = true;
   try {
     const label = fresh.length === 1 ? fresh[0].name : `${fresh.length} files`;
@@ -120,8 +121,6 @@ async function openFiles(files, roles, fresh = files, name = null) {
       return false;
     }
     Object.assign(state, { files, roles, reports: result.files, explanation: null, mask: null });
-    const refused = state.refused ?? [];
-    state.refused = [];
     renderFiles($('files'), [...result.files, ...refused], onRole);
     $('results').hidden = true;
     if (!result.study) {
@@ -435,13 +434,12 @@ async function readFiles(list) {
 }
 async function dropped(list) {
   const { read, refused } = await readFiles(list);
-  state.refused = refused;
   if (refused.length && !read.length) {
     renderFiles($('files'), [...state.reports, ...refused], onRole);
     status(refused.map((r) => `${r.name}: ${r.error}`).join(' — '), { error: true });
     return;
   }
-  await addFiles(read);
+  await addFiles(read, refused);
 }
 $('file').addEventListener('change', async (ev) => {
   await dropped(ev.target.files);
