@@ -3,29 +3,55 @@
 // is used as soon as it is served. Only this origin's own static files are ever stored.
 const CACHE = 'seglrp-v1';
 const ASSETS = [
-  './', './index.html', './www/style.css', './www/app.js', './www/compute.js', './www/worker.js', './www/files.js',
-  './www/sequences.js', './www/viewer.js', './www/outline.js', './www/nifti-bytes.js', './www/charts.js', './www/cohort.js', './www/pool.js',
-  './www/pkg/seglrp.js', './www/pkg/seglrp_bg.wasm', './node_modules/@niivue/niivue/dist/index.js',
+  './',
+  './index.html',
+  './www/style.css',
+  './www/app.js',
+  './www/compute.js',
+  './www/worker.js',
+  './www/files.js',
+  './www/sequences.js',
+  './www/viewer.js',
+  './www/outline.js',
+  './www/nifti-bytes.js',
+  './www/charts.js',
+  './www/cohort.js',
+  './www/pool.js',
+  './www/pkg/seglrp.js',
+  './www/pkg/seglrp_bg.wasm',
+  './node_modules/@niivue/niivue/dist/index.js',
 ];
 
 self.addEventListener('install', (event) => {
-  event.waitUntil(caches.open(CACHE).then((c) => c.addAll(ASSETS)).then(() => self.skipWaiting()));
+  event.waitUntil(
+    caches
+      .open(CACHE)
+      .then((c) => c.addAll(ASSETS))
+      .then(() => self.skipWaiting()),
+  );
 });
 
 self.addEventListener('activate', (event) => {
-  event.waitUntil(caches.keys()
-    .then((keys) => Promise.all(keys.filter((k) => k !== CACHE).map((k) => caches.delete(k))))
-    .then(() => self.clients.claim()));
+  event.waitUntil(
+    caches
+      .keys()
+      .then((keys) => Promise.all(keys.filter((k) => k !== CACHE).map((k) => caches.delete(k))))
+      .then(() => self.clients.claim()),
+  );
 });
 
 self.addEventListener('fetch', (event) => {
   const url = new URL(event.request.url);
   if (event.request.method !== 'GET' || url.origin !== self.location.origin) return;
-  event.respondWith(fetch(event.request).then((response) => {
-    if (response.ok) {
-      const copy = response.clone();
-      caches.open(CACHE).then((c) => c.put(event.request, copy));
-    }
-    return response;
-  }).catch(() => caches.match(event.request, { ignoreSearch: true }).then((hit) => hit || Response.error())));
+  event.respondWith(
+    fetch(event.request)
+      .then((response) => {
+        if (response.ok) {
+          const copy = response.clone();
+          caches.open(CACHE).then((c) => c.put(event.request, copy));
+        }
+        return response;
+      })
+      .catch(() => caches.match(event.request, { ignoreSearch: true }).then((hit) => hit || Response.error())),
+  );
 });

@@ -8,20 +8,33 @@
 import { chromium } from 'playwright-core';
 import { serve } from './serve.mjs';
 
-const args = Object.fromEntries(process.argv.slice(2).reduce((acc, a, i, all) => (a.startsWith('--') ? [...acc, [a.slice(2), all[i + 1]]] : acc), []));
+const args = Object.fromEntries(
+  process.argv.slice(2).reduce((acc, a, i, all) => (a.startsWith('--') ? [...acc, [a.slice(2), all[i + 1]]] : acc), []),
+);
 const backends = (args.backends || 'webgpu,cpu').split(',');
 
 const server = await serve(0);
 const origin = `http://127.0.0.1:${server.address().port}`;
 const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || '/usr/bin/chromium', headless: true,
-  args: ['--no-sandbox', '--enable-unsafe-webgpu', '--enable-features=Vulkan', '--disable-quic', '--no-first-run',
-    '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+  headless: true,
+  args: [
+    '--no-sandbox',
+    '--enable-unsafe-webgpu',
+    '--enable-features=Vulkan',
+    '--disable-quic',
+    '--no-first-run',
+    '--disable-background-networking',
+    '--disable-component-update',
+    '--disable-sync',
+  ],
 });
 const MB = 2 ** 20;
 try {
   const page = await browser.newPage();
-  page.on('console', (m) => { if (m.type() === 'error' || m.type() === 'warning') console.error(`[page] ${m.text()}`); });
+  page.on('console', (m) => {
+    if (m.type() === 'error' || m.type() === 'warning') console.error(`[page] ${m.text()}`);
+  });
   const adapter = await (async () => {
     await page.goto(`${origin}/bench.html`);
     return page.evaluate(async () => {
@@ -37,15 +50,20 @@ try {
   const cell = (v, f) => (v == null ? '—' : f(v));
   const s = (v) => cell(v, (x) => `${x.toFixed(2)} s`);
   const m = (v) => cell(v, (x) => `${(x / MB).toFixed(0)} MB`);
-  console.log(`SegLRP browser benchmark, ${new Date().toISOString().slice(0, 10)}, Chromium headless, WebGPU adapter: ${adapter}`);
+  console.log(
+    `SegLRP browser benchmark, ${new Date().toISOString().slice(0, 10)}, Chromium headless, WebGPU adapter: ${adapter}`,
+  );
   console.log('');
-  console.log('| backend | study | start | load | segment | click (LRP pass) | region map (EpsilonGammaBox) | wasm memory (peak) | GPU reserved | growth over repeated clicks |');
+  console.log(
+    '| backend | study | start | load | segment | click (LRP pass) | region map (EpsilonGammaBox) | wasm memory (peak) | GPU reserved | growth over repeated clicks |',
+  );
   console.log('|---|---|---|---|---|---|---|---|---|---|');
   for (const backend of backends) {
     const gpu = backend === 'webgpu';
     const pick = (k, fallback) => (gpu && args[`webgpu-${k}`]) || args[k] || fallback;
     const query = new URLSearchParams({
-      auto: '1', backends: backend,
+      auto: '1',
+      backends: backend,
       sizes: pick('sizes', gpu && software ? '64x64x32' : '64x64x32;128x128x64;256x256x128'),
       clicks: pick('clicks', gpu && software ? '2' : '20'),
       region: pick('region', gpu && software ? '0' : '1'),
@@ -54,12 +72,21 @@ try {
     printed = 0;
     let lastStep = '';
     for (;;) {
-      const state = await page.evaluate(() => window.__bench && { done: window.__bench.done, rows: window.__bench.rows, step: window.__bench.step });
-      if (state?.step && state.step !== lastStep) { console.error(`[bench] ${state.step}`); lastStep = state.step; }
+      const state = await page.evaluate(
+        () => window.__bench && { done: window.__bench.done, rows: window.__bench.rows, step: window.__bench.step },
+      );
+      if (state?.step && state.step !== lastStep) {
+        console.error(`[bench] ${state.step}`);
+        lastStep = state.step;
+      }
       for (const r of state?.rows.slice(printed) ?? []) {
-        const region = r.region == null ? (r.regionNote ?? '—') : `${r.region.toFixed(2)} s (\\|A\\| = ${r.regionVoxels})`;
-        const growth = r.growthWasm == null ? '—' : `wasm ${m(r.growthWasm)}, GPU ${m(r.growthGpu)} (${r.clicks} clicks)`;
-        console.log(`| ${r.backend} | ${r.study} | ${s(r.start)} | ${s(r.load)} | ${s(r.segment)} | ${s(r.click)} | ${region} | ${m(r.wasm)} | ${m(r.gpu)} | ${growth} |${r.error ? ` error: ${r.error}` : ''}`);
+        const region =
+          r.region == null ? (r.regionNote ?? '—') : `${r.region.toFixed(2)} s (\\|A\\| = ${r.regionVoxels})`;
+        const growth =
+          r.growthWasm == null ? '—' : `wasm ${m(r.growthWasm)}, GPU ${m(r.growthGpu)} (${r.clicks} clicks)`;
+        console.log(
+          `| ${r.backend} | ${r.study} | ${s(r.start)} | ${s(r.load)} | ${s(r.segment)} | ${s(r.click)} | ${region} | ${m(r.wasm)} | ${m(r.gpu)} | ${growth} |${r.error ? ` error: ${r.error}` : ''}`,
+        );
         printed++;
       }
       if (state?.done) break;

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The benchmarks (README "Measured"): each installs and builds what it needs, then prints a table.
+# The benchmarks (docs/performance.md): each installs and builds what it needs, then prints a table.
 #   npm run bench:native    cargo bench (forward, LRP pass, two-pass region vs per-voxel; CPU, and
 #                           burn-wgpu when a GPU adapter is found)
 #   npm run bench:browser   bench.html in headless Chromium (WebGPU and CPU wasm, three sizes)

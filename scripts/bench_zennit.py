@@ -7,7 +7,7 @@ but that both give the same relevance.
     SEGLRP_BIN=target/release/seglrp python scripts/bench_zennit.py [--shape 6,32,64,64] [--region 1000] [--per-voxel 5]
 
 One LRP pass: Zennit's attributor call is a forward pass plus the modified backward pass, so
-it is compared with SegLRP's forward + LRP pass. The seed's region method runs one such call
+it is compared with SegLRP's forward + LRP pass. The region method of Chlebus et al. 2019 runs one such call
 per voxel of the region; it is timed on --per-voxel voxels and scaled to |A| (its cost is
 linear), against SegLRP's two-pass region map of the same |A| voxels.
 """
@@ -114,7 +114,7 @@ def main():
             ours_pass = ours["forward_s"] + ours["lrp_s"]
             print(f"| {name} | forward + one LRP pass (whole volume) | {z_pass:.2f} s | {ours_pass:.2f} s "
                   f"({ours['forward_s']:.2f} + {ours['lrp_s']:.2f}) | {z_pass / ours_pass:.2f} | {diff:.1e} |")
-            # The seed's method: one attributor call per voxel of the region.
+            # The paper's method: one attributor call per voxel of the region.
             coords = [(box[0] + i // (side * side), box[1] + (i // side) % side, box[2] + i % side) for i in range(voxels)]
             pick = coords[:: max(1, voxels // a.per_voxel)][: a.per_voxel]
             _, t = best_of(1, lambda: [zennit_pass(v) for v in pick])
@@ -122,7 +122,7 @@ def main():
             region = run("relevance", "--model", weights, "--input", tmp / "x.f32", "--shape", a.shape, "--region", ",".join(map(str, box)),
                          "--class", 1, "--composite", name, "--out", tmp / "region.f32", "--repeat", 1)
             ours_region = ours["forward_s"] + region["region_s"]
-            print(f"| {name} | region map, \\|A\\| = {voxels}: seed's per-voxel loop (timed on {len(pick)}, scaled) vs two-pass "
+            print(f"| {name} | region map, \\|A\\| = {voxels}: per-voxel loop (timed on {len(pick)}, scaled) vs two-pass "
                   f"| {per_voxel:.0f} s | {ours_region:.2f} s | {per_voxel / ours_region:.0f} | |")
 
 

@@ -14,21 +14,40 @@ const region = args.includes('--region');
 const option = (flag) => (args.includes(flag) ? +args[args.indexOf(flag) + 1] : null);
 const cohortSize = option('--cohort');
 const workers = option('--workers');
-const named = args.filter((a, i) => a !== '--region' && !a.startsWith('--') && !['--cohort', '--workers'].includes(args[i - 1]));
+const named = args.filter(
+  (a, i) => a !== '--region' && !a.startsWith('--') && !['--cohort', '--workers'].includes(args[i - 1]),
+);
 const backends = named.length ? named : ['flex', 'webgpu'];
 const server = await serve(0);
 const origin = `http://127.0.0.1:${server.address().port}`;
 const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || '/usr/bin/chromium', headless: true,
-  args: ['--no-sandbox', '--enable-unsafe-webgpu', '--enable-unsafe-swiftshader', '--disable-quic', '--no-first-run',
-    '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+  headless: true,
+  args: [
+    '--no-sandbox',
+    '--enable-unsafe-webgpu',
+    '--enable-unsafe-swiftshader',
+    '--disable-quic',
+    '--no-first-run',
+    '--disable-background-networking',
+    '--disable-component-update',
+    '--disable-sync',
+  ],
 });
-const explained = (page) => page.waitForFunction(() => (window.__seglrp.explanation && !window.__seglrp.busy)
-  || document.getElementById('status').classList.contains('error'), null, { timeout: 1_800_000 });
+const explained = (page) =>
+  page.waitForFunction(
+    () =>
+      (window.__seglrp.explanation && !window.__seglrp.busy) ||
+      document.getElementById('status').classList.contains('error'),
+    null,
+    { timeout: 1_800_000 },
+  );
 async function explain(page, scope, composite) {
   await page.selectOption('#scope', scope);
   await page.selectOption('#composite', composite);
-  await page.evaluate(() => { window.__seglrp.explanation = null; });
+  await page.evaluate(() => {
+    window.__seglrp.explanation = null;
+  });
   const t = Date.now();
   await page.click('#explain');
   await explained(page);
@@ -48,7 +67,9 @@ try {
     t = Date.now();
     await page.selectOption('#patient', '13');
     await page.click('#load-patient');
-    await page.waitForFunction(() => /Double-click/.test(document.getElementById('status').textContent), null, { timeout: 600_000 });
+    await page.waitForFunction(() => /Double-click/.test(document.getElementById('status').textContent), null, {
+      timeout: 600_000,
+    });
     const segment = Date.now() - t;
     const clicks = [];
     for (let i = 0; i < 3; i++) clicks.push(await explain(page, 'voxel', 'Epsilon'));
@@ -59,14 +80,21 @@ try {
       await page.fill('#cohort-size', String(cohortSize));
       t = Date.now();
       await page.click('#run-cohort');
-      await page.waitForFunction(() => /^Cohort: \d+ patients explained|stopped/.test(document.getElementById('status').textContent)
-        || document.getElementById('status').classList.contains('error'), null, { timeout: 3_600_000 });
+      await page.waitForFunction(
+        () =>
+          /^Cohort: \d+ patients explained|stopped/.test(document.getElementById('status').textContent) ||
+          document.getElementById('status').classList.contains('error'),
+        null,
+        { timeout: 3_600_000 },
+      );
       const text = await page.textContent('#status');
       const memory = await page.evaluate(() => window.__seglrp.compute.call('memory'));
       cohort = ` | cohort of ${cohortSize}: ${Date.now() - t} ms (${text.trim()}; main worker's wasm memory ${(memory.wasm_bytes / 2 ** 20).toFixed(0)} MiB)`;
     }
     const name = await page.evaluate(() => window.__seglrp.backend);
-    console.log(`${name.padEnd(14)} start ${start} ms | load+segment ${segment} ms | voxel (LRP-ε) ${clicks.join(', ')} ms${all}${cohort}`);
+    console.log(
+      `${name.padEnd(14)} start ${start} ms | load+segment ${segment} ms | voxel (LRP-ε) ${clicks.join(', ')} ms${all}${cohort}`,
+    );
     await page.close();
   }
 } finally {

@@ -7,22 +7,41 @@ import { fileURLToPath } from 'node:url';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const TYPES = {
-  '.html': 'text/html; charset=utf-8', '.js': 'text/javascript', '.mjs': 'text/javascript',
-  '.css': 'text/css', '.wasm': 'application/wasm', '.json': 'application/json',
-  '.gz': 'application/gzip', '.nii': 'application/octet-stream', '.png': 'image/png',
+  '.html': 'text/html; charset=utf-8',
+  '.js': 'text/javascript',
+  '.mjs': 'text/javascript',
+  '.css': 'text/css',
+  '.wasm': 'application/wasm',
+  '.json': 'application/json',
+  '.gz': 'application/gzip',
+  '.nii': 'application/octet-stream',
+  '.png': 'image/png',
 };
 // Only what the page needs is served: not the sources, tests or build folders.
-const PUBLIC = [/^\/$/, /^\/index\.html$/, /^\/bench\.html$/, /^\/sw\.js$/, /^\/www\//, /^\/node_modules\/@niivue\/niivue\/dist\//];
+const PUBLIC = [
+  /^\/$/,
+  /^\/index\.html$/,
+  /^\/bench\.html$/,
+  /^\/sw\.js$/,
+  /^\/www\//,
+  /^\/node_modules\/@niivue\/niivue\/dist\//,
+];
 
 export function serve(port = 8080, host = '127.0.0.1') {
   const server = http.createServer(async (req, res) => {
     const url = new URL(req.url, 'http://x');
     let p = decodeURIComponent(url.pathname);
-    if (!PUBLIC.some((re) => re.test(p)) || p.includes('..')) { res.writeHead(404).end('not found'); return; }
+    if (!PUBLIC.some((re) => re.test(p)) || p.includes('..')) {
+      res.writeHead(404).end('not found');
+      return;
+    }
     if (p === '/') p = '/index.html';
     try {
       const body = await fs.readFile(path.join(ROOT, p));
-      res.writeHead(200, { 'Content-Type': TYPES[path.extname(p)] || 'application/octet-stream', 'Cache-Control': 'no-cache' });
+      res.writeHead(200, {
+        'Content-Type': TYPES[path.extname(p)] || 'application/octet-stream',
+        'Cache-Control': 'no-cache',
+      });
       res.end(body);
     } catch {
       res.writeHead(404).end('not found');
@@ -36,8 +55,11 @@ export function serve(port = 8080, host = '127.0.0.1') {
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
   const port = Number(process.env.PORT || 8080);
-  serve(port).then(() => console.log(`SegLRP demo: http://127.0.0.1:${port}/`), (e) => {
-    console.error(`cannot serve on port ${port}: ${e.message}`);
-    process.exit(1);
-  });
+  serve(port).then(
+    () => console.log(`SegLRP demo: http://127.0.0.1:${port}/`),
+    (e) => {
+      console.error(`cannot serve on port ${port}: ${e.message}`);
+      process.exit(1);
+    },
+  );
 }

@@ -12,6 +12,16 @@ ensure_vulkan
 ensure_python
 ensure_test_data
 
+step "formatting: cargo fmt (rustfmt.toml, 120 columns) and Prettier (.prettierrc.json)"
+# rustup's cargo/rustfmt (on PATH) even where $CARGO is Debian's wasm toolchain: one formatter.
+(cd "$ROOT" && cargo fmt --all -- --check && rustfmt --check --edition 2021 crate/fuzz/fuzz_targets/*.rs) \
+  || { echo "Rust sources are not formatted: run \`cargo fmt --all\`" >&2; exit 1; }
+# rustfmt leaves long string literals and comments alone: the width is checked here too.
+long=$(cd "$ROOT" && LC_ALL=C.UTF-8 grep -nP '^.{121,}$' $(git ls-files '*.rs') || true)
+[ -z "$long" ] || { echo "lines over 120 columns:" >&2; echo "$long" >&2; exit 1; }
+"$ROOT/node_modules/.bin/prettier" --check "$ROOT" >/dev/null \
+  || { "$ROOT/node_modules/.bin/prettier" --list-different "$ROOT" >&2; echo "JS is not formatted: run \`npx prettier --write .\`" >&2; exit 1; }
+
 step "native tests (cargo test)"
 (cd "$ROOT" && "$CARGO" test --release -p seglrp)
 

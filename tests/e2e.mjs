@@ -34,7 +34,9 @@ assert.ok(BIN && fs.existsSync(BIN), 'set SEGLRP_BIN to the native seglrp binary
 const DATA = process.env.SEGLRP_TESTDATA;
 assert.ok(DATA && fs.existsSync(DATA), 'set SEGLRP_TESTDATA (scripts/lib.sh ensure_test_data)');
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'seglrp-e2e-'));
-const ARTEFACTS = process.env.SEGLRP_ARTEFACTS || path.join(path.dirname(new URL(import.meta.url).pathname), '..', 'target', 'e2e-artefacts');
+const ARTEFACTS =
+  process.env.SEGLRP_ARTEFACTS ||
+  path.join(path.dirname(new URL(import.meta.url).pathname), '..', 'target', 'e2e-artefacts');
 fs.mkdirSync(ARTEFACTS, { recursive: true });
 const shot = async (page, name) => {
   await page.waitForTimeout(300);
@@ -48,7 +50,9 @@ const studyDir = path.join(tmp, 'patient');
 execFileSync(BIN, ['sample', '--patient', PATIENT, '--dir', studyDir]);
 const nativeMask = (() => {
   const seg = path.join(tmp, 'native-segmentation.nii.gz');
-  execFileSync(BIN, ['explain', sample, '--voxel', '0,0,0', '--segmentation', seg], { stdio: ['ignore', 'ignore', 'inherit'] });
+  execFileSync(BIN, ['explain', sample, '--voxel', '0,0,0', '--segmentation', seg], {
+    stdio: ['ignore', 'ignore', 'inherit'],
+  });
   return Array.from(nativeInfo(seg).values);
 })();
 const masks = {};
@@ -57,15 +61,40 @@ fs.renameSync(path.join(studyDir, 't1_60s.nii.gz'), path.join(studyDir, 'series_
 
 const server = await serve(0);
 const origin = `http://127.0.0.1:${server.address().port}`;
-const BASE_ARGS = ['--no-sandbox', '--disable-quic', '--no-first-run', '--disable-background-networking',
-  '--disable-component-update', '--disable-sync', '--enable-unsafe-swiftshader'];
+const BASE_ARGS = [
+  '--no-sandbox',
+  '--disable-quic',
+  '--no-first-run',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+  '--enable-unsafe-swiftshader',
+];
 
 function nativeRelevance(voxel, cls, composite = 'Epsilon', scope = 'voxel', mask = null) {
   const raw = path.join(tmp, `r-${voxel.join('-')}-${cls}-${composite}-${scope}.f32`);
   const region = scope === 'voxel' ? [] : scope === 'drawn' ? ['--mask', mask] : ['--region', scope];
   // Regions against the label (tp/fn/fp) need the label file beside the 4-D study.
   const files = ['tp', 'fn', 'fp'].includes(scope) ? [sample, path.join(studyDir, 'label.nii.gz')] : [sample];
-  const out = JSON.parse(execFileSync(BIN, ['explain', ...files, '--voxel', voxel.join(','), '--class', String(cls), '--composite', composite, ...region, '--raw', raw], { stdio: ['ignore', 'pipe', 'inherit'] }));
+  const out = JSON.parse(
+    execFileSync(
+      BIN,
+      [
+        'explain',
+        ...files,
+        '--voxel',
+        voxel.join(','),
+        '--class',
+        String(cls),
+        '--composite',
+        composite,
+        ...region,
+        '--raw',
+        raw,
+      ],
+      { stdio: ['ignore', 'pipe', 'inherit'] },
+    ),
+  );
   const buf = fs.readFileSync(raw);
   return { summary: out, relevance: new Float32Array(buf.buffer, buf.byteOffset, buf.length / 4) };
 }
@@ -79,22 +108,32 @@ function nativeInfo(file) {
 }
 
 const statusText = (page) => page.textContent('#status');
-const waitStatus = (page, re, timeout = 300_000) => page.waitForFunction(
-  (src) => new RegExp(src).test(document.getElementById('status').textContent) || document.getElementById('status').classList.contains('error'),
-  re.source, { timeout });
+const waitStatus = (page, re, timeout = 300_000) =>
+  page.waitForFunction(
+    (src) =>
+      new RegExp(src).test(document.getElementById('status').textContent) ||
+      document.getElementById('status').classList.contains('error'),
+    re.source,
+    { timeout },
+  );
 
 async function dropFiles(page, files) {
   const payload = files.map((f) => ({ name: path.basename(f), data: fs.readFileSync(f).toString('base64') }));
   await page.evaluate((list) => {
     const dt = new DataTransfer();
     for (const f of list) dt.items.add(new File([Uint8Array.from(atob(f.data), (c) => c.charCodeAt(0))], f.name));
-    document.getElementById('drop').dispatchEvent(new DragEvent('drop', { dataTransfer: dt, bubbles: true, cancelable: true }));
+    document
+      .getElementById('drop')
+      .dispatchEvent(new DragEvent('drop', { dataTransfer: dt, bubbles: true, cancelable: true }));
   }, payload);
 }
 
 /** Six sequences + label through the chooser; the unplaceable file is assigned by hand. */
 async function sixFilesWithAssignment(page, name) {
-  await page.setInputFiles('#file', fs.readdirSync(studyDir).map((f) => path.join(studyDir, f)));
+  await page.setInputFiles(
+    '#file',
+    fs.readdirSync(studyDir).map((f) => path.join(studyDir, f)),
+  );
   await waitStatus(page, /incomplete/);
   assert.match(await statusText(page), /no file for T1 60 s/, `${name}: the missing sequence is named`);
   assert.equal(await page.locator('#files tr').count(), 8, `${name}: seven files listed`);
@@ -128,7 +167,11 @@ async function demoPatient(page, name) {
   await page.click('#load-patient');
   await waitStatus(page, /Double-click/);
   assert.match(await statusText(page), /Double-click/, `${name}: demo patient: ${await statusText(page)}`);
-  assert.equal(await page.locator('#files tr').count(), 8, `${name}: the demo patient arrives as six sequences and a label`);
+  assert.equal(
+    await page.locator('#files tr').count(),
+    8,
+    `${name}: the demo patient arrives as six sequences and a label`,
+  );
   return sameMask(page, name, 'demo menu');
 }
 
@@ -144,14 +187,23 @@ async function realFilesOneByOne(page, name) {
   for (const [file, want] of cases) {
     await page.click('#clear');
     await dropFiles(page, [path.join(DATA, file)]);
-    await page.waitForFunction((base) => document.getElementById('status').textContent.includes(base) && !document.getElementById('cancel').checkVisibility(),
-      path.basename(file), { timeout: 60_000 });
+    await page.waitForFunction(
+      (base) =>
+        document.getElementById('status').textContent.includes(base) &&
+        !document.getElementById('cancel').checkVisibility(),
+      path.basename(file),
+      { timeout: 60_000 },
+    );
     const text = await statusText(page);
     assert.match(text, want, `${name}: ${file}: ${text}`);
     const readable = !/hdr$/.test(file);
     if (readable) {
       const dims = await page.evaluate(() => window.__seglrp.view.dims);
-      assert.deepEqual(dims, nativeInfo(path.join(DATA, file)).info.dims.slice(0, 3), `${name}: ${file} shown at its size`);
+      assert.deepEqual(
+        dims,
+        nativeInfo(path.join(DATA, file)).info.dims.slice(0, 3),
+        `${name}: ${file} shown at its size`,
+      );
     }
   }
   await page.click('#clear');
@@ -166,20 +218,46 @@ async function hostileFiles(page, name) {
   await page.evaluate(() => {
     const read = Blob.prototype.arrayBuffer;
     window.__reads = [];
-    Blob.prototype.arrayBuffer = function () { window.__reads.push(this.size); return read.call(this); };
+    Blob.prototype.arrayBuffer = function () {
+      window.__reads.push(this.size);
+      return read.call(this);
+    };
   });
   const huge = path.join(tmp, 'claims-8gib.nii');
-  const head = Buffer.from(niftiBytes(new Float32Array(8), [2, 2, 2], [[1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 0]]));
+  const head = Buffer.from(
+    niftiBytes(
+      new Float32Array(8),
+      [2, 2, 2],
+      [
+        [1, 0, 0, 0],
+        [0, 1, 0, 0],
+        [0, 0, 1, 0],
+      ],
+    ),
+  );
   [2048, 2048, 512].forEach((d, i) => head.writeInt16LE(d, 42 + 2 * i));
   fs.writeFileSync(huge, head);
   fs.truncateSync(huge, 2_500_000_000); // sparse: no disk used
   await page.setInputFiles('#file', huge);
-  await page.waitForFunction(() => document.getElementById('status').classList.contains('error'), null, { timeout: 60_000 });
+  await page.waitForFunction(() => document.getElementById('status').classList.contains('error'), null, {
+    timeout: 60_000,
+  });
   const text = await statusText(page);
-  assert.match(text, /claims-8gib\.nii: the image has 2147483648 voxel values \(8\.00 GiB stored\); this tool accepts at most/, `${name}: ${text}`);
+  assert.match(
+    text,
+    /claims-8gib\.nii: the image has 2147483648 voxel values \(8\.00 GiB stored\); this tool accepts at most/,
+    `${name}: ${text}`,
+  );
   const reads = await page.evaluate(() => window.__reads);
-  assert.ok(reads.length > 0 && Math.max(...reads) <= 1 << 20, `${name}: the page read ${reads} bytes of the 2.5 GB file`);
-  assert.match(await page.textContent('#files'), /claims-8gib\.nii.*accepts at most/, `${name}: the refused file is listed with its reason`);
+  assert.ok(
+    reads.length > 0 && Math.max(...reads) <= 1 << 20,
+    `${name}: the page read ${reads} bytes of the 2.5 GB file`,
+  );
+  assert.match(
+    await page.textContent('#files'),
+    /claims-8gib\.nii.*accepts at most/,
+    `${name}: the refused file is listed with its reason`,
+  );
   fs.rmSync(huge);
   await page.click('#clear');
 
@@ -187,7 +265,8 @@ async function hostileFiles(page, name) {
   const nanDir = path.join(tmp, 'nan-study');
   fs.mkdirSync(nanDir, { recursive: true });
   const files = fs.readdirSync(studyDir).filter((f) => f !== 'label.nii.gz');
-  for (const f of files) fs.copyFileSync(path.join(studyDir, f), path.join(nanDir, f === 'series_7.nii.gz' ? 't1_60s.nii.gz' : f));
+  for (const f of files)
+    fs.copyFileSync(path.join(studyDir, f), path.join(nanDir, f === 'series_7.nii.gz' ? 't1_60s.nii.gz' : f));
   const t1 = nativeInfo(path.join(studyDir, 't1_20s.nii.gz'));
   const withNan = (n) => {
     const v = Float32Array.from(t1.values);
@@ -198,43 +277,71 @@ async function hostileFiles(page, name) {
   };
   await page.setInputFiles('#file', withNan(t1.values.length));
   await waitStatus(page, /cannot be segmented/);
-  assert.match(await statusText(page), /t1_20s\.nii \(T1 20 s\) cannot be segmented or explained: all its \d+ voxels are NaN or infinite/, `${name}: ${await statusText(page)}`);
+  assert.match(
+    await statusText(page),
+    /t1_20s\.nii \(T1 20 s\) cannot be segmented or explained: all its \d+ voxels are NaN or infinite/,
+    `${name}: ${await statusText(page)}`,
+  );
   assert.equal(await page.evaluate(() => window.__seglrp.study), null, `${name}: no study from an all-NaN sequence`);
   await page.click('#clear');
   await page.setInputFiles('#file', withNan(100));
   await waitStatus(page, /Double-click/);
-  assert.match(await statusText(page), /NaN or infinite voxels set to 0: 100 in T1 20 s/, `${name}: ${await statusText(page)}`);
+  assert.match(
+    await statusText(page),
+    /NaN or infinite voxels set to 0: 100 in T1 20 s/,
+    `${name}: ${await statusText(page)}`,
+  );
   await page.click('#clear');
   return 'a 2.5 GB file claiming 8 GiB refused after reading ≤ 1 MiB of it; an all-NaN sequence refused by name, 100 NaN voxels counted';
 }
 
 /** The predicted tumour voxel nearest the centroid of the slice with the most tumour. */
-const tumourVoxel = (page) => page.evaluate(() => {
-  const { mask, view: { dims } } = window.__seglrp;
-  const [nx, ny, nz] = dims;
-  let best = 0, bz = 0;
-  for (let z = 0; z < nz; z++) {
-    let n = 0;
-    for (let i = z * nx * ny; i < (z + 1) * nx * ny; i++) n += mask[i];
-    if (n > best) { best = n; bz = z; }
-  }
-  let sx = 0, sy = 0;
-  for (let i = 0; i < nx * ny; i++) if (mask[bz * nx * ny + i]) { sx += i % nx; sy += Math.floor(i / nx); }
-  const [cx, cy] = [sx / best, sy / best];
-  let pick = null, dmin = Infinity;
-  for (let i = 0; i < nx * ny; i++) {
-    if (!mask[bz * nx * ny + i]) continue;
-    const d = (i % nx - cx) ** 2 + (Math.floor(i / nx) - cy) ** 2;
-    if (d < dmin) { dmin = d; pick = [i % nx, Math.floor(i / nx)]; }
-  }
-  return [...pick, bz];
-});
+const tumourVoxel = (page) =>
+  page.evaluate(() => {
+    const {
+      mask,
+      view: { dims },
+    } = window.__seglrp;
+    const [nx, ny, nz] = dims;
+    let best = 0,
+      bz = 0;
+    for (let z = 0; z < nz; z++) {
+      let n = 0;
+      for (let i = z * nx * ny; i < (z + 1) * nx * ny; i++) n += mask[i];
+      if (n > best) {
+        best = n;
+        bz = z;
+      }
+    }
+    let sx = 0,
+      sy = 0;
+    for (let i = 0; i < nx * ny; i++)
+      if (mask[bz * nx * ny + i]) {
+        sx += i % nx;
+        sy += Math.floor(i / nx);
+      }
+    const [cx, cy] = [sx / best, sy / best];
+    let pick = null,
+      dmin = Infinity;
+    for (let i = 0; i < nx * ny; i++) {
+      if (!mask[bz * nx * ny + i]) continue;
+      const d = ((i % nx) - cx) ** 2 + (Math.floor(i / nx) - cy) ** 2;
+      if (d < dmin) {
+        dmin = d;
+        pick = [i % nx, Math.floor(i / nx)];
+      }
+    }
+    return [...pick, bz];
+  });
 
 /** Page coordinates of voxel `v` in the main view's axial tile, with the slices moved there. */
 async function axialPoint(page, v) {
   // Mouse coordinates are the viewport's: the main view must be on screen.
   await page.locator('#main').scrollIntoViewIfNeeded();
-  const pt = await page.evaluate((v) => { window.__seglrp.viewer.moveTo(v); return window.__seglrp.viewer.axialPoint(v); }, v);
+  const pt = await page.evaluate((v) => {
+    window.__seglrp.viewer.moveTo(v);
+    return window.__seglrp.viewer.axialPoint(v);
+  }, v);
   assert.ok(pt, `voxel ${v} is on the axial tile`);
   const box = await page.locator('#main').boundingBox();
   return { x: box.x + pt.x, y: box.y + pt.y };
@@ -251,12 +358,15 @@ async function drawBox(page, name, c) {
   await page.mouse.move(to.x, to.y, { steps: 8 });
   await page.mouse.up();
   await page.selectOption('#draw', '');
-  const drawn = await page.evaluate(async () => Array.from(await window.__seglrp.viewer.drawnMask() ?? []));
+  const drawn = await page.evaluate(async () => Array.from((await window.__seglrp.viewer.drawnMask()) ?? []));
   const [nx, ny] = await page.evaluate(() => window.__seglrp.view.dims);
   const voxels = drawn.flatMap((v, i) => (v ? [[i % nx, Math.floor(i / nx) % ny, Math.floor(i / (nx * ny))]] : []));
   assert.ok(voxels.length >= 36, `${name}: the box has ${voxels.length} voxels`);
   for (const [vx, vy, vz] of voxels) {
-    assert.ok(vz === z && Math.abs(vx - x) <= 3 && Math.abs(vy - y) <= 3, `${name}: drawn voxel (${vx}, ${vy}, ${vz}) outside the box around (${c})`);
+    assert.ok(
+      vz === z && Math.abs(vx - x) <= 3 && Math.abs(vy - y) <= 3,
+      `${name}: drawn voxel (${vx}, ${vy}, ${vz}) outside the box around (${c})`,
+    );
   }
   const file = path.join(tmp, 'drawn.nii');
   const info = nativeInfo(sample).info;
@@ -271,7 +381,9 @@ async function drawBox(page, name, c) {
 async function explainAndCompare(page, name, composite = 'EpsilonGammaBox', scope = 'voxel', mask = null) {
   await page.selectOption('#composite', composite);
   await page.selectOption('#scope', scope);
-  await page.evaluate(() => { window.__seglrp.explanation = null; });
+  await page.evaluate(() => {
+    window.__seglrp.explanation = null;
+  });
   const [x, y, z] = await tumourVoxel(page);
   if (scope === 'voxel' || scope === 'component') {
     const at = await axialPoint(page, [x, y, z]);
@@ -279,23 +391,41 @@ async function explainAndCompare(page, name, composite = 'EpsilonGammaBox', scop
   } else {
     await page.click('#explain');
   }
-  await page.waitForFunction(() => (window.__seglrp.explanation && !window.__seglrp.busy) || document.getElementById('status').classList.contains('error'), null, { timeout: 600_000 });
+  await page.waitForFunction(
+    () =>
+      (window.__seglrp.explanation && !window.__seglrp.busy) ||
+      document.getElementById('status').classList.contains('error'),
+    null,
+    { timeout: 600_000 },
+  );
   assert.ok(await page.evaluate(() => Boolean(window.__seglrp.explanation)), `${name}: ${await statusText(page)}`);
   const got = await page.evaluate(() => {
     const e = window.__seglrp.explanation;
-    return { voxel: e.voxel, cls: e.class, logit: e.logit, voxels: e.voxels, shares: e.shares, relevance: Array.from(e.relevance) };
+    return {
+      voxel: e.voxel,
+      cls: e.class,
+      logit: e.logit,
+      voxels: e.voxels,
+      shares: e.shares,
+      relevance: Array.from(e.relevance),
+    };
   });
-  if (scope === 'voxel' || scope === 'component') assert.deepEqual(got.voxel, [x, y, z], `${name}: the double-clicked voxel is explained`);
+  if (scope === 'voxel' || scope === 'component')
+    assert.deepEqual(got.voxel, [x, y, z], `${name}: the double-clicked voxel is explained`);
   assert.equal(await page.locator('#panels canvas').count(), 6, `${name}: one relevance panel per sequence`);
   const want = nativeRelevance(got.voxel, got.cls, composite, scope, mask);
   assert.equal(got.relevance.length, want.relevance.length);
-  let diff = 0, scale = 0;
+  let diff = 0,
+    scale = 0;
   for (let i = 0; i < want.relevance.length; i++) {
     diff = Math.max(diff, Math.abs(got.relevance[i] - want.relevance[i]));
     scale = Math.max(scale, Math.abs(want.relevance[i]));
   }
   assert.ok(scale > 0, 'relevance is not all zero');
-  assert.ok(diff <= 1e-4 * scale, `${name}, ${composite}: page vs native relevance max diff ${diff} (max |R| ${scale})`);
+  assert.ok(
+    diff <= 1e-4 * scale,
+    `${name}, ${composite}: page vs native relevance max diff ${diff} (max |R| ${scale})`,
+  );
   const sum = got.shares.reduce((a, b) => a + b, 0);
   assert.ok(Math.abs(sum - 1) < 1e-5, `${name}: the six shares sum to ${sum}`);
   if (scope === 'voxel') {
@@ -317,36 +447,76 @@ async function explainAndCompare(page, name, composite = 'EpsilonGammaBox', scop
  */
 async function ownModels(page, name) {
   const dir = fs.mkdtempSync(path.join(tmp, 'models-'));
-  const file = (f, text) => { fs.writeFileSync(path.join(dir, f), text); return path.join(dir, f); };
+  const file = (f, text) => {
+    fs.writeFileSync(path.join(dir, f), text);
+    return path.join(dir, f);
+  };
   const config = { in_channels: 6, classes: 2, levels: 2, base_channels: 8, blocks: 1, norm: 'none', down: 'max_pool' };
-  execFileSync(BIN, ['model', 'init', '--config', file('two.json', JSON.stringify(config)), '--out', path.join(dir, 'two.safetensors')]);
-  execFileSync(BIN, ['model', 'init', '--config', file('four.json', JSON.stringify({ ...config, in_channels: 4 })), '--out', path.join(dir, 'four.safetensors')]);
+  execFileSync(BIN, [
+    'model',
+    'init',
+    '--config',
+    file('two.json', JSON.stringify(config)),
+    '--out',
+    path.join(dir, 'two.safetensors'),
+  ]);
+  execFileSync(BIN, [
+    'model',
+    'init',
+    '--config',
+    file('four.json', JSON.stringify({ ...config, in_channels: 4 })),
+    '--out',
+    path.join(dir, 'four.safetensors'),
+  ]);
   execFileSync(BIN, ['model', 'bundled', '--out', path.join(dir, 'mine.safetensors')]);
   const before = await page.textContent('#model-name');
   const cases = [
     [['four.safetensors'], /four\.safetensors was not loaded .*4 input channels/],
     // The two-level weights with a three-level configuration: a tensor is missing.
-    [['two.safetensors', 'three.json'], /two\.safetensors was not loaded .*lack the tensor "encoder\.2\.0\.conv\.weight"/],
+    [
+      ['two.safetensors', 'three.json'],
+      /two\.safetensors was not loaded .*lack the tensor "encoder\.2\.0\.conv\.weight"/,
+    ],
   ];
   file('three.json', JSON.stringify({ ...config, levels: 3 }));
   for (const [files, want] of cases) {
-    await page.setInputFiles('#model-file', files.map((f) => path.join(dir, f)));
-    await page.waitForFunction((f) => document.getElementById('status').classList.contains('error')
-      && document.getElementById('status').textContent.includes(f), files[0], { timeout: 60_000 });
+    await page.setInputFiles(
+      '#model-file',
+      files.map((f) => path.join(dir, f)),
+    );
+    await page.waitForFunction(
+      (f) =>
+        document.getElementById('status').classList.contains('error') &&
+        document.getElementById('status').textContent.includes(f),
+      files[0],
+      { timeout: 60_000 },
+    );
     assert.match(await statusText(page), want, `${name}: ${files}`);
     assert.equal(await page.textContent('#model-name'), before, `${name}: the previous model stays`);
   }
   await page.setInputFiles('#model-file', [path.join(dir, 'mine.safetensors')]);
-  await page.waitForFunction(() => document.getElementById('model-name').textContent.startsWith('mine'), null, { timeout: 60_000 });
-  await page.waitForFunction(() => /Double-click/.test(document.getElementById('status').textContent) && !window.__seglrp.busy, null, { timeout: 300_000 });
-  assert.match(await page.textContent('#model-name'), /^mine\.safetensors \(3 levels, 8 base channels, [\d,]+ parameters\)/);
+  await page.waitForFunction(() => document.getElementById('model-name').textContent.startsWith('mine'), null, {
+    timeout: 60_000,
+  });
+  await page.waitForFunction(
+    () => /Double-click/.test(document.getElementById('status').textContent) && !window.__seglrp.busy,
+    null,
+    { timeout: 300_000 },
+  );
+  assert.match(
+    await page.textContent('#model-name'),
+    /^mine\.safetensors \(3 levels, 8 base channels, [\d,]+ parameters\)/,
+  );
   return sameMask(page, name, 'own model (the bundled weights as a file)');
 }
 
 /** Saves both exports through the page and reads them back natively. */
 async function exportsReadBack(page, name, got) {
   const saved = {};
-  for (const [button, file] of [['#save-rel', 'relevance'], ['#save-seg', 'segmentation']]) {
+  for (const [button, file] of [
+    ['#save-rel', 'relevance'],
+    ['#save-seg', 'segmentation'],
+  ]) {
     const [dl] = await Promise.all([page.waitForEvent('download'), page.click(button)]);
     saved[file] = path.join(tmp, `${file}-${dl.suggestedFilename()}`);
     await dl.saveAs(saved[file]);
@@ -400,7 +570,10 @@ async function download(page, button, name) {
 /** The six-panel figure and the bar chart as PNG files of the expected size. */
 async function figuresExported(page, name) {
   const figure = await download(page, '#save-figure', name);
-  const panel = await page.evaluate(() => { const c = document.querySelector('#panels canvas'); return [c.width, c.height]; });
+  const panel = await page.evaluate(() => {
+    const c = document.querySelector('#panels canvas');
+    return [c.width, c.height];
+  });
   const [w, h] = pngSize(figure);
   assert.equal(w, 3 * panel[0], `${name}: the figure is three panels wide`);
   assert.ok(h > 2 * panel[1], `${name}: the figure is two panels (and captions) high`);
@@ -410,25 +583,37 @@ async function figuresExported(page, name) {
 }
 
 /**
- * The seed's cohort figure from the demo menu's cohort (two patients, to keep the test short):
+ * The cohort figure of Chlebus et al. 2019 from the demo menu's cohort (two patients, to keep the test short):
  * each line's shares equal `seglrp explain --region all` on the same patient; the CSV and the
  * plot's PNG read back.
  */
 async function cohortRun(page, name) {
-  const loaded = () => page.evaluate(() => ({ study: window.__seglrp.name, tumour: window.__seglrp.mask.reduce((n, v) => n + v, 0) }));
+  const loaded = () =>
+    page.evaluate(() => ({ study: window.__seglrp.name, tumour: window.__seglrp.mask.reduce((n, v) => n + v, 0) }));
   const before = await loaded();
   await page.click('#clear-cohort');
   await page.fill('#cohort-size', '2');
   await page.selectOption('#composite', 'EpsilonGammaBox');
   // Cancel while the workers compute: nothing is added, the extra workers end, the page is free.
   await page.click('#run-cohort');
-  await page.waitForFunction(() => /now patient/.test(document.getElementById('status').textContent), null, { timeout: 120_000 });
+  await page.waitForFunction(() => /now patient/.test(document.getElementById('status').textContent), null, {
+    timeout: 120_000,
+  });
   await page.click('#cancel');
   await waitStatus(page, /^Cancelled\./);
-  assert.equal(await page.evaluate(() => window.__seglrp.cohort.rows.length + (window.__seglrp.busy ? 100 : 0)), 0, `${name}: cancelled cohort left rows or a busy page`);
+  assert.equal(
+    await page.evaluate(() => window.__seglrp.cohort.rows.length + (window.__seglrp.busy ? 100 : 0)),
+    0,
+    `${name}: cancelled cohort left rows or a busy page`,
+  );
   await page.click('#run-cohort');
-  await page.waitForFunction(() => /^Cohort: \d+ patients explained|stopped/.test(document.getElementById('status').textContent)
-    || document.getElementById('status').classList.contains('error'), null, { timeout: 900_000 });
+  await page.waitForFunction(
+    () =>
+      /^Cohort: \d+ patients explained|stopped/.test(document.getElementById('status').textContent) ||
+      document.getElementById('status').classList.contains('error'),
+    null,
+    { timeout: 900_000 },
+  );
   const done = await statusText(page);
   assert.match(done, /^Cohort: 2 patients explained/, `${name}: ${done}`);
   // Two patients at once where there are two cores (pool.js): one worker each.
@@ -437,18 +622,36 @@ async function cohortRun(page, name) {
   assert.equal(workers, Math.min(2, cores), `${name}: ${workers} workers for 2 patients on ${cores} cores`);
   assert.deepEqual(await loaded(), before, `${name}: the loaded study is untouched by the cohort run`);
   const rows = await page.evaluate(() => window.__seglrp.cohort.rows);
-  assert.deepEqual(rows.map((r) => r.study), ['demo patient 1', 'demo patient 2']);
+  assert.deepEqual(
+    rows.map((r) => r.study),
+    ['demo patient 1', 'demo patient 2'],
+  );
   let worst = 0;
   for (const [i, row] of rows.entries()) {
     const file = path.join(tmp, `cohort-${i + 1}.nii.gz`);
     execFileSync(BIN, ['sample', '--patient', String(i + 1), '--out', file]);
-    const out = JSON.parse(execFileSync(BIN, ['explain', file, '--region', 'all', '--composite', 'EpsilonGammaBox'], { stdio: ['ignore', 'pipe', 'inherit'] }));
+    const out = JSON.parse(
+      execFileSync(BIN, ['explain', file, '--region', 'all', '--composite', 'EpsilonGammaBox'], {
+        stdio: ['ignore', 'pipe', 'inherit'],
+      }),
+    );
     assert.equal(row.voxels, out.explanation.voxels, `${name}: patient ${i + 1} region size`);
-    row.shares.forEach((v, c) => { worst = Math.max(worst, Math.abs(v - out.explanation.shares[c])); });
+    row.shares.forEach((v, c) => {
+      worst = Math.max(worst, Math.abs(v - out.explanation.shares[c]));
+    });
   }
   assert.ok(worst < 1e-4, `${name}: cohort shares vs native differ by ${worst}`);
   const csv = parseCsv(fs.readFileSync(await download(page, '#save-csv', name), 'utf8'));
-  assert.deepEqual(csv[0].slice(7), ['T2', 'T1 plain', 'T1 20 s', 'T1 60 s', 'T1 120 s', 'T1 15 min', 'note', 'non_finite_voxels']);
+  assert.deepEqual(csv[0].slice(7), [
+    'T2',
+    'T1 plain',
+    'T1 20 s',
+    'T1 60 s',
+    'T1 120 s',
+    'T1 15 min',
+    'note',
+    'non_finite_voxels',
+  ]);
   assert.equal(csv.length, 3, `${name}: a header and two rows`);
   csv.slice(1).forEach((cells, i) => {
     const shares = cells.slice(7, 13).map(Number);
@@ -470,9 +673,17 @@ async function tooBigForTheGpu(page, name) {
   await page.evaluate(() => window.__seglrp.compute.call('bufferLimit', { bytes: 2 ** 20 }));
   await page.selectOption('#patient', PATIENT);
   await page.click('#load-patient');
-  await page.waitForFunction(() => document.getElementById('status').classList.contains('error'), null, { timeout: 120_000 });
-  assert.match(await statusText(page), /needs GPU buffers of \d+ MiB and this GPU allows 1 MiB: open the page with \?backend=cpu/);
-  await page.evaluate((b) => window.__seglrp.compute.call('bufferLimit', { bytes: b }), Math.min(limits.maxBufferSize, limits.maxStorageBufferBindingSize));
+  await page.waitForFunction(() => document.getElementById('status').classList.contains('error'), null, {
+    timeout: 120_000,
+  });
+  assert.match(
+    await statusText(page),
+    /needs GPU buffers of \d+ MiB and this GPU allows 1 MiB: open the page with \?backend=cpu/,
+  );
+  await page.evaluate(
+    (b) => window.__seglrp.compute.call('bufferLimit', { bytes: b }),
+    Math.min(limits.maxBufferSize, limits.maxStorageBufferBindingSize),
+  );
   await page.click('#clear');
 }
 
@@ -485,28 +696,46 @@ async function linkedCrosshairs(page, name) {
   await page.mouse.click(box.x + at.x, box.y + at.y);
   const { main, panels, voxel } = await page.evaluate(() => {
     const v = window.__seglrp.viewer;
-    return { main: Array.from(v.main.scene.crosshairPos), panels: v.panels.map((nv) => Array.from(nv.scene.crosshairPos)), voxel: v.crosshair() };
+    return {
+      main: Array.from(v.main.scene.crosshairPos),
+      panels: v.panels.map((nv) => Array.from(nv.scene.crosshairPos)),
+      voxel: v.crosshair(),
+    };
   });
   assert.deepEqual(voxel, [x + 6, y + 4, z], `${name}: the click moved the crosshair to the clicked voxel`);
-  for (const p of panels) assert.ok(p.every((f, k) => Math.abs(f - main[k]) < 1e-6), `${name}: a panel's crosshair ${p} follows the main view's ${main}`);
+  for (const p of panels)
+    assert.ok(
+      p.every((f, k) => Math.abs(f - main[k]) < 1e-6),
+      `${name}: a panel's crosshair ${p} follows the main view's ${main}`,
+    );
   assert.match(await page.textContent('#location'), new RegExp(`voxel \\(${x + 6}, ${y + 4}, ${z}\\)`));
 }
 
 /** The threshold and opacity sliders reach every relevance panel. */
 async function displayControls(page, name) {
-  const slide = (id, value) => page.evaluate(([id, value]) => {
-    const el = document.getElementById(id);
-    el.value = value;
-    el.dispatchEvent(new Event('input', { bubbles: true }));
-  }, [id, value]);
+  const slide = (id, value) =>
+    page.evaluate(
+      ([id, value]) => {
+        const el = document.getElementById(id);
+        el.value = value;
+        el.dispatchEvent(new Event('input', { bubbles: true }));
+      },
+      [id, value],
+    );
   await slide('threshold', '0.2');
   await slide('opacity', '0.5');
   const got = await page.evaluate(() => {
     const v = window.__seglrp.viewer;
-    return { rmax: v.overlays.relevance.rmax, layers: v.panels.map((nv) => [nv.volumes[1].cal_min, nv.volumes[1].opacity]) };
+    return {
+      rmax: v.overlays.relevance.rmax,
+      layers: v.panels.map((nv) => [nv.volumes[1].cal_min, nv.volumes[1].opacity]),
+    };
   });
   for (const [calMin, opacity] of got.layers) {
-    assert.ok(Math.abs(calMin - 0.2 * got.rmax) < 1e-9 && opacity === 0.5, `${name}: panel shows from ${calMin} at opacity ${opacity} (max |R| ${got.rmax})`);
+    assert.ok(
+      Math.abs(calMin - 0.2 * got.rmax) < 1e-9 && opacity === 0.5,
+      `${name}: panel shows from ${calMin} at opacity ${opacity} (max |R| ${got.rmax})`,
+    );
   }
   assert.equal(await page.textContent('#threshold-label'), '20 % of max |R|');
   await slide('threshold', '0.05');
@@ -546,7 +775,10 @@ function checkRequests(name, requests) {
 const ONLY = process.env.SEGLRP_E2E_ONLY;
 
 async function run({ name, webgpu, steps, expectBackend }) {
-  if (ONLY && ONLY !== (webgpu ? 'webgpu' : 'cpu')) { console.log(`skipped - ${name} (SEGLRP_E2E_ONLY=${ONLY})`); return; }
+  if (ONLY && ONLY !== (webgpu ? 'webgpu' : 'cpu')) {
+    console.log(`skipped - ${name} (SEGLRP_E2E_ONLY=${ONLY})`);
+    return;
+  }
   const t0 = Date.now();
   const browser = await chromium.launch({
     executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
@@ -574,8 +806,14 @@ async function run({ name, webgpu, steps, expectBackend }) {
     assert.equal(await page.textContent('#backend'), backend);
 
     // A file that is not NIfTI is refused in plain words, and the page stays usable.
-    await page.setInputFiles('#file', { name: 'notes.nii', mimeType: 'application/octet-stream', buffer: Buffer.from('not an image at all') });
-    await page.waitForFunction(() => document.getElementById('status').classList.contains('error'), null, { timeout: 60_000 });
+    await page.setInputFiles('#file', {
+      name: 'notes.nii',
+      mimeType: 'application/octet-stream',
+      buffer: Buffer.from('not an image at all'),
+    });
+    await page.waitForFunction(() => document.getElementById('status').classList.contains('error'), null, {
+      timeout: 60_000,
+    });
     assert.match(await statusText(page), /notes\.nii: this is not a readable NIfTI file/);
     // Clearing resets the status, so that the waits below see only what the next step says.
     await page.click('#clear');
@@ -584,7 +822,9 @@ async function run({ name, webgpu, steps, expectBackend }) {
     const notes = await steps(page, name, context);
     const n = checkRequests(name, requests);
     assert.deepEqual(errors, [], `${name}: page errors`);
-    console.log(`ok - ${name}: backend ${backend}, ${notes}; ${n} requests, all same-origin static files (${((Date.now() - t0) / 1000).toFixed(1)} s)`);
+    console.log(
+      `ok - ${name}: backend ${backend}, ${notes}; ${n} requests, all same-origin static files (${((Date.now() - t0) / 1000).toFixed(1)} s)`,
+    );
   } finally {
     await browser.close();
   }
@@ -595,7 +835,9 @@ const compared = ({ got, diff, scale }) =>
 
 try {
   await run({
-    name: 'WebGPU, six files + label, file input', webgpu: true, expectBackend: /^webgpu$/,
+    name: 'WebGPU, six files + label, file input',
+    webgpu: true,
+    expectBackend: /^webgpu$/,
     steps: async (page, name) => {
       await sixFilesWithAssignment(page, name);
       await page.click('#clear');
@@ -604,12 +846,16 @@ try {
       await linkedCrosshairs(page, name);
       await shot(page, 'webgpu-demo-patient');
       const lost = await gpuLost(page, name);
-      return `demo patient ${PATIENT} as six files and from the menu: ${tumour} tumour voxels, mask = native; too big for the GPU refused; `
-        + `GPU lost (device.destroy()): redone on the CPU, max|ΔR| ${lost.diff.toExponential(2)} of ${lost.scale.toExponential(2)}`;
+      return (
+        `demo patient ${PATIENT} as six files and from the menu: ${tumour} tumour voxels, mask = native; too big for the GPU refused; ` +
+        `GPU lost (device.destroy()): redone on the CPU, max|ΔR| ${lost.diff.toExponential(2)} of ${lost.scale.toExponential(2)}`
+      );
     },
   });
   await run({
-    name: 'no WebGPU (CPU fallback), drop events', webgpu: false, expectBackend: /^cpu \(/,
+    name: 'no WebGPU (CPU fallback), drop events',
+    webgpu: false,
+    expectBackend: /^cpu \(/,
     steps: async (page, name, context) => {
       const tumour = await demoPatient(page, name);
       await page.click('#clear');
@@ -625,10 +871,14 @@ try {
       const first = `${compared(r)}, exports read back`;
       const other = await explainAndCompare(page, name, 'EpsilonAlpha2Beta1');
       const region = await explainAndCompare(page, name, 'EpsilonGammaBox', 'component');
-      // With the label dropped beside the study: the missed tumour (the seed's FN figure).
+      // With the label dropped beside the study: the missed tumour (the paper's FN figure).
       await dropFiles(page, [sample, path.join(studyDir, 'label.nii.gz')]);
       await waitStatus(page, /Double-click/);
-      assert.equal(await page.locator('#scope option[value="fn"]').isDisabled(), false, `${name}: fn offered with a label`);
+      assert.equal(
+        await page.locator('#scope option[value="fn"]').isDisabled(),
+        false,
+        `${name}: fn offered with a label`,
+      );
       const missed = await explainAndCompare(page, name, 'EpsilonGammaBox', 'fn');
       await sameMask(page, name, '4-D file');
       const box = await drawBox(page, name, await tumourVoxel(page));
@@ -641,10 +891,12 @@ try {
       await page.waitForFunction(() => window.__seglrp?.backend, null, { timeout: 120_000 });
       const offline = await demoPatient(page, `${name}, offline`);
       await context.setOffline(false);
-      return `demo patient ${PATIENT}: ${tumour} tumour voxels, mask = WebGPU's = native; real files shown or refused; ${hostile}; ${first}; EpsilonAlpha2Beta1: max|ΔR| ${other.diff.toExponential(2)} of ${other.scale.toExponential(2)}; `
-        + `tumour region of ${region.got.voxels} voxels (EpsilonGammaBox, two-pass): max|ΔM_A| ${region.diff.toExponential(2)} of ${region.scale.toExponential(2)}; `
-        + `false negatives (${missed.got.voxels} voxels): max|ΔM_A| ${missed.diff.toExponential(2)} of ${missed.scale.toExponential(2)}; `
-        + `drawn box (${drawn.got.voxels} voxels): max|ΔM_A| ${drawn.diff.toExponential(2)} of ${drawn.scale.toExponential(2)}; ${cohort}; offline reload: demo patient segmented (${offline} voxels)`;
+      return (
+        `demo patient ${PATIENT}: ${tumour} tumour voxels, mask = WebGPU's = native; real files shown or refused; ${hostile}; ${first}; EpsilonAlpha2Beta1: max|ΔR| ${other.diff.toExponential(2)} of ${other.scale.toExponential(2)}; ` +
+        `tumour region of ${region.got.voxels} voxels (EpsilonGammaBox, two-pass): max|ΔM_A| ${region.diff.toExponential(2)} of ${region.scale.toExponential(2)}; ` +
+        `false negatives (${missed.got.voxels} voxels): max|ΔM_A| ${missed.diff.toExponential(2)} of ${missed.scale.toExponential(2)}; ` +
+        `drawn box (${drawn.got.voxels} voxels): max|ΔM_A| ${drawn.diff.toExponential(2)} of ${drawn.scale.toExponential(2)}; ${cohort}; offline reload: demo patient segmented (${offline} voxels)`
+      );
     },
   });
 } finally {

@@ -71,7 +71,7 @@ LEFT_OUT_FRACTION = 1e-3  # crate/src/lrp/region.rs
 
 
 def region_check(label, name, model, xp, shape, low, high, tmp, weights):
-    """The seed's per-voxel region map computed with Zennit, one pass per voxel, against
+    """The per-voxel region map of Chlebus et al. 2019 computed with Zennit, one pass per voxel, against
     SegLRP's two-pass result for the same 4x4x4 box (64 voxels)."""
     d, h, w = shape[1:]
     box = (d // 2 - 1, h // 2 - 2, w // 2 - 2, d // 2 + 1, h // 2 + 3, w // 2 + 3)  # 2x5x5 = 50 voxels

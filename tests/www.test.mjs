@@ -22,13 +22,25 @@ test('outline of a 3×3×3 cube: its 26 surface voxels, or 8 per slice in-plane'
 });
 
 test('in-memory NIfTI: header fields and voxels', () => {
-  const affine = [[-2, 0, 0, 10], [0, 0, 3, -5], [0, 1.5, 0, 7], [0, 0, 0, 1]];
+  const affine = [
+    [-2, 0, 0, 10],
+    [0, 0, 3, -5],
+    [0, 1.5, 0, 7],
+    [0, 0, 0, 1],
+  ];
   const data = Float32Array.from({ length: 24 }, (_, i) => i * 0.5);
   const v = new DataView(niftiBytes(data, [2, 3, 4], affine));
   assert.equal(v.getInt32(0, true), 348);
-  assert.deepEqual([0, 1, 2, 3].map((i) => v.getInt16(40 + 2 * i, true)), [3, 2, 3, 4]);
+  assert.deepEqual(
+    [0, 1, 2, 3].map((i) => v.getInt16(40 + 2 * i, true)),
+    [3, 2, 3, 4],
+  );
   assert.equal(v.getInt16(70, true), 16, 'float32');
-  assert.deepEqual([1, 2, 3].map((i) => v.getFloat32(76 + 4 * i, true)), [2, 1.5, 3], 'spacing from the affine columns');
+  assert.deepEqual(
+    [1, 2, 3].map((i) => v.getFloat32(76 + 4 * i, true)),
+    [2, 1.5, 3],
+    'spacing from the affine columns',
+  );
   assert.equal(v.getFloat32(108, true), 352);
   assert.equal(v.getFloat32(280 + 16 + 8, true), 3, 'srow_y');
   assert.equal(String.fromCharCode(v.getUint8(344), v.getUint8(345), v.getUint8(346)), 'n+1');
@@ -39,9 +51,19 @@ test('in-memory NIfTI: header fields and voxels', () => {
 });
 
 test('voxel → world → voxel with a permuted, flipped affine', () => {
-  const affine = [[-2, 0, 0, 10], [0, 0, 3, -5], [0, 1.5, 0, 7], [0, 0, 0, 1]];
+  const affine = [
+    [-2, 0, 0, 10],
+    [0, 0, 3, -5],
+    [0, 1.5, 0, 7],
+    [0, 0, 0, 1],
+  ];
   const dims = [6, 7, 8];
-  for (const v of [[0, 0, 0], [5, 6, 7], [3, 1, 4]]) assert.deepEqual(toNative(affine, dims, toWorld(affine, v)), v);
+  for (const v of [
+    [0, 0, 0],
+    [5, 6, 7],
+    [3, 1, 4],
+  ])
+    assert.deepEqual(toNative(affine, dims, toWorld(affine, v)), v);
   assert.deepEqual(toWorld(affine, [1, 2, 3]), [8, 4, 10]);
   assert.deepEqual(toNative(affine, dims, [-1000, 1000, 1000]), [5, 6, 7], 'clamped to the grid');
 });
@@ -50,13 +72,54 @@ test('cohort CSV: one row per study and region, quoted where needed, replaced on
   const c = new Cohort();
   c.clear();
   const shares = [0.1, 0.2, 0.3, 0.15, 0.15, 0.1];
-  c.add({ study: 'patient "7", left', region: 'all, 12 voxels', class: 'tumour', composite: 'Epsilon', voxels: 12, left_out: 0, conservation: 0.9, shares });
-  c.add({ study: 'patient "7", left', region: 'all, 12 voxels', class: 'tumour', composite: 'Epsilon', voxels: 12, left_out: 1, conservation: 0.8, shares });
-  c.add({ study: 'p2', region: 'voxel (1, 2, 3)', class: 'tumour', composite: 'Epsilon', voxels: 1, left_out: 0, conservation: null, shares });
+  c.add({
+    study: 'patient "7", left',
+    region: 'all, 12 voxels',
+    class: 'tumour',
+    composite: 'Epsilon',
+    voxels: 12,
+    left_out: 0,
+    conservation: 0.9,
+    shares,
+  });
+  c.add({
+    study: 'patient "7", left',
+    region: 'all, 12 voxels',
+    class: 'tumour',
+    composite: 'Epsilon',
+    voxels: 12,
+    left_out: 1,
+    conservation: 0.8,
+    shares,
+  });
+  c.add({
+    study: 'p2',
+    region: 'voxel (1, 2, 3)',
+    class: 'tumour',
+    composite: 'Epsilon',
+    voxels: 1,
+    left_out: 0,
+    conservation: null,
+    shares,
+  });
   // No positive relevance: empty share cells, the reason in `note`; NaN voxels counted.
-  c.add({ study: 'p3', region: 'voxel (0, 0, 0)', class: 'tumour', composite: 'Epsilon', voxels: 1, left_out: 0, conservation: null, shares: null, note: 'no positive relevance', non_finite: 12 });
+  c.add({
+    study: 'p3',
+    region: 'voxel (0, 0, 0)',
+    class: 'tumour',
+    composite: 'Epsilon',
+    voxels: 1,
+    left_out: 0,
+    conservation: null,
+    shares: null,
+    note: 'no positive relevance',
+    non_finite: 12,
+  });
   const lines = c.csv().split('\r\n');
-  assert.equal(lines[0], `study,region,class,composite,voxels,left_out,conservation,${SEQUENCES.join(',')},note,non_finite_voxels`);
+  assert.equal(
+    lines[0],
+    `study,region,class,composite,voxels,left_out,conservation,${SEQUENCES.join(',')},note,non_finite_voxels`,
+  );
   assert.equal(lines[1], '"patient ""7"", left","all, 12 voxels",tumour,Epsilon,12,1,0.8,0.1,0.2,0.3,0.15,0.15,0.1,,0');
   assert.equal(lines[2], 'p2,"voxel (1, 2, 3)",tumour,Epsilon,1,0,,0.1,0.2,0.3,0.15,0.15,0.1,,0');
   assert.equal(lines[3], 'p3,"voxel (0, 0, 0)",tumour,Epsilon,1,0,,,,,,,,no positive relevance,12');
@@ -80,29 +143,53 @@ test('cohort pool size: a worker per core on the CPU, within memory; one on a GP
 });
 
 test('cohort pool: every item once, on whichever worker is free; failures reported, dead engines restarted, Cancel stops', async () => {
-  const fake = (name) => ({ name, restarts: 0, async restart() { this.restarts++; } });
+  const fake = (name) => ({
+    name,
+    restarts: 0,
+    async restart() {
+      this.restarts++;
+    },
+  });
   const pool = new Pool(fake('main'), 3);
   pool.extras = [fake('a'), fake('b')];
   const seen = [];
   const failed = [];
   const by = new Map();
-  await pool.map([1, 2, 3, 4, 5, 6, 7], async (w, i) => {
-    await new Promise((r) => setTimeout(r, i % 3));
-    if (i === 4) throw Object.assign(new Error('trap'), { kind: 'fatal' });
-    if (i === 6) throw new Error('bad input');
-    return i * 10;
-  }, {
-    onStart: (i, w) => by.set(i, w.name),
-    onResult: (i, r, e) => (e ? failed.push([i, e.message]) : seen.push([i, r])),
-  });
+  await pool.map(
+    [1, 2, 3, 4, 5, 6, 7],
+    async (w, i) => {
+      await new Promise((r) => setTimeout(r, i % 3));
+      if (i === 4) throw Object.assign(new Error('trap'), { kind: 'fatal' });
+      if (i === 6) throw new Error('bad input');
+      return i * 10;
+    },
+    {
+      onStart: (i, w) => by.set(i, w.name),
+      onResult: (i, r, e) => (e ? failed.push([i, e.message]) : seen.push([i, r])),
+    },
+  );
   assert.deepEqual(seen.map(([i]) => i).sort(), [1, 2, 3, 5, 7]);
   assert.ok(seen.every(([i, r]) => r === i * 10));
-  assert.deepEqual(failed.sort(), [[4, 'trap'], [6, 'bad input']]);
+  assert.deepEqual(failed.sort(), [
+    [4, 'trap'],
+    [6, 'bad input'],
+  ]);
   assert.equal(new Set(by.values()).size, 3, 'all three workers took items');
-  assert.equal(pool.workers.reduce((n, w) => n + w.restarts, 0), 1, 'only the fatal failure restarts its worker');
+  assert.equal(
+    pool.workers.reduce((n, w) => n + w.restarts, 0),
+    1,
+    'only the fatal failure restarts its worker',
+  );
   let stop = false;
   const ran = [];
-  await pool.map([1, 2, 3, 4, 5, 6], async (w, i) => { ran.push(i); if (i === 2) stop = true; }, { onResult: () => {}, stopped: () => stop });
+  await pool.map(
+    [1, 2, 3, 4, 5, 6],
+    async (w, i) => {
+      ran.push(i);
+      if (i === 2) stop = true;
+    },
+    { onResult: () => {}, stopped: () => stop },
+  );
   assert.ok(ran.length < 6, `stopped after ${ran.length}`);
 });
 

@@ -11,8 +11,17 @@ import { Pool, poolSize } from './pool.js';
 
 const $ = (id) => document.getElementById(id);
 const state = {
-  files: [], roles: {}, reports: [], study: null, view: null, mask: null, name: null,
-  explanation: null, busy: false, queued: null, cohortRun: null,
+  files: [],
+  roles: {},
+  reports: [],
+  study: null,
+  view: null,
+  mask: null,
+  name: null,
+  explanation: null,
+  busy: false,
+  queued: null,
+  cohortRun: null,
 };
 // Read by the end-to-end test; also handy in the console.
 window.__seglrp = state;
@@ -22,13 +31,17 @@ const status = (text, { error = false, busy = false } = {}) => {
   $('status').classList.toggle('error', error);
   $('cancel').hidden = !busy;
 };
-const failed = (what, e) => status(e.message === 'cancelled' ? 'Cancelled.' : `${what}: ${e.message}`, { error: e.message !== 'cancelled' });
+const failed = (what, e) =>
+  status(e.message === 'cancelled' ? 'Cancelled.' : `${what}: ${e.message}`, { error: e.message !== 'cancelled' });
 
 // The demo cohort's 20 patients (phantom/mod.rs COHORT_SIZE).
 const COHORT_SIZE = 20;
-$('patient').innerHTML = Array.from({ length: COHORT_SIZE }, (_, i) => `<option value="${i + 1}">${i + 1}</option>`).join('');
+$('patient').innerHTML = Array.from(
+  { length: COHORT_SIZE },
+  (_, i) => `<option value="${i + 1}">${i + 1}</option>`,
+).join('');
 
-// The six relevance panels, one per sequence, as in the seed's figure.
+// The six relevance panels, one per sequence, as in the figure of Chlebus et al. 2019.
 const captions = SEQUENCES.map((name) => {
   const fig = document.createElement('figure');
   const box = document.createElement('div');
@@ -59,7 +72,9 @@ state.cohort = cohort;
 
 const compute = new Compute(({ backend, limits }) => {
   $('backend').textContent = backend;
-  $('backend').title = limits ? `where the network runs; largest GPU buffer ${(limits.maxStorageBufferBindingSize / 2 ** 20).toFixed(0)} MiB` : 'where the network runs';
+  $('backend').title = limits
+    ? `where the network runs; largest GPU buffer ${(limits.maxStorageBufferBindingSize / 2 ** 20).toFixed(0)} MiB`
+    : 'where the network runs';
   state.backend = backend;
 });
 compute.ready.catch((e) => status(`The engine could not start: ${e.message}`, { error: true }));
@@ -72,13 +87,22 @@ async function withProgress(label, fn) {
   const tick = () => {
     const p = compute.progress;
     // A label function reports its own progress (the cohort's workers).
-    const part = !p || typeof label === 'function' ? '' : p.stage === 'region' ? ` (LRP pass ${p.done} of ${p.total} done)` : ` (window ${p.done} of ${p.total})`;
+    const part =
+      !p || typeof label === 'function'
+        ? ''
+        : p.stage === 'region'
+          ? ` (LRP pass ${p.done} of ${p.total} done)`
+          : ` (window ${p.done} of ${p.total})`;
     const prefix = typeof label === 'function' ? label() : label;
     status(`${prefix}… ${((performance.now() - t0) / 1000).toFixed(1)} s${part}`, { busy: true });
   };
   tick();
   const timer = setInterval(tick, 200);
-  try { return await fn(); } finally { clearInterval(timer); }
+  try {
+    return await fn();
+  } finally {
+    clearInterval(timer);
+  }
 }
 
 const split = (data, dims, channels) => {
@@ -116,7 +140,11 @@ async function openFiles(files, roles, fresh = files, name = null, refused = [])
     const readable = result.files.filter((f) => !f.error);
     if (!result.study && !readable.length) {
       const errs = result.files.map((f) => `${f.name}: ${f.error}`).join(' — ');
-      renderFiles($('files'), [...state.reports, ...result.files.filter((f) => fresh.some((n) => n.name === f.name))], onRole);
+      renderFiles(
+        $('files'),
+        [...state.reports, ...result.files.filter((f) => fresh.some((n) => n.name === f.name))],
+        onRole,
+      );
       status(errs, { error: true });
       return false;
     }
@@ -126,7 +154,8 @@ async function openFiles(files, roles, fresh = files, name = null, refused = [])
     if (!result.study) {
       state.study = null;
       const p = result.preview;
-      const names = p.channels === 1 ? [p.name] : Array.from({ length: p.channels }, (_, i) => `${p.name} — volume ${i + 1}`);
+      const names =
+        p.channels === 1 ? [p.name] : Array.from({ length: p.channels }, (_, i) => `${p.name} — volume ${i + 1}`);
       await showVolume({ dims: p.dims, affine: p.affine, channels: split(p.data, p.dims, p.channels), names });
       const errors = [...result.files, ...refused].filter((f) => f.error).map((f) => `${f.name}: ${f.error}`);
       status([`Showing ${p.name}. ${result.problem}.`, ...errors].join(' — '), { error: errors.length > 0 });
@@ -135,14 +164,23 @@ async function openFiles(files, roles, fresh = files, name = null, refused = [])
     const s = result.study;
     state.study = { ...s, channels: split(s.data, s.dims, s.channels) };
     state.name = name ?? studyName(s.sources);
-    await showVolume({ dims: s.dims, affine: s.affine, channels: state.study.channels, names: SEQUENCES, label: s.label });
+    await showVolume({
+      dims: s.dims,
+      affine: s.affine,
+      channels: state.study.channels,
+      names: SEQUENCES,
+      label: s.label,
+    });
     const { mask } = await withProgress('Segmenting', () => compute.run('segment'));
     state.mask = mask;
     await viewer.setOverlays({ mask, label: s.label ?? null });
     const tumour = mask.reduce((n, v) => n + v, 0);
     const nanText = nonFiniteText(s.non_finite);
     const refusedText = refused.map((f) => ` ${f.name} was not read: ${f.error}.`).join('');
-    status(`${state.name}: ${s.dims.join('×')} voxels (${s.orientation}), ${tumour} predicted tumour voxels.${nanText}${refusedText} Double-click a voxel (or press Explain) to explain it.`, { error: refused.length > 0 });
+    status(
+      `${state.name}: ${s.dims.join('×')} voxels (${s.orientation}), ${tumour} predicted tumour voxels.${nanText}${refusedText} Double-click a voxel (or press Explain) to explain it.`,
+      { error: refused.length > 0 },
+    );
     return true;
   } catch (e) {
     failed(`Reading the files failed`, e);
@@ -198,14 +236,27 @@ function updateButtons() {
 }
 
 // Regions that do not depend on the crosshair, and those compared against the study's label.
-const REGION_NAMES = { all: 'the predicted tumour', tp: 'the true positives', fn: 'the false negatives', fp: 'the false positives', drawn: 'the drawn region' };
+const REGION_NAMES = {
+  all: 'the predicted tumour',
+  tp: 'the true positives',
+  fn: 'the false negatives',
+  fp: 'the false positives',
+  drawn: 'the drawn region',
+};
 const AGAINST_LABEL = ['tp', 'fn', 'fp'];
 
 /** Explains at voxel `voxel` (the crosshair) with the panel's class, scope and composite. */
 async function explain(voxel = viewer.crosshair()) {
-  if (!state.study) { status('Explaining needs a complete study: all six sequences (see the file list).', { error: true }); return; }
+  if (!state.study) {
+    status('Explaining needs a complete study: all six sequences (see the file list).', { error: true });
+    return;
+  }
   if (!voxel) return;
-  if (state.busy) { state.queued = voxel; status('Busy: your request will be explained next.', { busy: true }); return; }
+  if (state.busy) {
+    state.queued = voxel;
+    status('Busy: your request will be explained next.', { busy: true });
+    return;
+  }
   state.busy = true;
   const cls = +$('class').value;
   const composite = $('composite').value;
@@ -214,15 +265,21 @@ async function explain(voxel = viewer.crosshair()) {
     const e = await explainWith({ voxel, cls, composite, scope });
     if (!e) return;
     await showExplanation(e);
-    status(scope === 'voxel'
-      ? `Voxel (${voxel.join(', ')}), ${composite}: logit ${e.logit.toFixed(4)}, Σ relevance ${e.relevance_sum.toFixed(4)} (${state.backend}).`
-      : `Region of ${e.voxels} voxels, ${composite}: Σ M_A ${e.relevance_sum.toFixed(2)} for ${e.voxels - e.left_out} voxels kept, ${e.left_out} left out; conservation ${e.conservation.toFixed(3)} (input relevance / explained logits) (${state.backend}).`);
+    status(
+      scope === 'voxel'
+        ? `Voxel (${voxel.join(', ')}), ${composite}: logit ${e.logit.toFixed(4)}, Σ relevance ${e.relevance_sum.toFixed(4)} (${state.backend}).`
+        : `Region of ${e.voxels} voxels, ${composite}: Σ M_A ${e.relevance_sum.toFixed(2)} for ${e.voxels - e.left_out} voxels kept, ${e.left_out} left out; conservation ${e.conservation.toFixed(3)} (input relevance / explained logits) (${state.backend}).`,
+    );
   } catch (e) {
     failed('Explaining failed', e);
   } finally {
     state.busy = false;
     updateButtons();
-    if (state.queued) { const v = state.queued; state.queued = null; explain(v); }
+    if (state.queued) {
+      const v = state.queued;
+      state.queued = null;
+      explain(v);
+    }
   }
 }
 
@@ -238,35 +295,52 @@ async function explainWith({ voxel, cls, composite, scope }) {
     if (AGAINST_LABEL.includes(scope)) label = state.study.label;
     if (scope === 'drawn') {
       label = await viewer.drawnMask();
-      if (!label) { status('Draw a region first (Draw a region: brush or box), then explain it.', { error: true }); return null; }
+      if (!label) {
+        status('Draw a region first (Draw a region: brush or box), then explain it.', { error: true });
+        return null;
+      }
     }
-    e = await withProgress(`Explaining ${REGION_NAMES[scope] ?? `the tumour region at ${where}`} with ${composite} (two passes)`,
-      () => compute.run('explainRegion', { ...args, scope, label }));
+    e = await withProgress(
+      `Explaining ${REGION_NAMES[scope] ?? `the tumour region at ${where}`} with ${composite} (two passes)`,
+      () => compute.run('explainRegion', { ...args, scope, label }),
+    );
   }
   e.voxel = e.voxel ?? voxel;
   Object.assign(e, { scope, composite, study: state.name });
   return e;
 }
 
-const regionText = (e) => (e.scope === 'voxel' ? `voxel (${e.voxel.join(', ')})`
-  : e.scope === 'component' ? `the tumour at (${e.voxel.join(', ')}), ${e.voxels} voxels` : `${REGION_NAMES[e.scope]}, ${e.voxels} voxels`);
+const regionText = (e) =>
+  e.scope === 'voxel'
+    ? `voxel (${e.voxel.join(', ')})`
+    : e.scope === 'component'
+      ? `the tumour at (${e.voxel.join(', ')}), ${e.voxels} voxels`
+      : `${REGION_NAMES[e.scope]}, ${e.voxels} voxels`;
 
 async function showExplanation(e) {
   state.explanation = e;
   $('results').hidden = false;
-  $('result-title').textContent = `${state.name}: relevance for ${e.class === 1 ? 'tumour' : 'background'} at ${regionText(e)} (${e.composite})`;
+  $('result-title').textContent =
+    `${state.name}: relevance for ${e.class === 1 ? 'tumour' : 'background'} at ${regionText(e)} (${e.composite})`;
   // No positive relevance anywhere: no shares (they would be six zeros that do not sum to 1).
   const pct = (v) => (v == null ? '—' : `${(100 * v).toFixed(1)} %`);
-  SEQUENCES.forEach((name, c) => { captions[c].textContent = `${name} — ${e.shares ? pct(e.shares[c]) : 'no positive relevance'}`; });
+  SEQUENCES.forEach((name, c) => {
+    captions[c].textContent = `${name} — ${e.shares ? pct(e.shares[c]) : 'no positive relevance'}`;
+  });
   await viewer.showRelevance(e.relevance, e.region);
   viewer.moveTo(e.region ? centreOf(e.region, state.study.dims) : e.voxel);
   drawBars($('bars'), SEQUENCES, e.shares, 'Share of positive relevance per sequence');
-  $('shares').innerHTML = '<tr><th>sequence</th><th>share of positive relevance</th><th>signed share</th></tr>' +
-    (e.shares ? SEQUENCES.map((s, c) => `<tr><td>${s}</td><td>${pct(e.shares[c])}</td><td>${pct(e.signed_shares?.[c])}</td></tr>`).join('')
+  $('shares').innerHTML =
+    '<tr><th>sequence</th><th>share of positive relevance</th><th>signed share</th></tr>' +
+    (e.shares
+      ? SEQUENCES.map(
+          (s, c) => `<tr><td>${s}</td><td>${pct(e.shares[c])}</td><td>${pct(e.signed_shares?.[c])}</td></tr>`,
+        ).join('')
       : '<tr><td colspan="3">No positive relevance: every voxel\'s relevance is zero or negative, so there are no shares.</td></tr>');
-  $('result-figures').textContent = e.scope === 'voxel'
-    ? `Logit ${e.logit.toFixed(4)}; Σ input relevance ${e.relevance_sum.toFixed(4)}.`
-    : `Conservation ${e.conservation.toFixed(3)} (input relevance / explained logits); ${e.left_out} of ${e.voxels} voxels left out (no positive relevance to normalise by).`;
+  $('result-figures').textContent =
+    e.scope === 'voxel'
+      ? `Logit ${e.logit.toFixed(4)}; Σ input relevance ${e.relevance_sum.toFixed(4)}.`
+      : `Conservation ${e.conservation.toFixed(3)} (input relevance / explained logits); ${e.left_out} of ${e.voxels} voxels left out (no positive relevance to normalise by).`;
   addToCohort({ ...e, non_finite: (state.study?.non_finite ?? []).reduce((a, b) => a + b, 0) });
   drawCohort();
 }
@@ -274,9 +348,16 @@ async function showExplanation(e) {
 /** An explanation (of the page or of a cohort worker) as a line of the cohort. */
 function addToCohort(e) {
   cohort.add({
-    study: e.study, region: regionText(e), class: e.class === 1 ? 'tumour' : 'background', composite: e.composite,
-    voxels: e.voxels ?? 1, left_out: e.left_out ?? 0, conservation: e.conservation ?? null,
-    shares: e.shares ? Array.from(e.shares) : null, note: e.no_shares ?? null, non_finite: e.non_finite ?? 0,
+    study: e.study,
+    region: regionText(e),
+    class: e.class === 1 ? 'tumour' : 'background',
+    composite: e.composite,
+    voxels: e.voxels ?? 1,
+    left_out: e.left_out ?? 0,
+    conservation: e.conservation ?? null,
+    shares: e.shares ? Array.from(e.shares) : null,
+    note: e.no_shares ?? null,
+    non_finite: e.non_finite ?? 0,
   });
 }
 
@@ -285,14 +366,24 @@ function centreOf(region, [nx, ny]) {
   let n = 0;
   const sum = [0, 0, 0];
   const at = (i) => [i % nx, Math.floor(i / nx) % ny, Math.floor(i / (nx * ny))];
-  region.forEach((v, i) => { if (v) { const p = at(i); for (let k = 0; k < 3; k++) sum[k] += p[k]; n++; } });
+  region.forEach((v, i) => {
+    if (v) {
+      const p = at(i);
+      for (let k = 0; k < 3; k++) sum[k] += p[k];
+      n++;
+    }
+  });
   const c = sum.map((s) => s / n);
-  let best = null, dmin = Infinity;
+  let best = null,
+    dmin = Infinity;
   region.forEach((v, i) => {
     if (!v) return;
     const p = at(i);
     const d = (p[0] - c[0]) ** 2 + (p[1] - c[1]) ** 2 + (p[2] - c[2]) ** 2;
-    if (d < dmin) { dmin = d; best = p; }
+    if (d < dmin) {
+      dmin = d;
+      best = p;
+    }
   });
   return best;
 }
@@ -301,14 +392,20 @@ function drawCohort() {
   drawParallel($('cohort-plot'), SEQUENCES, PLOT_ORDER, cohort.rows);
   $('cohort-table').innerHTML = cohort.rows.length
     ? `<tr><th></th><th>study</th><th>region</th><th>composite</th>${PLOT_ORDER.map((c) => `<th>${SEQUENCES[c]}</th>`).join('')}</tr>` +
-      cohort.rows.map((r, i) => `<tr><td><span class="swatch" style="background:${colourOf(i)}"></span></td><td>${escapeHtml(r.study)}</td><td>${escapeHtml(r.region)}</td><td>${r.composite}</td>${r.shares ? PLOT_ORDER.map((c) => `<td>${(100 * r.shares[c]).toFixed(1)} %</td>`).join('') : `<td colspan="${PLOT_ORDER.length}">${escapeHtml(r.note ?? 'no positive relevance')}</td>`}</tr>`).join('')
+      cohort.rows
+        .map(
+          (r, i) =>
+            `<tr><td><span class="swatch" style="background:${colourOf(i)}"></span></td><td>${escapeHtml(r.study)}</td><td>${escapeHtml(r.region)}</td><td>${r.composite}</td>${r.shares ? PLOT_ORDER.map((c) => `<td>${(100 * r.shares[c]).toFixed(1)} %</td>`).join('') : `<td colspan="${PLOT_ORDER.length}">${escapeHtml(r.note ?? 'no positive relevance')}</td>`}</tr>`,
+        )
+        .join('')
     : '';
   updateButtons();
 }
-const escapeHtml = (s) => String(s).replace(/[&<>"]/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' })[c]);
+const escapeHtml = (s) =>
+  String(s).replace(/[&<>"]/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' })[c]);
 
 /**
- * The seed's cohort figure: each demo patient generated, segmented and explained over all its
+ * The cohort figure of Chlebus et al. 2019: each demo patient generated, segmented and explained over all its
  * predicted tumour (class tumour, the chosen composite), on a pool of workers (pool.js); the
  * lines join the plot in patient order. The loaded study stays as it is. Cancel stops it.
  */
@@ -317,7 +414,14 @@ async function runCohort() {
   const n = Math.max(1, Math.min(COHORT_SIZE, +$('cohort-size').value || COHORT_SIZE));
   const composite = $('composite').value;
   const asked = +new URLSearchParams(location.search).get('workers') || null;
-  const size = Math.min(n, poolSize(state.backend, { cores: navigator.hardwareConcurrency || 4, memoryGB: navigator.deviceMemory ?? null, asked }));
+  const size = Math.min(
+    n,
+    poolSize(state.backend, {
+      cores: navigator.hardwareConcurrency || 4,
+      memoryGB: navigator.deviceMemory ?? null,
+      asked,
+    }),
+  );
   const run = { cancelled: false, pool: new Pool(compute, size) };
   state.cohortRun = run;
   state.busy = true;
@@ -328,11 +432,13 @@ async function runCohort() {
   let next = 1;
   let done = 0;
   const line = () => {
-    const eta = done ? `, about ${Math.round(((performance.now() - t0) / done) * (n - done) / 1000)} s left` : '';
-    const now = [...running.keys()].sort((a, b) => a - b).map((i) => {
-      const p = running.get(i).progress;
-      return `patient ${i}${p?.stage === 'region' ? ` (LRP pass ${p.done} of ${p.total} done)` : ''}`;
-    });
+    const eta = done ? `, about ${Math.round((((performance.now() - t0) / done) * (n - done)) / 1000)} s left` : '';
+    const now = [...running.keys()]
+      .sort((a, b) => a - b)
+      .map((i) => {
+        const p = running.get(i).progress;
+        return `patient ${i}${p?.stage === 'region' ? ` (LRP pass ${p.done} of ${p.total} done)` : ''}`;
+      });
     return `Cohort: ${done} of ${n} patients explained on ${size} worker${size > 1 ? 's' : ''}${eta}${now.length ? `; now ${now.join(', ')}` : ''}`;
   };
   // Rows join the cohort in patient order, whatever order the workers finish in.
@@ -345,22 +451,35 @@ async function runCohort() {
   };
   try {
     await withProgress(`Starting ${size} cohort worker${size > 1 ? 's' : ''}`, () => run.pool.start());
-    await withProgress(line, () => run.pool.map(Array.from({ length: n }, (_, k) => k + 1), (w, i) => w.run('demoPatient', { i, composite }), {
-      stopped: () => run.cancelled,
-      onStart: (i, w) => { w.progress = null; running.set(i, w); },
-      onResult: (i, r, e) => {
-        running.delete(i);
-        if (e) failures.push(`patient ${i}: ${e.message}`);
-        else done++;
-        results.set(i, r);
-        flush();
-      },
-    }));
+    await withProgress(line, () =>
+      run.pool.map(
+        Array.from({ length: n }, (_, k) => k + 1),
+        (w, i) => w.run('demoPatient', { i, composite }),
+        {
+          stopped: () => run.cancelled,
+          onStart: (i, w) => {
+            w.progress = null;
+            running.set(i, w);
+          },
+          onResult: (i, r, e) => {
+            running.delete(i);
+            if (e) failures.push(`patient ${i}: ${e.message}`);
+            else done++;
+            results.set(i, r);
+            flush();
+          },
+        },
+      ),
+    );
     const none = [...results.values()].filter((r) => r && !r.voxels).map((r) => r.patient);
     const skip = none.length ? ` Patients without predicted tumour (no line): ${none.join(', ')}.` : '';
     const fail = failures.length ? ` Failed: ${failures.join('; ')}.` : '';
-    status(run.cancelled ? `Cohort stopped after ${done} patients.${skip}`
-      : `Cohort: ${done} patients explained in ${((performance.now() - t0) / 1000).toFixed(0)} s on ${size} worker${size > 1 ? 's' : ''}.${skip}${fail}`, { error: failures.length > 0 });
+    status(
+      run.cancelled
+        ? `Cohort stopped after ${done} patients.${skip}`
+        : `Cohort: ${done} patients explained in ${((performance.now() - t0) / 1000).toFixed(0)} s on ${size} worker${size > 1 ? 's' : ''}.${skip}${fail}`,
+      { error: failures.length > 0 },
+    );
   } catch (e) {
     failed('The cohort run stopped', e);
   } finally {
@@ -407,7 +526,8 @@ const isImg = (name) => /\.img(\.gz)?$/i.test(name);
 
 async function readFile(f, files) {
   if (isHdr(f.name)) {
-    if (f.size > MAX_HDR_BYTES) throw new Error(`${(f.size / 2 ** 20).toFixed(0)} MiB is larger than any NIfTI header with its extensions`);
+    if (f.size > MAX_HDR_BYTES)
+      throw new Error(`${(f.size / 2 ** 20).toFixed(0)} MiB is larger than any NIfTI header with its extensions`);
     return { name: f.name, bytes: await bytesOf(f), size: f.size };
   }
   const hdr = isImg(f.name) ? files.find((g) => isHdr(g.name) && pairStem(g.name) === pairStem(f.name)) : null;
@@ -422,7 +542,8 @@ async function readFile(f, files) {
 /** The dropped files that pass their header check, and `{name, error}` for those that do not. */
 async function readFiles(list) {
   const files = Array.from(list);
-  const read = [], refused = [];
+  const read = [],
+    refused = [];
   for (const f of files) {
     try {
       read.push(await readFile(f, files));
@@ -446,7 +567,10 @@ $('file').addEventListener('change', async (ev) => {
   ev.target.value = '';
 });
 const drop = $('drop');
-drop.addEventListener('dragover', (ev) => { ev.preventDefault(); drop.classList.add('over'); });
+drop.addEventListener('dragover', (ev) => {
+  ev.preventDefault();
+  drop.classList.add('over');
+});
 drop.addEventListener('dragleave', () => drop.classList.remove('over'));
 drop.addEventListener('drop', async (ev) => {
   ev.preventDefault();
@@ -459,7 +583,11 @@ $('load-patient').addEventListener('click', async () => {
   try {
     // The same files `seglrp phantoms` writes: six sequences and the label, as a user drops them.
     state.busy = true;
-    const files = await withProgress(`Generating demo patient ${i}`, () => compute.call('cohort', { i })).finally(() => { state.busy = false; });
+    const files = await withProgress(`Generating demo patient ${i}`, () => compute.call('cohort', { i })).finally(
+      () => {
+        state.busy = false;
+      },
+    );
     await openFiles(files, {}, files, `demo patient ${i}`);
   } catch (e) {
     failed(`Demo patient ${i} could not be made`, e);
@@ -469,7 +597,8 @@ async function modelChanged(promise, name) {
   state.busy = true;
   try {
     const info = await withProgress(`Loading the model ${name}`, () => promise());
-    $('model-name').textContent = `${name} (${info.config.levels} levels, ${info.config.base_channels} base channels, ${info.parameters.toLocaleString('en')} parameters)`;
+    $('model-name').textContent =
+      `${name} (${info.config.levels} levels, ${info.config.base_channels} base channels, ${info.parameters.toLocaleString('en')} parameters)`;
     $('model-bundled').hidden = name === 'bundled liver U-Net';
     state.model = { name, ...info };
     state.busy = false;
@@ -489,7 +618,9 @@ $('model-file').addEventListener('change', async (ev) => {
   const weights = files.find((f) => /\.safetensors$/i.test(f.name));
   const config = files.find((f) => /\.json$/i.test(f.name));
   if (!weights) {
-    status('Choose a .safetensors file (and, if its configuration is not inside it, the .json beside it).', { error: true });
+    status('Choose a .safetensors file (and, if its configuration is not inside it, the .json beside it).', {
+      error: true,
+    });
     return;
   }
   const bytes = new Uint8Array(await weights.arrayBuffer());
@@ -519,16 +650,29 @@ $('cancel').addEventListener('click', async () => {
   status('Cancelled.');
 });
 $('explain').addEventListener('click', () => explain());
-$('save-seg').addEventListener('click', () => save('exportSegmentation', { mask: state.mask }, `${fileStem()}_segmentation.nii.gz`));
+$('save-seg').addEventListener('click', () =>
+  save('exportSegmentation', { mask: state.mask }, `${fileStem()}_segmentation.nii.gz`),
+);
 $('save-rel').addEventListener('click', () => {
   const [x, y, z] = state.explanation.voxel;
-  save('exportRelevance', { relevance: state.explanation.relevance }, `${fileStem()}_relevance_${state.explanation.scope}_${x}_${y}_${z}.nii.gz`);
+  save(
+    'exportRelevance',
+    { relevance: state.explanation.relevance },
+    `${fileStem()}_relevance_${state.explanation.scope}_${x}_${y}_${z}.nii.gz`,
+  );
 });
-$('save-figure').addEventListener('click', async () => download(await viewer.figurePng(captions.map((c) => c.textContent)), `${fileStem()}_relevance_panels.png`));
+$('save-figure').addEventListener('click', async () =>
+  download(await viewer.figurePng(captions.map((c) => c.textContent)), `${fileStem()}_relevance_panels.png`),
+);
 $('save-bars').addEventListener('click', async () => download(await pngOf($('bars')), `${fileStem()}_shares.png`));
-$('save-plot').addEventListener('click', async () => download(await pngOf($('cohort-plot')), 'cohort_relevance_parallel.png'));
+$('save-plot').addEventListener('click', async () =>
+  download(await pngOf($('cohort-plot')), 'cohort_relevance_parallel.png'),
+);
 $('save-csv').addEventListener('click', () => download(cohort.csv(), 'cohort_relevance_shares.csv', 'text/csv'));
-$('clear-cohort').addEventListener('click', () => { cohort.clear(); drawCohort(); });
+$('clear-cohort').addEventListener('click', () => {
+  cohort.clear();
+  drawCohort();
+});
 $('run-cohort').addEventListener('click', runCohort);
 $('channel').addEventListener('change', () => viewer.setSequence(+$('channel').value));
 $('layout').addEventListener('change', () => viewer.setLayout($('layout').value));

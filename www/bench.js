@@ -2,7 +2,9 @@
 // Results go to the table and to `window.__bench` (scripts/bench-browser.mjs prints them).
 const params = new URLSearchParams(location.search);
 const backends = (params.get('backends') || 'webgpu,cpu').split(',');
-const sizes = (params.get('sizes') || '64x64x32;128x128x64;256x256x128').split(';').map((s) => s.split('x').map(Number));
+const sizes = (params.get('sizes') || '64x64x32;128x128x64;256x256x128')
+  .split(';')
+  .map((s) => s.split('x').map(Number));
 const clicks = Number(params.get('clicks') || 20);
 const regions = params.get('region') !== '0';
 const $ = (id) => document.getElementById(id);
@@ -21,14 +23,16 @@ function worker(backend) {
       const p = pending.get(data.id);
       if (!p) return;
       pending.delete(data.id);
-      if (data.ok) p.resolve(data.result); else p.reject(new Error(data.error));
+      if (data.ok) p.resolve(data.result);
+      else p.reject(new Error(data.error));
     };
   });
-  const call = (op, args = {}) => new Promise((resolve, reject) => {
-    const id = next++;
-    pending.set(id, { resolve, reject });
-    w.postMessage({ id, op, ...args });
-  });
+  const call = (op, args = {}) =>
+    new Promise((resolve, reject) => {
+      const id = next++;
+      pending.set(id, { resolve, reject });
+      w.postMessage({ id, op, ...args });
+    });
   return { ready, call, close: () => w.terminate() };
 }
 
@@ -44,9 +48,14 @@ function nearestTumour(mask, [nx, ny, nz]) {
   let bestD = Infinity;
   for (let i = 0; i < mask.length; i++) {
     if (!mask[i]) continue;
-    const x = i % nx; const y = Math.floor(i / nx) % ny; const z = Math.floor(i / (nx * ny));
+    const x = i % nx;
+    const y = Math.floor(i / nx) % ny;
+    const z = Math.floor(i / (nx * ny));
     const d = (x - nx / 2) ** 2 + (y - ny / 2) ** 2 + (z - nz / 2) ** 2;
-    if (d < bestD) { bestD = d; best = [x, y, z]; }
+    if (d < bestD) {
+      bestD = d;
+      best = [x, y, z];
+    }
   }
   return best;
 }
@@ -57,9 +66,23 @@ function show(row) {
   const s = (v) => (v == null ? '—' : `${v.toFixed(2)} s`);
   const m = (v) => (v == null ? '—' : `${(v / MB).toFixed(0)} MB`);
   const tr = document.createElement('tr');
-  const region = row.region == null ? (row.regionNote || '—') : `${s(row.region)} (|A| = ${row.regionVoxels})`;
-  const growth = row.growthWasm == null ? '—' : `wasm ${m(row.growthWasm)}, GPU ${row.growthGpu == null ? '—' : m(row.growthGpu)} (${row.clicks} clicks)`;
-  for (const v of [row.backend, row.study, s(row.start), s(row.load), s(row.segment), s(row.click), region, m(row.wasm), m(row.gpu), growth]) {
+  const region = row.region == null ? row.regionNote || '—' : `${s(row.region)} (|A| = ${row.regionVoxels})`;
+  const growth =
+    row.growthWasm == null
+      ? '—'
+      : `wasm ${m(row.growthWasm)}, GPU ${row.growthGpu == null ? '—' : m(row.growthGpu)} (${row.clicks} clicks)`;
+  for (const v of [
+    row.backend,
+    row.study,
+    s(row.start),
+    s(row.load),
+    s(row.segment),
+    s(row.click),
+    region,
+    m(row.wasm),
+    m(row.gpu),
+    growth,
+  ]) {
     const td = document.createElement('td');
     td.textContent = v;
     tr.append(td);
@@ -87,22 +110,30 @@ async function run() {
     }
     for (const dims of sizes) {
       const row = { backend: name, study: dims.join('×'), start };
-      const step = (what) => { $('status').textContent = `${name}, ${row.study}: ${what}…`; window.__bench.step = $('status').textContent; };
+      const step = (what) => {
+        $('status').textContent = `${name}, ${row.study}: ${what}…`;
+        window.__bench.step = $('status').textContent;
+      };
       step('generating the study');
       try {
         const file = await gen.call('sample', { i: 13, dims });
         step('loading');
-        [, row.load] = await timed(() => w.call('open', { files: [{ name: file.name, bytes: file.bytes.buffer }], roles: null }));
+        [, row.load] = await timed(() =>
+          w.call('open', { files: [{ name: file.name, bytes: file.bytes.buffer }], roles: null }),
+        );
         step('segmenting');
         const [{ mask }, segment] = await timed(() => w.call('segment'));
         row.segment = segment;
         const centre = dims.map((d) => Math.floor(d / 2));
         step('one click');
-        const [, click] = await timed(() => w.call('explain', { x: centre[0], y: centre[1], z: centre[2], cls: 1, composite: 'Epsilon' }));
+        const [, click] = await timed(() =>
+          w.call('explain', { x: centre[0], y: centre[1], z: centre[2], cls: 1, composite: 'Epsilon' }),
+        );
         row.click = click;
         const first = await w.call('memory');
         step(`${clicks - 1} more clicks`);
-        for (let i = 1; i < clicks; i++) await w.call('explain', { x: centre[0], y: centre[1], z: centre[2], cls: 1, composite: 'Epsilon' });
+        for (let i = 1; i < clicks; i++)
+          await w.call('explain', { x: centre[0], y: centre[1], z: centre[2], cls: 1, composite: 'Epsilon' });
         const last = await w.call('memory');
         row.clicks = clicks;
         row.growthWasm = last.wasm_bytes - first.wasm_bytes;
@@ -112,7 +143,16 @@ async function run() {
           row.regionNote = 'not run';
         } else if (at) {
           step('region map');
-          const [r, t] = await timed(() => w.call('explainRegion', { x: at[0], y: at[1], z: at[2], cls: 1, composite: 'EpsilonGammaBox', scope: 'component' }));
+          const [r, t] = await timed(() =>
+            w.call('explainRegion', {
+              x: at[0],
+              y: at[1],
+              z: at[2],
+              cls: 1,
+              composite: 'EpsilonGammaBox',
+              scope: 'component',
+            }),
+          );
           row.region = t;
           row.regionVoxels = r.voxels;
         } else {

@@ -1,9 +1,22 @@
 // The two plots, drawn on 2-D canvases so that they export as PNG as shown: the bar chart of one
-// explanation's per-sequence shares, and the cohort's parallel coordinates (the seed's
+// explanation's per-sequence shares, and the cohort's parallel coordinates (Chlebus et al.'s
 // normalized_fg_relevance_parallel figure: one line per patient, sequences on the x axis).
 
-// ColorBrewer "Paired", as in the seed figure.
-const PAIRED = ['#a6cee3', '#1f78b4', '#b2df8a', '#33a02c', '#fb9a99', '#e31a1c', '#fdbf6f', '#ff7f00', '#cab2d6', '#6a3d9a', '#ffff99', '#b15928'];
+// ColorBrewer "Paired", as in the figures of Chlebus et al. 2019.
+const PAIRED = [
+  '#a6cee3',
+  '#1f78b4',
+  '#b2df8a',
+  '#33a02c',
+  '#fb9a99',
+  '#e31a1c',
+  '#fdbf6f',
+  '#ff7f00',
+  '#cab2d6',
+  '#6a3d9a',
+  '#ffff99',
+  '#b15928',
+];
 export const colourOf = (i) => PAIRED[i % PAIRED.length];
 
 function setup(canvas, w, h) {
@@ -22,12 +35,17 @@ function setup(canvas, w, h) {
 
 /** Bars of `shares` (fractions summing to 1) for `names`; null: says there are none. */
 export function drawBars(canvas, names, shares, title) {
-  const w = 420, h = 220, left = 80, right = 60, top = 26, row = (h - top - 10) / names.length;
+  const w = 420,
+    h = 220,
+    left = 80,
+    right = 60,
+    top = 26,
+    row = (h - top - 10) / names.length;
   const ctx = setup(canvas, w, h);
   ctx.fillStyle = '#222';
   ctx.fillText(title, 8, 16);
   if (!shares) {
-    ctx.fillText('No positive relevance: every voxel\'s relevance is zero or negative.', 8, top + 20);
+    ctx.fillText("No positive relevance: every voxel's relevance is zero or negative.", 8, top + 20);
     return;
   }
   const max = Math.max(...shares, 1e-12);
@@ -40,7 +58,11 @@ export function drawBars(canvas, names, shares, title) {
     ctx.fillRect(left, y + row * 0.15, (w - left - right) * (shares[i] / max), row * 0.7);
     ctx.fillStyle = '#222';
     ctx.textAlign = 'left';
-    ctx.fillText(`${(100 * shares[i]).toFixed(1)} %`, left + (w - left - right) * (shares[i] / max) + 4, y + row * 0.65);
+    ctx.fillText(
+      `${(100 * shares[i]).toFixed(1)} %`,
+      left + (w - left - right) * (shares[i] / max) + 4,
+      y + row * 0.65,
+    );
   });
 }
 
@@ -49,12 +71,18 @@ export function drawBars(canvas, names, shares, title) {
  * shares in `names` order, drawn on the axes `order` (indices into `names`).
  */
 export function drawParallel(canvas, names, order, rows) {
-  const w = 640, h = 360, left = 60, right = 30, top = 20, bottom = 56;
+  const w = 640,
+    h = 360,
+    left = 60,
+    right = 30,
+    top = 20,
+    bottom = 56;
   const ctx = setup(canvas, w, h);
   // Rows without shares (no positive relevance) have no line; the table and CSV say why.
   rows = rows.filter((r) => r.shares);
   const values = rows.flatMap((r) => order.map((c) => r.shares[c]));
-  let lo = values.length ? Math.min(...values) : 0, hi = values.length ? Math.max(...values) : 1;
+  let lo = values.length ? Math.min(...values) : 0,
+    hi = values.length ? Math.max(...values) : 1;
   const padY = (hi - lo) * 0.05 || 0.05;
   lo = Math.max(0, lo - padY);
   hi += padY;
@@ -92,7 +120,11 @@ export function drawParallel(canvas, names, order, rows) {
   });
   if (!rows.length) {
     ctx.fillStyle = '#888';
-    ctx.fillText('Each explanation adds a line here; "Explain the demo cohort" adds one per demo patient.', w / 2, h / 2);
+    ctx.fillText(
+      'Each explanation adds a line here; "Explain the demo cohort" adds one per demo patient.',
+      w / 2,
+      h / 2,
+    );
   }
 }
 

@@ -4,7 +4,18 @@ import { SEQUENCES } from './sequences.js';
 
 const KEY = 'seglrp-cohort-v1';
 // `note`: why a row's share cells are empty; `non_finite_voxels`: NaN/Inf voxels set to 0.
-const COLUMNS = ['study', 'region', 'class', 'composite', 'voxels', 'left_out', 'conservation', ...SEQUENCES, 'note', 'non_finite_voxels'];
+const COLUMNS = [
+  'study',
+  'region',
+  'class',
+  'composite',
+  'voxels',
+  'left_out',
+  'conservation',
+  ...SEQUENCES,
+  'note',
+  'non_finite_voxels',
+];
 
 export class Cohort {
   constructor() {
@@ -16,7 +27,11 @@ export class Cohort {
   }
 
   save() {
-    try { localStorage.setItem(KEY, JSON.stringify(this.rows)); } catch { /* storage full or off: the page still has them */ }
+    try {
+      localStorage.setItem(KEY, JSON.stringify(this.rows));
+    } catch {
+      /* storage full or off: the page still has them */
+    }
   }
 
   /** Adds a row, replacing the one of the same study, region, class and composite. */
@@ -46,7 +61,22 @@ export class Cohort {
     for (const r of this.rows) {
       const shares = r.shares ?? SEQUENCES.map(() => '');
       const note = r.shares ? '' : (r.note ?? 'no positive relevance');
-      lines.push([r.study, r.region, r.class, r.composite, r.voxels, r.left_out ?? '', r.conservation ?? '', ...shares, note, r.non_finite ?? 0].map(cell).join(','));
+      lines.push(
+        [
+          r.study,
+          r.region,
+          r.class,
+          r.composite,
+          r.voxels,
+          r.left_out ?? '',
+          r.conservation ?? '',
+          ...shares,
+          note,
+          r.non_finite ?? 0,
+        ]
+          .map(cell)
+          .join(','),
+      );
     }
     return `${lines.join('\r\n')}\r\n`;
   }

@@ -35,11 +35,26 @@ export class Compute {
     this.worker = new Worker(url, { type: 'module' });
     return new Promise((resolve, reject) => {
       this.worker.onmessage = ({ data }) => {
-        if (data.op === 'ready') { this.backend = data.backend; this.limits = data.limits; this.onStatus?.(data); resolve(data.backend); return; }
-        if (data.op === 'lost') { this.deviceLost(data); return; }
-        if (data.op === 'failed') { reject(new Error(data.error)); return; }
+        if (data.op === 'ready') {
+          this.backend = data.backend;
+          this.limits = data.limits;
+          this.onStatus?.(data);
+          resolve(data.backend);
+          return;
+        }
+        if (data.op === 'lost') {
+          this.deviceLost(data);
+          return;
+        }
+        if (data.op === 'failed') {
+          reject(new Error(data.error));
+          return;
+        }
         // A windowed study reports each window done (web.rs progress); the page shows it.
-        if (data.op === 'progress') { this.progress = data; return; }
+        if (data.op === 'progress') {
+          this.progress = data;
+          return;
+        }
         const p = this.pending.get(data.id);
         if (!p) return;
         this.pending.delete(data.id);
@@ -65,10 +80,11 @@ export class Compute {
    */
   async open(files, roles = {}) {
     // Copies: the worker takes ownership of what it is sent, the page keeps the originals.
-    const send = () => this.call('open', {
-      files: files.map((f) => ({ name: f.name, bytes: f.bytes.slice().buffer, size: f.size ?? f.bytes.length })),
-      roles,
-    });
+    const send = () =>
+      this.call('open', {
+        files: files.map((f) => ({ name: f.name, bytes: f.bytes.slice().buffer, size: f.size ?? f.bytes.length })),
+        roles,
+      });
     const result = await send();
     // What a restart must replay: the last set of files that made a study.
     if (result.study) this.opened = send;
@@ -90,7 +106,10 @@ export class Compute {
   }
 
   sendModel(files) {
-    return this.call('loadModel', { weights: files ? files.weights.slice().buffer : null, config: files?.config ?? null });
+    return this.call('loadModel', {
+      weights: files ? files.weights.slice().buffer : null,
+      config: files?.config ?? null,
+    });
   }
 
   /** Restarts the worker (and reloads the model and the study into it): used by Cancel. */
@@ -108,20 +127,25 @@ export class Compute {
   deviceLost({ reason, message }) {
     console.warn(`the GPU device was lost (${reason}: ${message}); moving to the CPU`);
     this.lost = true;
-    for (const { reject } of this.pending.values()) reject(Object.assign(new Error('the GPU device was lost'), { kind: 'fatal' }));
+    for (const { reject } of this.pending.values())
+      reject(Object.assign(new Error('the GPU device was lost'), { kind: 'fatal' }));
     this.pending.clear();
   }
 
   /** Runs `op`; if the GPU engine dies, falls back to the CPU, reloads the study and retries once. */
   async run(op, args = {}) {
     try {
-      if (this.lost && this.backend?.startsWith('webgpu')) throw Object.assign(new Error('the GPU device was lost'), { kind: 'fatal' });
+      if (this.lost && this.backend?.startsWith('webgpu'))
+        throw Object.assign(new Error('the GPU device was lost'), { kind: 'fatal' });
       return await this.call(op, args);
     } catch (e) {
       if (e.kind !== 'fatal' || !this.backend?.startsWith('webgpu')) throw e;
       console.warn(`WebGPU failed (${e.message}); continuing on the CPU`);
       // One restart for all the requests that failed together.
-      this.switching ??= this.restart('cpu').finally(() => { this.switching = null; this.lost = false; });
+      this.switching ??= this.restart('cpu').finally(() => {
+        this.switching = null;
+        this.lost = false;
+      });
       await this.switching;
       return this.call(op, args);
     }

@@ -13,7 +13,15 @@ export function boundary(mask, [nx, ny, nz], { axial = false } = {}) {
       for (let x = 0; x < nx; x++) {
         const i = x + nx * y + sxy * z;
         if (!mask[i]) continue;
-        const edge = x === 0 || y === 0 || x === nx - 1 || y === ny - 1 || !mask[i - 1] || !mask[i + 1] || !mask[i - nx] || !mask[i + nx];
+        const edge =
+          x === 0 ||
+          y === 0 ||
+          x === nx - 1 ||
+          y === ny - 1 ||
+          !mask[i - 1] ||
+          !mask[i + 1] ||
+          !mask[i - nx] ||
+          !mask[i + nx];
         out[i] = edge || (!axial && (z === 0 || z === nz - 1 || !mask[i - sxy] || !mask[i + sxy])) ? 1 : 0;
       }
     }

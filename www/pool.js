@@ -31,14 +31,18 @@ export class Pool {
   async start() {
     const backend = String(this.main.backend).startsWith('webgpu') ? 'webgpu' : 'cpu';
     this.extras = Array.from({ length: this.size - 1 }, () => new Compute(null, { backend }));
-    await Promise.all(this.extras.map(async (c) => {
-      await c.ready;
-      if (this.main.modelFiles) await c.loadModel(this.main.modelFiles.weights, this.main.modelFiles.config);
-    }));
+    await Promise.all(
+      this.extras.map(async (c) => {
+        await c.ready;
+        if (this.main.modelFiles) await c.loadModel(this.main.modelFiles.weights, this.main.modelFiles.config);
+      }),
+    );
     return this;
   }
 
-  get workers() { return [this.main, ...this.extras]; }
+  get workers() {
+    return [this.main, ...this.extras];
+  }
 
   /**
    * Runs `fn(worker, item)` for every item, each worker taking the next item when it is free.

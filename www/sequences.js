@@ -2,7 +2,7 @@
 
 export const SEQUENCES = ['T2', 'T1 plain', 'T1 20 s', 'T1 60 s', 'T1 120 s', 'T1 15 min'];
 
-/** The seed figure's axis order: plain T1, the four contrast phases, then T2. */
+/** The axis order of Chlebus et al. 2019's parallel plot: plain T1, the four contrast phases, then T2. */
 export const PLOT_ORDER = [1, 2, 3, 4, 5, 0];
 
 /**
@@ -15,6 +15,7 @@ export function windowOf(channel) {
   for (let i = 0; i < channel.length; i += step) if (channel[i] !== 0) v.push(channel[i]);
   v.sort((a, b) => a - b);
   if (v.length === 0) return [0, 1];
-  const lo = v[Math.floor(v.length * 0.02)], hi = v[Math.floor(v.length * 0.98)];
+  const lo = v[Math.floor(v.length * 0.02)],
+    hi = v[Math.floor(v.length * 0.98)];
   return [lo, hi > lo ? hi : lo + 1];
 }

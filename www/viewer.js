@@ -9,7 +9,12 @@ import { boundary } from './outline.js';
 // Outlines: the label file's tumour in yellow, the explained region in green (as in the page's legend).
 const LABEL = { R: [0, 255], G: [0, 230], B: [0, 0], A: [0, 255], I: [0, 255] };
 const REGION = { R: [0, 0], G: [0, 255], B: [0, 80], A: [0, 255], I: [0, 255] };
-export const LAYOUTS = { multiplanar: SLICE_TYPE.MULTIPLANAR, axial: SLICE_TYPE.AXIAL, coronal: SLICE_TYPE.CORONAL, sagittal: SLICE_TYPE.SAGITTAL };
+export const LAYOUTS = {
+  multiplanar: SLICE_TYPE.MULTIPLANAR,
+  axial: SLICE_TYPE.AXIAL,
+  coronal: SLICE_TYPE.CORONAL,
+  sagittal: SLICE_TYPE.SAGITTAL,
+};
 
 /** A display copy of a channel: 0–255 over its window, 4× smaller than float32. */
 function grey(channel, [lo, hi]) {
@@ -21,8 +26,14 @@ function grey(channel, [lo, hi]) {
 
 function makeNiivue(canvas, opts = {}) {
   const nv = new Niivue({
-    backColor: [0, 0, 0, 1], crosshairColor: [0.2, 0.8, 1, 0.5], crosshairWidth: 1, show3Dcrosshair: false,
-    isOrientCube: false, dragAndDropEnabled: false, isResizeCanvas: true, multiplanarShowRender: SHOW_RENDER.NEVER,
+    backColor: [0, 0, 0, 1],
+    crosshairColor: [0.2, 0.8, 1, 0.5],
+    crosshairWidth: 1,
+    show3Dcrosshair: false,
+    isOrientCube: false,
+    dragAndDropEnabled: false,
+    isResizeCanvas: true,
+    multiplanarShowRender: SHOW_RENDER.NEVER,
     ...opts,
   });
   nv.addColormap('seglrp_label', LABEL);
@@ -56,7 +67,11 @@ export class Viewer {
       this.panels.push(nv);
     }
     const all = [this.main, ...this.panels];
-    for (const nv of all) nv.broadcastTo(all.filter((o) => o !== nv), { '2d': true, '3d': true });
+    for (const nv of all)
+      nv.broadcastTo(
+        all.filter((o) => o !== nv),
+        { '2d': true, '3d': true },
+      );
     this.main.onLocationChange = () => this.onMove?.(this.crosshair());
     // A double click explains; single clicks and drags only navigate.
     this.mainCanvas.addEventListener('dblclick', () => setTimeout(() => this.onPick?.(this.crosshair()), 0));
@@ -96,14 +111,26 @@ export class Viewer {
    */
   volume(data, name, extra = {}, key = null) {
     const { dims, affine } = this.study;
-    return { url: name, name, key: key && `${this.study.id}:${key}`, buffer: () => niftiBytes(data, dims, affine), ...extra };
+    return {
+      url: name,
+      name,
+      key: key && `${this.study.id}:${key}`,
+      buffer: () => niftiBytes(data, dims, affine),
+      ...extra,
+    };
   }
 
   /** Shows a study (or a single file without a study): `channels` Float32Arrays with `windows`. */
   async showStudy({ dims, affine, channels, windows, names }) {
     await this.ready;
     const keep = this.study && this.study.dims.join() === dims.join() ? this.crosshair() : null;
-    this.study = { id: (this.study?.id ?? 0) + 1, dims, affine, names, greys: channels.map((c, i) => grey(c, windows[i])) };
+    this.study = {
+      id: (this.study?.id ?? 0) + 1,
+      dims,
+      affine,
+      names,
+      greys: channels.map((c, i) => grey(c, windows[i])),
+    };
     this.sequence = names.length === 6 ? 2 : 0;
     this.overlays = { mask: null, label: null, region: null, relevance: null };
     await this.refreshMain();
@@ -142,10 +169,34 @@ export class Viewer {
     const s = this.study;
     if (!s) return;
     const o = this.overlays;
-    const list = [this.volume(s.greys[this.sequence], `${s.names[this.sequence]}.nii`, { cal_min: 0, cal_max: 255 }, `grey${this.sequence}`)];
-    if (o.mask) list.push(this.volume(o.mask, 'segmentation.nii', { colormap: 'red', cal_min: 0, cal_max: 1, opacity: 0.4 }));
-    if (o.label) list.push(this.volume(boundary(o.label, s.dims), 'label.nii', { colormap: 'seglrp_label', cal_min: 0.5, cal_max: 1, opacity: 1 }));
-    if (o.region) list.push(this.volume(boundary(o.region, s.dims), 'region.nii', { colormap: 'seglrp_region', cal_min: 0.5, cal_max: 1, opacity: 1 }));
+    const list = [
+      this.volume(
+        s.greys[this.sequence],
+        `${s.names[this.sequence]}.nii`,
+        { cal_min: 0, cal_max: 255 },
+        `grey${this.sequence}`,
+      ),
+    ];
+    if (o.mask)
+      list.push(this.volume(o.mask, 'segmentation.nii', { colormap: 'red', cal_min: 0, cal_max: 1, opacity: 0.4 }));
+    if (o.label)
+      list.push(
+        this.volume(boundary(o.label, s.dims), 'label.nii', {
+          colormap: 'seglrp_label',
+          cal_min: 0.5,
+          cal_max: 1,
+          opacity: 1,
+        }),
+      );
+    if (o.region)
+      list.push(
+        this.volume(boundary(o.region, s.dims), 'region.nii', {
+          colormap: 'seglrp_region',
+          cal_min: 0.5,
+          cal_max: 1,
+          opacity: 1,
+        }),
+      );
     await this.load(this.main, list);
   }
 
@@ -154,25 +205,42 @@ export class Viewer {
     if (!s) return;
     const o = this.overlays;
     const contour = o.region ? boundary(o.region, s.dims, { axial: true }) : null;
-    await Promise.all(this.panels.map((nv, c) => {
-      if (s.names.length !== 6) return this.load(nv, []);
-      const list = [this.volume(s.greys[c], `${s.names[c]}.nii`, { cal_min: 0, cal_max: 255 }, `grey${c}`)];
-      if (o.relevance) {
-        const { relevance, rmax, n } = o.relevance;
-        list.push(this.volume(relevance.subarray(c * n, (c + 1) * n), `relevance_${c}.nii`, {
-          colormap: 'warm', colormapNegative: 'winter', cal_min: this.threshold * rmax, cal_max: rmax, opacity: this.opacity,
-        }));
-      }
-      if (contour) list.push(this.volume(contour, 'region.nii', { colormap: 'seglrp_region', cal_min: 0.5, cal_max: 1, opacity: 1 }));
-      return this.load(nv, list);
-    }));
+    await Promise.all(
+      this.panels.map((nv, c) => {
+        if (s.names.length !== 6) return this.load(nv, []);
+        const list = [this.volume(s.greys[c], `${s.names[c]}.nii`, { cal_min: 0, cal_max: 255 }, `grey${c}`)];
+        if (o.relevance) {
+          const { relevance, rmax, n } = o.relevance;
+          list.push(
+            this.volume(relevance.subarray(c * n, (c + 1) * n), `relevance_${c}.nii`, {
+              colormap: 'warm',
+              colormapNegative: 'winter',
+              cal_min: this.threshold * rmax,
+              cal_max: rmax,
+              opacity: this.opacity,
+            }),
+          );
+        }
+        if (contour)
+          list.push(
+            this.volume(contour, 'region.nii', { colormap: 'seglrp_region', cal_min: 0.5, cal_max: 1, opacity: 1 }),
+          );
+        return this.load(nv, list);
+      }),
+    );
   }
 
   /** Makes `nv` show `list` (bottom first), keeping the leading volumes it already holds. */
   async load(nv, list) {
     const pos = nv.volumes.length ? nv.scene.crosshairPos.slice() : null;
     let keep = 0;
-    while (keep < nv.volumes.length && keep < list.length && list[keep].key && nv.volumes[keep].seglrpKey === list[keep].key) keep++;
+    while (
+      keep < nv.volumes.length &&
+      keep < list.length &&
+      list[keep].key &&
+      nv.volumes[keep].seglrpKey === list[keep].key
+    )
+      keep++;
     while (nv.volumes.length > keep) nv.removeVolumeByIndex(nv.volumes.length - 1);
     for (const { key, buffer, ...opts } of list.slice(keep)) {
       const added = await nv.addVolumeFromUrl({ ...opts, buffer: buffer() });
@@ -200,7 +268,10 @@ export class Viewer {
   /** Drawing a region on the main view: "brush", "box" or null (navigate). */
   setDrawing(kind) {
     const nv = this.main;
-    if (!kind) { nv.setDrawingEnabled(false); return; }
+    if (!kind) {
+      nv.setDrawingEnabled(false);
+      return;
+    }
     if (!nv.drawBitmap) nv.createEmptyDrawing();
     nv.opts.penType = kind === 'box' ? PEN_TYPE.RECTANGLE : PEN_TYPE.PEN;
     nv.setPenValue(1, kind === 'box');
@@ -223,7 +294,8 @@ export class Viewer {
 
   /** The six panels side by side (3 × 2) with `captions`, as a PNG blob. */
   async figurePng(captions) {
-    const w = this.panelCanvases[0].width, h = this.panelCanvases[0].height;
+    const w = this.panelCanvases[0].width,
+      h = this.panelCanvases[0].height;
     const pad = 28;
     const out = document.createElement('canvas');
     out.width = 3 * w;
@@ -236,11 +308,12 @@ export class Viewer {
     ctx.textAlign = 'center';
     this.panels.forEach((nv, i) => {
       // A WebGL canvas keeps its pixels only until the frame is shown: draw, then copy at once;
-      // without the crosshair, as in the seed's figure.
+      // without the crosshair, as in the figures of Chlebus et al. 2019.
       const width = nv.opts.crosshairWidth;
       nv.opts.crosshairWidth = 0;
       nv.drawScene();
-      const x = (i % 3) * w, y = Math.floor(i / 3) * (h + pad);
+      const x = (i % 3) * w,
+        y = Math.floor(i / 3) * (h + pad);
       ctx.drawImage(nv.canvas, x, y + pad, w, h);
       nv.opts.crosshairWidth = width;
       nv.drawScene();

@@ -33,9 +33,13 @@ async function start() {
     await init();
     const choice = prefer === 'auto' && !(await webgpuUsable()) ? 'cpu' : prefer;
     const backend = await engine.init(choice);
-    const limits = backend === 'webgpu' && gpuDevice
-      ? { maxBufferSize: gpuDevice.limits.maxBufferSize, maxStorageBufferBindingSize: gpuDevice.limits.maxStorageBufferBindingSize }
-      : null;
+    const limits =
+      backend === 'webgpu' && gpuDevice
+        ? {
+            maxBufferSize: gpuDevice.limits.maxBufferSize,
+            maxStorageBufferBindingSize: gpuDevice.limits.maxStorageBufferBindingSize,
+          }
+        : null;
     if (limits) engine.set_buffer_limit(Math.min(limits.maxBufferSize, limits.maxStorageBufferBindingSize));
     self.postMessage({ op: 'ready', backend, limits });
   } catch (e) {
@@ -45,25 +49,35 @@ async function start() {
 
 const ops = {
   // A file's first bytes, checked before the page reads the rest (web.rs check_file).
-  check: ({ prefix, size, imgStart }) => engine.check_file(new Uint8Array(prefix), size, imgStart ? new Uint8Array(imgStart) : undefined),
-  open: ({ files, roles }) => engine.open_files(files.map((f) => ({ name: f.name, bytes: new Uint8Array(f.bytes), size: f.size })), roles ?? null),
+  check: ({ prefix, size, imgStart }) =>
+    engine.check_file(new Uint8Array(prefix), size, imgStart ? new Uint8Array(imgStart) : undefined),
+  open: ({ files, roles }) =>
+    engine.open_files(
+      files.map((f) => ({ name: f.name, bytes: new Uint8Array(f.bytes), size: f.size })),
+      roles ?? null,
+    ),
   segment: async () => {
     const mask = await engine.segment();
     return { mask };
   },
   explain: ({ x, y, z, cls, composite }) => engine.explain(x, y, z, cls, composite ?? ''),
-  explainRegion: ({ x, y, z, cls, composite, scope, label }) => engine.explain_region(x, y, z, cls, composite ?? '', scope, label ?? undefined),
+  explainRegion: ({ x, y, z, cls, composite, scope, label }) =>
+    engine.explain_region(x, y, z, cls, composite ?? '', scope, label ?? undefined),
   cohort: ({ i }) => engine.cohort_files(i, false),
   // One line of the cohort figure, leaving the loaded study alone (app.js runs these on a pool).
   demoPatient: ({ i, composite }) => engine.explain_demo_patient(i, composite ?? ''),
   sample: ({ i, dims }) => engine.sample_file(i, dims[0], dims[1], dims[2]),
   memory: () => engine.memory_report(),
-  loadModel: ({ weights, config }) => (weights ? engine.load_model(new Uint8Array(weights), config ?? undefined) : engine.use_bundled_model()),
+  loadModel: ({ weights, config }) =>
+    weights ? engine.load_model(new Uint8Array(weights), config ?? undefined) : engine.use_bundled_model(),
   modelInfo: () => engine.model_info(),
   exportRelevance: ({ relevance }) => ({ bytes: engine.export_relevance(relevance) }),
   exportSegmentation: ({ mask }) => ({ bytes: engine.export_segmentation(mask) }),
   // For the tests: the GPU goes away as it would on a driver reset.
-  loseDevice: () => { gpuDevice?.destroy(); return { destroyed: Boolean(gpuDevice) }; },
+  loseDevice: () => {
+    gpuDevice?.destroy();
+    return { destroyed: Boolean(gpuDevice) };
+  },
   // For the tests: a smaller buffer limit, to see a too-big study refused.
   bufferLimit: ({ bytes }) => engine.set_buffer_limit(bytes),
 };
@@ -72,14 +86,31 @@ self.onmessage = async ({ data }) => {
   const { id, op } = data;
   try {
     const result = await ops[op](data);
-    const transfer = [result?.mask, result?.relevance, result?.region, result?.bytes, result?.study?.data, result?.study?.label, result?.preview?.data]
-      .map((a) => a?.buffer).filter(Boolean);
+    const transfer = [
+      result?.mask,
+      result?.relevance,
+      result?.region,
+      result?.bytes,
+      result?.study?.data,
+      result?.study?.label,
+      result?.preview?.data,
+    ]
+      .map((a) => a?.buffer)
+      .filter(Boolean);
     self.postMessage({ id, ok: true, result }, transfer);
   } catch (e) {
     // A trap (RuntimeError) or a lost GPU leaves the engine unusable: the page restarts the
     // worker (on the CPU if WebGPU was the cause). Errors about the input are not fatal.
     const fatal = e instanceof WebAssembly.RuntimeError || /device|gpu|webgpu|lost/i.test(String(e?.message));
-    self.postMessage({ id, ok: false, error: String(e?.message ?? e), kind: (op === 'open' || op === 'check' || op === 'loadModel' || op.startsWith('export')) && !fatal ? 'input' : 'fatal' });
+    self.postMessage({
+      id,
+      ok: false,
+      error: String(e?.message ?? e),
+      kind:
+        (op === 'open' || op === 'check' || op === 'loadModel' || op.startsWith('export')) && !fatal
+          ? 'input'
+          : 'fatal',
+    });
   }
 };
 

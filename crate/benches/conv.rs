@@ -32,7 +32,10 @@ fn main() {
         Tensor::<5>::from_data(TensorData::new((0..n).map(|_| rng.symmetric(1.0)).collect::<Vec<f32>>(), dims), &device)
     };
     let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-    println!("| layer shape | in → out channels | GFMA | burn-flex 1 thread | direct 1 thread | burn-flex {threads} threads | direct {threads} threads |");
+    println!(
+        "| layer shape | in → out channels | GFMA | burn-flex 1 thread | direct 1 thread | burn-flex {threads} \
+        threads | direct {threads} threads |"
+    );
     println!("|---|---|---|---|---|---|---|");
     let shapes = [
         ("level 0 (encoder)", 8, 8, [40, 96, 128]),
@@ -49,11 +52,16 @@ fn main() {
         let mut cells = Vec::new();
         for pool_threads in [1, threads] {
             let pool = rayon::ThreadPoolBuilder::new().num_threads(pool_threads).build().unwrap();
-            let burn = pool.install(|| best(3, || drop(conv3d(x.clone(), wt.clone(), None, options.clone()).into_data())));
-            let direct = pool.install(|| best(3, || drop(conv::direct(x.clone(), wt.clone(), None, [(1, 1); 3]).into_data())));
+            let burn =
+                pool.install(|| best(3, || drop(conv3d(x.clone(), wt.clone(), None, options.clone()).into_data())));
+            let direct =
+                pool.install(|| best(3, || drop(conv::direct(x.clone(), wt.clone(), None, [(1, 1); 3]).into_data())));
             cells.push(format!("{:.0} ms ({:.1} GFMA/s)", burn * 1e3, gfma / burn));
             cells.push(format!("{:.0} ms ({:.1} GFMA/s)", direct * 1e3, gfma / direct));
         }
-        println!("| {name}, {d}×{h}×{w} | {ci} → {co} | {gfma:.2} | {} | {} | {} | {} |", cells[0], cells[1], cells[2], cells[3]);
+        println!(
+            "| {name}, {d}×{h}×{w} | {ci} → {co} | {gfma:.2} | {} | {} | {} | {} |",
+            cells[0], cells[1], cells[2], cells[3]
+        );
     }
 }

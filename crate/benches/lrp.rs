@@ -39,7 +39,8 @@ fn region(n: usize, [d, h, w]: [usize; 3]) -> Vec<[usize; 3]> {
 }
 
 fn main() {
-    let gpu = std::env::args().any(|a| a == "--gpu" || a == "--gpu-only") || std::env::var("SEGLRP_BENCH_GPU").is_ok_and(|v| v == "1");
+    let gpu = std::env::args().any(|a| a == "--gpu" || a == "--gpu-only")
+        || std::env::var("SEGLRP_BENCH_GPU").is_ok_and(|v| v == "1");
     let mut devices = Vec::new();
     if !std::env::args().any(|a| a == "--gpu-only") {
         devices.push((format!("CPU ({})", seglrp::backend::default_cpu_backend()), cpu_device("cpu").unwrap()));
@@ -60,15 +61,28 @@ fn bench(device_name: &str, dev: &Device) {
     let dims = [32usize, 64, 64];
     let mut rng = SplitMix::new(7);
     let n: usize = 6 * dims.iter().product::<usize>();
-    let x = Tensor::<5>::from_data(TensorData::new((0..n).map(|_| rng.normal()).collect::<Vec<f32>>(), [1, 6, dims[0], dims[1], dims[2]]), &dev);
+    let x = Tensor::<5>::from_data(
+        TensorData::new((0..n).map(|_| rng.normal()).collect::<Vec<f32>>(), [1, 6, dims[0], dims[1], dims[2]]),
+        &dev,
+    );
     let nets = [
         ("skeleton (2 levels, 8 ch)", UNetConfig::skeleton()),
         ("bundled (3 levels, 8 ch, 2 blocks)", seglrp::weights::bundled(&dev).unwrap().config),
-        ("3 levels, 16 ch, 2 blocks, BN", UNetConfig { levels: 3, base_channels: 16, blocks: 2, norm: NormKind::Batch, ..UNetConfig::skeleton() }),
+        (
+            "3 levels, 16 ch, 2 blocks, BN",
+            UNetConfig { levels: 3, base_channels: 16, blocks: 2, norm: NormKind::Batch, ..UNetConfig::skeleton() },
+        ),
     ];
-    println!("SegLRP native benchmark, {device_name}, volume 6×{}×{}×{} (channels × D × H × W), whole-volume passes (no cropping)", dims[0], dims[1], dims[2]);
+    println!(
+        "SegLRP native benchmark, {device_name}, volume 6×{}×{}×{} (channels × D × H × W), whole-volume passes \
+        (no cropping)",
+        dims[0], dims[1], dims[2]
+    );
     println!();
-    println!("| net | composite | forward | one LRP pass | |A| | two-pass region | per-voxel, one by one | speed-up | per-voxel, batched | speed-up | max|Δ| / max|M_A| (|A|={NAIVE_MEASURED}) |");
+    println!(
+        "| net | composite | forward | one LRP pass | |A| | two-pass region | per-voxel, one by one | speed-up | \
+        per-voxel, batched | speed-up | max|Δ| / max|M_A| (|A|={NAIVE_MEASURED}) |"
+    );
     println!("|---|---|---|---|---|---|---|---|---|---|---|");
     for (label, cfg) in nets {
         let net = UNet::seeded(&cfg, 1, 0.1, &dev);
@@ -77,7 +91,10 @@ fn bench(device_name: &str, dev: &Device) {
             host(a.logits.clone());
             a
         });
-        for composite in [Composite::Epsilon { epsilon: 1e-6 }, Composite::EpsilonGammaBox { low: vec![-4.0; 6], high: vec![4.0; 6] }] {
+        for composite in [
+            Composite::Epsilon { epsilon: 1e-6 },
+            Composite::EpsilonGammaBox { low: vec![-4.0; 6], high: vec![4.0; 6] },
+        ] {
             let name = format!("{composite:?}").split([' ', '{']).next().unwrap_or("").to_string();
             let centre = [dims[0] / 2, dims[1] / 2, dims[2] / 2];
             let (_, t_pass) = time(|| host(explain_voxel(&net, &acts, &composite, 1, centre).relevance));
@@ -112,7 +129,8 @@ fn bench(device_name: &str, dev: &Device) {
                 let t_batched = per_voxel_batched * size as f64;
                 let scaled = if size == NAIVE_MEASURED { "" } else { " (scaled)" };
                 println!(
-                    "| {label} | {name} | {:.2} s | {:.2} s | {size} | {:.2} s | {:.1} s{scaled} | {:.0}× | {:.1} s{scaled} | {:.0}× | {:.1e} |",
+                    "| {label} | {name} | {:.2} s | {:.2} s | {size} | {:.2} s | {:.1} s{scaled} | {:.0}× | {:.1} \
+                        s{scaled} | {:.0}× | {:.1e} |",
                     t_fwd,
                     t_pass,
                     t_two,

@@ -66,5 +66,7 @@ pub fn gpu_device() -> Result<Device, String> {
 /// Without the `gpu` feature: says how to get one.
 #[cfg(not(all(feature = "gpu", not(target_arch = "wasm32"))))]
 pub fn gpu_device() -> Result<Device, String> {
-    Err("this seglrp was built without GPU support; rebuild with `cargo build --release --features gpu` (README \"Command line\")".into())
+    Err("this seglrp was built without GPU support; rebuild with `cargo build --release --features gpu` (README \
+        \"Command line\")"
+        .into())
 }

@@ -6,7 +6,7 @@
 //! times); with 8 channels that copying, not the arithmetic, is the cost. The loop below keeps
 //! a tile of [`L`] neighbouring output voxels × [`OB`] output channels in registers and reads
 //! the input where it lies (padded once), so the arithmetic is the cost
-//! (`cargo bench -p seglrp --bench conv` prints both; README "Measured").
+//! (`cargo bench -p seglrp --bench conv` prints both; docs/performance.md).
 //!
 //! Stride-1 transposed convs are stride-1 convs with the kernel mirrored and the channel axes
 //! swapped, so the relevance passes (`lrp/rules.rs`, `Wᵀ`) use the same loop. Strided, dilated,
@@ -54,7 +54,12 @@ pub fn conv3d(x: Tensor<5>, w: Tensor<5>, b: Option<Tensor<1>>, options: ConvOpt
 /// burn's `conv_transpose3d`, with stride-1 ones on the CPU done by [`direct`]: the transpose
 /// of a stride-1 conv with padding `p` is the conv with the mirrored kernel (`[in, out]`
 /// channels read as `[out, in]`) and padding `k − 1 − p`.
-pub fn conv_transpose3d(x: Tensor<5>, w: Tensor<5>, b: Option<Tensor<1>>, options: ConvTransposeOptions<3>) -> Tensor<5> {
+pub fn conv_transpose3d(
+    x: Tensor<5>,
+    w: Tensor<5>,
+    b: Option<Tensor<1>>,
+    options: ConvTransposeOptions<3>,
+) -> Tensor<5> {
     let k = [w.dims()[2], w.dims()[3], w.dims()[4]];
     if direct_applies(&x, &w, options.stride, options.dilation, options.groups)
         && options.padding_out == [0; 3]
@@ -108,11 +113,22 @@ pub fn direct(x: Tensor<5>, w: Tensor<5>, b: Option<Tensor<1>>, padding: [(usize
 }
 
 /// [`direct`] on plain arrays: `x` is `[n, c, d, h, w]`, `w` is `[o, c, kd, kh, kw]`.
-fn direct_f32(x: &[f32], xd: [usize; 5], w: &[f32], wd: [usize; 5], b: Option<&[f32]>, padding: [(usize, usize); 3]) -> (Vec<f32>, [usize; 5]) {
+fn direct_f32(
+    x: &[f32],
+    xd: [usize; 5],
+    w: &[f32],
+    wd: [usize; 5],
+    b: Option<&[f32]>,
+    padding: [(usize, usize); 3],
+) -> (Vec<f32>, [usize; 5]) {
     let [n, c, d, h, wi] = xd;
     let [o, _, kd, kh, kw] = wd;
     let k = [kd, kh, kw];
-    let out = [d + padding[0].0 + padding[0].1 + 1 - kd, h + padding[1].0 + padding[1].1 + 1 - kh, wi + padding[2].0 + padding[2].1 + 1 - kw];
+    let out = [
+        d + padding[0].0 + padding[0].1 + 1 - kd,
+        h + padding[1].0 + padding[1].1 + 1 - kh,
+        wi + padding[2].0 + padding[2].1 + 1 - kw,
+    ];
     let tiles = out[2].div_ceil(L);
     // The input once more, zero-padded, each row long enough for the last tile.
     let p = [d + padding[0].0 + padding[0].1, h + padding[1].0 + padding[1].1, tiles * L + kw - 1];
@@ -172,7 +188,17 @@ fn direct_f32(x: &[f32], xd: [usize; 5], w: &[f32], wd: [usize; 5], b: Option<&[
 /// vectors (`wide`: SSE, NEON or wasm simd128): the compiler's own vectorisation of the plain
 /// loop spilled the accumulators and ran at half the speed.
 #[allow(clippy::too_many_arguments)]
-fn slab(xp: &[f32], p: [usize; 3], c: usize, k: [usize; 3], wb: &[f32], bias: [f32; OB], z: usize, dims: [usize; 3], out: &mut [&mut [f32]]) {
+fn slab(
+    xp: &[f32],
+    p: [usize; 3],
+    c: usize,
+    k: [usize; 3],
+    wb: &[f32],
+    bias: [f32; OB],
+    z: usize,
+    dims: [usize; 3],
+    out: &mut [&mut [f32]],
+) {
     let (tiles, wide) = (dims[2].div_ceil(L), dims[2]);
     let taps = k[0] * k[1] * k[2];
     let lanes = |s: &[f32]| f32x4::from(<[f32; 4]>::try_from(s).expect("4 lanes"));

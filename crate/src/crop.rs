@@ -1,8 +1,8 @@
 //! Receptive-field cropping: a logit depends only on the input within the network's receptive
 //! field around its voxel, so LRP from a region only ever reaches the region's bounding box
 //! widened by that radius. The LRP pass runs on every activation cropped to that window and
-//! its result is pasted into a zero map of the full size (engine.rs `place`, on the host): the same map, for the cost of the
-//! window instead of the volume.
+//! its result is pasted into a zero map of the full size (engine.rs `place`, on the host): the
+//! same map, for the cost of the window instead of the volume.
 //!
 //! Why it is exact: each rule recomputes a layer's pre-activations `z` from that layer's
 //! (cropped) input, so `z` is wrong only within one kernel radius of the crop's border — where
@@ -20,7 +20,7 @@ use std::ops::Range;
 
 use burn::prelude::*;
 
-use crate::unet::{Activations, BlockTrace, Block, Up, UNet, UNetConfig};
+use crate::unet::{Activations, Block, BlockTrace, UNet, UNetConfig, Up};
 
 /// Half-width, in full-resolution voxels, of the input one logit depends on: along the path
 /// through the deepest level, every 3×3×3 conv adds one voxel of its level, every 2×2×2 down
@@ -70,7 +70,13 @@ pub fn window_of(cfg: &UNetConfig, first: [usize; 3], last: [usize; 3], dims: [u
 /// The box `[first, last]` widened by `reach` voxels and one alignment step more, aligned to
 /// the pooling grid and clipped to `dims`: where a layer `reach` voxels (of receptive field)
 /// from the logits must be computed for them (nested windows, `lrp/unet.rs`).
-pub fn window_reaching(cfg: &UNetConfig, reach: usize, first: [usize; 3], last: [usize; 3], dims: [usize; 3]) -> Window {
+pub fn window_reaching(
+    cfg: &UNetConfig,
+    reach: usize,
+    first: [usize; 3],
+    last: [usize; 3],
+    dims: [usize; 3],
+) -> Window {
     let a = cfg.align();
     let margin = reach + a;
     let lo: [usize; 3] = std::array::from_fn(|k| first[k].saturating_sub(margin) / a * a);
@@ -100,7 +106,8 @@ pub fn refit(t: Tensor<5>, from: &Window, to: &Window) -> Tensor<5> {
     if lo == to.lo && hi == to.hi {
         return part;
     }
-    Tensor::zeros(out, &device).slice_assign([0..n, 0..c, within(&to.lo, 0), within(&to.lo, 1), within(&to.lo, 2)], part)
+    Tensor::zeros(out, &device)
+        .slice_assign([0..n, 0..c, within(&to.lo, 0), within(&to.lo, 1), within(&to.lo, 2)], part)
 }
 
 /// The whole grid of `dims` as a window.
@@ -192,7 +199,9 @@ mod tests {
         let values: Vec<f32> = (0..2 * 64).map(|i| i as f32 + 1.0).collect();
         let t = Tensor::<5>::from_data(TensorData::new(values.clone(), [1, 2, 4, 4, 4]), &dev);
         let host = |to: Window| refit(t.clone(), &from, &to).into_data().try_to_vec::<f32>().unwrap();
-        let at = |v: &[f32], dims: [usize; 3], c: usize, p: [usize; 3]| v[((c * dims[0] + p[0]) * dims[1] + p[1]) * dims[2] + p[2]];
+        let at = |v: &[f32], dims: [usize; 3], c: usize, p: [usize; 3]| {
+            v[((c * dims[0] + p[0]) * dims[1] + p[1]) * dims[2] + p[2]]
+        };
         let old = |c: usize, p: [usize; 3]| at(&values, [4, 4, 4], c, p);
         // Larger: zeros around, the values shifted by (lo − lo') / 2.
         let big = host(Window { lo: [0, 0, 8], hi: [16, 8, 20] });

@@ -117,7 +117,11 @@ impl Prepared {
 pub fn largest_tensor_bytes(cfg: &crate::unet::UNetConfig, dims: [usize; 3]) -> u64 {
     let align = cfg.align();
     let n: usize = dims.iter().map(|d| d.div_ceil(align) * align).product();
-    let voxels = if n > WHOLE_PASS_VOXELS && crate::tiling::windowable(cfg) { n.min(MAX_WINDOW * SEGMENT_WINDOW_FACTOR) } else { n };
+    let voxels = if n > WHOLE_PASS_VOXELS && crate::tiling::windowable(cfg) {
+        n.min(MAX_WINDOW * SEGMENT_WINDOW_FACTOR)
+    } else {
+        n
+    };
     let channels = (2 * cfg.base_channels).max(cfg.in_channels);
     (voxels as u64) * (channels as u64) * 4
 }
@@ -155,13 +159,20 @@ fn prepare_normalised_with(net: &UNet, vol: &Volume, device: &Device, mode: Mode
     let padded = vol.padded(net.config.align());
     let [nx, ny, nz] = padded.dims;
     let n = padded.voxels();
-    let range = |c: usize| padded.data[c * n..(c + 1) * n].iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), v| (lo.min(*v), hi.max(*v)));
+    let range = |c: usize| {
+        padded.data[c * n..(c + 1) * n]
+            .iter()
+            .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), v| (lo.min(*v), hi.max(*v)))
+    };
     let (low, high) = (0..channels).map(range).unzip();
     let windowable = crate::tiling::windowable(&net.config);
     let max_window = match mode {
         Mode::Auto if n > WHOLE_PASS_VOXELS && windowable => Some(MAX_WINDOW),
         Mode::Windowed(_) if !windowable => {
-            return Err("this model uses instance norm, whose statistics span the whole volume: it cannot run in windows".into())
+            return Err(
+                "this model uses instance norm, whose statistics span the whole volume: it cannot run in windows"
+                    .into(),
+            )
         }
         Mode::Windowed(max) => Some(max),
         _ => None,
@@ -172,7 +183,9 @@ fn prepare_normalised_with(net: &UNet, vol: &Volume, device: &Device, mode: Mode
             input: Arc::new(HostInput { data: padded.data, channels, dims: [nz, ny, nx] }),
             max_window,
         },
-        None => Forward::Whole(net.forward_all(Tensor::<5>::from_data(TensorData::new(padded.data, [1, channels, nz, ny, nx]), device))),
+        None => Forward::Whole(
+            net.forward_all(Tensor::<5>::from_data(TensorData::new(padded.data, [1, channels, nz, ny, nx]), device)),
+        ),
     };
     Ok(Prepared { dims: vol.dims, padded: [nz, ny, nx], forward, low, high, crop: true, mask: Arc::default() })
 }
@@ -192,9 +205,14 @@ pub fn composite(name: &str, p: &Prepared) -> Result<Composite, String> {
         return Ok(c);
     }
     match Composite::by_name(name) {
-        Some(Composite::EpsilonGammaBox { .. }) => Ok(Composite::EpsilonGammaBox { low: p.low.clone(), high: p.high.clone() }),
+        Some(Composite::EpsilonGammaBox { .. }) => {
+            Ok(Composite::EpsilonGammaBox { low: p.low.clone(), high: p.high.clone() })
+        }
         Some(c) => Ok(c),
-        None => Err(format!("unknown composite \"{name}\"; choose one of {} or give a JSON file", Composite::NAMES.join(", "))),
+        None => Err(format!(
+            "unknown composite \"{name}\"; choose one of {} or give a JSON file",
+            Composite::NAMES.join(", ")
+        )),
     }
 }
 
@@ -206,7 +224,15 @@ pub(crate) async fn read(t: Tensor<5>) -> Result<Vec<f32>, String> {
 /// Crops a `[channels, z, y, x]` host buffer of the padded grid back to `dims`.
 pub fn crop(data: Vec<f32>, channels: usize, padded: [usize; 5], dims: [usize; 3]) -> Vec<f32> {
     let [_, _, pz, py, px] = padded;
-    Volume { dims: [px, py, pz], channels, spacing: [1.0; 3], affine: crate::geometry::Affine::diagonal([1.0; 3]), data }.cropped(dims).data
+    Volume {
+        dims: [px, py, pz],
+        channels,
+        spacing: [1.0; 3],
+        affine: crate::geometry::Affine::diagonal([1.0; 3]),
+        data,
+    }
+    .cropped(dims)
+    .data
 }
 
 /// Predicted class per voxel (argmax of the two logits; ties go to background), file order.
@@ -227,7 +253,11 @@ pub async fn segmentation_with_progress(p: &Prepared, progress: impl FnMut(usize
             read(fg).await?
         }
         Forward::Windowed { net, input, max_window } => {
-            crate::tiling::segmentation(net, input, &p.device(), max_window * SEGMENT_WINDOW_FACTOR, progress).await?.into_iter().map(f32::from).collect()
+            crate::tiling::segmentation(net, input, &p.device(), max_window * SEGMENT_WINDOW_FACTOR, progress)
+                .await?
+                .into_iter()
+                .map(f32::from)
+                .collect()
         }
     };
     let mask: Vec<u8> = crop(padded, 1, [1, 1, pz, py, px], p.dims).into_iter().map(|v| v as u8).collect();
@@ -285,7 +315,13 @@ pub fn positive_shares(relevance: &[f32], channels: usize) -> Option<Vec<f32>> {
 }
 
 /// The relevance map for `class` at NIfTI voxel `[x, y, z]` under `composite`.
-pub async fn explain(net: &UNet, p: &Prepared, voxel: [usize; 3], class: usize, composite: &Composite) -> Result<VoxelExplanation, String> {
+pub async fn explain(
+    net: &UNet,
+    p: &Prepared,
+    voxel: [usize; 3],
+    class: usize,
+    composite: &Composite,
+) -> Result<VoxelExplanation, String> {
     let [x, y, z] = voxel;
     if x >= p.dims[0] || y >= p.dims[1] || z >= p.dims[2] {
         return Err(format!("voxel {voxel:?} lies outside the volume {:?}", p.dims));
@@ -298,7 +334,13 @@ pub async fn explain(net: &UNet, p: &Prepared, voxel: [usize; 3], class: usize, 
     let w = p.window_for(net, at, at);
     let acts = p.activations(net, &w);
     let e = explain_voxel(net, &acts, composite, class, std::array::from_fn(|k| at[k] - w.lo[k]));
-    let logit = e.logit.into_data_async().await.map_err(|e| format!("{e:?}"))?.try_into_vec::<f32>().map_err(|e| format!("{e:?}"))?[0];
+    let logit = e
+        .logit
+        .into_data_async()
+        .await
+        .map_err(|e| format!("{e:?}"))?
+        .try_into_vec::<f32>()
+        .map_err(|e| format!("{e:?}"))?[0];
     let channels = net.config.in_channels;
     let mut relevance = vec![0f32; channels * p.dims.iter().product::<usize>()];
     place(&mut relevance, &read(e.relevance).await?, channels, &w, p.dims);
@@ -314,7 +356,7 @@ pub struct RegionExplanation {
     pub class: usize,
     /// Voxels in the region.
     pub voxels: usize,
-    /// Voxels whose |ΣM_a| was too small to normalise by (README, "Region maps").
+    /// Voxels whose |ΣM_a| was too small to normalise by (README, "LRP").
     pub left_out: usize,
     /// `M_A = Σ_{a∈A} M_a / ΣM_a`, 6 channels in file order.
     #[serde(skip)]
@@ -340,7 +382,13 @@ async fn masked_sum(t: Tensor<5>, mask: &Tensor<5>) -> Result<f32, String> {
 }
 
 /// The exact two-pass region map of `class` over `region` (one byte per voxel, file order).
-pub async fn explain_region(net: &UNet, p: &Prepared, region: &[u8], class: usize, composite: &Composite) -> Result<RegionExplanation, String> {
+pub async fn explain_region(
+    net: &UNet,
+    p: &Prepared,
+    region: &[u8],
+    class: usize,
+    composite: &Composite,
+) -> Result<RegionExplanation, String> {
     let mut maps = explain_regions(net, p, &[region], class, composite).await?;
     Ok(maps.remove(0))
 }
@@ -371,7 +419,13 @@ fn place(out: &mut [f32], window: &[f32], channels: usize, w: &Window, dims: [us
 
 /// The rules for LRP from the core `[first, last]` (padded grid) on activations cropped to `w`,
 /// each layer on its nested window (lrp/unet.rs).
-fn plan_around(net: &UNet, acts: &crate::unet::Activations, composite: &Composite, w: &Window, (first, last): ([usize; 3], [usize; 3])) -> crate::lrp::unet::Plan {
+fn plan_around(
+    net: &UNet,
+    acts: &crate::unet::Activations,
+    composite: &Composite,
+    w: &Window,
+    (first, last): ([usize; 3], [usize; 3]),
+) -> crate::lrp::unet::Plan {
     // The window was made around the core, so the core lies inside it.
     let inside = |v: [usize; 3]| -> [usize; 3] { std::array::from_fn(|k| v[k] - w.lo[k]) };
     crate::lrp::unet::Plan::around(net, acts, composite, inside(first), inside(last))
@@ -384,7 +438,13 @@ fn plan_around(net: &UNet, acts: &crate::unet::Activations, composite: &Composit
 /// (tiling.rs): the map is a sum over the region's voxels, so the cores' maps add up. Which
 /// voxels are left out depends on the largest `|ΣM_a|` of the whole region, so cores are
 /// visited twice: first for the column sums, then for the maps.
-pub async fn explain_regions(net: &UNet, p: &Prepared, regions: &[&[u8]], class: usize, composite: &Composite) -> Result<Vec<RegionExplanation>, String> {
+pub async fn explain_regions(
+    net: &UNet,
+    p: &Prepared,
+    regions: &[&[u8]],
+    class: usize,
+    composite: &Composite,
+) -> Result<Vec<RegionExplanation>, String> {
     explain_regions_with_progress(net, p, regions, class, composite, |_, _| {}).await
 }
 
@@ -410,7 +470,8 @@ pub async fn explain_regions_with_progress(
             return Err("the region is empty".into());
         }
     }
-    let boxes: Vec<([usize; 3], [usize; 3])> = regions.iter().filter_map(|r| crate::crop::bounding_box(r, p.dims)).collect();
+    let boxes: Vec<([usize; 3], [usize; 3])> =
+        regions.iter().filter_map(|r| crate::crop::bounding_box(r, p.dims)).collect();
     let first: [usize; 3] = std::array::from_fn(|k| boxes.iter().map(|b| b.0[k]).min().unwrap_or(0));
     let last: [usize; 3] = std::array::from_fn(|k| boxes.iter().map(|b| b.1[k]).max().unwrap_or(0));
     let cores = match &p.forward {
@@ -464,7 +525,8 @@ pub async fn explain_regions_with_progress(
         progress(visits.len(), 2 * cores.len());
     }
     let voxels_in = |region: &[u8]| region.iter().filter(|v| **v != 0).count();
-    let mut out: Vec<(Vec<f32>, f32, f32, usize)> = regions.iter().map(|_| (vec![0f32; channels * nx * ny * nz], 0.0, 0.0, 0)).collect();
+    let mut out: Vec<(Vec<f32>, f32, f32, usize)> =
+        regions.iter().map(|_| (vec![0f32; channels * nx * ny * nz], 0.0, 0.0, 0)).collect();
     let mut done = 0;
     for ((w, acts, sums), &core) in visits.into_iter().zip(&cores) {
         let (acts, plan) = match acts {
@@ -520,7 +582,18 @@ mod tests {
     use crate::unet::{Down, NormKind, UNetConfig};
 
     fn config(norm: NormKind) -> UNetConfig {
-        UNetConfig { in_channels: 6, classes: 2, levels: 3, base_channels: 16, blocks: 1, norm, down: Down::MaxPool, up: Default::default(), activation: Default::default(), norm_eps: 1e-5 }
+        UNetConfig {
+            in_channels: 6,
+            classes: 2,
+            levels: 3,
+            base_channels: 16,
+            blocks: 1,
+            norm,
+            down: Down::MaxPool,
+            up: Default::default(),
+            activation: Default::default(),
+            norm_eps: 1e-5,
+        }
     }
 
     #[test]

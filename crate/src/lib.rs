@@ -10,8 +10,8 @@ pub mod lrp;
 pub mod metrics;
 pub mod nifti;
 pub mod phantom;
-pub mod region;
 pub mod pool;
+pub mod region;
 pub mod rng;
 pub mod skeleton;
 pub mod study;
@@ -21,8 +21,8 @@ pub mod train;
 pub mod unet;
 pub mod upsample;
 pub mod volume;
-pub mod window;
 pub mod weights;
+pub mod window;
 
 #[cfg(target_arch = "wasm32")]
 mod web;

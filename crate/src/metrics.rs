@@ -22,7 +22,11 @@ impl Overlap {
     }
 
     pub fn add(self, other: Overlap) -> Overlap {
-        Overlap { both: self.both + other.both, predicted: self.predicted + other.predicted, labelled: self.labelled + other.labelled }
+        Overlap {
+            both: self.both + other.both,
+            predicted: self.predicted + other.predicted,
+            labelled: self.labelled + other.labelled,
+        }
     }
 
     /// 2|P∩L| / (|P| + |L|); `None` when both are empty (nothing to find, nothing found).

@@ -12,10 +12,7 @@ fn windows(x: Tensor<5>) -> (Tensor<4>, [usize; 5]) {
     let [n, c, d, h, w] = x.dims();
     assert!(d % 2 == 0 && h % 2 == 0 && w % 2 == 0, "max_pool3d needs even dims, got {d}×{h}×{w}");
     let (d2, h2, w2) = (d / 2, h / 2, w / 2);
-    let win = x
-        .reshape([n * c * d2, 2, h2, 2, w2, 2])
-        .permute([0, 2, 4, 1, 3, 5])
-        .reshape([n * c * d2, h2, w2, 8]);
+    let win = x.reshape([n * c * d2, 2, h2, 2, w2, 2]).permute([0, 2, 4, 1, 3, 5]).reshape([n * c * d2, h2, w2, 8]);
     (win, [n, c, d2, h2, w2])
 }
 
@@ -58,8 +55,5 @@ pub fn max_unpool3d(x: Tensor<5>, r: Tensor<5>) -> Tensor<5> {
         winner = winner.repeat_dim(0, batch);
     }
     let routed = winner * r.reshape([batch * c * d2, h2, w2, 1]);
-    routed
-        .reshape([batch * c * d2, h2, w2, 2, 2, 2])
-        .permute([0, 3, 1, 4, 2, 5])
-        .reshape([batch, c, d, h, w])
+    routed.reshape([batch * c * d2, h2, w2, 2, 2, 2]).permute([0, 3, 1, 4, 2, 5]).reshape([batch, c, d, h, w])
 }

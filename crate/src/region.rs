@@ -34,14 +34,13 @@ pub fn component(mask: &[u8], dims: [usize; 3], seed: [usize; 3]) -> Option<Vec<
     Some(out)
 }
 
-
 /// Which output voxels to explain, in the terms a user picks them (page panel, `seglrp explain
 /// --region`, `seglrp cohort --regions`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Selection {
     /// The predicted tumour's connected component holding this voxel `[x, y, z]`.
     Component([usize; 3]),
-    /// All predicted tumour: the seed's "foreground" region.
+    /// All predicted tumour: the "foreground" region of Chlebus et al. 2019.
     AllPredicted,
     /// Predicted and labelled tumour.
     TruePositive,
@@ -66,7 +65,9 @@ impl Selection {
             "tp" => Ok(Selection::TruePositive),
             "fn" => Ok(Selection::FalseNegative),
             "fp" => Ok(Selection::FalsePositive),
-            other => Err(format!("unknown region \"{other}\": choose all (predicted tumour), tp, fn or fp (against the label)")),
+            other => Err(format!(
+                "unknown region \"{other}\": choose all (predicted tumour), tp, fn or fp (against the label)"
+            )),
         }
     }
 
@@ -93,7 +94,9 @@ impl Selection {
     pub fn mask(&self, pred: &[u8], label: Option<&[u8]>, dims: [usize; 3]) -> Result<Vec<u8>, String> {
         let n = dims.iter().product::<usize>();
         let both = |f: fn(bool, bool) -> bool| -> Result<Vec<u8>, String> {
-            let label = label.ok_or_else(|| format!("the region \"{}\" compares with the tumour label, and this study has none", self.name()))?;
+            let label = label.ok_or_else(|| {
+                format!("the region \"{}\" compares with the tumour label, and this study has none", self.name())
+            })?;
             Ok(pred.iter().zip(label).map(|(p, l)| u8::from(f(*p != 0, *l != 0))).collect())
         };
         match self {
@@ -107,7 +110,9 @@ impl Selection {
             Selection::Box([x0, y0, z0, x1, y1, z1]) => {
                 let [nx, ny, nz] = dims;
                 if x0 >= x1 || y0 >= y1 || z0 >= z1 || *x1 > nx || *y1 > ny || *z1 > nz {
-                    return Err(format!("the box {x0},{y0},{z0},{x1},{y1},{z1} must lie inside {nx}×{ny}×{nz} and not be empty"));
+                    return Err(format!(
+                        "the box {x0},{y0},{z0},{x1},{y1},{z1} must lie inside {nx}×{ny}×{nz} and not be empty"
+                    ));
                 }
                 let mut m = vec![0u8; n];
                 for z in *z0..*z1 {
@@ -208,7 +213,10 @@ mod tests {
         assert_eq!(count(Selection::Component([0, 0, 0])), vec![1, 1, 0, 0, 1, 0]);
         let e = Selection::TruePositive.mask(&pred, None, dims).unwrap_err();
         assert!(e.contains("has none"), "{e}");
-        assert!(Selection::Component([2, 0, 0]).mask(&pred, None, dims).unwrap_err().contains("not in the predicted tumour"));
+        assert!(Selection::Component([2, 0, 0])
+            .mask(&pred, None, dims)
+            .unwrap_err()
+            .contains("not in the predicted tumour"));
         assert!(Selection::Box([0, 0, 0, 4, 1, 1]).mask(&pred, None, dims).is_err());
         assert!(Selection::Mask(vec![1; 5]).mask(&pred, None, dims).is_err());
         for name in ["all", "TP", "fn", "fp"] {

@@ -128,7 +128,19 @@ impl Role {
         }
         let t = tokens(file_name);
         let any = |words: &[&str]| t.iter().any(|tok| words.contains(&tok.as_str()));
-        if any(&["label", "labels", "seg", "segmentation", "mask", "gt", "truth", "groundtruth", "annotation", "tumour", "tumor"]) {
+        if any(&[
+            "label",
+            "labels",
+            "seg",
+            "segmentation",
+            "mask",
+            "gt",
+            "truth",
+            "groundtruth",
+            "annotation",
+            "tumour",
+            "tumor",
+        ]) {
             Role::Label
         } else if any(&["15min", "900s", "hbp", "hepatobiliary"]) {
             Role::Sequence(5)
@@ -140,7 +152,9 @@ impl Role {
             Role::Sequence(2)
         } else if t.iter().any(|tok| tok.starts_with("t2")) {
             Role::Sequence(0)
-        } else if any(&["plain", "native", "pre", "precontrast", "unenhanced"]) || t.iter().any(|tok| tok.starts_with("t1")) {
+        } else if any(&["plain", "native", "pre", "precontrast", "unenhanced"])
+            || t.iter().any(|tok| tok.starts_with("t1"))
+        {
             Role::Sequence(1)
         } else {
             Role::Unused
@@ -220,7 +234,9 @@ pub fn read_files(files: &[Input]) -> Vec<FileReport> {
         } else if is(i, &[".hdr", ".hdr.gz"]) {
             match (0..files.len()).find(|j| is(*j, &[".img", ".img.gz"]) && stem(*j) == stem(i)) {
                 Some(j) => read_pair(input, &files[j]),
-                None => Err(format!("{name} is the header half of a .hdr/.img pair; give its .img file together with it")),
+                None => {
+                    Err(format!("{name} is the header half of a .hdr/.img pair; give its .img file together with it"))
+                }
             }
         } else {
             read_input(input)
@@ -242,12 +258,31 @@ pub fn read_files(files: &[Input]) -> Vec<FileReport> {
 #[derive(Clone, Debug, PartialEq)]
 pub enum StudyError {
     Missing(Vec<&'static str>),
-    Duplicate { role: &'static str, first: String, second: String },
-    WrongShape { name: String, role: &'static str, channels: usize },
-    GridMismatch { first: String, second: String, detail: String },
-    BadLabel { name: String, detail: String },
+    Duplicate {
+        role: &'static str,
+        first: String,
+        second: String,
+    },
+    WrongShape {
+        name: String,
+        role: &'static str,
+        channels: usize,
+    },
+    GridMismatch {
+        first: String,
+        second: String,
+        detail: String,
+    },
+    BadLabel {
+        name: String,
+        detail: String,
+    },
     /// A channel that carries no information: constant, mostly NaN, nothing above background.
-    Meaningless { name: String, channel: &'static str, detail: String },
+    Meaningless {
+        name: String,
+        channel: &'static str,
+        detail: String,
+    },
 }
 
 impl std::fmt::Display for StudyError {
@@ -255,7 +290,8 @@ impl std::fmt::Display for StudyError {
         match self {
             StudyError::Missing(which) => write!(
                 f,
-                "the study is incomplete: no file for {}. Add the missing sequence files, or assign a file to each sequence",
+                "the study is incomplete: no file for {}. Add the missing sequence files, or assign a file to each \
+                    sequence",
                 which.join(", ")
             ),
             StudyError::Duplicate { role, first, second } => {
@@ -263,20 +299,22 @@ impl std::fmt::Display for StudyError {
             }
             StudyError::WrongShape { name, role, channels } if *role == "all sequences" => write!(
                 f,
-                "{name} has {channels} volume(s), but a 4-D study file must hold 6 (T2, T1 plain, T1 20 s, 60 s, 120 s, 15 min, in this order)"
+                "{name} has {channels} volume(s), but a 4-D study file must hold 6 (T2, T1 plain, T1 20 s, 60 s, 120 \
+                    s, 15 min, in this order)"
             ),
-            StudyError::WrongShape { name, role, channels } => write!(
-                f,
-                "{name} has {channels} volumes, so it cannot be the single 3-D image for {role}"
-            ),
+            StudyError::WrongShape { name, role, channels } => {
+                write!(f, "{name} has {channels} volumes, so it cannot be the single 3-D image for {role}")
+            }
             StudyError::GridMismatch { first, second, detail } => write!(
                 f,
-                "{first} and {second} are not on the same voxel grid ({detail}); resample them onto one grid first — SegLRP does not resample"
+                "{first} and {second} are not on the same voxel grid ({detail}); resample them onto one grid first — \
+                    SegLRP does not resample"
             ),
             StudyError::BadLabel { name, detail } => write!(f, "{name} cannot be the tumour label: {detail}"),
             StudyError::Meaningless { name, channel, detail } => write!(
                 f,
-                "{name} ({channel}) cannot be segmented or explained: {detail}. Check that this is the right file and that it was exported correctly"
+                "{name} ({channel}) cannot be segmented or explained: {detail}. Check that this is the right file and \
+                    that it was exported correctly"
             ),
         }
     }
@@ -299,7 +337,8 @@ pub struct Study {
 
 /// Whether two volumes share one voxel grid (dimensions and affine within [`AFFINE_TOLERANCE_MM`]).
 pub fn same_grid(a: (&str, &Volume), b: (&str, &Volume)) -> Result<(), StudyError> {
-    let mismatch = |detail: String| StudyError::GridMismatch { first: a.0.to_string(), second: b.0.to_string(), detail };
+    let mismatch =
+        |detail: String| StudyError::GridMismatch { first: a.0.to_string(), second: b.0.to_string(), detail };
     if a.1.dims != b.1.dims {
         let d = |v: &Volume| v.dims.map(|x| x.to_string()).join("×");
         return Err(mismatch(format!("dimensions {} vs {}", d(a.1), d(b.1))));
@@ -308,7 +347,8 @@ pub fn same_grid(a: (&str, &Volume), b: (&str, &Volume)) -> Result<(), StudyErro
     if !(diff <= AFFINE_TOLERANCE_MM) {
         let what = if col == 3 { "origin" } else { "axis direction/voxel size" };
         return Err(mismatch(format!(
-            "their voxel-to-world affines differ by {diff:.4} mm at row {}, column {} ({what}); allowed: {AFFINE_TOLERANCE_MM} mm",
+            "their voxel-to-world affines differ by {diff:.4} mm at row {}, column {} ({what}); allowed: \
+                {AFFINE_TOLERANCE_MM} mm",
             row + 1,
             col + 1
         )));
@@ -371,7 +411,9 @@ pub fn assemble(parts: &[(&str, &Volume, Role)]) -> Result<Study, StudyError> {
             if let Some(v) = vol.data.iter().find(|v| **v != 0.0 && **v != 1.0) {
                 return Err(StudyError::BadLabel {
                     name: name.to_string(),
-                    detail: format!("it contains the value {v}, but a label must hold only 0 (background) and 1 (tumour)"),
+                    detail: format!(
+                        "it contains the value {v}, but a label must hold only 0 (background) and 1 (tumour)"
+                    ),
                 });
             }
             Some(vol.data.iter().map(|v| *v as u8).collect())
@@ -397,14 +439,21 @@ fn meaningful(name: &str, c: usize, volume: &Volume) -> Result<(), StudyError> {
     let t = volume.body_threshold(c);
     if !ch.iter().any(|v| *v > t) {
         return Err(err(format!(
-            "no voxel is above its body threshold ({t}; 5 % of the 99th percentile, at least 0): its values run from {min} to {max}, and the network reads only positive intensities"
+            "no voxel is above its body threshold ({t}; 5 % of the 99th percentile, at least 0): its values run from \
+                {min} to {max}, and the network reads only positive intensities"
         )));
     }
     Ok(())
 }
 
 /// Refuses a channel or label whose NaN/infinite voxels exceed what can be replaced.
-fn check_non_finite(name: &str, what: &'static str, count: usize, voxels: usize, label: bool) -> Result<(), StudyError> {
+fn check_non_finite(
+    name: &str,
+    what: &'static str,
+    count: usize,
+    voxels: usize,
+    label: bool,
+) -> Result<(), StudyError> {
     if count == 0 {
         return Ok(());
     }

@@ -9,7 +9,7 @@
 //!
 //! Segmentation tiles the grid into cores and keeps each core's logits; an explanation runs
 //! its forward pass on its own window, and a region whose window would be too large is split
-//! into cores whose maps add up (a region map is a sum over its voxels; README "Region maps").
+//! into cores whose maps add up (a region map is a sum over its voxels; README "LRP").
 
 use burn::prelude::*;
 use burn::tensor::TensorData;
@@ -53,7 +53,13 @@ pub fn windowable(cfg: &UNetConfig) -> bool {
 /// Cores (inclusive `[first, last]`, tensor axes) covering the box `[first, last]` of a grid of
 /// `dims`, each with a window ([`crop::window_of`]) of at most `max_window` voxels where that
 /// can be had (a core is never split below one aligned step per axis).
-pub fn cores(cfg: &UNetConfig, first: [usize; 3], last: [usize; 3], dims: [usize; 3], max_window: usize) -> Vec<([usize; 3], [usize; 3])> {
+pub fn cores(
+    cfg: &UNetConfig,
+    first: [usize; 3],
+    last: [usize; 3],
+    dims: [usize; 3],
+    max_window: usize,
+) -> Vec<([usize; 3], [usize; 3])> {
     let a = cfg.align();
     // Core sizes, multiples of the alignment, halved along the largest axis until every core's
     // window fits (a core at the grid's edge has a smaller window than one in the middle).
@@ -89,7 +95,13 @@ fn split(first: [usize; 3], last: [usize; 3], size: [usize; 3], a: usize) -> Vec
 
 /// The predicted class (argmax; ties go to background) per voxel of the padded grid, core by
 /// core; `progress(done, total)` after each.
-pub async fn segmentation(net: &UNet, input: &HostInput, device: &Device, max_window: usize, mut progress: impl FnMut(usize, usize)) -> Result<Vec<u8>, String> {
+pub async fn segmentation(
+    net: &UNet,
+    input: &HostInput,
+    device: &Device,
+    max_window: usize,
+    mut progress: impl FnMut(usize, usize),
+) -> Result<Vec<u8>, String> {
     let dims = input.dims;
     let all = cores(&net.config, [0; 3], dims.map(|d| d - 1), dims, max_window);
     let mut out = vec![0u8; dims.iter().product()];

@@ -155,7 +155,12 @@ fn learning_rate(opts: &TrainOptions, step: usize) -> f64 {
 /// Trains a network of `config` from seeded weights; `progress(step, loss, net)` after every
 /// step (the net lets callers write checkpoints). Returns the network on `device`, without
 /// autodiff.
-pub fn train(config: &UNetConfig, opts: &TrainOptions, device: &Device, mut progress: impl FnMut(usize, f32, &dyn Fn() -> UNet)) -> UNet {
+pub fn train(
+    config: &UNetConfig,
+    opts: &TrainOptions,
+    device: &Device,
+    mut progress: impl FnMut(usize, f32, &dyn Fn() -> UNet),
+) -> UNet {
     let ad = device.clone().autodiff();
     let mut net = UNet::seeded(config, opts.seed, 0.0, &ad);
     let mut optim = AdamWConfig::new().with_weight_decay(opts.weight_decay).init();
@@ -163,7 +168,12 @@ pub fn train(config: &UNetConfig, opts: &TrainOptions, device: &Device, mut prog
         let (inputs, labels): (Vec<Tensor<5>>, Vec<Vec<u8>>) = (0..opts.batch)
             .map(|k| {
                 let (vol, label) = sample(opts, (step * opts.batch + k) as u64);
-                assert_eq!(vol.dims.map(|d| d % config.align()), [0; 3], "training patches must be multiples of {}", config.align());
+                assert_eq!(
+                    vol.dims.map(|d| d % config.align()),
+                    [0; 3],
+                    "training patches must be multiples of {}",
+                    config.align()
+                );
                 (to_input(&vol.normalised(), &ad), label)
             })
             .unzip();
@@ -180,7 +190,11 @@ pub fn train(config: &UNetConfig, opts: &TrainOptions, device: &Device, mut prog
 /// Dice of the predicted tumour against the label on one sample (raw intensities).
 pub fn dice(net: &UNet, vol: &Volume, label: &[u8], device: &Device) -> f32 {
     let [nx, ny, nz] = vol.dims;
-    let logits = net.forward(to_input(&vol.normalised().padded(net.config.align()), device)).narrow(2, 0, nz).narrow(3, 0, ny).narrow(4, 0, nx);
+    let logits = net
+        .forward(to_input(&vol.normalised().padded(net.config.align()), device))
+        .narrow(2, 0, nz)
+        .narrow(3, 0, ny)
+        .narrow(4, 0, nx);
     let fg = logits.clone().narrow(1, 1, 1).greater(logits.narrow(1, 0, 1)).float();
     let pred: Vec<u8> = fg.into_data().try_into_vec::<f32>().expect("f32").iter().map(|v| u8::from(*v > 0.5)).collect();
     crate::metrics::dice(&pred, label).unwrap_or(1.0)

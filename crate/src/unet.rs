@@ -22,8 +22,8 @@ use burn::tensor::TensorData;
 use serde::{Deserialize, Serialize};
 
 use crate::pool::max_pool3d;
-use crate::upsample::upsample2;
 use crate::rng::SplitMix;
+use crate::upsample::upsample2;
 
 pub const IN_CHANNELS: usize = 6;
 pub const CLASSES: usize = 2;
@@ -218,7 +218,11 @@ impl UpLayer {
     }
 
     pub fn upsample_mode(&self) -> crate::upsample::Mode {
-        if self.mode == Up::Trilinear { crate::upsample::Mode::Trilinear } else { crate::upsample::Mode::Nearest }
+        if self.mode == Up::Trilinear {
+            crate::upsample::Mode::Trilinear
+        } else {
+            crate::upsample::Mode::Nearest
+        }
     }
 }
 
@@ -284,7 +288,15 @@ fn uniform(rng: &mut SplitMix, shape: Vec<usize>, bound: f32, device: &Device) -
     Tensor::from_data(TensorData::new(v, [n]), device)
 }
 
-fn conv3d(rng: &mut SplitMix, cin: usize, cout: usize, k: usize, stride: usize, bias_scale: f32, device: &Device) -> Conv3d {
+fn conv3d(
+    rng: &mut SplitMix,
+    cin: usize,
+    cout: usize,
+    k: usize,
+    stride: usize,
+    bias_scale: f32,
+    device: &Device,
+) -> Conv3d {
     let a = (6.0 / (cin * k * k * k) as f32).sqrt();
     let pad = if stride == 1 { k / 2 } else { 0 };
     Conv3d {
@@ -310,7 +322,14 @@ fn norm3d(rng: &mut SplitMix, c: usize, kind: NormKind, eps: f32, device: &Devic
     } else {
         (Param::from_tensor(Tensor::zeros([c], device)), Param::from_tensor(Tensor::ones([c], device)))
     };
-    Some(Norm3d { weight: around(rng, 1.0, 0.3), bias: around(rng, 0.0, 0.2), running_mean: mean, running_var: var, kind, eps })
+    Some(Norm3d {
+        weight: around(rng, 1.0, 0.3),
+        bias: around(rng, 0.0, 0.2),
+        running_mean: mean,
+        running_var: var,
+        kind,
+        eps,
+    })
 }
 
 impl UNet {
@@ -348,7 +367,15 @@ impl UNet {
                     UpLayer {
                         transposed: Some(ConvTranspose3d {
                             // PyTorch/burn layout for transposed convs: [in, out, k, k, k]
-                            weight: Param::from_tensor(uniform(&mut rng, vec![c(l + 1), c(l), 2, 2, 2], a, device).reshape([c(l + 1), c(l), 2, 2, 2])),
+                            weight: Param::from_tensor(
+                                uniform(&mut rng, vec![c(l + 1), c(l), 2, 2, 2], a, device).reshape([
+                                    c(l + 1),
+                                    c(l),
+                                    2,
+                                    2,
+                                    2,
+                                ]),
+                            ),
                             bias: Some(Param::from_tensor(uniform(&mut rng, vec![c(l)], bias_scale, device))),
                             stride: [2; 3],
                             kernel_size: [2; 3],
@@ -362,7 +389,11 @@ impl UNet {
                         mode: Up::TransposedConv,
                     }
                 }
-                mode => UpLayer { transposed: None, conv: Some(conv3d(&mut rng, c(l + 1), c(l), 1, 1, bias_scale, device)), mode },
+                mode => UpLayer {
+                    transposed: None,
+                    conv: Some(conv3d(&mut rng, c(l + 1), c(l), 1, 1, bias_scale, device)),
+                    mode,
+                },
             });
             let mut blocks = Vec::new();
             let mut cin = 2 * c(l);

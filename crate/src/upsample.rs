@@ -88,7 +88,11 @@ fn up_axis_adjoint(g: Tensor<5>, axis: usize, mode: Mode) -> Tensor<5> {
             let last = odd.narrow(axis, n - 1, 1) * 0.25;
             let pad = |t: Tensor<5>, at_start: bool| {
                 let rest = out.clone().narrow(axis, 0, n - 1).zeros_like();
-                if at_start { Tensor::cat(vec![t, rest], axis) } else { Tensor::cat(vec![rest, t], axis) }
+                if at_start {
+                    Tensor::cat(vec![t, rest], axis)
+                } else {
+                    Tensor::cat(vec![rest, t], axis)
+                }
             };
             out.clone() + pad(first, true) + pad(last, false)
         }

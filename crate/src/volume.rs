@@ -58,7 +58,8 @@ impl Volume {
             let t = self.body_threshold(c);
             let ch = &mut out.data[c * n..(c + 1) * n];
             let inside = |v: f32| v > t;
-            let (count, sum) = ch.iter().filter(|v| inside(**v)).fold((0usize, 0f64), |(n, s), v| (n + 1, s + *v as f64));
+            let (count, sum) =
+                ch.iter().filter(|v| inside(**v)).fold((0usize, 0f64), |(n, s), v| (n + 1, s + *v as f64));
             if count == 0 {
                 ch.fill(0.0);
                 continue;

@@ -42,7 +42,9 @@ fn progress(stage: &str, done: usize, total: usize) {
     let _ = js_sys::Reflect::set(&msg, &"total".into(), &(total as f64).into());
     // Only in the worker (a window's postMessage wants an origin; the page never calls this).
     let global = js_sys::global();
-    if let Ok(post) = js_sys::Reflect::get(&global, &"postMessage".into()).and_then(|f| f.dyn_into::<js_sys::Function>()) {
+    if let Ok(post) =
+        js_sys::Reflect::get(&global, &"postMessage".into()).and_then(|f| f.dyn_into::<js_sys::Function>())
+    {
         let _ = post.call1(&global, &msg);
     }
 }
@@ -99,7 +101,8 @@ fn check_fits(s: &State, dims: [usize; 3]) -> Result<(), JsError> {
     }
     let mib = |b: u64| b as f64 / (1u64 << 20) as f64;
     Err(js_err(format!(
-        "this study ({}×{}×{} voxels) needs GPU buffers of {:.0} MiB and this GPU allows {:.0} MiB: open the page with ?backend=cpu to run it on the CPU, or crop the study",
+        "this study ({}×{}×{} voxels) needs GPU buffers of {:.0} MiB and this GPU allows {:.0} MiB: open the page with \
+            ?backend=cpu to run it on the CPU, or crop the study",
         dims[0], dims[1], dims[2], mib(need), mib(limit)
     )))
 }
@@ -241,8 +244,13 @@ pub fn open_files(files: js_sys::Array, roles: JsValue) -> Result<JsValue, JsErr
             let preview = match reports.iter().find(|r| r.volume.is_some()) {
                 Some(r) => {
                     let v = r.volume.as_ref().expect("found above");
-                    let p = serde_wasm_bindgen::to_value(&Preview { name: &r.name, dims: v.dims, channels: v.channels, affine: v.affine })
-                        .map_err(js_err)?;
+                    let p = serde_wasm_bindgen::to_value(&Preview {
+                        name: &r.name,
+                        dims: v.dims,
+                        channels: v.channels,
+                        affine: v.affine,
+                    })
+                    .map_err(js_err)?;
                     set(&p, "data", &Float32Array::from(&v.data[..]))?;
                     p
                 }
@@ -324,7 +332,15 @@ pub async fn explain(x: usize, y: usize, z: usize, class: usize, composite: Stri
 /// `{relevance: Float32Array, region: Uint8Array (the region's mask), voxels, left_out,
 /// relevance_sum, shares, signed_shares, class}`.
 #[wasm_bindgen]
-pub async fn explain_region(x: usize, y: usize, z: usize, class: usize, composite: String, scope: String, mut label: Option<Vec<u8>>) -> Result<JsValue, JsError> {
+pub async fn explain_region(
+    x: usize,
+    y: usize,
+    z: usize,
+    class: usize,
+    composite: String,
+    scope: String,
+    mut label: Option<Vec<u8>>,
+) -> Result<JsValue, JsError> {
     let (net, study) = current()?;
     let composite = chosen_composite(&composite, &study)?;
     let mask = engine::segmentation(&study).await.map_err(js_err)?;
@@ -340,9 +356,15 @@ pub async fn explain_region(x: usize, y: usize, z: usize, class: usize, composit
     })?;
     if !area.iter().any(|v| *v != 0) {
         return Err(js_err(match selection {
-            Selection::Component(_) | Selection::AllPredicted => "there is no predicted tumour there: click inside the red region, or explain single voxels",
-            Selection::TruePositive => "the prediction and the label share no voxel: there are no true positives to explain",
-            Selection::FalseNegative => "the prediction misses none of the label's tumour: there are no false negatives to explain",
+            Selection::Component(_) | Selection::AllPredicted => {
+                "there is no predicted tumour there: click inside the red region, or explain single voxels"
+            }
+            Selection::TruePositive => {
+                "the prediction and the label share no voxel: there are no true positives to explain"
+            }
+            Selection::FalseNegative => {
+                "the prediction misses none of the label's tumour: there are no false negatives to explain"
+            }
             Selection::Mask(_) => "the drawing is empty: draw a region first",
             _ => "every predicted tumour voxel is in the label: there are no false positives to explain",
         }));
@@ -357,8 +379,17 @@ pub async fn explain_region(x: usize, y: usize, z: usize, class: usize, composit
 }
 
 /// One region's map, reporting each LRP pass to the page.
-async fn region_map(net: &UNet, study: &Prepared, area: &[u8], class: usize, composite: &crate::lrp::Composite) -> Result<engine::RegionExplanation, String> {
-    let mut maps = engine::explain_regions_with_progress(net, study, &[area], class, composite, |done, total| progress("region", done, total)).await?;
+async fn region_map(
+    net: &UNet,
+    study: &Prepared,
+    area: &[u8],
+    class: usize,
+    composite: &crate::lrp::Composite,
+) -> Result<engine::RegionExplanation, String> {
+    let mut maps = engine::explain_regions_with_progress(net, study, &[area], class, composite, |done, total| {
+        progress("region", done, total)
+    })
+    .await?;
     Ok(maps.remove(0))
 }
 
@@ -387,7 +418,7 @@ pub fn cohort_files(i: usize, gzip: bool) -> Result<js_sys::Array, JsError> {
     Ok(out)
 }
 
-/// One line of the seed's cohort figure, computed without touching the loaded study: demo
+/// One line of the cohort figure of Chlebus et al. 2019, computed without touching the loaded study: demo
 /// patient `i` generated, read back from its NIfTI files (the path a dropped study takes),
 /// segmented, and the exact region map of all its predicted tumour (class tumour) under
 /// `composite`. Returns what [`explain_region`] does without the maps
@@ -398,7 +429,8 @@ pub fn cohort_files(i: usize, gzip: bool) -> Result<js_sys::Array, JsError> {
 pub async fn explain_demo_patient(i: usize, composite: String) -> Result<JsValue, JsError> {
     demo_patient(i)?;
     let files = crate::phantom::cohort_patient(i).nifti_files(false);
-    let refs: Vec<study::Input> = files.iter().map(|(n, b)| study::Input::bytes(format!("patient{i:02}_{n}"), b)).collect();
+    let refs: Vec<study::Input> =
+        files.iter().map(|(n, b)| study::Input::bytes(format!("patient{i:02}_{n}"), b)).collect();
     let mut reports = study::read_files(&refs);
     let st = study::assemble_reports(&mut reports, &[]).map_err(js_err)?;
     let (net, prepared) = with_state(|s| {
@@ -440,13 +472,19 @@ pub fn sample_file(i: usize, nx: usize, ny: usize, nz: usize) -> Result<JsValue,
 /// `device_in_use`, `device_reserved` (the GPU allocator's bytes; null on the CPU)`}`.
 #[wasm_bindgen]
 pub fn memory_report() -> Result<JsValue, JsError> {
-    let wasm = wasm_bindgen::memory().dyn_into::<js_sys::WebAssembly::Memory>().map_err(|_| js_err("no wasm memory"))?;
-    let wasm_bytes = wasm.buffer().dyn_into::<js_sys::ArrayBuffer>().map_err(|_| js_err("no wasm buffer"))?.byte_length();
+    let wasm =
+        wasm_bindgen::memory().dyn_into::<js_sys::WebAssembly::Memory>().map_err(|_| js_err("no wasm memory"))?;
+    let wasm_bytes =
+        wasm.buffer().dyn_into::<js_sys::ArrayBuffer>().map_err(|_| js_err("no wasm buffer"))?.byte_length();
     let usage = with_state(|s| Ok(s.device.memory_pool_usage()))?;
     let out = js_sys::Object::new();
     set(&out, "wasm_bytes", &(wasm_bytes as f64).into())?;
     set(&out, "device_in_use", &usage.as_ref().map(|u| JsValue::from(u.bytes_in_use as f64)).unwrap_or(JsValue::NULL))?;
-    set(&out, "device_reserved", &usage.as_ref().map(|u| JsValue::from(u.bytes_reserved as f64)).unwrap_or(JsValue::NULL))?;
+    set(
+        &out,
+        "device_reserved",
+        &usage.as_ref().map(|u| JsValue::from(u.bytes_reserved as f64)).unwrap_or(JsValue::NULL),
+    )?;
     Ok(out.into())
 }
 
@@ -474,7 +512,10 @@ pub fn model_info() -> Result<JsValue, JsError> {
         parameters: usize,
     }
     // A struct, not a serde_json map: serde-wasm-bindgen turns maps into JS `Map`s.
-    with_state(|s| serde_wasm_bindgen::to_value(&ModelInfo { config: &s.net.config, parameters: s.net.num_params() }).map_err(js_err))
+    with_state(|s| {
+        serde_wasm_bindgen::to_value(&ModelInfo { config: &s.net.config, parameters: s.net.num_params() })
+            .map_err(js_err)
+    })
 }
 
 /// Replaces the model by the user's: safetensors `weights` (PyTorch names, README "Models")
@@ -484,13 +525,16 @@ pub fn model_info() -> Result<JsValue, JsError> {
 #[wasm_bindgen]
 pub fn load_model(weights: &[u8], config: Option<String>) -> Result<JsValue, JsError> {
     let config: crate::unet::UNetConfig = match config.filter(|c| !c.trim().is_empty()) {
-        Some(c) => serde_json::from_str(&c).map_err(|e| js_err(format!("the configuration JSON is not usable: {e}")))?,
+        Some(c) => {
+            serde_json::from_str(&c).map_err(|e| js_err(format!("the configuration JSON is not usable: {e}")))?
+        }
         None => crate::weights::config_of(weights)
             .ok_or_else(|| js_err("the weights carry no configuration: give its JSON file too (README, Models)"))?,
     };
     if config.in_channels != crate::unet::IN_CHANNELS || config.classes != crate::unet::CLASSES {
         return Err(js_err(format!(
-            "this model takes {} input channels and has {} classes; the page feeds the six sequences (T2, T1 plain, T1 20 s, 60 s, 120 s, 15 min) and shows 2 classes (background, tumour)",
+            "this model takes {} input channels and has {} classes; the page feeds the six sequences (T2, T1 plain, T1 \
+                20 s, 60 s, 120 s, 15 min) and shows 2 classes (background, tumour)",
             config.in_channels, config.classes
         )));
     }

@@ -26,18 +26,35 @@ impl std::fmt::Display for ModelError {
         match self {
             ModelError::Config(why) => write!(f, "the model configuration is unusable: {why}"),
             ModelError::NotSafetensors(why) => write!(f, "the weights file is not a readable safetensors file: {why}"),
-            ModelError::Missing(name) => write!(f, "the weights lack the tensor \"{name}\" that the configuration needs; do file and configuration belong together?"),
+            ModelError::Missing(name) => write!(
+                f,
+                "the weights lack the tensor \"{name}\" that the configuration \
+                needs; do file and configuration belong together?"
+            ),
             ModelError::Shape { name, expected, found } => write!(
                 f,
                 "the tensor \"{name}\" has shape {found:?}, but the configuration needs {expected:?}{}",
                 if name == "encoder.0.0.conv.weight" && expected.get(1) != found.get(1) {
-                    format!(" ({} input sequences expected, the weights take {})", expected[1], found.get(1).copied().unwrap_or(0))
+                    format!(
+                        " ({} input sequences expected, the weights take \
+                        {})",
+                        expected[1],
+                        found.get(1).copied().unwrap_or(0)
+                    )
                 } else {
                     String::new()
                 }
             ),
-            ModelError::Dtype { name, found } => write!(f, "the tensor \"{name}\" is {found}; float32, float64 or float16 weights are accepted"),
-            ModelError::Unexpected(name) => write!(f, "the weights hold a tensor \"{name}\" this configuration has no place for; does the configuration match the file?"),
+            ModelError::Dtype { name, found } => write!(
+                f,
+                "the tensor \"{name}\" is {found}; float32, float64 or \
+                float16 weights are accepted"
+            ),
+            ModelError::Unexpected(name) => write!(
+                f,
+                "the weights hold a tensor \"{name}\" this configuration has no \
+                place for; does the configuration match the file?"
+            ),
             ModelError::NonFinite(name) => write!(f, "the tensor \"{name}\" contains NaN or infinite values"),
         }
     }
@@ -121,10 +138,13 @@ pub fn to_safetensors(net: &UNet) -> Vec<u8> {
         .collect();
     let views: Vec<(String, safetensors::tensor::TensorView<'_>)> = tensors
         .iter()
-        .map(|(n, s, b)| (n.clone(), safetensors::tensor::TensorView::new(Dtype::F32, s.clone(), b).expect("consistent sizes")))
+        .map(|(n, s, b)| {
+            (n.clone(), safetensors::tensor::TensorView::new(Dtype::F32, s.clone(), b).expect("consistent sizes"))
+        })
         .collect();
     let config = serde_json::to_string(&net.config).expect("plain config");
-    safetensors::serialize(views, Some([("config".to_string(), config)].into_iter().collect())).expect("serialisable tensors")
+    safetensors::serialize(views, Some([("config".to_string(), config)].into_iter().collect()))
+        .expect("serialisable tensors")
 }
 
 fn values(name: &str, view: &safetensors::tensor::TensorView<'_>) -> Result<Vec<f32>, ModelError> {
@@ -148,7 +168,13 @@ fn half_to_f32(h: u16) -> f32 {
     let frac = (h & 0x3ff) as f32;
     sign * match exp {
         0 => frac * 2f32.powi(-24),
-        31 => if frac == 0.0 { f32::INFINITY } else { f32::NAN },
+        31 => {
+            if frac == 0.0 {
+                f32::INFINITY
+            } else {
+                f32::NAN
+            }
+        }
         e => (1.0 + frac / 1024.0) * 2f32.powi(e - 15),
     }
 }
@@ -200,6 +226,7 @@ pub const BUNDLED: &[u8] = include_bytes!("../assets/liver-unet.safetensors");
 
 /// The bundled liver model on `device`.
 pub fn bundled(device: &Device) -> Result<UNet, ModelError> {
-    let config = config_of(BUNDLED).ok_or_else(|| ModelError::Config("the bundled weights carry no configuration".into()))?;
+    let config =
+        config_of(BUNDLED).ok_or_else(|| ModelError::Config("the bundled weights carry no configuration".into()))?;
     from_safetensors(&config, BUNDLED, device)
 }

@@ -61,7 +61,13 @@ fn window_of(vol: &Volume, o: [usize; 3], w: [usize; 3]) -> Vec<f32> {
 
 /// Tumour probability per voxel (file order) of a normalised volume, window by window;
 /// `progress(done, total)` after each window.
-pub async fn tumour_probability(net: &UNet, normalised: &Volume, windows: Windows, device: &Device, mut progress: impl FnMut(usize, usize)) -> Result<Vec<f32>, String> {
+pub async fn tumour_probability(
+    net: &UNet,
+    normalised: &Volume,
+    windows: Windows,
+    device: &Device,
+    mut progress: impl FnMut(usize, usize),
+) -> Result<Vec<f32>, String> {
     let a = net.config.align();
     let dims = normalised.dims;
     // A window never exceeds the (aligned) volume, and is a multiple of the network's alignment.
@@ -76,7 +82,10 @@ pub async fn tumour_probability(net: &UNet, normalised: &Volume, windows: Window
         for &oy in &per_axis[1] {
             for &ox in &per_axis[0] {
                 let o = [ox, oy, oz];
-                let x = Tensor::<5>::from_data(TensorData::new(window_of(normalised, o, w), [1, normalised.channels, w[2], w[1], w[0]]), device);
+                let x = Tensor::<5>::from_data(
+                    TensorData::new(window_of(normalised, o, w), [1, normalised.channels, w[2], w[1], w[0]]),
+                    device,
+                );
                 let logits = net.forward(x);
                 let p = burn::tensor::activation::softmax(logits, 1).narrow(1, 1, 1);
                 let p = crate::engine::read(p).await?;
@@ -99,7 +108,13 @@ pub async fn tumour_probability(net: &UNet, normalised: &Volume, windows: Window
 }
 
 /// The tumour mask (probability > 0.5) of a raw study, window by window.
-pub async fn segment(net: &UNet, vol: &Volume, windows: Windows, device: &Device, progress: impl FnMut(usize, usize)) -> Result<Vec<u8>, String> {
+pub async fn segment(
+    net: &UNet,
+    vol: &Volume,
+    windows: Windows,
+    device: &Device,
+    progress: impl FnMut(usize, usize),
+) -> Result<Vec<u8>, String> {
     let p = tumour_probability(net, &vol.normalised(), windows, device, progress).await?;
     Ok(p.iter().map(|v| u8::from(*v > 0.5)).collect())
 }

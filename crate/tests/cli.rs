@@ -67,7 +67,8 @@ fn segment_and_explain_regions() {
     let bytes = std::fs::read(&seg).unwrap();
     let mask = seglrp::nifti::read_nifti(&bytes).unwrap().volume;
     let label = seglrp::nifti::read_nifti(&std::fs::read(study.join("label.nii.gz")).unwrap()).unwrap().volume;
-    let (pred, truth): (Vec<u8>, Vec<u8>) = (mask.data.iter().map(|v| *v as u8).collect(), label.data.iter().map(|v| *v as u8).collect());
+    let (pred, truth): (Vec<u8>, Vec<u8>) =
+        (mask.data.iter().map(|v| *v as u8).collect(), label.data.iter().map(|v| *v as u8).collect());
     let tumour = pred.iter().filter(|v| **v == 1).count();
     assert_eq!(s["tumour_voxels"].as_u64().unwrap() as usize, tumour);
     assert!(tumour > 100, "patient 13 has a tumour the model finds ({tumour} voxels)");
@@ -85,7 +86,11 @@ fn segment_and_explain_regions() {
     assert!(x["conservation"].as_f64().unwrap() > 0.0);
 
     // A box and the same box as a mask file give the same map.
-    let boxed = json(&ok(&[&["explain", "--box", "40,30,15,60,50,25", "--raw", dir.join("box.f32").to_str().unwrap()][..], &f].concat()));
+    let boxed = json(&ok(&[
+        &["explain", "--box", "40,30,15,60,50,25", "--raw", dir.join("box.f32").to_str().unwrap()][..],
+        &f,
+    ]
+    .concat()));
     assert_eq!(boxed["explanation"]["voxels"], 20 * 20 * 10);
     let mut inside = mask.clone();
     for (i, v) in inside.data.iter_mut().enumerate() {
@@ -94,12 +99,27 @@ fn segment_and_explain_regions() {
         *v = f32::from((40..60).contains(&x) && (30..50).contains(&y) && (15..25).contains(&z));
     }
     std::fs::write(dir.join("box.nii"), seglrp::nifti::write_nifti(&inside, false)).unwrap();
-    let masked = json(&ok(&[&["explain", "--mask", dir.join("box.nii").to_str().unwrap(), "--raw", dir.join("mask.f32").to_str().unwrap()][..], &f].concat()));
+    let masked = json(&ok(&[
+        &["explain", "--mask", dir.join("box.nii").to_str().unwrap(), "--raw", dir.join("mask.f32").to_str().unwrap()]
+            [..],
+        &f,
+    ]
+    .concat()));
     assert_eq!(masked["explanation"]["region"], "mask");
     assert_eq!(std::fs::read(dir.join("box.f32")).unwrap(), std::fs::read(dir.join("mask.f32")).unwrap());
     // The same box propagated through the whole volume instead of its receptive field.
-    ok(&[&["explain", "--box", "40,30,15,60,50,25", "--no-crop", "--raw", dir.join("whole.f32").to_str().unwrap()][..], &f].concat());
-    let floats = |name: &str| -> Vec<f32> { std::fs::read(dir.join(name)).unwrap().chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect() };
+    ok(&[
+        &["explain", "--box", "40,30,15,60,50,25", "--no-crop", "--raw", dir.join("whole.f32").to_str().unwrap()][..],
+        &f,
+    ]
+    .concat());
+    let floats = |name: &str| -> Vec<f32> {
+        std::fs::read(dir.join(name))
+            .unwrap()
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+            .collect()
+    };
     let (cropped, whole) = (floats("box.f32"), floats("whole.f32"));
     let scale = whole.iter().fold(0f32, |m, v| m.max(v.abs()));
     let diff = cropped.iter().zip(&whole).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
@@ -108,7 +128,9 @@ fn segment_and_explain_regions() {
     let without_label: Vec<&str> = f.iter().copied().filter(|p| !p.ends_with("label.nii.gz")).collect();
     let refused = run(&[&["explain", "--region", "tp"][..], &without_label].concat());
     assert!(!refused.status.success());
-    assert!(String::from_utf8_lossy(&refused.stderr).contains("compares with the tumour label, and this study has none"));
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("compares with the tumour label, and this study has none")
+    );
     let refused = run(&[&["explain", "--region", "component"][..], &f].concat());
     assert!(String::from_utf8_lossy(&refused.stderr).contains("--region component needs --voxel"));
     let refused = run(&[&["explain", "--mask", seg.to_str().unwrap(), "--box", "0,0,0,1,1,1"][..], &f].concat());
@@ -126,18 +148,35 @@ fn cohort_with_a_broken_study_resumes() {
     ok(&["phantoms", "--patients", "2,13", "--out", input.to_str().unwrap()]);
     std::fs::create_dir_all(input.join("broken")).unwrap();
     std::fs::write(input.join("broken/t2.nii.gz"), b"not a volume").unwrap();
-    let args = ["cohort", input.to_str().unwrap(), "--out", out.to_str().unwrap(), "--regions", "all,fn", "--composite", "Epsilon"];
+    let args = [
+        "cohort",
+        input.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--regions",
+        "all,fn",
+        "--composite",
+        "Epsilon",
+    ];
     let first = run(&args);
     let stderr = String::from_utf8_lossy(&first.stderr).to_string();
     assert!(!first.status.success(), "a broken study makes the run fail at the end");
-    assert!(stderr.contains("1 of 3 studies failed") && stderr.contains("broken:") && stderr.contains("not a readable NIfTI"), "{stderr}");
+    assert!(
+        stderr.contains("1 of 3 studies failed")
+            && stderr.contains("broken:")
+            && stderr.contains("not a readable NIfTI"),
+        "{stderr}"
+    );
 
     let csv = std::fs::read_to_string(out.join("cohort.csv")).unwrap();
     let mut lines = csv.lines();
     let header: Vec<&str> = lines.next().unwrap().split(',').collect();
     assert_eq!(header[..7], ["patient", "region", "voxels", "left_out", "dice", "explained_logits", "conservation"]);
     let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
-    assert_eq!(rows.iter().map(|r| (r[0], r[1])).collect::<Vec<_>>(), [("patient02", "all"), ("patient02", "fn"), ("patient13", "all"), ("patient13", "fn")]);
+    assert_eq!(
+        rows.iter().map(|r| (r[0], r[1])).collect::<Vec<_>>(),
+        [("patient02", "all"), ("patient02", "fn"), ("patient13", "all"), ("patient13", "fn")]
+    );
     for r in rows.iter().filter(|r| !r[7].is_empty()) {
         let s: Vec<f64> = r[7..13].iter().map(|v| v.parse().unwrap()).collect();
         assert!((s.iter().sum::<f64>() - 1.0).abs() < 1e-5, "{r:?}");
@@ -199,10 +238,15 @@ fn gpu_gives_the_cpu_numbers() {
     let s = study.to_str().unwrap();
     let relevance = |extra: &[&str], name: &str| -> (serde_json::Value, Vec<f32>) {
         let raw = dir.join(name);
-        let out = run(&[&["explain", s, "--box", "20,16,6,28,24,10", "--composite", "Epsilon", "--raw", raw.to_str().unwrap()][..], extra].concat());
+        let out = run(&[
+            &["explain", s, "--box", "20,16,6,28,24,10", "--composite", "Epsilon", "--raw", raw.to_str().unwrap()][..],
+            extra,
+        ]
+        .concat());
         assert!(
             out.status.success(),
-            "seglrp explain {extra:?} failed (no GPU adapter? install mesa-vulkan-drivers, or set SEGLRP_SKIP_GPU=1): {}",
+            "seglrp explain {extra:?} failed (no GPU adapter? install mesa-vulkan-drivers, or set SEGLRP_SKIP_GPU=1): \
+                {}",
             String::from_utf8_lossy(&out.stderr)
         );
         let bytes = std::fs::read(raw).unwrap();
@@ -224,7 +268,10 @@ fn gpu_gives_the_cpu_numbers() {
 fn info_judges_a_huge_file_by_its_header() {
     let dir = tmp("huge");
     let v = seglrp::phantom::phantom([6, 5, 4], 1).volume;
-    let small = seglrp::nifti::write_nifti(&seglrp::volume::Volume { channels: 1, data: v.channel(0).to_vec(), ..v.clone() }, false);
+    let small = seglrp::nifti::write_nifti(
+        &seglrp::volume::Volume { channels: 1, data: v.channel(0).to_vec(), ..v.clone() },
+        false,
+    );
     let mut claims = small.clone();
     for (i, d) in [2048i16, 2048, 512].iter().enumerate() {
         claims[42 + 2 * i..44 + 2 * i].copy_from_slice(&d.to_le_bytes());
@@ -249,7 +296,10 @@ fn info_judges_a_huge_file_by_its_header() {
     let excess = 2_500_000_000 - small.len();
     let j = json(&out);
     assert_eq!(j[0]["info"]["dims"], serde_json::json!([6, 5, 4]));
-    assert!(String::from_utf8_lossy(&out.stderr).contains(&format!("{excess} bytes after the image data were ignored")));
+    assert!(String::from_utf8_lossy(&out.stderr).contains(&format!(
+        "{excess} bytes after the image data were \
+        ignored"
+    )));
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -260,7 +310,10 @@ fn info_reports_every_file_and_says_why_on_stderr() {
     let dir = tmp("info");
     let good = dir.join("t2.nii.gz");
     let v = seglrp::phantom::phantom([6, 5, 4], 1).volume;
-    let bytes = seglrp::nifti::write_nifti(&seglrp::volume::Volume { channels: 1, data: v.channel(0).to_vec(), ..v.clone() }, true);
+    let bytes = seglrp::nifti::write_nifti(
+        &seglrp::volume::Volume { channels: 1, data: v.channel(0).to_vec(), ..v.clone() },
+        true,
+    );
     std::fs::write(&good, &bytes).unwrap();
     let mut bad_crc = bytes.clone();
     let n = bad_crc.len();
@@ -308,7 +361,10 @@ fn explain_refuses_meaningless_sequences_and_counts_nan() {
     let out = run(&[&["explain", "--region", "all"][..], &f].concat());
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("t1_20s.nii.gz (T1 20 s) cannot be segmented or explained: all its 16384 voxels are NaN"), "{err}");
+    assert!(
+        err.contains("t1_20s.nii.gz (T1 20 s) cannot be segmented or explained: all its 16384 voxels are NaN"),
+        "{err}"
+    );
     with(&|d| d.fill(7.0));
     let err = String::from_utf8_lossy(&run(&[&["segment", "--out", "/dev/null"][..], &f].concat()).stderr).to_string();
     assert!(err.contains("every voxel has the value 7"), "{err}");
@@ -328,14 +384,22 @@ fn cohort_parts_merge_and_refuse_mixed_settings() {
     // Patients 4 and 5 have no tumour (quick), and fall in different shares of 2.
     ok(&["phantoms", "--patients", "4,5", "--out", input.to_str().unwrap()]);
     let (i, o) = (input.to_str().unwrap(), out.to_str().unwrap());
-    let part = |k: &str, composite: &str| run(&["cohort", i, "--out", o, "--parts", "2", "--part", k, "--composite", composite, "--jobs", "1"]);
+    let part = |k: &str, composite: &str| {
+        run(&["cohort", i, "--out", o, "--parts", "2", "--part", k, "--composite", composite, "--jobs", "1"])
+    };
     assert!(part("0", "Epsilon").status.success());
     assert!(!out.join("cohort.csv").exists(), "a part writes no table");
     let p1 = part("1", "EpsilonGammaBox");
     assert!(String::from_utf8_lossy(&p1.stderr).contains("part 1 of 2: 1 of the cohort's 2 patients"));
     let merged = run(&["cohort", "merge", o]);
     let err = String::from_utf8_lossy(&merged.stderr);
-    assert!(!merged.status.success() && err.contains("different settings") && err.contains("composite Epsilon,") && err.contains("composite EpsilonGammaBox"), "{err}");
+    assert!(
+        !merged.status.success()
+            && err.contains("different settings")
+            && err.contains("composite Epsilon,")
+            && err.contains("composite EpsilonGammaBox"),
+        "{err}"
+    );
     // The same part with the first part's settings: its patient is redone, then they merge.
     assert!(part("1", "Epsilon").status.success());
     ok(&["cohort", "merge", o]);
@@ -347,7 +411,12 @@ fn cohort_parts_merge_and_refuse_mixed_settings() {
     assert_eq!(summary["patients"], 2);
     assert_eq!(summary["missing"], serde_json::json!([]));
     let status = String::from_utf8_lossy(&ok(&["cohort", "status", o]).stdout).to_string();
-    assert!(status.contains("part 0 of 2") && status.contains(": done") && status.contains("all parts: 2 of 2 patient(s) finished, 0 failed, 0 to do"), "{status}");
+    assert!(
+        status.contains("part 0 of 2")
+            && status.contains(": done")
+            && status.contains("all parts: 2 of 2 patient(s) finished, 0 failed, 0 to do"),
+        "{status}"
+    );
     let bad = run(&["cohort", i, "--out", o, "--parts", "2", "--part", "2"]);
     assert!(String::from_utf8_lossy(&bad.stderr).contains("parts are numbered 0 to 1"));
     assert!(!run(&["cohort", i, "--out", o, "--parts", "2"]).status.success(), "--parts needs --part");

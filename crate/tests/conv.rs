@@ -66,7 +66,11 @@ fn the_direct_conv_equals_burns() {
             let want = conv3d(pad(&x, padding), wt.clone(), b.clone(), ConvOptions::new([1; 3], [0; 3], [1; 3], 1));
             let got = conv::direct(x.clone(), wt.clone(), b.clone(), padding);
             let (diff, scale) = max_diff(got, want);
-            assert!(scale > 0.1 && diff <= 1e-5 * scale, "{n}×{ci}→{co} {d}×{h}×{w} k {k:?} pad {padding:?} bias {}: differs by {diff}", b.is_some());
+            assert!(
+                scale > 0.1 && diff <= 1e-5 * scale,
+                "{n}×{ci}→{co} {d}×{h}×{w} k {k:?} pad {padding:?} bias {}: differs by {diff}",
+                b.is_some()
+            );
         }
     }
 }
@@ -81,10 +85,18 @@ fn the_direct_transposed_conv_equals_burns() {
         let x = random(&mut rng, [n, ci, d, h, w], &device);
         let wt = random(&mut rng, [ci, co, k[0], k[1], k[2]], &device);
         for b in [None, Some(bias(&mut rng, co, &device))] {
-            let want = conv_transpose3d(x.clone(), wt.clone(), b.clone(), ConvTransposeOptions::new([1; 3], p, [0; 3], [1; 3], 1));
+            let want = conv_transpose3d(
+                x.clone(),
+                wt.clone(),
+                b.clone(),
+                ConvTransposeOptions::new([1; 3], p, [0; 3], [1; 3], 1),
+            );
             let got = conv::transposed(x.clone(), wt.clone(), b.clone(), p);
             let (diff, scale) = max_diff(got, want);
-            assert!(scale > 0.1 && diff <= 1e-5 * scale, "{n}×{ci}→{co} {d}×{h}×{w} k {k:?} pad {p:?}: differs by {diff}");
+            assert!(
+                scale > 0.1 && diff <= 1e-5 * scale,
+                "{n}×{ci}→{co} {d}×{h}×{w} k {k:?} pad {p:?}: differs by {diff}"
+            );
         }
     }
 }

@@ -15,7 +15,8 @@ fn skeleton_model_finds_the_sample_tumour_and_explains_it_by_its_contrast() {
     let mask = pollster::block_on(segmentation(&p)).unwrap();
     let label = phantom(SAMPLE_DIMS, SAMPLE_SEED).label;
     let both = mask.iter().zip(&label).filter(|(m, l)| **m == 1 && **l == 1).count();
-    let dice = 2.0 * both as f64 / (mask.iter().filter(|m| **m == 1).count() + label.iter().filter(|l| **l == 1).count()) as f64;
+    let dice = 2.0 * both as f64
+        / (mask.iter().filter(|m| **m == 1).count() + label.iter().filter(|l| **l == 1).count()) as f64;
     assert!(dice > 0.7, "Dice of the planted detector on the sample: {dice}");
 
     // Explain a voxel the model calls tumour: the planted path reads T1 20 s and T1 15 min.

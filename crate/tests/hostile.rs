@@ -86,7 +86,11 @@ fn a_file_larger_than_its_image_is_read_only_as_far_as_the_image() {
     // The stream is buffered by 64 KiB; nothing near the 2.5 GB is touched.
     assert!(taken.get() <= plain.len() as u64 + (64 << 10), "read {} bytes", taken.get());
     let excess = 2_500_000_000 - plain.len() as u64;
-    assert!(n.info.notes.iter().any(|w| w.contains(&format!("{excess} bytes after the image data were ignored"))), "{:?}", n.info.notes);
+    assert!(
+        n.info.notes.iter().any(|w| w.contains(&format!("{excess} bytes after the image data were ignored"))),
+        "{:?}",
+        n.info.notes
+    );
     // The page's plan: read exactly header + image of an uncompressed file.
     let plan = check_header(&plain[..1000.min(plain.len())], 2_500_000_000, None).unwrap();
     assert_eq!(plan.read, Some(plain.len() as u64));
@@ -232,14 +236,54 @@ fn channels_without_information_are_refused_by_file_name() {
             assert!(msg.contains(w), "wanted '{w}' in: {msg}");
         }
     };
-    refused(&|c, d| if c == 2 { d.fill(f32::NAN) }, &["t1_20s.nii", "T1 20 s", "all its 540 voxels are NaN"]);
-    refused(&|c, d| if c == 0 { d.fill(0.0) }, &["t2.nii", "every voxel has the value 0"]);
-    refused(&|c, d| if c == 5 { d.fill(f32::MAX) }, &["t1_15min.nii", "340282350000000000000000000000000000000"]);
-    refused(&|c, d| if c == 1 { d.iter_mut().for_each(|v| *v = -1.0 - *v) }, &["t1_plain.nii", "body threshold"]);
+    refused(
+        &|c, d| {
+            if c == 2 {
+                d.fill(f32::NAN)
+            }
+        },
+        &["t1_20s.nii", "T1 20 s", "all its 540 voxels are NaN"],
+    );
+    refused(
+        &|c, d| {
+            if c == 0 {
+                d.fill(0.0)
+            }
+        },
+        &["t2.nii", "every voxel has the value 0"],
+    );
+    refused(
+        &|c, d| {
+            if c == 5 {
+                d.fill(f32::MAX)
+            }
+        },
+        &["t1_15min.nii", "340282350000000000000000000000000000000"],
+    );
+    refused(
+        &|c, d| {
+            if c == 1 {
+                d.iter_mut().for_each(|v| *v = -1.0 - *v)
+            }
+        },
+        &["t1_plain.nii", "body threshold"],
+    );
     let over = (MAX_NON_FINITE_FRACTION * 540.0) as usize + 1;
-    refused(&|c, d| if c == 3 { d[..over].fill(f32::INFINITY) }, &["t1_60s.nii", &format!("{over} of its 540 voxels")]);
+    refused(
+        &|c, d| {
+            if c == 3 {
+                d[..over].fill(f32::INFINITY)
+            }
+        },
+        &["t1_60s.nii", &format!("{over} of its 540 voxels")],
+    );
     // Fewer are set to 0 and counted per channel.
-    let s = assemble(&study_files(|c, d| if c == 4 { d[..54].fill(f32::NAN) })).unwrap();
+    let s = assemble(&study_files(|c, d| {
+        if c == 4 {
+            d[..54].fill(f32::NAN)
+        }
+    }))
+    .unwrap();
     assert_eq!(s.non_finite, vec![0, 0, 0, 0, 54, 0]);
     assert!(s.volume.channel(4)[..54].iter().all(|v| *v == 0.0));
 }

@@ -56,8 +56,12 @@ fn max_unpool3d_routes_relevance_to_the_winner_only() {
         for z in 0..d / 2 {
             for y in 0..h / 2 {
                 for xx in 0..w / 2 {
-                    let idx = |dz: usize, dy: usize, dx: usize| ((ch * d + 2 * z + dz) * h + 2 * y + dy) * w + 2 * xx + dx;
-                    let best = (0..8).map(|i| idx(i >> 2, (i >> 1) & 1, i & 1)).max_by(|a, b| x[*a].total_cmp(&x[*b])).unwrap();
+                    let idx =
+                        |dz: usize, dy: usize, dx: usize| ((ch * d + 2 * z + dz) * h + 2 * y + dy) * w + 2 * xx + dx;
+                    let best = (0..8)
+                        .map(|i| idx(i >> 2, (i >> 1) & 1, i & 1))
+                        .max_by(|a, b| x[*a].total_cmp(&x[*b]))
+                        .unwrap();
                     want[best] = r[k];
                     k += 1;
                 }
@@ -100,7 +104,11 @@ fn epsilon_rule_matches_its_formula() {
                         .map(|t| {
                             let (c, k) = (t / 27, t % 27);
                             let (kz, ky, kx) = (k / 9, (k / 3) % 3, k % 3);
-                            let (zz, yy, xq) = (z as isize + kz as isize - 1, y as isize + ky as isize - 1, xx as isize + kx as isize - 1);
+                            let (zz, yy, xq) = (
+                                z as isize + kz as isize - 1,
+                                y as isize + ky as isize - 1,
+                                xx as isize + kx as isize - 1,
+                            );
                             (c, zz, yy, xq, wi(o, c, kz, ky, kx))
                         })
                         .collect();
@@ -135,7 +143,10 @@ fn lrp_epsilon_conserves_the_logit_through_the_unet() {
         let total: f32 = host(e.relevance).iter().sum();
         assert!(logit.abs() > 1e-3, "degenerate logit {logit}");
         assert!(total.is_finite(), "LRP-0 divided by a zero output");
-        assert!((total - logit).abs() <= 1e-4 * logit.abs().max(1.0), "class {class} voxel {voxel:?}: Σ R = {total}, logit = {logit}");
+        assert!(
+            (total - logit).abs() <= 1e-4 * logit.abs().max(1.0),
+            "class {class} voxel {voxel:?}: Σ R = {total}, logit = {logit}"
+        );
     }
 }
 

@@ -105,7 +105,8 @@ fn windowed_clicks_hold_their_window_and_release_it() {
     assert_eq!(r.voxels, 20);
     let (after_first, after_last) = no_growth(&net, &p, voxel, &composite);
     println!(
-        "{dims:?}: input {:.0} MB; peak beyond what was live: prepare {:.0} MB, segmentation {:.0} MB, click {:.0} MB, 20-voxel region {:.0} MB; live after 1 click {:.1} MB, after 20 {:.1} MB",
+        "{dims:?}: input {:.0} MB; peak beyond what was live: prepare {:.0} MB, segmentation {:.0} MB, click {:.0} MB, \
+            20-voxel region {:.0} MB; live after 1 click {:.1} MB, after 20 {:.1} MB",
         volume_bytes as f64 / MB,
         prepare_peak as f64 / MB,
         segment_peak as f64 / MB,
@@ -119,10 +120,17 @@ fn windowed_clicks_hold_their_window_and_release_it() {
     // activations (~500 bytes per voxel).
     let whole_pass = 500 * dims.iter().product::<usize>();
     for (what, peak) in [("click", click_peak), ("region", region_peak)] {
-        assert!(peak < volume_bytes + 400 * (1 << 20) && peak < whole_pass / 2, "{what}: {:.0} MB at the peak", peak as f64 / MB);
+        assert!(
+            peak < volume_bytes + 400 * (1 << 20) && peak < whole_pass / 2,
+            "{what}: {:.0} MB at the peak",
+            peak as f64 / MB
+        );
     }
     assert!(segment_peak < whole_pass / 2, "segmentation: {:.0} MB at the peak", segment_peak as f64 / MB);
-    assert!(after_last <= after_first + (1 << 20), "20 clicks grew the live memory from {after_first} to {after_last} bytes");
+    assert!(
+        after_last <= after_first + (1 << 20),
+        "20 clicks grew the live memory from {after_first} to {after_last} bytes"
+    );
 }
 
 #[test]
@@ -134,6 +142,13 @@ fn whole_volume_clicks_release_what_they_allocate() {
     let p = prepare(&net, &vol, &dev).unwrap();
     assert!(!p.windowed());
     let (after_first, after_last) = no_growth(&net, &p, [48, 40, 16], &Composite::Epsilon { epsilon: 1e-6 });
-    println!("whole-volume study: live after 1 click {:.1} MB, after 20 {:.1} MB", after_first as f64 / MB, after_last as f64 / MB);
-    assert!(after_last <= after_first + (1 << 20), "20 clicks grew the live memory from {after_first} to {after_last} bytes");
+    println!(
+        "whole-volume study: live after 1 click {:.1} MB, after 20 {:.1} MB",
+        after_first as f64 / MB,
+        after_last as f64 / MB
+    );
+    assert!(
+        after_last <= after_first + (1 << 20),
+        "20 clicks grew the live memory from {after_first} to {after_last} bytes"
+    );
 }

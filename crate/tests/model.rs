@@ -13,10 +13,23 @@ fn variants() -> Vec<UNetConfig> {
     let base = UNetConfig::skeleton();
     vec![
         base.clone(),
-        UNetConfig { levels: 3, base_channels: 4, blocks: 2, norm: NormKind::Batch, down: Down::StridedConv, ..base.clone() },
+        UNetConfig {
+            levels: 3,
+            base_channels: 4,
+            blocks: 2,
+            norm: NormKind::Batch,
+            down: Down::StridedConv,
+            ..base.clone()
+        },
         UNetConfig { levels: 3, base_channels: 4, blocks: 1, norm: NormKind::Instance, ..base.clone() },
         UNetConfig { levels: 1, base_channels: 4, ..base.clone() },
-        UNetConfig { levels: 2, base_channels: 6, up: Up::Trilinear, activation: Activation::LeakyRelu, ..base.clone() },
+        UNetConfig {
+            levels: 2,
+            base_channels: 6,
+            up: Up::Trilinear,
+            activation: Activation::LeakyRelu,
+            ..base.clone()
+        },
         UNetConfig { levels: 3, base_channels: 4, norm: NormKind::Batch, up: Up::Nearest, ..base },
     ]
 }
@@ -56,7 +69,10 @@ fn mismatched_weights_are_refused_by_tensor_name() {
     let msg = from_safetensors(&four, &bytes, &dev).unwrap_err().to_string();
     assert!(msg.contains("4 input sequences expected, the weights take 6"), "{msg}");
     let deeper = UNetConfig { levels: 3, ..cfg.clone() };
-    assert!(matches!(from_safetensors(&deeper, &bytes, &dev).unwrap_err(), ModelError::Shape { .. } | ModelError::Missing(_)));
+    assert!(matches!(
+        from_safetensors(&deeper, &bytes, &dev).unwrap_err(),
+        ModelError::Shape { .. } | ModelError::Missing(_)
+    ));
     let normed = UNetConfig { norm: NormKind::Batch, ..cfg.clone() };
     let err = from_safetensors(&normed, &bytes, &dev).unwrap_err();
     assert_eq!(err, ModelError::Missing("encoder.0.0.norm.weight".into()));
@@ -83,7 +99,11 @@ fn every_composite_is_linear_in_the_start_relevance() {
         });
         for c in composites {
             let sum = host(propagate(&net, &acts, &c, a.clone() * 2.0 + b.clone()));
-            let parts: Vec<f32> = host(propagate(&net, &acts, &c, a.clone())).iter().zip(host(propagate(&net, &acts, &c, b.clone()))).map(|(x, y)| 2.0 * x + y).collect();
+            let parts: Vec<f32> = host(propagate(&net, &acts, &c, a.clone()))
+                .iter()
+                .zip(host(propagate(&net, &acts, &c, b.clone())))
+                .map(|(x, y)| 2.0 * x + y)
+                .collect();
             let scale = parts.iter().fold(0f32, |m, v| m.max(v.abs()));
             let diff = sum.iter().zip(&parts).fold(0f32, |m, (x, y)| m.max((x - y).abs()));
             assert!(scale > 0.0 && diff <= 1e-5 * scale, "{cfg:?} {c:?}: diff {diff} scale {scale}");
@@ -91,7 +111,7 @@ fn every_composite_is_linear_in_the_start_relevance() {
     }
 }
 
-/// The two-pass region map equals the seed's per-voxel loop.
+/// The two-pass region map equals the per-voxel loop of Chlebus et al. 2019.
 #[test]
 fn two_pass_region_map_equals_the_per_voxel_loop() {
     use seglrp::lrp::region::{naive_region, region_map};
@@ -99,13 +119,18 @@ fn two_pass_region_map_equals_the_per_voxel_loop() {
     for cfg in variants().into_iter().take(3) {
         let net = UNet::seeded(&cfg, 4, 0.2, &dev);
         let acts = net.forward_all(input([1, 6, 8, 8, 8], 12, &dev));
-        let voxels: Vec<[usize; 3]> = (2..5).flat_map(|d| (1..4).flat_map(move |h| (3..6).map(move |w| [d, h, w]))).collect();
+        let voxels: Vec<[usize; 3]> =
+            (2..5).flat_map(|d| (1..4).flat_map(move |h| (3..6).map(move |w| [d, h, w]))).collect();
         let mut mask = vec![0f32; 8 * 8 * 8];
         for [d, h, w] in &voxels {
             mask[(d * 8 + h) * 8 + w] = 1.0;
         }
         let region = Tensor::<5>::from_data(TensorData::new(mask, [1, 1, 8, 8, 8]), &dev);
-        for c in [Composite::Epsilon { epsilon: 1e-6 }, Composite::EpsilonAlpha2Beta1, Composite::EpsilonGammaBox { low: vec![-4.0; 6], high: vec![4.0; 6] }] {
+        for c in [
+            Composite::Epsilon { epsilon: 1e-6 },
+            Composite::EpsilonAlpha2Beta1,
+            Composite::EpsilonGammaBox { low: vec![-4.0; 6], high: vec![4.0; 6] },
+        ] {
             let two = region_map(&net, &acts, &c, 1, region.clone());
             let (naive, left_out) = naive_region(&net, &acts, &c, 1, &voxels);
             let kept: f32 = host(two.kept).iter().sum();
@@ -128,7 +153,8 @@ fn two_pass_region_map_equals_the_per_voxel_loop() {
 fn upsampling_matches_its_definition_and_its_adjoint_is_the_transpose() {
     let dev = cpu_device("cpu").unwrap();
     // Nearest: every voxel copied into its 2×2×2 block.
-    let x = Tensor::<5>::from_data(TensorData::new((0..12).map(|v| v as f32).collect::<Vec<_>>(), [1, 1, 1, 3, 4]), &dev);
+    let x =
+        Tensor::<5>::from_data(TensorData::new((0..12).map(|v| v as f32).collect::<Vec<_>>(), [1, 1, 1, 3, 4]), &dev);
     let up = host(upsample2(x.clone(), Mode::Nearest));
     assert_eq!(up.len(), 2 * 6 * 8);
     for (i, v) in up.iter().enumerate() {
@@ -161,7 +187,8 @@ fn rewritten(edit: impl Fn(&str, safetensors::Dtype, Vec<u8>) -> (safetensors::D
             (n, d, v.shape().to_vec(), b)
         })
         .collect();
-    let views = parts.iter().map(|(n, d, s, b)| (n.clone(), safetensors::tensor::TensorView::new(*d, s.clone(), b).unwrap()));
+    let views =
+        parts.iter().map(|(n, d, s, b)| (n.clone(), safetensors::tensor::TensorView::new(*d, s.clone(), b).unwrap()));
     safetensors::serialize(views, None).unwrap()
 }
 
@@ -179,7 +206,10 @@ fn integer_and_non_finite_weights_are_refused_by_tensor_name() {
         }
         (d, b)
     });
-    assert_eq!(from_safetensors(&cfg, &nan, &dev).unwrap_err(), ModelError::NonFinite("encoder.0.0.conv.weight".into()));
+    assert_eq!(
+        from_safetensors(&cfg, &nan, &dev).unwrap_err(),
+        ModelError::NonFinite("encoder.0.0.conv.weight".into())
+    );
     // Unchanged, the same file loads (the edits above are the only problem).
     assert!(from_safetensors(&cfg, &rewritten(|_, d, b| (d, b)), &dev).is_ok());
 }
@@ -196,9 +226,12 @@ fn region_conservation_and_shared_first_pass() {
     let dims = [10, 12, 8];
     let n: usize = dims.iter().product();
     let data = host(input([1, 6, 8, 12, 10], 21, &dev));
-    let vol = Volume { dims, channels: 6, spacing: [1.0; 3], affine: seglrp::geometry::Affine::diagonal([1.0; 3]), data };
+    let vol =
+        Volume { dims, channels: 6, spacing: [1.0; 3], affine: seglrp::geometry::Affine::diagonal([1.0; 3]), data };
     let lrp0 = Composite::Custom { default: Rule::lrp0(), layers: vec![] };
-    let boxed = |x0: usize, x1: usize| -> Vec<u8> { (0..n).map(|i| u8::from((x0..x1).contains(&(i % 10)) && (i / 10) % 12 < 5)).collect() };
+    let boxed = |x0: usize, x1: usize| -> Vec<u8> {
+        (0..n).map(|i| u8::from((x0..x1).contains(&(i % 10)) && (i / 10) % 12 < 5)).collect()
+    };
     let (a, b) = (boxed(1, 4), boxed(6, 9));
     for (bias, conserved) in [(0.0, true), (0.5, false)] {
         let net = UNet::seeded(&UNetConfig::skeleton(), 3, bias, &dev);
@@ -207,7 +240,14 @@ fn region_conservation_and_shared_first_pass() {
         for (region, e) in [&a, &b].into_iter().zip(&both) {
             assert!(e.explained_logits.abs() > 1e-2, "degenerate logits {}", e.explained_logits);
             let off = (e.conservation - 1.0).abs();
-            assert_eq!(off <= 1e-3, conserved, "bias {bias}: conservation {} ({} of {})", e.conservation, e.reached_input, e.explained_logits);
+            assert_eq!(
+                off <= 1e-3,
+                conserved,
+                "bias {bias}: conservation {} ({} of {})",
+                e.conservation,
+                e.reached_input,
+                e.explained_logits
+            );
             let alone = pollster::block_on(explain_region(&net, &p, region, 1, &lrp0)).unwrap();
             assert_eq!((alone.voxels, alone.left_out), (e.voxels, e.left_out));
             let scale = alone.relevance.iter().fold(0f32, |m, v| m.max(v.abs()));
@@ -233,7 +273,8 @@ fn cropped_lrp_equals_the_full_pass() {
     let [nx, ny, nz] = dims;
     let n = nx * ny * nz;
     let data = host(input([1, 6, nz, ny, nx], 77, &dev));
-    let vol = Volume { dims, channels: 6, spacing: [1.0; 3], affine: seglrp::geometry::Affine::diagonal([1.0; 3]), data };
+    let vol =
+        Volume { dims, channels: 6, spacing: [1.0; 3], affine: seglrp::geometry::Affine::diagonal([1.0; 3]), data };
     let compare = |what: &str, cropped: &[f32], full: &[f32]| {
         let scale = full.iter().fold(0f32, |m, v| m.max(v.abs()));
         let diff = cropped.iter().zip(full).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
@@ -249,7 +290,8 @@ fn cropped_lrp_equals_the_full_pass() {
         // whose features are all cut by ReLU has no relevance to compare).
         let head = host(acts.head_input.clone());
         let [_, ch, pz, py, px] = acts.head_input.dims();
-        let activity = |[x, y, z]: [usize; 3]| (0..ch).map(|c| head[((c * pz + z) * py + y) * px + x].abs()).sum::<f32>();
+        let activity =
+            |[x, y, z]: [usize; 3]| (0..ch).map(|c| head[((c * pz + z) * py + y) * px + x].abs()).sum::<f32>();
         let pick = |xs: std::ops::Range<usize>, ys: std::ops::Range<usize>, zs: std::ops::Range<usize>| {
             let mut all = Vec::new();
             for z in zs {
@@ -263,7 +305,10 @@ fn cropped_lrp_equals_the_full_pass() {
         };
         for voxel in [pick(60..68, 44..52, 6..10), pick(0..4, 92..96, 13..16)] {
             let at = [voxel[2], voxel[1], voxel[0]];
-            assert!(window(&cfg, at, at, [nz, ny, nx]).is_some(), "{cfg:?}: the test grid must be larger than the window");
+            assert!(
+                window(&cfg, at, at, [nz, ny, nx]).is_some(),
+                "{cfg:?}: the test grid must be larger than the window"
+            );
             let cropped = pollster::block_on(explain(&net, &p, voxel, 1, &c)).unwrap();
             // The oracle: every layer on the whole grid.
             let full = propagate(&net, acts, &c, start_relevance(&acts.logits, 1, at));
@@ -273,13 +318,28 @@ fn cropped_lrp_equals_the_full_pass() {
             compare(&format!("{cfg:?} voxel {voxel:?} nested"), &nested, &full);
             compare(&format!("{cfg:?} voxel {voxel:?}"), &cropped.relevance, &full);
         }
-        let region: Vec<u8> = (0..n).map(|i| u8::from((100..104).contains(&(i % nx)) && (20..23).contains(&((i / nx) % ny)) && (3..5).contains(&(i / (nx * ny))))).collect();
+        let region: Vec<u8> = (0..n)
+            .map(|i| {
+                u8::from(
+                    (100..104).contains(&(i % nx))
+                        && (20..23).contains(&((i / nx) % ny))
+                        && (3..5).contains(&(i / (nx * ny))),
+                )
+            })
+            .collect();
         let cropped = pollster::block_on(explain_region(&net, &p, &region, 1, &c)).unwrap();
-        let mask = Tensor::<5>::from_data(TensorData::new(region.iter().map(|v| f32::from(*v)).collect::<Vec<_>>(), [1, 1, nz, ny, nx]), &dev);
+        let mask = Tensor::<5>::from_data(
+            TensorData::new(region.iter().map(|v| f32::from(*v)).collect::<Vec<_>>(), [1, 1, nz, ny, nx]),
+            &dev,
+        );
         let full = region_map(&net, acts, &c, 1, mask);
         let kept = host(full.kept).iter().filter(|v| **v > 0.5).count();
         assert_eq!(cropped.voxels - cropped.left_out, kept, "{cfg:?}: the same voxels kept");
-        compare(&format!("{cfg:?} region"), &cropped.relevance, &seglrp::engine::crop(host(full.relevance), 6, padded, dims));
+        compare(
+            &format!("{cfg:?} region"),
+            &cropped.relevance,
+            &seglrp::engine::crop(host(full.relevance), 6, padded, dims),
+        );
     }
 }
 
@@ -324,7 +384,10 @@ fn nested_windows_give_the_whole_grids_region_map() {
             let r = input([1, 2, d, h, w], 22, &dev);
             let mask: Vec<f32> = (0..2 * d * h * w).map(|i| f32::from(u8::from(inside(i % (d * h * w))))).collect();
             let r = r * Tensor::<5>::from_data(TensorData::new(mask, [1, 2, d, h, w]), &dev);
-            let (x, y) = (host(propagate_planned(&net, &acts, &whole, r.clone())), host(propagate_planned(&net, &acts, &nested, r)));
+            let (x, y) = (
+                host(propagate_planned(&net, &acts, &whole, r.clone())),
+                host(propagate_planned(&net, &acts, &nested, r)),
+            );
             let scale = x.iter().fold(0f32, |m, v| m.max(v.abs()));
             let diff = x.iter().zip(&y).fold(0f32, |m, (p, q)| m.max((p - q).abs()));
             assert!(scale > 0.0 && diff <= 1e-5 * scale, "{cfg:?} {first:?}: maps {diff} of {scale}");
@@ -345,14 +408,23 @@ fn windowed_study_equals_the_whole_pass() {
     let [nx, ny, nz] = dims;
     let n = nx * ny * nz;
     let data = host(input([1, 6, nz, ny, nx], 78, &dev));
-    let vol = Volume { dims, channels: 6, spacing: [1.0; 3], affine: seglrp::geometry::Affine::diagonal([1.0; 3]), data };
+    let vol =
+        Volume { dims, channels: 6, spacing: [1.0; 3], affine: seglrp::geometry::Affine::diagonal([1.0; 3]), data };
     let compare = |what: &str, windowed: &[f32], whole: &[f32]| {
         let scale = whole.iter().fold(0f32, |m, v| m.max(v.abs()));
         let diff = windowed.iter().zip(whole).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
         assert!(scale > 0.0 && diff <= 1e-5 * scale, "{what}: windowed vs whole {diff} of {scale}");
     };
     // A region across the grid's middle: split into several cores at this window size.
-    let region: Vec<u8> = (0..n).map(|i| u8::from((40..90).contains(&(i % nx)) && (30..60).contains(&((i / nx) % ny)) && (4..12).contains(&(i / (nx * ny))))).collect();
+    let region: Vec<u8> = (0..n)
+        .map(|i| {
+            u8::from(
+                (40..90).contains(&(i % nx))
+                    && (30..60).contains(&((i / nx) % ny))
+                    && (4..12).contains(&(i / (nx * ny))),
+            )
+        })
+        .collect();
     for cfg in variants() {
         let net = UNet::seeded(&cfg, 6, 0.2, &dev);
         if cfg.norm == NormKind::Instance {
@@ -368,7 +440,11 @@ fn windowed_study_equals_the_whole_pass() {
         assert!(cfg.levels == 1 || cores.len() > 1, "{cfg:?}: the region should need several cores, got {cores:?}");
         let a = pollster::block_on(segmentation(&whole)).unwrap();
         let b = pollster::block_on(segmentation(&windowed)).unwrap();
-        assert_eq!(a.iter().filter(|v| **v != 0).count(), b.iter().filter(|v| **v != 0).count(), "{cfg:?}: tumour voxels");
+        assert_eq!(
+            a.iter().filter(|v| **v != 0).count(),
+            b.iter().filter(|v| **v != 0).count(),
+            "{cfg:?}: tumour voxels"
+        );
         assert!(a == b, "{cfg:?}: segmentations differ");
         let c = Composite::EpsilonGammaBox { low: whole.low.clone(), high: whole.high.clone() };
         for voxel in [[64, 48, 8], [1, 94, 15]] {
@@ -379,7 +455,10 @@ fn windowed_study_equals_the_whole_pass() {
         let x = pollster::block_on(explain_region(&net, &whole, &region, 1, &c)).unwrap();
         let y = pollster::block_on(explain_region(&net, &windowed, &region, 1, &c)).unwrap();
         assert_eq!((x.voxels, x.left_out), (y.voxels, y.left_out), "{cfg:?}: the same voxels kept");
-        assert!((x.explained_logits - y.explained_logits).abs() <= 1e-4 * x.explained_logits.abs().max(1.0), "{cfg:?}: explained logits");
+        assert!(
+            (x.explained_logits - y.explained_logits).abs() <= 1e-4 * x.explained_logits.abs().max(1.0),
+            "{cfg:?}: explained logits"
+        );
         compare(&format!("{cfg:?} region"), &y.relevance, &x.relevance);
     }
 }
@@ -414,7 +493,10 @@ fn the_transposed_walk_is_the_transpose_of_an_lrp_pass() {
             let (left, right) = (dot(&vr, &lr), dot(&ltv, &rv));
             let scale = size(&vr, &lr).max(size(&ltv, &rv));
             assert!(scale > 1e-3, "{cfg:?} {c:?}: nothing propagated");
-            assert!((left - right).abs() <= 1e-5 * scale, "{cfg:?} {c:?}: ⟨v, L r⟩ = {left}, ⟨Lᵀ v, r⟩ = {right} (scale {scale})");
+            assert!(
+                (left - right).abs() <= 1e-5 * scale,
+                "{cfg:?} {c:?}: ⟨v, L r⟩ = {left}, ⟨Lᵀ v, r⟩ = {right} (scale {scale})"
+            );
             // And the planned pass is the plain one.
             let plain = host(propagate(&net, &acts, &c, r.clone()));
             assert_eq!(plain, lr, "{cfg:?} {c:?}: planned and plain passes differ");

@@ -32,7 +32,11 @@ fn relevance_avoids_a_noise_sequence_and_depends_on_the_trained_weights() {
     let dev = cpu_device("cpu").unwrap();
     let opts = TrainOptions { noise_channel: Some(NOISE), ..TrainOptions::default() };
     let t = std::time::Instant::now();
-    let net = train(&UNetConfig::skeleton(), &opts, &dev, |s, l, _| if s % 100 == 0 { eprintln!("step {s}: loss {l:.4}") });
+    let net = train(&UNetConfig::skeleton(), &opts, &dev, |s, l, _| {
+        if s % 100 == 0 {
+            eprintln!("step {s}: loss {l:.4}")
+        }
+    });
     eprintln!("trained {} steps in {:.1} s", opts.steps, t.elapsed().as_secs_f64());
     let random = UNet::seeded(&UNetConfig::skeleton(), 4242, 0.0, &dev);
     let held_out = TrainOptions { seed: 999, ..opts.clone() };
@@ -46,7 +50,8 @@ fn relevance_avoids_a_noise_sequence_and_depends_on_the_trained_weights() {
         let p_random = prepare(&random, &vol, &dev).unwrap();
         let mask = pollster::block_on(segmentation(&p)).unwrap();
         let [nx, ny, _] = vol.dims;
-        let hits: Vec<usize> = mask.iter().zip(&label).enumerate().filter(|(_, (m, l))| **m == 1 && **l == 1).map(|(i, _)| i).collect();
+        let hits: Vec<usize> =
+            mask.iter().zip(&label).enumerate().filter(|(_, (m, l))| **m == 1 && **l == 1).map(|(i, _)| i).collect();
         for idx in hits.iter().step_by((hits.len() / 4).max(1)).take(4) {
             let voxel = [idx % nx, (idx / nx) % ny, idx / (nx * ny)];
             let e = pollster::block_on(explain(&net, &p, voxel, 1, &composite)).unwrap();
@@ -59,7 +64,9 @@ fn relevance_avoids_a_noise_sequence_and_depends_on_the_trained_weights() {
     assert!(n >= 8, "only {n} tumour voxels explained");
     shares.iter_mut().for_each(|s| *s /= n as f32);
     let mean_corr = correlations.iter().sum::<f64>() / n as f64;
-    eprintln!("mean positive shares over {n} tumour voxels: {shares:?}; trained vs random map correlation {mean_corr:.3}");
+    eprintln!(
+        "mean positive shares over {n} tumour voxels: {shares:?}; trained vs random map correlation {mean_corr:.3}"
+    );
     assert!(shares[NOISE] < 0.02, "the noise sequence got {:.1} % of the relevance", 100.0 * shares[NOISE]);
     // The informative sequences carry the rest.
     assert!(shares.iter().enumerate().filter(|(c, _)| *c != NOISE).all(|(_, s)| *s < 0.9));

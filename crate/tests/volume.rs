@@ -28,7 +28,8 @@ fn sample_is_a_six_sequence_study_with_a_tumour() {
     // The hypervascular tumour is brighter than liver at T1 20 s and darker at 15 min.
     let mean = |c: usize, want: u8| {
         let ch = p.volume.channel(c);
-        let v: Vec<f32> = ch.iter().zip(&p.label).filter(|(_, l)| **l == want).map(|(v, _)| *v).filter(|v| *v > 0.0).collect();
+        let v: Vec<f32> =
+            ch.iter().zip(&p.label).filter(|(_, l)| **l == want).map(|(v, _)| *v).filter(|v| *v > 0.0).collect();
         v.iter().sum::<f32>() / v.len() as f32
     };
     assert!(mean(2, 1) > mean(2, 0) + 40.0);
@@ -39,7 +40,13 @@ fn sample_is_a_six_sequence_study_with_a_tumour() {
 #[test]
 fn scaling_and_integer_types_are_applied() {
     // 2×2×1 int16 volume, big-endian would be a second test; here slope 2, intercept -1.
-    let vol = Volume { dims: [2, 2, 1], channels: 1, spacing: [1.0; 3], affine: Affine::diagonal([1.0; 3]), data: vec![1.0, 2.0, 3.0, 4.0] };
+    let vol = Volume {
+        dims: [2, 2, 1],
+        channels: 1,
+        spacing: [1.0; 3],
+        affine: Affine::diagonal([1.0; 3]),
+        data: vec![1.0, 2.0, 3.0, 4.0],
+    };
     let mut bytes = write_nifti(&vol, false);
     bytes[70..72].copy_from_slice(&4i16.to_le_bytes()); // int16
     bytes[72..74].copy_from_slice(&16i16.to_le_bytes());
@@ -155,7 +162,8 @@ fn every_scalar_datatype_reads_in_both_byte_orders() {
         let mut expected: Option<Vec<f32>> = None;
         for le in [true, false] {
             let h = nifti1(&[2, 2, 2], code, bits, le, true);
-            let n = read_nifti(&with_data(&h, stored.iter().map(|v| enc(*v)))).unwrap_or_else(|e| panic!("{dtype:?}: {e}"));
+            let n =
+                read_nifti(&with_data(&h, stored.iter().map(|v| enc(*v)))).unwrap_or_else(|e| panic!("{dtype:?}: {e}"));
             assert_eq!(n.info.datatype, dtype);
             assert_eq!(n.info.little_endian, le);
             assert_eq!(n.volume.data.len(), 8);
@@ -264,7 +272,11 @@ fn gzip_is_checked_to_its_end_but_never_inflated_into_memory_past_the_image() {
     assert!(bomb.len() < 200_000);
     let n = read_nifti(&bomb).unwrap();
     assert_eq!(n.volume.data, (0..8).map(|v| v as f32).collect::<Vec<_>>());
-    assert!(n.info.notes.iter().any(|w| w.contains(&format!("{} bytes after the image data", 64 << 20))), "{:?}", n.info.notes);
+    assert!(
+        n.info.notes.iter().any(|w| w.contains(&format!("{} bytes after the image data", 64 << 20))),
+        "{:?}",
+        n.info.notes
+    );
     let len = bomb.len();
     bomb[len - 8] ^= 0xff; // CRC32
     let err = read_nifti(&bomb).unwrap_err().to_string();
@@ -351,7 +363,8 @@ fn six_files_make_the_same_study_as_one_4d_file() {
     let names = ["t2.nii.gz", "t1_plain.nii.gz", "t1_20s.nii.gz", "t1_60s.nii.gz", "t1_120s.nii.gz", "t1_15min.nii.gz"];
     let label = Volume { channels: 1, data: p.label.iter().map(|v| *v as f32).collect(), ..p.volume.clone() };
     // Given in a shuffled order; roles from the names.
-    let mut list: Vec<(&str, &Volume, Role)> = names.iter().zip(&parts).map(|(n, v)| (*n, v, Role::guess(n, 1))).collect();
+    let mut list: Vec<(&str, &Volume, Role)> =
+        names.iter().zip(&parts).map(|(n, v)| (*n, v, Role::guess(n, 1))).collect();
     list.reverse();
     list.push(("label.nii.gz", &label, Role::guess("label.nii.gz", 1)));
     let study = assemble(&list).unwrap();

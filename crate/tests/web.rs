@@ -44,7 +44,10 @@ async fn net_and_lrp_agree_on_webgpu_and_cpu() {
         let (mask_cpu, e_cpu) = run_study(&cpu).await;
         let scale = max_abs(&e_cpu.relevance);
         let diff = max_abs_diff(&e_cpu.relevance, &e_gpu.relevance);
-        log(format!("{name} vs webgpu: max|ΔR| = {diff:e}, max|R| = {scale:e}, logits {} / {}", e_cpu.logit, e_gpu.logit));
+        log(format!(
+            "{name} vs webgpu: max|ΔR| = {diff:e}, max|R| = {scale:e}, logits {} / {}",
+            e_cpu.logit, e_gpu.logit
+        ));
         assert!(scale > 0.0);
         assert!(diff <= 1e-4 * scale, "{name}: relevance differs by {diff} (max |R| {scale})");
         assert!((e_cpu.logit - e_gpu.logit).abs() <= 1e-4 * e_cpu.logit.abs().max(1.0));
@@ -80,7 +83,13 @@ async fn region_maps_and_other_composites_agree_on_webgpu_and_cpu() {
     use seglrp::unet::{NormKind, UNet, UNetConfig, Up};
     let gpu = webgpu_device().await.unwrap();
     let cpu = cpu_device("cpu").unwrap();
-    let cfg = UNetConfig { levels: 2, base_channels: 4, norm: NormKind::Instance, up: Up::Trilinear, ..UNetConfig::skeleton() };
+    let cfg = UNetConfig {
+        levels: 2,
+        base_channels: 4,
+        norm: NormKind::Instance,
+        up: Up::Trilinear,
+        ..UNetConfig::skeleton()
+    };
     let mut rng = SplitMix::new(8);
     let shape = [1, 6, 8, 12, 10];
     let x: Vec<f32> = (0..shape.iter().product()).map(|_| rng.symmetric(2.0)).collect();
@@ -125,7 +134,11 @@ async fn windowed_studies_equal_the_whole_pass_on_webgpu() {
     log(format!("windowed vs whole on WebGPU, voxel: max|ΔR| = {diff:e}, max|R| = {scale:e}"));
     assert!(scale > 0.0 && diff <= 1e-4 * scale);
     // A 20×16×6 box: several cores at this window size.
-    let region: Vec<u8> = (0..40 * 32 * 12).map(|i| u8::from((10..30).contains(&(i % 40)) && (8..24).contains(&((i / 40) % 32)) && (3..9).contains(&(i / 1280)))).collect();
+    let region: Vec<u8> = (0..40 * 32 * 12)
+        .map(|i| {
+            u8::from((10..30).contains(&(i % 40)) && (8..24).contains(&((i / 40) % 32)) && (3..9).contains(&(i / 1280)))
+        })
+        .collect();
     assert!(seglrp::tiling::cores(&net.config, [3, 8, 10], [8, 23, 29], windowed.padded, max_window).len() > 1);
     let a = explain_region(&net, &whole, &region, 1, &c).await.unwrap();
     let b = explain_region(&net, &windowed, &region, 1, &c).await.unwrap();
@@ -151,15 +164,26 @@ async fn the_engine_convs_equal_burns_in_the_browser() {
         let scale = b.clone().abs().max().into_scalar::<f32>();
         ((a - b).abs().max().into_scalar::<f32>(), scale)
     };
-    for (ci, co, dims, k, p, stride) in [(6, 8, [5, 7, 13], 3, 1, 1), (16, 5, [4, 6, 9], 3, 1, 1), (3, 9, [6, 6, 6], 2, 0, 2), (8, 2, [3, 4, 5], 1, 0, 1)] {
+    for (ci, co, dims, k, p, stride) in [
+        (6, 8, [5, 7, 13], 3, 1, 1),
+        (16, 5, [4, 6, 9], 3, 1, 1),
+        (3, 9, [6, 6, 6], 2, 0, 2),
+        (8, 2, [3, 4, 5], 1, 0, 1),
+    ] {
         let x = random([2, ci, dims[0], dims[1], dims[2]]);
         let w = random([co, ci, k, k, k]);
         let options = ConvOptions::new([stride; 3], [p; 3], [1; 3], 1);
-        let (d, scale) = diff(seglrp::conv::conv3d(x.clone(), w.clone(), None, options.clone()), conv3d(x.clone(), w, None, options));
+        let (d, scale) = diff(
+            seglrp::conv::conv3d(x.clone(), w.clone(), None, options.clone()),
+            conv3d(x.clone(), w, None, options),
+        );
         assert!(scale > 0.1 && d <= 1e-5 * scale, "conv {ci}→{co} k {k} stride {stride}: {d}");
         let wt = random([ci, co, k, k, k]);
         let options = ConvTransposeOptions::new([stride; 3], [p; 3], [0; 3], [1; 3], 1);
-        let (d, scale) = diff(seglrp::conv::conv_transpose3d(x.clone(), wt.clone(), None, options.clone()), conv_transpose3d(x, wt, None, options));
+        let (d, scale) = diff(
+            seglrp::conv::conv_transpose3d(x.clone(), wt.clone(), None, options.clone()),
+            conv_transpose3d(x, wt, None, options),
+        );
         assert!(scale > 0.1 && d <= 1e-5 * scale, "transposed conv {ci}→{co} k {k} stride {stride}: {d}");
         log(format!("conv {ci}→{co} k {k} stride {stride}: direct = burn within {d:e}"));
     }

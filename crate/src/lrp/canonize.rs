@@ -3,7 +3,6 @@
 //! (`s = γ/√(var + eps)`, `t = β − mean·s`; instance norm uses the current input's per-channel
 //! statistics, frozen), the merged conv has `w' = w·s` per output channel and `b' = b·s + t`.
 
-
 use super::rules::Linear;
 use crate::unet::{Block, BlockTrace};
 

@@ -24,15 +24,23 @@ use super::rules::Rule;
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "composite")]
 pub enum Composite {
-    Epsilon { epsilon: f32 },
+    Epsilon {
+        epsilon: f32,
+    },
     EpsilonPlus,
     /// `low`/`high`: per input channel, the range of the normalised input (see engine.rs).
-    EpsilonGammaBox { low: Vec<f32>, high: Vec<f32> },
+    EpsilonGammaBox {
+        low: Vec<f32>,
+        high: Vec<f32>,
+    },
     EpsilonAlpha2Beta1,
     EpsilonPlusFlat,
     EpsilonAlpha2Beta1Flat,
     /// `layers`: layer name (`head`, `ups.0`, `decoder.0.1.conv`, …) → rule; others get `default`.
-    Custom { default: Rule, layers: Vec<(String, Rule)> },
+    Custom {
+        default: Rule,
+        layers: Vec<(String, Rule)>,
+    },
 }
 
 /// Name of the layer Zennit treats as the first.
@@ -52,8 +60,14 @@ impl Composite {
         })
     }
 
-    pub const NAMES: [&'static str; 6] =
-        ["Epsilon", "EpsilonPlus", "EpsilonGammaBox", "EpsilonAlpha2Beta1", "EpsilonPlusFlat", "EpsilonAlpha2Beta1Flat"];
+    pub const NAMES: [&'static str; 6] = [
+        "Epsilon",
+        "EpsilonPlus",
+        "EpsilonGammaBox",
+        "EpsilonAlpha2Beta1",
+        "EpsilonPlusFlat",
+        "EpsilonAlpha2Beta1Flat",
+    ];
 
     /// The rule for the linear layer called `name`.
     pub fn rule(&self, name: &str) -> Rule {

@@ -1,6 +1,6 @@
 //! Relevance maps for a region of output voxels, exactly, in two passes.
 //!
-//! The seed's region map normalises each voxel's map before summing:
+//! The region map of Chlebus et al. 2019 normalises each voxel's map before summing:
 //! `M_A = Σ_{a∈A} M_a / ΣM_a`, where `M_a = L(y_a e_a)` is the input relevance when LRP starts
 //! from the logit `y_a` at voxel `a` alone, and `ΣM_a` its sum over the input. For a fixed
 //! forward pass every rule is linear in the relevance it starts from (`L` is a matrix), so
@@ -8,7 +8,7 @@
 //! one pass of `Lᵀ` and one LRP pass, whatever the size of `A`. Both passes share the rules
 //! made for this forward pass ([`Plan`]): `Lᵀ` is each layer's transpose
 //! ([`super::rules::PreparedRule::transpose`]), walked from the input to the logits.
-//! [`naive_region`] does the seed's per-voxel loop (batched); it is the test oracle.
+//! [`naive_region`] does the paper's per-voxel loop (batched); it is the test oracle.
 //!
 //! Voxels whose `|ΣM_a|` is below [`LEFT_OUT_FRACTION`] of the largest in the region are left
 //! out (their normalised map would be noise divided by almost nothing) and counted.
@@ -49,12 +49,28 @@ pub fn region_map(net: &UNet, act: &Activations, composite: &Composite, class: u
 /// The region map for the part of a region inside this pass's window, with the [`column_sums`]
 /// of this forward pass and the left-out rule's `largest` `|ΣM_b|` of the whole region (a
 /// region explained window by window).
-pub fn region_map_largest(net: &UNet, act: &Activations, plan: &Plan, class: usize, region: Tensor<5>, column_sums: Tensor<5>, largest: f32) -> RegionMap {
+pub fn region_map_largest(
+    net: &UNet,
+    act: &Activations,
+    plan: &Plan,
+    class: usize,
+    region: Tensor<5>,
+    column_sums: Tensor<5>,
+    largest: f32,
+) -> RegionMap {
     let largest = region.zeros_like().narrow(2, 0, 1).narrow(3, 0, 1).narrow(4, 0, 1).add_scalar(largest);
     map_with_largest(net, act, plan, class, region, column_sums, largest)
 }
 
-fn map_with_largest(net: &UNet, act: &Activations, plan: &Plan, class: usize, region: Tensor<5>, column_sums: Tensor<5>, largest: Tensor<5>) -> RegionMap {
+fn map_with_largest(
+    net: &UNet,
+    act: &Activations,
+    plan: &Plan,
+    class: usize,
+    region: Tensor<5>,
+    column_sums: Tensor<5>,
+    largest: Tensor<5>,
+) -> RegionMap {
     let lt1 = column_sums.narrow(1, class, 1);
     let y = act.logits.clone().narrow(1, class, 1);
     let totals = y * lt1.clone();
@@ -74,10 +90,16 @@ fn map_with_largest(net: &UNet, act: &Activations, plan: &Plan, class: usize, re
 /// How many voxels the per-voxel oracle explains per batched pass.
 pub const NAIVE_BATCH: usize = 8;
 
-/// The seed's method, one LRP pass per voxel (batched, [`NAIVE_BATCH`] voxels a pass):
+/// The paper's method, one LRP pass per voxel (batched, [`NAIVE_BATCH`] voxels a pass):
 /// `Σ_{a∈A'} M_a / ΣM_a` with the same left-out rule. `voxels` are `[d, h, w]`. Returns the map
 /// and how many voxels were left out.
-pub fn naive_region(net: &UNet, act: &Activations, composite: &Composite, class: usize, voxels: &[[usize; 3]]) -> (Tensor<5>, usize) {
+pub fn naive_region(
+    net: &UNet,
+    act: &Activations,
+    composite: &Composite,
+    class: usize,
+    voxels: &[[usize; 3]],
+) -> (Tensor<5>, usize) {
     let mut maps: Vec<(Tensor<5>, f32)> = Vec::new();
     for chunk in voxels.chunks(NAIVE_BATCH) {
         let starts: Vec<Tensor<5>> = chunk.iter().map(|v| start_relevance(&act.logits, class, *v)).collect();

@@ -12,9 +12,9 @@
 //! ReLU and other activations use Zennit's `Pass`: relevance goes through unchanged (the
 //! walk in `lrp/unet.rs` does this).
 
+use crate::conv::{conv3d, conv_padding, conv_transpose3d};
 use burn::nn::conv::{Conv3d, ConvTranspose3d};
 use burn::prelude::*;
-use crate::conv::{conv3d, conv_padding, conv_transpose3d};
 use burn::tensor::ops::{ConvOptions, ConvTransposeOptions};
 use serde::{Deserialize, Serialize};
 
@@ -53,7 +53,12 @@ impl Linear {
     pub fn conv_transpose(up: &ConvTranspose3d) -> Linear {
         assert_eq!(up.groups, 1, "grouped convolutions are not supported");
         Linear {
-            mapping: Mapping::ConvTranspose { stride: up.stride, padding: up.padding, padding_out: up.padding_out, dilation: up.dilation },
+            mapping: Mapping::ConvTranspose {
+                stride: up.stride,
+                padding: up.padding,
+                padding_out: up.padding_out,
+                dilation: up.dilation,
+            },
             weight: up.weight.val(),
             bias: up.bias.as_ref().map(|b| b.val()),
         }
@@ -75,7 +80,9 @@ impl Linear {
     /// `z = x ⋆ w + b` with the given (modified) parameters.
     fn forward(&self, x: Tensor<5>, w: Tensor<5>, b: Option<Tensor<1>>) -> Tensor<5> {
         match self.mapping {
-            Mapping::Conv { stride, padding, dilation } => conv3d(x, w, b, ConvOptions::new(stride, padding, dilation, 1)),
+            Mapping::Conv { stride, padding, dilation } => {
+                conv3d(x, w, b, ConvOptions::new(stride, padding, dilation, 1))
+            }
             Mapping::ConvTranspose { stride, padding, padding_out, dilation } => {
                 conv_transpose3d(x, w, b, ConvTransposeOptions::new(stride, padding, padding_out, dilation, 1))
             }
@@ -204,7 +211,11 @@ fn neg1(b: &Option<Tensor<1>>) -> Option<Tensor<1>> {
 fn channel_factors(v: &[f32], w: &Tensor<5>, layer: &Linear) -> Tensor<5> {
     let c = v.len();
     let t = Tensor::<1>::from_data(burn::tensor::TensorData::new(v.to_vec(), [c]), &w.device());
-    if layer.out_axis() == 0 { t.reshape([1, c, 1, 1, 1]) } else { t.reshape([c, 1, 1, 1, 1]) }
+    if layer.out_axis() == 0 {
+        t.reshape([1, c, 1, 1, 1])
+    } else {
+        t.reshape([c, 1, 1, 1, 1])
+    }
 }
 
 /// What is known of a layer's input before looking at it. A ReLU's output has no negative
@@ -257,7 +268,9 @@ impl PreparedRule {
     /// kept it: the rules that need `z` itself (ε, Gamma after a ReLU) skip that convolution.
     pub fn with_output(rule: &Rule, layer: &Linear, x: Tensor<5>, input: Input, z: Option<Tensor<5>>) -> PreparedRule {
         let (w, b) = (layer.weight.clone(), layer.bias.clone());
-        let output = |x: &Tensor<5>, w: &Tensor<5>, b: Option<Tensor<1>>| z.clone().unwrap_or_else(|| layer.forward(x.clone(), w.clone(), b));
+        let output = |x: &Tensor<5>, w: &Tensor<5>, b: Option<Tensor<1>>| {
+            z.clone().unwrap_or_else(|| layer.forward(x.clone(), w.clone(), b))
+        };
         let in_dims = x.dims();
         let nonneg = input == Input::NonNegative;
         let group = |input: Option<Tensor<5>>, terms: Vec<(Tensor<5>, Tensor<5>)>| Group { input, terms };
@@ -287,7 +300,9 @@ impl PreparedRule {
             Rule::AlphaBeta { alpha, beta, stabilizer } if nonneg => {
                 let (wp, wn) = (pos5(&w), neg5(&w));
                 let [zp, zn]: [Tensor<5>; 2] =
-                    forward_many(layer, x.clone(), vec![(wp.clone(), pos1(&b)), (wn.clone(), neg1(&b))]).try_into().expect("two");
+                    forward_many(layer, x.clone(), vec![(wp.clone(), pos1(&b)), (wn.clone(), neg1(&b))])
+                        .try_into()
+                        .expect("two");
                 let (dp, dn) = (inverse(zp, *stabilizer) * *alpha, inverse(zn, *stabilizer) * -*beta);
                 vec![group(Some(x), vec![(wp, dp), (wn, dn)])]
             }
@@ -296,7 +311,10 @@ impl PreparedRule {
                 let zp = layer.forward(xp.clone(), wp.clone(), pos1(&b)) + layer.forward(xn.clone(), wn.clone(), None);
                 let zn = layer.forward(xp.clone(), wn.clone(), neg1(&b)) + layer.forward(xn.clone(), wp.clone(), None);
                 let (dp, dn) = (inverse(zp, *stabilizer) * *alpha, inverse(zn, *stabilizer) * -*beta);
-                vec![group(Some(xp), vec![(wp.clone(), dp.clone()), (wn.clone(), dn.clone())]), group(Some(xn), vec![(wn, dp), (wp, dn)])]
+                vec![
+                    group(Some(xp), vec![(wp.clone(), dp.clone()), (wn.clone(), dn.clone())]),
+                    group(Some(xn), vec![(wn, dp), (wp, dn)]),
+                ]
             }
             Rule::Gamma { gamma, stabilizer } => {
                 let w_up = w.clone() + pos5(&w) * *gamma;
@@ -307,7 +325,9 @@ impl PreparedRule {
                     // z − p), z↑ = z + γp and z↓ = z + γ(z − p).
                     let [z, p]: [Tensor<5>; 2] = match &z {
                         Some(z) => [z.clone(), layer.forward(x.clone(), pos5(&w), pos1(&b))],
-                        None => forward_many(layer, x.clone(), vec![(w.clone(), b.clone()), (pos5(&w), pos1(&b))]).try_into().expect("two"),
+                        None => forward_many(layer, x.clone(), vec![(w.clone(), b.clone()), (pos5(&w), pos1(&b))])
+                            .try_into()
+                            .expect("two"),
                     };
                     let z_up = z.clone() + p.clone() * *gamma;
                     let z_down = z.clone() + (z.clone() - p) * *gamma;
@@ -319,8 +339,10 @@ impl PreparedRule {
                     let b_down = b.as_ref().map(|b| b.clone() + b.clone().clamp_max(0.0) * *gamma);
                     let (xp, xn) = (pos5(&x), neg5(&x));
                     let z = layer.forward(x, w, b);
-                    let z_up = layer.forward(xp.clone(), w_up.clone(), b_up) + layer.forward(xn.clone(), w_down.clone(), None);
-                    let z_down = layer.forward(xp.clone(), w_down.clone(), b_down) + layer.forward(xn.clone(), w_up.clone(), None);
+                    let z_up =
+                        layer.forward(xp.clone(), w_up.clone(), b_up) + layer.forward(xn.clone(), w_down.clone(), None);
+                    let z_down = layer.forward(xp.clone(), w_down.clone(), b_down)
+                        + layer.forward(xn.clone(), w_up.clone(), None);
                     let d_up = z.clone().greater_elem(0.0).float() * inverse(z_up, *stabilizer);
                     let d_down = z.lower_elem(0.0).float() * inverse(z_down, *stabilizer);
                     vec![
@@ -406,7 +428,11 @@ fn forward_many(layer: &Linear, x: Tensor<5>, params: Vec<(Tensor<5>, Option<Ten
     let axis = layer.out_axis();
     let sizes: Vec<usize> = params.iter().map(|(w, _)| w.dims()[axis]).collect();
     let bias = if params.iter().any(|(_, b)| b.is_some()) {
-        let parts = params.iter().zip(&sizes).map(|((w, b), &n)| b.clone().unwrap_or_else(|| Tensor::zeros([n], &w.device()))).collect();
+        let parts = params
+            .iter()
+            .zip(&sizes)
+            .map(|((w, b), &n)| b.clone().unwrap_or_else(|| Tensor::zeros([n], &w.device())))
+            .collect();
         Some(Tensor::cat(parts, 0))
     } else {
         None

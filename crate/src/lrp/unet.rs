@@ -83,7 +83,13 @@ impl Site {
     /// The rule for this layer on window `w` of the full grid `full`.
     fn prepare(&self, composite: &Composite, w: &Window, full: [usize; 3]) -> PreparedRule {
         let crop = |t: &Tensor<5>| if *w == crate::crop::whole(full) { t.clone() } else { crop_tensor(t, w, full) };
-        PreparedRule::with_output(&composite.rule(&self.name), &self.layer, crop(&self.x), self.input, self.z.as_ref().map(crop))
+        PreparedRule::with_output(
+            &composite.rule(&self.name),
+            &self.layer,
+            crop(&self.x),
+            self.input,
+            self.z.as_ref().map(crop),
+        )
     }
 }
 
@@ -100,21 +106,42 @@ fn sites(net: &UNet, act: &Activations) -> Vec<Site> {
     // What each layer reads: a ReLU's output (max-pooled or up-sampled, still ≥ 0), except the
     // MRI itself and a decoder's concatenation, half of which is a linear up-sampling's output.
     let activated = if cfg.activation == Activation::Relu { Input::NonNegative } else { Input::Signed };
-    let site = |name: String, layer: Linear, x: &Tensor<5>, input: Input| Site { name, layer, x: x.clone(), input, z: None, reach: 0 };
+    let site = |name: String, layer: Linear, x: &Tensor<5>, input: Input| Site {
+        name,
+        layer,
+        x: x.clone(),
+        input,
+        z: None,
+        reach: 0,
+    };
     // `in_level`: the level of the blocks' input; `unpool`: what max-unpooling after the first
     // block adds.
-    let blocks = |out: &mut Vec<Site>, blocks: &[Block], traces: &[BlockTrace], prefix: &str, first: Input, level: usize, unpool: usize| {
+    let blocks = |out: &mut Vec<Site>,
+                  blocks: &[Block],
+                  traces: &[BlockTrace],
+                  prefix: &str,
+                  first: Input,
+                  level: usize,
+                  unpool: usize| {
         for (b, (block, trace)) in blocks.iter().zip(traces).enumerate().rev() {
             let input = if b == 0 { first } else { activated };
             let z = block.norm.is_none().then(|| trace.conv_out.clone());
             let c = &block.conv;
             // A strided conv (the down step) reads the level above.
             let in_level = if c.stride[0] > 1 { level - 1 } else { level };
-            let reach = conv_reach(c.kernel_size[0], c.stride[0], c.dilation[0], in_level) + if b == 0 { unpool } else { 0 };
-            out.push(Site { z, reach, ..site(format!("{prefix}.{b}.conv"), merged_conv(block, trace), &trace.input, input) });
+            let reach =
+                conv_reach(c.kernel_size[0], c.stride[0], c.dilation[0], in_level) + if b == 0 { unpool } else { 0 };
+            out.push(Site {
+                z,
+                reach,
+                ..site(format!("{prefix}.{b}.conv"), merged_conv(block, trace), &trace.input, input)
+            });
         }
     };
-    let mut out = vec![Site { z: Some(act.logits.clone()), ..site("head".into(), Linear::conv(&net.head), &act.head_input, activated) }];
+    let mut out = vec![Site {
+        z: Some(act.logits.clone()),
+        ..site("head".into(), Linear::conv(&net.head), &act.head_input, activated)
+    }];
     for i in (0..net.decoder.len()).rev() {
         let level = cfg.levels - 2 - i;
         blocks(&mut out, &net.decoder[i], &act.decoder[i], &format!("decoder.{i}"), Input::Signed, level, 0);
@@ -123,7 +150,10 @@ fn sites(net: &UNet, act: &Activations) -> Vec<Site> {
         // interpolation its neighbours too.
         let coarse = 1usize << (level + 1);
         out.push(match (&up.transposed, &up.conv, &act.up_sampled[i]) {
-            (Some(t), _, _) => Site { reach: coarse, ..site(format!("ups.{i}"), Linear::conv_transpose(t), &act.up_inputs[i], activated) },
+            (Some(t), _, _) => Site {
+                reach: coarse,
+                ..site(format!("ups.{i}"), Linear::conv_transpose(t), &act.up_inputs[i], activated)
+            },
             (None, Some(conv), Some(sampled)) => {
                 let interpolation = if up.mode == crate::unet::Up::Trilinear { 2 * coarse } else { coarse };
                 let reach = conv_reach(conv.kernel_size[0], 1, conv.dilation[0], level) + interpolation;
@@ -197,7 +227,13 @@ impl Plan {
 
 /// The walk of [`propagate`] with the `k`-th layer's map given by `rule(k)`, run on `windows[k]`;
 /// `r` lives on `windows[0]`, the result on the last window.
-fn walk_back(net: &UNet, act: &Activations, mut rule: impl FnMut(usize) -> PreparedRule, windows: &[Window], r: Tensor<5>) -> Tensor<5> {
+fn walk_back(
+    net: &UNet,
+    act: &Activations,
+    mut rule: impl FnMut(usize) -> PreparedRule,
+    windows: &[Window],
+    r: Tensor<5>,
+) -> Tensor<5> {
     let cfg = &net.config;
     let full = grid(act);
     let mut k = 0;
@@ -250,15 +286,30 @@ pub fn propagate(net: &UNet, act: &Activations, composite: &Composite, r: Tensor
 
 /// [`propagate`] for relevance `r` that is zero outside the box `[first, last]` of the logits
 /// (tensor axes), each layer on its nested window: the same map.
-pub fn propagate_around(net: &UNet, act: &Activations, composite: &Composite, r: Tensor<5>, first: [usize; 3], last: [usize; 3]) -> Tensor<5> {
+pub fn propagate_around(
+    net: &UNet,
+    act: &Activations,
+    composite: &Composite,
+    r: Tensor<5>,
+    first: [usize; 3],
+    last: [usize; 3],
+) -> Tensor<5> {
     propagate_in(net, act, composite, r, Some((first, last)))
 }
 
-fn propagate_in(net: &UNet, act: &Activations, composite: &Composite, r: Tensor<5>, around: Option<([usize; 3], [usize; 3])>) -> Tensor<5> {
+fn propagate_in(
+    net: &UNet,
+    act: &Activations,
+    composite: &Composite,
+    r: Tensor<5>,
+    around: Option<([usize; 3], [usize; 3])>,
+) -> Tensor<5> {
     let full = grid(act);
     let sites = sites(net, act);
     let windows = windows(net, &sites, around, full);
-    walk_whole(act, &windows, r, |r| walk_back(net, act, |k| sites[k].prepare(composite, &windows[k], full), &windows, r))
+    walk_whole(act, &windows, r, |r| {
+        walk_back(net, act, |k| sites[k].prepare(composite, &windows[k], full), &windows, r)
+    })
 }
 
 /// [`propagate`] with the layers' rules made beforehand; `r` must be zero outside the plan's
@@ -268,7 +319,12 @@ pub fn propagate_planned(net: &UNet, act: &Activations, plan: &Plan, r: Tensor<5
 }
 
 /// `walk` from the whole grid's logits `r`, moved to the head's window, to the whole grid's input.
-fn walk_whole(act: &Activations, windows: &[Window], r: Tensor<5>, walk: impl FnOnce(Tensor<5>) -> Tensor<5>) -> Tensor<5> {
+fn walk_whole(
+    act: &Activations,
+    windows: &[Window],
+    r: Tensor<5>,
+    walk: impl FnOnce(Tensor<5>) -> Tensor<5>,
+) -> Tensor<5> {
     let whole = crate::crop::whole(grid(act));
     let out = walk(refit(r, &whole, &windows[0]));
     refit(out, windows.last().expect("a layer"), &whole)
@@ -326,12 +382,25 @@ pub fn transpose_planned(net: &UNet, act: &Activations, plan: &Plan, v: Tensor<5
 
 /// The relevance map for the logit of `class` at `voxel = [d, h, w]` (tensor axes; for NIfTI
 /// files that is `[z, y, x]`).
-pub fn explain_voxel(net: &UNet, act: &Activations, composite: &Composite, class: usize, voxel: [usize; 3]) -> Explanation {
+pub fn explain_voxel(
+    net: &UNet,
+    act: &Activations,
+    composite: &Composite,
+    class: usize,
+    voxel: [usize; 3],
+) -> Explanation {
     explain_target(net, act, composite, class, voxel, Target::Logit)
 }
 
 /// As [`explain_voxel`], for any [`Target`]; `logit` is then the explained quantity.
-pub fn explain_target(net: &UNet, act: &Activations, composite: &Composite, class: usize, voxel: [usize; 3], target: Target) -> Explanation {
+pub fn explain_target(
+    net: &UNet,
+    act: &Activations,
+    composite: &Composite,
+    class: usize,
+    voxel: [usize; 3],
+    target: Target,
+) -> Explanation {
     let r = start_for(&act.logits, class, voxel, target);
     let logit = r.clone().sum();
     Explanation { relevance: propagate_around(net, act, composite, r, voxel, voxel), logit }

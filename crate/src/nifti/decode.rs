@@ -41,10 +41,15 @@ impl DataType {
                     32 | 1792 | 2048 => "complex-valued voxels",
                     1 => "1-bit voxels",
                     1536 => "128-bit float voxels",
-                    _ => return Err(ReadError::Unsupported(format!("the header names an unknown voxel datatype (code {other})"))),
+                    _ => {
+                        return Err(ReadError::Unsupported(format!(
+                            "the header names an unknown voxel datatype (code {other})"
+                        )))
+                    }
                 };
                 return Err(ReadError::Unsupported(format!(
-                    "this file holds {what} (datatype {other}), which cannot be MRI intensities; export the sequence as a scalar (e.g. int16 or float32) image"
+                    "this file holds {what} (datatype {other}), which cannot be MRI intensities; export the sequence \
+                        as a scalar (e.g. int16 or float32) image"
                 )));
             }
         })
@@ -91,7 +96,13 @@ fn convert<const N: usize>(raw: &[u8], little: bool, to_f64: fn([u8; N]) -> f64,
 /// Stored values → `value · slope + intercept` (in f64, then rounded once to f32). Returns
 /// the intensities and how many were NaN or infinite (those become 0) in each run of `chunk`
 /// values (a 4-D file's volumes).
-pub fn decode(raw: &[u8], dtype: DataType, little: bool, scaling: Option<(f64, f64)>, chunk: usize) -> (Vec<f32>, Vec<usize>) {
+pub fn decode(
+    raw: &[u8],
+    dtype: DataType,
+    little: bool,
+    scaling: Option<(f64, f64)>,
+    chunk: usize,
+) -> (Vec<f32>, Vec<usize>) {
     let n = raw.len() / dtype.size();
     let chunk = chunk.max(1);
     let mut values = Vec::with_capacity(n);

@@ -163,7 +163,8 @@ impl Header {
             let a = Affine::from_quaternion(self.quatern, self.qoffset, [p[0], p[1], p[2], p[3]]);
             let why = if !(norm2 <= 1.0 + QUATERNION_TOLERANCE) {
                 Some(format!(
-                    "has a quaternion of b² + c² + d² = {norm2:.4}, more than 1 (allowed: 1 + {QUATERNION_TOLERANCE}), which is no rotation"
+                    "has a quaternion of b² + c² + d² = {norm2:.4}, more than 1 (allowed: 1 + {QUATERNION_TOLERANCE}), \
+                        which is no rotation"
                 ))
             } else {
                 a.degenerate()
@@ -174,7 +175,11 @@ impl Header {
             }
         }
         if !notes.is_empty() {
-            notes.push("the voxel grid is placed by the voxel size alone (pixdim, no rotation or origin): check its orientation against the other files".into());
+            notes.push(
+                "the voxel grid is placed by the voxel size alone (pixdim, no rotation or origin): check its \
+                orientation against the other files"
+                    .into(),
+            );
         }
         (Affine::diagonal(self.spacing()), AffineSource::Pixdim, notes)
     }
@@ -183,7 +188,11 @@ impl Header {
     pub fn spacing(&self) -> [f32; 3] {
         [1, 2, 3].map(|i| {
             let p = self.pixdim[i].abs() as f32;
-            if p.is_finite() && p > 0.0 { p } else { 1.0 }
+            if p.is_finite() && p > 0.0 {
+                p
+            } else {
+                1.0
+            }
         })
     }
 }

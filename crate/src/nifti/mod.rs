@@ -41,9 +41,16 @@ pub const MAX_EXCESS_BYTES: u64 = 64 << 20;
 #[derive(Debug, Clone, PartialEq)]
 pub enum ReadError {
     NotNifti(String),
-    Truncated { expected: usize, found: usize, what: &'static str },
+    Truncated {
+        expected: usize,
+        found: usize,
+        what: &'static str,
+    },
     Unsupported(String),
-    TooLarge { values: u64, bytes: u64 },
+    TooLarge {
+        values: u64,
+        bytes: u64,
+    },
     BadDims(String),
     /// Damaged bytes (a gzip checksum, a stream cut short, a file that cannot hold its image).
     Corrupt(String),
@@ -55,12 +62,14 @@ impl std::fmt::Display for ReadError {
             ReadError::NotNifti(why) => write!(f, "this is not a readable NIfTI file: {why}"),
             ReadError::Truncated { expected, found, what } => write!(
                 f,
-                "the file is truncated: its {what} should have {expected} bytes but only {found} are there; was the download or copy complete?"
+                "the file is truncated: its {what} should have {expected} bytes but only {found} are there; was the \
+                    download or copy complete?"
             ),
             ReadError::Unsupported(what) => write!(f, "{what}"),
             ReadError::TooLarge { values, bytes } => write!(
                 f,
-                "the image has {values} voxel values ({:.2} GiB stored); this tool accepts at most {MAX_VALUES} values and 1 GiB; crop or downsample it first",
+                "the image has {values} voxel values ({:.2} GiB stored); this tool accepts at most {MAX_VALUES} values \
+                    and 1 GiB; crop or downsample it first",
                 *bytes as f64 / (1u64 << 30) as f64
             ),
             ReadError::BadDims(why) => write!(f, "the header's dimensions are invalid: {why}"),
@@ -160,7 +169,8 @@ fn finish(h: &Header, l: &Layout, data: &[u8], pair: bool, mut notes: Vec<String
         .then(|| (h.scl_slope, if h.scl_inter.is_finite() { h.scl_inter } else { 0.0 }))
         .filter(|s| *s != (1.0, 0.0));
     let per_volume = l.dims[..3].iter().product::<usize>();
-    let (values, non_finite_by_volume) = decode::decode(&data[..l.bytes], l.datatype, h.little_endian, scaling, per_volume);
+    let (values, non_finite_by_volume) =
+        decode::decode(&data[..l.bytes], l.datatype, h.little_endian, scaling, per_volume);
     let non_finite = non_finite_by_volume.iter().sum();
     let (affine, affine_source, geometry_notes) = h.affine();
     notes.extend(geometry_notes);
@@ -295,18 +305,24 @@ pub struct ImgFile {
 /// and holds nothing much else when compressed.
 fn plausible(needed: u64, len: u64, gzip: bool) -> Result<(), ReadError> {
     if !gzip && len < needed {
-        return Err(ReadError::Truncated { expected: needed as usize, found: len as usize, what: "header and image data" });
+        return Err(ReadError::Truncated {
+            expected: needed as usize,
+            found: len as usize,
+            what: "header and image data",
+        });
     }
     if gzip && len.saturating_mul(stream::MAX_DEFLATE_RATIO) + 1024 < needed {
         return Err(ReadError::Corrupt(format!(
-            "its {len} bytes of gzip data cannot inflate to the {needed} bytes its header describes; the file is truncated or its header is wrong"
+            "its {len} bytes of gzip data cannot inflate to the {needed} bytes its header describes; the file is \
+                truncated or its header is wrong"
         )));
     }
     // Deflate adds at most ~0.03 % to incompressible data; 1 % and 1 MiB leave room for
     // several members and their headers.
     if gzip && len > needed + needed / 100 + (1 << 20) + MAX_EXCESS_BYTES {
         return Err(ReadError::Corrupt(format!(
-            "it holds {len} bytes of gzip data, far more than the {needed} bytes its header describes would take; it is not the image its header says"
+            "it holds {len} bytes of gzip data, far more than the {needed} bytes its header describes would take; it \
+                is not the image its header says"
         )));
     }
     Ok(())
@@ -352,7 +368,8 @@ fn read_data<R: Read>(
         match src.drain(MAX_EXCESS_BYTES - in_head)?.map(|n| n + in_head) {
             None => {
                 return Err(ReadError::Corrupt(format!(
-                    "its gzip stream goes on for more than {} MiB after the image its header describes; it is not the image its header says",
+                    "its gzip stream goes on for more than {} MiB after the image its header describes; it is not the \
+                        image its header says",
                     MAX_EXCESS_BYTES >> 20
                 )))
             }

@@ -5,7 +5,14 @@ use super::DataType;
 use crate::geometry::Affine;
 use crate::volume::Volume;
 
-fn encode(dims: [usize; 4], spacing: [f32; 3], affine: &Affine, dtype: DataType, payload: &[u8], gzip: bool) -> Vec<u8> {
+fn encode(
+    dims: [usize; 4],
+    spacing: [f32; 3],
+    affine: &Affine,
+    dtype: DataType,
+    payload: &[u8],
+    gzip: bool,
+) -> Vec<u8> {
     let mut h = vec![0u8; 352];
     let put_i16 = |h: &mut Vec<u8>, at: usize, v: i16| h[at..at + 2].copy_from_slice(&v.to_le_bytes());
     let put_f32 = |h: &mut Vec<u8>, at: usize, v: f32| h[at..at + 4].copy_from_slice(&v.to_le_bytes());
@@ -24,8 +31,8 @@ fn encode(dims: [usize; 4], spacing: [f32; 3], affine: &Affine, dtype: DataType,
     put_f32(&mut h, 108, 352.0); // vox_offset
     put_f32(&mut h, 112, 1.0); // scl_slope
     h[123] = 2; // xyzt_units: mm
-    // sform only: a qform would need the affine split into rotation and zooms, which an
-    // oblique or sheared affine does not allow exactly; readers fall back to the sform.
+                // sform only: a qform would need the affine split into rotation and zooms, which an
+                // oblique or sheared affine does not allow exactly; readers fall back to the sform.
     put_i16(&mut h, 254, 1); // sform_code: scanner
     for (row, at) in [280usize, 296, 312].iter().enumerate() {
         for col in 0..4 {

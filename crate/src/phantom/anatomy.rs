@@ -72,7 +72,8 @@ impl Lesion {
         }
         let len = (d[0] * d[0] + d[1] * d[1] + d[2] * d[2]).sqrt().max(1e-6);
         let (a, ph) = self.lobes;
-        let ripple = (3.0 * d[0] / len + ph[0]).sin() * (2.0 * d[1] / len + ph[1]).sin() + (2.0 * d[2] / len + ph[2]).sin();
+        let ripple =
+            (3.0 * d[0] / len + ph[0]).sin() * (2.0 * d[1] / len + ph[1]).sin() + (2.0 * d[2] / len + ph[2]).sin();
         e / (1.0 + a * ripple)
     }
 }
@@ -161,7 +162,10 @@ impl Patient {
         let s = uniform(r, 0.85, 1.1);
         let liver = [
             Ellipsoid([uniform(r, 45.0, 60.0), uniform(r, -10.0, 5.0), liver_z], [75.0 * s, 75.0 * s, 85.0 * s]),
-            Ellipsoid([uniform(r, -25.0, -5.0), uniform(r, 25.0, 45.0), liver_z + 25.0], [uniform(r, 50.0, 70.0) * s, 30.0 * s, 45.0 * s]),
+            Ellipsoid(
+                [uniform(r, -25.0, -5.0), uniform(r, 25.0, 45.0), liver_z + 25.0],
+                [uniform(r, 50.0, 70.0) * s, 30.0 * s, 45.0 * s],
+            ),
             Ellipsoid([10.0, -25.0, liver_z + 10.0], [25.0 * s, 20.0 * s, 40.0 * s]),
         ];
         let liver_ripple = ripples(r, 4, 90.0);
@@ -171,14 +175,35 @@ impl Patient {
             Ellipsoid([uniform(r, 60.0, 75.0), -55.0, kz], [30.0, 24.0, 55.0]),
             Ellipsoid([-uniform(r, 60.0, 75.0), -55.0, kz + uniform(r, 0.0, 20.0)], [30.0, 24.0, 55.0]),
         ];
-        let spleen = Ellipsoid([-uniform(r, 80.0, 95.0), -30.0, liver_z + uniform(r, -10.0, 15.0)], [uniform(r, 25.0, 35.0), 50.0, 50.0]);
-        let mut bowel = vec![(Ellipsoid([-uniform(r, 35.0, 60.0), uniform(r, 20.0, 40.0), liver_z + 20.0], [45.0, 35.0, 40.0]), r.uniform() < 0.3)];
+        let spleen = Ellipsoid(
+            [-uniform(r, 80.0, 95.0), -30.0, liver_z + uniform(r, -10.0, 15.0)],
+            [uniform(r, 25.0, 35.0), 50.0, 50.0],
+        );
+        let mut bowel = vec![(
+            Ellipsoid([-uniform(r, 35.0, 60.0), uniform(r, 20.0, 40.0), liver_z + 20.0], [45.0, 35.0, 40.0]),
+            r.uniform() < 0.3,
+        )];
         for _ in 0..(4 + (r.uniform() * 4.0) as usize) {
             let c = [uniform(r, -90.0, 60.0), uniform(r, -10.0, 80.0), liver_z - uniform(r, 30.0, 120.0)];
             let rad = uniform(r, 10.0, 22.0);
-            bowel.push((Ellipsoid(c, [rad * uniform(r, 0.8, 2.0), rad, rad * uniform(r, 0.8, 1.6)]), r.uniform() < 0.35));
+            bowel.push((
+                Ellipsoid(c, [rad * uniform(r, 0.8, 2.0), rad, rad * uniform(r, 0.8, 1.6)]),
+                r.uniform() < 0.35,
+            ));
         }
-        let mut p = Patient { body, fat, liver, liver_ripple, texture, kidneys, spleen, bowel, vessels: Vec::new(), lesions: Vec::new(), liver_z };
+        let mut p = Patient {
+            body,
+            fat,
+            liver,
+            liver_ripple,
+            texture,
+            kidneys,
+            spleen,
+            bowel,
+            vessels: Vec::new(),
+            lesions: Vec::new(),
+            liver_z,
+        };
         p.vessels = p.vessel_trees(r);
         p.lesions = p.place_lesions(r);
         p
@@ -221,18 +246,29 @@ impl Patient {
         }
         // Inferior vena cava behind the liver, and three hepatic veins fanning out from it.
         let ivc = [self.liver[2].0[0] + 12.0, self.liver[2].0[1] - 12.0];
-        v.push(Segment { a: [ivc[0], ivc[1], -400.0], b: [ivc[0], ivc[1], 400.0], radius: uniform(r, 10.0, 13.0), kind: Tissue::HepaticVein });
+        v.push(Segment {
+            a: [ivc[0], ivc[1], -400.0],
+            b: [ivc[0], ivc[1], 400.0],
+            radius: uniform(r, 10.0, 13.0),
+            kind: Tissue::HepaticVein,
+        });
         let top = [ivc[0], ivc[1], self.liver_z + 55.0];
         for dir in [[1.0f32, 0.5, -0.25], [0.3, 1.0, -0.3], [-0.8, 0.8, -0.2]] {
             let l = uniform(r, 45.0, 70.0);
             let len = dot(dir, dir).sqrt();
             let mid = [top[0] + l * dir[0] / len, top[1] + l * dir[1] / len, top[2] + l * dir[2] / len];
-            let end = [mid[0] + 0.6 * l * dir[0] / len + 10.0 * r.normal(), mid[1] + 0.6 * l * dir[1] / len, mid[2] - 15.0];
+            let end =
+                [mid[0] + 0.6 * l * dir[0] / len + 10.0 * r.normal(), mid[1] + 0.6 * l * dir[1] / len, mid[2] - 15.0];
             v.push(Segment { a: top, b: mid, radius: 5.0, kind: Tissue::HepaticVein });
             v.push(Segment { a: mid, b: end, radius: 3.0, kind: Tissue::HepaticVein });
         }
         // Aorta, left of the spine.
-        v.push(Segment { a: [-18.0, -45.0, -400.0], b: [-18.0, -45.0, 400.0], radius: uniform(r, 9.0, 12.0), kind: Tissue::Aorta });
+        v.push(Segment {
+            a: [-18.0, -45.0, -400.0],
+            b: [-18.0, -45.0, 400.0],
+            radius: uniform(r, 9.0, 12.0),
+            kind: Tissue::Aorta,
+        });
         v
     }
 
@@ -259,14 +295,18 @@ impl Patient {
             for _ in 0..200 {
                 let c = self.liver[if r.uniform() < 0.75 { 0 } else { 1 }];
                 let h = &mut *r;
-                let centre = [c.0[0] + h.symmetric(c.1[0]), c.0[1] + h.symmetric(c.1[1]), c.0[2] + h.symmetric(c.1[2] * 0.8)];
+                let centre =
+                    [c.0[0] + h.symmetric(c.1[0]), c.0[1] + h.symmetric(c.1[1]), c.0[2] + h.symmetric(c.1[2] * 0.8)];
                 let clear = lesions.iter().all(|o| {
                     let d = sub(o.centre, centre);
                     dot(d, d).sqrt() > o.diameter() / 2.0 + rad + 4.0
                 });
                 if self.liver_f(centre) < 0.55 && clear {
                     let gain = std::array::from_fn(|_| (1.0 + 0.12 * h.normal()).clamp(0.7, 1.3));
-                    let lobes = (if kind == LesionKind::Cyst { 0.03 } else { uniform(h, 0.05, 0.15) }, [h.uniform() * 6.3, h.uniform() * 6.3, h.uniform() * 6.3]);
+                    let lobes = (
+                        if kind == LesionKind::Cyst { 0.03 } else { uniform(h, 0.05, 0.15) },
+                        [h.uniform() * 6.3, h.uniform() * 6.3, h.uniform() * 6.3],
+                    );
                     lesions.push(Lesion { kind, centre, radii, lobes, gain });
                     break;
                 }
@@ -332,7 +372,8 @@ impl Patient {
                 return if *gas && v < 0.6 { Tissue::Gas } else { Tissue::Bowel };
             }
         }
-        if ((x.abs() - 35.0) / 18.0).powi(2) + ((y - spine_y - 10.0) / 18.0).powi(2) < 1.0 && p[2] < self.liver_z - 40.0 {
+        if ((x.abs() - 35.0) / 18.0).powi(2) + ((y - spine_y - 10.0) / 18.0).powi(2) < 1.0 && p[2] < self.liver_z - 40.0
+        {
             return Tissue::Muscle; // psoas
         }
         Tissue::Fat

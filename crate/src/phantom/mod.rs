@@ -59,7 +59,9 @@ pub fn training_patch(seed: u64, dims: [usize; 3]) -> Phantom {
     let centre = if r.uniform() < 0.8 {
         // Prefer a lesion when there is one: tumours are a few % of a liver.
         match patient.lesions.get((r.uniform() * (patient.lesions.len() + 1) as f32) as usize) {
-            Some(l) => [l.centre[0] + r.symmetric(40.0), l.centre[1] + r.symmetric(40.0), l.centre[2] + r.symmetric(20.0)],
+            Some(l) => {
+                [l.centre[0] + r.symmetric(40.0), l.centre[1] + r.symmetric(40.0), l.centre[2] + r.symmetric(20.0)]
+            }
             None => [35.0 + r.symmetric(50.0), r.symmetric(50.0), patient.liver_z + r.symmetric(60.0)],
         }
     } else {
@@ -78,7 +80,13 @@ impl Phantom {
             .enumerate()
             .map(|(c, stem)| {
                 let v = &self.volume;
-                let one = Volume { dims: v.dims, channels: 1, spacing: v.spacing, affine: v.affine, data: v.channel(c).to_vec() };
+                let one = Volume {
+                    dims: v.dims,
+                    channels: 1,
+                    spacing: v.spacing,
+                    affine: v.affine,
+                    data: v.channel(c).to_vec(),
+                };
                 (format!("{stem}.{ext}"), crate::nifti::write_nifti(&one, gzip))
             })
             .collect();

@@ -120,7 +120,8 @@ fn sample(patient: &Patient, p: [f32; 3], uptake: f32) -> ([f32; 6], bool) {
             (std::array::from_fn(|c| base[c] * l.gain[c]), l.kind.is_tumour())
         }
         Tissue::Liver => {
-            let ripple: f32 = patient.texture.iter().map(|(w, ph)| (w[0] * p[0] + w[1] * p[1] + w[2] * p[2] + ph).sin()).sum();
+            let ripple: f32 =
+                patient.texture.iter().map(|(w, ph)| (w[0] * p[0] + w[1] * p[1] + w[2] * p[2] + ph).sin()).sum();
             (signal(t).map(|v| v * (1.0 + 0.03 * ripple)), false)
         }
         _ => (signal(t), false),

@@ -4,7 +4,8 @@
 //! Body ellipse with a fat rim, a liver, one hypervascular tumour (bright at T1 20 s, washed out
 //! at 120 s, dark in the 15 min hepatobiliary phase) and a cyst (bright on T2, never enhancing),
 //! with Gaussian noise. The full generator (organs, bias field, Rician noise, misregistration)
-//! is the model issue's work; this one only has to give the skeleton a plausible study.
+//! is `phantom::anatomy` and `phantom::scanner`; this one only gives quick tests a plausible
+//! study.
 
 use crate::geometry::Affine;
 use crate::rng::SplitMix;
@@ -35,7 +36,6 @@ fn intensity(t: Tissue) -> [f32; 6] {
     }
 }
 
-
 /// Builds a `dims = [nx, ny, nz]` phantom with 6 sequences; `seed` moves the lesions and the noise.
 pub fn phantom(dims: [usize; 3], seed: u64) -> Phantom {
     let mut rng = SplitMix::new(seed);
@@ -50,10 +50,16 @@ pub fn phantom(dims: [usize; 3], seed: u64) -> Phantom {
         for y in 0..ny {
             for x in 0..nx {
                 // Body coordinates in [-1, 1].
-                let (u, v, w) = (2.0 * (x as f32 + 0.5) / fx - 1.0, 2.0 * (y as f32 + 0.5) / fy - 1.0, 2.0 * (z as f32 + 0.5) / fz - 1.0);
+                let (u, v, w) = (
+                    2.0 * (x as f32 + 0.5) / fx - 1.0,
+                    2.0 * (y as f32 + 0.5) / fy - 1.0,
+                    2.0 * (z as f32 + 0.5) / fz - 1.0,
+                );
                 let body = (u / 0.92).powi(2) + (v / 0.72).powi(2);
                 let liver = ((u + 0.35) / 0.42).powi(2) + ((v - 0.05) / 0.45).powi(2) + (w / 1.3).powi(2);
-                let d = |c: (f32, f32, f32), r: f32| ((u - c.0) / r).powi(2) + ((v - c.1) / r).powi(2) + ((w - c.2) * fz / fx / r).powi(2);
+                let d = |c: (f32, f32, f32), r: f32| {
+                    ((u - c.0) / r).powi(2) + ((v - c.1) / r).powi(2) + ((w - c.2) * fz / fx / r).powi(2)
+                };
                 let t = if body > 1.0 {
                     Tissue::Air
                 } else if body > 0.8 {
@@ -81,7 +87,11 @@ pub fn phantom(dims: [usize; 3], seed: u64) -> Phantom {
     }
     let label = tissue.iter().map(|t| u8::from(*t == Tissue::Tumour)).collect();
     let spacing = [3.0, 3.0, 5.0];
-    Phantom { volume: Volume { dims, channels: 6, spacing, affine: Affine::diagonal(spacing), data }, label, lesions: Vec::new() }
+    Phantom {
+        volume: Volume { dims, channels: 6, spacing, affine: Affine::diagonal(spacing), data },
+        label,
+        lesions: Vec::new(),
+    }
 }
 
 /// The toy study the engine tests use.

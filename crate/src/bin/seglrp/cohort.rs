@@ -85,11 +85,15 @@ pub fn discover(dir: &Path, skip: &Path) -> Result<(Vec<StudyDir>, Vec<String>),
             let id = p.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
             studies.push(StudyDir { id, files });
         } else if is_nifti(&p) {
-            warnings.push(format!("{}: ignored — put each study in a folder of its own (README \"Cohorts\")", p.display()));
+            warnings
+                .push(format!("{}: ignored — put each study in a folder of its own (README \"Cohorts\")", p.display()));
         }
     }
     if studies.is_empty() {
-        return Err(format!("{}: no study folders (expected one folder per patient; README \"Cohorts\")", dir.display()));
+        return Err(format!(
+            "{}: no study folders (expected one folder per patient; README \"Cohorts\")",
+            dir.display()
+        ));
     }
     Ok((studies, warnings))
 }
@@ -108,7 +112,8 @@ pub struct Settings {
 impl Settings {
     /// The same computation: the model by content (a path given another way is the same model).
     pub fn same_work(&self, other: &Settings) -> bool {
-        (&self.model_hash, &self.composite, self.class, &self.regions) == (&other.model_hash, &other.composite, other.class, &other.regions)
+        (&self.model_hash, &self.composite, self.class, &self.regions)
+            == (&other.model_hash, &other.composite, other.class, &other.regions)
     }
 }
 
@@ -171,7 +176,11 @@ fn default_jobs(voxels: usize, net: &UNet) -> usize {
     let per_patient = voxels as u64 * net.config.base_channels as u64 * 4 * 24;
     let available = std::fs::read_to_string("/proc/meminfo")
         .ok()
-        .and_then(|m| m.lines().find(|l| l.starts_with("MemAvailable:")).and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok()))
+        .and_then(|m| {
+            m.lines()
+                .find(|l| l.starts_with("MemAvailable:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+        })
         .map(|kb| kb * 1024)
         .unwrap_or(4 << 30);
     ((available / 2 / per_patient.max(1)) as usize).clamp(1, (cores / 2).max(1))
@@ -184,7 +193,13 @@ struct Context<'a> {
     config: seglrp::unet::UNetConfig,
 }
 
-fn analyse(ctx: &Context, study_dir: &StudyDir, net: &UNet, device: &Device, step: &dyn Fn(&str)) -> Result<PatientResult, String> {
+fn analyse(
+    ctx: &Context,
+    study_dir: &StudyDir,
+    net: &UNet,
+    device: &Device,
+    step: &dyn Fn(&str),
+) -> Result<PatientResult, String> {
     let args = ctx.args;
     if study_dir.files.is_empty() {
         return Err("no NIfTI files in the folder".into());
@@ -199,18 +214,34 @@ fn analyse(ctx: &Context, study_dir: &StudyDir, net: &UNet, device: &Device, ste
     let mut areas = Vec::new();
     for sel in &args.regions {
         if sel.needs_label() && s.study.label.is_none() {
-            return Err(format!("region \"{}\" needs a tumour label, and the folder has none (a file named label/seg/mask…)", sel.name()));
+            return Err(format!(
+                "region \"{}\" needs a tumour label, and the folder has none (a file named label/seg/mask…)",
+                sel.name()
+            ));
         }
         areas.push(sel.mask(&s.mask, s.study.label.as_deref(), vol.dims)?);
     }
     let non_empty: Vec<&[u8]> = areas.iter().filter(|a| a.iter().any(|v| *v != 0)).map(|a| &a[..]).collect();
     step(&format!("explaining {} region(s)", non_empty.len()));
-    let mut explanations = pollster::block_on(seglrp::engine::explain_regions(net, &s.prepared, &non_empty, args.class, &composite))?.into_iter();
+    let mut explanations =
+        pollster::block_on(seglrp::engine::explain_regions(net, &s.prepared, &non_empty, args.class, &composite))?
+            .into_iter();
     let mut regions = Vec::new();
     for (sel, area) in args.regions.iter().zip(&areas) {
         let voxels = area.iter().filter(|v| **v != 0).count();
         if voxels == 0 {
-            regions.push(RegionResult { region: sel.name().into(), voxels, left_out: None, explained_logits: None, conservation: None, shares: None, signed_shares: None, slice: None, figure: None, note: Some(EMPTY_REGION.into()) });
+            regions.push(RegionResult {
+                region: sel.name().into(),
+                voxels,
+                left_out: None,
+                explained_logits: None,
+                conservation: None,
+                shares: None,
+                signed_shares: None,
+                slice: None,
+                figure: None,
+                note: Some(EMPTY_REGION.into()),
+            });
             continue;
         }
         let e = explanations.next().expect("one explanation per non-empty region");
@@ -229,7 +260,10 @@ fn analyse(ctx: &Context, study_dir: &StudyDir, net: &UNet, device: &Device, ste
         write(&args.out.join(&figure_name), &figure::png(&svg)?)?;
         if args.save_relevance {
             let rel = Volume { data: e.relevance, ..vol.clone() };
-            write(&args.out.join(format!("relevance/{}-{}.nii.gz", study_dir.id, sel.name())), &nifti::write_nifti(&rel, true))?;
+            write(
+                &args.out.join(format!("relevance/{}-{}.nii.gz", study_dir.id, sel.name())),
+                &nifti::write_nifti(&rel, true),
+            )?;
         }
         regions.push(RegionResult {
             region: sel.name().into(),
@@ -263,7 +297,9 @@ fn done_line(r: &PatientResult, n: usize, of: usize) -> String {
         .regions
         .iter()
         .map(|g| match g.shares {
-            Some(sh) => format!("{} {} voxels, shares {}", g.region, g.voxels, sh.map(|v| format!("{:.3}", v)).join("/")),
+            Some(sh) => {
+                format!("{} {} voxels, shares {}", g.region, g.voxels, sh.map(|v| format!("{:.3}", v)).join("/"))
+            }
             None => format!("{}: {}", g.region, g.note.as_deref().unwrap_or(EMPTY_REGION)),
         })
         .collect();
@@ -297,7 +333,11 @@ pub fn csv(results: &[PatientResult]) -> String {
     s += ",note,non_finite_voxels\n";
     for p in results {
         for r in &p.regions {
-            let quoted = if p.patient.contains([',', '"']) { format!("\"{}\"", p.patient.replace('"', "\"\"")) } else { p.patient.clone() };
+            let quoted = if p.patient.contains([',', '"']) {
+                format!("\"{}\"", p.patient.replace('"', "\"\""))
+            } else {
+                p.patient.clone()
+            };
             s += &format!(
                 "{quoted},{},{},{},{},{},{}",
                 r.region,
@@ -327,7 +367,13 @@ pub fn write_summary(out: &Path, settings: &Settings, results: &[PatientResult])
         let sel = Selection::parse(name)?;
         let lines: Vec<Line> = results
             .iter()
-            .filter_map(|p| p.regions.iter().find(|r| &r.region == name).and_then(|r| r.shares).map(|shares| Line { name: p.patient.clone(), shares }))
+            .filter_map(|p| {
+                p.regions
+                    .iter()
+                    .find(|r| &r.region == name)
+                    .and_then(|r| r.shares)
+                    .map(|shares| Line { name: p.patient.clone(), shares })
+            })
             .collect();
         if lines.is_empty() {
             continue;
@@ -364,7 +410,8 @@ pub fn cohort(args: CohortArgs, device: &Device, gpu: bool) -> Result<(), String
         Some(p) => (std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()))?, p.display().to_string()),
         None => (weights::BUNDLED.to_vec(), "bundled".to_string()),
     };
-    let config = weights::config_of(&model_bytes).ok_or("the model file carries no configuration (write it with `seglrp train` or `seglrp model`)")?;
+    let config = weights::config_of(&model_bytes)
+        .ok_or("the model file carries no configuration (write it with `seglrp train` or `seglrp model`)")?;
     // Refuse a bad model before any patient is touched.
     let probe = weights::from_safetensors(&config, &model_bytes, device).map_err(|e| format!("{model_name}: {e}"))?;
     let settings = Settings {
@@ -374,11 +421,16 @@ pub fn cohort(args: CohortArgs, device: &Device, gpu: bool) -> Result<(), String
         class: args.class,
         regions: args.regions.iter().map(|r| r.name().to_string()).collect(),
     };
-    for sub in ["patients", "figures"].iter().chain(args.save_relevance.then_some(&"relevance")).chain(args.share.is_some().then_some(&"parts")) {
+    for sub in ["patients", "figures"]
+        .iter()
+        .chain(args.save_relevance.then_some(&"relevance"))
+        .chain(args.share.is_some().then_some(&"parts"))
+    {
         let d = args.out.join(sub);
         std::fs::create_dir_all(&d).map_err(|e| format!("{}: {e}", d.display()))?;
     }
-    let todo: Vec<&StudyDir> = studies.iter().filter(|s| args.force || finished(&args.out, &s.id, &settings).is_none()).collect();
+    let todo: Vec<&StudyDir> =
+        studies.iter().filter(|s| args.force || finished(&args.out, &s.id, &settings).is_none()).collect();
     let skipped = studies.len() - todo.len();
     if skipped > 0 {
         eprintln!("{skipped} patient(s) already done with these settings: skipped (--force redoes them)");
@@ -391,7 +443,9 @@ pub fn cohort(args: CohortArgs, device: &Device, gpu: bool) -> Result<(), String
         }
         None => None,
     };
-    let jobs = if gpu { args.jobs.unwrap_or(1) } else { args.jobs.unwrap_or_else(|| default_jobs(PLANNING_VOXELS, &probe)) }.clamp(1, todo.len().max(1));
+    let jobs =
+        if gpu { args.jobs.unwrap_or(1) } else { args.jobs.unwrap_or_else(|| default_jobs(PLANNING_VOXELS, &probe)) }
+            .clamp(1, todo.len().max(1));
     let ctx = Context { args: &args, settings: settings.clone(), model_bytes, config };
     let pb = crate::progress::bar(todo.len() as u64, "cohort");
     pb.set_message(format!("{jobs} at a time"));
@@ -448,7 +502,8 @@ pub fn cohort(args: CohortArgs, device: &Device, gpu: bool) -> Result<(), String
     if let (Some(t), Some(share)) = (&tracker, args.share) {
         t.finish()?;
         eprintln!(
-            "part {} of {}: {} of its {} patients analysed ({} this run, {skipped} from before); `seglrp cohort merge {}` builds the table once every part is done",
+            "part {} of {}: {} of its {} patients analysed ({} this run, {skipped} from before); `seglrp cohort merge \
+                {}` builds the table once every part is done",
             share.part,
             share.parts,
             results.len(),
@@ -472,7 +527,11 @@ pub fn cohort(args: CohortArgs, device: &Device, gpu: bool) -> Result<(), String
     );
     if !failures.is_empty() {
         let list = failures.iter().map(|(id, e)| format!("  {id}: {e}")).collect::<Vec<_>>().join("\n");
-        return Err(format!("{} of {} studies failed (the others are in the table):\n{list}", failures.len(), studies.len()));
+        return Err(format!(
+            "{} of {} studies failed (the others are in the table):\n{list}",
+            failures.len(),
+            studies.len()
+        ));
     }
     Ok(())
 }
@@ -485,7 +544,14 @@ mod tests {
     fn study_folders_are_found_at_any_depth_and_the_output_is_left_out() {
         let dir = std::env::temp_dir().join(format!("seglrp-discover-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
-        for f in ["sub-02/anat/sub-02_T2w.nii.gz", "sub-01/t2.nii", "sub-01/notes.txt", ".git/x.nii", "results/patients/a.nii", "loose.nii.gz"] {
+        for f in [
+            "sub-02/anat/sub-02_T2w.nii.gz",
+            "sub-01/t2.nii",
+            "sub-01/notes.txt",
+            ".git/x.nii",
+            "results/patients/a.nii",
+            "loose.nii.gz",
+        ] {
             let p = dir.join(f);
             std::fs::create_dir_all(p.parent().unwrap()).unwrap();
             std::fs::write(p, b"").unwrap();
@@ -505,7 +571,13 @@ mod tests {
 
     #[test]
     fn the_table_quotes_names_and_leaves_empty_regions_blank() {
-        let settings = Settings { model: "m".into(), model_hash: "1".into(), composite: "Epsilon".into(), class: 1, regions: vec!["all".into(), "fn".into()] };
+        let settings = Settings {
+            model: "m".into(),
+            model_hash: "1".into(),
+            composite: "Epsilon".into(),
+            class: 1,
+            regions: vec!["all".into(), "fn".into()],
+        };
         let region = |name: &str, shares: Option<[f32; 6]>| RegionResult {
             region: name.into(),
             voxels: if shares.is_some() { 3 } else { 0 },

@@ -73,7 +73,11 @@ pub fn summary(study: &Study, mask: &[u8]) -> serde_json::Value {
 
 /// The composite by name, or read from a JSON file.
 pub fn composite(spec: &str, prepared: &Prepared) -> Result<seglrp::lrp::Composite, String> {
-    let spec = if spec.ends_with(".json") { std::fs::read_to_string(spec).map_err(|e| format!("{spec}: {e}"))? } else { spec.to_string() };
+    let spec = if spec.ends_with(".json") {
+        std::fs::read_to_string(spec).map_err(|e| format!("{spec}: {e}"))?
+    } else {
+        spec.to_string()
+    };
     engine::composite(&spec, prepared)
 }
 
@@ -97,7 +101,8 @@ pub fn segment_command(net: &UNet, study: Study, args: SegmentArgs, device: &Dev
     let t = Instant::now();
     let (study, mask) = if args.windows {
         // Sliding windows: memory bounded by the window, for studies too large for one pass.
-        let mask = pollster::block_on(window::segment(net, &study.volume, window::Windows::default(), device, |_, _| {}))?;
+        let mask =
+            pollster::block_on(window::segment(net, &study.volume, window::Windows::default(), device, |_, _| {}))?;
         (study, mask)
     } else {
         let s = segment(net, study, device)?;
@@ -134,7 +139,9 @@ pub fn explain_command(net: &UNet, study: Study, args: ExplainArgs, device: &Dev
         }
     }
     let selection = match (args.region.as_deref(), args.bbox, &args.mask) {
-        (Some("component"), _, _) => Some(Selection::Component(args.voxel.ok_or("--region component needs --voxel (a voxel in the tumour)")?)),
+        (Some("component"), _, _) => {
+            Some(Selection::Component(args.voxel.ok_or("--region component needs --voxel (a voxel in the tumour)")?))
+        }
         (Some(name), _, _) => Some(Selection::parse(name)?),
         (None, Some(b), _) => Some(Selection::Box(b)),
         (None, None, Some(path)) => Some(Selection::Mask(read_mask(path, &study.volume)?)),
@@ -157,16 +164,19 @@ pub fn explain_command(net: &UNet, study: Study, args: ExplainArgs, device: &Dev
             (e.relevance, json)
         }
         Some(sel) => {
-            let e = s.explain_region(net, sel, args.class, &composite)?.ok_or_else(|| {
-                format!("the region \"{}\" is empty in this study: nothing to explain", sel.name())
-            })?;
+            let e = s
+                .explain_region(net, sel, args.class, &composite)?
+                .ok_or_else(|| format!("the region \"{}\" is empty in this study: nothing to explain", sel.name()))?;
             let mut json = serde_json::to_value(&e).expect("plain JSON");
             json["region"] = serde_json::json!(sel.name());
             (e.relevance, json)
         }
     };
     if explanation["shares"].is_null() {
-        eprintln!("note: {}: every voxel's relevance is zero or negative, so no shares are reported", engine::NO_POSITIVE_RELEVANCE);
+        eprintln!(
+            "note: {}: every voxel's relevance is zero or negative, so no shares are reported",
+            engine::NO_POSITIVE_RELEVANCE
+        );
     }
     explanation["composite"] = serde_json::json!(args.composite);
     explanation["sequences"] = serde_json::json!(SEQUENCES);

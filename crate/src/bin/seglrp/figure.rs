@@ -1,4 +1,4 @@
-//! The cohort's figures, in the seed's style: the parallel-coordinates plot of normalised
+//! The cohort's figures, in the style of Chlebus et al. 2019: the parallel-coordinates plot of normalised
 //! per-sequence relevance, and a six-panel view of one patient's relevance. Each is written as
 //! SVG and rasterised to PNG by resvg with a bundled font, so a figure looks the same on every
 //! machine and needs no system fonts.
@@ -7,13 +7,14 @@ use base64::Engine as _;
 use resvg::{tiny_skia, usvg};
 use seglrp::volume::{Volume, SEQUENCES};
 
-/// The seed's axis order (its parallel plot puts T2 last).
+/// The paper's axis order (its parallel plot puts T2 last).
 pub const PLOT_ORDER: [usize; 6] = [1, 2, 3, 4, 5, 0];
 
-/// matplotlib's "Paired" palette, as in the seed's figure; its pale yellow is darkened to stay
+/// matplotlib's "Paired" palette, as in the paper's figure; its pale yellow is darkened to stay
 /// visible on white.
 const PALETTE: [&str; 12] = [
-    "#a6cee3", "#1f78b4", "#b2df8a", "#33a02c", "#fb9a99", "#e31a1c", "#fdbf6f", "#ff7f00", "#cab2d6", "#6a3d9a", "#d8c43a", "#b15928",
+    "#a6cee3", "#1f78b4", "#b2df8a", "#33a02c", "#fb9a99", "#e31a1c", "#fdbf6f", "#ff7f00", "#cab2d6", "#6a3d9a",
+    "#d8c43a", "#b15928",
 ];
 
 fn escape(s: &str) -> String {
@@ -46,7 +47,8 @@ pub fn parallel_svg(lines: &[Line], title: &str) -> String {
     let x = |k: usize| left + pw * k as f64 / 5.0;
     let y = |v: f64| top + ph * (hi - v) / (hi - lo);
     let mut s = format!(
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" viewBox=\"0 0 {w} {h}\" font-family=\"Ubuntu\">\n\
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" viewBox=\"0 0 {w} {h}\" \
+            font-family=\"Ubuntu\">\n\
          <rect width=\"{w}\" height=\"{h}\" fill=\"white\"/>\n\
          <text x=\"{}\" y=\"34\" font-size=\"22\" text-anchor=\"middle\" fill=\"#222\">{}</text>\n",
         left + pw / 2.0,
@@ -59,7 +61,8 @@ pub fn parallel_svg(lines: &[Line], title: &str) -> String {
         let mag = step.log10().floor();
         let digits = (-mag).max(0.0) as usize + usize::from((step / 10f64.powf(mag) - 2.5).abs() < 1e-9);
         s += &format!(
-            "<text x=\"{}\" y=\"{:.1}\" font-size=\"20\" text-anchor=\"end\" dominant-baseline=\"middle\" fill=\"#222\">{t:.*}</text>\n",
+            "<text x=\"{}\" y=\"{:.1}\" font-size=\"20\" text-anchor=\"end\" dominant-baseline=\"middle\" \
+                fill=\"#222\">{t:.*}</text>\n",
             left - 10.0,
             y(t),
             digits
@@ -79,9 +82,11 @@ pub fn parallel_svg(lines: &[Line], title: &str) -> String {
         );
     }
     s += &format!(
-        "<rect x=\"{left}\" y=\"{top}\" width=\"{pw}\" height=\"{ph}\" fill=\"none\" stroke=\"#ccc\" stroke-width=\"2\"/>\n\
+        "<rect x=\"{left}\" y=\"{top}\" width=\"{pw}\" height=\"{ph}\" fill=\"none\" stroke=\"#ccc\" \
+            stroke-width=\"2\"/>\n\
          <text x=\"{}\" y=\"{}\" font-size=\"22\" text-anchor=\"middle\" fill=\"#222\">MRI sequence</text>\n\
-         <text transform=\"translate(28 {}) rotate(-90)\" font-size=\"22\" text-anchor=\"middle\" fill=\"#222\">normalised relevance</text>\n",
+         <text transform=\"translate(28 {}) rotate(-90)\" font-size=\"22\" text-anchor=\"middle\" \
+             fill=\"#222\">normalised relevance</text>\n",
         left + pw / 2.0,
         h - 25.0,
         top + ph / 2.0
@@ -89,8 +94,12 @@ pub fn parallel_svg(lines: &[Line], title: &str) -> String {
     let legend_gap = (ph / lines.len().max(1) as f64).min(26.0);
     for (i, line) in lines.iter().enumerate() {
         let colour = PALETTE[i % PALETTE.len()];
-        let points: Vec<String> = (0..6).map(|k| format!("{:.1},{:.1}", x(k), y(f64::from(line.shares[PLOT_ORDER[k]])))).collect();
-        s += &format!("<polyline points=\"{}\" fill=\"none\" stroke=\"{colour}\" stroke-width=\"2.5\"/>\n", points.join(" "));
+        let points: Vec<String> =
+            (0..6).map(|k| format!("{:.1},{:.1}", x(k), y(f64::from(line.shares[PLOT_ORDER[k]])))).collect();
+        s += &format!(
+            "<polyline points=\"{}\" fill=\"none\" stroke=\"{colour}\" stroke-width=\"2.5\"/>\n",
+            points.join(" ")
+        );
         let ly = top + 10.0 + legend_gap * i as f64;
         s += &format!(
             "<line x1=\"{0}\" y1=\"{ly:.1}\" x2=\"{1}\" y2=\"{ly:.1}\" stroke=\"{colour}\" stroke-width=\"3\"/>\
@@ -139,7 +148,9 @@ fn panel_pixels(p: &Panels, c: usize, rmax: f32, scale: usize) -> (Vec<u8>, usiz
     let (lo, hi) = grey_window(channel);
     let base = p.slice * nx * ny;
     let rel = &p.relevance[c * n..(c + 1) * n];
-    let in_region = |x: isize, y: isize| x >= 0 && y >= 0 && (x as usize) < nx && (y as usize) < ny && p.region[base + x as usize + nx * y as usize] != 0;
+    let in_region = |x: isize, y: isize| {
+        x >= 0 && y >= 0 && (x as usize) < nx && (y as usize) < ny && p.region[base + x as usize + nx * y as usize] != 0
+    };
     let (w, h) = (nx * scale, ny * scale);
     let mut px = vec![0u8; w * h * 4];
     for y in 0..ny {
@@ -176,8 +187,9 @@ fn panel_pixels(p: &Panels, c: usize, rmax: f32, scale: usize) -> (Vec<u8>, usiz
 }
 
 fn png_data_url(rgba: Vec<u8>, w: usize, h: usize) -> Result<String, String> {
-    let pixmap = tiny_skia::Pixmap::from_vec(rgba, tiny_skia::IntSize::from_wh(w as u32, h as u32).ok_or("empty panel")?)
-        .ok_or("panel pixels do not match the size")?;
+    let pixmap =
+        tiny_skia::Pixmap::from_vec(rgba, tiny_skia::IntSize::from_wh(w as u32, h as u32).ok_or("empty panel")?)
+            .ok_or("panel pixels do not match the size")?;
     let png = pixmap.encode_png().map_err(|e| e.to_string())?;
     Ok(format!("data:image/png;base64,{}", base64::engine::general_purpose::STANDARD.encode(png)))
 }
@@ -188,15 +200,15 @@ pub fn panels_svg(p: &Panels) -> Result<String, String> {
     let n = p.volume.voxels();
     let base = p.slice * nx * ny;
     // One relevance scale for all six panels, so that they can be compared by eye.
-    let rmax = (0..6)
-        .flat_map(|c| p.relevance[c * n + base..c * n + base + nx * ny].iter())
-        .fold(0f32, |m, v| m.max(v.abs()));
+    let rmax =
+        (0..6).flat_map(|c| p.relevance[c * n + base..c * n + base + nx * ny].iter()).fold(0f32, |m, v| m.max(v.abs()));
     let scale = (420 / nx.max(ny)).max(2);
     let (pw, ph) = (nx * scale, ny * scale);
     let (gap, head, top) = (12, 34, 50);
     let (w, h) = (3 * pw + 4 * gap, top + 2 * (ph + head + gap) + 30);
     let mut s = format!(
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" xmlns:xlink=\"http://www.w3.org/1999/xlink\" width=\"{w}\" height=\"{h}\" font-family=\"Ubuntu\">\n\
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" xmlns:xlink=\"http://www.w3.org/1999/xlink\" width=\"{w}\" \
+            height=\"{h}\" font-family=\"Ubuntu\">\n\
          <rect width=\"{w}\" height=\"{h}\" fill=\"black\"/>\n\
          <text x=\"{}\" y=\"32\" font-size=\"22\" text-anchor=\"middle\" fill=\"white\">{}</text>\n",
         w / 2,
@@ -206,7 +218,8 @@ pub fn panels_svg(p: &Panels) -> Result<String, String> {
         let (col, row) = (c % 3, c / 3);
         let (x, y) = (gap + col * (pw + gap), top + row * (ph + head + gap));
         let (rgba, iw, ih) = panel_pixels(p, c, rmax, scale);
-        let share = p.shares.map(|v| format!("{:.1} %", 100.0 * v[c])).unwrap_or_else(|| "no positive relevance".into());
+        let share =
+            p.shares.map(|v| format!("{:.1} %", 100.0 * v[c])).unwrap_or_else(|| "no positive relevance".into());
         s += &format!(
             "<text x=\"{}\" y=\"{}\" font-size=\"20\" text-anchor=\"middle\" fill=\"white\">{} — {share}</text>\n\
              <image x=\"{x}\" y=\"{}\" width=\"{iw}\" height=\"{ih}\" xlink:href=\"{}\"/>\n",
@@ -218,7 +231,8 @@ pub fn panels_svg(p: &Panels) -> Result<String, String> {
         );
     }
     s += &format!(
-        "<text x=\"{gap}\" y=\"{}\" font-size=\"16\" fill=\"#bbb\">slice z = {} (voxel axes {}: i to the right, j up); relevance red +, blue −, full colour at |R| = {rmax:.3e}; region contour yellow</text>\n",
+        "<text x=\"{gap}\" y=\"{}\" font-size=\"16\" fill=\"#bbb\">slice z = {} (voxel axes {}: i to the right, j up); \
+            relevance red +, blue −, full colour at |R| = {rmax:.3e}; region contour yellow</text>\n",
         h - 10,
         p.slice,
         p.volume.affine.orientation()

@@ -134,7 +134,7 @@ enum Command {
         #[arg(long, value_parser = parse_voxel, required_unless_present = "region")]
         voxel: Option<[usize; 3]>,
         /// Instead of one voxel, the exact two-pass region map over the box d0,h0,w0,d1,h1,w1
-        /// (start inclusive, end exclusive; README "Region maps").
+        /// (start inclusive, end exclusive; README "LRP").
         #[arg(long, value_parser = parse_box, conflicts_with = "voxel")]
         region: Option<[usize; 6]>,
         #[arg(long, default_value_t = 1)]
@@ -381,17 +381,29 @@ enum ModelCommand {
 }
 
 fn parse_voxel(s: &str) -> Result<[usize; 3], String> {
-    let v: Vec<usize> = s.split(',').map(|p| p.trim().parse::<usize>()).collect::<Result<_, _>>().map_err(|e| format!("{e}: expected x,y,z"))?;
+    let v: Vec<usize> = s
+        .split(',')
+        .map(|p| p.trim().parse::<usize>())
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("{e}: expected x,y,z"))?;
     v.try_into().map_err(|_| "expected three numbers x,y,z".to_string())
 }
 
 fn parse_box(s: &str) -> Result<[usize; 6], String> {
-    let v: Vec<usize> = s.split(',').map(|p| p.trim().parse::<usize>()).collect::<Result<_, _>>().map_err(|e| format!("{e}: expected d0,h0,w0,d1,h1,w1"))?;
+    let v: Vec<usize> = s
+        .split(',')
+        .map(|p| p.trim().parse::<usize>())
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("{e}: expected d0,h0,w0,d1,h1,w1"))?;
     v.try_into().map_err(|_| "expected six numbers d0,h0,w0,d1,h1,w1".to_string())
 }
 
 fn parse_shape(s: &str) -> Result<[usize; 4], String> {
-    let v: Vec<usize> = s.split(',').map(|p| p.trim().parse::<usize>()).collect::<Result<_, _>>().map_err(|e| format!("{e}: expected C,D,H,W"))?;
+    let v: Vec<usize> = s
+        .split(',')
+        .map(|p| p.trim().parse::<usize>())
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("{e}: expected C,D,H,W"))?;
     v.try_into().map_err(|_| "expected four numbers C,D,H,W".to_string())
 }
 
@@ -400,7 +412,8 @@ pub(crate) fn load_model(path: &Path, config: Option<&Path>, device: &burn::prel
     let config = match config {
         Some(c) => serde_json::from_slice(&std::fs::read(c).map_err(|e| format!("{}: {e}", c.display()))?)
             .map_err(|e| format!("{}: {e}", c.display()))?,
-        None => weights::config_of(&bytes).ok_or_else(|| format!("{}: no configuration in the file; give --config", path.display()))?,
+        None => weights::config_of(&bytes)
+            .ok_or_else(|| format!("{}: no configuration in the file; give --config", path.display()))?,
     };
     weights::from_safetensors(&config, &bytes, device).map_err(|e| format!("{}: {e}", path.display()))
 }
@@ -416,7 +429,13 @@ fn relevance_command(args: RelevanceArgs) -> Result<(), String> {
         return Err(format!("{}: {} values, but the shape needs {}", args.input.display(), x.len(), c * d * h * w));
     }
     // [C, D, H, W] row-major is a Volume's layout with dims [W, H, D].
-    let vol = seglrp::volume::Volume { dims: [w, h, d], channels: c, spacing: [1.0; 3], affine: seglrp::geometry::Affine::diagonal([1.0; 3]), data: x };
+    let vol = seglrp::volume::Volume {
+        dims: [w, h, d],
+        channels: c,
+        spacing: [1.0; 3],
+        affine: seglrp::geometry::Affine::diagonal([1.0; 3]),
+        data: x,
+    };
     let host = |t: Tensor<5>| t.into_data().try_into_vec::<f32>().map_err(|e| format!("{e:?}"));
     // --repeat: the fastest of N runs, each read back to the host (scripts/bench_zennit.py).
     let mut forward_s = f64::INFINITY;
@@ -483,7 +502,12 @@ fn relevance_command(args: RelevanceArgs) -> Result<(), String> {
                 best = best.min(t.elapsed().as_secs_f64());
             }
             let e = out.expect("at least one run");
-            let summary = serde_json::json!({ "region_voxels": e.voxels, "kept": e.voxels - e.left_out, "left_out": e.left_out, "region_s": best });
+            let summary = serde_json::json!({
+                "region_voxels": e.voxels,
+                "kept": e.voxels - e.left_out,
+                "left_out": e.left_out,
+                "region_s": best,
+            });
             (e.relevance, summary)
         }
         (None, None) => return Err("give --voxel or --region".into()),
@@ -515,7 +539,9 @@ struct RelevanceArgs {
 pub(crate) fn write(path: &Path, bytes: &[u8]) -> Result<(), String> {
     // Write then rename: an interrupted run never leaves a half-written file under the name.
     let tmp = path.with_extension("partial");
-    std::fs::write(&tmp, bytes).and_then(|_| std::fs::rename(&tmp, path)).map_err(|e| format!("{}: {e}", path.display()))
+    std::fs::write(&tmp, bytes)
+        .and_then(|_| std::fs::rename(&tmp, path))
+        .map_err(|e| format!("{}: {e}", path.display()))
 }
 
 pub(crate) fn gzip_wanted(path: &Path) -> bool {
@@ -561,7 +587,13 @@ fn info(files: &[PathBuf], json: bool, values: Option<PathBuf>) -> Result<(), St
         } else {
             let dims = info.dims.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(" × ");
             println!("{}", r.name);
-            println!("  {} {}, {}, {}", info.format, if info.pair { "pair" } else { "file" }, serde_json::to_string(&info.datatype).unwrap_or_default().trim_matches('"'), if info.little_endian { "little-endian" } else { "big-endian" });
+            println!(
+                "  {} {}, {}, {}",
+                info.format,
+                if info.pair { "pair" } else { "file" },
+                serde_json::to_string(&info.datatype).unwrap_or_default().trim_matches('"'),
+                if info.little_endian { "little-endian" } else { "big-endian" }
+            );
             println!("  dimensions {dims}, voxel size {:?} mm", info.spacing);
             println!("  orientation {} (affine from {:?})", info.orientation, info.affine_source);
             for row in info.affine.rows4() {
@@ -595,7 +627,8 @@ pub(crate) fn open_study(files: &[PathBuf], roles: &[String]) -> Result<Study, S
             eprintln!("warning: {}: {note}", r.name);
         }
     }
-    let errors: Vec<String> = reports.iter().filter_map(|r| r.error.as_ref().map(|e| format!("{}: {e}", r.name))).collect();
+    let errors: Vec<String> =
+        reports.iter().filter_map(|r| r.error.as_ref().map(|e| format!("{}: {e}", r.name))).collect();
     if !errors.is_empty() {
         return Err(errors.join("\n"));
     }
@@ -609,7 +642,11 @@ pub(crate) fn open_study(files: &[PathBuf], roles: &[String]) -> Result<Study, S
         .collect::<Result<_, String>>()?;
     let study = study::assemble_reports(&mut reports, &chosen).map_err(|e| e.to_string())?;
     for (c, n) in study.non_finite.iter().enumerate().filter(|(_, n)| **n > 0) {
-        eprintln!("warning: {}: {n} NaN or infinite voxels of {} were set to 0", study.sources[c], seglrp::volume::SEQUENCES[c]);
+        eprintln!(
+            "warning: {}: {n} NaN or infinite voxels of {} were set to 0",
+            study.sources[c],
+            seglrp::volume::SEQUENCES[c]
+        );
     }
     Ok(study)
 }
@@ -635,9 +672,10 @@ fn run(cli: Cli) -> Result<(), String> {
             }
         }
         Command::Phantoms { out, patients, no_gzip } => phantoms::write_cohort(&out, &patients.0, !no_gzip)?,
-        Command::Train { out, steps, seed, config, checkpoint_every } => {
-            training::train(training::TrainArgs { out, steps, seed, config, checkpoint_every }, &backend::cpu_device("cpu")?)?
-        }
+        Command::Train { out, steps, seed, config, checkpoint_every } => training::train(
+            training::TrainArgs { out, steps, seed, config, checkpoint_every },
+            &backend::cpu_device("cpu")?,
+        )?,
         Command::Evaluate { model, patients, no_ablation, json } => {
             let device = backend::cpu_device("cpu")?;
             training::evaluate(&training::load(model.as_deref(), &device)?, &patients.0, !no_ablation, json, &device)?
@@ -658,33 +696,95 @@ fn run(cli: Cli) -> Result<(), String> {
             write(&out, weights::BUNDLED)?;
             eprintln!("wrote {}", out.display());
         }
-        Command::Relevance { model, config, input, shape, voxel, region, class, versus, composite, out, logits, repeat } => {
-            relevance_command(RelevanceArgs { model, config, input, shape, voxel, region, class, versus, composite, out, logits, repeat })?
-        }
+        Command::Relevance {
+            model,
+            config,
+            input,
+            shape,
+            voxel,
+            region,
+            class,
+            versus,
+            composite,
+            out,
+            logits,
+            repeat,
+        } => relevance_command(RelevanceArgs {
+            model,
+            config,
+            input,
+            shape,
+            voxel,
+            region,
+            class,
+            versus,
+            composite,
+            out,
+            logits,
+            repeat,
+        })?,
         Command::Segment { files, common, out, windows } => {
             let study = open_study(&files, &common.role)?;
             let device = device(common.gpu, &common.backend)?;
             let net = training::load(common.model.as_deref(), &device)?;
             explain::segment_command(&net, study, explain::SegmentArgs { out, windows }, &device)?
         }
-        Command::Explain { files, common, voxel, class, region, bbox, mask, composite, relevance, segmentation, raw, json, no_crop } => {
+        Command::Explain {
+            files,
+            common,
+            voxel,
+            class,
+            region,
+            bbox,
+            mask,
+            composite,
+            relevance,
+            segmentation,
+            raw,
+            json,
+            no_crop,
+        } => {
             let study = open_study(&files, &common.role)?;
             let device = device(common.gpu, &common.backend)?;
             let net = training::load(common.model.as_deref(), &device)?;
-            let args = explain::ExplainArgs { voxel, class, region, bbox, mask, composite, relevance, segmentation, raw, json, crop: !no_crop };
+            let args = explain::ExplainArgs {
+                voxel,
+                class,
+                region,
+                bbox,
+                mask,
+                composite,
+                relevance,
+                segmentation,
+                raw,
+                json,
+                crop: !no_crop,
+            };
             explain::explain_command(&net, study, args, &device)?
         }
         Command::Cohort { action: Some(CohortAction::Merge { out }), .. } => parts::merge(&out)?,
         Command::Cohort { action: Some(CohortAction::Status { out, json }), .. } => parts::status(&out, json)?,
-        Command::Cohort { action: None, run } => {
-            let CohortRun { dir, out, model, regions, class, composite, gpu, jobs, save_relevance, force, parts, part } = run;
-            let (dir, out) = (dir.expect("clap requires DIR"), out.expect("clap requires --out"));
-            let share = match (parts, part) {
-                (Some(n), Some(i)) if i >= n => return Err(format!("--part {i}: parts are numbered 0 to {} (--parts {n})", n - 1)),
+        Command::Cohort { action: None, run: r } => {
+            let share = match (r.parts, r.part) {
+                (Some(n), Some(i)) if i >= n => {
+                    return Err(format!("--part {i}: parts are numbered 0 to {} (--parts {n})", n - 1))
+                }
                 (Some(n), Some(i)) => Some(parts::Share { part: i, parts: n }),
                 _ => None,
             };
-            let args = cohort::CohortArgs { dir, out, model, regions: regions.0, class, composite, jobs, save_relevance, force, share };
+            let gpu = r.gpu;
+            let args = cohort::CohortArgs {
+                dir: r.dir.expect("clap requires DIR"),
+                out: r.out.expect("clap requires --out"),
+                model: r.model,
+                regions: r.regions.0,
+                class: r.class,
+                composite: r.composite,
+                jobs: r.jobs,
+                save_relevance: r.save_relevance,
+                force: r.force,
+                share,
+            };
             cohort::cohort(args, &device(gpu, "cpu")?, gpu)?
         }
     }

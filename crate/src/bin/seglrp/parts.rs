@@ -141,13 +141,17 @@ impl Tracker {
 
 fn read_json<T: for<'a> Deserialize<'a>>(dir: &Path) -> Result<Vec<(PathBuf, T)>, String> {
     let Ok(entries) = std::fs::read_dir(dir) else { return Ok(Vec::new()) };
-    let mut paths: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.extension().is_some_and(|e| e == "json")).collect();
+    let mut paths: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .collect();
     paths.sort();
     paths
         .into_iter()
         .map(|p| {
             let bytes = std::fs::read(&p).map_err(|e| format!("{}: {e}", p.display()))?;
-            let v = serde_json::from_slice(&bytes).map_err(|e| format!("{}: not a file seglrp wrote ({e})", p.display()))?;
+            let v = serde_json::from_slice(&bytes)
+                .map_err(|e| format!("{}: not a file seglrp wrote ({e})", p.display()))?;
             Ok((p, v))
         })
         .collect()
@@ -161,7 +165,8 @@ fn part_statuses(out: &Path) -> Result<Vec<PartStatus>, String> {
 fn outstanding(parts: &[PartStatus], done: &BTreeSet<String>) -> (Vec<String>, Vec<Failure>) {
     let assigned: BTreeSet<&String> = parts.iter().flat_map(|p| &p.assigned).collect();
     let missing = assigned.into_iter().filter(|p| !done.contains(*p)).cloned().collect();
-    let mut failed: Vec<Failure> = parts.iter().flat_map(|p| p.failed.clone()).filter(|f| !done.contains(&f.patient)).collect();
+    let mut failed: Vec<Failure> =
+        parts.iter().flat_map(|p| p.failed.clone()).filter(|f| !done.contains(&f.patient)).collect();
     failed.sort_by(|a, b| a.patient.cmp(&b.patient));
     failed.dedup_by(|a, b| a.patient == b.patient);
     (missing, failed)
@@ -179,10 +184,18 @@ pub fn merge(out: &Path) -> Result<(), String> {
     let other: Vec<&PatientResult> = results.iter().filter(|r| !r.settings.same_work(&settings)).collect();
     if let Some(o) = other.first() {
         let describe = |s: &crate::cohort::Settings| {
-            format!("model {} ({}), composite {}, class {}, regions {}", s.model, s.model_hash, s.composite, s.class, s.regions.join(","))
+            format!(
+                "model {} ({}), composite {}, class {}, regions {}",
+                s.model,
+                s.model_hash,
+                s.composite,
+                s.class,
+                s.regions.join(",")
+            )
         };
         return Err(format!(
-            "{} holds results made with different settings, which cannot go in one table: {} patient(s) with {} (e.g. {}), {} with {} (e.g. {}). Move one set to another folder, or rerun it with the other's settings",
+            "{} holds results made with different settings, which cannot go in one table: {} patient(s) with {} (e.g. \
+                {}), {} with {} (e.g. {}). Move one set to another folder, or rerun it with the other's settings",
             out.display(),
             results.len() - other.len(),
             describe(&settings),
@@ -218,14 +231,20 @@ pub fn merge(out: &Path) -> Result<(), String> {
     if missing.is_empty() {
         return Ok(());
     }
-    let waiting: Vec<&str> = missing.iter().filter(|m| !failed.iter().any(|f| &f.patient == *m)).map(|s| s.as_str()).collect();
-    let mut msg = format!("{} patient(s) have no result yet (the table holds the {} finished)", missing.len(), results.len());
+    let waiting: Vec<&str> =
+        missing.iter().filter(|m| !failed.iter().any(|f| &f.patient == *m)).map(|s| s.as_str()).collect();
+    let mut msg =
+        format!("{} patient(s) have no result yet (the table holds the {} finished)", missing.len(), results.len());
     if !failed.is_empty() {
         let errors: Vec<String> = failed.iter().map(|f| format!("  {}: {}", f.patient, f.error)).collect();
         msg += &format!("\nfailed ({}):\n{}", failed.len(), errors.join("\n"));
     }
     if !waiting.is_empty() {
-        msg += &format!("\nnot done ({}; a part still running, stopped or not yet started): {}", waiting.len(), waiting.join(", "));
+        msg += &format!(
+            "\nnot done ({}; a part still running, stopped or not yet started): {}",
+            waiting.len(),
+            waiting.join(", ")
+        );
     }
     msg += "\nre-submit the parts (finished patients are skipped), then merge again";
     Err(msg)
@@ -237,7 +256,8 @@ pub fn status(out: &Path, json: bool) -> Result<(), String> {
     if parts.is_empty() {
         return Err(format!("{}: no part status files (OUT/parts/); was the cohort run with --parts?", out.display()));
     }
-    let done: BTreeSet<String> = read_json::<PatientResult>(&out.join("patients"))?.into_iter().map(|(_, r)| r.patient).collect();
+    let done: BTreeSet<String> =
+        read_json::<PatientResult>(&out.join("patients"))?.into_iter().map(|(_, r)| r.patient).collect();
     let (missing, failed) = outstanding(&parts, &done);
     if json {
         let v = serde_json::json!({ "parts": parts, "done": done.len(), "missing": missing, "failed": failed });
@@ -249,7 +269,8 @@ pub fn status(out: &Path, json: bool) -> Result<(), String> {
         let finished = p.assigned.iter().filter(|a| done.contains(*a)).count();
         let current = if p.current.is_empty() { String::new() } else { format!(", now {}", p.current.join(", ")) };
         println!(
-            "part {} of {} ({} pid {}): {} — {finished} of {} patient(s) finished ({} by this run, {} before), {} failed{current}; last update {} s ago",
+            "part {} of {} ({} pid {}): {} — {finished} of {} patient(s) finished ({} by this run, {} before), {} \
+                failed{current}; last update {} s ago",
             p.part,
             p.parts,
             p.host,
@@ -263,7 +284,13 @@ pub fn status(out: &Path, json: bool) -> Result<(), String> {
         );
     }
     let total: BTreeSet<&String> = parts.iter().flat_map(|p| &p.assigned).collect();
-    println!("all parts: {} of {} patient(s) finished, {} failed, {} to do", total.len() - missing.len(), total.len(), failed.len(), missing.len() - failed.len());
+    println!(
+        "all parts: {} of {} patient(s) finished, {} failed, {} to do",
+        total.len() - missing.len(),
+        total.len(),
+        failed.len(),
+        missing.len() - failed.len()
+    );
     for f in &failed {
         println!("  failed {}: {}", f.patient, f.error);
     }

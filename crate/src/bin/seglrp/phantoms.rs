@@ -16,7 +16,10 @@ pub fn parse_patients(s: &str) -> Result<Patients, String> {
     for part in s.split(',') {
         let range = match part.split_once('-') {
             Some((a, b)) => {
-                let (a, b): (usize, usize) = (a.trim().parse().map_err(|_| format!("bad patient number in \"{s}\""))?, b.trim().parse().map_err(|_| format!("bad patient number in \"{s}\""))?);
+                let (a, b): (usize, usize) = (
+                    a.trim().parse().map_err(|_| format!("bad patient number in \"{s}\""))?,
+                    b.trim().parse().map_err(|_| format!("bad patient number in \"{s}\""))?,
+                );
                 a..=b
             }
             None => {
@@ -48,9 +51,22 @@ pub fn write_cohort(out: &Path, patients: &[usize], gzip: bool) -> Result<(), St
         let lesions: Vec<serde_json::Value> = p
             .lesions
             .iter()
-            .map(|l| serde_json::json!({"kind": format!("{:?}", l.kind), "tumour": l.kind.is_tumour(), "diameter_mm": l.diameter(), "centre_mm": l.centre}))
+            .map(|l| {
+                serde_json::json!({
+                    "kind": format!("{:?}", l.kind),
+                    "tumour": l.kind.is_tumour(),
+                    "diameter_mm": l.diameter(),
+                    "centre_mm": l.centre,
+                })
+            })
             .collect();
-        let info = serde_json::json!({"patient": i, "dims": p.volume.dims, "spacing_mm": p.volume.spacing, "tumour_voxels": p.label.iter().filter(|v| **v == 1).count(), "lesions": lesions});
+        let info = serde_json::json!({
+            "patient": i,
+            "dims": p.volume.dims,
+            "spacing_mm": p.volume.spacing,
+            "tumour_voxels": p.label.iter().filter(|v| **v == 1).count(),
+            "lesions": lesions,
+        });
         crate::write(&dir.join("lesions.json"), serde_json::to_string_pretty(&info).expect("plain JSON").as_bytes())?;
         pb.inc(1);
     }

@@ -9,8 +9,8 @@ use seglrp::phantom;
 use seglrp::train::{self, TrainOptions};
 use seglrp::unet::{UNet, UNetConfig};
 use seglrp::volume::SEQUENCES;
-use seglrp::window::{self, Windows};
 use seglrp::weights;
+use seglrp::window::{self, Windows};
 
 use crate::progress::bar;
 
@@ -24,7 +24,8 @@ pub struct TrainArgs {
 
 pub fn train(args: TrainArgs, device: &Device) -> Result<(), String> {
     let config: UNetConfig = match &args.config {
-        Some(c) => serde_json::from_slice(&std::fs::read(c).map_err(|e| format!("{}: {e}", c.display()))?).map_err(|e| format!("{}: {e}", c.display()))?,
+        Some(c) => serde_json::from_slice(&std::fs::read(c).map_err(|e| format!("{}: {e}", c.display()))?)
+            .map_err(|e| format!("{}: {e}", c.display()))?,
         None => train::bundled_config(),
     };
     config.validate()?;
@@ -35,7 +36,12 @@ pub fn train(args: TrainArgs, device: &Device) -> Result<(), String> {
     opts.steps = args.steps.unwrap_or(opts.steps);
     opts.seed = args.seed.unwrap_or(opts.seed);
     if opts.dims.iter().any(|d| d % config.align() != 0) {
-        return Err(format!("training patches {:?} must be multiples of {} for {} levels", opts.dims, config.align(), config.levels));
+        return Err(format!(
+            "training patches {:?} must be multiples of {} for {} levels",
+            opts.dims,
+            config.align(),
+            config.levels
+        ));
     }
     eprintln!("training {config:?}\nwith {opts:?}");
     let pb = bar(opts.steps as u64, "training");
@@ -50,7 +56,12 @@ pub fn train(args: TrainArgs, device: &Device) -> Result<(), String> {
             return;
         }
         if (step + 1) % 100 == 0 {
-            eprintln!("step {}/{}: loss {smoothed:.4} ({:.0} s)", step + 1, opts.steps, started.elapsed().as_secs_f64());
+            eprintln!(
+                "step {}/{}: loss {smoothed:.4} ({:.0} s)",
+                step + 1,
+                opts.steps,
+                started.elapsed().as_secs_f64()
+            );
         }
         if args.checkpoint_every > 0 && (step + 1) % args.checkpoint_every == 0 && step + 1 < opts.steps {
             if let Err(e) = crate::write(&args.out, &weights::to_safetensors(&snapshot())) {
@@ -63,7 +74,12 @@ pub fn train(args: TrainArgs, device: &Device) -> Result<(), String> {
         return Err(e);
     }
     crate::write(&args.out, &weights::to_safetensors(&net))?;
-    eprintln!("trained {} steps in {:.1} min; wrote {}", opts.steps, started.elapsed().as_secs_f64() / 60.0, args.out.display());
+    eprintln!(
+        "trained {} steps in {:.1} min; wrote {}",
+        opts.steps,
+        started.elapsed().as_secs_f64() / 60.0,
+        args.out.display()
+    );
     Ok(())
 }
 
@@ -80,7 +96,11 @@ pub fn evaluate(net: &UNet, patients: &[usize], ablation: bool, json: bool, devi
     let started = Instant::now();
     let mut results: Vec<Condition> = conditions
         .iter()
-        .map(|c| Condition { name: c.map_or("all sequences".to_string(), |c| format!("{} zeroed", SEQUENCES[c])), per_patient: Vec::new(), total: Overlap::default() })
+        .map(|c| Condition {
+            name: c.map_or("all sequences".to_string(), |c| format!("{} zeroed", SEQUENCES[c])),
+            per_patient: Vec::new(),
+            total: Overlap::default(),
+        })
         .collect();
     let mut rows = Vec::new();
     for &i in patients {
@@ -105,18 +125,40 @@ pub fn evaluate(net: &UNet, patients: &[usize], ablation: bool, json: bool, devi
     pb.finish_and_clear();
     let mean = |v: &[Option<f32>]| {
         let d: Vec<f32> = v.iter().flatten().copied().collect();
-        if d.is_empty() { f32::NAN } else { d.iter().sum::<f32>() / d.len() as f32 }
+        if d.is_empty() {
+            f32::NAN
+        } else {
+            d.iter().sum::<f32>() / d.len() as f32
+        }
     };
     if json {
         let out = serde_json::json!({
-            "patients": rows.iter().map(|(i, o, t, l)| serde_json::json!({"patient": i, "tumours": t, "lesions": l, "tumour_voxels": o.labelled, "predicted_voxels": o.predicted, "dice": o.dice()})).collect::<Vec<_>>(),
-            "conditions": results.iter().map(|r| serde_json::json!({"condition": r.name, "dice": r.total.dice(), "mean_patient_dice": mean(&r.per_patient)})).collect::<Vec<_>>(),
+            "patients": rows.iter().map(|(i, o, t, l)| serde_json::json!({
+                "patient": i,
+                "tumours": t,
+                "lesions": l,
+                "tumour_voxels": o.labelled,
+                "predicted_voxels": o.predicted,
+                "dice": o.dice(),
+            })).collect::<Vec<_>>(),
+            "conditions": results.iter().map(|r| serde_json::json!({
+                "condition": r.name,
+                "dice": r.total.dice(),
+                "mean_patient_dice": mean(&r.per_patient),
+            })).collect::<Vec<_>>(),
         });
         println!("{}", serde_json::to_string_pretty(&out).expect("plain JSON"));
         return Ok(());
     }
-    println!("Tumour segmentation on {} held-out phantoms (cohort patients, never trained on), sliding windows {:?}:", patients.len(), Windows::default().size);
-    println!("{:>8} {:>7} {:>8} {:>13} {:>10} {:>6}", "patient", "tumours", "lesions", "tumour voxels", "predicted", "Dice");
+    println!(
+        "Tumour segmentation on {} held-out phantoms (cohort patients, never trained on), sliding windows {:?}:",
+        patients.len(),
+        Windows::default().size
+    );
+    println!(
+        "{:>8} {:>7} {:>8} {:>13} {:>10} {:>6}",
+        "patient", "tumours", "lesions", "tumour voxels", "predicted", "Dice"
+    );
     for (i, o, t, l) in &rows {
         let d = o.dice().map_or("—".to_string(), |d| format!("{d:.3}"));
         println!("{i:>8} {t:>7} {l:>8} {:>13} {:>10} {d:>6}", o.labelled, o.predicted);
