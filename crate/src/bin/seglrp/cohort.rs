@@ -12,6 +12,7 @@ use std::sync::Mutex;
 use std::time::Instant;
 
 use burn::prelude::Device;
+use clap::Subcommand;
 use seglrp::region::{self, Selection};
 use seglrp::study::FILE_STEMS;
 use seglrp::unet::UNet;
@@ -19,10 +20,128 @@ use seglrp::volume::Volume;
 use seglrp::{nifti, weights};
 use serde::{Deserialize, Serialize};
 
-use crate::explain::{composite, segment};
+use crate::common::{device, write};
 use crate::figure::{self, Line, Panels};
 use crate::parts::{Share, Tracker};
-use crate::write;
+use crate::segment::{composite, segment};
+
+/// `seglrp cohort DIR --out OUT [--parts N --part I]`, or `seglrp cohort merge|status OUT`.
+#[derive(clap::Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+pub struct Args {
+    #[command(subcommand)]
+    pub action: Option<Action>,
+    #[command(flatten)]
+    pub run: Run,
+}
+
+#[derive(clap::Args)]
+pub struct Run {
+    /// The cohort: one folder per patient.
+    #[arg(required = true)]
+    pub dir: Option<PathBuf>,
+    #[arg(long, required = true)]
+    pub out: Option<PathBuf>,
+    /// safetensors weights (README "Models"); default: the bundled liver model.
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// Regions to explain, comma-separated: all (predicted tumour), tp, fn, fp (against each
+    /// study's label).
+    #[arg(long, default_value = "all", value_parser = parse_regions)]
+    pub regions: Regions,
+    /// Class to explain: 0 background, 1 tumour.
+    #[arg(long, default_value_t = 1)]
+    pub class: usize,
+    #[arg(long, default_value = COHORT_COMPOSITE)]
+    pub composite: String,
+    /// Run on the GPU (burn-wgpu: Vulkan, Metal or DirectX 12).
+    #[arg(long)]
+    pub gpu: bool,
+    /// Patients processed at once (default: by cores and free memory; 1 with --gpu).
+    #[arg(long)]
+    pub jobs: Option<usize>,
+    /// Also write each region's relevance as NIfTI to OUT/relevance/.
+    #[arg(long)]
+    pub save_relevance: bool,
+    /// Redo patients that are already finished.
+    #[arg(long)]
+    pub force: bool,
+    /// Split the cohort into N disjoint shares by a hash of each patient's folder name (adding
+    /// patients moves no one between shares); with --part, run one of them. Parts share OUT and
+    /// never write the table: `seglrp cohort merge OUT` does, once they are done.
+    #[arg(long, value_name = "N", requires = "part", value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub parts: Option<u32>,
+    /// Which share to run, 0 to N−1 (Slurm: $SLURM_ARRAY_TASK_ID with --array=0-(N−1);
+    /// Kubernetes Indexed Job: $JOB_COMPLETION_INDEX).
+    #[arg(long, value_name = "I", requires = "parts")]
+    pub part: Option<u32>,
+}
+
+#[derive(Subcommand)]
+pub enum Action {
+    /// Build OUT/cohort.csv, the plots and OUT/summary.json from the finished patients of every
+    /// part; refuses results made with different settings, and lists the patients that are
+    /// missing or failed (exit 1 while there are any).
+    ///
+    /// Example: seglrp cohort merge shared/
+    Merge { out: PathBuf },
+    /// Per part: patients done, failed, still to do, and whether it is running; the failed
+    /// patients' errors.
+    ///
+    /// Example: seglrp cohort status shared/
+    Status {
+        out: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// The cohort's default composite: the page's recommended one (ZBox on the input, γ in the
+/// convolutions, ε above), as in Zennit's EpsilonGammaBox.
+const COHORT_COMPOSITE: &str = "EpsilonGammaBox";
+
+#[derive(Clone, Debug)]
+pub struct Regions(pub Vec<seglrp::region::Selection>);
+
+fn parse_regions(s: &str) -> Result<Regions, String> {
+    let v: Vec<_> = s.split(',').map(seglrp::region::Selection::parse).collect::<Result<_, _>>()?;
+    let mut names: Vec<&str> = v.iter().map(|r| r.name()).collect();
+    names.sort();
+    names.dedup();
+    if names.len() != v.len() {
+        return Err(format!("\"{s}\" names a region twice"));
+    }
+    Ok(Regions(v))
+}
+
+pub fn run(args: Args) -> Result<(), String> {
+    let r = match args.action {
+        Some(Action::Merge { out }) => return crate::parts::merge(&out),
+        Some(Action::Status { out, json }) => return crate::parts::status(&out, json),
+        None => args.run,
+    };
+    let share = match (r.parts, r.part) {
+        (Some(n), Some(i)) if i >= n => {
+            return Err(format!("--part {i}: parts are numbered 0 to {} (--parts {n})", n - 1))
+        }
+        (Some(n), Some(i)) => Some(Share { part: i, parts: n }),
+        _ => None,
+    };
+    let gpu = r.gpu;
+    let args = CohortArgs {
+        dir: r.dir.expect("clap requires DIR"),
+        out: r.out.expect("clap requires --out"),
+        model: r.model,
+        regions: r.regions.0,
+        class: r.class,
+        composite: r.composite,
+        jobs: r.jobs,
+        save_relevance: r.save_relevance,
+        force: r.force,
+        share,
+    };
+    cohort(args, &device(gpu, "cpu")?, gpu)
+}
 
 pub struct CohortArgs {
     pub dir: PathBuf,
@@ -206,7 +325,7 @@ fn analyse(
     }
     let started = Instant::now();
     step("reading");
-    let study = crate::open_study(&study_dir.files, &[])?;
+    let study = crate::common::open_study(&study_dir.files, &[])?;
     step("segmenting");
     let s = segment(net, study, device)?;
     let composite = composite(&args.composite, &s.prepared)?;

@@ -1,84 +1,62 @@
-//! `seglrp segment` and `seglrp explain`: one study through the engine, the way the page does
-//! it (one whole-volume pass, whose activations LRP needs), so that both give the same numbers.
+//! `seglrp explain`: segment a study and explain a voxel or a region with LRP.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use burn::prelude::Device;
-use seglrp::engine::{self, Prepared};
-use seglrp::region::{self, Selection};
-use seglrp::study::Study;
-use seglrp::unet::UNet;
+use seglrp::engine;
+use seglrp::nifti;
+use seglrp::region::Selection;
 use seglrp::volume::{Volume, SEQUENCES};
-use seglrp::{metrics, nifti, window};
 
-use crate::{gzip_wanted, write};
+use crate::common::{gzip_wanted, numbers, write, StudyOptions};
+use crate::segment::{composite, segment};
 
-/// A study with its forward pass done and its predicted tumour.
-pub struct Segmented {
-    pub study: Study,
-    pub prepared: Prepared,
-    /// 1 = predicted tumour, file order.
-    pub mask: Vec<u8>,
-    pub seconds: f64,
-}
-
-pub fn segment(net: &UNet, study: Study, device: &Device) -> Result<Segmented, String> {
-    let t = Instant::now();
-    let prepared = engine::prepare(net, &study.volume, device)?;
-    let mask = pollster::block_on(engine::segmentation(&prepared))?;
-    Ok(Segmented { study, prepared, mask, seconds: t.elapsed().as_secs_f64() })
-}
-
-impl Segmented {
-    pub fn dice(&self) -> Option<f32> {
-        self.study.label.as_ref().and_then(|l| metrics::dice(&self.mask, l))
-    }
-
-    /// The region map of `class` over `selection`; `Ok(None)` when the region is empty.
-    pub fn explain_region(
-        &self,
-        net: &UNet,
-        selection: &Selection,
-        class: usize,
-        composite: &seglrp::lrp::Composite,
-    ) -> Result<Option<engine::RegionExplanation>, String> {
-        let vol = &self.study.volume;
-        let area = selection.mask(&self.mask, self.study.label.as_deref(), vol.dims)?;
-        if !area.iter().any(|v| *v != 0) {
-            return Ok(None);
-        }
-        pollster::block_on(engine::explain_region(net, &self.prepared, &area, class, composite)).map(Some)
-    }
-
-    pub fn summary(&self) -> serde_json::Value {
-        summary(&self.study, &self.mask)
-    }
-}
-
-/// What a segmentation found, for JSON output.
-pub fn summary(study: &Study, mask: &[u8]) -> serde_json::Value {
-    let (_, sizes) = region::components(mask, study.volume.dims);
-    serde_json::json!({
-        "files": study.sources,
-        "dims": study.volume.dims,
-        "tumour_voxels": mask.iter().filter(|m| **m == 1).count(),
-        "components": sizes,
-        "labelled_voxels": study.label.as_ref().map(|l| l.iter().filter(|v| **v == 1).count()),
-        "dice": study.label.as_ref().and_then(|l| metrics::dice(mask, l)),
-        // NaN/infinite voxels per sequence that were set to 0 (more is refused).
-        "non_finite_voxels": study.non_finite,
-    })
-}
-
-/// The composite by name, or read from a JSON file.
-pub fn composite(spec: &str, prepared: &Prepared) -> Result<seglrp::lrp::Composite, String> {
-    let spec = if spec.ends_with(".json") {
-        std::fs::read_to_string(spec).map_err(|e| format!("{spec}: {e}"))?
-    } else {
-        spec.to_string()
-    };
-    engine::composite(&spec, prepared)
+#[derive(clap::Args)]
+pub struct Args {
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
+    #[command(flatten)]
+    pub common: StudyOptions,
+    /// Voxel to explain, as x,y,z (NIfTI voxel indices); with --region component, a voxel
+    /// of the tumour component to explain.
+    #[arg(long, value_parser = numbers::<3>)]
+    pub voxel: Option<[usize; 3]>,
+    /// Class to explain: 0 background, 1 tumour.
+    #[arg(long, default_value_t = 1)]
+    pub class: usize,
+    /// Explain a region instead of one voxel, as the exact two-pass region map
+    /// M_A = Σ M_a / ΣM_a: "component" (the predicted tumour's connected component that
+    /// holds --voxel), "all" (all predicted tumour), or against the label file "tp", "fn",
+    /// "fp" (true positives, false negatives, false positives).
+    #[arg(long, value_parser = ["component", "all", "tp", "fn", "fp"], conflicts_with_all = ["bbox", "mask"])]
+    pub region: Option<String>,
+    /// Explain the voxels of a box x0,y0,z0,x1,y1,z1 (start inclusive, end exclusive).
+    #[arg(long = "box", value_name = "X0,Y0,Z0,X1,Y1,Z1", value_parser = numbers::<6>, conflicts_with = "mask")]
+    pub bbox: Option<[usize; 6]>,
+    /// Explain the voxels of a mask (NIfTI on the study's grid, non-zero = in the region).
+    #[arg(long)]
+    pub mask: Option<PathBuf>,
+    /// LRP composite: Epsilon, EpsilonPlus, EpsilonGammaBox, EpsilonAlpha2Beta1,
+    /// EpsilonPlusFlat or EpsilonAlpha2Beta1Flat (Zennit's names), or a JSON file with a
+    /// rule per layer (README "LRP").
+    #[arg(long, default_value = engine::DEFAULT_COMPOSITE)]
+    pub composite: String,
+    /// Write the relevance (6 volumes, float32, the study's affine) as NIfTI here.
+    #[arg(long)]
+    pub relevance: Option<PathBuf>,
+    /// Write the predicted segmentation (uint8, 1 = tumour) as NIfTI here.
+    #[arg(long)]
+    pub segmentation: Option<PathBuf>,
+    /// Also write the relevance (6 × voxels, float32 little-endian, file order) here.
+    #[arg(long)]
+    pub raw: Option<PathBuf>,
+    /// Also write the JSON summary (with the per-sequence shares) to this file.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// Propagate through the whole volume instead of the explained voxels' receptive field
+    /// (the same map, slower: for measuring what cropping saves).
+    #[arg(long)]
+    pub no_crop: bool,
 }
 
 /// A mask file for `--mask`: a NIfTI on the study's grid, non-zero = in the region.
@@ -92,46 +70,9 @@ pub fn read_mask(path: &Path, like: &Volume) -> Result<Vec<u8>, String> {
     Ok(n.volume.data.iter().map(|v| u8::from(*v != 0.0)).collect())
 }
 
-pub struct SegmentArgs {
-    pub out: PathBuf,
-    pub windows: bool,
-}
-
-pub fn segment_command(net: &UNet, study: Study, args: SegmentArgs, device: &Device) -> Result<(), String> {
-    let t = Instant::now();
-    let (study, mask) = if args.windows {
-        // Sliding windows: memory bounded by the window, for studies too large for one pass.
-        let mask =
-            pollster::block_on(window::segment(net, &study.volume, window::Windows::default(), device, |_, _| {}))?;
-        (study, mask)
-    } else {
-        let s = segment(net, study, device)?;
-        (s.study, s.mask)
-    };
-    eprintln!("segmentation {:.0} ms", t.elapsed().as_secs_f64() * 1e3);
-    write(&args.out, &nifti::write_label(&mask, &study.volume, gzip_wanted(&args.out)))?;
-    let mut summary = summary(&study, &mask);
-    summary["segmentation"] = serde_json::json!(args.out.display().to_string());
-    summary["method"] = serde_json::json!(if args.windows { "sliding windows" } else { "whole volume" });
-    println!("{}", serde_json::to_string_pretty(&summary).expect("plain JSON"));
-    Ok(())
-}
-
-pub struct ExplainArgs {
-    pub voxel: Option<[usize; 3]>,
-    pub class: usize,
-    pub region: Option<String>,
-    pub bbox: Option<[usize; 6]>,
-    pub mask: Option<PathBuf>,
-    pub composite: String,
-    pub relevance: Option<PathBuf>,
-    pub segmentation: Option<PathBuf>,
-    pub raw: Option<PathBuf>,
-    pub json: Option<PathBuf>,
-    pub crop: bool,
-}
-
-pub fn explain_command(net: &UNet, study: Study, args: ExplainArgs, device: &Device) -> Result<(), String> {
+pub fn run(args: Args) -> Result<(), String> {
+    let (study, device, net) = args.common.open(&args.files)?;
+    let (net, device) = (&net, &device);
     let dims = study.volume.dims;
     if let Some(v) = args.voxel {
         if v.iter().zip(&dims).any(|(v, d)| v >= d) {
@@ -151,7 +92,7 @@ pub fn explain_command(net: &UNet, study: Study, args: ExplainArgs, device: &Dev
         }
     };
     let mut s = segment(net, study, device)?;
-    s.prepared.crop = args.crop;
+    s.prepared.crop = !args.no_crop;
     let t = Instant::now();
     let composite = composite(&args.composite, &s.prepared)?;
     let (values, mut explanation) = match &selection {

@@ -1,5 +1,5 @@
-//! The cohort's figures, in the style of Chlebus et al. 2019: the parallel-coordinates plot of normalised
-//! per-sequence relevance, and a six-panel view of one patient's relevance. Each is written as
+//! The cohort's figures, in the style of Chlebus et al. 2019: the parallel-coordinates plot of
+//! normalised per-sequence relevance, and a six-panel view of one patient's relevance. Each is written as
 //! SVG and rasterised to PNG by resvg with a bundled font, so a figure looks the same on every
 //! machine and needs no system fonts.
 

@@ -20,7 +20,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 
 use crate::cohort::{write_summary, PatientResult};
-use crate::write;
+use crate::common::write;
 
 /// FNV-1a, 64 bits: stable across machines, versions and runs (std's hasher is not).
 pub fn fnv1a(bytes: &[u8]) -> u64 {

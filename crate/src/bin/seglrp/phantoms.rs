@@ -1,10 +1,26 @@
 //! `seglrp phantoms`: write phantom studies as NIfTI files.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use seglrp::phantom;
 
 use crate::progress::bar;
+
+#[derive(clap::Args)]
+pub struct Args {
+    #[arg(long)]
+    pub out: PathBuf,
+    /// 1-based patient numbers: "1-20", "3", "1,4,7".
+    #[arg(long, default_value = "1-20", value_parser = parse_patients)]
+    pub patients: Patients,
+    /// Write .nii instead of .nii.gz.
+    #[arg(long)]
+    pub no_gzip: bool,
+}
+
+pub fn run(args: Args) -> Result<(), String> {
+    write_cohort(&args.out, &args.patients.0, !args.no_gzip)
+}
 
 /// 1-based cohort patient numbers.
 #[derive(Clone, Debug)]
@@ -46,7 +62,7 @@ pub fn write_cohort(out: &Path, patients: &[usize], gzip: bool) -> Result<(), St
         std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         let p = phantom::cohort_patient(i);
         for (name, bytes) in p.nifti_files(gzip) {
-            crate::write(&dir.join(name), &bytes)?;
+            crate::common::write(&dir.join(name), &bytes)?;
         }
         let lesions: Vec<serde_json::Value> = p
             .lesions
@@ -67,7 +83,10 @@ pub fn write_cohort(out: &Path, patients: &[usize], gzip: bool) -> Result<(), St
             "tumour_voxels": p.label.iter().filter(|v| **v == 1).count(),
             "lesions": lesions,
         });
-        crate::write(&dir.join("lesions.json"), serde_json::to_string_pretty(&info).expect("plain JSON").as_bytes())?;
+        crate::common::write(
+            &dir.join("lesions.json"),
+            serde_json::to_string_pretty(&info).expect("plain JSON").as_bytes(),
+        )?;
         pb.inc(1);
     }
     pb.finish_with_message(format!("wrote {} patients to {}", patients.len(), out.display()));

@@ -1,86 +1,29 @@
-//! `seglrp train` and `seglrp evaluate`.
+//! `seglrp evaluate`: Dice on the held-out phantom cohort, with each sequence zeroed in turn.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
-use burn::prelude::Device;
 use seglrp::metrics::Overlap;
-use seglrp::phantom;
-use seglrp::train::{self, TrainOptions};
-use seglrp::unet::{UNet, UNetConfig};
 use seglrp::volume::SEQUENCES;
-use seglrp::weights;
 use seglrp::window::{self, Windows};
+use seglrp::{backend, phantom};
 
+use crate::common::load;
+use crate::phantoms::{parse_patients, Patients};
 use crate::progress::bar;
 
-pub struct TrainArgs {
-    pub out: PathBuf,
-    pub steps: Option<usize>,
-    pub seed: Option<u64>,
-    pub config: Option<PathBuf>,
-    pub checkpoint_every: usize,
-}
-
-pub fn train(args: TrainArgs, device: &Device) -> Result<(), String> {
-    let config: UNetConfig = match &args.config {
-        Some(c) => serde_json::from_slice(&std::fs::read(c).map_err(|e| format!("{}: {e}", c.display()))?)
-            .map_err(|e| format!("{}: {e}", c.display()))?,
-        None => train::bundled_config(),
-    };
-    config.validate()?;
-    if config.in_channels != 6 || config.classes != 2 {
-        return Err("the phantoms have 6 sequences and 2 classes: set in_channels 6 and classes 2".into());
-    }
-    let mut opts = TrainOptions::bundled();
-    opts.steps = args.steps.unwrap_or(opts.steps);
-    opts.seed = args.seed.unwrap_or(opts.seed);
-    if opts.dims.iter().any(|d| d % config.align() != 0) {
-        return Err(format!(
-            "training patches {:?} must be multiples of {} for {} levels",
-            opts.dims,
-            config.align(),
-            config.levels
-        ));
-    }
-    eprintln!("training {config:?}\nwith {opts:?}");
-    let pb = bar(opts.steps as u64, "training");
-    let started = Instant::now();
-    let mut smoothed = f32::NAN;
-    let mut failure = None;
-    let net = train::train(&config, &opts, device, |step, loss, snapshot| {
-        smoothed = if smoothed.is_nan() { loss } else { 0.98 * smoothed + 0.02 * loss };
-        pb.set_message(format!("loss {smoothed:.4}"));
-        pb.inc(1);
-        if !pb.is_hidden() {
-            return;
-        }
-        if (step + 1) % 100 == 0 {
-            eprintln!(
-                "step {}/{}: loss {smoothed:.4} ({:.0} s)",
-                step + 1,
-                opts.steps,
-                started.elapsed().as_secs_f64()
-            );
-        }
-        if args.checkpoint_every > 0 && (step + 1) % args.checkpoint_every == 0 && step + 1 < opts.steps {
-            if let Err(e) = crate::write(&args.out, &weights::to_safetensors(&snapshot())) {
-                failure = Some(e);
-            }
-        }
-    });
-    pb.finish_with_message(format!("loss {smoothed:.4}"));
-    if let Some(e) = failure {
-        return Err(e);
-    }
-    crate::write(&args.out, &weights::to_safetensors(&net))?;
-    eprintln!(
-        "trained {} steps in {:.1} min; wrote {}",
-        opts.steps,
-        started.elapsed().as_secs_f64() / 60.0,
-        args.out.display()
-    );
-    Ok(())
+#[derive(clap::Args)]
+pub struct Args {
+    /// safetensors weights; default: the bundled model.
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    #[arg(long, default_value = "1-20", value_parser = parse_patients)]
+    pub patients: Patients,
+    /// Skip the single-sequence ablation.
+    #[arg(long)]
+    pub no_ablation: bool,
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Dice of one condition (all sequences, or one zeroed) over the patients.
@@ -90,7 +33,10 @@ struct Condition {
     total: Overlap,
 }
 
-pub fn evaluate(net: &UNet, patients: &[usize], ablation: bool, json: bool, device: &Device) -> Result<(), String> {
+pub fn run(args: Args) -> Result<(), String> {
+    let device = &backend::cpu_device("cpu")?;
+    let net = &load(args.model.as_deref(), device)?;
+    let (patients, ablation, json) = (&args.patients.0[..], !args.no_ablation, args.json);
     let conditions: Vec<Option<usize>> = std::iter::once(None).chain((0..6).filter(|_| ablation).map(Some)).collect();
     let pb = bar((patients.len() * conditions.len()) as u64, "evaluating");
     let started = Instant::now();
@@ -177,11 +123,4 @@ pub fn evaluate(net: &UNet, patients: &[usize], ablation: bool, json: bool, devi
     }
     eprintln!("evaluated in {:.1} s", started.elapsed().as_secs_f64());
     Ok(())
-}
-
-pub fn load(path: Option<&Path>, device: &Device) -> Result<UNet, String> {
-    match path {
-        Some(p) => crate::load_model(p, None, device),
-        None => seglrp::weights::bundled(device).map_err(|e| e.to_string()),
-    }
 }

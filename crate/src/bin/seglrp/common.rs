@@ -1,0 +1,128 @@
+//! What the subcommands share: files read as streams and put together as a study, the model
+//! and the device, files written atomically, and the comma-separated numbers of the options.
+
+use std::path::{Path, PathBuf};
+
+use burn::prelude::Device;
+use seglrp::study::{self, FileReport, Role, Study};
+use seglrp::unet::UNet;
+use seglrp::{backend, weights};
+
+/// How a study is read and which engine explains it.
+#[derive(clap::Args)]
+pub struct StudyOptions {
+    /// safetensors weights (README "Models"); default: the bundled liver model.
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// Override a file's guessed role, as FILE=ROLE; ROLE is one of "T2", "T1 plain",
+    /// "T1 20 s", "T1 60 s", "T1 120 s", "T1 15 min", "all sequences", "label", "unused".
+    #[arg(long, value_name = "FILE=ROLE")]
+    pub role: Vec<String>,
+    /// CPU backend ("cpu" = the default one).
+    #[arg(long, default_value = "cpu")]
+    pub backend: String,
+    /// Run on the GPU (burn-wgpu: Vulkan, Metal or DirectX 12) instead of the CPU.
+    #[arg(long)]
+    pub gpu: bool,
+}
+
+impl StudyOptions {
+    /// The study of `files` (read first: a bad file is reported before anything is built), the
+    /// device and the network.
+    pub fn open(&self, files: &[PathBuf]) -> Result<(Study, Device, UNet), String> {
+        let study = open_study(files, &self.role)?;
+        let device = device(self.gpu, &self.backend)?;
+        let net = load(self.model.as_deref(), &device)?;
+        Ok((study, device, net))
+    }
+}
+
+/// The GPU (burn-wgpu) or the named CPU backend.
+pub fn device(gpu: bool, cpu: &str) -> Result<Device, String> {
+    if gpu {
+        backend::gpu_device()
+    } else {
+        backend::cpu_device(cpu)
+    }
+}
+
+/// `N` whole numbers separated by commas ("20,30,8"): voxels, boxes, shapes.
+pub fn numbers<const N: usize>(s: &str) -> Result<[usize; N], String> {
+    let v: Vec<usize> = s
+        .split(',')
+        .map(|p| p.trim().parse::<usize>())
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("\"{s}\": {e}; expected {N} whole numbers separated by commas"))?;
+    let n = v.len();
+    v.try_into().map_err(|_| format!("\"{s}\" has {n} numbers; expected {N} separated by commas"))
+}
+
+/// safetensors weights with their configuration (in the file's metadata, or from `config`).
+pub fn load_model(path: &Path, config: Option<&Path>, device: &burn::prelude::Device) -> Result<UNet, String> {
+    let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let config = match config {
+        Some(c) => serde_json::from_slice(&std::fs::read(c).map_err(|e| format!("{}: {e}", c.display()))?)
+            .map_err(|e| format!("{}: {e}", c.display()))?,
+        None => weights::config_of(&bytes)
+            .ok_or_else(|| format!("{}: no configuration in the file; give --config", path.display()))?,
+    };
+    weights::from_safetensors(&config, &bytes, device).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// The weights at `path`, or the bundled liver model.
+pub fn load(path: Option<&Path>, device: &Device) -> Result<UNet, String> {
+    match path {
+        Some(p) => load_model(p, None, device),
+        None => seglrp::weights::bundled(device).map_err(|e| e.to_string()),
+    }
+}
+
+pub fn write(path: &Path, bytes: &[u8]) -> Result<(), String> {
+    // Write then rename: an interrupted run never leaves a half-written file under the name.
+    let tmp = path.with_extension("partial");
+    std::fs::write(&tmp, bytes)
+        .and_then(|_| std::fs::rename(&tmp, path))
+        .map_err(|e| format!("{}: {e}", path.display()))
+}
+
+pub fn gzip_wanted(path: &Path) -> bool {
+    path.to_string_lossy().to_ascii_lowercase().ends_with(".gz")
+}
+
+/// Reads every file as a stream from disk: each is judged by its header before its voxels are
+/// read, and a file that cannot be opened is that file's error only.
+pub fn read_all(paths: &[PathBuf]) -> Vec<FileReport> {
+    let inputs: Vec<study::Input> = paths.iter().map(|p| study::Input::path(p)).collect();
+    study::read_files(&inputs)
+}
+
+pub fn open_study(files: &[PathBuf], roles: &[String]) -> Result<Study, String> {
+    let mut reports = read_all(files);
+    for r in &reports {
+        for note in r.info.iter().flat_map(|i| &i.notes) {
+            eprintln!("warning: {}: {note}", r.name);
+        }
+    }
+    let errors: Vec<String> =
+        reports.iter().filter_map(|r| r.error.as_ref().map(|e| format!("{}: {e}", r.name))).collect();
+    if !errors.is_empty() {
+        return Err(errors.join("\n"));
+    }
+    let chosen: Vec<(String, Role)> = roles
+        .iter()
+        .map(|spec| {
+            let (file, role) = spec.rsplit_once('=').ok_or_else(|| format!("--role {spec}: expected FILE=ROLE"))?;
+            let role = Role::parse(role).ok_or_else(|| format!("--role {spec}: unknown role \"{role}\""))?;
+            Ok((file.to_string(), role))
+        })
+        .collect::<Result<_, String>>()?;
+    let study = study::assemble_reports(&mut reports, &chosen).map_err(|e| e.to_string())?;
+    for (c, n) in study.non_finite.iter().enumerate().filter(|(_, n)| **n > 0) {
+        eprintln!(
+            "warning: {}: {n} NaN or infinite voxels of {} were set to 0",
+            study.sources[c],
+            seglrp::volume::SEQUENCES[c]
+        );
+    }
+    Ok(study)
+}
