@@ -16,7 +16,8 @@ use crate::volume::Volume;
 
 pub use crate::skeleton::skeleton_model;
 
-/// The composite the page and the CLI use unless told otherwise (the skeleton's LRP-ε).
+/// The composite `seglrp explain` and `relevance` use unless told otherwise: LRP-ε, the simplest rule.
+/// (The page's menu and `seglrp cohort` start with EpsilonGammaBox.)
 pub const DEFAULT_COMPOSITE: &str = "Epsilon";
 
 /// Studies of more voxels than this (padded) are windowed (tiling.rs) when the model allows
