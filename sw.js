@@ -11,6 +11,7 @@ const ASSETS = [
   './www/worker.js',
   './www/files.js',
   './www/sequences.js',
+  './www/catalogue.js',
   './www/viewer.js',
   './www/outline.js',
   './www/nifti-bytes.js',

@@ -5,7 +5,21 @@ import assert from 'node:assert/strict';
 import { boundary } from '../www/outline.js';
 import { niftiBytes, toNative, toWorld } from '../www/nifti-bytes.js';
 import { Cohort } from '../www/cohort.js';
-import { windowOf, SEQUENCES } from '../www/sequences.js';
+import { windowOf } from '../www/sequences.js';
+import { names, setNames } from '../www/catalogue.js';
+
+// The engine's catalogue as web.rs sends it (the page gets it from the worker); here a fixture
+// with other names, so that nothing below can depend on the demo's six sequences.
+setNames({
+  sequences: ['T1', 'T1ce', 'T2', 'FLAIR', 'DWI', 'ADC'],
+  plot_order: [5, 4, 3, 2, 1, 0],
+  classes: ['background', 'tumour'],
+  composites: ['EpsilonGammaBox', 'Epsilon'],
+  scopes: [{ name: 'all', label: 'all predicted tumour', needs: null }],
+  roles: ['T1', 'T1ce', 'T2', 'FLAIR', 'DWI', 'ADC', 'all sequences', 'label', 'unused'],
+  demo_patients: 3,
+});
+const SEQUENCES = names.sequences;
 import { Pool, poolSize } from '../www/pool.js';
 import { readFileSync, readdirSync } from 'node:fs';
 

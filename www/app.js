@@ -2,7 +2,8 @@
 // panels, the plots, the cohort and the exports. All computing happens in the worker
 // (compute.js); all viewing in NiiVue (viewer.js).
 import { Compute } from './compute.js';
-import { SEQUENCES, PLOT_ORDER, windowOf } from './sequences.js';
+import { windowOf } from './sequences.js';
+import { names, setNames } from './catalogue.js';
 import { renderFiles } from './files.js';
 import { Viewer } from './viewer.js';
 import { drawBars, drawParallel, colourOf, pngOf } from './charts.js';
@@ -34,12 +35,34 @@ const status = (text, { error = false, busy = false } = {}) => {
 const failed = (what, e) =>
   status(e.message === 'cancelled' ? 'Cancelled.' : `${what}: ${e.message}`, { error: e.message !== 'cancelled' });
 
-// The demo cohort's 20 patients (phantom/mod.rs COHORT_SIZE).
-const COHORT_SIZE = 20;
-$('patient').innerHTML = Array.from(
-  { length: COHORT_SIZE },
-  (_, i) => `<option value="${i + 1}">${i + 1}</option>`,
-).join('');
+const compute = new Compute(({ backend, limits }) => {
+  $('backend').textContent = backend;
+  $('backend').title = limits
+    ? `where the network runs; largest GPU buffer ${(limits.maxStorageBufferBindingSize / 2 ** 20).toFixed(0)} MiB`
+    : 'where the network runs';
+  state.backend = backend;
+});
+compute.ready.catch((e) => status(`The engine could not start: ${e.message}`, { error: true }));
+state.compute = compute;
+
+// Every name the page shows or sends back (sequences, classes, composites, regions, file roles,
+// the plot's axes, the demo cohort's size) comes from the engine with its `ready` message.
+await compute.ready.catch(() => {});
+setNames(compute.catalogue ?? {});
+const { sequences: SEQUENCES, plotOrder: PLOT_ORDER } = names;
+const option = (value, text, extra = '') => `<option value="${value}"${extra}>${text}</option>`;
+$('patient').innerHTML = Array.from({ length: names.demoPatients }, (_, i) => option(i + 1, i + 1)).join('');
+$('cohort-size').max = names.demoPatients;
+$('cohort-size').value = names.demoPatients;
+// The last class is the foreground of a two-class model: explained by default.
+$('class').innerHTML = names.classes
+  .map((c, i) => option(i, c, i === names.classes.length - 1 ? ' selected' : ''))
+  .join('');
+$('composite').innerHTML = names.composites.map((c) => option(c, c)).join('');
+// Regions that need a label or a drawing start disabled (updateButtons, the drawing menu).
+$('scope').innerHTML = names.scopes
+  .map((s) => option(s.name, s.label + (s.needs ? ` (needs a ${s.needs})` : ''), s.needs ? ' disabled' : ''))
+  .join('');
 
 // The six relevance panels, one per sequence, as in the figure of Chlebus et al. 2019.
 const captions = SEQUENCES.map((name) => {
@@ -69,16 +92,6 @@ viewer.ready.catch((e) => status(`The viewer could not start (it needs WebGL 2):
 
 const cohort = new Cohort();
 state.cohort = cohort;
-
-const compute = new Compute(({ backend, limits }) => {
-  $('backend').textContent = backend;
-  $('backend').title = limits
-    ? `where the network runs; largest GPU buffer ${(limits.maxStorageBufferBindingSize / 2 ** 20).toFixed(0)} MiB`
-    : 'where the network runs';
-  state.backend = backend;
-});
-compute.ready.catch((e) => status(`The engine could not start: ${e.message}`, { error: true }));
-state.compute = compute;
 
 /** Runs `fn` with a progress line that counts seconds, so that long steps are visibly alive. */
 async function withProgress(label, fn) {
@@ -225,7 +238,7 @@ function updateButtons() {
   for (const v of AGAINST_LABEL) {
     const o = document.querySelector(`#scope option[value="${v}"]`);
     o.disabled = !labelled;
-    o.textContent = o.textContent.replace(/ \(needs a label\)$/, '') + (labelled ? '' : ' (needs a label)');
+    o.textContent = scopeLabel(v) + (labelled ? '' : ' (needs a label)');
   }
   if (!labelled && AGAINST_LABEL.includes($('scope').value)) $('scope').value = 'all';
   $('save-seg').disabled = !state.mask;
@@ -235,15 +248,14 @@ function updateButtons() {
   $('save-plot').disabled = !cohort.rows.length;
 }
 
-// Regions that do not depend on the crosshair, and those compared against the study's label.
-const REGION_NAMES = {
-  all: 'the predicted tumour',
-  tp: 'the true positives',
-  fn: 'the false negatives',
-  fp: 'the false positives',
-  drawn: 'the drawn region',
-};
-const AGAINST_LABEL = ['tp', 'fn', 'fp'];
+// Regions that do not depend on the crosshair (named by the engine's catalogue), and those
+// compared against the study's label.
+const CROSSHAIR = ['voxel', 'component'];
+const REGION_NAMES = Object.fromEntries(
+  names.scopes.filter((s) => !CROSSHAIR.includes(s.name)).map((s) => [s.name, s.label]),
+);
+const AGAINST_LABEL = names.scopes.filter((s) => s.needs === 'label').map((s) => s.name);
+const scopeLabel = (name) => names.scopes.find((s) => s.name === name)?.label ?? name;
 
 /** Explains at voxel `voxel` (the crosshair) with the panel's class, scope and composite. */
 async function explain(voxel = viewer.crosshair()) {
@@ -411,7 +423,7 @@ const escapeHtml = (s) =>
  */
 async function runCohort() {
   if (state.busy) return;
-  const n = Math.max(1, Math.min(COHORT_SIZE, +$('cohort-size').value || COHORT_SIZE));
+  const n = Math.max(1, Math.min(names.demoPatients, +$('cohort-size').value || names.demoPatients));
   const composite = $('composite').value;
   const asked = +new URLSearchParams(location.search).get('workers') || null;
   const size = Math.min(
@@ -680,7 +692,7 @@ $('draw').addEventListener('change', () => {
   viewer.setDrawing($('draw').value || null);
   const o = document.querySelector('#scope option[value="drawn"]');
   o.disabled = false;
-  o.textContent = 'the drawn region';
+  o.textContent = scopeLabel('drawn');
   if ($('draw').value) $('scope').value = 'drawn';
 });
 $('clear-drawing').addEventListener('click', () => viewer.clearDrawing());

@@ -1,10 +1,10 @@
 // The cohort: one row per explained patient and region, kept in the page (and in
 // localStorage, so that a reload does not lose it), exported as CSV.
-import { SEQUENCES } from './sequences.js';
+import { names } from './catalogue.js';
 
 const KEY = 'seglrp-cohort-v1';
 // `note`: why a row's share cells are empty; `non_finite_voxels`: NaN/Inf voxels set to 0.
-const COLUMNS = [
+const columns = () => [
   'study',
   'region',
   'class',
@@ -12,7 +12,7 @@ const COLUMNS = [
   'voxels',
   'left_out',
   'conservation',
-  ...SEQUENCES,
+  ...names.sequences,
   'note',
   'non_finite_voxels',
 ];
@@ -57,9 +57,9 @@ export class Cohort {
       const s = typeof v === 'number' ? String(v) : String(v ?? '');
       return /[",\n]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
     };
-    const lines = [COLUMNS.map(cell).join(',')];
+    const lines = [columns().map(cell).join(',')];
     for (const r of this.rows) {
-      const shares = r.shares ?? SEQUENCES.map(() => '');
+      const shares = r.shares ?? names.sequences.map(() => '');
       const note = r.shares ? '' : (r.note ?? 'no positive relevance');
       lines.push(
         [

@@ -38,6 +38,8 @@ export class Compute {
         if (data.op === 'ready') {
           this.backend = data.backend;
           this.limits = data.limits;
+          // The names the page shares with the engine (web.rs catalogue(), catalogue.js).
+          this.catalogue = data.catalogue;
           this.onStatus?.(data);
           resolve(data.backend);
           return;

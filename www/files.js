@@ -1,8 +1,6 @@
 // The list of loaded files: what each is, the sequence it was assigned (editable), and why a
 // file could not be read.
-import { SEQUENCES } from './sequences.js';
-
-const ROLES = [...SEQUENCES, 'all sequences', 'label', 'unused'];
+import { names } from './catalogue.js';
 
 const describe = (info) => {
   const dims = info.dims.join('×');
@@ -34,7 +32,7 @@ export function renderFiles(table, reports, onRole) {
       const sel = document.createElement('select');
       sel.setAttribute('aria-label', `role of ${r.name}`);
       sel.dataset.file = r.name;
-      sel.innerHTML = ROLES.map((x) => `<option${x === r.role ? ' selected' : ''}>${x}</option>`).join('');
+      sel.innerHTML = names.roles.map((x) => `<option${x === r.role ? ' selected' : ''}>${x}</option>`).join('');
       sel.addEventListener('change', () => onRole(r.name, sel.value));
       role.append(sel);
     }

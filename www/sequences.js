@@ -1,9 +1,4 @@
-// The six MRI sequences the model reads, in its channel order, and display windows.
-
-export const SEQUENCES = ['T2', 'T1 plain', 'T1 20 s', 'T1 60 s', 'T1 120 s', 'T1 15 min'];
-
-/** The axis order of Chlebus et al. 2019's parallel plot: plain T1, the four contrast phases, then T2. */
-export const PLOT_ORDER = [1, 2, 3, 4, 5, 0];
+// Display windows of the sequences' images (their names come from catalogue.js).
 
 /**
  * Robust display window of one channel (2nd..98th percentile of its non-zero voxels), from at

@@ -1,6 +1,6 @@
 // The compute side: the wasm engine runs here so that the page never freezes.
 // Protocol: {id, op, ...args} in, {id, ok, result | error, kind} out; plus one
-// {op: 'ready', backend} (or {op: 'failed', error}) after start-up.
+// {op: 'ready', backend, limits, catalogue} (or {op: 'failed', error}) after start-up.
 import init, * as engine from './pkg/seglrp.js';
 
 const prefer = new URL(self.location.href).searchParams.get('backend') || 'auto';
@@ -41,7 +41,7 @@ async function start() {
           }
         : null;
     if (limits) engine.set_buffer_limit(Math.min(limits.maxBufferSize, limits.maxStorageBufferBindingSize));
-    self.postMessage({ op: 'ready', backend, limits });
+    self.postMessage({ op: 'ready', backend, limits, catalogue: engine.catalogue() });
   } catch (e) {
     self.postMessage({ op: 'failed', error: String(e?.message ?? e) });
   }

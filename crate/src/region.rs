@@ -3,6 +3,8 @@
 
 use std::collections::VecDeque;
 
+use serde::Serialize;
+
 /// The 6-connected component of `mask` (non-zero voxels) that contains `seed`, or `None` when
 /// the seed voxel is not in the mask. `dims` = `[nx, ny, nz]`.
 pub fn component(mask: &[u8], dims: [usize; 3], seed: [usize; 3]) -> Option<Vec<u8>> {
@@ -54,7 +56,48 @@ pub enum Selection {
     Mask(Vec<u8>),
 }
 
+/// A region the page offers to explain: its name (sent back to `explain_region`), the menu's
+/// words, and what it needs first ("label": a label file; "drawing": a drawn region).
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct Scope {
+    pub name: &'static str,
+    pub label: &'static str,
+    pub needs: Option<&'static str>,
+}
+
+/// The page's regions, in menu order: one voxel, a tumour component, all predicted tumour, a
+/// drawn region, and the label's true positives, false negatives and false positives.
+pub const SCOPES: [Scope; 7] = [
+    Scope { name: "voxel", label: "the voxel at the crosshair", needs: None },
+    Scope { name: "component", label: "the tumour at the crosshair (connected region)", needs: None },
+    Scope { name: "all", label: "all predicted tumour", needs: None },
+    Scope { name: "drawn", label: "the drawn region", needs: Some("drawing") },
+    Scope { name: "tp", label: "true positives", needs: Some("label") },
+    Scope { name: "fn", label: "false negatives", needs: Some("label") },
+    Scope { name: "fp", label: "false positives", needs: Some("label") },
+];
+
 impl Selection {
+    /// Why there is nothing to explain when this region is empty, and what to do instead.
+    pub fn empty_message(&self) -> &'static str {
+        match self {
+            Selection::Component(_) | Selection::AllPredicted => {
+                "there is no predicted tumour there: click inside the red region, or explain single voxels"
+            }
+            Selection::TruePositive => {
+                "the prediction and the label share no voxel: there are no true positives to explain"
+            }
+            Selection::FalseNegative => {
+                "the prediction misses none of the label's tumour: there are no false negatives to explain"
+            }
+            Selection::FalsePositive => {
+                "every predicted tumour voxel is in the label: there are no false positives to explain"
+            }
+            Selection::Mask(_) => "the region is empty: draw a region (or give a mask with voxels in it) first",
+            Selection::Box(_) => "the box holds no voxel: give a box with x0 < x1, y0 < y1, z0 < z1 inside the study",
+        }
+    }
+
     /// The names `parse` reads (box and mask carry data and are given separately).
     pub const NAMES: [&'static str; 5] = ["all", "tp", "fn", "fp", "component"];
 
@@ -181,6 +224,18 @@ pub fn centre_slice(mask: &[u8], dims: [usize; 3]) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_scope_is_understood() {
+        for scope in SCOPES {
+            match scope.name {
+                // Picked by the crosshair or drawn in the page, not by name.
+                "voxel" | "component" | "drawn" => {}
+                name => assert_eq!(Selection::parse(name).unwrap().name(), name),
+            }
+            assert_eq!(scope.needs == Some("label"), Selection::parse(scope.name).is_ok_and(|s| s.needs_label()));
+        }
+    }
 
     #[test]
     fn flood_fill_stays_in_its_component() {

@@ -110,6 +110,11 @@ impl Role {
         }
     }
 
+    /// Every role's name, in the page's menu order: the sequences, then the rest.
+    pub fn names() -> Vec<&'static str> {
+        SEQUENCES.iter().copied().chain(["all sequences", "label", "unused"]).collect()
+    }
+
     /// Inverse of [`Role::name`] (the page's menus send these names back).
     pub fn parse(name: &str) -> Option<Role> {
         match name {

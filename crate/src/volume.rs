@@ -5,6 +5,13 @@ use crate::geometry::Affine;
 /// Sequences the model reads, in channel order.
 pub const SEQUENCES: [&str; 6] = ["T2", "T1 plain", "T1 20 s", "T1 60 s", "T1 120 s", "T1 15 min"];
 
+/// The model's classes, in output order.
+pub const CLASSES: [&str; 2] = ["background", "tumour"];
+
+/// Axis order of the cohort's parallel-coordinates plot (indices into [`SEQUENCES`]): plain T1,
+/// the four contrast phases, then T2, as in Chlebus et al. 2019.
+pub const PLOT_ORDER: [usize; 6] = [1, 2, 3, 4, 5, 0];
+
 /// `channels` volumes on one grid. Voxels are in NIfTI file order (x fastest, then y, then z),
 /// channel after channel, which is exactly burn's row-major `[channel, z, y, x]` layout.
 #[derive(Clone, Debug, PartialEq)]

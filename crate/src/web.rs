@@ -154,6 +154,34 @@ fn set(obj: &JsValue, key: &str, value: &JsValue) -> Result<(), JsError> {
     js_sys::Reflect::set(obj, &key.into(), value).map(|_| ()).map_err(|_| js_err("could not build the result object"))
 }
 
+/// The names the page shows and sends back, from the one place each is defined, so that its
+/// menus, panels, plot axes and CSV columns follow the engine: `{sequences, plot_order,
+/// classes, composites (the first is the default), scopes: [{name, label, needs}], roles,
+/// demo_patients}`. The worker sends it with its `ready` message.
+#[wasm_bindgen]
+pub fn catalogue() -> Result<JsValue, JsError> {
+    #[derive(Serialize)]
+    struct Catalogue {
+        sequences: &'static [&'static str],
+        plot_order: &'static [usize],
+        classes: &'static [&'static str],
+        composites: &'static [&'static str],
+        scopes: &'static [crate::region::Scope],
+        roles: Vec<&'static str>,
+        demo_patients: usize,
+    }
+    let c = Catalogue {
+        sequences: &crate::volume::SEQUENCES,
+        plot_order: &crate::volume::PLOT_ORDER,
+        classes: &crate::volume::CLASSES,
+        composites: &crate::lrp::composite::NAMES,
+        scopes: &crate::region::SCOPES,
+        roles: Role::names(),
+        demo_patients: crate::phantom::COHORT_SIZE,
+    };
+    serde_wasm_bindgen::to_value(&c).map_err(js_err)
+}
+
 /// Checks a file from its first bytes before the page reads the rest (the header's limits,
 /// whether `size` bytes can hold what it describes): `prefix` is the file's start (a `.hdr`'s
 /// for a pair), `size` the length of the file that holds the voxels, `img_start` a pair's
@@ -355,19 +383,7 @@ pub async fn explain_region(
         _ => js_err(e),
     })?;
     if !area.iter().any(|v| *v != 0) {
-        return Err(js_err(match selection {
-            Selection::Component(_) | Selection::AllPredicted => {
-                "there is no predicted tumour there: click inside the red region, or explain single voxels"
-            }
-            Selection::TruePositive => {
-                "the prediction and the label share no voxel: there are no true positives to explain"
-            }
-            Selection::FalseNegative => {
-                "the prediction misses none of the label's tumour: there are no false negatives to explain"
-            }
-            Selection::Mask(_) => "the drawing is empty: draw a region first",
-            _ => "every predicted tumour voxel is in the label: there are no false positives to explain",
-        }));
+        return Err(js_err(selection.empty_message()));
     }
     let e = region_map(&net, &study, &area, class, &composite).await;
     release();

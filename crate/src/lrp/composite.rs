@@ -46,6 +46,10 @@ pub enum Composite {
 /// Name of the layer Zennit treats as the first.
 pub const FIRST_LAYER: &str = "encoder.0.0.conv";
 
+/// Zennit's composites by name, in the page's menu order (the first is the menu's default).
+pub const NAMES: [&str; 6] =
+    ["EpsilonGammaBox", "Epsilon", "EpsilonPlus", "EpsilonAlpha2Beta1", "EpsilonPlusFlat", "EpsilonAlpha2Beta1Flat"];
+
 impl Composite {
     /// Zennit's composite names, for the CLI and the page (`EpsilonGammaBox` gets its bounds later).
     pub fn by_name(name: &str) -> Option<Composite> {
@@ -87,5 +91,18 @@ impl Composite {
                 layers.iter().find(|(n, _)| n == name).map(|(_, r)| r.clone()).unwrap_or_else(|| default.clone())
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod names {
+    use super::*;
+
+    #[test]
+    fn every_menu_name_is_a_composite() {
+        for name in NAMES {
+            assert!(Composite::by_name(name).is_some(), "{name}");
+        }
+        assert_eq!(NAMES.iter().collect::<std::collections::BTreeSet<_>>().len(), NAMES.len());
     }
 }

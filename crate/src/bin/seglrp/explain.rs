@@ -105,9 +105,9 @@ pub fn run(args: Args) -> Result<(), String> {
             (e.relevance, json)
         }
         Some(sel) => {
-            let e = s
-                .explain_region(net, sel, args.class, &composite)?
-                .ok_or_else(|| format!("the region \"{}\" is empty in this study: nothing to explain", sel.name()))?;
+            let e = s.explain_region(net, sel, args.class, &composite)?.ok_or_else(|| {
+                format!("the region \"{}\" is empty in this study: {}", sel.name(), sel.empty_message())
+            })?;
             let mut json = serde_json::to_value(&e).expect("plain JSON");
             json["region"] = serde_json::json!(sel.name());
             (e.relevance, json)

@@ -5,10 +5,7 @@
 
 use base64::Engine as _;
 use resvg::{tiny_skia, usvg};
-use seglrp::volume::{Volume, SEQUENCES};
-
-/// The paper's axis order (its parallel plot puts T2 last).
-pub const PLOT_ORDER: [usize; 6] = [1, 2, 3, 4, 5, 0];
+use seglrp::volume::{Volume, PLOT_ORDER, SEQUENCES};
 
 /// matplotlib's "Paired" palette, as in the paper's figure; its pale yellow is darkened to stay
 /// visible on white.
