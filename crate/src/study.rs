@@ -48,11 +48,11 @@ impl<'a> Input<'a> {
             name: path.display().to_string(),
             open: Box::new(move || {
                 let f = std::fs::File::open(&p)?;
-                let len = f.metadata()?.len();
-                if f.metadata()?.is_dir() {
+                let meta = f.metadata()?;
+                if meta.is_dir() {
                     return Err(std::io::Error::other("this is a folder, not a file"));
                 }
-                Ok((Box::new(f) as Box<dyn Read>, len))
+                Ok((Box::new(f) as Box<dyn Read>, meta.len()))
             }),
         }
     }

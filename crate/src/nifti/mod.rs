@@ -272,11 +272,7 @@ pub struct ReadPlan {
 pub fn check_header(prefix: &[u8], len: u64, img: Option<ImgFile>) -> Result<ReadPlan, ReadError> {
     let pair = img.is_some();
     let mut src = stream::Contents::new(prefix, None)?;
-    let head = src.read_up_to(header::NIFTI2_SIZE)?;
-    if head.len() < 4 {
-        return Err(ReadError::NotNifti(format!("{} bytes is shorter than any NIfTI header", head.len())));
-    }
-    let h = Header::parse(&head)?;
+    let (h, _) = read_header(&mut src)?;
     if h.single_file == pair {
         return Err(ReadError::NotNifti(if pair {
             "this .hdr says its data follow the header in the same file (n+1/n+2), not in a .img".into()

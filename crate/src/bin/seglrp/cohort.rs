@@ -557,7 +557,8 @@ pub fn cohort(args: CohortArgs, device: &Device, gpu: bool) -> Result<(), String
     let tracker = match args.share {
         Some(share) => {
             let assigned = studies.iter().map(|s| s.id.clone()).collect();
-            let before = studies.iter().filter(|s| !todo.iter().any(|t| t.id == s.id)).map(|s| s.id.clone()).collect();
+            let to_do: std::collections::HashSet<&str> = todo.iter().map(|t| t.id.as_str()).collect();
+            let before = studies.iter().filter(|s| !to_do.contains(s.id.as_str())).map(|s| s.id.clone()).collect();
             Some(Tracker::start(&args.out, share, assigned, before)?)
         }
         None => None,
