@@ -1,11 +1,11 @@
-//! Native engine benchmark: forward pass, one LRP pass, and region maps two-pass vs the seed's
-//! per-voxel method, on the CPU backend and, with `--gpu` (or `SEGLRP_BENCH_GPU=1`), on the GPU
-//! through burn-wgpu. Prints a table; `cargo bench -p seglrp --bench lrp [-- --gpu]`.
-//! (The GPU is opt-in because a machine without one may still offer a software Vulkan driver,
-//! on which the GPU rows take hours.)
+//! Native engine benchmark: forward pass, one LRP pass, and region maps two-pass vs the
+//! per-voxel method of Chlebus et al. 2019, on the CPU backend and, with `--gpu` (or
+//! `SEGLRP_BENCH_GPU=1`), on the GPU through burn-wgpu. Prints a table;
+//! `cargo bench -p seglrp --bench lrp [-- --gpu]`. (The GPU is opt-in because a machine without
+//! one may still offer a software Vulkan driver, on which the GPU rows take hours.)
 //!
 //! The per-voxel method costs one LRP pass per voxel of the region; it is timed on
-//! `NAIVE_MEASURED` voxels and scaled to |A| (its cost is exactly linear), both as the seed runs
+//! `NAIVE_MEASURED` voxels and scaled to |A| (its cost is exactly linear), both as the paper runs
 //! it (one pass after the other) and as this project's oracle runs it (batched), and checked
 //! against the two-pass result on those voxels.
 
@@ -66,11 +66,11 @@ fn bench(device_name: &str, dev: &Device) {
         &dev,
     );
     let nets = [
-        ("skeleton (2 levels, 8 ch)", UNetConfig::skeleton()),
+        ("small (2 levels, 8 ch)", UNetConfig::small()),
         ("bundled (3 levels, 8 ch, 2 blocks)", seglrp::weights::bundled(&dev).unwrap().config),
         (
             "3 levels, 16 ch, 2 blocks, BN",
-            UNetConfig { levels: 3, base_channels: 16, blocks: 2, norm: NormKind::Batch, ..UNetConfig::skeleton() },
+            UNetConfig { levels: 3, base_channels: 16, blocks: 2, norm: NormKind::Batch, ..UNetConfig::small() },
         ),
     ];
     println!(

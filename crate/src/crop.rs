@@ -176,7 +176,7 @@ mod tests {
 
     #[test]
     fn windows_are_aligned_and_clipped() {
-        let cfg = UNetConfig { levels: 3, blocks: 2, ..UNetConfig::skeleton() };
+        let cfg = UNetConfig { levels: 3, blocks: 2, ..UNetConfig::small() };
         // 2·(1+2+4) encoder + 2·(1+2) decoder + (1+2) downs + (2+4) ups = 29.
         assert_eq!(receptive_radius(&cfg), 29);
         let w = window(&cfg, [40, 50, 60], [41, 50, 60], [96, 160, 160]).unwrap();

@@ -14,7 +14,7 @@ use crate::tiling::HostInput;
 use crate::unet::{Activations, UNet};
 use crate::volume::Volume;
 
-pub use crate::skeleton::skeleton_model;
+pub use crate::toy_model::toy_model;
 
 /// The composite `seglrp explain` and `relevance` use unless told otherwise: LRP-ε, the simplest rule.
 /// (The page's menu and `seglrp cohort` start with EpsilonGammaBox.)

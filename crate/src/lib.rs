@@ -13,9 +13,9 @@ pub mod phantom;
 pub mod pool;
 pub mod region;
 pub mod rng;
-pub mod skeleton;
 pub mod study;
 pub mod tiling;
+pub mod toy_model;
 #[cfg(feature = "train")]
 pub mod train;
 pub mod unet;

@@ -5,17 +5,17 @@ use std::collections::VecDeque;
 
 use serde::Serialize;
 
-/// The 6-connected component of `mask` (non-zero voxels) that contains `seed`, or `None` when
-/// the seed voxel is not in the mask. `dims` = `[nx, ny, nz]`.
-pub fn component(mask: &[u8], dims: [usize; 3], seed: [usize; 3]) -> Option<Vec<u8>> {
+/// The 6-connected component of `mask` (non-zero voxels) that contains `start`, or `None` when
+/// that voxel is not in the mask. `dims` = `[nx, ny, nz]`.
+pub fn component(mask: &[u8], dims: [usize; 3], start: [usize; 3]) -> Option<Vec<u8>> {
     let [nx, ny, nz] = dims;
     let index = |[x, y, z]: [usize; 3]| x + nx * (y + ny * z);
-    if seed.iter().zip(&dims).any(|(s, d)| s >= d) || mask[index(seed)] == 0 {
+    if start.iter().zip(&dims).any(|(s, d)| s >= d) || mask[index(start)] == 0 {
         return None;
     }
     let mut out = vec![0u8; mask.len()];
-    let mut queue = VecDeque::from([seed]);
-    out[index(seed)] = 1;
+    let mut queue = VecDeque::from([start]);
+    out[index(start)] = 1;
     while let Some([x, y, z]) = queue.pop_front() {
         let neighbours = [
             (x > 0).then(|| [x - 1, y, z]),
@@ -143,8 +143,8 @@ impl Selection {
             Ok(pred.iter().zip(label).map(|(p, l)| u8::from(f(*p != 0, *l != 0))).collect())
         };
         match self {
-            Selection::Component(seed) => component(pred, dims, *seed).ok_or_else(|| {
-                format!("voxel {seed:?} is not in the predicted tumour, so it has no tumour component to explain")
+            Selection::Component(at) => component(pred, dims, *at).ok_or_else(|| {
+                format!("voxel {at:?} is not in the predicted tumour, so it has no tumour component to explain")
             }),
             Selection::AllPredicted => Ok(pred.iter().map(|p| u8::from(*p != 0)).collect()),
             Selection::TruePositive => both(|p, l| p && l),
@@ -181,8 +181,8 @@ pub fn components(mask: &[u8], dims: [usize; 3]) -> (Vec<u32>, Vec<usize>) {
         if mask[start] == 0 || labels[start] != 0 {
             continue;
         }
-        let seed = [start % nx, (start / nx) % ny, start / (nx * ny)];
-        let c = component(mask, dims, seed).expect("the seed is in the mask");
+        let voxel = [start % nx, (start / nx) % ny, start / (nx * ny)];
+        let c = component(mask, dims, voxel).expect("the voxel is in the mask");
         sizes.push(0);
         let id = sizes.len() as u32;
         for (i, _) in c.iter().enumerate().filter(|(_, v)| **v != 0) {

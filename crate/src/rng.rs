@@ -1,6 +1,6 @@
 //! A tiny deterministic random source (SplitMix64).
 //!
-//! Weights of the skeleton model and the sample phantom must be bit-identical on native and
+//! Weights of the toy model and the sample phantom must be bit-identical on native and
 //! wasm32, on every backend, so they are drawn here rather than through burn's device RNG.
 
 pub struct SplitMix(u64);

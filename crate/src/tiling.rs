@@ -130,7 +130,7 @@ mod tests {
 
     #[test]
     fn cores_cover_the_box_once_and_fit_their_windows() {
-        let cfg = UNetConfig { levels: 3, blocks: 2, ..UNetConfig::skeleton() };
+        let cfg = UNetConfig { levels: 3, blocks: 2, ..UNetConfig::small() };
         let dims = [128, 256, 256];
         let max = 1 << 20;
         let all = cores(&cfg, [0; 3], [127, 255, 255], dims, max);

@@ -1,11 +1,12 @@
-//! The walking skeleton's model: untrained, so a hand-set path gives it something to find.
+//! The toy model: an untrained network with a hand-set path, so that tests have a tumour it
+//! finds and explains for a known reason.
 //!
 //! Random (seeded) weights, damped to a tenth, plus one planted feature that a radiologist
 //! would use for a hypervascular liver tumour under Gd-EOB-DTPA: arterial enhancement
 //! (T1 20 s) with a hepatobiliary defect (T1 15 min). The path runs through every layer type
 //! of the skip connection: `e1[0] = ReLU(T1 20 s − T1 15 min)` at the centre tap,
-//! `d[0] = ReLU(e1[0])`, and the tumour logit `= d[0] − THRESHOLD`. The trained model of the
-//! model issue replaces all of this.
+//! `d[0] = ReLU(e1[0])`, and the tumour logit `= d[0] − THRESHOLD`. The demo uses the trained
+//! bundled model instead.
 
 use burn::module::Param;
 use burn::prelude::*;
@@ -34,9 +35,9 @@ fn centre(dims: [usize; 5], o: usize, i: usize) -> usize {
 }
 
 /// Built on the CPU, where weights can be read back synchronously (WebGPU cannot), then moved.
-pub fn skeleton_model(device: &Device) -> UNet {
+pub fn toy_model(device: &Device) -> UNet {
     let cpu = crate::backend::cpu_device("cpu").expect("a CPU backend is compiled in");
-    let mut net = UNet::seeded(&UNetConfig::skeleton(), MODEL_SEED, 0.05, &cpu);
+    let mut net = UNet::seeded(&UNetConfig::small(), MODEL_SEED, 0.05, &cpu);
     let damp = |v: &mut Vec<f32>| v.iter_mut().for_each(|x| *x *= DAMPING);
     edit(&mut net.encoder[0][0].conv.weight, |v, d| {
         damp(v);

@@ -88,7 +88,7 @@ impl TrainOptions {
 /// level and side, no norm (so sliding windows and whole volumes agree), max-pooling,
 /// transposed-conv up.
 pub fn bundled_config() -> UNetConfig {
-    UNetConfig { levels: 3, base_channels: 8, blocks: 2, ..UNetConfig::skeleton() }
+    UNetConfig { levels: 3, base_channels: 8, blocks: 2, ..UNetConfig::small() }
 }
 
 /// One training sample: the 6-sequence volume (raw intensities) and its tumour label.

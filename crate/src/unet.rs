@@ -94,8 +94,8 @@ fn default_norm_eps() -> f32 {
 }
 
 impl UNetConfig {
-    /// The walking skeleton's net: two levels, 8 channels, one block, no norm, max-pooling.
-    pub fn skeleton() -> UNetConfig {
+    /// The small test network: two levels, 8 channels, one block, no norm, max-pooling.
+    pub fn small() -> UNetConfig {
         UNetConfig {
             in_channels: IN_CHANNELS,
             classes: CLASSES,

@@ -34,7 +34,7 @@ fn the_bundled_model_is_compact_and_segments_a_held_out_patient() {
 #[test]
 fn one_window_covering_the_volume_is_the_plain_forward_pass() {
     let dev = cpu_device("cpu").unwrap();
-    let cfg = UNetConfig { levels: 3, base_channels: 4, blocks: 1, ..UNetConfig::skeleton() };
+    let cfg = UNetConfig { levels: 3, base_channels: 4, blocks: 1, ..UNetConfig::small() };
     let net = UNet::seeded(&cfg, 11, 0.1, &dev);
     let vol = seglrp::phantom::study(4, [20, 16, 8]).volume.normalised();
     let p = pollster::block_on(tumour_probability(

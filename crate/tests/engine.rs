@@ -1,15 +1,15 @@
 //! The whole native path on the sample patient: NIfTI bytes → segmentation → LRP map.
 
 use seglrp::backend::cpu_device;
-use seglrp::engine::{explain, prepare, segmentation, skeleton_model};
+use seglrp::engine::{explain, prepare, segmentation, toy_model};
 use seglrp::lrp::Composite;
 use seglrp::nifti::read_nifti;
 use seglrp::phantom::{phantom, sample_nifti, SAMPLE_DIMS, SAMPLE_SEED};
 
 #[test]
-fn skeleton_model_finds_the_sample_tumour_and_explains_it_by_its_contrast() {
+fn toy_model_finds_the_sample_tumour_and_explains_it_by_its_contrast() {
     let dev = cpu_device("cpu").unwrap();
-    let net = skeleton_model(&dev);
+    let net = toy_model(&dev);
     let vol = read_nifti(&sample_nifti()).unwrap().volume;
     let p = prepare(&net, &vol, &dev).unwrap();
     let mask = pollster::block_on(segmentation(&p)).unwrap();
@@ -40,7 +40,7 @@ fn skeleton_model_finds_the_sample_tumour_and_explains_it_by_its_contrast() {
 #[test]
 fn a_study_without_six_sequences_is_refused() {
     let dev = cpu_device("cpu").unwrap();
-    let net = skeleton_model(&dev);
+    let net = toy_model(&dev);
     let mut vol = phantom([8, 8, 4], 3).volume;
     vol.channels = 3;
     vol.data.truncate(3 * 8 * 8 * 4);

@@ -78,7 +78,7 @@ fn max_unpool3d_routes_relevance_to_the_winner_only() {
 #[test]
 fn epsilon_rule_matches_its_formula() {
     let dev = cpu_device("cpu").unwrap();
-    let net = UNet::seeded(&UNetConfig::skeleton(), 5, 0.3, &dev);
+    let net = UNet::seeded(&UNetConfig::small(), 5, 0.3, &dev);
     let conv = &net.encoder[0][0].conv; // 6 -> 8 channels, k = 3, padding 1, with bias
     let [ci, co, d, h, w] = [6usize, 8usize, 3usize, 4usize, 5usize];
     let (x, xt) = random([1, ci, d, h, w], 21, &dev);
@@ -133,7 +133,7 @@ fn epsilon_rule_matches_its_formula() {
 #[test]
 fn lrp_epsilon_conserves_the_logit_through_the_unet() {
     let dev = cpu_device("cpu").unwrap();
-    let net = UNet::seeded(&UNetConfig::skeleton(), 3, 0.0, &dev);
+    let net = UNet::seeded(&UNetConfig::small(), 3, 0.0, &dev);
     let (_, x) = random([1, 6, 8, 12, 10], 31, &dev);
     let acts = net.forward_all(x);
     for (class, voxel) in [(1, [3, 5, 4]), (0, [7, 0, 9]), (1, [0, 11, 0])] {
@@ -155,7 +155,7 @@ fn lrp_epsilon_conserves_the_logit_through_the_unet() {
 #[test]
 fn biases_break_conservation_as_they_should() {
     let dev = cpu_device("cpu").unwrap();
-    let net = UNet::seeded(&UNetConfig::skeleton(), 3, 0.5, &dev);
+    let net = UNet::seeded(&UNetConfig::small(), 3, 0.5, &dev);
     let (_, x) = random([1, 6, 8, 12, 10], 31, &dev);
     let acts = net.forward_all(x);
     let e = explain_voxel(&net, &acts, &Composite::Epsilon { epsilon: 1e-9 }, 1, [3, 5, 4]);
@@ -170,7 +170,7 @@ fn biases_break_conservation_as_they_should() {
 #[test]
 fn non_negative_inputs_take_the_short_path_to_the_same_relevance() {
     let dev = cpu_device("cpu").unwrap();
-    let net = UNet::seeded(&UNetConfig::skeleton(), 9, 0.4, &dev);
+    let net = UNet::seeded(&UNetConfig::small(), 9, 0.4, &dev);
     let conv = Linear::conv(&net.encoder[1][0].conv); // 8 -> 16, k = 3
     let up = Linear::conv_transpose(net.ups[0].transposed.as_ref().unwrap()); // 16 -> 8, k = 2, stride 2
     let cases = [(conv, [1, 8, 4, 6, 5], [1, 16, 4, 6, 5]), (up, [1, 16, 3, 4, 2], [1, 8, 6, 8, 4])];

@@ -10,7 +10,7 @@ use seglrp::upsample::{upsample2, upsample2_adjoint, Mode};
 use seglrp::weights::{config_of, from_safetensors, to_safetensors, ModelError};
 
 fn variants() -> Vec<UNetConfig> {
-    let base = UNetConfig::skeleton();
+    let base = UNetConfig::small();
     vec![
         base.clone(),
         UNetConfig {
@@ -60,7 +60,7 @@ fn safetensors_round_trip_gives_the_same_network() {
 #[test]
 fn mismatched_weights_are_refused_by_tensor_name() {
     let dev = cpu_device("cpu").unwrap();
-    let cfg = UNetConfig::skeleton();
+    let cfg = UNetConfig::small();
     let bytes = to_safetensors(&UNet::seeded(&cfg, 1, 0.1, &dev));
     let wider = UNetConfig { base_channels: 16, ..cfg.clone() };
     let err = from_safetensors(&wider, &bytes, &dev).unwrap_err();
@@ -234,7 +234,7 @@ fn region_conservation_and_shared_first_pass() {
     };
     let (a, b) = (boxed(1, 4), boxed(6, 9));
     for (bias, conserved) in [(0.0, true), (0.5, false)] {
-        let net = UNet::seeded(&UNetConfig::skeleton(), 3, bias, &dev);
+        let net = UNet::seeded(&UNetConfig::small(), 3, bias, &dev);
         let p = prepare_normalised(&net, &vol, &dev).unwrap();
         let both = pollster::block_on(explain_regions(&net, &p, &[&a, &b], 1, &lrp0)).unwrap();
         for (region, e) in [&a, &b].into_iter().zip(&both) {

@@ -32,13 +32,13 @@ fn relevance_avoids_a_noise_sequence_and_depends_on_the_trained_weights() {
     let dev = cpu_device("cpu").unwrap();
     let opts = TrainOptions { noise_channel: Some(NOISE), ..TrainOptions::default() };
     let t = std::time::Instant::now();
-    let net = train(&UNetConfig::skeleton(), &opts, &dev, |s, l, _| {
+    let net = train(&UNetConfig::small(), &opts, &dev, |s, l, _| {
         if s % 100 == 0 {
             eprintln!("step {s}: loss {l:.4}")
         }
     });
     eprintln!("trained {} steps in {:.1} s", opts.steps, t.elapsed().as_secs_f64());
-    let random = UNet::seeded(&UNetConfig::skeleton(), 4242, 0.0, &dev);
+    let random = UNet::seeded(&UNetConfig::small(), 4242, 0.0, &dev);
     let held_out = TrainOptions { seed: 999, ..opts.clone() };
     let composite = Composite::Epsilon { epsilon: 1e-6 };
     let (mut shares, mut correlations) = (vec![0f32; 6], Vec::new());

@@ -28,7 +28,7 @@ fn log(s: String) {
 
 async fn run_study(device: &Device) -> (Vec<u8>, engine::VoxelExplanation) {
     let vol = phantom([24, 20, 10], 9).volume;
-    let net = engine::skeleton_model(device);
+    let net = engine::toy_model(device);
     let p = prepare(&net, &vol, device).unwrap();
     let mask = engine::segmentation(&p).await.unwrap();
     let e = engine::explain(&net, &p, [9, 8, 5], 1, &seglrp::lrp::Composite::Epsilon { epsilon: 1e-6 }).await.unwrap();
@@ -83,13 +83,8 @@ async fn region_maps_and_other_composites_agree_on_webgpu_and_cpu() {
     use seglrp::unet::{NormKind, UNet, UNetConfig, Up};
     let gpu = webgpu_device().await.unwrap();
     let cpu = cpu_device("cpu").unwrap();
-    let cfg = UNetConfig {
-        levels: 2,
-        base_channels: 4,
-        norm: NormKind::Instance,
-        up: Up::Trilinear,
-        ..UNetConfig::skeleton()
-    };
+    let cfg =
+        UNetConfig { levels: 2, base_channels: 4, norm: NormKind::Instance, up: Up::Trilinear, ..UNetConfig::small() };
     let mut rng = SplitMix::new(8);
     let shape = [1, 6, 8, 12, 10];
     let x: Vec<f32> = (0..shape.iter().product()).map(|_| rng.symmetric(2.0)).collect();
@@ -121,7 +116,7 @@ async fn windowed_studies_equal_the_whole_pass_on_webgpu() {
     use seglrp::lrp::Composite;
     let gpu = webgpu_device().await.unwrap();
     let vol = phantom([40, 32, 12], 5).volume;
-    let net = engine::skeleton_model(&gpu);
+    let net = engine::toy_model(&gpu);
     let max_window = seglrp::crop::window_of(&net.config, [0, 8, 8], [3, 15, 15], [12, 32, 40]).voxels();
     let whole = prepare_with(&net, &vol, &gpu, Mode::Whole).unwrap();
     let windowed = prepare_with(&net, &vol, &gpu, Mode::Windowed(max_window)).unwrap();

@@ -15,7 +15,7 @@
 //!
 //! Activations get `Pass`; batch/instance norms are merged into their conv first
 //! (`canonize.rs`), as Zennit's `SequentialMergeBatchNorm` does. `Epsilon` (LRP-ε on every
-//! layer, the walking skeleton's rule) and `Custom` (a rule per layer name) complete the set.
+//! layer, the simplest rule) and `Custom` (a rule per layer name) complete the set.
 
 use serde::{Deserialize, Serialize};
 

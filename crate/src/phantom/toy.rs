@@ -1,5 +1,5 @@
 //! The toy phantom: a tiny deterministic study for tests, the sanity training and the
-//! skeleton model (the demo uses [`super::abdomen`]).
+//! toy model (the demo uses [`super::abdomen`]).
 //!
 //! Body ellipse with a fat rim, a liver, one hypervascular tumour (bright at T1 20 s, washed out
 //! at 120 s, dark in the 15 min hepatobiliary phase) and a cyst (bright on T2, never enhancing),

@@ -14,7 +14,7 @@ pub enum Command {
     ///
     /// Example: seglrp model init --config unet.json --seed 7 --out random.safetensors
     Init {
-        /// UNetConfig as JSON (README "Models"); default: the skeleton's architecture.
+        /// UNetConfig as JSON (README "Models"); default: the small test network (2 levels, 8 channels).
         #[arg(long)]
         config: Option<PathBuf>,
         #[arg(long, default_value_t = 1)]
@@ -38,7 +38,7 @@ pub fn run(command: Command) -> Result<(), String> {
             let config: UNetConfig = match config {
                 Some(c) => serde_json::from_slice(&std::fs::read(&c).map_err(|e| format!("{}: {e}", c.display()))?)
                     .map_err(|e| format!("{}: {e}", c.display()))?,
-                None => UNetConfig::skeleton(),
+                None => UNetConfig::small(),
             };
             config.validate()?;
             let device = backend::cpu_device("cpu")?;
