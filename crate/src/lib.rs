@@ -8,6 +8,7 @@ pub mod engine;
 pub mod geometry;
 pub mod lrp;
 pub mod metrics;
+pub mod model;
 pub mod nifti;
 pub mod phantom;
 pub mod pool;

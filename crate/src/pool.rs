@@ -57,3 +57,16 @@ pub fn max_unpool3d(x: Tensor<5>, r: Tensor<5>) -> Tensor<5> {
     let routed = winner * r.reshape([batch * c * d2, h2, w2, 1]);
     routed.reshape([batch * c * d2, h2, w2, 2, 2, 2]).permute([0, 3, 1, 4, 2, 5]).reshape([batch, c, d, h, w])
 }
+
+/// Mean over each 2×2×2 block (stride 2), as `torch.nn.AvgPool3d(2)`.
+pub fn avg_pool3d(x: Tensor<5>) -> Tensor<5> {
+    let (win, shape) = windows(x);
+    win.mean_dim(3).reshape(shape)
+}
+
+/// The adjoint of [`avg_pool3d`]: each pooled value spread over its window, divided by 8.
+pub fn avg_pool3d_adjoint(g: Tensor<5>) -> Tensor<5> {
+    let [n, c, d2, h2, w2] = g.dims();
+    let spread = g.reshape([n * c * d2, h2, w2, 1]).expand([n * c * d2, h2, w2, 8]) / 8.0;
+    spread.reshape([n * c * d2, h2, w2, 2, 2, 2]).permute([0, 3, 1, 4, 2, 5]).reshape([n, c, 2 * d2, 2 * h2, 2 * w2])
+}

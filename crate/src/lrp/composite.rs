@@ -73,9 +73,15 @@ impl Composite {
         "EpsilonAlpha2Beta1Flat",
     ];
 
-    /// The rule for the linear layer called `name`.
+    /// The rule for the linear layer called `name` of this project's U-Net.
     pub fn rule(&self, name: &str) -> Rule {
-        let first = name == FIRST_LAYER;
+        self.rule_at(name, name == FIRST_LAYER)
+    }
+
+    /// The rule for the linear layer called `name`; `first` when it is the network's first
+    /// convolution (the one reading the input), which the `…Box` and `…Flat` composites treat
+    /// apart.
+    pub fn rule_at(&self, name: &str, first: bool) -> Rule {
         match self {
             Composite::Epsilon { epsilon } => Rule::Epsilon { epsilon: *epsilon },
             Composite::EpsilonPlus => Rule::zplus(),

@@ -6,6 +6,7 @@
 
 pub mod canonize;
 pub mod composite;
+pub mod graph;
 pub mod region;
 pub mod rules;
 pub mod unet;

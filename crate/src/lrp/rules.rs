@@ -64,6 +64,21 @@ impl Linear {
         }
     }
 
+    /// A graph node's convolution or transposed convolution (`model/graph.rs`).
+    pub fn from_spec(c: &crate::model::graph::ConvSpec) -> Linear {
+        let mapping = if c.transposed {
+            Mapping::ConvTranspose {
+                stride: c.stride,
+                padding: c.padding,
+                padding_out: c.output_padding,
+                dilation: [1; 3],
+            }
+        } else {
+            Mapping::Conv { stride: c.stride, padding: c.padding, dilation: [1; 3] }
+        };
+        Linear { mapping, weight: c.weight.clone(), bias: c.bias.clone() }
+    }
+
     /// Same map, other parameters.
     pub fn with(&self, weight: Tensor<5>, bias: Option<Tensor<1>>) -> Linear {
         Linear { mapping: self.mapping.clone(), weight, bias }

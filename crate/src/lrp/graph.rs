@@ -1,0 +1,338 @@
+//! LRP through any [`Graph`]: the nodes walked from the logits back to the input, each passing
+//! relevance to its inputs by its rule, and summing where a node's output was read twice (a
+//! skip connection, a residual branch).
+//!
+//! Per node (Zennit's defaults, README "How relevance is computed"):
+//! - convolutions and transposed convolutions, with a norm merged into them where one follows
+//!   (`Graph::merges`): the composite's rule (`rules.rs`);
+//! - ReLU, LeakyReLU, PReLU, dropout/identity and a norm that cannot be merged (a frozen
+//!   per-channel affine, as in pre-activation blocks): `Pass`, relevance unchanged;
+//! - max-pooling, up-sampling, concatenation and padding: the gradient (to each pooling
+//!   window's winner, through interpolation's adjoint, split by channel, cropped);
+//! - a residual sum and average pooling: Zennit's `Norm` rule (see [`norm_rule`]).
+//!
+//! Every step is linear in the relevance for a fixed forward pass, so each has a transpose, and
+//! [`transpose`] walks them forwards: that gives region maps their column sums `Lᵀ1`
+//! (`region.rs`). A pass around a box of logits runs on one window of the trace
+//! ([`window_around`]): the box widened by the receptive radius and one step of the coarsest
+//! resolution, aligned to it, so that every node's relevance is zero wherever the crop changed
+//! what the node computes (the argument of `crop.rs`, for any graph).
+
+use burn::prelude::*;
+
+use super::composite::Composite;
+use super::region::{RegionMap, LEFT_OUT_FRACTION};
+use super::rules::{split_channels, stabilise, Input, Linear, PreparedRule, DEFAULT_EPSILON};
+use super::unet::{start_for, Explanation, Target};
+use crate::crop::{crop_tensor, refit, whole, Window};
+use crate::model::graph::{pad, unpad, Graph, Op, Trace};
+use crate::pool::{avg_pool3d, avg_pool3d_adjoint, max_gather3d, max_unpool3d};
+use crate::upsample::{upsample2, upsample2_adjoint, Mode};
+
+/// Zennit's `Norm` rule for a node that sums (or averages) its inputs without weights of its
+/// own, a residual `z = Σ_k z_k` or an average pool `z = P x`:
+///
+/// `R_k = z_k · R / stab(z)` (sum), `R_in = x ⊙ Pᵀ(R / stab(z))` (average pool),
+///
+/// relevance split over the summands in proportion to their contributions, with
+/// `stab(z) = z + ε·sgn₀(z)`, ε = 1e-6 (Zennit's `Norm`, the `Sum` of its ResNet canonizer).
+/// Returns the factor `1 / stab(z)`.
+pub fn norm_rule(z: &Tensor<5>) -> Tensor<5> {
+    stabilise(z.clone(), DEFAULT_EPSILON).recip()
+}
+
+/// How one node passes relevance to its inputs, for one forward pass and composite.
+#[derive(Clone, Debug)]
+enum Step {
+    /// Reached by no relevance (a conv merged into the norm after it).
+    Unreached,
+    Rule(PreparedRule),
+    Pass,
+    /// Max-pooling's gradient; the pooled input.
+    Unpool(Tensor<5>),
+    /// The Norm rule through an average pool: the pool's input and `1 / stab(z)`.
+    AvgPool {
+        x: Tensor<5>,
+        inverse: Tensor<5>,
+    },
+    Upsample(Mode),
+    /// Channels per input.
+    Concat(Vec<usize>),
+    /// The Norm rule through a sum: each input's share `z_k / stab(z)`.
+    Add(Vec<Tensor<5>>),
+    Pad {
+        before: [usize; 3],
+        after: [usize; 3],
+    },
+}
+
+/// The rules of a composite made for every node of one forward pass (on one window of it):
+/// what several passes through one forward pass share.
+#[derive(Clone, Debug)]
+pub struct Plan {
+    steps: Vec<Step>,
+    /// Where each step sends relevance: the node's inputs (a merged norm's: its conv's input).
+    targets: Vec<Vec<usize>>,
+    output: usize,
+}
+
+/// Whether each node's output is known to be ≥ 0 (a ReLU's, and what only pools, samples or
+/// joins such outputs), so that rules skip their `x⁻` terms.
+fn non_negative(graph: &Graph) -> Vec<bool> {
+    let mut out: Vec<bool> = Vec::with_capacity(graph.nodes.len());
+    for node in &graph.nodes {
+        let all = node.inputs.iter().all(|&i| out[i]);
+        out.push(match node.op {
+            Op::Relu => true,
+            Op::MaxPool | Op::AvgPool | Op::Upsample(_) | Op::Pad { .. } | Op::Identity | Op::Concat | Op::Add => all,
+            _ => false,
+        });
+    }
+    out
+}
+
+impl Plan {
+    /// The plan for `trace` (whole or cropped: every tensor it holds must be on one window).
+    pub fn new(graph: &Graph, trace: &Trace, composite: &Composite) -> Plan {
+        let merges = graph.merges();
+        let nonneg = non_negative(graph);
+        let merged_convs: Vec<usize> = merges.iter().flatten().copied().collect();
+        let first = graph.nodes.iter().position(|n| matches!(n.op, Op::Conv(_)));
+        let mut steps = Vec::with_capacity(graph.nodes.len());
+        let mut targets = Vec::with_capacity(graph.nodes.len());
+        for (i, node) in graph.nodes.iter().enumerate() {
+            let mut to = node.inputs.clone();
+            let value = |j: usize| trace.value(j).clone();
+            let rule_for = |conv: usize, linear: Linear, x: usize| {
+                let name = &graph.nodes[conv].name;
+                let rule = composite.rule_at(name, Some(conv) == first);
+                let input = if nonneg[x] { Input::NonNegative } else { Input::Signed };
+                Step::Rule(PreparedRule::with_output(&rule, &linear, value(x), input, Some(value(i))))
+            };
+            let step = match &node.op {
+                Op::Input => Step::Unreached,
+                Op::Conv(_) if merged_convs.contains(&i) => Step::Unreached,
+                Op::Conv(c) => rule_for(i, Linear::from_spec(c), node.inputs[0]),
+                Op::Norm(_) => match (merges[i], &trace.merged[i]) {
+                    (Some(c), Some(spec)) => {
+                        let x = graph.nodes[c].inputs[0];
+                        to = vec![x];
+                        rule_for(c, Linear::from_spec(spec), x)
+                    }
+                    _ => Step::Pass,
+                },
+                Op::Relu | Op::LeakyRelu(_) | Op::PRelu(_) | Op::Identity => Step::Pass,
+                Op::MaxPool => Step::Unpool(value(node.inputs[0])),
+                Op::AvgPool => Step::AvgPool { x: value(node.inputs[0]), inverse: norm_rule(&value(i)) },
+                Op::Upsample(mode) => Step::Upsample(*mode),
+                Op::Concat => Step::Concat(node.inputs.iter().map(|&j| trace.value(j).dims()[1]).collect()),
+                Op::Add => {
+                    let inverse = norm_rule(&value(i));
+                    Step::Add(node.inputs.iter().map(|&j| value(j) * inverse.clone()).collect())
+                }
+                Op::Pad { before, after } => Step::Pad { before: *before, after: *after },
+            };
+            steps.push(step);
+            targets.push(to);
+        }
+        Plan { steps, targets, output: graph.output }
+    }
+}
+
+fn add(slot: &mut Option<Tensor<5>>, r: Tensor<5>) {
+    *slot = Some(match slot.take() {
+        Some(s) => s + r,
+        None => r,
+    });
+}
+
+/// Relevance of the input for relevance `r` of the logits (on the plan's window; `r` may be a
+/// batch of several relevances for the one forward pass).
+pub fn propagate(plan: &Plan, r: Tensor<5>) -> Tensor<5> {
+    let n = plan.steps.len();
+    let mut rel: Vec<Option<Tensor<5>>> = vec![None; n];
+    rel[plan.output] = Some(r);
+    for i in (1..n).rev() {
+        let Some(r) = rel[i].take() else { continue };
+        let to = &plan.targets[i];
+        let out: Vec<Tensor<5>> = match &plan.steps[i] {
+            Step::Unreached => unreachable!("relevance reached a node merged into another"),
+            Step::Rule(rule) => vec![rule.apply(r)],
+            Step::Pass => vec![r],
+            Step::Unpool(x) => vec![max_unpool3d(x.clone(), r)],
+            Step::AvgPool { x, inverse } => vec![x.clone() * avg_pool3d_adjoint(r * inverse.clone())],
+            Step::Upsample(mode) => vec![upsample2_adjoint(r, *mode)],
+            Step::Concat(sizes) => split_channels(r, sizes),
+            Step::Add(shares) => shares.iter().map(|s| r.clone() * s.clone()).collect(),
+            Step::Pad { before, after } => vec![unpad(r, *before, *after)],
+        };
+        for (&j, r) in to.iter().zip(out) {
+            add(&mut rel[j], r);
+        }
+    }
+    rel[0].take().expect("relevance reaches the input")
+}
+
+/// `Lᵀ v` for the map `L` of [`propagate`]: `v` shaped like the input, the result like the
+/// logits; each step replaced by its transpose, walked from the input forwards.
+pub fn transpose(plan: &Plan, v: Tensor<5>) -> Tensor<5> {
+    let n = plan.steps.len();
+    let mut vals: Vec<Option<Tensor<5>>> = vec![None; n];
+    vals[0] = Some(v);
+    // How many later steps read each node (a merged norm reads its conv's input).
+    let reached = |i: &usize| !matches!(plan.steps[*i], Step::Unreached);
+    let mut left = vec![0usize; n];
+    for i in (1..n).filter(reached) {
+        for &j in &plan.targets[i] {
+            left[j] += 1;
+        }
+    }
+    for i in (1..n).filter(reached) {
+        let to = &plan.targets[i];
+        let get = |j: usize| vals[j].clone().expect("computed before");
+        let out = match &plan.steps[i] {
+            Step::Unreached => None,
+            Step::Rule(rule) => Some(rule.transpose(get(to[0]))),
+            Step::Pass => Some(get(to[0])),
+            Step::Unpool(x) => Some(max_gather3d(x.clone(), get(to[0]))),
+            Step::AvgPool { x, inverse } => Some(avg_pool3d(x.clone() * get(to[0])) * inverse.clone()),
+            Step::Upsample(mode) => Some(upsample2(get(to[0]), *mode)),
+            Step::Concat(_) => Some(Tensor::cat(to.iter().map(|&j| get(j)).collect(), 1)),
+            Step::Add(shares) => to.iter().zip(shares).map(|(&j, s)| get(j) * s.clone()).reduce(|a, b| a + b),
+            Step::Pad { before, after } => Some(pad(get(to[0]), *before, *after)),
+        };
+        vals[i] = out;
+        // Free what no later step reads.
+        for &j in to {
+            left[j] -= 1;
+            if left[j] == 0 && j != plan.output {
+                vals[j] = None;
+            }
+        }
+    }
+    vals[plan.output].take().expect("the logits are reached")
+}
+
+/// The window of the input grid `dims` (tensor axes) a pass from the logits in the box
+/// `[first, last]` needs: the box widened by the receptive radius and one step of the coarsest
+/// resolution, aligned to it and clipped to the grid.
+pub fn window_around(graph: &Graph, first: [usize; 3], last: [usize; 3], dims: [usize; 3]) -> Window {
+    let (a, r) = (graph.align(), graph.receptive_radius());
+    let lo = std::array::from_fn(|k| first[k].saturating_sub(r[k] + a[k]) / a[k] * a[k]);
+    let hi = std::array::from_fn(|k| ((last[k] + 1 + r[k] + a[k]).div_ceil(a[k]) * a[k]).min(dims[k]));
+    Window { lo, hi }
+}
+
+/// Every tensor of `trace` cropped to `w` of the input grid `full` (merged convs' parameters
+/// keep the whole volume's statistics).
+pub fn crop_trace(trace: &Trace, w: &Window, full: [usize; 3]) -> Trace {
+    Trace {
+        values: trace.values.iter().map(|v| v.as_ref().map(|t| crop_tensor(t, w, full))).collect(),
+        merged: trace.merged.clone(),
+    }
+}
+
+/// The input grid `[d, h, w]` of a trace.
+pub fn grid(trace: &Trace) -> [usize; 3] {
+    let [_, _, d, h, w] = trace.input().dims();
+    [d, h, w]
+}
+
+/// The relevance map for `target` of `class` at `voxel = [d, h, w]`, computed on the voxel's
+/// window and returned on the whole grid.
+pub fn explain_target(
+    graph: &Graph,
+    trace: &Trace,
+    composite: &Composite,
+    class: usize,
+    voxel: [usize; 3],
+    target: Target,
+) -> Explanation {
+    let full = grid(trace);
+    let r = start_for(trace.value(graph.output), class, voxel, target);
+    let logit = r.clone().sum();
+    let w = window_around(graph, voxel, voxel, full);
+    let local = crop_trace(trace, &w, full);
+    let plan = Plan::new(graph, &local, composite);
+    let relevance = propagate(&plan, crop_tensor(&r, &w, full));
+    Explanation { relevance: refit(relevance, &w, &whole(full)), logit }
+}
+
+/// [`explain_target`] for the logit of `class`.
+pub fn explain_voxel(
+    graph: &Graph,
+    trace: &Trace,
+    composite: &Composite,
+    class: usize,
+    voxel: [usize; 3],
+) -> Explanation {
+    explain_target(graph, trace, composite, class, voxel, Target::Logit)
+}
+
+/// The exact two-pass region map of `class` over `region` (`[1, 1, D, H, W]` on the whole grid,
+/// 1 inside), computed on the window around `bounds`, the region's bounding box (tensor axes),
+/// and returned on the whole grid (`lrp/region.rs` for the method).
+pub fn region_map(
+    graph: &Graph,
+    trace: &Trace,
+    composite: &Composite,
+    class: usize,
+    region: Tensor<5>,
+    bounds: ([usize; 3], [usize; 3]),
+) -> RegionMap {
+    let full = grid(trace);
+    let w = window_around(graph, bounds.0, bounds.1, full);
+    let local = crop_trace(trace, &w, full);
+    let plan = Plan::new(graph, &local, composite);
+    let logits = local.value(graph.output).clone();
+    let lt1 = transpose(&plan, local.input().ones_like()).narrow(1, class, 1);
+    let totals = logits.clone().narrow(1, class, 1) * lt1.clone();
+    let inside = crop_tensor(&region, &w, full).greater_elem(0.5).float();
+    let largest = (totals.clone().abs() * inside.clone()).max().reshape([1, 1, 1, 1, 1]);
+    let kept = totals.clone().abs().greater_equal(largest * LEFT_OUT_FRACTION).float() * inside;
+    // e_a / (Lᵀ1)_a where kept; the divisor is made 1 elsewhere so that nothing is NaN.
+    let safe = lt1 * kept.clone() + (kept.ones_like() - kept.clone());
+    let start_class = kept.clone() / safe;
+    let classes = logits.dims()[1];
+    let start = Tensor::cat(
+        (0..classes).map(|c| if c == class { start_class.clone() } else { start_class.zeros_like() }).collect(),
+        1,
+    );
+    let back = |t: Tensor<5>| refit(t, &w, &whole(full));
+    RegionMap { relevance: back(propagate(&plan, start)), totals: back(totals), kept: back(kept) }
+}
+
+/// The per-voxel oracle of `region.rs` ([`super::region::naive_region`]) on a graph, on the
+/// whole grid: one LRP pass per voxel (batched), each map divided by its sum.
+pub fn naive_region(
+    graph: &Graph,
+    trace: &Trace,
+    composite: &Composite,
+    class: usize,
+    voxels: &[[usize; 3]],
+) -> (Tensor<5>, usize) {
+    let plan = Plan::new(graph, trace, composite);
+    let logits = trace.value(graph.output);
+    let mut maps: Vec<(Tensor<5>, f32)> = Vec::new();
+    for chunk in voxels.chunks(super::region::NAIVE_BATCH) {
+        let starts: Vec<Tensor<5>> = chunk.iter().map(|v| start_for(logits, class, *v, Target::Logit)).collect();
+        let batch = propagate(&plan, Tensor::cat(starts, 0));
+        let per = batch.dims().iter().skip(1).product::<usize>();
+        let host = batch.clone().into_data().try_into_vec::<f32>().expect("f32");
+        for i in 0..chunk.len() {
+            let total = host[i * per..(i + 1) * per].iter().map(|v| *v as f64).sum::<f64>() as f32;
+            maps.push((batch.clone().narrow(0, i, 1), total));
+        }
+    }
+    let largest = maps.iter().fold(0f32, |m, (_, t)| m.max(t.abs()));
+    let mut sum = trace.input().zeros_like();
+    let mut left_out = 0;
+    for (m, total) in maps {
+        if total.abs() >= largest * LEFT_OUT_FRACTION {
+            sum = sum + m / total;
+        } else {
+            left_out += 1;
+        }
+    }
+    (sum, left_out)
+}
