@@ -107,10 +107,11 @@ build_wasm() {
 }
 
 # A Python venv for the reference checks: nibabel (NIfTI as the field reads it), PyTorch and
-# Zennit (LRP as the field computes it). torch comes with its CUDA libraries (~5 GB, ~2 min
+# Zennit (LRP as the field computes it), nnU-Net (the networks people train, and the model
+# folders they bring). torch comes with its CUDA libraries (~5 GB, ~2 min
 # here): `pip install --no-deps torch` gives a torch 2.15 that cannot import without them.
 ensure_python() {
-  local venv="$SEGLRP_HOME/venv" want="numpy==2.3.5 nibabel==5.4.2 torch==2.15.0 zennit==0.5.1"
+  local venv="$SEGLRP_HOME/venv" want="numpy==2.3.5 nibabel==5.4.2 torch==2.15.0 zennit==0.5.1 nnunetv2==2.8.1 dynamic-network-architectures==0.4.4"
   if [ ! -x "$venv/bin/python" ]; then
     step "creating the Python venv $venv"
     python3 -m venv "$venv"

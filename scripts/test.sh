@@ -35,6 +35,8 @@ step "NIfTI parity with nibabel on real files (Python)"
 SEGLRP_BIN="$CARGO_TARGET_DIR/release/seglrp" "$PYTHON" "$ROOT/tests/nifti_parity.py"
 step "LRP parity with Zennit 0.5.1 on the PyTorch twin (Python)"
 SEGLRP_BIN="$CARGO_TARGET_DIR/release/seglrp" "$PYTHON" "$ROOT/tests/lrp_parity.py"
+step "graph engine parity with PyTorch, nnU-Net and Zennit on nnU-Net model folders (Python)"
+SEGLRP_BIN="$CARGO_TARGET_DIR/release/seglrp" "$PYTHON" "$ROOT/tests/graph_parity.py"
 
 step "cohort split across a Slurm job array (single-node Slurm from Debian's packages)"
 SEGLRP_BIN="$CARGO_TARGET_DIR/release/seglrp" bash "$ROOT/tests/slurm.sh"

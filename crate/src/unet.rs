@@ -416,7 +416,7 @@ impl UNet {
         let mut h = x;
         for (l, blocks) in self.encoder.iter().enumerate() {
             if l > 0 && cfg.down == Down::MaxPool {
-                h = max_pool3d(h);
+                h = max_pool3d(h, [2; 3]);
             }
             h = blocks.iter().fold(h, block);
             skips.push(h.clone());
@@ -450,7 +450,7 @@ impl UNet {
         let mut h = x.clone();
         for (l, blocks) in self.encoder.iter().enumerate() {
             if l > 0 && cfg.down == Down::MaxPool {
-                h = max_pool3d(h);
+                h = max_pool3d(h, [2; 3]);
             }
             let traces = run(blocks, h);
             h = traces.last().expect("≥ 1 block").output.clone();

@@ -162,7 +162,7 @@ fn values(name: &str, view: &safetensors::tensor::TensorView<'_>) -> Result<Vec<
 }
 
 /// IEEE half → f32 (PyTorch checkpoints are sometimes saved in float16).
-fn half_to_f32(h: u16) -> f32 {
+pub fn half_to_f32(h: u16) -> f32 {
     let sign = if h & 0x8000 != 0 { -1.0 } else { 1.0 };
     let exp = ((h >> 10) & 0x1f) as i32;
     let frac = (h & 0x3ff) as f32;

@@ -183,7 +183,7 @@ fn residual_graph(bias: bool, dev: &Device) -> Graph {
         vec![add],
     );
     let a2 = push("block.act2", Op::LeakyRelu(0.1), vec![gn]);
-    let pool = push("down", Op::AvgPool, vec![a2]);
+    let pool = push("down", Op::AvgPool([2; 3]), vec![a2]);
     let c3 = push("deep", Op::Conv(conv(&mut rng, 4, 4, 3, bias, dev)), vec![pool]);
     let up = push("up", Op::Upsample(Mode::Nearest), vec![c3]);
     let cat = push("cat", Op::Concat, vec![a2, up]);

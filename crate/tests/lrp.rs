@@ -24,7 +24,7 @@ fn max_pool3d_matches_a_naive_loop() {
     let dev = cpu_device("cpu").unwrap();
     let [n, c, d, h, w] = [2, 3, 4, 6, 8];
     let (x, t) = random([n, c, d, h, w], 7, &dev);
-    let got = host(max_pool3d(t));
+    let got = host(max_pool3d(t, [2; 3]));
     let mut want = Vec::new();
     for b in 0..n * c {
         for z in 0..d / 2 {
@@ -48,7 +48,7 @@ fn max_unpool3d_routes_relevance_to_the_winner_only() {
     let shape = [1, 2, 4, 4, 6];
     let (x, t) = random(shape, 11, &dev);
     let (r, rt) = random([1, 2, 2, 2, 3], 12, &dev);
-    let got = host(max_unpool3d(t, rt));
+    let got = host(max_unpool3d(t, rt, [2; 3]));
     let [_, c, d, h, w] = shape;
     let mut want = vec![0f32; x.len()];
     let mut k = 0;

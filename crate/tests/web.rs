@@ -67,8 +67,8 @@ async fn pooling_matches_between_webgpu_and_cpu() {
     for dev in [&gpu, &cpu] {
         let xt = Tensor::<5>::from_data(TensorData::new(x.clone(), shape), dev);
         let rt = Tensor::<5>::from_data(TensorData::new(r.clone(), [1, 3, 2, 3, 4]), dev);
-        let pooled = max_pool3d(xt.clone()).into_data_async().await.unwrap().try_into_vec::<f32>().unwrap();
-        let routed = max_unpool3d(xt, rt).into_data_async().await.unwrap().try_into_vec::<f32>().unwrap();
+        let pooled = max_pool3d(xt.clone(), [2; 3]).into_data_async().await.unwrap().try_into_vec::<f32>().unwrap();
+        let routed = max_unpool3d(xt, rt, [2; 3]).into_data_async().await.unwrap().try_into_vec::<f32>().unwrap();
         outs.push((pooled, routed));
     }
     assert_eq!(outs[0], outs[1]);

@@ -48,12 +48,13 @@ enum Step {
     Unreached,
     Rule(PreparedRule),
     Pass,
-    /// Max-pooling's gradient; the pooled input.
-    Unpool(Tensor<5>),
+    /// Max-pooling's gradient; the pooled input and the window.
+    Unpool(Tensor<5>, [usize; 3]),
     /// The Norm rule through an average pool: the pool's input and `1 / stab(z)`.
     AvgPool {
         x: Tensor<5>,
         inverse: Tensor<5>,
+        window: [usize; 3],
     },
     Upsample(Mode),
     /// Channels per input.
@@ -84,7 +85,13 @@ fn non_negative(graph: &Graph) -> Vec<bool> {
         let all = node.inputs.iter().all(|&i| out[i]);
         out.push(match node.op {
             Op::Relu => true,
-            Op::MaxPool | Op::AvgPool | Op::Upsample(_) | Op::Pad { .. } | Op::Identity | Op::Concat | Op::Add => all,
+            Op::MaxPool(_)
+            | Op::AvgPool(_)
+            | Op::Upsample(_)
+            | Op::Pad { .. }
+            | Op::Identity
+            | Op::Concat
+            | Op::Add => all,
             _ => false,
         });
     }
@@ -97,7 +104,6 @@ impl Plan {
         let merges = graph.merges();
         let nonneg = non_negative(graph);
         let merged_convs: Vec<usize> = merges.iter().flatten().copied().collect();
-        let first = graph.nodes.iter().position(|n| matches!(n.op, Op::Conv(_)));
         let mut steps = Vec::with_capacity(graph.nodes.len());
         let mut targets = Vec::with_capacity(graph.nodes.len());
         for (i, node) in graph.nodes.iter().enumerate() {
@@ -105,7 +111,9 @@ impl Plan {
             let value = |j: usize| trace.value(j).clone();
             let rule_for = |conv: usize, linear: Linear, x: usize| {
                 let name = &graph.nodes[conv].name;
-                let rule = composite.rule_at(name, Some(conv) == first);
+                // The `…Box` and `…Flat` composites' first layer: a conv reading the input (each
+                // fold's, in an ensemble).
+                let rule = composite.rule_at(name, x == 0);
                 let input = if nonneg[x] { Input::NonNegative } else { Input::Signed };
                 Step::Rule(PreparedRule::with_output(&rule, &linear, value(x), input, Some(value(i))))
             };
@@ -122,8 +130,8 @@ impl Plan {
                     _ => Step::Pass,
                 },
                 Op::Relu | Op::LeakyRelu(_) | Op::PRelu(_) | Op::Identity => Step::Pass,
-                Op::MaxPool => Step::Unpool(value(node.inputs[0])),
-                Op::AvgPool => Step::AvgPool { x: value(node.inputs[0]), inverse: norm_rule(&value(i)) },
+                Op::MaxPool(f) => Step::Unpool(value(node.inputs[0]), *f),
+                Op::AvgPool(f) => Step::AvgPool { x: value(node.inputs[0]), inverse: norm_rule(&value(i)), window: *f },
                 Op::Upsample(mode) => Step::Upsample(*mode),
                 Op::Concat => Step::Concat(node.inputs.iter().map(|&j| trace.value(j).dims()[1]).collect()),
                 Op::Add => {
@@ -159,8 +167,10 @@ pub fn propagate(plan: &Plan, r: Tensor<5>) -> Tensor<5> {
             Step::Unreached => unreachable!("relevance reached a node merged into another"),
             Step::Rule(rule) => vec![rule.apply(r)],
             Step::Pass => vec![r],
-            Step::Unpool(x) => vec![max_unpool3d(x.clone(), r)],
-            Step::AvgPool { x, inverse } => vec![x.clone() * avg_pool3d_adjoint(r * inverse.clone())],
+            Step::Unpool(x, f) => vec![max_unpool3d(x.clone(), r, *f)],
+            Step::AvgPool { x, inverse, window } => {
+                vec![x.clone() * avg_pool3d_adjoint(r * inverse.clone(), *window)]
+            }
             Step::Upsample(mode) => vec![upsample2_adjoint(r, *mode)],
             Step::Concat(sizes) => split_channels(r, sizes),
             Step::Add(shares) => shares.iter().map(|s| r.clone() * s.clone()).collect(),
@@ -194,8 +204,8 @@ pub fn transpose(plan: &Plan, v: Tensor<5>) -> Tensor<5> {
             Step::Unreached => None,
             Step::Rule(rule) => Some(rule.transpose(get(to[0]))),
             Step::Pass => Some(get(to[0])),
-            Step::Unpool(x) => Some(max_gather3d(x.clone(), get(to[0]))),
-            Step::AvgPool { x, inverse } => Some(avg_pool3d(x.clone() * get(to[0])) * inverse.clone()),
+            Step::Unpool(x, f) => Some(max_gather3d(x.clone(), get(to[0]), *f)),
+            Step::AvgPool { x, inverse, window } => Some(avg_pool3d(x.clone() * get(to[0]), *window) * inverse.clone()),
             Step::Upsample(mode) => Some(upsample2(get(to[0]), *mode)),
             Step::Concat(_) => Some(Tensor::cat(to.iter().map(|&j| get(j)).collect(), 1)),
             Step::Add(shares) => to.iter().zip(shares).map(|(&j, s)| get(j) * s.clone()).reduce(|a, b| a + b),

@@ -271,7 +271,7 @@ fn walk_back(
         }
         if level > 0 && cfg.down == Down::MaxPool {
             let below = crop_tensor(&act.encoder[level - 1].last().expect("≥ 1 block").output, &at, full);
-            r = max_unpool3d(below, r);
+            r = max_unpool3d(below, r, [2; 3]);
         }
     }
     r
@@ -354,7 +354,7 @@ pub fn transpose_planned(net: &UNet, act: &Activations, plan: &Plan, v: Tensor<5
     for level in 0..cfg.levels {
         if level > 0 && cfg.down == Down::MaxPool {
             let below = crop_tensor(&act.encoder[level - 1].last().expect("≥ 1 block").output, &at, full);
-            v = max_gather3d(below, v);
+            v = max_gather3d(below, v, [2; 3]);
         }
         for _ in &net.encoder[level] {
             v = next(v, &mut at);

@@ -138,10 +138,10 @@ pub enum Op {
     LeakyRelu(f32),
     /// One slope per channel (or one for all).
     PRelu(Tensor<1>),
-    /// 2×2×2, stride 2.
-    MaxPool,
-    /// 2×2×2, stride 2.
-    AvgPool,
+    /// Window = stride, per axis.
+    MaxPool([usize; 3]),
+    /// Window = stride, per axis.
+    AvgPool([usize; 3]),
     /// ×2 along every axis.
     Upsample(Mode),
     /// Along the channels, in input order.
@@ -172,8 +172,8 @@ impl Op {
             Op::Relu => "ReLU",
             Op::LeakyRelu(_) => "LeakyReLU",
             Op::PRelu(_) => "PReLU",
-            Op::MaxPool => "MaxPool3d",
-            Op::AvgPool => "AvgPool3d",
+            Op::MaxPool(_) => "MaxPool3d",
+            Op::AvgPool(_) => "AvgPool3d",
             Op::Upsample(Mode::Nearest) => "Upsample(nearest)",
             Op::Upsample(Mode::Trilinear) => "Upsample(trilinear)",
             Op::Concat => "Concat",
@@ -317,7 +317,7 @@ impl Graph {
                     std::array::from_fn(|k| inp[k] / c.stride[k])
                 }
                 Op::Conv(c) => std::array::from_fn(|k| inp[k] * c.stride[k]),
-                Op::MaxPool | Op::AvgPool => inp.map(|v| v * 2),
+                Op::MaxPool(f) | Op::AvgPool(f) => std::array::from_fn(|k| inp[k] * f[k]),
                 Op::Upsample(_) if inp.iter().any(|v| v % 2 != 0) => {
                     return Err(format!("\"{}\" up-samples beyond the input's resolution", node.name))
                 }
@@ -357,7 +357,7 @@ impl Graph {
                     }),
                     // An output voxel of a transposed conv reads ⌈k / s⌉ input voxels.
                     Op::Conv(c) => std::array::from_fn(|k| c.kernel()[k].div_ceil(c.stride[k]) * inp[k]),
-                    Op::MaxPool | Op::AvgPool => inp,
+                    Op::MaxPool(f) | Op::AvgPool(f) => std::array::from_fn(|k| (f[k] - 1) * inp[k]),
                     Op::Upsample(Mode::Nearest) => inp,
                     // Interpolation reads the neighbour on either side.
                     Op::Upsample(Mode::Trilinear) => inp.map(|v| 2 * v),
@@ -417,8 +417,8 @@ impl Graph {
                 let slope = if w.dims()[0] == 1 { w.clone().expand([c]) } else { w.clone() };
                 x.clone().clamp_min(0.0) + x.clamp_max(0.0) * slope.reshape([1, c, 1, 1, 1])
             }
-            Op::MaxPool => max_pool3d(one()),
-            Op::AvgPool => avg_pool3d(one()),
+            Op::MaxPool(f) => max_pool3d(one(), *f),
+            Op::AvgPool(f) => avg_pool3d(one(), *f),
             Op::Upsample(mode) => upsample2(one(), *mode),
             Op::Concat => Tensor::cat(inputs, 1),
             Op::Add => inputs.into_iter().reduce(|a, b| a + b).expect("two inputs"),

@@ -71,7 +71,7 @@ pub fn graph(net: &UNet) -> Graph {
     let mut skips = Vec::new();
     for (l, blocks) in net.encoder.iter().enumerate() {
         if l > 0 && cfg.down == Down::MaxPool {
-            h = b.push(format!("encoder.{l}.pool"), Op::MaxPool, vec![h]);
+            h = b.push(format!("encoder.{l}.pool"), Op::MaxPool([2; 3]), vec![h]);
         }
         for (i, block) in blocks.iter().enumerate() {
             h = b.block(format!("encoder.{l}.{i}"), block, h);

@@ -30,6 +30,20 @@ pub enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Print a model's card: architecture, parameters, input channels, classes and the
+    /// preprocessing it expects, with where each came from.
+    ///
+    /// Example: seglrp model info nnUNet_results/Dataset004_Hippocampus/nnUNetTrainer__nnUNetPlans__3d_fullres
+    Info {
+        /// An nnU-Net trained-model folder, or SegLRP U-Net safetensors.
+        path: PathBuf,
+        /// nnU-Net: only these folds (comma-separated; default: every fold_N with a checkpoint).
+        #[arg(long, value_delimiter = ',')]
+        folds: Option<Vec<String>>,
+        /// The card as JSON on stdout.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 pub fn run(command: Command) -> Result<(), String> {
@@ -48,6 +62,15 @@ pub fn run(command: Command) -> Result<(), String> {
         Command::Bundled { out } => {
             write(&out, weights::BUNDLED)?;
             eprintln!("wrote {}", out.display());
+        }
+        Command::Info { path, folds, json } => {
+            let device = backend::cpu_device("cpu")?;
+            let loaded = seglrp::model::open::open(&path, folds.as_deref(), &device)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&loaded.card).map_err(|e| e.to_string())?);
+            } else {
+                print!("{}", loaded.card.text());
+            }
         }
     }
     Ok(())

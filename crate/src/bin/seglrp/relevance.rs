@@ -9,7 +9,8 @@ use crate::common::{load_model, numbers, write};
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// safetensors written by `seglrp model` (its configuration is in the file), or with --config.
+    /// safetensors written by `seglrp model` (its configuration is in the file), or with --config;
+    /// or an nnU-Net trained-model folder (run on the graph engine).
     #[arg(long)]
     pub model: PathBuf,
     #[arg(long)]
@@ -47,6 +48,9 @@ pub struct Args {
 
 pub fn run(args: Args) -> Result<(), String> {
     use burn::prelude::*;
+    if args.model.is_dir() {
+        return run_graph(args);
+    }
     let device = backend::cpu_device("cpu")?;
     let net = load_model(&args.model, args.config.as_deref(), &device)?;
     let raw = std::fs::read(&args.input).map_err(|e| format!("{}: {e}", args.input.display()))?;
@@ -141,6 +145,144 @@ pub fn run(args: Args) -> Result<(), String> {
     };
     write(&args.out, &r.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>())?;
     let mut summary = summary;
+    summary["relevance_sum"] = serde_json::json!(r.iter().map(|v| *v as f64).sum::<f64>());
+    summary["composite"] = serde_json::json!(args.composite);
+    summary["forward_s"] = serde_json::json!(forward_s);
+    println!("{summary}");
+    Ok(())
+}
+
+/// The composite called `name` (or given as JSON), with EpsilonGammaBox's bounds from `low` and
+/// `high`.
+fn composite_for(name: &str, low: &[f32], high: &[f32]) -> Result<lrp::Composite, String> {
+    if name.trim_start().starts_with('{') {
+        return serde_json::from_str(name).map_err(|e| format!("the composite JSON is not usable: {e}"));
+    }
+    match lrp::Composite::by_name(name) {
+        Some(lrp::Composite::EpsilonGammaBox { .. }) => {
+            Ok(lrp::Composite::EpsilonGammaBox { low: low.to_vec(), high: high.to_vec() })
+        }
+        Some(c) => Ok(c),
+        None => Err(format!("unknown composite \"{name}\"; choose one of {}", lrp::composite::NAMES.join(", "))),
+    }
+}
+
+/// `relevance` on any model the graph engine opens (an nnU-Net folder): the input zero-padded
+/// at the end to the network's alignment, outputs cropped back.
+fn run_graph(args: Args) -> Result<(), String> {
+    use burn::prelude::*;
+    use burn::tensor::TensorData;
+    use seglrp::lrp::graph as glrp;
+    let device = backend::cpu_device("cpu")?;
+    let loaded = seglrp::model::open::open(&args.model, None, &device)?;
+    let graph = &loaded.graph;
+    let raw = std::fs::read(&args.input).map_err(|e| format!("{}: {e}", args.input.display()))?;
+    let x: Vec<f32> = raw.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+    let [c, d, h, w] = args.shape;
+    if x.len() != c * d * h * w {
+        return Err(format!("{}: {} values, but the shape needs {}", args.input.display(), x.len(), c * d * h * w));
+    }
+    if c != graph.in_channels {
+        return Err(format!("the model reads {} channels; the input has {c}", graph.in_channels));
+    }
+    if args.class >= graph.classes {
+        return Err(format!("class {} does not exist (the model has {})", args.class, graph.classes));
+    }
+    let a = graph.align();
+    let p = [d.div_ceil(a[0]) * a[0], h.div_ceil(a[1]) * a[1], w.div_ceil(a[2]) * a[2]];
+    let mut padded = vec![0f32; c * p[0] * p[1] * p[2]];
+    for ch in 0..c {
+        for z in 0..d {
+            for y in 0..h {
+                let src = ((ch * d + z) * h + y) * w;
+                let dst = ((ch * p[0] + z) * p[1] + y) * p[2];
+                padded[dst..dst + w].copy_from_slice(&x[src..src + w]);
+            }
+        }
+    }
+    let n = p[0] * p[1] * p[2];
+    let (low, high): (Vec<f32>, Vec<f32>) = (0..c)
+        .map(|ch| {
+            padded[ch * n..(ch + 1) * n]
+                .iter()
+                .fold((f32::INFINITY, f32::NEG_INFINITY), |(l, h), v| (l.min(*v), h.max(*v)))
+        })
+        .unzip();
+    let composite = composite_for(&args.composite, &low, &high)?;
+    let host = |t: Tensor<5>| t.into_data().try_into_vec::<f32>().map_err(|e| format!("{e:?}"));
+    let crop = |v: Vec<f32>, channels: usize| -> Vec<f32> {
+        let mut out = Vec::with_capacity(channels * d * h * w);
+        for ch in 0..channels {
+            for z in 0..d {
+                for y in 0..h {
+                    let at = ((ch * p[0] + z) * p[1] + y) * p[2];
+                    out.extend_from_slice(&v[at..at + w]);
+                }
+            }
+        }
+        out
+    };
+    let input = Tensor::<5>::from_data(TensorData::new(padded, [1, c, p[0], p[1], p[2]]), &device);
+    let t = std::time::Instant::now();
+    let trace = graph.trace(input);
+    let logits = trace.value(graph.output).clone();
+    let forward_s = t.elapsed().as_secs_f64();
+    if let Some(path) = &args.logits {
+        let l = crop(host(logits.clone())?, graph.classes);
+        write(path, &l.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>())?;
+    }
+    let (r, mut summary) = match (args.voxel, args.region) {
+        (Some(v), _) => {
+            if v[0] >= d || v[1] >= h || v[2] >= w {
+                return Err(format!("voxel {v:?} lies outside {d}×{h}×{w}"));
+            }
+            let target = match args.versus {
+                Some(other) if other >= graph.classes || other == args.class => {
+                    return Err(format!("--versus {other}: another existing class is needed"))
+                }
+                Some(other) => lrp::Target::Difference { other },
+                None => lrp::Target::Logit,
+            };
+            let t = std::time::Instant::now();
+            let e = glrp::explain_target(graph, &trace, &composite, args.class, v, target);
+            let logit = e.logit.into_data().try_into_vec::<f32>().map_err(|e| format!("{e:?}"))?[0];
+            let r = crop(host(e.relevance)?, c);
+            (r, serde_json::json!({ "logit": logit, "lrp_s": t.elapsed().as_secs_f64() }))
+        }
+        (None, Some([d0, h0, w0, d1, h1, w1])) => {
+            if d0 >= d1 || h0 >= h1 || w0 >= w1 || d1 > d || h1 > h || w1 > w {
+                return Err(format!("the region box must lie inside {d}×{h}×{w} and not be empty"));
+            }
+            let mut mask = vec![0f32; n];
+            for z in d0..d1 {
+                for y in h0..h1 {
+                    mask[(z * p[1] + y) * p[2] + w0..(z * p[1] + y) * p[2] + w1].fill(1.0);
+                }
+            }
+            let region = Tensor::<5>::from_data(TensorData::new(mask, [1, 1, p[0], p[1], p[2]]), &device);
+            let t = std::time::Instant::now();
+            let m = glrp::region_map(
+                graph,
+                &trace,
+                &composite,
+                args.class,
+                region,
+                ([d0, h0, w0], [d1 - 1, h1 - 1, w1 - 1]),
+            );
+            let kept = host(m.kept)?.iter().filter(|v| **v > 0.5).count();
+            let r = crop(host(m.relevance)?, c);
+            let voxels = (d1 - d0) * (h1 - h0) * (w1 - w0);
+            let summary = serde_json::json!({
+                "region_voxels": voxels,
+                "kept": kept,
+                "left_out": voxels - kept,
+                "region_s": t.elapsed().as_secs_f64(),
+            });
+            (r, summary)
+        }
+        (None, None) => return Err("give --voxel or --region".into()),
+    };
+    write(&args.out, &r.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>())?;
     summary["relevance_sum"] = serde_json::json!(r.iter().map(|v| *v as f64).sum::<f64>());
     summary["composite"] = serde_json::json!(args.composite);
     summary["forward_s"] = serde_json::json!(forward_s);

@@ -1,0 +1,271 @@
+"""SegLRP's graph engine against PyTorch and Zennit 0.5.1 on nnU-Net networks.
+
+Run by `npm test` with the venv's Python (CPU torch, zennit, nnunetv2):
+    SEGLRP_BIN=target/release/seglrp python tests/graph_parity.py
+
+For random-weight nnU-Net networks (PlainConvUNet with 2 input channels, ResidualEncoderUNet
+with 4; 3 classes; instance norm and leaky ReLU as nnU-Net trains them; an anisotropic stride),
+each saved as a real trained-model folder (plans.json, dataset.json,
+fold_0/checkpoint_final.pth with nnU-Net's checkpoint entries) that nnU-Net's own
+`nnUNetPredictor` loads:
+- `seglrp model info` reports its channels, classes and parameter count;
+- the logits of `seglrp relevance` equal PyTorch's (max |Δ| <= 1e-4 x max |logit|);
+- one voxel's relevance for every composite equals Zennit's (<= 1e-4 x max |R|). Zennit has no
+  canonizer for instance norm nor a rule for the residual sum written as `out += residual`: this
+  test writes them (each norm merged into its conv with the forward pass's statistics; the sum
+  as Zennit's `Sum` layer, which its composites give the Norm rule);
+- a region map (two passes) equals Zennit's per-voxel loop.
+A plans file naming a network outside what the importer builds is refused by name.
+"""
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import types
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from zennit.attribution import Gradient
+from zennit.composites import (EpsilonAlpha2Beta1, EpsilonAlpha2Beta1Flat, EpsilonGammaBox, EpsilonPlus,
+                               EpsilonPlusFlat, LayerMapComposite, layer_map_base)
+from zennit.layer import Sum
+from zennit.rules import Epsilon
+from zennit.types import Convolution
+
+from nnunetv2.utilities.get_network_from_plans import get_network_from_plans
+from dynamic_network_architectures.building_blocks.residual import BasicBlockD
+
+BIN = os.environ["SEGLRP_BIN"]
+torch.set_num_threads(2)
+COMPOSITES = ["Epsilon", "EpsilonPlus", "EpsilonGammaBox", "EpsilonAlpha2Beta1", "EpsilonPlusFlat", "EpsilonAlpha2Beta1Flat"]
+REQUIRES_IMPORT = ["conv_op", "norm_op", "dropout_op", "nonlin"]
+COMMON = dict(conv_op="torch.nn.modules.conv.Conv3d", conv_bias=True,
+              norm_op="torch.nn.modules.instancenorm.InstanceNorm3d", norm_op_kwargs={"eps": 1e-5, "affine": True},
+              dropout_op=None, dropout_op_kwargs=None, nonlin="torch.nn.LeakyReLU", nonlin_kwargs={"inplace": True})
+NETS = [
+    ("PlainConvUNet, 2 channels", "dynamic_network_architectures.architectures.unet.PlainConvUNet", 2,
+     dict(n_stages=3, features_per_stage=[4, 8, 16], kernel_sizes=[[3, 3, 3]] * 3, strides=[[1, 1, 1], [2, 2, 2], [1, 2, 2]],
+          n_conv_per_stage=[2, 2, 2], n_conv_per_stage_decoder=[2, 2], **COMMON), (2, 16, 24, 20)),
+    ("ResidualEncoderUNet, 4 channels", "dynamic_network_architectures.architectures.unet.ResidualEncoderUNet", 4,
+     dict(n_stages=4, features_per_stage=[4, 8, 8, 16], kernel_sizes=[[3, 3, 3]] * 4,
+          strides=[[1, 1, 1], [2, 2, 2], [2, 2, 2], [2, 2, 2]], n_blocks_per_stage=[1, 2, 1, 1],
+          n_conv_per_stage_decoder=[1, 1, 1], **COMMON), (4, 16, 24, 32)),
+]
+CLASSES = {"background": 0, "liver": 1, "tumour": 2}
+failures = []
+
+
+def run(*args, check=True):
+    out = subprocess.run([BIN, *map(str, args)], capture_output=True, text=True)
+    if check and out.returncode != 0:
+        raise RuntimeError(f"seglrp {' '.join(map(str, args))}: {out.stderr}")
+    return out
+
+
+def report(ok, text, what):
+    print(f"{'ok ' if ok else 'FAIL'} {text}")
+    if not ok:
+        failures.append(what)
+
+
+def model_folder(root, label, cls, cin, kwargs, seed):
+    """A random-weight network saved in nnU-Net's trained-model layout; returns (folder, net)."""
+    torch.manual_seed(seed)
+    net = get_network_from_plans(cls, kwargs, REQUIRES_IMPORT, cin, len(CLASSES), deep_supervision=False)
+    with torch.no_grad():
+        for name, p in net.named_parameters():
+            if "norm" in name or name.endswith("bias"):
+                p.copy_((1.0 if name.endswith("weight") else 0.0) + 0.3 * torch.randn_like(p))
+    folder = root / f"Dataset00{seed}_Test" / "nnUNetTrainer__nnUNetPlans__3d_fullres"
+    (folder / "fold_0").mkdir(parents=True)
+    plans = {
+        "dataset_name": f"Dataset00{seed}_Test", "plans_name": "nnUNetPlans",
+        "original_median_spacing_after_transp": [2.0, 1.0, 1.0], "image_reader_writer": "SimpleITKIO",
+        "transpose_forward": [0, 1, 2], "transpose_backward": [0, 1, 2],
+        "configurations": {"3d_fullres": {
+            "data_identifier": "nnUNetPlans_3d_fullres", "preprocessor_name": "DefaultPreprocessor", "batch_size": 2,
+            "patch_size": [16, 32, 32], "median_image_size_in_voxels": [40, 64, 64], "spacing": [2.0, 1.0, 1.0],
+            "normalization_schemes": ["CTNormalization"] + ["ZScoreNormalization"] * (cin - 1),
+            "use_mask_for_norm": [False] * cin, "resampling_fn_data": "resample_data_or_seg_to_shape",
+            "resampling_fn_seg": "resample_data_or_seg_to_shape", "resampling_fn_probabilities": "resample_data_or_seg_to_shape",
+            "resampling_fn_data_kwargs": {"is_seg": False, "order": 3, "order_z": 0, "force_separate_z": None},
+            "resampling_fn_seg_kwargs": {"is_seg": True, "order": 1, "order_z": 0, "force_separate_z": None},
+            "resampling_fn_probabilities_kwargs": {"is_seg": False, "order": 1, "order_z": 0, "force_separate_z": None},
+            "architecture": {"network_class_name": cls, "arch_kwargs": kwargs, "_kw_requires_import": REQUIRES_IMPORT},
+            "batch_dice": False}},
+        "experiment_planner_used": "ExperimentPlanner", "label_manager": "LabelManager",
+        "foreground_intensity_properties_per_channel": {
+            str(i): {"max": 900.0, "mean": 100.0 + i, "median": 90.0, "min": -50.0, "percentile_00_5": -20.0,
+                     "percentile_99_5": 400.0, "std": 50.0} for i in range(cin)},
+    }
+    names = ["CT", "T1", "T1ce", "T2", "FLAIR"][:cin]
+    dataset = {"channel_names": {str(i): n for i, n in enumerate(names)}, "labels": CLASSES, "numTraining": 4,
+               "file_ending": ".nii.gz"}
+    (folder / "plans.json").write_text(json.dumps(plans, indent=1))
+    (folder / "dataset.json").write_text(json.dumps(dataset, indent=1))
+    state = {k: v.clone() for k, v in net.state_dict().items()}
+    # What nnU-Net's trainer saves: weights beside numpy scalars, a torch.device and the plans.
+    torch.save({"network_weights": state, "optimizer_state": None, "grad_scaler_state": None,
+                "logging": {"epoch_end_timestamps": [np.float64(1.5)], "mean_fg_dice": [np.float32(0.25)]},
+                "_best_ema": np.float64(0.5), "current_epoch": 1,
+                "init_args": {"plans": plans, "configuration": "3d_fullres", "fold": 0, "dataset_json": dataset,
+                              "device": torch.device("cpu")},
+                "trainer_name": "nnUNetTrainer", "inference_allowed_mirroring_axes": (0, 1, 2)},
+               folder / "fold_0" / "checkpoint_final.pth")
+    return folder, net, names
+
+
+def nnunet_loads(folder, net, x):
+    """nnU-Net's own predictor opens the folder and its network gives the same logits."""
+    from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
+    predictor = nnUNetPredictor(tile_step_size=0.5, use_gaussian=True, use_mirroring=False, device=torch.device("cpu"),
+                                verbose=False, allow_tqdm=False)
+    predictor.initialize_from_trained_model_folder(str(folder), use_folds=(0,), checkpoint_name="checkpoint_final.pth")
+    theirs = predictor.network
+    theirs.load_state_dict(predictor.list_of_parameters[0])
+    theirs.eval()
+    with torch.no_grad():
+        return (theirs(x) - net(x)).abs().max().item()
+
+
+def canonized(net, x):
+    """A copy of `net` for Zennit: every instance norm merged into the conv before it with the
+    statistics of this input (frozen), and each BasicBlockD's `out += residual` as Zennit's Sum."""
+    import copy
+    net = copy.deepcopy(net).eval()
+    blocks = [m for m in net.modules() if hasattr(m, "all_modules") and hasattr(m, "norm")]
+    stats = {}
+    hooks = [b.conv.register_forward_hook(lambda m, i, o, b=b: stats.__setitem__(id(b), o.detach())) for b in blocks]
+    with torch.no_grad():
+        net(x)
+    for h in hooks:
+        h.remove()
+    with torch.no_grad():
+        for b in blocks:
+            z = stats[id(b)].double()
+            mean, var = z.mean(dim=(0, 2, 3, 4)), z.var(dim=(0, 2, 3, 4), unbiased=False)
+            scale = b.norm.weight.double() / torch.sqrt(var + b.norm.eps)
+            shift = b.norm.bias.double() - mean * scale
+            conv = b.conv
+            conv.weight.copy_((conv.weight.double() * scale.reshape(-1, 1, 1, 1, 1)).float())
+            bias = conv.bias.double() if conv.bias is not None else torch.zeros_like(scale)
+            if conv.bias is None:
+                conv.bias = nn.Parameter(torch.zeros(conv.out_channels))
+            conv.bias.copy_((bias * scale + shift).float())
+            i = [j for j, m in enumerate(b.all_modules) if m is b.norm][0]
+            b.all_modules[i] = nn.Identity()
+            b.norm = nn.Identity()
+    for m in net.modules():
+        if isinstance(m, BasicBlockD):
+            m.sum = Sum()
+
+            def forward(self, x):
+                residual = self.skip(x)
+                out = self.conv2(self.conv1(x))
+                return self.nonlin2(self.sum(torch.stack([out, residual], dim=-1)))
+            m.forward = types.MethodType(forward, m)
+    return net
+
+
+def zennit_composite(name, low, high):
+    if name == "Epsilon":
+        return LayerMapComposite(layer_map=layer_map_base() + [(Convolution, Epsilon(1e-6))])
+    if name == "EpsilonGammaBox":
+        return EpsilonGammaBox(low=low, high=high)
+    return {"EpsilonPlus": EpsilonPlus, "EpsilonAlpha2Beta1": EpsilonAlpha2Beta1, "EpsilonPlusFlat": EpsilonPlusFlat,
+            "EpsilonAlpha2Beta1Flat": EpsilonAlpha2Beta1Flat}[name]()
+
+
+def zennit_relevance(model, x, name, low, high, onehot):
+    with Gradient(model=model, composite=zennit_composite(name, low, high)) as attributor:
+        out, rel = attributor(x.clone().requires_grad_(True), lambda o: o * onehot)
+    return out, rel[0].detach().numpy()
+
+
+with tempfile.TemporaryDirectory() as tmp:
+    tmp = Path(tmp)
+    rng = np.random.default_rng(2026)
+    for seed, (label, cls, cin, kwargs, shape) in enumerate(NETS, start=1):
+        folder, net, names = model_folder(tmp, label, cls, cin, kwargs, seed)
+        net.eval()
+        x = rng.standard_normal(shape).astype(np.float32)
+        x[0, :, :, : shape[3] // 3] = np.maximum(x[0, :, :, : shape[3] // 3], 0)
+        (tmp / "x.f32").write_bytes(x.tobytes())
+        xt = torch.from_numpy(x)[None]
+
+        diff = nnunet_loads(folder, net, xt)
+        report(diff == 0.0, f"{label}: nnUNetPredictor opens the folder, same network (max|Δ| {diff:.1e})", f"{label}: folder")
+
+        card = json.loads(run("model", "info", folder, "--json").stdout)
+        unused = sum(p.numel() for n, p in net.named_parameters()
+                     if n.startswith("decoder.seg_layers.") and not n.startswith(f"decoder.seg_layers.{kwargs['n_stages'] - 2}."))
+        params = sum(p.numel() for p in net.parameters()) - unused
+        ok = ([c["name"] for c in card["channels"]] == names and card["classes"] == list(CLASSES)
+              and card["parameters"] == params and card["channels"][0]["normalisation"]["scheme"] == "Ct"
+              and card["target_spacing"] == [1.0, 1.0, 2.0] and card["patch_size"] == [32, 32, 16])
+        report(ok, f"{label}: model card ({card['parameters']} parameters, channels {names})", f"{label}: card")
+
+        d, h, w = shape[1:]
+        voxel = (d // 2, h // 3, w - 3)
+        low = xt.amin(dim=(0, 2, 3, 4)).reshape(1, -1, 1, 1, 1).expand_as(xt)
+        high = xt.amax(dim=(0, 2, 3, 4)).reshape(1, -1, 1, 1, 1).expand_as(xt)
+        model = canonized(net, xt)
+        onehot = torch.zeros(1, len(CLASSES), d, h, w)
+        onehot[0, 1, voxel[0], voxel[1], voxel[2]] = 1.0
+        for i, name in enumerate(COMPOSITES):
+            summary = json.loads(run("relevance", "--model", folder, "--input", tmp / "x.f32", "--shape", ",".join(map(str, shape)),
+                                     "--voxel", ",".join(map(str, voxel)), "--class", 1, "--composite", name,
+                                     "--out", tmp / "r.f32", "--logits", tmp / "logits.f32").stdout)
+            if i == 0:
+                with torch.no_grad():
+                    ref_logits = net(xt)[0].numpy()
+                got = np.fromfile(tmp / "logits.f32", dtype="<f4").reshape(ref_logits.shape)
+                err = np.abs(got - ref_logits).max() / np.abs(ref_logits).max()
+                report(err <= 1e-4, f"{label}: logits max|Δ|/max|logit| {err:.1e}", f"{label}: logits")
+            ours = np.fromfile(tmp / "r.f32", dtype="<f4").reshape(shape)
+            out, ref = zennit_relevance(model, xt, name, low, high, onehot)
+            err = np.abs(ours - ref).max() / np.abs(ref).max()
+            logit = out[0, 1, voxel[0], voxel[1], voxel[2]].item()
+            ok = err <= 1e-4 and abs(summary["logit"] - logit) <= 1e-4 * max(1.0, abs(logit))
+            report(ok, f"{label} / {name}: max|ΔR|/max|R| {err:.1e}, logit {summary['logit']:.5f} vs {logit:.5f}",
+                   f"{label} / {name}")
+
+        # The two-pass region map against Zennit's loop over the region's voxels.
+        name = "EpsilonPlus" if seed == 1 else "EpsilonGammaBox"
+        box = (d // 2 - 1, h // 2 - 1, w // 2 - 1, d // 2 + 1, h // 2 + 2, w // 2 + 2)
+        summary = json.loads(run("relevance", "--model", folder, "--input", tmp / "x.f32", "--shape", ",".join(map(str, shape)),
+                                 "--region", ",".join(map(str, box)), "--class", 2, "--composite", name,
+                                 "--out", tmp / "region.f32").stdout)
+        ours = np.fromfile(tmp / "region.f32", dtype="<f4").reshape(shape)
+        maps = []
+        for z in range(box[0], box[3]):
+            for y in range(box[1], box[4]):
+                for xx in range(box[2], box[5]):
+                    onehot = torch.zeros(1, len(CLASSES), d, h, w)
+                    onehot[0, 2, z, y, xx] = 1.0
+                    _, rel = zennit_relevance(model, xt, name, low, high, onehot)
+                    maps.append((rel.astype(np.float64), rel.astype(np.float64).sum()))
+        largest = max(abs(t) for _, t in maps)
+        kept = [(m, t) for m, t in maps if abs(t) >= 1e-3 * largest]
+        ref = sum(m / t for m, t in kept)
+        err = np.abs(ours - ref).max() / np.abs(ref).max()
+        report(err <= 1e-4 and summary["kept"] == len(kept),
+               f"{label} / {name}: region of {len(maps)} voxels, two-pass vs Zennit per-voxel max|ΔM_A|/max|M_A| {err:.1e}",
+               f"{label}: region map")
+
+    # A network the importer does not build is refused, naming it.
+    plans = json.loads((folder / "plans.json").read_text())
+    plans["configurations"]["3d_fullres"]["architecture"]["network_class_name"] = \
+        "dynamic_network_architectures.architectures.primus.Primus"
+    (folder / "plans.json").write_text(json.dumps(plans))
+    out = run("model", "info", folder, check=False)
+    report(out.returncode == 1 and "\"Primus\" is not supported" in out.stderr and "panicked" not in out.stderr,
+           f"an unsupported network is refused: {out.stderr.strip()}", "refusal")
+
+if failures:
+    print("FAILED:", *failures, sep="\n  ")
+    sys.exit(1)
+print("graph engine parity with PyTorch, nnU-Net and Zennit: all checks passed")
