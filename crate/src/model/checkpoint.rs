@@ -98,7 +98,10 @@ impl Weights {
         use pytorch_reader::{DType, PytorchReader};
         let source = path.display().to_string();
         let reader = PytorchReader::new(path).map_err(|e| {
-            format!("{source} cannot be read as a PyTorch checkpoint ({e}); save the weights with torch.save(model.state_dict(), path)")
+            format!(
+                "{source} cannot be read as a PyTorch checkpoint ({e}); \
+                 save the weights with torch.save(model.state_dict(), path)"
+            )
         })?;
         let all = reader.into_tensors();
         // The weights' entry, if the checkpoint nests them.

@@ -492,7 +492,10 @@ pub fn load(folder: &Path, folds: Option<&[String]>, device: &Device) -> Result<
     let config = configuration_of(folder, &plans)?;
     let cfg = resolved(&plans, &config)?;
     let architecture = cfg.get("architecture").ok_or_else(|| {
-        format!("plans.json: configuration \"{config}\" has no \"architecture\" (plans from nnU-Net before v2.4 are not read)")
+        format!(
+            "plans.json: configuration \"{config}\" has no \"architecture\" \
+             (plans from nnU-Net before v2.4 are not read)"
+        )
     })?;
     let class = architecture.get("network_class_name").and_then(Value::as_str).unwrap_or("");
     let kwargs = architecture.get("arch_kwargs").ok_or("plans.json: the architecture has no \"arch_kwargs\"")?;
