@@ -84,6 +84,16 @@ pub fn window_reaching(
     Window { lo, hi }
 }
 
+/// The window of the input grid `dims` (tensor axes) a pass of `graph` from the logits in the
+/// box `[first, last]` needs: the box widened by the receptive radius and one step of the
+/// coarsest resolution, aligned to it and clipped to the grid.
+pub fn window_around(graph: &crate::model::Graph, first: [usize; 3], last: [usize; 3], dims: [usize; 3]) -> Window {
+    let (a, r) = (graph.align(), graph.receptive_radius());
+    let lo = std::array::from_fn(|k| first[k].saturating_sub(r[k] + a[k]) / a[k] * a[k]);
+    let hi = std::array::from_fn(|k| ((last[k] + 1 + r[k] + a[k]).div_ceil(a[k]) * a[k]).min(dims[k]));
+    Window { lo, hi }
+}
+
 /// `t`, a tensor on window `from` (at any level of the U-Net), moved to window `to` of the same
 /// grid: cropped where `to` is smaller, zero where `to` reaches beyond `from`.
 pub fn refit(t: Tensor<5>, from: &Window, to: &Window) -> Tensor<5> {

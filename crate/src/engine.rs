@@ -8,10 +8,12 @@ use serde::Serialize;
 
 use std::sync::{Arc, OnceLock};
 
-use crate::crop::Window;
-use crate::lrp::{explain_voxel, Composite};
+use crate::crop::{crop_tensor, Window};
+use crate::lrp::graph::{column_sums, propagate, region_map_planned, Plan};
+use crate::lrp::unet::{start_for, Target};
+use crate::lrp::Composite;
+use crate::model::{Graph, Trace};
 use crate::tiling::HostInput;
-use crate::unet::{Activations, UNet};
 use crate::volume::Volume;
 
 pub use crate::toy_model::toy_model;
@@ -35,11 +37,11 @@ pub const SEGMENT_WINDOW_FACTOR: usize = 4;
 /// How a study's forward pass is kept.
 #[derive(Clone, Debug)]
 pub enum Forward {
-    /// One whole-volume pass, every activation kept.
-    Whole(Activations),
+    /// One whole-volume pass, every node's output kept.
+    Whole(Trace),
     /// Only the normalised input is kept, on the host; every request runs its own forward pass
     /// on a window of it (tiling.rs).
-    Windowed { net: UNet, input: Arc<HostInput>, max_window: usize },
+    Windowed { input: Arc<HostInput>, max_window: usize },
 }
 
 /// Whole-volume pass or windows: [`Mode::Auto`] windows studies above [`WHOLE_PASS_VOXELS`].
@@ -55,6 +57,8 @@ pub enum Mode {
 /// a windowed study, ready to be done window by window).
 #[derive(Clone, Debug)]
 pub struct Prepared {
+    /// The network (a graph: its tensors are shared handles, so the copy is cheap).
+    pub graph: Graph,
     /// Size of the original volume `[nx, ny, nz]`; outputs are cropped back to it.
     pub dims: [usize; 3],
     /// The padded grid the network runs on, tensor axes `[d, h, w]`.
@@ -63,101 +67,134 @@ pub struct Prepared {
     /// Per channel, the lowest and highest value of the normalised input: ZBox's bounds.
     pub low: Vec<f32>,
     pub high: Vec<f32>,
-    /// Propagate only through the explained voxels' receptive field (crop.rs; on by default,
-    /// off to measure what it saves). Windowed studies always crop.
+    /// Propagate each node only on its nested window around the explained voxels (lrp/graph.rs;
+    /// on by default, off to measure what it saves). Windowed studies always crop.
     pub crop: bool,
     /// The predicted class per voxel, once asked for (a windowed study computes it window by
     /// window, so it is kept).
     mask: Arc<OnceLock<Vec<u8>>>,
+    device: Device,
 }
 
 impl Prepared {
-    /// The whole-volume activations, unless the study is windowed.
-    pub fn whole(&self) -> Option<&Activations> {
+    /// The whole-volume forward pass, unless the study is windowed.
+    pub fn whole(&self) -> Option<&Trace> {
         match &self.forward {
-            Forward::Whole(a) => Some(a),
+            Forward::Whole(t) => Some(t),
             Forward::Windowed { .. } => None,
         }
+    }
+
+    /// The whole-volume logits, unless the study is windowed.
+    pub fn logits(&self) -> Option<Tensor<5>> {
+        self.whole().map(|t| t.value(self.graph.output).clone())
     }
 
     pub fn windowed(&self) -> bool {
         matches!(self.forward, Forward::Windowed { .. })
     }
 
-    /// The activations within `w` (the whole grid's, cropped, or a forward pass on the window).
-    fn activations(&self, net: &UNet, w: &Window) -> Activations {
+    /// The forward pass an LRP request from the box `[first, last]` (padded grid) reads, and the
+    /// window of the padded grid it covers: the whole pass, or a pass on the box's window.
+    fn pass(&self, first: [usize; 3], last: [usize; 3]) -> (Trace, Window) {
         match &self.forward {
-            Forward::Whole(a) if *w == crate::crop::whole(self.padded) => a.clone(),
-            Forward::Whole(a) => crate::crop::crop_activations(net, a, w),
-            Forward::Windowed { input, .. } => net.forward_all(input.window(w, &self.device())),
+            Forward::Whole(t) => (t.clone(), crate::crop::whole(self.padded)),
+            Forward::Windowed { input, .. } => {
+                let w = crate::crop::window_around(&self.graph, first, last, self.padded);
+                (self.graph.trace(input.window(&w, &self.device)), w)
+            }
         }
     }
 
-    fn device(&self) -> Device {
-        match &self.forward {
-            Forward::Whole(a) => a.logits.device(),
-            Forward::Windowed { net, .. } => net.head.weight.val().device(),
+    /// The rules for LRP from the box `[first, last]` (padded grid) on `trace`, which covers `w`.
+    fn plan(&self, trace: &Trace, w: &Window, composite: &Composite, first: [usize; 3], last: [usize; 3]) -> Plan {
+        if !self.crop && !self.windowed() {
+            return Plan::new(&self.graph, trace, composite);
         }
+        let inside = |v: [usize; 3]| -> [usize; 3] { std::array::from_fn(|k| v[k] - w.lo[k]) };
+        Plan::around(&self.graph, trace, composite, inside(first), inside(last))
     }
 
-    /// The window an LRP pass from the box `[first, last]` needs.
-    fn window_for(&self, net: &UNet, first: [usize; 3], last: [usize; 3]) -> Window {
-        let whole = crate::crop::whole(self.padded);
-        match &self.forward {
-            Forward::Whole(_) if !self.crop => whole,
-            Forward::Whole(_) => crate::crop::window(&net.config, first, last, self.padded).unwrap_or(whole),
-            Forward::Windowed { .. } => crate::crop::window_of(&net.config, first, last, self.padded),
-        }
+    pub fn device(&self) -> Device {
+        self.device.clone()
     }
 }
 
-/// An upper bound on the largest single tensor (bytes) a study of `dims` puts on the device: the
-/// full-resolution decoder's concatenation (2 × base channels, f32) over the whole padded volume,
-/// or over one segmentation window when the study is windowed. A GPU whose storage-buffer limit
-/// is below it cannot run the study; the page refuses it before the first pass (web.rs).
-pub fn largest_tensor_bytes(cfg: &crate::unet::UNetConfig, dims: [usize; 3]) -> u64 {
-    let align = cfg.align();
+/// `inner`, a window of a pass that covers `outer` of the padded grid, in padded-grid
+/// coordinates.
+fn within(outer: &Window, inner: &Window) -> Window {
+    Window {
+        lo: std::array::from_fn(|k| outer.lo[k] + inner.lo[k]),
+        hi: std::array::from_fn(|k| outer.lo[k] + inner.hi[k]),
+    }
+}
+
+/// What the input's sides are padded to a multiple of: the coarsest resolution of any axis (a
+/// multiple of every axis's, all being powers of two).
+pub fn alignment(graph: &Graph) -> usize {
+    graph.align().into_iter().max().unwrap_or(1)
+}
+
+/// An upper bound on the largest single tensor (bytes) a study of `dims` puts on the device:
+/// the largest node output (channels × voxels at its resolution, f32) over the whole padded
+/// volume, or over one segmentation window when the study is windowed. A GPU whose
+/// storage-buffer limit is below it cannot run the study; the page refuses it before the first
+/// pass (web.rs).
+pub fn largest_tensor_bytes(graph: &Graph, dims: [usize; 3]) -> u64 {
+    let align = alignment(graph);
     let n: usize = dims.iter().map(|d| d.div_ceil(align) * align).product();
-    let voxels = if n > WHOLE_PASS_VOXELS && crate::tiling::windowable(cfg) {
+    let voxels = if n > WHOLE_PASS_VOXELS && crate::tiling::windowable(graph) {
         n.min(MAX_WINDOW * SEGMENT_WINDOW_FACTOR)
     } else {
         n
     };
-    let channels = (2 * cfg.base_channels).max(cfg.in_channels);
-    (voxels as u64) * (channels as u64) * 4
+    let channels = graph.validate().unwrap_or_default();
+    let scales = graph.scales().unwrap_or_default();
+    channels
+        .iter()
+        .zip(&scales)
+        .map(|(c, s)| (voxels / s.iter().product::<usize>()) as u64 * *c as u64 * 4)
+        .max()
+        .unwrap_or(0)
 }
 
-pub fn prepare(net: &UNet, vol: &Volume, device: &Device) -> Result<Prepared, String> {
-    prepare_with(net, vol, device, Mode::Auto)
+/// `network`: a [`Graph`], or anything that becomes one (this project's `UNet`).
+pub fn prepare(network: impl Into<Graph>, vol: &Volume, device: &Device) -> Result<Prepared, String> {
+    prepare_with(network, vol, device, Mode::Auto)
 }
 
 /// [`prepare`] with the choice between one whole-volume pass and windows made by the caller.
-pub fn prepare_with(net: &UNet, vol: &Volume, device: &Device, mode: Mode) -> Result<Prepared, String> {
-    check_channels(net, vol)?;
-    prepare_normalised_with(net, &vol.normalised(), device, mode)
+pub fn prepare_with(network: impl Into<Graph>, vol: &Volume, device: &Device, mode: Mode) -> Result<Prepared, String> {
+    let graph = network.into();
+    check_channels(&graph, vol)?;
+    prepare_normalised_with(&graph, &vol.normalised(), device, mode)
 }
 
-fn check_channels(net: &UNet, vol: &Volume) -> Result<(), String> {
-    let channels = net.config.in_channels;
-    if vol.channels != channels {
+fn check_channels(graph: &Graph, vol: &Volume) -> Result<(), String> {
+    let channels = graph.in_channels;
+    if vol.channels == channels {
+        return Ok(());
+    }
+    if channels == crate::volume::SEQUENCES.len() {
         return Err(format!(
-            "the model needs {channels} sequences (T2, T1 plain, T1 20 s, 60 s, 120 s, 15 min); this study has {}",
+            "the model needs {channels} sequences ({}); this study has {}",
+            crate::volume::SEQUENCES.join(", "),
             vol.channels
         ));
     }
-    Ok(())
+    Err(format!("the model reads {channels} channels; this study has {}", vol.channels))
 }
 
 /// As [`prepare`] for a volume that is already what the network reads (no normalisation), with
 /// one whole-volume pass: for checks against other implementations on raw tensors.
-pub fn prepare_normalised(net: &UNet, vol: &Volume, device: &Device) -> Result<Prepared, String> {
-    prepare_normalised_with(net, vol, device, Mode::Whole)
+pub fn prepare_normalised(network: impl Into<Graph>, vol: &Volume, device: &Device) -> Result<Prepared, String> {
+    prepare_normalised_with(&network.into(), vol, device, Mode::Whole)
 }
 
-fn prepare_normalised_with(net: &UNet, vol: &Volume, device: &Device, mode: Mode) -> Result<Prepared, String> {
-    check_channels(net, vol)?;
+fn prepare_normalised_with(graph: &Graph, vol: &Volume, device: &Device, mode: Mode) -> Result<Prepared, String> {
+    check_channels(graph, vol)?;
     let channels = vol.channels;
-    let padded = vol.padded(net.config.align());
+    let padded = vol.padded(alignment(graph));
     let [nx, ny, nz] = padded.dims;
     let n = padded.voxels();
     let range = |c: usize| {
@@ -166,29 +203,37 @@ fn prepare_normalised_with(net: &UNet, vol: &Volume, device: &Device, mode: Mode
             .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), v| (lo.min(*v), hi.max(*v)))
     };
     let (low, high) = (0..channels).map(range).unzip();
-    let windowable = crate::tiling::windowable(&net.config);
+    let windowable = crate::tiling::windowable(graph);
     let max_window = match mode {
         Mode::Auto if n > WHOLE_PASS_VOXELS && windowable => Some(MAX_WINDOW),
         Mode::Windowed(_) if !windowable => {
-            return Err(
-                "this model uses instance norm, whose statistics span the whole volume: it cannot run in windows"
-                    .into(),
-            )
+            return Err("this model uses instance norm or group norm, whose statistics span the whole volume: it \
+                        cannot run in windows"
+                .into())
         }
         Mode::Windowed(max) => Some(max),
         _ => None,
     };
     let forward = match max_window {
         Some(max_window) => Forward::Windowed {
-            net: net.clone(),
             input: Arc::new(HostInput { data: padded.data, channels, dims: [nz, ny, nx] }),
             max_window,
         },
         None => Forward::Whole(
-            net.forward_all(Tensor::<5>::from_data(TensorData::new(padded.data, [1, channels, nz, ny, nx]), device)),
+            graph.trace(Tensor::<5>::from_data(TensorData::new(padded.data, [1, channels, nz, ny, nx]), device)),
         ),
     };
-    Ok(Prepared { dims: vol.dims, padded: [nz, ny, nx], forward, low, high, crop: true, mask: Arc::default() })
+    Ok(Prepared {
+        graph: graph.clone(),
+        dims: vol.dims,
+        padded: [nz, ny, nx],
+        forward,
+        low,
+        high,
+        crop: true,
+        mask: Arc::default(),
+        device: device.clone(),
+    })
 }
 
 /// The composite called `name` (Zennit's names, plus "Epsilon"), with ZBox bounds from the
@@ -236,7 +281,8 @@ pub fn crop(data: Vec<f32>, channels: usize, padded: [usize; 5], dims: [usize; 3
     .data
 }
 
-/// Predicted class per voxel (argmax of the two logits; ties go to background), file order.
+/// Predicted class per voxel (argmax of the logits; ties go to the lower class, background
+/// first), file order.
 pub async fn segmentation(p: &Prepared) -> Result<Vec<u8>, String> {
     segmentation_with_progress(p, |_, _| {}).await
 }
@@ -248,13 +294,9 @@ pub async fn segmentation_with_progress(p: &Prepared, progress: impl FnMut(usize
     }
     let [pz, py, px] = p.padded;
     let padded = match &p.forward {
-        Forward::Whole(a) => {
-            let logits = a.logits.clone();
-            let fg = logits.clone().narrow(1, 1, 1).greater(logits.narrow(1, 0, 1)).float();
-            read(fg).await?
-        }
-        Forward::Windowed { net, input, max_window } => {
-            crate::tiling::segmentation(net, input, &p.device(), max_window * SEGMENT_WINDOW_FACTOR, progress)
+        Forward::Whole(t) => read(predicted(t.value(p.graph.output).clone())).await?,
+        Forward::Windowed { input, max_window } => {
+            crate::tiling::segmentation(&p.graph, input, &p.device, max_window * SEGMENT_WINDOW_FACTOR, progress)
                 .await?
                 .into_iter()
                 .map(f32::from)
@@ -264,6 +306,11 @@ pub async fn segmentation_with_progress(p: &Prepared, progress: impl FnMut(usize
     let mask: Vec<u8> = crop(padded, 1, [1, 1, pz, py, px], p.dims).into_iter().map(|v| v as u8).collect();
     let _ = p.mask.set(mask.clone());
     Ok(mask)
+}
+
+/// The class of the largest logit per voxel, as floats `[n, 1, d, h, w]` (the first on ties).
+pub fn predicted(logits: Tensor<5>) -> Tensor<5> {
+    logits.argmax(1).float()
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -315,9 +362,19 @@ pub fn positive_shares(relevance: &[f32], channels: usize) -> Option<Vec<f32>> {
     (total > 0.0 && total.is_finite()).then(|| pos.iter().map(|p| (p / total) as f32).collect())
 }
 
+fn check_class(p: &Prepared, class: usize) -> Result<(), String> {
+    let classes = p.graph.classes;
+    if class < classes {
+        return Ok(());
+    }
+    if classes == crate::volume::CLASSES.len() {
+        return Err(format!("class {class} does not exist (0 = background, 1 = tumour)"));
+    }
+    Err(format!("class {class} does not exist (the model has classes 0–{})", classes - 1))
+}
+
 /// The relevance map for `class` at NIfTI voxel `[x, y, z]` under `composite`.
 pub async fn explain(
-    net: &UNet,
     p: &Prepared,
     voxel: [usize; 3],
     class: usize,
@@ -327,24 +384,19 @@ pub async fn explain(
     if x >= p.dims[0] || y >= p.dims[1] || z >= p.dims[2] {
         return Err(format!("voxel {voxel:?} lies outside the volume {:?}", p.dims));
     }
-    if class >= net.config.classes {
-        return Err(format!("class {class} does not exist (0 = background, 1 = tumour)"));
-    }
-    // Only the clicked voxel's receptive field is propagated through (crop.rs): same map.
+    check_class(p, class)?;
+    // Each node runs on its nested window around the clicked voxel (lrp/graph.rs): same map.
     let at = [z, y, x];
-    let w = p.window_for(net, at, at);
-    let acts = p.activations(net, &w);
-    let e = explain_voxel(net, &acts, composite, class, std::array::from_fn(|k| at[k] - w.lo[k]));
-    let logit = e
-        .logit
-        .into_data_async()
-        .await
-        .map_err(|e| format!("{e:?}"))?
-        .try_into_vec::<f32>()
-        .map_err(|e| format!("{e:?}"))?[0];
-    let channels = net.config.in_channels;
+    let (trace, w) = p.pass(at, at);
+    let plan = p.plan(&trace, &w, composite, at, at);
+    let local: [usize; 3] = std::array::from_fn(|k| at[k] - w.lo[k]);
+    let start = start_for(trace.value(p.graph.output), class, local, Target::Logit);
+    let start = crop_tensor(&start, &plan.output_window(), plan.grid());
+    let logit = read(start.clone().sum().reshape([1, 1, 1, 1, 1])).await?[0];
+    let r = propagate(&plan, start);
+    let channels = p.graph.in_channels;
     let mut relevance = vec![0f32; channels * p.dims.iter().product::<usize>()];
-    place(&mut relevance, &read(e.relevance).await?, channels, &w, p.dims);
+    place(&mut relevance, &read(r).await?, channels, &within(&w, &plan.input_window()), p.dims);
     let relevance_sum = relevance.iter().map(|v| *v as f64).sum::<f64>() as f32;
     let shares = positive_shares(&relevance, channels);
     let signed_shares = signed_shares(&relevance, channels);
@@ -384,13 +436,12 @@ async fn masked_sum(t: Tensor<5>, mask: &Tensor<5>) -> Result<f32, String> {
 
 /// The exact two-pass region map of `class` over `region` (one byte per voxel, file order).
 pub async fn explain_region(
-    net: &UNet,
     p: &Prepared,
     region: &[u8],
     class: usize,
     composite: &Composite,
 ) -> Result<RegionExplanation, String> {
-    let mut maps = explain_regions(net, p, &[region], class, composite).await?;
+    let mut maps = explain_regions(p, &[region], class, composite).await?;
     Ok(maps.remove(0))
 }
 
@@ -418,50 +469,40 @@ fn place(out: &mut [f32], window: &[f32], channels: usize, w: &Window, dims: [us
     }
 }
 
-/// The rules for LRP from the core `[first, last]` (padded grid) on activations cropped to `w`,
-/// each layer on its nested window (lrp/unet.rs).
-fn plan_around(
-    net: &UNet,
-    acts: &crate::unet::Activations,
-    composite: &Composite,
-    w: &Window,
-    (first, last): ([usize; 3], [usize; 3]),
-) -> crate::lrp::unet::Plan {
-    // The window was made around the core, so the core lies inside it.
-    let inside = |v: [usize; 3]| -> [usize; 3] { std::array::from_fn(|k| v[k] - w.lo[k]) };
-    crate::lrp::unet::Plan::around(net, acts, composite, inside(first), inside(last))
-}
-
 /// [`explain_region`] for several regions of one study: the first of the two passes is shared.
 ///
-/// The regions' voxels are explained on one window around all of them (with their receptive
-/// field, crop.rs) — or, for a windowed study whose window would be too large, core by core
-/// (tiling.rs): the map is a sum over the region's voxels, so the cores' maps add up. Which
-/// voxels are left out depends on the largest `|ΣM_a|` of the whole region, so cores are
-/// visited twice: first for the column sums, then for the maps.
+/// The regions' voxels are explained around all of them (each node on its nested window) — or,
+/// for a windowed study whose window would be too large, core by core (tiling.rs): the map is a
+/// sum over the region's voxels, so the cores' maps add up. Which voxels are left out depends on
+/// the largest `|ΣM_a|` of the whole region, so cores are visited twice: first for the column
+/// sums, then for the maps.
 pub async fn explain_regions(
-    net: &UNet,
     p: &Prepared,
     regions: &[&[u8]],
     class: usize,
     composite: &Composite,
 ) -> Result<Vec<RegionExplanation>, String> {
-    explain_regions_with_progress(net, p, regions, class, composite, |_, _| {}).await
+    explain_regions_with_progress(p, regions, class, composite, |_, _| {}).await
+}
+
+/// One core's forward pass, its plan and the column sums of the first visit (on the device when
+/// there is one core, else on the host until the second visit).
+struct Visit {
+    pass: Option<(Trace, Plan)>,
+    window: Window,
+    sums: Result<Tensor<5>, (Vec<f32>, [usize; 5])>,
 }
 
 /// [`explain_regions`], calling `progress(done, total)` after each of its LRP passes (two per
 /// window: column sums, then maps), so that the page can say how far a region map is.
 pub async fn explain_regions_with_progress(
-    net: &UNet,
     p: &Prepared,
     regions: &[&[u8]],
     class: usize,
     composite: &Composite,
     mut progress: impl FnMut(usize, usize),
 ) -> Result<Vec<RegionExplanation>, String> {
-    if class >= net.config.classes {
-        return Err(format!("class {class} does not exist (0 = background, 1 = tumour)"));
-    }
+    check_class(p, class)?;
     let [nx, ny, nz] = p.dims;
     for region in regions {
         if region.len() != nx * ny * nz {
@@ -476,21 +517,20 @@ pub async fn explain_regions_with_progress(
     let first: [usize; 3] = std::array::from_fn(|k| boxes.iter().map(|b| b.0[k]).min().unwrap_or(0));
     let last: [usize; 3] = std::array::from_fn(|k| boxes.iter().map(|b| b.1[k]).max().unwrap_or(0));
     let cores = match &p.forward {
-        Forward::Windowed { max_window, .. } => crate::tiling::cores(&net.config, first, last, p.padded, *max_window),
+        Forward::Windowed { max_window, .. } => crate::tiling::cores(&p.graph, first, last, p.padded, *max_window),
         Forward::Whole(_) => vec![(first, last)],
     };
-
-    let channels = net.config.in_channels;
-    let device = p.device();
-    // Each region's mask restricted to a core, on that core's window.
-    // (None when the region has no voxel there.)
+    let channels = p.graph.in_channels;
+    let output = p.graph.output;
+    // Each region's mask restricted to a core, on window `w` of the padded grid (None when the
+    // region has no voxel there).
     let mask_in = |region: &[u8], w: &Window, (lo, hi): ([usize; 3], [usize; 3])| -> Option<Tensor<5>> {
         let [wd, wh, ww] = w.dims();
         let mut m = vec![0f32; wd * wh * ww];
         let mut any = false;
-        for z in lo[0]..=hi[0].min(nz - 1) {
-            for y in lo[1]..=hi[1].min(ny - 1) {
-                for x in lo[2]..=hi[2].min(nx - 1) {
+        for z in lo[0].max(w.lo[0])..=hi[0].min(nz - 1).min(w.hi[0] - 1) {
+            for y in lo[1].max(w.lo[1])..=hi[1].min(ny - 1).min(w.hi[1] - 1) {
+                for x in lo[2].max(w.lo[2])..=hi[2].min(nx - 1).min(w.hi[2] - 1) {
                     if region[x + nx * (y + ny * z)] != 0 {
                         m[((z - w.lo[0]) * wh + y - w.lo[1]) * ww + x - w.lo[2]] = 1.0;
                         any = true;
@@ -498,58 +538,65 @@ pub async fn explain_regions_with_progress(
                 }
             }
         }
-        any.then(|| Tensor::<5>::from_data(TensorData::new(m, [1, 1, wd, wh, ww]), &device))
+        any.then(|| Tensor::<5>::from_data(TensorData::new(m, [1, 1, wd, wh, ww]), &p.device))
     };
-    // First visit: the column sums Lᵀ1 of each core's window and each region's largest |ΣM_a|.
+    let logits_on = |trace: &Trace, plan: &Plan| {
+        crop_tensor(trace.value(output), &plan.output_window(), plan.grid()).narrow(1, class, 1)
+    };
+    // First visit: the column sums Lᵀ1 of each core and each region's largest |ΣM_a|.
     let mut largest = vec![0f32; regions.len()];
-    let mut visits = Vec::with_capacity(cores.len());
-    for &core in &cores {
-        let w = p.window_for(net, core.0, core.1);
-        let acts = p.activations(net, &w);
-        let plan = plan_around(net, &acts, composite, &w, core);
-        let sums = crate::lrp::region::column_sums(net, &acts, &plan);
-        let totals = acts.logits.clone().narrow(1, class, 1) * sums.clone().narrow(1, class, 1);
+    let mut visits: Vec<Visit> = Vec::with_capacity(cores.len());
+    for &(lo, hi) in &cores {
+        let (trace, w) = p.pass(lo, hi);
+        let plan = p.plan(&trace, &w, composite, lo, hi);
+        let sums = column_sums(&plan, &trace);
+        let totals = logits_on(&trace, &plan) * sums.clone().narrow(1, class, 1);
+        let out_w = within(&w, &plan.output_window());
         for (l, region) in largest.iter_mut().zip(regions) {
-            if let Some(mask) = mask_in(region, &w, core) {
+            if let Some(mask) = mask_in(region, &out_w, (lo, hi)) {
                 let m = (totals.clone().abs() * mask).max().reshape([1, 1, 1, 1, 1]);
                 *l = l.max(read(m).await?[0]);
             }
         }
         // One core: keep its pass and rules for the second visit. Several: keep only the column
         // sums (on the host), and run the forward pass again.
-        if cores.len() == 1 {
-            visits.push((w, Some((acts, plan)), Ok(sums)));
+        let visit = if cores.len() == 1 {
+            Visit { pass: Some((trace, plan)), window: w, sums: Ok(sums) }
         } else {
             let dims = sums.dims();
-            visits.push((w, None, Err((read(sums).await?, dims))));
-        }
+            Visit { pass: None, window: w, sums: Err((read(sums).await?, dims)) }
+        };
+        visits.push(visit);
         progress(visits.len(), 2 * cores.len());
     }
     let voxels_in = |region: &[u8]| region.iter().filter(|v| **v != 0).count();
     let mut out: Vec<(Vec<f32>, f32, f32, usize)> =
         regions.iter().map(|_| (vec![0f32; channels * nx * ny * nz], 0.0, 0.0, 0)).collect();
     let mut done = 0;
-    for ((w, acts, sums), &core) in visits.into_iter().zip(&cores) {
-        let (acts, plan) = match acts {
-            Some(ap) => ap,
+    for (visit, &(lo, hi)) in visits.into_iter().zip(&cores) {
+        let w = visit.window;
+        let (trace, plan) = match visit.pass {
+            Some(tp) => tp,
             None => {
-                let acts = p.activations(net, &w);
-                let plan = plan_around(net, &acts, composite, &w, core);
-                (acts, plan)
+                let (trace, _) = p.pass(lo, hi);
+                let plan = p.plan(&trace, &w, composite, lo, hi);
+                (trace, plan)
             }
         };
-        let sums: Tensor<5> = match sums {
+        let sums: Tensor<5> = match visit.sums {
             Ok(t) => t,
-            Err((host, dims)) => Tensor::from_data(TensorData::new(host, dims), &device),
+            Err((host, dims)) => Tensor::from_data(TensorData::new(host, dims), &p.device),
         };
+        let out_w = within(&w, &plan.output_window());
+        let in_w = within(&w, &plan.input_window());
         for (i, region) in regions.iter().enumerate() {
-            let Some(mask) = mask_in(region, &w, core) else { continue };
-            let m = crate::lrp::region::region_map_largest(net, &acts, &plan, class, mask, sums.clone(), largest[i]);
+            let Some(mask) = mask_in(region, &out_w, (lo, hi)) else { continue };
+            let m = region_map_planned(&p.graph, &trace, &plan, class, mask, sums.clone(), Some(largest[i]));
             let o = &mut out[i];
-            o.1 += masked_sum(acts.logits.clone().narrow(1, class, 1), &m.kept).await?;
+            o.1 += masked_sum(logits_on(&trace, &plan), &m.kept).await?;
             o.2 += masked_sum(m.totals.clone(), &m.kept).await?;
             o.3 += read(m.kept.clone()).await?.iter().filter(|v| **v > 0.5).count();
-            place(&mut o.0, &read(m.relevance).await?, channels, &w, p.dims);
+            place(&mut o.0, &read(m.relevance).await?, channels, &in_w, p.dims);
         }
         done += 1;
         progress(cores.len() + done, 2 * cores.len());
@@ -580,10 +627,10 @@ pub async fn explain_regions_with_progress(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::unet::{Down, NormKind, UNetConfig};
+    use crate::unet::{Down, NormKind, UNet, UNetConfig};
 
-    fn config(norm: NormKind) -> UNetConfig {
-        UNetConfig {
+    fn graph(norm: NormKind) -> Graph {
+        let cfg = UNetConfig {
             in_channels: 6,
             classes: 2,
             levels: 3,
@@ -594,17 +641,19 @@ mod tests {
             up: Default::default(),
             activation: Default::default(),
             norm_eps: 1e-5,
-        }
+        };
+        let device = crate::backend::cpu_device("cpu").expect("a CPU backend");
+        crate::model::unet::graph(&UNet::seeded(&cfg, 1, 0.1, &device))
     }
 
     #[test]
     fn largest_tensor_is_the_full_resolution_concatenation() {
-        let cfg = config(NormKind::None);
         // 63 pads to 64 (3 levels align to 4): the whole padded volume, 32 channels of f32.
-        assert_eq!(largest_tensor_bytes(&cfg, [63, 64, 30]), 64 * 64 * 32 * 32 * 4);
+        assert_eq!(largest_tensor_bytes(&graph(NormKind::None), [63, 64, 30]), 64 * 64 * 32 * 32 * 4);
         // Windowed studies hold one segmentation window at a time.
-        assert_eq!(largest_tensor_bytes(&cfg, [512, 512, 256]), (MAX_WINDOW * SEGMENT_WINDOW_FACTOR) as u64 * 32 * 4);
+        let windowed = (MAX_WINDOW * SEGMENT_WINDOW_FACTOR) as u64 * 32 * 4;
+        assert_eq!(largest_tensor_bytes(&graph(NormKind::None), [512, 512, 256]), windowed);
         // Instance norm cannot be windowed: the whole volume.
-        assert_eq!(largest_tensor_bytes(&config(NormKind::Instance), [512, 512, 256]), 512 * 512 * 256 * 32 * 4);
+        assert_eq!(largest_tensor_bytes(&graph(NormKind::Instance), [512, 512, 256]), 512 * 512 * 256 * 32 * 4);
     }
 }

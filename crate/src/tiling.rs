@@ -15,7 +15,7 @@ use burn::prelude::*;
 use burn::tensor::TensorData;
 
 use crate::crop::{self, Window};
-use crate::unet::{NormKind, UNet, UNetConfig};
+use crate::model::Graph;
 
 /// The normalised, padded study on the host: `[channels, d, h, w]`, row-major.
 #[derive(Debug)]
@@ -46,39 +46,39 @@ impl HostInput {
 
 /// Whether the model's logits are local (no statistics over the whole volume), so that
 /// windows give the whole-volume pass's numbers.
-pub fn windowable(cfg: &UNetConfig) -> bool {
-    cfg.norm != NormKind::Instance
+pub fn windowable(graph: &Graph) -> bool {
+    !graph.has_volume_statistics()
 }
 
 /// Cores (inclusive `[first, last]`, tensor axes) covering the box `[first, last]` of a grid of
-/// `dims`, each with a window ([`crop::window_of`]) of at most `max_window` voxels where that
-/// can be had (a core is never split below one aligned step per axis).
+/// `dims`, each with a window ([`crop::window_around`]) of at most `max_window` voxels where
+/// that can be had (a core is never split below one aligned step per axis).
 pub fn cores(
-    cfg: &UNetConfig,
+    graph: &Graph,
     first: [usize; 3],
     last: [usize; 3],
     dims: [usize; 3],
     max_window: usize,
 ) -> Vec<([usize; 3], [usize; 3])> {
-    let a = cfg.align();
+    let a = graph.align();
     // Core sizes, multiples of the alignment, halved along the largest axis until every core's
     // window fits (a core at the grid's edge has a smaller window than one in the middle).
-    let mut size: [usize; 3] = std::array::from_fn(|k| (last[k] + 1 - first[k] / a * a).div_ceil(a) * a);
+    let mut size: [usize; 3] = std::array::from_fn(|k| (last[k] + 1 - first[k] / a[k] * a[k]).div_ceil(a[k]) * a[k]);
     loop {
         let all = split(first, last, size, a);
-        let largest = all.iter().map(|(f, l)| crop::window_of(cfg, *f, *l, dims).voxels()).max().unwrap_or(0);
+        let largest = all.iter().map(|(f, l)| crop::window_around(graph, *f, *l, dims).voxels()).max().unwrap_or(0);
         let k = (0..3).max_by_key(|k| size[*k]).expect("three axes");
-        if largest <= max_window || size[k] <= a {
+        if largest <= max_window || size[k] <= a[k] {
             return all;
         }
-        size[k] = (size[k] / 2).div_ceil(a) * a;
+        size[k] = (size[k] / 2).div_ceil(a[k]) * a[k];
     }
 }
 
 /// The box `[first, last]` cut into cores of `size`, starting on the alignment grid so that
 /// neighbouring windows line up.
-fn split(first: [usize; 3], last: [usize; 3], size: [usize; 3], a: usize) -> Vec<([usize; 3], [usize; 3])> {
-    let starts = |k: usize| -> Vec<usize> { (first[k] / a * a..=last[k]).step_by(size[k]).collect() };
+fn split(first: [usize; 3], last: [usize; 3], size: [usize; 3], a: [usize; 3]) -> Vec<([usize; 3], [usize; 3])> {
+    let starts = |k: usize| -> Vec<usize> { (first[k] / a[k] * a[k]..=last[k]).step_by(size[k]).collect() };
     let mut out = Vec::new();
     for &z in &starts(0) {
         for &y in &starts(1) {
@@ -93,23 +93,22 @@ fn split(first: [usize; 3], last: [usize; 3], size: [usize; 3], a: usize) -> Vec
     out
 }
 
-/// The predicted class (argmax; ties go to background) per voxel of the padded grid, core by
-/// core; `progress(done, total)` after each.
+/// The predicted class (argmax; ties go to the lower class) per voxel of the padded grid, core
+/// by core; `progress(done, total)` after each.
 pub async fn segmentation(
-    net: &UNet,
+    graph: &Graph,
     input: &HostInput,
     device: &Device,
     max_window: usize,
     mut progress: impl FnMut(usize, usize),
 ) -> Result<Vec<u8>, String> {
     let dims = input.dims;
-    let all = cores(&net.config, [0; 3], dims.map(|d| d - 1), dims, max_window);
+    let all = cores(graph, [0; 3], dims.map(|d| d - 1), dims, max_window);
     let mut out = vec![0u8; dims.iter().product()];
     for (i, (first, last)) in all.iter().enumerate() {
-        let w = crop::window_of(&net.config, *first, *last, dims);
-        let logits = net.forward(input.window(&w, device));
-        let fg = logits.clone().narrow(1, 1, 1).greater(logits.narrow(1, 0, 1)).float();
-        let fg = crate::engine::read(fg).await?;
+        let w = crop::window_around(graph, *first, *last, dims);
+        let logits = graph.forward(input.window(&w, device));
+        let fg = crate::engine::read(crate::engine::predicted(logits)).await?;
         let [_, wh, ww] = w.dims();
         for z in first[0]..=last[0] {
             for y in first[1]..=last[1] {
@@ -130,14 +129,16 @@ mod tests {
 
     #[test]
     fn cores_cover_the_box_once_and_fit_their_windows() {
-        let cfg = UNetConfig { levels: 3, blocks: 2, ..UNetConfig::small() };
+        let cfg = crate::unet::UNetConfig { levels: 3, blocks: 2, ..crate::unet::UNetConfig::small() };
+        let device = crate::backend::cpu_device("cpu").expect("a CPU backend");
+        let cfg = crate::model::unet::graph(&crate::unet::UNet::seeded(&cfg, 1, 0.1, &device));
         let dims = [128, 256, 256];
         let max = 1 << 20;
         let all = cores(&cfg, [0; 3], [127, 255, 255], dims, max);
         assert!(all.len() > 1);
         let mut seen = vec![0u8; dims.iter().product()];
         for (f, l) in &all {
-            assert!(crop::window_of(&cfg, *f, *l, dims).voxels() <= max, "{f:?}..{l:?}");
+            assert!(crop::window_around(&cfg, *f, *l, dims).voxels() <= max, "{f:?}..{l:?}");
             for z in f[0]..=l[0] {
                 for y in f[1]..=l[1] {
                     for x in f[2]..=l[2] {

@@ -16,12 +16,15 @@ use crate::region::Selection;
 use crate::study::{self, FileReport, Role};
 use burn::module::Module;
 
+use crate::model::Graph;
 use crate::unet::UNet;
 use crate::volume::Volume;
 
 struct State {
     device: Device,
     net: UNet,
+    /// `net` as the engine runs it.
+    graph: Graph,
     study: Option<Prepared>,
     /// The study's grid (dims, affine; no voxels) for exports.
     geometry: Option<Volume>,
@@ -78,7 +81,10 @@ pub async fn init(prefer: String) -> Result<String, JsError> {
         name => cpu(name)?,
     };
     let net = crate::weights::bundled(&device).map_err(js_err)?;
-    STATE.with(|s| *s.borrow_mut() = Some(State { device, net, study: None, geometry: None, buffer_limit: None }));
+    let graph = Graph::from(&net);
+    STATE.with(|s| {
+        *s.borrow_mut() = Some(State { device, net, graph, study: None, geometry: None, buffer_limit: None })
+    });
     Ok(backend)
 }
 
@@ -95,7 +101,7 @@ pub fn set_buffer_limit(bytes: f64) -> Result<(), JsError> {
 /// Refuses a study the GPU cannot hold (see [`engine::largest_tensor_bytes`]).
 fn check_fits(s: &State, dims: [usize; 3]) -> Result<(), JsError> {
     let Some(limit) = s.buffer_limit else { return Ok(()) };
-    let need = engine::largest_tensor_bytes(&s.net.config, dims);
+    let need = engine::largest_tensor_bytes(&s.graph, dims);
     if need <= limit {
         return Ok(());
     }
@@ -234,7 +240,7 @@ pub fn open_files(files: js_sys::Array, roles: JsValue) -> Result<JsValue, JsErr
             let vol = &st.volume;
             let prepared = with_state(|s| {
                 check_fits(s, vol.dims)?;
-                engine::prepare(&s.net, vol, &s.device).map_err(js_err)
+                engine::prepare(&s.graph, vol, &s.device).map_err(js_err)
             })?;
             let geometry = Volume { data: Vec::new(), ..vol.clone() };
             with_state(|s| {
@@ -316,17 +322,14 @@ pub fn export_segmentation(mask: &[u8]) -> Result<Uint8Array, JsError> {
     Ok(Uint8Array::from(&crate::nifti::write_label(mask, &g, true)[..]))
 }
 
-fn current() -> Result<(UNet, Prepared), JsError> {
-    with_state(|s| {
-        let study = s.study.clone().ok_or_else(|| js_err("no study is loaded"))?;
-        Ok((s.net.clone(), study))
-    })
+fn current() -> Result<Prepared, JsError> {
+    with_state(|s| s.study.clone().ok_or_else(|| js_err("no study is loaded")))
 }
 
 /// The predicted tumour mask (1 = tumour), one byte per voxel in file order.
 #[wasm_bindgen]
 pub async fn segment() -> Result<Uint8Array, JsError> {
-    let (_, study) = current()?;
+    let study = current()?;
     let mask = engine::segmentation_with_progress(&study, |done, total| progress("segment", done, total)).await;
     release();
     Ok(Uint8Array::from(&mask.map_err(js_err)?[..]))
@@ -342,9 +345,9 @@ fn chosen_composite(name: &str, study: &Prepared) -> Result<crate::lrp::Composit
 /// signed_shares, voxel, class}`.
 #[wasm_bindgen]
 pub async fn explain(x: usize, y: usize, z: usize, class: usize, composite: String) -> Result<JsValue, JsError> {
-    let (net, study) = current()?;
+    let study = current()?;
     let composite = chosen_composite(&composite, &study)?;
-    let e = engine::explain(&net, &study, [x, y, z], class, &composite).await;
+    let e = engine::explain(&study, [x, y, z], class, &composite).await;
     release();
     let e = e.map_err(js_err)?;
     let out = serde_wasm_bindgen::to_value(&e).map_err(js_err)?;
@@ -369,7 +372,7 @@ pub async fn explain_region(
     scope: String,
     mut label: Option<Vec<u8>>,
 ) -> Result<JsValue, JsError> {
-    let (net, study) = current()?;
+    let study = current()?;
     let composite = chosen_composite(&composite, &study)?;
     let mask = engine::segmentation(&study).await.map_err(js_err)?;
     let selection = match scope.as_str() {
@@ -385,7 +388,7 @@ pub async fn explain_region(
     if !area.iter().any(|v| *v != 0) {
         return Err(js_err(selection.empty_message()));
     }
-    let e = region_map(&net, &study, &area, class, &composite).await;
+    let e = region_map(&study, &area, class, &composite).await;
     release();
     let e = e.map_err(js_err)?;
     let out = serde_wasm_bindgen::to_value(&e).map_err(js_err)?;
@@ -396,13 +399,12 @@ pub async fn explain_region(
 
 /// One region's map, reporting each LRP pass to the page.
 async fn region_map(
-    net: &UNet,
     study: &Prepared,
     area: &[u8],
     class: usize,
     composite: &crate::lrp::Composite,
 ) -> Result<engine::RegionExplanation, String> {
-    let mut maps = engine::explain_regions_with_progress(net, study, &[area], class, composite, |done, total| {
+    let mut maps = engine::explain_regions_with_progress(study, &[area], class, composite, |done, total| {
         progress("region", done, total)
     })
     .await?;
@@ -449,9 +451,9 @@ pub async fn explain_demo_patient(i: usize, composite: String) -> Result<JsValue
         files.iter().map(|(n, b)| study::Input::bytes(format!("patient{i:02}_{n}"), b)).collect();
     let mut reports = study::read_files(&refs);
     let st = study::assemble_reports(&mut reports, &[]).map_err(js_err)?;
-    let (net, prepared) = with_state(|s| {
+    let prepared = with_state(|s| {
         check_fits(s, st.volume.dims)?;
-        Ok((s.net.clone(), engine::prepare(&s.net, &st.volume, &s.device).map_err(js_err)?))
+        engine::prepare(&s.graph, &st.volume, &s.device).map_err(js_err)
     })?;
     let mask = engine::segmentation(&prepared).await.map_err(js_err)?;
     let tumour = mask.iter().filter(|v| **v != 0).count();
@@ -460,7 +462,7 @@ pub async fn explain_demo_patient(i: usize, composite: String) -> Result<JsValue
     } else {
         let composite = chosen_composite(&composite, &prepared)?;
         let area = Selection::AllPredicted.mask(&mask, None, prepared.dims).map_err(js_err)?;
-        let e = region_map(&net, &prepared, &area, 1, &composite).await;
+        let e = region_map(&prepared, &area, 1, &composite).await;
         release();
         serde_wasm_bindgen::to_value(&e.map_err(js_err)?).map_err(js_err)?
     };
@@ -556,6 +558,7 @@ pub fn load_model(weights: &[u8], config: Option<String>) -> Result<JsValue, JsE
     }
     let net = with_state(|s| crate::weights::from_safetensors(&config, weights, &s.device).map_err(js_err))?;
     with_state(|s| {
+        s.graph = Graph::from(&net);
         s.net = net;
         s.study = None;
         s.geometry = None;

@@ -6,7 +6,7 @@
 use burn::prelude::*;
 use burn::tensor::TensorData;
 
-use crate::unet::UNet;
+use crate::model::Graph;
 use crate::volume::Volume;
 
 /// Window size `[nx, ny, nz]` and the fraction by which neighbouring windows overlap.
@@ -62,13 +62,14 @@ fn window_of(vol: &Volume, o: [usize; 3], w: [usize; 3]) -> Vec<f32> {
 /// Tumour probability per voxel (file order) of a normalised volume, window by window;
 /// `progress(done, total)` after each window.
 pub async fn tumour_probability(
-    net: &UNet,
+    network: impl Into<Graph>,
     normalised: &Volume,
     windows: Windows,
     device: &Device,
     mut progress: impl FnMut(usize, usize),
 ) -> Result<Vec<f32>, String> {
-    let a = net.config.align();
+    let graph: Graph = network.into();
+    let a = crate::engine::alignment(&graph);
     let dims = normalised.dims;
     // A window never exceeds the (aligned) volume, and is a multiple of the network's alignment.
     let w: [usize; 3] = std::array::from_fn(|i| (windows.size[i].div_ceil(a) * a).min(dims[i].div_ceil(a) * a).max(a));
@@ -86,7 +87,7 @@ pub async fn tumour_probability(
                     TensorData::new(window_of(normalised, o, w), [1, normalised.channels, w[2], w[1], w[0]]),
                     device,
                 );
-                let logits = net.forward(x);
+                let logits = graph.forward(x);
                 let p = burn::tensor::activation::softmax(logits, 1).narrow(1, 1, 1);
                 let p = crate::engine::read(p).await?;
                 for z in 0..w[2].min(dims[2] - oz) {
@@ -109,12 +110,12 @@ pub async fn tumour_probability(
 
 /// The tumour mask (probability > 0.5) of a raw study, window by window.
 pub async fn segment(
-    net: &UNet,
+    network: impl Into<Graph>,
     vol: &Volume,
     windows: Windows,
     device: &Device,
     progress: impl FnMut(usize, usize),
 ) -> Result<Vec<u8>, String> {
-    let p = tumour_probability(net, &vol.normalised(), windows, device, progress).await?;
+    let p = tumour_probability(network, &vol.normalised(), windows, device, progress).await?;
     Ok(p.iter().map(|v| u8::from(*v > 0.5)).collect())
 }

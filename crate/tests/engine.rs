@@ -24,7 +24,7 @@ fn toy_model_finds_the_sample_tumour_and_explains_it_by_its_contrast() {
     let [nx, ny, _] = vol.dims;
     let voxel = [idx % nx, (idx / nx) % ny, idx / (nx * ny)];
     let eps = Composite::Epsilon { epsilon: 1e-6 };
-    let e = pollster::block_on(explain(&net, &p, voxel, 1, &eps)).unwrap();
+    let e = pollster::block_on(explain(&p, voxel, 1, &eps)).unwrap();
     assert_eq!(e.relevance.len(), 6 * vol.voxels());
     let shares = e.shares.expect("a tumour voxel has positive relevance");
     assert!((shares.iter().sum::<f32>() - 1.0).abs() < 1e-4);
@@ -33,8 +33,8 @@ fn toy_model_finds_the_sample_tumour_and_explains_it_by_its_contrast() {
     assert!(e.logit > 0.0, "a voxel predicted as tumour has a positive tumour logit");
 
     // Bad requests are errors, not panics.
-    assert!(pollster::block_on(explain(&net, &p, [nx, 0, 0], 1, &eps)).is_err());
-    assert!(pollster::block_on(explain(&net, &p, voxel, 2, &eps)).is_err());
+    assert!(pollster::block_on(explain(&p, [nx, 0, 0], 1, &eps)).is_err());
+    assert!(pollster::block_on(explain(&p, voxel, 2, &eps)).is_err());
 }
 
 #[test]

@@ -250,3 +250,42 @@ fn a_graph_that_does_not_fit_together_is_refused_by_name() {
     assert!(err.contains("\"block.conv1\" (Conv3d) reads 5 channels but receives 4"), "{err}");
     let _ = Param::from_tensor(Tensor::<1>::zeros([1], &dev));
 }
+
+/// The bundled liver model through the engine (which runs the graph) gives the maps of the
+/// U-Net engine it replaces, on demo patient 1, for every composite: a tumour voxel and the
+/// tumour as a region.
+#[test]
+fn the_bundled_models_maps_are_unchanged() {
+    use seglrp::engine;
+    let dev = cpu_device("cpu").unwrap();
+    let net = seglrp::weights::bundled(&dev).unwrap();
+    let patient = seglrp::phantom::cohort_patient(1);
+    let vol = &patient.volume;
+    let p = engine::prepare(&net, vol, &dev).unwrap();
+    let acts = net.forward_all(p.whole().unwrap().input().clone());
+    let padded = acts.logits.dims();
+    let [nx, ny, _] = vol.dims;
+    let tumour: Vec<usize> = (0..patient.label.len()).filter(|i| patient.label[*i] != 0).collect();
+    assert!(!tumour.is_empty());
+    let i = tumour[tumour.len() / 2];
+    let voxel = [i % nx, (i / nx) % ny, i / (nx * ny)];
+    let region: Vec<u8> = patient.label.iter().map(|v| u8::from(*v != 0)).collect();
+    let nz = vol.dims[2];
+    let values: Vec<f32> = region.iter().map(|v| f32::from(*v)).collect();
+    let mask = Tensor::<5>::from_data(TensorData::new(values, [1, 1, nz, ny, nx]), &dev);
+    let mask = seglrp::model::graph::pad(mask, [0; 3], [padded[2] - nz, padded[3] - ny, padded[4] - nx]);
+    for name in seglrp::lrp::composite::NAMES {
+        let composite = engine::composite(name, &p).unwrap();
+        let new = pollster::block_on(engine::explain(&p, voxel, 1, &composite)).unwrap().relevance;
+        let old = explain_voxel(&net, &acts, &composite, 1, [voxel[2], voxel[1], voxel[0]]).relevance;
+        let old = engine::crop(host(old), 6, padded, vol.dims);
+        let err = relative(&new, &old);
+        assert!(err < 1e-5, "{name}: voxel map {err}");
+        let new = pollster::block_on(engine::explain_region(&p, &region, 1, &composite)).unwrap();
+        let old = region_map(&net, &acts, &composite, 1, mask.clone());
+        let kept = host(old.kept).iter().filter(|v| **v > 0.5).count();
+        assert_eq!(new.voxels - new.left_out, kept, "{name}");
+        let err = relative(&new.relevance, &engine::crop(host(old.relevance), 6, padded, vol.dims));
+        assert!(err < 1e-4, "{name}: region map {err}");
+    }
+}

@@ -9,7 +9,6 @@ use seglrp::backend::cpu_device;
 use seglrp::engine::{explain, explain_region, prepare, segmentation, Prepared};
 use seglrp::lrp::Composite;
 use seglrp::rng::SplitMix;
-use seglrp::unet::UNet;
 use seglrp::volume::Volume;
 
 struct Counting;
@@ -64,12 +63,12 @@ fn study(dims: [usize; 3], seed: u64) -> Volume {
 
 /// 20 clicks at the same voxel: what stays allocated after the last equals what stayed after
 /// the first (nothing accumulates per request), and the maps are identical.
-fn no_growth(net: &UNet, p: &Prepared, voxel: [usize; 3], composite: &Composite) -> (usize, usize) {
-    let first = pollster::block_on(explain(net, p, voxel, 1, composite)).unwrap();
+fn no_growth(p: &Prepared, voxel: [usize; 3], composite: &Composite) -> (usize, usize) {
+    let first = pollster::block_on(explain(p, voxel, 1, composite)).unwrap();
     let after_first = LIVE.load(Relaxed);
     let mut last = None;
     for _ in 1..20 {
-        last = Some(pollster::block_on(explain(net, p, voxel, 1, composite)).unwrap());
+        last = Some(pollster::block_on(explain(p, voxel, 1, composite)).unwrap());
     }
     if let Some(e) = last {
         assert_eq!(e.relevance, first.relevance);
@@ -92,7 +91,7 @@ fn windowed_clicks_hold_their_window_and_release_it() {
     let (mask, segment_peak) = peak_of(|| pollster::block_on(segmentation(&p)).unwrap());
     let composite = Composite::Epsilon { epsilon: 1e-6 };
     let voxel = [96, 96, 48];
-    let (e, click_peak) = peak_of(|| pollster::block_on(explain(&net, &p, voxel, 1, &composite)).unwrap());
+    let (e, click_peak) = peak_of(|| pollster::block_on(explain(&p, voxel, 1, &composite)).unwrap());
     assert!(e.relevance.iter().any(|v| *v != 0.0));
     // A 20-voxel box at the centre: one window of the region.
     let mut region = vec![0u8; mask.len()];
@@ -101,9 +100,9 @@ fn windowed_clicks_hold_their_window_and_release_it() {
             region[x + dims[0] * (96 + dims[1] * z)] = 1;
         }
     }
-    let (r, region_peak) = peak_of(|| pollster::block_on(explain_region(&net, &p, &region, 1, &composite)).unwrap());
+    let (r, region_peak) = peak_of(|| pollster::block_on(explain_region(&p, &region, 1, &composite)).unwrap());
     assert_eq!(r.voxels, 20);
-    let (after_first, after_last) = no_growth(&net, &p, voxel, &composite);
+    let (after_first, after_last) = no_growth(&p, voxel, &composite);
     println!(
         "{dims:?}: input {:.0} MB; peak beyond what was live: prepare {:.0} MB, segmentation {:.0} MB, click {:.0} MB, \
             20-voxel region {:.0} MB; live after 1 click {:.1} MB, after 20 {:.1} MB",
@@ -141,7 +140,7 @@ fn whole_volume_clicks_release_what_they_allocate() {
     let vol = study([96, 80, 32], 4);
     let p = prepare(&net, &vol, &dev).unwrap();
     assert!(!p.windowed());
-    let (after_first, after_last) = no_growth(&net, &p, [48, 40, 16], &Composite::Epsilon { epsilon: 1e-6 });
+    let (after_first, after_last) = no_growth(&p, [48, 40, 16], &Composite::Epsilon { epsilon: 1e-6 });
     println!(
         "whole-volume study: live after 1 click {:.1} MB, after 20 {:.1} MB",
         after_first as f64 / MB,

@@ -236,7 +236,7 @@ fn region_conservation_and_shared_first_pass() {
     for (bias, conserved) in [(0.0, true), (0.5, false)] {
         let net = UNet::seeded(&UNetConfig::small(), 3, bias, &dev);
         let p = prepare_normalised(&net, &vol, &dev).unwrap();
-        let both = pollster::block_on(explain_regions(&net, &p, &[&a, &b], 1, &lrp0)).unwrap();
+        let both = pollster::block_on(explain_regions(&p, &[&a, &b], 1, &lrp0)).unwrap();
         for (region, e) in [&a, &b].into_iter().zip(&both) {
             assert!(e.explained_logits.abs() > 1e-2, "degenerate logits {}", e.explained_logits);
             let off = (e.conservation - 1.0).abs();
@@ -248,7 +248,7 @@ fn region_conservation_and_shared_first_pass() {
                 e.reached_input,
                 e.explained_logits
             );
-            let alone = pollster::block_on(explain_region(&net, &p, region, 1, &lrp0)).unwrap();
+            let alone = pollster::block_on(explain_region(&p, region, 1, &lrp0)).unwrap();
             assert_eq!((alone.voxels, alone.left_out), (e.voxels, e.left_out));
             let scale = alone.relevance.iter().fold(0f32, |m, v| m.max(v.abs()));
             let diff = alone.relevance.iter().zip(&e.relevance).fold(0f32, |m, (x, y)| m.max((x - y).abs()));
@@ -284,7 +284,8 @@ fn cropped_lrp_equals_the_full_pass() {
         let net = UNet::seeded(&cfg, 5, 0.2, &dev);
         let p = prepare_normalised(&net, &vol, &dev).unwrap();
         let c = Composite::EpsilonGammaBox { low: p.low.clone(), high: p.high.clone() };
-        let acts = p.whole().unwrap();
+        // The U-Net engine's forward pass on the same padded input: the oracle below.
+        let acts = &net.forward_all(p.whole().unwrap().input().clone());
         let padded = acts.logits.dims();
         // Near the centre and at an edge, the voxel whose head input is largest (a voxel
         // whose features are all cut by ReLU has no relevance to compare).
@@ -309,7 +310,7 @@ fn cropped_lrp_equals_the_full_pass() {
                 window(&cfg, at, at, [nz, ny, nx]).is_some(),
                 "{cfg:?}: the test grid must be larger than the window"
             );
-            let cropped = pollster::block_on(explain(&net, &p, voxel, 1, &c)).unwrap();
+            let cropped = pollster::block_on(explain(&p, voxel, 1, &c)).unwrap();
             // The oracle: every layer on the whole grid.
             let full = propagate(&net, acts, &c, start_relevance(&acts.logits, 1, at));
             let full = seglrp::engine::crop(host(full), 6, padded, dims);
@@ -327,7 +328,7 @@ fn cropped_lrp_equals_the_full_pass() {
                 )
             })
             .collect();
-        let cropped = pollster::block_on(explain_region(&net, &p, &region, 1, &c)).unwrap();
+        let cropped = pollster::block_on(explain_region(&p, &region, 1, &c)).unwrap();
         let mask = Tensor::<5>::from_data(
             TensorData::new(region.iter().map(|v| f32::from(*v)).collect::<Vec<_>>(), [1, 1, nz, ny, nx]),
             &dev,
@@ -436,7 +437,7 @@ fn windowed_study_equals_the_whole_pass() {
         let whole = prepare_with(&net, &vol, &dev, Mode::Whole).unwrap();
         let windowed = prepare_with(&net, &vol, &dev, Mode::Windowed(max_window)).unwrap();
         assert!(windowed.windowed() && windowed.whole().is_none());
-        let cores = seglrp::tiling::cores(&cfg, [4, 30, 40], [11, 59, 89], windowed.padded, max_window);
+        let cores = seglrp::tiling::cores(&windowed.graph, [4, 30, 40], [11, 59, 89], windowed.padded, max_window);
         assert!(cfg.levels == 1 || cores.len() > 1, "{cfg:?}: the region should need several cores, got {cores:?}");
         let a = pollster::block_on(segmentation(&whole)).unwrap();
         let b = pollster::block_on(segmentation(&windowed)).unwrap();
@@ -448,12 +449,12 @@ fn windowed_study_equals_the_whole_pass() {
         assert!(a == b, "{cfg:?}: segmentations differ");
         let c = Composite::EpsilonGammaBox { low: whole.low.clone(), high: whole.high.clone() };
         for voxel in [[64, 48, 8], [1, 94, 15]] {
-            let x = pollster::block_on(explain(&net, &whole, voxel, 1, &c)).unwrap();
-            let y = pollster::block_on(explain(&net, &windowed, voxel, 1, &c)).unwrap();
+            let x = pollster::block_on(explain(&whole, voxel, 1, &c)).unwrap();
+            let y = pollster::block_on(explain(&windowed, voxel, 1, &c)).unwrap();
             compare(&format!("{cfg:?} voxel {voxel:?}"), &y.relevance, &x.relevance);
         }
-        let x = pollster::block_on(explain_region(&net, &whole, &region, 1, &c)).unwrap();
-        let y = pollster::block_on(explain_region(&net, &windowed, &region, 1, &c)).unwrap();
+        let x = pollster::block_on(explain_region(&whole, &region, 1, &c)).unwrap();
+        let y = pollster::block_on(explain_region(&windowed, &region, 1, &c)).unwrap();
         assert_eq!((x.voxels, x.left_out), (y.voxels, y.left_out), "{cfg:?}: the same voxels kept");
         assert!(
             (x.explained_logits - y.explained_logits).abs() <= 1e-4 * x.explained_logits.abs().max(1.0),

@@ -54,9 +54,9 @@ fn relevance_avoids_a_noise_sequence_and_depends_on_the_trained_weights() {
             mask.iter().zip(&label).enumerate().filter(|(_, (m, l))| **m == 1 && **l == 1).map(|(i, _)| i).collect();
         for idx in hits.iter().step_by((hits.len() / 4).max(1)).take(4) {
             let voxel = [idx % nx, (idx / nx) % ny, idx / (nx * ny)];
-            let e = pollster::block_on(explain(&net, &p, voxel, 1, &composite)).unwrap();
+            let e = pollster::block_on(explain(&p, voxel, 1, &composite)).unwrap();
             shares.iter_mut().zip(e.shares.as_ref().expect("positive relevance")).for_each(|(s, v)| *s += v);
-            let r = pollster::block_on(explain(&random, &p_random, voxel, 1, &composite)).unwrap();
+            let r = pollster::block_on(explain(&p_random, voxel, 1, &composite)).unwrap();
             correlations.push(correlation(&e.relevance, &r.relevance));
         }
     }

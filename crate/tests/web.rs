@@ -31,7 +31,7 @@ async fn run_study(device: &Device) -> (Vec<u8>, engine::VoxelExplanation) {
     let net = engine::toy_model(device);
     let p = prepare(&net, &vol, device).unwrap();
     let mask = engine::segmentation(&p).await.unwrap();
-    let e = engine::explain(&net, &p, [9, 8, 5], 1, &seglrp::lrp::Composite::Epsilon { epsilon: 1e-6 }).await.unwrap();
+    let e = engine::explain(&p, [9, 8, 5], 1, &seglrp::lrp::Composite::Epsilon { epsilon: 1e-6 }).await.unwrap();
     (mask, e)
 }
 
@@ -123,8 +123,8 @@ async fn windowed_studies_equal_the_whole_pass_on_webgpu() {
     assert!(windowed.windowed());
     assert_eq!(segmentation(&whole).await.unwrap(), segmentation(&windowed).await.unwrap());
     let c = Composite::Epsilon { epsilon: 1e-6 };
-    let a = explain(&net, &whole, [30, 20, 6], 1, &c).await.unwrap();
-    let b = explain(&net, &windowed, [30, 20, 6], 1, &c).await.unwrap();
+    let a = explain(&whole, [30, 20, 6], 1, &c).await.unwrap();
+    let b = explain(&windowed, [30, 20, 6], 1, &c).await.unwrap();
     let (scale, diff) = (max_abs(&a.relevance), max_abs_diff(&a.relevance, &b.relevance));
     log(format!("windowed vs whole on WebGPU, voxel: max|ΔR| = {diff:e}, max|R| = {scale:e}"));
     assert!(scale > 0.0 && diff <= 1e-4 * scale);
@@ -134,9 +134,9 @@ async fn windowed_studies_equal_the_whole_pass_on_webgpu() {
             u8::from((10..30).contains(&(i % 40)) && (8..24).contains(&((i / 40) % 32)) && (3..9).contains(&(i / 1280)))
         })
         .collect();
-    assert!(seglrp::tiling::cores(&net.config, [3, 8, 10], [8, 23, 29], windowed.padded, max_window).len() > 1);
-    let a = explain_region(&net, &whole, &region, 1, &c).await.unwrap();
-    let b = explain_region(&net, &windowed, &region, 1, &c).await.unwrap();
+    assert!(seglrp::tiling::cores(&windowed.graph, [3, 8, 10], [8, 23, 29], windowed.padded, max_window).len() > 1);
+    let a = explain_region(&whole, &region, 1, &c).await.unwrap();
+    let b = explain_region(&windowed, &region, 1, &c).await.unwrap();
     let (scale, diff) = (max_abs(&a.relevance), max_abs_diff(&a.relevance, &b.relevance));
     log(format!("windowed vs whole on WebGPU, region: max|ΔM_A| = {diff:e}, max|M_A| = {scale:e}"));
     assert_eq!((a.voxels, a.left_out), (b.voxels, b.left_out));

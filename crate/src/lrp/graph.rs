@@ -13,10 +13,11 @@
 //!
 //! Every step is linear in the relevance for a fixed forward pass, so each has a transpose, and
 //! [`transpose`] walks them forwards: that gives region maps their column sums `Lᵀ1`
-//! (`region.rs`). A pass around a box of logits runs on one window of the trace
-//! ([`window_around`]): the box widened by the receptive radius and one step of the coarsest
-//! resolution, aligned to it, so that every node's relevance is zero wherever the crop changed
-//! what the node computes (the argument of `crop.rs`, for any graph).
+//! (`region.rs`). A pass around a box of logits runs on nested windows of the trace
+//! (`Plan::around`): each node on the box widened by the receptive field between it and the
+//! logits and one step of the coarsest resolution, aligned to it, so that every node's relevance
+//! is zero wherever the crop changed what the node computes (the argument of `crop.rs`, for any
+//! graph).
 
 use burn::prelude::*;
 
@@ -67,14 +68,19 @@ enum Step {
     },
 }
 
-/// The rules of a composite made for every node of one forward pass (on one window of it):
-/// what several passes through one forward pass share.
+/// The rules of a composite made for every node of one forward pass: what several passes
+/// through one forward pass share. Each node's step runs on its own window of the input grid
+/// ([`Plan::around`]): the nodes near the logits on little more than the box explained, those
+/// near the input on the whole receptive field.
 #[derive(Clone, Debug)]
 pub struct Plan {
     steps: Vec<Step>,
     /// Where each step sends relevance: the node's inputs (a merged norm's: its conv's input).
     targets: Vec<Vec<usize>>,
+    /// The window each step's tensors live on (node 0's: where the input relevance lands).
+    windows: Vec<Window>,
     output: usize,
+    full: [usize; 3],
 }
 
 /// Whether each node's output is known to be ≥ 0 (a ReLU's, and what only pools, samples or
@@ -99,8 +105,22 @@ fn non_negative(graph: &Graph) -> Vec<bool> {
 }
 
 impl Plan {
-    /// The plan for `trace` (whole or cropped: every tensor it holds must be on one window).
+    /// Every node on the whole grid: any relevance of the logits may be propagated.
     pub fn new(graph: &Graph, trace: &Trace, composite: &Composite) -> Plan {
+        let full = grid(trace);
+        Plan::on(graph, trace, composite, vec![whole(full); graph.nodes.len()])
+    }
+
+    /// Every node on its nested window around the box `[first, last]` (tensor axes) of the
+    /// logits: relevance propagated with this plan must be zero outside that box, and column
+    /// sums are exact only inside it.
+    pub fn around(graph: &Graph, trace: &Trace, composite: &Composite, first: [usize; 3], last: [usize; 3]) -> Plan {
+        let full = grid(trace);
+        Plan::on(graph, trace, composite, nested_windows(graph, first, last, full))
+    }
+
+    fn on(graph: &Graph, trace: &Trace, composite: &Composite, windows: Vec<Window>) -> Plan {
+        let full = grid(trace);
         let merges = graph.merges();
         let nonneg = non_negative(graph);
         let merged_convs: Vec<usize> = merges.iter().flatten().copied().collect();
@@ -108,7 +128,15 @@ impl Plan {
         let mut targets = Vec::with_capacity(graph.nodes.len());
         for (i, node) in graph.nodes.iter().enumerate() {
             let mut to = node.inputs.clone();
-            let value = |j: usize| trace.value(j).clone();
+            let w = &windows[i];
+            let value = |j: usize| {
+                let t = trace.value(j);
+                if *w == whole(full) {
+                    t.clone()
+                } else {
+                    crop_tensor(t, w, full)
+                }
+            };
             let rule_for = |conv: usize, linear: Linear, x: usize| {
                 let name = &graph.nodes[conv].name;
                 // The `…Box` and `…Flat` composites' first layer: a conv reading the input (each
@@ -143,8 +171,62 @@ impl Plan {
             steps.push(step);
             targets.push(to);
         }
-        Plan { steps, targets, output: graph.output }
+        Plan { steps, targets, windows, output: graph.output, full }
     }
+
+    /// The window the logits' relevance must be given on ([`propagate`]) and on which
+    /// [`transpose`] returns its result.
+    pub fn output_window(&self) -> Window {
+        self.windows[self.output]
+    }
+
+    /// The window on which [`propagate`] returns the input's relevance (and [`transpose`]
+    /// takes its argument).
+    pub fn input_window(&self) -> Window {
+        self.windows[0]
+    }
+
+    /// The input grid the plan's windows are on.
+    pub fn grid(&self) -> [usize; 3] {
+        self.full
+    }
+}
+
+/// Each node's window for a pass from the logits in the box `[first, last]`: the box widened by
+/// the receptive field between the node's input and the logits (the longest path of
+/// [`Graph::reaches`], the node's own included) and one step of the coarsest resolution, aligned
+/// to it. A node's relevance is zero within its own reach of its window's border, where the crop
+/// changed what the node computes: the windows give the whole grid's maps. Padding nodes move
+/// the grid, so a graph with them runs on the whole grid.
+fn nested_windows(graph: &Graph, first: [usize; 3], last: [usize; 3], full: [usize; 3]) -> Vec<Window> {
+    let n = graph.nodes.len();
+    if graph
+        .nodes
+        .iter()
+        .any(|node| matches!(node.op, Op::Pad { before, after } if before != [0; 3] || after != [0; 3]))
+    {
+        return vec![whole(full); n];
+    }
+    let (a, reaches) = (graph.align(), graph.reaches());
+    // dist[i]: the reach between node i's output and the logits.
+    let mut dist = vec![[0usize; 3]; n];
+    for i in (0..n).rev() {
+        for &j in &graph.nodes[i].inputs {
+            dist[j] = std::array::from_fn(|k| dist[j][k].max(dist[i][k] + reaches[i][k]));
+        }
+    }
+    let merges = graph.merges();
+    (0..n)
+        .map(|i| {
+            // A merged norm's step is its conv's.
+            let own = merges[i].map_or(reaches[i], |c| reaches[c]);
+            let m: [usize; 3] = std::array::from_fn(|k| dist[i][k] + own[k] + a[k]);
+            Window {
+                lo: std::array::from_fn(|k| first[k].saturating_sub(m[k]) / a[k] * a[k]),
+                hi: std::array::from_fn(|k| ((last[k] + 1 + m[k]).div_ceil(a[k]) * a[k]).min(full[k])),
+            }
+        })
+        .collect()
 }
 
 fn add(slot: &mut Option<Tensor<5>>, r: Tensor<5>) {
@@ -154,8 +236,9 @@ fn add(slot: &mut Option<Tensor<5>>, r: Tensor<5>) {
     });
 }
 
-/// Relevance of the input for relevance `r` of the logits (on the plan's window; `r` may be a
-/// batch of several relevances for the one forward pass).
+/// Relevance of the input (on [`Plan::input_window`]) for relevance `r` of the logits (on
+/// [`Plan::output_window`], zero outside the plan's box; `r` may be a batch of several
+/// relevances for the one forward pass).
 pub fn propagate(plan: &Plan, r: Tensor<5>) -> Tensor<5> {
     let n = plan.steps.len();
     let mut rel: Vec<Option<Tensor<5>>> = vec![None; n];
@@ -177,14 +260,22 @@ pub fn propagate(plan: &Plan, r: Tensor<5>) -> Tensor<5> {
             Step::Pad { before, after } => vec![unpad(r, *before, *after)],
         };
         for (&j, r) in to.iter().zip(out) {
+            let r = refit(r, &plan.windows[i], &plan.windows[j]);
             add(&mut rel[j], r);
         }
     }
     rel[0].take().expect("relevance reaches the input")
 }
 
-/// `Lᵀ v` for the map `L` of [`propagate`]: `v` shaped like the input, the result like the
-/// logits; each step replaced by its transpose, walked from the input forwards.
+/// [`propagate`] from and to the whole grid.
+pub fn propagate_whole(plan: &Plan, r: Tensor<5>) -> Tensor<5> {
+    let all = whole(plan.full);
+    refit(propagate(plan, refit(r, &all, &plan.output_window())), &plan.input_window(), &all)
+}
+
+/// `Lᵀ v` for the map `L` of [`propagate`]: `v` shaped like the input (on
+/// [`Plan::input_window`]), the result like the logits (on [`Plan::output_window`], exact
+/// inside the plan's box); each step replaced by its transpose, walked from the input forwards.
 pub fn transpose(plan: &Plan, v: Tensor<5>) -> Tensor<5> {
     let n = plan.steps.len();
     let mut vals: Vec<Option<Tensor<5>>> = vec![None; n];
@@ -199,7 +290,7 @@ pub fn transpose(plan: &Plan, v: Tensor<5>) -> Tensor<5> {
     }
     for i in (1..n).filter(reached) {
         let to = &plan.targets[i];
-        let get = |j: usize| vals[j].clone().expect("computed before");
+        let get = |j: usize| refit(vals[j].clone().expect("computed before"), &plan.windows[j], &plan.windows[i]);
         let out = match &plan.steps[i] {
             Step::Unreached => None,
             Step::Rule(rule) => Some(rule.transpose(get(to[0]))),
@@ -223,33 +314,23 @@ pub fn transpose(plan: &Plan, v: Tensor<5>) -> Tensor<5> {
     vals[plan.output].take().expect("the logits are reached")
 }
 
-/// The window of the input grid `dims` (tensor axes) a pass from the logits in the box
-/// `[first, last]` needs: the box widened by the receptive radius and one step of the coarsest
-/// resolution, aligned to it and clipped to the grid.
-pub fn window_around(graph: &Graph, first: [usize; 3], last: [usize; 3], dims: [usize; 3]) -> Window {
-    let (a, r) = (graph.align(), graph.receptive_radius());
-    let lo = std::array::from_fn(|k| first[k].saturating_sub(r[k] + a[k]) / a[k] * a[k]);
-    let hi = std::array::from_fn(|k| ((last[k] + 1 + r[k] + a[k]).div_ceil(a[k]) * a[k]).min(dims[k]));
-    Window { lo, hi }
-}
-
-/// Every tensor of `trace` cropped to `w` of the input grid `full` (merged convs' parameters
-/// keep the whole volume's statistics).
-pub fn crop_trace(trace: &Trace, w: &Window, full: [usize; 3]) -> Trace {
-    Trace {
-        values: trace.values.iter().map(|v| v.as_ref().map(|t| crop_tensor(t, w, full))).collect(),
-        merged: trace.merged.clone(),
-    }
-}
-
 /// The input grid `[d, h, w]` of a trace.
 pub fn grid(trace: &Trace) -> [usize; 3] {
     let [_, _, d, h, w] = trace.input().dims();
     [d, h, w]
 }
 
-/// The relevance map for `target` of `class` at `voxel = [d, h, w]`, computed on the voxel's
-/// window and returned on the whole grid.
+/// `t` (on the whole grid `full`) cropped to `w`.
+fn on(t: &Tensor<5>, w: &Window, full: [usize; 3]) -> Tensor<5> {
+    if *w == whole(full) {
+        t.clone()
+    } else {
+        crop_tensor(t, w, full)
+    }
+}
+
+/// The relevance map for `target` of `class` at `voxel = [d, h, w]`, each node on its nested
+/// window around the voxel, returned on the whole grid.
 pub fn explain_target(
     graph: &Graph,
     trace: &Trace,
@@ -258,14 +339,10 @@ pub fn explain_target(
     voxel: [usize; 3],
     target: Target,
 ) -> Explanation {
-    let full = grid(trace);
     let r = start_for(trace.value(graph.output), class, voxel, target);
     let logit = r.clone().sum();
-    let w = window_around(graph, voxel, voxel, full);
-    let local = crop_trace(trace, &w, full);
-    let plan = Plan::new(graph, &local, composite);
-    let relevance = propagate(&plan, crop_tensor(&r, &w, full));
-    Explanation { relevance: refit(relevance, &w, &whole(full)), logit }
+    let plan = Plan::around(graph, trace, composite, voxel, voxel);
+    Explanation { relevance: propagate_whole(&plan, r), logit }
 }
 
 /// [`explain_target`] for the logit of `class`.
@@ -279,26 +356,33 @@ pub fn explain_voxel(
     explain_target(graph, trace, composite, class, voxel, Target::Logit)
 }
 
-/// The exact two-pass region map of `class` over `region` (`[1, 1, D, H, W]` on the whole grid,
-/// 1 inside), computed on the window around `bounds`, the region's bounding box (tensor axes),
-/// and returned on the whole grid (`lrp/region.rs` for the method).
-pub fn region_map(
+/// `(Lᵀ1)` for every logit on the plan's output window (exact inside its box): the sum of the
+/// input relevance per unit of start relevance.
+pub fn column_sums(plan: &Plan, trace: &Trace) -> Tensor<5> {
+    transpose(plan, on(trace.input(), &plan.input_window(), plan.full).ones_like())
+}
+
+/// The region map of `class` over `region` (`[1, 1, …]` on the plan's output window, 1 inside)
+/// with the [`column_sums`] of this plan; `largest` is the left-out rule's largest `|ΣM_b|` over
+/// the whole region when the region is explained in parts (else this part's). The map is on
+/// [`Plan::input_window`], `totals` and `kept` on the output window.
+pub fn region_map_planned(
     graph: &Graph,
     trace: &Trace,
-    composite: &Composite,
+    plan: &Plan,
     class: usize,
     region: Tensor<5>,
-    bounds: ([usize; 3], [usize; 3]),
+    column_sums: Tensor<5>,
+    largest: Option<f32>,
 ) -> RegionMap {
-    let full = grid(trace);
-    let w = window_around(graph, bounds.0, bounds.1, full);
-    let local = crop_trace(trace, &w, full);
-    let plan = Plan::new(graph, &local, composite);
-    let logits = local.value(graph.output).clone();
-    let lt1 = transpose(&plan, local.input().ones_like()).narrow(1, class, 1);
+    let logits = on(trace.value(graph.output), &plan.output_window(), plan.full);
+    let lt1 = column_sums.narrow(1, class, 1);
     let totals = logits.clone().narrow(1, class, 1) * lt1.clone();
-    let inside = crop_tensor(&region, &w, full).greater_elem(0.5).float();
-    let largest = (totals.clone().abs() * inside.clone()).max().reshape([1, 1, 1, 1, 1]);
+    let inside = region.greater_elem(0.5).float();
+    let largest = match largest {
+        Some(l) => inside.zeros_like().narrow(2, 0, 1).narrow(3, 0, 1).narrow(4, 0, 1).add_scalar(l),
+        None => (totals.clone().abs() * inside.clone()).max().reshape([1, 1, 1, 1, 1]),
+    };
     let kept = totals.clone().abs().greater_equal(largest * LEFT_OUT_FRACTION).float() * inside;
     // e_a / (Lᵀ1)_a where kept; the divisor is made 1 elsewhere so that nothing is NaN.
     let safe = lt1 * kept.clone() + (kept.ones_like() - kept.clone());
@@ -308,8 +392,31 @@ pub fn region_map(
         (0..classes).map(|c| if c == class { start_class.clone() } else { start_class.zeros_like() }).collect(),
         1,
     );
-    let back = |t: Tensor<5>| refit(t, &w, &whole(full));
-    RegionMap { relevance: back(propagate(&plan, start)), totals: back(totals), kept: back(kept) }
+    RegionMap { relevance: propagate(plan, start), totals, kept }
+}
+
+/// The exact two-pass region map of `class` over `region` (`[1, 1, D, H, W]` on the whole grid,
+/// 1 inside), each node on its nested window around `bounds`, the region's bounding box (tensor
+/// axes); returned on the whole grid (`lrp/region.rs` for the method).
+pub fn region_map(
+    graph: &Graph,
+    trace: &Trace,
+    composite: &Composite,
+    class: usize,
+    region: Tensor<5>,
+    bounds: ([usize; 3], [usize; 3]),
+) -> RegionMap {
+    let full = grid(trace);
+    let plan = Plan::around(graph, trace, composite, bounds.0, bounds.1);
+    let sums = column_sums(&plan, trace);
+    let (out, input) = (plan.output_window(), plan.input_window());
+    let m = region_map_planned(graph, trace, &plan, class, on(&region, &out, full), sums, None);
+    let all = whole(full);
+    RegionMap {
+        relevance: refit(m.relevance, &input, &all),
+        totals: refit(m.totals, &out, &all),
+        kept: refit(m.kept, &out, &all),
+    }
 }
 
 /// The per-voxel oracle of `region.rs` ([`super::region::naive_region`]) on a graph, on the

@@ -203,6 +203,12 @@ pub struct Graph {
     pub classes: usize,
 }
 
+impl From<&Graph> for Graph {
+    fn from(graph: &Graph) -> Graph {
+        graph.clone()
+    }
+}
+
 /// Everything the forward pass computed that LRP reads.
 #[derive(Clone, Debug)]
 pub struct Trace {

@@ -102,3 +102,9 @@ pub fn graph(net: &UNet) -> Graph {
     let output = b.push("head".into(), Op::Conv(conv(&net.head)), vec![h]);
     Graph { nodes: b.nodes, output, in_channels: cfg.in_channels, classes: cfg.classes }
 }
+
+impl From<&UNet> for Graph {
+    fn from(net: &UNet) -> Graph {
+        graph(net)
+    }
+}

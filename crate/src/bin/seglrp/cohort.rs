@@ -13,9 +13,9 @@ use std::time::Instant;
 
 use burn::prelude::Device;
 use clap::Subcommand;
+use seglrp::model::Graph;
 use seglrp::region::{self, Selection};
 use seglrp::study::FILE_STEMS;
-use seglrp::unet::UNet;
 use seglrp::volume::Volume;
 use seglrp::{nifti, weights};
 use serde::{Deserialize, Serialize};
@@ -288,11 +288,12 @@ const PLANNING_VOXELS: usize = 256 * 256 * 96;
 
 /// Workers that fit: one per two cores (burn already spreads one pass over every core; a
 /// second patient fills the single-threaded stretches), fewer when memory is short.
-fn default_jobs(voxels: usize, net: &UNet) -> usize {
+fn default_jobs(voxels: usize, net: &Graph) -> usize {
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     // Activations of the whole-volume pass plus the LRP pass over them; measured ~20 floats per
     // base channel and voxel with the bundled model at 128×96×40.
-    let per_patient = voxels as u64 * net.config.base_channels as u64 * 4 * 24;
+    let base = net.validate().ok().and_then(|c| c.get(1).copied()).unwrap_or(8);
+    let per_patient = voxels as u64 * base as u64 * 4 * 24;
     let available = std::fs::read_to_string("/proc/meminfo")
         .ok()
         .and_then(|m| {
@@ -315,7 +316,7 @@ struct Context<'a> {
 fn analyse(
     ctx: &Context,
     study_dir: &StudyDir,
-    net: &UNet,
+    net: &Graph,
     device: &Device,
     step: &dyn Fn(&str),
 ) -> Result<PatientResult, String> {
@@ -343,7 +344,7 @@ fn analyse(
     let non_empty: Vec<&[u8]> = areas.iter().filter(|a| a.iter().any(|v| *v != 0)).map(|a| &a[..]).collect();
     step(&format!("explaining {} region(s)", non_empty.len()));
     let mut explanations =
-        pollster::block_on(seglrp::engine::explain_regions(net, &s.prepared, &non_empty, args.class, &composite))?
+        pollster::block_on(seglrp::engine::explain_regions(&s.prepared, &non_empty, args.class, &composite))?
             .into_iter();
     let mut regions = Vec::new();
     for (sel, area) in args.regions.iter().zip(&areas) {
@@ -563,9 +564,12 @@ pub fn cohort(args: CohortArgs, device: &Device, gpu: bool) -> Result<(), String
         }
         None => None,
     };
-    let jobs =
-        if gpu { args.jobs.unwrap_or(1) } else { args.jobs.unwrap_or_else(|| default_jobs(PLANNING_VOXELS, &probe)) }
-            .clamp(1, todo.len().max(1));
+    let jobs = if gpu {
+        args.jobs.unwrap_or(1)
+    } else {
+        args.jobs.unwrap_or_else(|| default_jobs(PLANNING_VOXELS, &Graph::from(&probe)))
+    }
+    .clamp(1, todo.len().max(1));
     let ctx = Context { args: &args, settings: settings.clone(), model_bytes, config };
     let pb = crate::progress::bar(todo.len() as u64, "cohort");
     pb.set_message(format!("{jobs} at a time"));
@@ -575,7 +579,7 @@ pub fn cohort(args: CohortArgs, device: &Device, gpu: bool) -> Result<(), String
         for _ in 0..jobs {
             scope.spawn(|| {
                 let net = match weights::from_safetensors(&ctx.config, &ctx.model_bytes, device) {
-                    Ok(n) => n,
+                    Ok(n) => Graph::from(&n),
                     Err(e) => {
                         failures.lock().expect("no panics hold it").push(("(model)".into(), e.to_string()));
                         return;

@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use burn::prelude::Device;
+use seglrp::model::Graph;
 use seglrp::study::{self, FileReport, Role, Study};
 use seglrp::unet::UNet;
 use seglrp::{backend, weights};
@@ -11,7 +12,8 @@ use seglrp::{backend, weights};
 /// How a study is read and which engine explains it.
 #[derive(clap::Args)]
 pub struct StudyOptions {
-    /// safetensors weights (README "Models"); default: the bundled liver model.
+    /// An nnU-Net trained-model folder or SegLRP U-Net safetensors (README "Models"); default: the
+    /// bundled liver model.
     #[arg(long)]
     pub model: Option<PathBuf>,
     /// Override a file's guessed role, as FILE=ROLE; ROLE is one of "T2", "T1 plain",
@@ -29,7 +31,7 @@ pub struct StudyOptions {
 impl StudyOptions {
     /// The study of `files` (read first: a bad file is reported before anything is built), the
     /// device and the network.
-    pub fn open(&self, files: &[PathBuf]) -> Result<(Study, Device, UNet), String> {
+    pub fn open(&self, files: &[PathBuf]) -> Result<(Study, Device, Graph), String> {
         let study = open_study(files, &self.role)?;
         let device = device(self.gpu, &self.backend)?;
         let net = load(self.model.as_deref(), &device)?;
@@ -69,11 +71,11 @@ pub fn load_model(path: &Path, config: Option<&Path>, device: &burn::prelude::De
     weights::from_safetensors(&config, &bytes, device).map_err(|e| format!("{}: {e}", path.display()))
 }
 
-/// The weights at `path`, or the bundled liver model.
-pub fn load(path: Option<&Path>, device: &Device) -> Result<UNet, String> {
+/// The model at `path` (README "Models"), or the bundled liver model, as a graph.
+pub fn load(path: Option<&Path>, device: &Device) -> Result<Graph, String> {
     match path {
-        Some(p) => load_model(p, None, device),
-        None => seglrp::weights::bundled(device).map_err(|e| e.to_string()),
+        Some(p) => Ok(seglrp::model::open::open(p, None, device)?.graph),
+        None => seglrp::weights::bundled(device).map(|n| Graph::from(&n)).map_err(|e| e.to_string()),
     }
 }
 

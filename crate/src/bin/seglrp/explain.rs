@@ -98,14 +98,14 @@ pub fn run(args: Args) -> Result<(), String> {
     let (values, mut explanation) = match &selection {
         None => {
             let voxel = args.voxel.expect("checked above");
-            let e = pollster::block_on(engine::explain(net, &s.prepared, voxel, args.class, &composite))?;
+            let e = pollster::block_on(engine::explain(&s.prepared, voxel, args.class, &composite))?;
             let mut json = serde_json::to_value(&e).expect("plain JSON");
             json["region"] = serde_json::json!("voxel");
             json["predicted_class_at_voxel"] = serde_json::json!(s.mask[s.study.volume.index(voxel)]);
             (e.relevance, json)
         }
         Some(sel) => {
-            let e = s.explain_region(net, sel, args.class, &composite)?.ok_or_else(|| {
+            let e = s.explain_region(sel, args.class, &composite)?.ok_or_else(|| {
                 format!("the region \"{}\" is empty in this study: {}", sel.name(), sel.empty_message())
             })?;
             let mut json = serde_json::to_value(&e).expect("plain JSON");

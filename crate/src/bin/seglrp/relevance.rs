@@ -40,116 +40,10 @@ pub struct Args {
     #[arg(long)]
     pub logits: Option<PathBuf>,
     /// Run the forward pass and the LRP pass (or region map) N times and report the fastest
-    /// in the JSON (`forward_s`, `lrp_s`, `region_s`; scripts/bench_zennit.py). The region
-    /// map uses receptive-field cropping; the voxel pass runs on the whole volume.
+    /// in the JSON (`forward_s`, `lrp_s`, `region_s`; scripts/bench_zennit.py). Both passes
+    /// run each node on its nested window around the voxels explained.
     #[arg(long, default_value_t = 1, value_name = "N")]
     pub repeat: usize,
-}
-
-pub fn run(args: Args) -> Result<(), String> {
-    use burn::prelude::*;
-    if args.model.is_dir() {
-        return run_graph(args);
-    }
-    let device = backend::cpu_device("cpu")?;
-    let net = load_model(&args.model, args.config.as_deref(), &device)?;
-    let raw = std::fs::read(&args.input).map_err(|e| format!("{}: {e}", args.input.display()))?;
-    let x: Vec<f32> = raw.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
-    let [c, d, h, w] = args.shape;
-    if x.len() != c * d * h * w {
-        return Err(format!("{}: {} values, but the shape needs {}", args.input.display(), x.len(), c * d * h * w));
-    }
-    // [C, D, H, W] row-major is a Volume's layout with dims [W, H, D].
-    let vol = seglrp::volume::Volume {
-        dims: [w, h, d],
-        channels: c,
-        spacing: [1.0; 3],
-        affine: seglrp::geometry::Affine::diagonal([1.0; 3]),
-        data: x,
-    };
-    let host = |t: Tensor<5>| t.into_data().try_into_vec::<f32>().map_err(|e| format!("{e:?}"));
-    // --repeat: the fastest of N runs, each read back to the host (scripts/bench_zennit.py).
-    let mut forward_s = f64::INFINITY;
-    let mut p = None;
-    for _ in 0..args.repeat.max(1) {
-        let t = std::time::Instant::now();
-        let prepared = engine::prepare_normalised(&net, &vol, &device)?;
-        host(prepared.whole().expect("prepare_normalised keeps the whole pass").logits.clone())?;
-        forward_s = forward_s.min(t.elapsed().as_secs_f64());
-        p = Some(prepared);
-    }
-    let p = p.expect("at least one run");
-    let acts = p.whole().expect("prepare_normalised keeps the whole pass");
-    let composite = engine::composite(&args.composite, &p)?;
-    if let Some(path) = &args.logits {
-        let dims = acts.logits.dims();
-        let l = engine::crop(host(acts.logits.clone())?, net.config.classes, dims, vol.dims);
-        write(path, &l.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>())?;
-    }
-    if args.class >= net.config.classes {
-        return Err(format!("class {} does not exist", args.class));
-    }
-    let (r, summary) = match (args.voxel, args.region) {
-        (Some(v), _) => {
-            if v[0] >= d || v[1] >= h || v[2] >= w {
-                return Err(format!("voxel {v:?} lies outside {d}×{h}×{w}"));
-            }
-            let target = match args.versus {
-                Some(other) if other >= net.config.classes || other == args.class => {
-                    return Err(format!("--versus {other}: another existing class is needed"))
-                }
-                Some(other) => lrp::Target::Difference { other },
-                None => lrp::Target::Logit,
-            };
-            let mut best = f64::INFINITY;
-            let mut out = None;
-            for _ in 0..args.repeat.max(1) {
-                let t = std::time::Instant::now();
-                let e = lrp::explain_target(&net, acts, &composite, args.class, v, target);
-                let logit = e.logit.into_data().try_into_vec::<f32>().map_err(|e| format!("{e:?}"))?[0];
-                let dims = e.relevance.dims();
-                let r = host(e.relevance)?;
-                best = best.min(t.elapsed().as_secs_f64());
-                out = Some((engine::crop(r, c, dims, vol.dims), logit));
-            }
-            let (r, logit) = out.expect("at least one run");
-            (r, serde_json::json!({ "logit": logit, "lrp_s": best }))
-        }
-        (None, Some([d0, h0, w0, d1, h1, w1])) => {
-            if d0 >= d1 || h0 >= h1 || w0 >= w1 || d1 > d || h1 > h || w1 > w {
-                return Err(format!("the region box must lie inside {d}×{h}×{w} and not be empty"));
-            }
-            let mut mask = vec![0u8; d * h * w];
-            for z in d0..d1 {
-                for y in h0..h1 {
-                    mask[(z * h + y) * w + w0..(z * h + y) * w + w1].fill(1);
-                }
-            }
-            let mut best = f64::INFINITY;
-            let mut out = None;
-            for _ in 0..args.repeat.max(1) {
-                let t = std::time::Instant::now();
-                out = Some(pollster::block_on(engine::explain_region(&net, &p, &mask, args.class, &composite))?);
-                best = best.min(t.elapsed().as_secs_f64());
-            }
-            let e = out.expect("at least one run");
-            let summary = serde_json::json!({
-                "region_voxels": e.voxels,
-                "kept": e.voxels - e.left_out,
-                "left_out": e.left_out,
-                "region_s": best,
-            });
-            (e.relevance, summary)
-        }
-        (None, None) => return Err("give --voxel or --region".into()),
-    };
-    write(&args.out, &r.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>())?;
-    let mut summary = summary;
-    summary["relevance_sum"] = serde_json::json!(r.iter().map(|v| *v as f64).sum::<f64>());
-    summary["composite"] = serde_json::json!(args.composite);
-    summary["forward_s"] = serde_json::json!(forward_s);
-    println!("{summary}");
-    Ok(())
 }
 
 /// The composite called `name` (or given as JSON), with EpsilonGammaBox's bounds from `low` and
@@ -167,15 +61,18 @@ fn composite_for(name: &str, low: &[f32], high: &[f32]) -> Result<lrp::Composite
     }
 }
 
-/// `relevance` on any model the graph engine opens (an nnU-Net folder): the input zero-padded
-/// at the end to the network's alignment, outputs cropped back.
-fn run_graph(args: Args) -> Result<(), String> {
+/// LRP on a raw input tensor for any model: the input zero-padded at the end to the network's
+/// alignment (as the engine pads studies), outputs cropped back.
+pub fn run(args: Args) -> Result<(), String> {
     use burn::prelude::*;
     use burn::tensor::TensorData;
     use seglrp::lrp::graph as glrp;
     let device = backend::cpu_device("cpu")?;
-    let loaded = seglrp::model::open::open(&args.model, None, &device)?;
-    let graph = &loaded.graph;
+    let graph = &if args.model.is_dir() || args.config.is_none() {
+        seglrp::model::open::open(&args.model, None, &device)?.graph
+    } else {
+        seglrp::model::Graph::from(&load_model(&args.model, args.config.as_deref(), &device)?)
+    };
     let raw = std::fs::read(&args.input).map_err(|e| format!("{}: {e}", args.input.display()))?;
     let x: Vec<f32> = raw.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
     let [c, d, h, w] = args.shape;
@@ -223,10 +120,19 @@ fn run_graph(args: Args) -> Result<(), String> {
         out
     };
     let input = Tensor::<5>::from_data(TensorData::new(padded, [1, c, p[0], p[1], p[2]]), &device);
-    let t = std::time::Instant::now();
-    let trace = graph.trace(input);
+    // --repeat: the fastest of N runs, each read back to the host (scripts/bench_zennit.py).
+    let repeat = args.repeat.max(1);
+    let mut forward_s = f64::INFINITY;
+    let mut trace = None;
+    for _ in 0..repeat {
+        let t = std::time::Instant::now();
+        let tr = graph.trace(input.clone());
+        host(tr.value(graph.output).clone())?;
+        forward_s = forward_s.min(t.elapsed().as_secs_f64());
+        trace = Some(tr);
+    }
+    let trace = trace.expect("at least one run");
     let logits = trace.value(graph.output).clone();
-    let forward_s = t.elapsed().as_secs_f64();
     if let Some(path) = &args.logits {
         let l = crop(host(logits.clone())?, graph.classes);
         write(path, &l.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>())?;
@@ -243,11 +149,18 @@ fn run_graph(args: Args) -> Result<(), String> {
                 Some(other) => lrp::Target::Difference { other },
                 None => lrp::Target::Logit,
             };
-            let t = std::time::Instant::now();
-            let e = glrp::explain_target(graph, &trace, &composite, args.class, v, target);
-            let logit = e.logit.into_data().try_into_vec::<f32>().map_err(|e| format!("{e:?}"))?[0];
-            let r = crop(host(e.relevance)?, c);
-            (r, serde_json::json!({ "logit": logit, "lrp_s": t.elapsed().as_secs_f64() }))
+            let mut best = f64::INFINITY;
+            let mut out = None;
+            for _ in 0..repeat {
+                let t = std::time::Instant::now();
+                let e = glrp::explain_target(graph, &trace, &composite, args.class, v, target);
+                let logit = e.logit.into_data().try_into_vec::<f32>().map_err(|e| format!("{e:?}"))?[0];
+                let r = host(e.relevance)?;
+                best = best.min(t.elapsed().as_secs_f64());
+                out = Some((crop(r, c), logit));
+            }
+            let (r, logit) = out.expect("at least one run");
+            (r, serde_json::json!({ "logit": logit, "lrp_s": best }))
         }
         (None, Some([d0, h0, w0, d1, h1, w1])) => {
             if d0 >= d1 || h0 >= h1 || w0 >= w1 || d1 > d || h1 > h || w1 > w {
@@ -260,23 +173,24 @@ fn run_graph(args: Args) -> Result<(), String> {
                 }
             }
             let region = Tensor::<5>::from_data(TensorData::new(mask, [1, 1, p[0], p[1], p[2]]), &device);
-            let t = std::time::Instant::now();
-            let m = glrp::region_map(
-                graph,
-                &trace,
-                &composite,
-                args.class,
-                region,
-                ([d0, h0, w0], [d1 - 1, h1 - 1, w1 - 1]),
-            );
-            let kept = host(m.kept)?.iter().filter(|v| **v > 0.5).count();
-            let r = crop(host(m.relevance)?, c);
+            let mut best = f64::INFINITY;
+            let mut out = None;
+            for _ in 0..repeat {
+                let t = std::time::Instant::now();
+                let bounds = ([d0, h0, w0], [d1 - 1, h1 - 1, w1 - 1]);
+                let m = glrp::region_map(graph, &trace, &composite, args.class, region.clone(), bounds);
+                let kept = host(m.kept)?.iter().filter(|v| **v > 0.5).count();
+                let r = host(m.relevance)?;
+                best = best.min(t.elapsed().as_secs_f64());
+                out = Some((crop(r, c), kept));
+            }
+            let (r, kept) = out.expect("at least one run");
             let voxels = (d1 - d0) * (h1 - h0) * (w1 - w0);
             let summary = serde_json::json!({
                 "region_voxels": voxels,
                 "kept": kept,
                 "left_out": voxels - kept,
-                "region_s": t.elapsed().as_secs_f64(),
+                "region_s": best,
             });
             (r, summary)
         }

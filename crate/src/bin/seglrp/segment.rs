@@ -7,9 +7,9 @@ use std::time::Instant;
 
 use burn::prelude::Device;
 use seglrp::engine::{self, Prepared};
+use seglrp::model::Graph;
 use seglrp::region::{self, Selection};
 use seglrp::study::Study;
-use seglrp::unet::UNet;
 use seglrp::{metrics, nifti, window};
 
 use crate::common::{gzip_wanted, write, StudyOptions};
@@ -37,7 +37,7 @@ pub struct Segmented {
     pub seconds: f64,
 }
 
-pub fn segment(net: &UNet, study: Study, device: &Device) -> Result<Segmented, String> {
+pub fn segment(net: &Graph, study: Study, device: &Device) -> Result<Segmented, String> {
     let t = Instant::now();
     let prepared = engine::prepare(net, &study.volume, device)?;
     let mask = pollster::block_on(engine::segmentation(&prepared))?;
@@ -52,7 +52,6 @@ impl Segmented {
     /// The region map of `class` over `selection`; `Ok(None)` when the region is empty.
     pub fn explain_region(
         &self,
-        net: &UNet,
         selection: &Selection,
         class: usize,
         composite: &seglrp::lrp::Composite,
@@ -62,7 +61,7 @@ impl Segmented {
         if !area.iter().any(|v| *v != 0) {
             return Ok(None);
         }
-        pollster::block_on(engine::explain_region(net, &self.prepared, &area, class, composite)).map(Some)
+        pollster::block_on(engine::explain_region(&self.prepared, &area, class, composite)).map(Some)
     }
 
     pub fn summary(&self) -> serde_json::Value {
