@@ -1,4 +1,4 @@
-"""SegLRP's graph engine against PyTorch and Zennit 0.5.1 on nnU-Net networks.
+"""SegLRP's graph engine against PyTorch and Zennit 0.5.1 on nnU-Net and MONAI networks.
 
 Run by `npm test` with the venv's Python (CPU torch, zennit, nnunetv2):
     SEGLRP_BIN=target/release/seglrp python tests/graph_parity.py
@@ -15,6 +15,8 @@ fold_0/checkpoint_final.pth with nnU-Net's checkpoint entries) that nnU-Net's ow
   test writes them (each norm merged into its conv with the forward pass's statistics; the sum
   as Zennit's `Sum` layer, which its composites give the Norm rule);
 - a region map (two passes) equals Zennit's per-voxel loop.
+The same for a MONAI BasicUNet saved as a bundle (configs/inference.json, models/model.pt,
+configs/metadata.json) and as network.json beside model.safetensors.
 A plans file naming a network outside what the importer builds is refused by name.
 """
 import json
@@ -136,7 +138,9 @@ def canonized(net, x):
     statistics of this input (frozen), and each BasicBlockD's `out += residual` as Zennit's Sum."""
     import copy
     net = copy.deepcopy(net).eval()
+    # nnU-Net's ConvDropoutNormReLU (conv, norm, all_modules) and MONAI's Convolution (conv, adn.N).
     blocks = [m for m in net.modules() if hasattr(m, "all_modules") and hasattr(m, "norm")]
+    blocks += [m for m in net.modules() if hasattr(m, "adn") and hasattr(m.adn, "N")]
     stats = {}
     hooks = [b.conv.register_forward_hook(lambda m, i, o, b=b: stats.__setitem__(id(b), o.detach())) for b in blocks]
     with torch.no_grad():
@@ -145,19 +149,23 @@ def canonized(net, x):
         h.remove()
     with torch.no_grad():
         for b in blocks:
+            norm = b.norm if hasattr(b, "norm") else b.adn.N
             z = stats[id(b)].double()
             mean, var = z.mean(dim=(0, 2, 3, 4)), z.var(dim=(0, 2, 3, 4), unbiased=False)
-            scale = b.norm.weight.double() / torch.sqrt(var + b.norm.eps)
-            shift = b.norm.bias.double() - mean * scale
+            scale = norm.weight.double() / torch.sqrt(var + norm.eps)
+            shift = norm.bias.double() - mean * scale
             conv = b.conv
             conv.weight.copy_((conv.weight.double() * scale.reshape(-1, 1, 1, 1, 1)).float())
             bias = conv.bias.double() if conv.bias is not None else torch.zeros_like(scale)
             if conv.bias is None:
                 conv.bias = nn.Parameter(torch.zeros(conv.out_channels))
             conv.bias.copy_((bias * scale + shift).float())
-            i = [j for j, m in enumerate(b.all_modules) if m is b.norm][0]
-            b.all_modules[i] = nn.Identity()
-            b.norm = nn.Identity()
+            if hasattr(b, "all_modules"):
+                i = [j for j, m in enumerate(b.all_modules) if m is b.norm][0]
+                b.all_modules[i] = nn.Identity()
+                b.norm = nn.Identity()
+            else:
+                b.adn.N = nn.Identity()
     for m in net.modules():
         if isinstance(m, BasicBlockD):
             m.sum = Sum()
@@ -185,6 +193,97 @@ def zennit_relevance(model, x, name, low, high, onehot):
     return out, rel[0].detach().numpy()
 
 
+def monai_folder(root, flat):
+    """A random-weight MONAI BasicUNet (2 channels, 3 classes) as a bundle, or as network.json
+    beside model.safetensors; returns (folder, net, channel names, class names)."""
+    from monai.networks.nets import BasicUNet
+    torch.manual_seed(7)
+    args = dict(spatial_dims=3, in_channels=2, out_channels=3, features=[4, 4, 8, 8, 16, 4])
+    net = BasicUNet(**args)
+    with torch.no_grad():
+        for name, p in net.named_parameters():
+            if ".adn.N." in name or name.endswith("bias"):
+                p.copy_((1.0 if name.endswith("weight") else 0.0) + 0.3 * torch.randn_like(p))
+    names, classes = ["T2", "ADC"], ["background", "prostate", "lesion"]
+    meta = {"network_data_format": {
+        "inputs": {"image": {"num_channels": 2, "channel_def": {"0": names[0], "1": names[1]}}},
+        "outputs": {"pred": {"num_channels": 3, "channel_def": {str(i): c for i, c in enumerate(classes)}}}}}
+    network_def = {"_target_": "monai.networks.nets.BasicUNet", **args}
+    if flat:
+        folder = root / "monai-flat"
+        folder.mkdir()
+        (folder / "network.json").write_text(json.dumps(network_def))
+        (folder / "metadata.json").write_text(json.dumps(meta))
+        from safetensors.torch import save_file
+        save_file({k: v.contiguous() for k, v in net.state_dict().items()}, folder / "model.safetensors")
+    else:
+        folder = root / "monai-bundle"
+        (folder / "configs").mkdir(parents=True)
+        (folder / "models").mkdir()
+        (folder / "configs" / "inference.json").write_text(json.dumps({"network_def": network_def, "device": "$torch.device('cpu')"}))
+        (folder / "configs" / "metadata.json").write_text(json.dumps(meta))
+        torch.save(net.state_dict(), folder / "models" / "model.pt")
+    return folder, net, names, classes
+
+
+def check(label, folder, net, names, classes, x, region_composite, params):
+    """The model card, logits, every composite's voxel relevance and one region map."""
+    shape = x.shape
+    (tmp / "x.f32").write_bytes(x.tobytes())
+    xt = torch.from_numpy(x)[None]
+    card = json.loads(run("model", "info", folder, "--json").stdout)
+    ok = [c["name"] for c in card["channels"]] == names and card["classes"] == classes and card["parameters"] == params
+    report(ok, f"{label}: model card ({card['parameters']} parameters, channels {names}, classes {classes})", f"{label}: card")
+    d, h, w = shape[1:]
+    voxel = (d // 2, h // 3, w - 3)
+    low = xt.amin(dim=(0, 2, 3, 4)).reshape(1, -1, 1, 1, 1).expand_as(xt)
+    high = xt.amax(dim=(0, 2, 3, 4)).reshape(1, -1, 1, 1, 1).expand_as(xt)
+    model = canonized(net, xt)
+    k = len(classes)
+    onehot = torch.zeros(1, k, d, h, w)
+    onehot[0, 1, voxel[0], voxel[1], voxel[2]] = 1.0
+    for i, name in enumerate(COMPOSITES):
+        summary = json.loads(run("relevance", "--model", folder, "--input", tmp / "x.f32", "--shape", ",".join(map(str, shape)),
+                                 "--voxel", ",".join(map(str, voxel)), "--class", 1, "--composite", name,
+                                 "--out", tmp / "r.f32", "--logits", tmp / "logits.f32").stdout)
+        if i == 0:
+            with torch.no_grad():
+                ref_logits = net(xt)[0].numpy()
+            got = np.fromfile(tmp / "logits.f32", dtype="<f4").reshape(ref_logits.shape)
+            err = np.abs(got - ref_logits).max() / np.abs(ref_logits).max()
+            report(err <= 1e-4, f"{label}: logits max|Δ|/max|logit| {err:.1e}", f"{label}: logits")
+        ours = np.fromfile(tmp / "r.f32", dtype="<f4").reshape(shape)
+        out, ref = zennit_relevance(model, xt, name, low, high, onehot)
+        err = np.abs(ours - ref).max() / np.abs(ref).max()
+        logit = out[0, 1, voxel[0], voxel[1], voxel[2]].item()
+        ok = err <= 1e-4 and abs(summary["logit"] - logit) <= 1e-4 * max(1.0, abs(logit))
+        report(ok, f"{label} / {name}: max|ΔR|/max|R| {err:.1e}, logit {summary['logit']:.5f} vs {logit:.5f}",
+               f"{label} / {name}")
+
+    # The two-pass region map against Zennit's loop over the region's voxels.
+    name = region_composite
+    box = (d // 2 - 1, h // 2 - 1, w // 2 - 1, d // 2 + 1, h // 2 + 2, w // 2 + 2)
+    summary = json.loads(run("relevance", "--model", folder, "--input", tmp / "x.f32", "--shape", ",".join(map(str, shape)),
+                             "--region", ",".join(map(str, box)), "--class", 2, "--composite", name,
+                             "--out", tmp / "region.f32").stdout)
+    ours = np.fromfile(tmp / "region.f32", dtype="<f4").reshape(shape)
+    maps = []
+    for z in range(box[0], box[3]):
+        for y in range(box[1], box[4]):
+            for xx in range(box[2], box[5]):
+                onehot = torch.zeros(1, k, d, h, w)
+                onehot[0, 2, z, y, xx] = 1.0
+                _, rel = zennit_relevance(model, xt, name, low, high, onehot)
+                maps.append((rel.astype(np.float64), rel.astype(np.float64).sum()))
+    largest = max(abs(t) for _, t in maps)
+    kept = [(m, t) for m, t in maps if abs(t) >= 1e-3 * largest]
+    ref = sum(m / t for m, t in kept)
+    err = np.abs(ours - ref).max() / np.abs(ref).max()
+    report(err <= 1e-4 and summary["kept"] == len(kept),
+           f"{label} / {name}: region of {len(maps)} voxels, two-pass vs Zennit per-voxel max|ΔM_A|/max|M_A| {err:.1e}",
+           f"{label}: region map")
+
+
 with tempfile.TemporaryDirectory() as tmp:
     tmp = Path(tmp)
     rng = np.random.default_rng(2026)
@@ -193,70 +292,26 @@ with tempfile.TemporaryDirectory() as tmp:
         net.eval()
         x = rng.standard_normal(shape).astype(np.float32)
         x[0, :, :, : shape[3] // 3] = np.maximum(x[0, :, :, : shape[3] // 3], 0)
-        (tmp / "x.f32").write_bytes(x.tobytes())
-        xt = torch.from_numpy(x)[None]
-
-        diff = nnunet_loads(folder, net, xt)
+        diff = nnunet_loads(folder, net, torch.from_numpy(x)[None])
         report(diff == 0.0, f"{label}: nnUNetPredictor opens the folder, same network (max|Δ| {diff:.1e})", f"{label}: folder")
-
         card = json.loads(run("model", "info", folder, "--json").stdout)
+        ok = (card["channels"][0]["normalisation"]["scheme"] == "Ct" and card["target_spacing"] == [1.0, 1.0, 2.0]
+              and card["patch_size"] == [32, 32, 16])
+        report(ok, f"{label}: the plans' normalisation, spacing and patch size on the card", f"{label}: plans")
+        # The deep-supervision heads that inference does not use are not part of the graph.
         unused = sum(p.numel() for n, p in net.named_parameters()
                      if n.startswith("decoder.seg_layers.") and not n.startswith(f"decoder.seg_layers.{kwargs['n_stages'] - 2}."))
         params = sum(p.numel() for p in net.parameters()) - unused
-        ok = ([c["name"] for c in card["channels"]] == names and card["classes"] == list(CLASSES)
-              and card["parameters"] == params and card["channels"][0]["normalisation"]["scheme"] == "Ct"
-              and card["target_spacing"] == [1.0, 1.0, 2.0] and card["patch_size"] == [32, 32, 16])
-        report(ok, f"{label}: model card ({card['parameters']} parameters, channels {names})", f"{label}: card")
-
-        d, h, w = shape[1:]
-        voxel = (d // 2, h // 3, w - 3)
-        low = xt.amin(dim=(0, 2, 3, 4)).reshape(1, -1, 1, 1, 1).expand_as(xt)
-        high = xt.amax(dim=(0, 2, 3, 4)).reshape(1, -1, 1, 1, 1).expand_as(xt)
-        model = canonized(net, xt)
-        onehot = torch.zeros(1, len(CLASSES), d, h, w)
-        onehot[0, 1, voxel[0], voxel[1], voxel[2]] = 1.0
-        for i, name in enumerate(COMPOSITES):
-            summary = json.loads(run("relevance", "--model", folder, "--input", tmp / "x.f32", "--shape", ",".join(map(str, shape)),
-                                     "--voxel", ",".join(map(str, voxel)), "--class", 1, "--composite", name,
-                                     "--out", tmp / "r.f32", "--logits", tmp / "logits.f32").stdout)
-            if i == 0:
-                with torch.no_grad():
-                    ref_logits = net(xt)[0].numpy()
-                got = np.fromfile(tmp / "logits.f32", dtype="<f4").reshape(ref_logits.shape)
-                err = np.abs(got - ref_logits).max() / np.abs(ref_logits).max()
-                report(err <= 1e-4, f"{label}: logits max|Δ|/max|logit| {err:.1e}", f"{label}: logits")
-            ours = np.fromfile(tmp / "r.f32", dtype="<f4").reshape(shape)
-            out, ref = zennit_relevance(model, xt, name, low, high, onehot)
-            err = np.abs(ours - ref).max() / np.abs(ref).max()
-            logit = out[0, 1, voxel[0], voxel[1], voxel[2]].item()
-            ok = err <= 1e-4 and abs(summary["logit"] - logit) <= 1e-4 * max(1.0, abs(logit))
-            report(ok, f"{label} / {name}: max|ΔR|/max|R| {err:.1e}, logit {summary['logit']:.5f} vs {logit:.5f}",
-                   f"{label} / {name}")
-
-        # The two-pass region map against Zennit's loop over the region's voxels.
-        name = "EpsilonPlus" if seed == 1 else "EpsilonGammaBox"
-        box = (d // 2 - 1, h // 2 - 1, w // 2 - 1, d // 2 + 1, h // 2 + 2, w // 2 + 2)
-        summary = json.loads(run("relevance", "--model", folder, "--input", tmp / "x.f32", "--shape", ",".join(map(str, shape)),
-                                 "--region", ",".join(map(str, box)), "--class", 2, "--composite", name,
-                                 "--out", tmp / "region.f32").stdout)
-        ours = np.fromfile(tmp / "region.f32", dtype="<f4").reshape(shape)
-        maps = []
-        for z in range(box[0], box[3]):
-            for y in range(box[1], box[4]):
-                for xx in range(box[2], box[5]):
-                    onehot = torch.zeros(1, len(CLASSES), d, h, w)
-                    onehot[0, 2, z, y, xx] = 1.0
-                    _, rel = zennit_relevance(model, xt, name, low, high, onehot)
-                    maps.append((rel.astype(np.float64), rel.astype(np.float64).sum()))
-        largest = max(abs(t) for _, t in maps)
-        kept = [(m, t) for m, t in maps if abs(t) >= 1e-3 * largest]
-        ref = sum(m / t for m, t in kept)
-        err = np.abs(ours - ref).max() / np.abs(ref).max()
-        report(err <= 1e-4 and summary["kept"] == len(kept),
-               f"{label} / {name}: region of {len(maps)} voxels, two-pass vs Zennit per-voxel max|ΔM_A|/max|M_A| {err:.1e}",
-               f"{label}: region map")
+        check(label, folder, net, names, list(CLASSES), x, "EpsilonPlus" if seed == 1 else "EpsilonGammaBox", params)
+    for flat in (False, True):
+        folder, net, names, classes = monai_folder(tmp, flat)
+        net.eval()
+        x = rng.standard_normal((2, 16, 32, 16)).astype(np.float32)
+        label = "MONAI BasicUNet, " + ("network.json + model.safetensors" if flat else "bundle with model.pt")
+        check(label, folder, net, names, classes, x, "EpsilonAlpha2Beta1", sum(p.numel() for p in net.parameters()))
 
     # A network the importer does not build is refused, naming it.
+    folder = next(tmp.glob("Dataset002_Test/*"))
     plans = json.loads((folder / "plans.json").read_text())
     plans["configurations"]["3d_fullres"]["architecture"]["network_class_name"] = \
         "dynamic_network_architectures.architectures.primus.Primus"
@@ -264,8 +319,13 @@ with tempfile.TemporaryDirectory() as tmp:
     out = run("model", "info", folder, check=False)
     report(out.returncode == 1 and "\"Primus\" is not supported" in out.stderr and "panicked" not in out.stderr,
            f"an unsupported network is refused: {out.stderr.strip()}", "refusal")
+    folder = tmp / "monai-flat"
+    (folder / "network.json").write_text(json.dumps({"_target_": "SwinUNETR", "in_channels": 2, "out_channels": 3}))
+    out = run("model", "info", folder, check=False)
+    report(out.returncode == 1 and "\"SwinUNETR\" is not supported" in out.stderr and "panicked" not in out.stderr,
+           f"an unsupported MONAI network is refused: {out.stderr.strip()}", "refusal (MONAI)")
 
 if failures:
     print("FAILED:", *failures, sep="\n  ")
     sys.exit(1)
-print("graph engine parity with PyTorch, nnU-Net and Zennit: all checks passed")
+print("graph engine parity with PyTorch, nnU-Net, MONAI and Zennit: all checks passed")

@@ -323,8 +323,12 @@ pub struct VoxelExplanation {
     pub relevance: Vec<f32>,
     /// The explained logit: what LRP distributes.
     pub logit: f32,
-    /// Σ of all input relevance (equals `logit` when relevance is conserved).
+    /// Σ of the input relevance on the study's voxels (with `padding_relevance`, `logit` when
+    /// relevance is conserved).
     pub relevance_sum: f32,
+    /// Σ of the relevance that fell on the zero padding the network's alignment added beyond
+    /// the study (the maps leave it out; Flat and ZBox first layers put some there).
+    pub padding_relevance: f32,
     /// Positive relevance per sequence / total positive relevance; `None` (JSON null) when no
     /// voxel has positive relevance, with the reason in `no_shares`.
     pub shares: Option<Vec<f32>>,
@@ -396,12 +400,22 @@ pub async fn explain(
     let r = propagate(&plan, start);
     let channels = p.graph.in_channels;
     let mut relevance = vec![0f32; channels * p.dims.iter().product::<usize>()];
-    place(&mut relevance, &read(r).await?, channels, &within(&w, &plan.input_window()), p.dims);
+    let padding = place(&mut relevance, &read(r).await?, channels, &within(&w, &plan.input_window()), p.dims);
     let relevance_sum = relevance.iter().map(|v| *v as f64).sum::<f64>() as f32;
     let shares = positive_shares(&relevance, channels);
     let signed_shares = signed_shares(&relevance, channels);
     let no_shares = no_shares(&shares);
-    Ok(VoxelExplanation { voxel, class, relevance, logit, relevance_sum, shares, signed_shares, no_shares })
+    Ok(VoxelExplanation {
+        voxel,
+        class,
+        relevance,
+        logit,
+        relevance_sum,
+        padding_relevance: padding as f32,
+        shares,
+        signed_shares,
+        no_shares,
+    })
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -414,8 +428,11 @@ pub struct RegionExplanation {
     /// `M_A = Σ_{a∈A} M_a / ΣM_a`, 6 channels in file order.
     #[serde(skip)]
     pub relevance: Vec<f32>,
-    /// Σ of `M_A`: the number of voxels kept (each normalised map sums to 1).
+    /// Σ of `M_A` on the study's voxels: the number of voxels kept (each normalised map sums to
+    /// 1 over the padded input the network reads) less `padding_relevance`.
     pub relevance_sum: f32,
+    /// Σ of `M_A` on the zero padding added beyond the study (left out of the map).
+    pub padding_relevance: f32,
     /// Σ of the explained logits `y_a` over the kept voxels: what LRP started from.
     pub explained_logits: f32,
     /// Σ of `ΣM_a` over the kept voxels: what of it reached the input (before normalising).
@@ -447,14 +464,17 @@ pub async fn explain_region(
 
 /// Adds a `[channels, window]` map computed on window `w` of the padded grid into `out`, a
 /// `[channels, nz, ny, nx]` map of the original volume (`dims` = `[nx, ny, nz]`): the host
-/// does the pasting, so a windowed study never holds a whole-grid map on the device.
-fn place(out: &mut [f32], window: &[f32], channels: usize, w: &Window, dims: [usize; 3]) {
+/// does the pasting, so a windowed study never holds a whole-grid map on the device. Returns
+/// the relevance that fell on the padding (not pasted).
+fn place(out: &mut [f32], window: &[f32], channels: usize, w: &Window, dims: [usize; 3]) -> f64 {
     let [nx, ny, nz] = dims;
     let [wd, wh, ww] = w.dims();
     let n = nx * ny * nz;
+    let all: f64 = window.iter().map(|v| *v as f64).sum();
+    let mut placed = 0f64;
     let xs = w.lo[2]..w.hi[2].min(nx);
     if xs.is_empty() {
-        return;
+        return all;
     }
     for c in 0..channels {
         for z in w.lo[0]..w.hi[0].min(nz) {
@@ -463,10 +483,12 @@ fn place(out: &mut [f32], window: &[f32], channels: usize, w: &Window, dims: [us
                 let dst = c * n + (z * ny + y) * nx;
                 for (o, v) in out[dst + xs.start..dst + xs.end].iter_mut().zip(&window[src..src + xs.len()]) {
                     *o += *v;
+                    placed += *v as f64;
                 }
             }
         }
     }
+    all - placed
 }
 
 /// [`explain_region`] for several regions of one study: the first of the two passes is shared.
@@ -570,8 +592,8 @@ pub async fn explain_regions_with_progress(
         progress(visits.len(), 2 * cores.len());
     }
     let voxels_in = |region: &[u8]| region.iter().filter(|v| **v != 0).count();
-    let mut out: Vec<(Vec<f32>, f32, f32, usize)> =
-        regions.iter().map(|_| (vec![0f32; channels * nx * ny * nz], 0.0, 0.0, 0)).collect();
+    let mut out: Vec<(Vec<f32>, f32, f32, usize, f64)> =
+        regions.iter().map(|_| (vec![0f32; channels * nx * ny * nz], 0.0, 0.0, 0, 0.0)).collect();
     let mut done = 0;
     for (visit, &(lo, hi)) in visits.into_iter().zip(&cores) {
         let w = visit.window;
@@ -596,7 +618,7 @@ pub async fn explain_regions_with_progress(
             o.1 += masked_sum(logits_on(&trace, &plan), &m.kept).await?;
             o.2 += masked_sum(m.totals.clone(), &m.kept).await?;
             o.3 += read(m.kept.clone()).await?.iter().filter(|v| **v > 0.5).count();
-            place(&mut o.0, &read(m.relevance).await?, channels, &in_w, p.dims);
+            o.4 += place(&mut o.0, &read(m.relevance).await?, channels, &in_w, p.dims);
         }
         done += 1;
         progress(cores.len() + done, 2 * cores.len());
@@ -604,7 +626,7 @@ pub async fn explain_regions_with_progress(
     Ok(out
         .into_iter()
         .zip(regions)
-        .map(|((relevance, explained_logits, reached_input, kept), region)| {
+        .map(|((relevance, explained_logits, reached_input, kept, padding), region)| {
             let voxels = voxels_in(region);
             let shares = positive_shares(&relevance, channels);
             RegionExplanation {
@@ -612,6 +634,7 @@ pub async fn explain_regions_with_progress(
                 voxels,
                 left_out: voxels - kept,
                 relevance_sum: relevance.iter().map(|v| *v as f64).sum::<f64>() as f32,
+                padding_relevance: padding as f32,
                 explained_logits,
                 reached_input,
                 conservation: reached_input / explained_logits,

@@ -120,6 +120,24 @@ fn segment_and_explain_regions() {
             .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
             .collect()
     };
+    // The bundled weights as a plain `save_file(state_dict())` (no configuration inside): refused
+    // with the way out, and with --config the same map.
+    let bundled = dir.join("bundled.safetensors");
+    ok(&["model", "bundled", "--out", bundled.to_str().unwrap()]);
+    let bytes = std::fs::read(&bundled).unwrap();
+    let config = seglrp::weights::config_of(&bytes).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let plain = safetensors::serialize(st.tensors(), None).unwrap();
+    let (plain_path, config_path) = (dir.join("plain.safetensors"), dir.join("unet.json"));
+    std::fs::write(&plain_path, plain).unwrap();
+    std::fs::write(&config_path, serde_json::to_string(&config).unwrap()).unwrap();
+    let model = ["--model", plain_path.to_str().unwrap()];
+    let refused = run(&[&["explain", "--box", "40,30,15,60,50,25"][..], &model, &f].concat());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("give it with --config"), "{refused:?}");
+    let plain_map = dir.join("plain.f32");
+    let with_config = ["--config", config_path.to_str().unwrap(), "--raw", plain_map.to_str().unwrap()];
+    ok(&[&["explain", "--box", "40,30,15,60,50,25"][..], &model, &with_config, &f].concat());
+    assert_eq!(floats("plain.f32"), floats("box.f32"));
     let (cropped, whole) = (floats("box.f32"), floats("whole.f32"));
     let scale = whole.iter().fold(0f32, |m, v| m.max(v.abs()));
     let diff = cropped.iter().zip(&whole).fold(0f32, |m, (a, b)| m.max((a - b).abs()));

@@ -47,3 +47,28 @@ fn a_study_without_six_sequences_is_refused() {
     let err = prepare(&net, &vol, &dev).unwrap_err();
     assert!(err.contains("6 sequences"), "{err}");
 }
+
+/// A study padded to the network's alignment: a region map sums to its kept voxels over the
+/// padded input, and what lands on the padding is reported, not lost. ZBox (EpsilonGammaBox's
+/// first layer) gives the zero padding relevance; LRP-ε gives zero input none.
+#[test]
+fn relevance_on_the_padding_is_reported() {
+    let dev = cpu_device("cpu").unwrap();
+    let net = seglrp::weights::bundled(&dev).unwrap();
+    // 45 × 43 × 13 pads to 48 × 44 × 16 for the bundled net (aligned to 4).
+    let vol = phantom([45, 43, 13], 5).volume;
+    let p = prepare(&net, &vol, &dev).unwrap();
+    assert_eq!(p.padded, [16, 44, 48]);
+    let [nx, ny, _] = vol.dims;
+    // A box at the study's far corner, where the padding lies within the receptive field.
+    let region: Vec<u8> =
+        (0..vol.voxels()).map(|i| u8::from(i % nx >= 40 && (i / nx) % ny >= 38 && i / (nx * ny) >= 9)).collect();
+    for (name, on_padding) in [("EpsilonGammaBox", true), ("Epsilon", false)] {
+        let composite = seglrp::engine::composite(name, &p).unwrap();
+        let e = pollster::block_on(seglrp::engine::explain_region(&p, &region, 1, &composite)).unwrap();
+        let kept = (e.voxels - e.left_out) as f32;
+        let total = e.relevance_sum + e.padding_relevance;
+        assert!((total - kept).abs() < 1e-3 * kept, "{name}: {total} on {kept} kept voxels");
+        assert_eq!(e.padding_relevance.abs() > 1e-4, on_padding, "{name}: {} on the padding", e.padding_relevance);
+    }
+}

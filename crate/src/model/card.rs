@@ -18,7 +18,7 @@ pub enum Normalisation {
     /// This project's liver demo: z-score over the body (voxels above 5 % of the 99th percentile).
     Body,
     /// Not stated by the model's files.
-    Unknown(String),
+    Unknown { note: String },
 }
 
 #[derive(Clone, Debug, Serialize)]

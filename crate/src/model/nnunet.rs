@@ -481,7 +481,7 @@ fn channel_normalisation(plans: &Value, cfg: &serde_json::Map<String, Value>, i:
         },
         "NoNormalization" => Normalisation::None,
         "RescaleTo01Normalization" => Normalisation::RescaleTo01,
-        other => Normalisation::Unknown(other.to_string()),
+        other => Normalisation::Unknown { note: format!("nnU-Net scheme \"{other}\"") },
     }
 }
 

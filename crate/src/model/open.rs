@@ -1,5 +1,6 @@
-//! Any model the engine takes, by what lies at a path: an nnU-Net trained-model folder, or this
-//! project's U-Net weights (safetensors with the configuration in its metadata).
+//! Any model the engine takes, by what lies at a path: an nnU-Net trained-model folder, a MONAI
+//! model folder, or this project's U-Net weights (safetensors with the configuration in its
+//! metadata).
 
 use std::path::Path;
 
@@ -53,13 +54,25 @@ pub fn open(path: &Path, folds: Option<&[String]>, device: &Device) -> Result<Lo
         let m = super::nnunet::load(path, folds, device)?;
         return Ok(Loaded { graph: m.graph, card: m.card });
     }
+    if super::monai::is_model_folder(path) {
+        let m = super::monai::load(path, device)?;
+        return Ok(Loaded { graph: m.graph, card: m.card });
+    }
     if path.is_dir() {
         return Err(format!(
-            "{}: a folder, but not an nnU-Net trained-model folder (it needs plans.json, dataset.json and fold_N/)",
+            "{}: a folder, but neither an nnU-Net trained-model folder (plans.json, dataset.json, fold_N/) nor a \
+             MONAI model (configs/inference.json and models/model.pt, or network.json beside model.pt)",
             path.display()
         ));
     }
     let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    if crate::weights::config_of(&bytes).is_none() && safetensors::SafeTensors::deserialize(&bytes).is_ok() {
+        return Err(format!(
+            "{}: safetensors weights without a U-Net configuration in their metadata: give it with --config \
+             (README \"Models\")",
+            path.display()
+        ));
+    }
     let config = crate::weights::config_of(&bytes).ok_or_else(|| {
         format!(
             "{}: not a model this tool recognises (an nnU-Net model folder, or SegLRP U-Net safetensors with its \

@@ -45,6 +45,9 @@ pub struct Run {
     /// safetensors weights (README "Models"); default: the bundled liver model.
     #[arg(long)]
     pub model: Option<PathBuf>,
+    /// The U-Net configuration (JSON) of a --model whose file does not carry it.
+    #[arg(long, requires = "model")]
+    pub config: Option<PathBuf>,
     /// Regions to explain, comma-separated: all (predicted tumour), tp, fn, fp (against each
     /// study's label).
     #[arg(long, default_value = "all", value_parser = parse_regions)]
@@ -132,6 +135,7 @@ pub fn run(args: Args) -> Result<(), String> {
         dir: r.dir.expect("clap requires DIR"),
         out: r.out.expect("clap requires --out"),
         model: r.model,
+        config: r.config,
         regions: r.regions.0,
         class: r.class,
         composite: r.composite,
@@ -147,6 +151,7 @@ pub struct CohortArgs {
     pub dir: PathBuf,
     pub out: PathBuf,
     pub model: Option<PathBuf>,
+    pub config: Option<PathBuf>,
     pub regions: Vec<Selection>,
     pub class: usize,
     pub composite: String,
@@ -530,8 +535,13 @@ pub fn cohort(args: CohortArgs, device: &Device, gpu: bool) -> Result<(), String
         Some(p) => (std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()))?, p.display().to_string()),
         None => (weights::BUNDLED.to_vec(), "bundled".to_string()),
     };
-    let config = weights::config_of(&model_bytes)
-        .ok_or("the model file carries no configuration (write it with `seglrp train` or `seglrp model`)")?;
+    let config = match &args.config {
+        Some(c) => crate::common::read_config(c)?,
+        None => weights::config_of(&model_bytes).ok_or(
+            "the model file carries no configuration: give it with --config (or write the file with `seglrp train` \
+             or `seglrp model`)",
+        )?,
+    };
     // Refuse a bad model before any patient is touched.
     let probe = weights::from_safetensors(&config, &model_bytes, device).map_err(|e| format!("{model_name}: {e}"))?;
     let settings = Settings {

@@ -12,10 +12,13 @@ use seglrp::{backend, weights};
 /// How a study is read and which engine explains it.
 #[derive(clap::Args)]
 pub struct StudyOptions {
-    /// An nnU-Net trained-model folder or SegLRP U-Net safetensors (README "Models"); default: the
-    /// bundled liver model.
+    /// SegLRP U-Net safetensors (README "Models"); default: the bundled liver model.
     #[arg(long)]
     pub model: Option<PathBuf>,
+    /// The U-Net configuration (JSON, README "Models") of safetensors weights that do not carry
+    /// it in their metadata (a plain `save_file(model.state_dict(), …)`).
+    #[arg(long, requires = "model")]
+    pub config: Option<PathBuf>,
     /// Override a file's guessed role, as FILE=ROLE; ROLE is one of "T2", "T1 plain",
     /// "T1 20 s", "T1 60 s", "T1 120 s", "T1 15 min", "all sequences", "label", "unused".
     #[arg(long, value_name = "FILE=ROLE")]
@@ -34,7 +37,10 @@ impl StudyOptions {
     pub fn open(&self, files: &[PathBuf]) -> Result<(Study, Device, Graph), String> {
         let study = open_study(files, &self.role)?;
         let device = device(self.gpu, &self.backend)?;
-        let net = load(self.model.as_deref(), &device)?;
+        let net = match (&self.model, &self.config) {
+            (Some(m), Some(c)) => Graph::from(&load_model(m, Some(c), &device)?),
+            (m, _) => load(m.as_deref(), &device)?,
+        };
         Ok((study, device, net))
     }
 }
@@ -63,17 +69,31 @@ pub fn numbers<const N: usize>(s: &str) -> Result<[usize; N], String> {
 pub fn load_model(path: &Path, config: Option<&Path>, device: &burn::prelude::Device) -> Result<UNet, String> {
     let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let config = match config {
-        Some(c) => serde_json::from_slice(&std::fs::read(c).map_err(|e| format!("{}: {e}", c.display()))?)
-            .map_err(|e| format!("{}: {e}", c.display()))?,
+        Some(c) => read_config(c)?,
         None => weights::config_of(&bytes)
             .ok_or_else(|| format!("{}: no configuration in the file; give --config", path.display()))?,
     };
     weights::from_safetensors(&config, &bytes, device).map_err(|e| format!("{}: {e}", path.display()))
 }
 
+/// A U-Net configuration from its JSON file.
+pub fn read_config(path: &Path) -> Result<seglrp::unet::UNetConfig, String> {
+    let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let config: seglrp::unet::UNetConfig =
+        serde_json::from_slice(&bytes).map_err(|e| format!("{}: not a U-Net configuration: {e}", path.display()))?;
+    config.validate().map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(config)
+}
+
 /// The model at `path` (README "Models"), or the bundled liver model, as a graph.
 pub fn load(path: Option<&Path>, device: &Device) -> Result<Graph, String> {
     match path {
+        // nnU-Net and MONAI folders: their studies' channels and normalisation are not read yet.
+        Some(p) if p.is_dir() => Err(format!(
+            "{}: nnU-Net and MONAI models are explained by `seglrp relevance` on a normalised tensor for now; \
+             segment, explain and cohort take this project's U-Net models",
+            p.display()
+        )),
         Some(p) => Ok(seglrp::model::open::open(p, None, device)?.graph),
         None => seglrp::weights::bundled(device).map(|n| Graph::from(&n)).map_err(|e| e.to_string()),
     }

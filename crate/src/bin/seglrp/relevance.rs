@@ -157,7 +157,7 @@ pub fn run(args: Args) -> Result<(), String> {
                 let logit = e.logit.into_data().try_into_vec::<f32>().map_err(|e| format!("{e:?}"))?[0];
                 let r = host(e.relevance)?;
                 best = best.min(t.elapsed().as_secs_f64());
-                out = Some((crop(r, c), logit));
+                out = Some((r, logit));
             }
             let (r, logit) = out.expect("at least one run");
             (r, serde_json::json!({ "logit": logit, "lrp_s": best }))
@@ -182,7 +182,7 @@ pub fn run(args: Args) -> Result<(), String> {
                 let kept = host(m.kept)?.iter().filter(|v| **v > 0.5).count();
                 let r = host(m.relevance)?;
                 best = best.min(t.elapsed().as_secs_f64());
-                out = Some((crop(r, c), kept));
+                out = Some((r, kept));
             }
             let (r, kept) = out.expect("at least one run");
             let voxels = (d1 - d0) * (h1 - h0) * (w1 - w0);
@@ -196,8 +196,13 @@ pub fn run(args: Args) -> Result<(), String> {
         }
         (None, None) => return Err("give --voxel or --region".into()),
     };
+    // The relevance on the padding beyond the input is left out of the map and reported.
+    let all: f64 = r.iter().map(|v| *v as f64).sum();
+    let r = crop(r, c);
+    let inside: f64 = r.iter().map(|v| *v as f64).sum();
     write(&args.out, &r.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>())?;
-    summary["relevance_sum"] = serde_json::json!(r.iter().map(|v| *v as f64).sum::<f64>());
+    summary["relevance_sum"] = serde_json::json!(inside);
+    summary["padding_relevance"] = serde_json::json!(all - inside);
     summary["composite"] = serde_json::json!(args.composite);
     summary["forward_s"] = serde_json::json!(forward_s);
     println!("{summary}");

@@ -1,0 +1,279 @@
+//! MONAI networks: a state dict (`model.pt`, `.pth` or `.safetensors`) and the `network_def`
+//! that builds it, as a MONAI bundle holds them (`configs/inference.json`, `models/model.pt`,
+//! `configs/metadata.json` for the channel and class names), or a folder with `network.json`
+//! and the weights side by side.
+//!
+//! `BasicUNet` is built: two conv–norm–activation blocks per level (MONAI's `Convolution` with its
+//! `ADN` in the default order norm, dropout, activation), 2×2×2 max-pooling down, transposed
+//! convs up (`upsample="deconv"`), the skip concatenated before the up-sampled features, a 1×1×1
+//! head. Channel counts are read from the weights' shapes. Node names are the state dict's
+//! (`down_1.convs.conv_0.conv`).
+
+use std::path::{Path, PathBuf};
+
+use burn::prelude::*;
+use burn::tensor::TensorData;
+use serde_json::Value;
+
+use super::card::{Channel, ModelCard, Normalisation};
+use super::checkpoint::Weights;
+use super::graph::{ConvSpec, Graph, Node, NormSpec, Op, Statistics};
+
+/// The network definition and the weights of a MONAI model folder, if `path` is one.
+fn files(path: &Path) -> Option<(PathBuf, PathBuf, Option<PathBuf>)> {
+    if !path.is_dir() {
+        return None;
+    }
+    let weights =
+        |dir: &Path| ["model.pt", "model.pth", "model.safetensors"].iter().map(|n| dir.join(n)).find(|p| p.is_file());
+    let bundle = (path.join("configs/inference.json"), path.join("models"));
+    if bundle.0.is_file() {
+        let meta = Some(path.join("configs/metadata.json")).filter(|p| p.is_file());
+        return Some((bundle.0, weights(&bundle.1)?, meta));
+    }
+    let def = path.join("network.json");
+    def.is_file().then_some(())?;
+    Some((def, weights(path)?, Some(path.join("metadata.json")).filter(|p| p.is_file())))
+}
+
+/// Whether `path` is a MONAI model folder (a bundle, or `network.json` beside the weights).
+pub fn is_model_folder(path: &Path) -> bool {
+    files(path).is_some()
+}
+
+fn read_json(path: &Path) -> Result<Value, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    serde_json::from_str(&text).map_err(|e| format!("{} is not valid JSON: {e}", path.display()))
+}
+
+/// A MONAI layer argument such as `act`: a name, or `[name, {kwargs}]`.
+fn named(v: Option<&Value>, default: (&str, Value)) -> (String, Value) {
+    match v {
+        Some(Value::String(s)) => (s.to_lowercase(), Value::Null),
+        Some(Value::Array(a)) if !a.is_empty() => {
+            (a[0].as_str().unwrap_or("").to_lowercase(), a.get(1).cloned().unwrap_or(Value::Null))
+        }
+        _ => (default.0.to_string(), default.1),
+    }
+}
+
+struct Builder<'a> {
+    nodes: Vec<Node>,
+    weights: &'a Weights,
+    device: &'a Device,
+    norm: (String, Value),
+    act: Op,
+}
+
+impl Builder<'_> {
+    fn push(&mut self, name: &str, op: Op, inputs: Vec<usize>) -> usize {
+        self.nodes.push(Node { name: name.to_string(), op, inputs });
+        self.nodes.len() - 1
+    }
+
+    fn shape(&self, name: &str) -> Result<Vec<usize>, String> {
+        self.weights.shape(name).map(<[usize]>::to_vec).ok_or_else(|| {
+            format!(
+                "{} has no tensor \"{name}\" that the network needs; do definition and weights belong together?",
+                self.weights.source
+            )
+        })
+    }
+
+    fn tensor<const D: usize>(&self, name: &str, shape: [usize; D]) -> Result<Tensor<D>, String> {
+        let t = self.weights.get(name, &shape)?;
+        Ok(Tensor::from_data(TensorData::new(t.values.clone(), shape), self.device))
+    }
+
+    fn conv(&mut self, name: &str, x: usize, transposed: bool, padding: usize) -> Result<(usize, usize), String> {
+        let s = self.shape(&format!("{name}.weight"))?;
+        let [a, b, k0, k1, k2]: [usize; 5] =
+            s.as_slice().try_into().map_err(|_| format!("\"{name}\" is not a 3D conv"))?;
+        let weight = self.tensor(&format!("{name}.weight"), [a, b, k0, k1, k2])?;
+        let out = if transposed { b } else { a };
+        let bias = match self.weights.shape(&format!("{name}.bias")) {
+            Some(_) => Some(self.tensor(&format!("{name}.bias"), [out])?),
+            None => None,
+        };
+        let stride = if transposed { [k0, k1, k2] } else { [1; 3] };
+        let spec = ConvSpec { weight, bias, stride, padding: [padding; 3], output_padding: [0; 3], transposed };
+        Ok((self.push(name, Op::Conv(spec), vec![x]), out))
+    }
+
+    /// MONAI's `Convolution` at `p`: conv, then its ADN (norm, dropout, activation).
+    fn convolution(&mut self, p: &str, x: usize) -> Result<usize, String> {
+        let (h, c) = self.conv(&format!("{p}.conv"), x, false, 1)?;
+        let n = format!("{p}.adn.N");
+        let affine = self.weights.shape(&format!("{n}.weight")).is_some();
+        let (weight, bias) = if affine {
+            (Some(self.tensor(&format!("{n}.weight"), [c])?), Some(self.tensor(&format!("{n}.bias"), [c])?))
+        } else {
+            (None, None)
+        };
+        let eps = self.norm.1.get("eps").and_then(Value::as_f64).unwrap_or(1e-5) as f32;
+        let statistics = match self.norm.0.as_str() {
+            "instance" => Some(Statistics::Instance),
+            "batch" => Some(Statistics::Running {
+                mean: self.tensor(&format!("{n}.running_mean"), [c])?,
+                var: self.tensor(&format!("{n}.running_var"), [c])?,
+            }),
+            "group" => {
+                Some(Statistics::Group(self.norm.1.get("num_groups").and_then(Value::as_u64).unwrap_or(1) as usize))
+            }
+            "" | "none" => None,
+            other => {
+                return Err(format!("network_def: the norm \"{other}\" is not supported (instance, batch, group)"))
+            }
+        };
+        let mut h = h;
+        if let Some(statistics) = statistics {
+            h = self.push(&n, Op::Norm(NormSpec { statistics, weight, bias, eps, channels: c }), vec![h]);
+        }
+        let act = match &self.act {
+            Op::PRelu(_) => {
+                let a = format!("{p}.adn.A.weight");
+                let n = self.shape(&a)?.first().copied().unwrap_or(1);
+                Op::PRelu(self.tensor(&a, [n])?)
+            }
+            op => op.clone(),
+        };
+        Ok(self.push(&format!("{p}.adn.A"), act, vec![h]))
+    }
+
+    fn two_conv(&mut self, p: &str, x: usize) -> Result<usize, String> {
+        let h = self.convolution(&format!("{p}.conv_0"), x)?;
+        self.convolution(&format!("{p}.conv_1"), h)
+    }
+}
+
+fn basic_unet(def: &Value, weights: &Weights, device: &Device) -> Result<Graph, String> {
+    if def.get("spatial_dims").and_then(Value::as_u64).unwrap_or(3) != 3 {
+        return Err("network_def: only 3D networks (spatial_dims 3) are explained".into());
+    }
+    let upsample = def.get("upsample").and_then(Value::as_str).unwrap_or("deconv");
+    if upsample != "deconv" {
+        return Err(format!("network_def: BasicUNet's upsample \"{upsample}\" is not supported (deconv)"));
+    }
+    let (act, kwargs) = named(def.get("act"), ("leakyrelu", serde_json::json!({"negative_slope": 0.1})));
+    let act = match act.as_str() {
+        "leakyrelu" => Op::LeakyRelu(kwargs.get("negative_slope").and_then(Value::as_f64).unwrap_or(0.01) as f32),
+        "relu" => Op::Relu,
+        "prelu" => Op::PRelu(Tensor::zeros([1], device)),
+        other => {
+            return Err(format!("network_def: the activation \"{other}\" is not supported (LeakyReLU, ReLU, PReLU)"))
+        }
+    };
+    let norm = named(def.get("norm"), ("instance", serde_json::json!({"affine": true})));
+    let mut b = Builder {
+        nodes: vec![Node { name: "input".into(), op: Op::Input, inputs: vec![] }],
+        weights,
+        device,
+        norm,
+        act,
+    };
+    let in_channels = b.shape("conv_0.conv_0.conv.weight")?[1];
+    let x0 = b.two_conv("conv_0", 0)?;
+    let mut skips = vec![x0];
+    for level in 1..=4 {
+        let pooled =
+            b.push(&format!("down_{level}.max_pooling"), Op::MaxPool([2; 3]), vec![*skips.last().expect("a level")]);
+        skips.push(b.two_conv(&format!("down_{level}.convs"), pooled)?);
+    }
+    let mut h = skips.pop().expect("the deepest level");
+    for level in (1..=4).rev() {
+        let p = format!("upcat_{level}");
+        let (up, _) = b.conv(&format!("{p}.upsample.deconv"), h, true, 0)?;
+        let skip = skips.pop().expect("a skip per level");
+        // UpCat: torch.cat([x_e, x_0]): the encoder's features first.
+        let cat = b.push(&format!("{p}.cat"), Op::Concat, vec![skip, up]);
+        h = b.two_conv(&format!("{p}.convs"), cat)?;
+    }
+    let (head, classes) = b.conv("final_conv", h, false, 0)?;
+    let graph = Graph { nodes: b.nodes, output: head, in_channels, classes };
+    graph.validate()?;
+    Ok(graph)
+}
+
+/// The names a bundle's metadata gives its input channels and output classes, if any.
+fn names(meta: Option<&Value>, io: &str, key: &str, n: usize, what: &str) -> Vec<String> {
+    let defs = meta
+        .and_then(|m| m.pointer(&format!("/network_data_format/{io}")))
+        .and_then(Value::as_object)
+        .and_then(|o| o.values().next())
+        .and_then(|v| v.get(key))
+        .and_then(Value::as_object);
+    (0..n)
+        .map(|i| {
+            defs.and_then(|d| d.get(&i.to_string()))
+                .and_then(Value::as_str)
+                .map(str::to_string)
+                .unwrap_or(format!("{what} {i}"))
+        })
+        .collect()
+}
+
+/// A loaded MONAI model.
+pub struct Monai {
+    pub graph: Graph,
+    pub card: ModelCard,
+}
+
+/// Loads the MONAI model folder at `path` onto `device`.
+pub fn load(path: &Path, device: &Device) -> Result<Monai, String> {
+    let (def_path, weights_path, meta_path) = files(path).ok_or_else(|| {
+        format!(
+            "{}: not a MONAI model folder (configs/inference.json and models/model.pt, or network.json \
+             beside model.pt)",
+            path.display()
+        )
+    })?;
+    let json = read_json(&def_path)?;
+    let def = json.get("network_def").unwrap_or(&json);
+    let target = def.get("_target_").and_then(Value::as_str).ok_or_else(|| {
+        format!("{}: no network_def with a \"_target_\" naming the network class", def_path.display())
+    })?;
+    let class = target.rsplit('.').next().unwrap_or(target);
+    for (key, v) in def.as_object().into_iter().flatten() {
+        if v.as_str().is_some_and(|s| s.starts_with('@') || s.starts_with('$')) {
+            return Err(format!(
+                "{}: network_def's \"{key}\" is an expression ({v}); give the plain value",
+                def_path.display()
+            ));
+        }
+    }
+    let weights = Weights::from_file(&weights_path)?;
+    let graph = match class {
+        "BasicUNet" | "BasicUnet" | "Basicunet" => basic_unet(def, &weights, device)?,
+        other => {
+            return Err(format!(
+                "{}: the MONAI network \"{other}\" is not supported yet (BasicUNet)",
+                def_path.display()
+            ))
+        }
+    };
+    let meta = meta_path.as_deref().map(read_json).transpose()?;
+    let [ad, ah, aw] = graph.align();
+    let [rd, rh, rw] = graph.receptive_radius();
+    let mut sources = vec![def_path.display().to_string(), weights_path.display().to_string()];
+    if let Some(m) = &meta_path {
+        sources.push(m.display().to_string());
+    }
+    let card = ModelCard {
+        architecture: format!("MONAI {class}"),
+        parameters: graph.parameters(),
+        channels: names(meta.as_ref(), "inputs", "channel_def", graph.in_channels, "channel")
+            .into_iter()
+            .map(|name| Channel {
+                name,
+                normalisation: Normalisation::Unknown { note: "as the bundle's preprocessing transforms".into() },
+            })
+            .collect(),
+        classes: names(meta.as_ref(), "outputs", "channel_def", graph.classes, "class"),
+        target_spacing: None,
+        patch_size: None,
+        align: [aw, ah, ad],
+        receptive_radius: [rw, rh, rd],
+        sources,
+    };
+    Ok(Monai { graph, card })
+}
