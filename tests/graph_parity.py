@@ -10,15 +10,20 @@ fold_0/checkpoint_final.pth with nnU-Net's checkpoint entries) that nnU-Net's ow
 `nnUNetPredictor` loads:
 - `seglrp model info` reports its channels, classes and parameter count;
 - the logits of `seglrp relevance` equal PyTorch's (max |Δ| <= 1e-4 x max |logit|);
-- one voxel's relevance for every composite equals Zennit's (<= 1e-4 x max |R|). Zennit has no
+- one voxel's relevance for every composite equals Zennit's: within 1e-4 x max |R| of Zennit in
+  float64, or, where float32 itself cannot get that close (LRP-ε with ε = 1e-6 and the residual
+  sums' Norm rule divide by outputs near 0: Zennit's own float32 result is up to 8e-3 off on
+  SegResNet), within 3x Zennit's float32 distance. Zennit has no
   canonizer for instance norm nor a rule for the residual sum written as `out += residual`: this
   test writes them (each norm merged into its conv with the forward pass's statistics; the sum
   as Zennit's `Sum` layer, which its composites give the Norm rule);
-- a region map (two passes) equals Zennit's per-voxel loop.
+- a region map (two passes) equals Zennit's per-voxel loop in float64 (the same bound, against
+  Zennit's float32 loop's distance).
 The same for a MONAI BasicUNet saved as a bundle (configs/inference.json, models/model.pt,
 configs/metadata.json) and as network.json beside model.safetensors.
 A plans file naming a network outside what the importer builds is refused by name.
 """
+import copy
 import json
 import os
 import subprocess
@@ -166,6 +171,10 @@ def canonized(net, x):
                 b.norm = nn.Identity()
             else:
                 b.adn.N = nn.Identity()
+    from monai.networks.blocks.segresnet_block import ResBlock
+    from monai.networks.nets import SegResNet
+    if isinstance(net, SegResNet):
+        canonize_segresnet(net, x)
     for m in net.modules():
         if isinstance(m, BasicBlockD):
             m.sum = Sum()
@@ -176,6 +185,68 @@ def canonized(net, x):
                 return self.nonlin2(self.sum(torch.stack([out, residual], dim=-1)))
             m.forward = types.MethodType(forward, m)
     return net
+
+
+def canonize_segresnet(net, x):
+    """SegResNet for Zennit: each ResBlock's norm2 merged into conv1 (the forward pass's group
+    statistics, frozen); every other group norm (pre-activation: it follows a sum or the input of
+    a block) a frozen per-channel affine as a BatchNorm3d, which Zennit passes through; the
+    residual sums and the decoder's `up(x) + skip` as Zennit's Sum (the Norm rule)."""
+    import copy
+    from monai.networks.blocks.segresnet_block import ResBlock
+    groups = {}
+    hooks = [m.register_forward_hook(lambda m, i, o: groups.__setitem__(id(m), i[0].detach()))
+             for m in net.modules() if isinstance(m, nn.GroupNorm)]
+    with torch.no_grad():
+        net(x)
+    for h in hooks:
+        h.remove()
+
+    def affine(norm, z):
+        z = z.double()
+        n, c = z.shape[:2]
+        g = z.reshape(n, norm.num_groups, -1)
+        mean, var = g.mean(-1), g.var(-1, unbiased=False)
+        mean = mean.repeat_interleave(c // norm.num_groups, 1)[0]
+        var = var.repeat_interleave(c // norm.num_groups, 1)[0]
+        scale = norm.weight.double() / torch.sqrt(var + norm.eps)
+        return scale, norm.bias.double() - mean * scale
+
+    def frozen(norm):
+        scale, shift = affine(norm, groups[id(norm)])
+        bn = nn.BatchNorm3d(norm.num_channels, eps=0.0).eval()
+        with torch.no_grad():
+            bn.weight.copy_(scale.float())
+            bn.bias.copy_(shift.float())
+            bn.running_mean.zero_()
+            bn.running_var.fill_(1.0)
+        return bn
+
+    with torch.no_grad():
+        for m in net.modules():
+            if isinstance(m, ResBlock):
+                scale, shift = affine(m.norm2, groups[id(m.norm2)])
+                conv = m.conv1.conv
+                conv.weight.copy_((conv.weight.double() * scale.reshape(-1, 1, 1, 1, 1)).float())
+                conv.bias = nn.Parameter(shift.float())
+                m.norm2 = nn.Identity()
+                m.norm1 = frozen(m.norm1)
+                m.sum = Sum()
+                # One module per use: Zennit's hooks keep one forward call's tensors per module.
+                m.act1, m.act2 = copy.deepcopy(m.act), copy.deepcopy(m.act)
+
+                def forward(self, x):
+                    y = self.conv2(self.act2(self.norm2(self.conv1(self.act1(self.norm1(x))))))
+                    return self.sum(torch.stack([y, x], dim=-1))
+                m.forward = types.MethodType(forward, m)
+        net.conv_final[0] = frozen(net.conv_final[0])
+    net.sums = nn.ModuleList([Sum() for _ in net.up_layers])
+
+    def decode(self, x, down_x):
+        for i, (up, upl) in enumerate(zip(self.up_samples, self.up_layers)):
+            x = upl(self.sums[i](torch.stack([up(x), down_x[i + 1]], dim=-1)))
+        return self.conv_final(x)
+    net.decode = types.MethodType(decode, net)
 
 
 def zennit_composite(name, low, high):
@@ -193,31 +264,36 @@ def zennit_relevance(model, x, name, low, high, onehot):
     return out, rel[0].detach().numpy()
 
 
-def monai_folder(root, flat):
-    """A random-weight MONAI BasicUNet (2 channels, 3 classes) as a bundle, or as network.json
-    beside model.safetensors; returns (folder, net, channel names, class names)."""
-    from monai.networks.nets import BasicUNet
+def monai_folder(root, flat, segresnet=False):
+    """A random-weight MONAI BasicUNet or SegResNet (2 channels, 3 classes) as a bundle, or as
+    network.json beside model.safetensors; returns (folder, net, channel names, class names)."""
+    from monai.networks.nets import BasicUNet, SegResNet
     torch.manual_seed(7)
-    args = dict(spatial_dims=3, in_channels=2, out_channels=3, features=[4, 4, 8, 8, 16, 4])
-    net = BasicUNet(**args)
+    if segresnet:
+        args = dict(spatial_dims=3, in_channels=2, out_channels=3, init_filters=4, blocks_down=[1, 2, 2],
+                    blocks_up=[1, 1], norm=["group", {"num_groups": 2}])
+        net, target = SegResNet(**args), "SegResNet"
+    else:
+        args = dict(spatial_dims=3, in_channels=2, out_channels=3, features=[4, 4, 8, 8, 16, 4])
+        net, target = BasicUNet(**args), "monai.networks.nets.BasicUNet"
     with torch.no_grad():
         for name, p in net.named_parameters():
-            if ".adn.N." in name or name.endswith("bias"):
+            if ".adn.N." in name or "norm" in name or name.startswith("conv_final.0") or name.endswith("bias"):
                 p.copy_((1.0 if name.endswith("weight") else 0.0) + 0.3 * torch.randn_like(p))
     names, classes = ["T2", "ADC"], ["background", "prostate", "lesion"]
     meta = {"network_data_format": {
         "inputs": {"image": {"num_channels": 2, "channel_def": {"0": names[0], "1": names[1]}}},
         "outputs": {"pred": {"num_channels": 3, "channel_def": {str(i): c for i, c in enumerate(classes)}}}}}
-    network_def = {"_target_": "monai.networks.nets.BasicUNet", **args}
+    network_def = {"_target_": target, **args}
     if flat:
-        folder = root / "monai-flat"
+        folder = root / ("monai-flat-" + target.rsplit(".", 1)[-1])
         folder.mkdir()
         (folder / "network.json").write_text(json.dumps(network_def))
         (folder / "metadata.json").write_text(json.dumps(meta))
         from safetensors.torch import save_file
         save_file({k: v.contiguous() for k, v in net.state_dict().items()}, folder / "model.safetensors")
     else:
-        folder = root / "monai-bundle"
+        folder = root / ("monai-bundle-" + target.rsplit(".", 1)[-1])
         (folder / "configs").mkdir(parents=True)
         (folder / "models").mkdir()
         (folder / "configs" / "inference.json").write_text(json.dumps({"network_def": network_def, "device": "$torch.device('cpu')"}))
@@ -239,6 +315,8 @@ def check(label, folder, net, names, classes, x, region_composite, params):
     low = xt.amin(dim=(0, 2, 3, 4)).reshape(1, -1, 1, 1, 1).expand_as(xt)
     high = xt.amax(dim=(0, 2, 3, 4)).reshape(1, -1, 1, 1, 1).expand_as(xt)
     model = canonized(net, xt)
+    model64 = copy.deepcopy(model).double()
+    x64, low64, high64 = xt.double(), low.double(), high.double()
     k = len(classes)
     onehot = torch.zeros(1, k, d, h, w)
     onehot[0, 1, voxel[0], voxel[1], voxel[2]] = 1.0
@@ -253,12 +331,14 @@ def check(label, folder, net, names, classes, x, region_composite, params):
             err = np.abs(got - ref_logits).max() / np.abs(ref_logits).max()
             report(err <= 1e-4, f"{label}: logits max|Δ|/max|logit| {err:.1e}", f"{label}: logits")
         ours = np.fromfile(tmp / "r.f32", dtype="<f4").reshape(shape)
-        out, ref = zennit_relevance(model, xt, name, low, high, onehot)
-        err = np.abs(ours - ref).max() / np.abs(ref).max()
+        out, ref = zennit_relevance(model64, x64, name, low64, high64, onehot.double())
+        _, ref32 = zennit_relevance(model, xt, name, low, high, onehot)
+        scale = np.abs(ref).max()
+        err, err32 = np.abs(ours - ref).max() / scale, np.abs(ref32 - ref).max() / scale
         logit = out[0, 1, voxel[0], voxel[1], voxel[2]].item()
-        ok = err <= 1e-4 and abs(summary["logit"] - logit) <= 1e-4 * max(1.0, abs(logit))
-        report(ok, f"{label} / {name}: max|ΔR|/max|R| {err:.1e}, logit {summary['logit']:.5f} vs {logit:.5f}",
-               f"{label} / {name}")
+        ok = err <= max(1e-4, 3 * err32) and abs(summary["logit"] - logit) <= 1e-4 * max(1.0, abs(logit))
+        report(ok, f"{label} / {name}: max|ΔR|/max|R| vs Zennit float64 {err:.1e} (Zennit float32 {err32:.1e}), "
+               f"logit {summary['logit']:.5f} vs {logit:.5f}", f"{label} / {name}")
 
     # The two-pass region map against Zennit's loop over the region's voxels.
     name = region_composite
@@ -271,16 +351,20 @@ def check(label, folder, net, names, classes, x, region_composite, params):
     for z in range(box[0], box[3]):
         for y in range(box[1], box[4]):
             for xx in range(box[2], box[5]):
-                onehot = torch.zeros(1, k, d, h, w)
+                onehot = torch.zeros(1, k, d, h, w, dtype=torch.float64)
                 onehot[0, 2, z, y, xx] = 1.0
-                _, rel = zennit_relevance(model, xt, name, low, high, onehot)
-                maps.append((rel.astype(np.float64), rel.astype(np.float64).sum()))
-    largest = max(abs(t) for _, t in maps)
-    kept = [(m, t) for m, t in maps if abs(t) >= 1e-3 * largest]
-    ref = sum(m / t for m, t in kept)
-    err = np.abs(ours - ref).max() / np.abs(ref).max()
-    report(err <= 1e-4 and summary["kept"] == len(kept),
-           f"{label} / {name}: region of {len(maps)} voxels, two-pass vs Zennit per-voxel max|ΔM_A|/max|M_A| {err:.1e}",
+                _, rel = zennit_relevance(model64, x64, name, low64, high64, onehot)
+                _, rel32 = zennit_relevance(model, xt, name, low, high, onehot.float())
+                maps.append((rel, rel.sum(), rel32.astype(np.float64), rel32.astype(np.float64).sum()))
+    largest = max(abs(m[1]) for m in maps)
+    kept = [m for m in maps if abs(m[1]) >= 1e-3 * largest]
+    ref = sum(m[0] / m[1] for m in kept)
+    ref32 = sum(m[2] / m[3] for m in kept)
+    scale = np.abs(ref).max()
+    err, err32 = np.abs(ours - ref).max() / scale, np.abs(ref32 - ref).max() / scale
+    report(err <= max(1e-4, 3 * err32) and summary["kept"] == len(kept),
+           f"{label} / {name}: region of {len(maps)} voxels, two-pass vs Zennit's float64 per-voxel loop "
+           f"max|ΔM_A|/max|M_A| {err:.1e} (Zennit float32 {err32:.1e})",
            f"{label}: region map")
 
 
@@ -309,6 +393,11 @@ with tempfile.TemporaryDirectory() as tmp:
         x = rng.standard_normal((2, 16, 32, 16)).astype(np.float32)
         label = "MONAI BasicUNet, " + ("network.json + model.safetensors" if flat else "bundle with model.pt")
         check(label, folder, net, names, classes, x, "EpsilonAlpha2Beta1", sum(p.numel() for p in net.parameters()))
+    folder, net, names, classes = monai_folder(tmp, False, segresnet=True)
+    net.eval()
+    x = rng.standard_normal((2, 16, 24, 20)).astype(np.float32)
+    check("MONAI SegResNet (group norm, residual sums, trilinear up-sampling)", folder, net, names, classes, x,
+          "EpsilonGammaBox", sum(p.numel() for p in net.parameters()))
 
     # A network the importer does not build is refused, naming it.
     folder = next(tmp.glob("Dataset002_Test/*"))
@@ -319,7 +408,7 @@ with tempfile.TemporaryDirectory() as tmp:
     out = run("model", "info", folder, check=False)
     report(out.returncode == 1 and "\"Primus\" is not supported" in out.stderr and "panicked" not in out.stderr,
            f"an unsupported network is refused: {out.stderr.strip()}", "refusal")
-    folder = tmp / "monai-flat"
+    folder = tmp / "monai-flat-BasicUNet"
     (folder / "network.json").write_text(json.dumps({"_target_": "SwinUNETR", "in_channels": 2, "out_channels": 3}))
     out = run("model", "info", folder, check=False)
     report(out.returncode == 1 and "\"SwinUNETR\" is not supported" in out.stderr and "panicked" not in out.stderr,

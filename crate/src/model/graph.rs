@@ -92,8 +92,8 @@ impl NormSpec {
                     _ => c,
                 };
                 let flat = z.clone().reshape([groups, c / groups * d * h * w]);
-                let mean = flat.clone().mean_dim(1);
-                let var = (flat - mean.clone()).powi_scalar(2).mean_dim(1);
+                let mean = mean_rows(flat.clone());
+                let var = mean_rows((flat - mean.clone()).powi_scalar(2));
                 let per_channel = |t: Tensor<2>| t.reshape([groups, 1]).expand([groups, c / groups]).reshape([c]);
                 (per_channel(mean), per_channel(var))
             }
@@ -119,6 +119,18 @@ impl NormSpec {
         let (scale, shift) = self.affine(&z);
         per_channel(z, scale, shift)
     }
+}
+
+/// The mean of each row of `t` (`[rows, n]` → `[rows, 1]`), summed in blocks of rows of up to 256
+/// values and then over the blocks: a float32 sum of one long row loses ~√n·ε, and these means
+/// set norms whose outputs LRP divides by (PyTorch's norms sum in blocks too).
+fn mean_rows(t: Tensor<2>) -> Tensor<2> {
+    let [rows, n] = t.dims();
+    let block = (1..=256).rev().find(|b| n % b == 0).unwrap_or(1);
+    if block == 1 || block == n {
+        return t.mean_dim(1);
+    }
+    t.reshape([rows, n / block, block]).mean_dim(2).mean_dim(1).reshape([rows, 1])
 }
 
 /// `z·scale + shift` with one scale and shift per channel.

@@ -6,7 +6,9 @@
 //! `BasicUNet` is built: two conv–norm–activation blocks per level (MONAI's `Convolution` with its
 //! `ADN` in the default order norm, dropout, activation), 2×2×2 max-pooling down, transposed
 //! convs up (`upsample="deconv"`), the skip concatenated before the up-sampled features, a 1×1×1
-//! head. Channel counts are read from the weights' shapes. Node names are the state dict's
+//! head. `SegResNet` is built: pre-activation residual blocks with group norm, strided-conv
+//! down-sampling, trilinear (or transposed-conv) up-sampling added to the encoder's features.
+//! Channel counts are read from the weights' shapes. Node names are the state dict's
 //! (`down_1.convs.conv_0.conv`).
 
 use std::path::{Path, PathBuf};
@@ -86,6 +88,19 @@ impl Builder<'_> {
     }
 
     fn conv(&mut self, name: &str, x: usize, transposed: bool, padding: usize) -> Result<(usize, usize), String> {
+        self.strided(name, x, transposed, padding, 1)
+    }
+
+    /// A conv (stride `stride`) or a transposed conv (stride = kernel) called `name`, its channel
+    /// counts from its weights; returns the node and its output channels.
+    fn strided(
+        &mut self,
+        name: &str,
+        x: usize,
+        transposed: bool,
+        padding: usize,
+        stride: usize,
+    ) -> Result<(usize, usize), String> {
         let s = self.shape(&format!("{name}.weight"))?;
         let [a, b, k0, k1, k2]: [usize; 5] =
             s.as_slice().try_into().map_err(|_| format!("\"{name}\" is not a 3D conv"))?;
@@ -95,15 +110,14 @@ impl Builder<'_> {
             Some(_) => Some(self.tensor(&format!("{name}.bias"), [out])?),
             None => None,
         };
-        let stride = if transposed { [k0, k1, k2] } else { [1; 3] };
+        let stride = if transposed { [k0, k1, k2] } else { [stride; 3] };
         let spec = ConvSpec { weight, bias, stride, padding: [padding; 3], output_padding: [0; 3], transposed };
         Ok((self.push(name, Op::Conv(spec), vec![x]), out))
     }
 
-    /// MONAI's `Convolution` at `p`: conv, then its ADN (norm, dropout, activation).
-    fn convolution(&mut self, p: &str, x: usize) -> Result<usize, String> {
-        let (h, c) = self.conv(&format!("{p}.conv"), x, false, 1)?;
-        let n = format!("{p}.adn.N");
+    /// The network's norm at `n` (parameters `n.weight`, …) on `c` channels of node `x`.
+    fn norm(&mut self, n: &str, x: usize, c: usize) -> Result<usize, String> {
+        let n = n.to_string();
         let affine = self.weights.shape(&format!("{n}.weight")).is_some();
         let (weight, bias) = if affine {
             (Some(self.tensor(&format!("{n}.weight"), [c])?), Some(self.tensor(&format!("{n}.bias"), [c])?))
@@ -125,10 +139,18 @@ impl Builder<'_> {
                 return Err(format!("network_def: the norm \"{other}\" is not supported (instance, batch, group)"))
             }
         };
-        let mut h = h;
-        if let Some(statistics) = statistics {
-            h = self.push(&n, Op::Norm(NormSpec { statistics, weight, bias, eps, channels: c }), vec![h]);
-        }
+        Ok(match statistics {
+            Some(statistics) => {
+                self.push(&n, Op::Norm(NormSpec { statistics, weight, bias, eps, channels: c }), vec![x])
+            }
+            None => x,
+        })
+    }
+
+    /// MONAI's `Convolution` at `p`: conv, then its ADN (norm, dropout, activation).
+    fn convolution(&mut self, p: &str, x: usize) -> Result<usize, String> {
+        let (h, c) = self.conv(&format!("{p}.conv"), x, false, 1)?;
+        let h = self.norm(&format!("{p}.adn.N"), h, c)?;
         let act = match &self.act {
             Op::PRelu(_) => {
                 let a = format!("{p}.adn.A.weight");
@@ -154,15 +176,7 @@ fn basic_unet(def: &Value, weights: &Weights, device: &Device) -> Result<Graph, 
     if upsample != "deconv" {
         return Err(format!("network_def: BasicUNet's upsample \"{upsample}\" is not supported (deconv)"));
     }
-    let (act, kwargs) = named(def.get("act"), ("leakyrelu", serde_json::json!({"negative_slope": 0.1})));
-    let act = match act.as_str() {
-        "leakyrelu" => Op::LeakyRelu(kwargs.get("negative_slope").and_then(Value::as_f64).unwrap_or(0.01) as f32),
-        "relu" => Op::Relu,
-        "prelu" => Op::PRelu(Tensor::zeros([1], device)),
-        other => {
-            return Err(format!("network_def: the activation \"{other}\" is not supported (LeakyReLU, ReLU, PReLU)"))
-        }
-    };
+    let act = activation(def, ("leakyrelu", serde_json::json!({"negative_slope": 0.1})), device)?;
     let norm = named(def.get("norm"), ("instance", serde_json::json!({"affine": true})));
     let mut b = Builder {
         nodes: vec![Node { name: "input".into(), op: Op::Input, inputs: vec![] }],
@@ -192,6 +206,103 @@ fn basic_unet(def: &Value, weights: &Weights, device: &Device) -> Result<Graph, 
     let graph = Graph { nodes: b.nodes, output: head, in_channels, classes };
     graph.validate()?;
     Ok(graph)
+}
+
+/// The activation named by a network_def's `act` (MONAI's default for the network given).
+fn activation(def: &Value, default: (&str, Value), device: &Device) -> Result<Op, String> {
+    let (act, kwargs) = named(def.get("act"), default);
+    Ok(match act.as_str() {
+        "leakyrelu" => Op::LeakyRelu(kwargs.get("negative_slope").and_then(Value::as_f64).unwrap_or(0.01) as f32),
+        "relu" => Op::Relu,
+        "prelu" => Op::PRelu(Tensor::zeros([1], device)),
+        other => {
+            return Err(format!("network_def: the activation \"{other}\" is not supported (LeakyReLU, ReLU, PReLU)"))
+        }
+    })
+}
+
+/// SegResNet (Myronenko 2018): pre-activation residual blocks (norm, act, conv, norm, act,
+/// conv, plus the block's input), strided-conv down-sampling, and up-sampling by a 1×1×1 conv and
+/// trilinear interpolation (or a transposed conv) added to the encoder's features. A norm that
+/// follows a conv is merged into it; the pre-activation norms stay frozen per-channel affines.
+fn seg_res_net(def: &Value, weights: &Weights, device: &Device) -> Result<Graph, String> {
+    if def.get("spatial_dims").and_then(Value::as_u64).unwrap_or(3) != 3 {
+        return Err("network_def: only 3D networks (spatial_dims 3) are explained".into());
+    }
+    let mode = def.get("upsample_mode").and_then(Value::as_str).unwrap_or("nontrainable");
+    if mode != "nontrainable" && mode != "deconv" {
+        return Err(format!(
+            "network_def: SegResNet's upsample_mode \"{mode}\" is not supported (nontrainable, deconv)"
+        ));
+    }
+    if def.get("use_conv_final").and_then(Value::as_bool) == Some(false) {
+        return Err("network_def: SegResNet without its final conv (use_conv_final false) is not supported".into());
+    }
+    let act = activation(def, ("relu", Value::Null), device)?;
+    let groups = def.get("num_groups").and_then(Value::as_u64).unwrap_or(8);
+    let norm = named(def.get("norm"), ("group", serde_json::json!({ "num_groups": groups })));
+    let mut b = Builder {
+        nodes: vec![Node { name: "input".into(), op: Op::Input, inputs: vec![] }],
+        weights,
+        device,
+        norm,
+        act,
+    };
+    let in_channels = b.shape("convInit.conv.weight")?[1];
+    let blocks = |key: &str, default: &[usize]| -> Vec<usize> {
+        def.get(key)
+            .and_then(Value::as_array)
+            .map(|a| a.iter().filter_map(Value::as_u64).map(|v| v as usize).collect())
+            .unwrap_or_else(|| default.to_vec())
+    };
+    let (down, up) = (blocks("blocks_down", &[1, 2, 2, 4]), blocks("blocks_up", &[1, 1, 1]));
+    if up.len() + 1 != down.len() {
+        return Err("network_def: SegResNet needs one more blocks_down entry than blocks_up".into());
+    }
+    let (mut h, mut c) = b.conv("convInit.conv", 0, false, 1)?;
+    let mut skips = Vec::new();
+    for (i, n) in down.iter().enumerate() {
+        if i > 0 {
+            (h, c) = b.strided(&format!("down_layers.{i}.0.conv"), h, false, 1, 2)?;
+        }
+        for j in 1..=*n {
+            h = res_block(&mut b, &format!("down_layers.{i}.{j}"), h, c)?;
+        }
+        skips.push(h);
+    }
+    skips.pop();
+    for (i, n) in up.iter().enumerate() {
+        (h, c) = b.conv(&format!("up_samples.{i}.0.conv"), h, false, 0)?;
+        h = if mode == "deconv" {
+            b.conv(&format!("up_samples.{i}.1.deconv"), h, true, 0)?.0
+        } else {
+            b.push(&format!("up_samples.{i}.1"), Op::Upsample(crate::upsample::Mode::Trilinear), vec![h])
+        };
+        let skip = skips.pop().expect("a skip per up level");
+        h = b.push(&format!("up_samples.{i}.add"), Op::Add, vec![h, skip]);
+        for j in 0..*n {
+            h = res_block(&mut b, &format!("up_layers.{i}.{j}"), h, c)?;
+        }
+    }
+    h = b.norm("conv_final.0", h, c)?;
+    let act = b.act.clone();
+    h = b.push("conv_final.1", act, vec![h]);
+    let (head, classes) = b.conv("conv_final.2.conv", h, false, 0)?;
+    let graph = Graph { nodes: b.nodes, output: head, in_channels, classes };
+    graph.validate()?;
+    Ok(graph)
+}
+
+/// SegResNet's `ResBlock` at `p` on node `x` of `c` channels.
+fn res_block(b: &mut Builder, p: &str, x: usize, c: usize) -> Result<usize, String> {
+    let act = b.act.clone();
+    let h = b.norm(&format!("{p}.norm1"), x, c)?;
+    let h = b.push(&format!("{p}.act1"), act.clone(), vec![h]);
+    let (h, _) = b.conv(&format!("{p}.conv1.conv"), h, false, 1)?;
+    let h = b.norm(&format!("{p}.norm2"), h, c)?;
+    let h = b.push(&format!("{p}.act2"), act, vec![h]);
+    let (h, _) = b.conv(&format!("{p}.conv2.conv"), h, false, 1)?;
+    Ok(b.push(&format!("{p}.add"), Op::Add, vec![h, x]))
 }
 
 /// The names a bundle's metadata gives its input channels and output classes, if any.
@@ -244,9 +355,10 @@ pub fn load(path: &Path, device: &Device) -> Result<Monai, String> {
     let weights = Weights::from_file(&weights_path)?;
     let graph = match class {
         "BasicUNet" | "BasicUnet" | "Basicunet" => basic_unet(def, &weights, device)?,
+        "SegResNet" => seg_res_net(def, &weights, device)?,
         other => {
             return Err(format!(
-                "{}: the MONAI network \"{other}\" is not supported yet (BasicUNet)",
+                "{}: the MONAI network \"{other}\" is not supported yet (BasicUNet, SegResNet)",
                 def_path.display()
             ))
         }
