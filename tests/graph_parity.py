@@ -175,6 +175,9 @@ def canonized(net, x):
     from monai.networks.nets import SegResNet
     if isinstance(net, SegResNet):
         canonize_segresnet(net, x)
+    from monai.networks.nets import DynUNet
+    if isinstance(net, DynUNet):
+        canonize_dynunet(net, x)
     for m in net.modules():
         if isinstance(m, BasicBlockD):
             m.sum = Sum()
@@ -249,6 +252,42 @@ def canonize_segresnet(net, x):
     net.decode = types.MethodType(decode, net)
 
 
+def canonize_dynunet(net, x):
+    """DynUNet for Zennit: every instance norm merged into the conv before it (the forward pass's
+    statistics, frozen), one activation module per use, and each residual `out += residual` as
+    Zennit's Sum."""
+    from monai.networks.blocks.dynunet_block import UnetBasicBlock, UnetResBlock
+    blocks = [m for m in net.modules() if isinstance(m, (UnetBasicBlock, UnetResBlock))]
+    pairs = [(b, i) for b in blocks for i in (1, 2, 3) if hasattr(b, f"norm{i}")]
+    outs = {}
+    hooks = [getattr(b, f"conv{i}").register_forward_hook(lambda m, inp, o, key=(id(b), i): outs.__setitem__(key, o.detach()))
+             for b, i in pairs]
+    with torch.no_grad():
+        net(x)
+    for h in hooks:
+        h.remove()
+    with torch.no_grad():
+        for b, i in pairs:
+            norm, conv = getattr(b, f"norm{i}"), getattr(b, f"conv{i}").conv
+            z = outs[(id(b), i)].double()
+            mean, var = z.mean(dim=(0, 2, 3, 4)), z.var(dim=(0, 2, 3, 4), unbiased=False)
+            scale = norm.weight.double() / torch.sqrt(var + norm.eps)
+            conv.weight.copy_((conv.weight.double() * scale.reshape(-1, 1, 1, 1, 1)).float())
+            conv.bias = nn.Parameter((norm.bias.double() - mean * scale).float())
+            setattr(b, f"norm{i}", nn.Identity())
+    for b in blocks:
+        b.act1, b.act2, b.sum = copy.deepcopy(b.lrelu), copy.deepcopy(b.lrelu), Sum()
+        if isinstance(b, UnetResBlock):
+            def forward(self, inp):
+                out = self.norm2(self.conv2(self.act1(self.norm1(self.conv1(inp)))))
+                residual = self.norm3(self.conv3(inp)) if hasattr(self, "conv3") else inp
+                return self.act2(self.sum(torch.stack([out, residual], dim=-1)))
+        else:
+            def forward(self, inp):
+                return self.act2(self.norm2(self.conv2(self.act1(self.norm1(self.conv1(inp))))))
+        b.forward = types.MethodType(forward, b)
+
+
 def zennit_composite(name, low, high):
     if name == "Epsilon":
         return LayerMapComposite(layer_map=layer_map_base() + [(Convolution, Epsilon(1e-6))])
@@ -264,12 +303,16 @@ def zennit_relevance(model, x, name, low, high, onehot):
     return out, rel[0].detach().numpy()
 
 
-def monai_folder(root, flat, segresnet=False):
+def monai_folder(root, flat, segresnet=False, dynunet=False):
     """A random-weight MONAI BasicUNet or SegResNet (2 channels, 3 classes) as a bundle, or as
     network.json beside model.safetensors; returns (folder, net, channel names, class names)."""
-    from monai.networks.nets import BasicUNet, SegResNet
+    from monai.networks.nets import BasicUNet, DynUNet, SegResNet
     torch.manual_seed(7)
-    if segresnet:
+    if dynunet:
+        args = dict(spatial_dims=3, in_channels=2, out_channels=3, kernel_size=[3, 3, 3, 3], strides=[1, 2, 2, [1, 2, 2]],
+                    upsample_kernel_size=[2, 2, [1, 2, 2]], filters=[4, 8, 8, 16], res_block=True)
+        net, target = DynUNet(**args), "DynUNet"
+    elif segresnet:
         args = dict(spatial_dims=3, in_channels=2, out_channels=3, init_filters=4, blocks_down=[1, 2, 2],
                     blocks_up=[1, 1], norm=["group", {"num_groups": 2}])
         net, target = SegResNet(**args), "SegResNet"
@@ -291,7 +334,7 @@ def monai_folder(root, flat, segresnet=False):
         (folder / "network.json").write_text(json.dumps(network_def))
         (folder / "metadata.json").write_text(json.dumps(meta))
         from safetensors.torch import save_file
-        save_file({k: v.contiguous() for k, v in net.state_dict().items()}, folder / "model.safetensors")
+        save_file({k: v.clone().contiguous() for k, v in net.state_dict().items()}, folder / "model.safetensors")
     else:
         folder = root / ("monai-bundle-" + target.rsplit(".", 1)[-1])
         (folder / "configs").mkdir(parents=True)
@@ -398,6 +441,11 @@ with tempfile.TemporaryDirectory() as tmp:
     x = rng.standard_normal((2, 16, 24, 20)).astype(np.float32)
     check("MONAI SegResNet (group norm, residual sums, trilinear up-sampling)", folder, net, names, classes, x,
           "EpsilonGammaBox", sum(p.numel() for p in net.parameters()))
+    folder, net, names, classes = monai_folder(tmp, True, dynunet=True)
+    net.eval()
+    x = rng.standard_normal((2, 16, 24, 16)).astype(np.float32)
+    check("MONAI DynUNet (residual blocks, anisotropic strides)", folder, net, names, classes, x, "EpsilonPlus",
+          sum(p.numel() for p in net.parameters()))
 
     # A network the importer does not build is refused, naming it.
     folder = next(tmp.glob("Dataset002_Test/*"))

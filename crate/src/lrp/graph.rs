@@ -124,6 +124,7 @@ impl Plan {
         let merges = graph.merges();
         let nonneg = non_negative(graph);
         let merged_convs: Vec<usize> = merges.iter().flatten().copied().collect();
+        let first = graph.first_layers();
         let mut steps = Vec::with_capacity(graph.nodes.len());
         let mut targets = Vec::with_capacity(graph.nodes.len());
         for (i, node) in graph.nodes.iter().enumerate() {
@@ -139,9 +140,7 @@ impl Plan {
             };
             let rule_for = |conv: usize, linear: Linear, x: usize| {
                 let name = &graph.nodes[conv].name;
-                // The `…Box` and `…Flat` composites' first layer: a conv reading the input (each
-                // fold's, in an ensemble).
-                let rule = composite.rule_at(name, x == 0);
+                let rule = composite.rule_at(name, first.contains(&conv));
                 let input = if nonneg[x] { Input::NonNegative } else { Input::Signed };
                 Step::Rule(PreparedRule::with_output(&rule, &linear, value(x), input, Some(value(i))))
             };

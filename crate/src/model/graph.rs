@@ -268,6 +268,24 @@ impl Graph {
             .collect()
     }
 
+    /// The convs the `…Box` and `…Flat` composites treat as the first layer: as Zennit, the first
+    /// conv in the network's order, which reads the input (a residual projection of the input
+    /// that comes after it is not); in an ensemble (`fold_N/` names) each fold's.
+    pub fn first_layers(&self) -> Vec<usize> {
+        let mut seen: Vec<&str> = Vec::new();
+        let mut out = Vec::new();
+        for (i, node) in self.nodes.iter().enumerate() {
+            if matches!(node.op, Op::Conv(_)) && node.inputs == [0] {
+                let network = node.name.split_once('/').map_or("", |(fold, _)| fold);
+                if !seen.contains(&network) {
+                    seen.push(network);
+                    out.push(i);
+                }
+            }
+        }
+        out
+    }
+
     /// Checks the graph's wiring and channel counts; returns each node's channels.
     pub fn validate(&self) -> Result<Vec<usize>, String> {
         let mut channels = Vec::with_capacity(self.nodes.len());

@@ -8,6 +8,8 @@
 //! convs up (`upsample="deconv"`), the skip concatenated before the up-sampled features, a 1×1×1
 //! head. `SegResNet` is built: pre-activation residual blocks with group norm, strided-conv
 //! down-sampling, trilinear (or transposed-conv) up-sampling added to the encoder's features.
+//! `DynUNet` is built: residual or basic blocks per stage with any per-axis kernels and strides,
+//! transposed convs up (deep-supervision heads ignored).
 //! Channel counts are read from the weights' shapes. Node names are the state dict's
 //! (`down_1.convs.conv_0.conv`).
 
@@ -115,6 +117,33 @@ impl Builder<'_> {
         Ok((self.push(name, Op::Conv(spec), vec![x]), out))
     }
 
+    /// A conv called `name` with the given kernel, stride and padding (its channels from its
+    /// weights; a bias if the weights have one); returns the node and its output channels.
+    fn conv_with(
+        &mut self,
+        name: &str,
+        x: usize,
+        k: [usize; 3],
+        stride: [usize; 3],
+        padding: [usize; 3],
+    ) -> Result<(usize, usize), String> {
+        let s = self.shape(&format!("{name}.weight"))?;
+        if s.len() != 5 || s[2..] != k {
+            return Err(format!(
+                "{}: \"{name}\" has kernel {:?}, the network_def says {k:?}",
+                self.weights.source,
+                &s[2.min(s.len())..]
+            ));
+        }
+        let weight = self.tensor(&format!("{name}.weight"), [s[0], s[1], k[0], k[1], k[2]])?;
+        let bias = match self.weights.shape(&format!("{name}.bias")) {
+            Some(_) => Some(self.tensor(&format!("{name}.bias"), [s[0]])?),
+            None => None,
+        };
+        let spec = ConvSpec { weight, bias, stride, padding, output_padding: [0; 3], transposed: false };
+        Ok((self.push(name, Op::Conv(spec), vec![x]), s[0]))
+    }
+
     /// The network's norm at `n` (parameters `n.weight`, …) on `c` channels of node `x`.
     fn norm(&mut self, n: &str, x: usize, c: usize) -> Result<usize, String> {
         let n = n.to_string();
@@ -176,7 +205,7 @@ fn basic_unet(def: &Value, weights: &Weights, device: &Device) -> Result<Graph, 
     if upsample != "deconv" {
         return Err(format!("network_def: BasicUNet's upsample \"{upsample}\" is not supported (deconv)"));
     }
-    let act = activation(def, ("leakyrelu", serde_json::json!({"negative_slope": 0.1})), device)?;
+    let act = activation(def.get("act"), ("leakyrelu", serde_json::json!({"negative_slope": 0.1})), device)?;
     let norm = named(def.get("norm"), ("instance", serde_json::json!({"affine": true})));
     let mut b = Builder {
         nodes: vec![Node { name: "input".into(), op: Op::Input, inputs: vec![] }],
@@ -208,9 +237,9 @@ fn basic_unet(def: &Value, weights: &Weights, device: &Device) -> Result<Graph, 
     Ok(graph)
 }
 
-/// The activation named by a network_def's `act` (MONAI's default for the network given).
-fn activation(def: &Value, default: (&str, Value), device: &Device) -> Result<Op, String> {
-    let (act, kwargs) = named(def.get("act"), default);
+/// The activation a network_def's entry names (`default`: MONAI's for the network).
+fn activation(entry: Option<&Value>, default: (&str, Value), device: &Device) -> Result<Op, String> {
+    let (act, kwargs) = named(entry, default);
     Ok(match act.as_str() {
         "leakyrelu" => Op::LeakyRelu(kwargs.get("negative_slope").and_then(Value::as_f64).unwrap_or(0.01) as f32),
         "relu" => Op::Relu,
@@ -238,7 +267,7 @@ fn seg_res_net(def: &Value, weights: &Weights, device: &Device) -> Result<Graph,
     if def.get("use_conv_final").and_then(Value::as_bool) == Some(false) {
         return Err("network_def: SegResNet without its final conv (use_conv_final false) is not supported".into());
     }
-    let act = activation(def, ("relu", Value::Null), device)?;
+    let act = activation(def.get("act"), ("relu", Value::Null), device)?;
     let groups = def.get("num_groups").and_then(Value::as_u64).unwrap_or(8);
     let norm = named(def.get("norm"), ("group", serde_json::json!({ "num_groups": groups })));
     let mut b = Builder {
@@ -305,6 +334,122 @@ fn res_block(b: &mut Builder, p: &str, x: usize, c: usize) -> Result<usize, Stri
     Ok(b.push(&format!("{p}.add"), Op::Add, vec![h, x]))
 }
 
+/// A network_def entry that is a list of per-stage sizes, each one number or one per axis.
+fn stage_sizes(def: &Value, key: &str) -> Result<Vec<[usize; 3]>, String> {
+    let bad = || format!("network_def: \"{key}\" is not a list of 3D sizes");
+    let one = |v: &Value| -> Result<[usize; 3], String> {
+        match v {
+            Value::Number(n) => Ok([n.as_u64().ok_or_else(bad)? as usize; 3]),
+            Value::Array(a) if a.len() == 3 => {
+                let mut out = [0; 3];
+                for (o, v) in out.iter_mut().zip(a) {
+                    *o = v.as_u64().ok_or_else(bad)? as usize;
+                }
+                Ok(out)
+            }
+            _ => Err(bad()),
+        }
+    };
+    def.get(key).and_then(Value::as_array).ok_or_else(bad)?.iter().map(one).collect()
+}
+
+/// DynUNet (MONAI's nnU-Net-like network): per stage a `UnetResBlock` (conv, norm, act, conv,
+/// norm, plus the input — through a 1×1×1 conv and norm where the block strides or widens —
+/// then act) or a `UnetBasicBlock` (conv, norm, act, conv, norm, act), the first conv of each
+/// stage strided; transposed convs up, their output concatenated before the skip; a 1×1×1 head.
+/// Deep-supervision heads are ignored.
+fn dyn_unet(def: &Value, weights: &Weights, device: &Device) -> Result<Graph, String> {
+    if def.get("spatial_dims").and_then(Value::as_u64).unwrap_or(3) != 3 {
+        return Err("network_def: only 3D networks (spatial_dims 3) are explained".into());
+    }
+    let (kernels, strides) = (stage_sizes(def, "kernel_size")?, stage_sizes(def, "strides")?);
+    let up_kernels = stage_sizes(def, "upsample_kernel_size")?;
+    let n = kernels.len();
+    if n < 2 || strides.len() != n || up_kernels.len() + 1 != n {
+        return Err("network_def: DynUNet needs kernel_size and strides per stage, upsample_kernel_size for all but \
+                    the first"
+            .into());
+    }
+    let act = activation(def.get("act_name"), ("leakyrelu", serde_json::json!({"negative_slope": 0.01})), device)?;
+    let norm = named(def.get("norm_name"), ("instance", serde_json::json!({"affine": true})));
+    let mut b = Builder {
+        nodes: vec![Node { name: "input".into(), op: Op::Input, inputs: vec![] }],
+        weights,
+        device,
+        norm,
+        act,
+    };
+    let res = def.get("res_block").and_then(Value::as_bool).unwrap_or(false);
+    let in_channels = b.shape("input_block.conv1.conv.weight")?[1];
+    let pad =
+        |k: [usize; 3], s: [usize; 3]| -> [usize; 3] { std::array::from_fn(|i| (k[i] + 1).saturating_sub(s[i]) / 2) };
+    let mut h = 0;
+    let mut skips = Vec::new();
+    for stage in 0..n {
+        let p = match stage {
+            0 => "input_block".to_string(),
+            s if s == n - 1 => "bottleneck".to_string(),
+            s => format!("downsamples.{}", s - 1),
+        };
+        h = dyn_block(&mut b, &p, h, kernels[stage], strides[stage], pad(kernels[stage], strides[stage]), res)?;
+        skips.push(h);
+    }
+    skips.pop();
+    for i in 0..n - 1 {
+        let p = format!("upsamples.{i}");
+        let (k, s) = (up_kernels[n - 2 - i], strides[n - 1 - i]);
+        let padding = pad(k, s);
+        let name = format!("{p}.transp_conv.conv");
+        let shape = b.shape(&format!("{name}.weight"))?;
+        let weight = b.tensor(&format!("{name}.weight"), [shape[0], shape[1], k[0], k[1], k[2]])?;
+        let output_padding = std::array::from_fn(|a| (2 * padding[a] + s[a]).saturating_sub(k[a]));
+        let spec = ConvSpec { weight, bias: None, stride: s, padding, output_padding, transposed: true };
+        let up = b.push(&name, Op::Conv(spec), vec![h]);
+        let skip = skips.pop().expect("a skip per up level");
+        // UnetUpBlock: torch.cat((out, skip)): the up-sampled features first.
+        let cat = b.push(&format!("{p}.cat"), Op::Concat, vec![up, skip]);
+        let k = kernels[n - 2 - i];
+        h = dyn_block(&mut b, &format!("{p}.conv_block"), cat, k, [1; 3], pad(k, [1; 3]), false)?;
+    }
+    let (head, classes) = b.conv("output_block.conv.conv", h, false, 0)?;
+    let graph = Graph { nodes: b.nodes, output: head, in_channels, classes };
+    graph.validate()?;
+    Ok(graph)
+}
+
+/// A DynUNet block at `p`: `UnetResBlock` when `res`, else `UnetBasicBlock`.
+fn dyn_block(
+    b: &mut Builder,
+    p: &str,
+    x: usize,
+    k: [usize; 3],
+    stride: [usize; 3],
+    padding: [usize; 3],
+    res: bool,
+) -> Result<usize, String> {
+    let act = b.act.clone();
+    let (h, c) = b.conv_with(&format!("{p}.conv1.conv"), x, k, stride, padding)?;
+    let h = b.norm(&format!("{p}.norm1"), h, c)?;
+    let h = b.push(&format!("{p}.act1"), act.clone(), vec![h]);
+    let (h, _) = b.conv_with(&format!("{p}.conv2.conv"), h, k, [1; 3], padding_for(k))?;
+    let h = b.norm(&format!("{p}.norm2"), h, c)?;
+    if !res {
+        return Ok(b.push(&format!("{p}.act2"), act, vec![h]));
+    }
+    let mut r = x;
+    if b.weights.shape(&format!("{p}.conv3.conv.weight")).is_some() {
+        let (y, _) = b.conv_with(&format!("{p}.conv3.conv"), x, [1; 3], stride, [0; 3])?;
+        r = b.norm(&format!("{p}.norm3"), y, c)?;
+    }
+    let sum = b.push(&format!("{p}.add"), Op::Add, vec![h, r]);
+    Ok(b.push(&format!("{p}.act2"), act, vec![sum]))
+}
+
+/// Same padding of a stride-1 conv.
+fn padding_for(k: [usize; 3]) -> [usize; 3] {
+    k.map(|k| (k - 1) / 2)
+}
+
 /// The names a bundle's metadata gives its input channels and output classes, if any.
 fn names(meta: Option<&Value>, io: &str, key: &str, n: usize, what: &str) -> Vec<String> {
     let defs = meta
@@ -356,9 +501,10 @@ pub fn load(path: &Path, device: &Device) -> Result<Monai, String> {
     let graph = match class {
         "BasicUNet" | "BasicUnet" | "Basicunet" => basic_unet(def, &weights, device)?,
         "SegResNet" => seg_res_net(def, &weights, device)?,
+        "DynUNet" | "DynUnet" | "Dynunet" => dyn_unet(def, &weights, device)?,
         other => {
             return Err(format!(
-                "{}: the MONAI network \"{other}\" is not supported yet (BasicUNet, SegResNet)",
+                "{}: the MONAI network \"{other}\" is not supported yet (BasicUNet, SegResNet, DynUNet)",
                 def_path.display()
             ))
         }
