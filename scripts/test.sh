@@ -35,7 +35,7 @@ step "NIfTI parity with nibabel on real files (Python)"
 SEGLRP_BIN="$CARGO_TARGET_DIR/release/seglrp" "$PYTHON" "$ROOT/tests/nifti_parity.py"
 step "LRP parity with Zennit 0.5.1 on the PyTorch twin (Python)"
 SEGLRP_BIN="$CARGO_TARGET_DIR/release/seglrp" "$PYTHON" "$ROOT/tests/lrp_parity.py"
-step "graph engine parity with PyTorch, nnU-Net and Zennit on nnU-Net model folders (Python)"
+step "graph engine parity with PyTorch and Zennit on nnU-Net model folders and MONAI networks (Python)"
 SEGLRP_BIN="$CARGO_TARGET_DIR/release/seglrp" "$PYTHON" "$ROOT/tests/graph_parity.py"
 
 step "cohort split across a Slurm job array (single-node Slurm from Debian's packages)"
