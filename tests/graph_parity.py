@@ -13,15 +13,22 @@ fold_0/checkpoint_final.pth with nnU-Net's checkpoint entries) that nnU-Net's ow
 - one voxel's relevance for every composite equals Zennit's: within 1e-4 x max |R| of Zennit in
   float64, or, where float32 itself cannot get that close (LRP-ε with ε = 1e-6 and the residual
   sums' Norm rule divide by outputs near 0: Zennit's own float32 result is up to 8e-3 off on
-  SegResNet), within 3x Zennit's float32 distance. Zennit has no
+  SegResNet), within 3x Zennit's float32 distance or 10x the distance the float64 map moves
+  when the input is rounded to float32 (which of the two float32 results lands nearer depends
+  on the machine's summation order). Zennit has no
   canonizer for instance norm nor a rule for the residual sum written as `out += residual`: this
   test writes them (each norm merged into its conv with the forward pass's statistics; the sum
   as Zennit's `Sum` layer, which its composites give the Norm rule);
 - a region map (two passes) equals Zennit's per-voxel loop in float64 (the same bound, against
   Zennit's float32 loop's distance).
-The same for a MONAI BasicUNet saved as a bundle (configs/inference.json, models/model.pt,
-configs/metadata.json) and as network.json beside model.safetensors.
-A plans file naming a network outside what the importer builds is refused by name.
+The same for MONAI networks saved as a bundle (configs/inference.json, models/model.pt,
+configs/metadata.json) or as network.json beside model.safetensors: BasicUNet (both ways),
+SegResNet, DynUNet, and UNet with residual units (PReLU, instance norm without affine) and
+without (LeakyReLU, anisotropic kernels).
+ONNX exports of an nnU-Net network (opsets 13 and 17), a MONAI SegResNet (opset 17 and the
+dynamo-based exporter) and a MONAI UNet (opset 13) are checked the same way.
+A plans file naming a network outside what the importer builds is refused by name, and so is an
+ONNX op outside the engine's list.
 """
 import copy
 import json
@@ -157,10 +164,14 @@ def canonized(net, x):
             norm = b.norm if hasattr(b, "norm") else b.adn.N
             z = stats[id(b)].double()
             mean, var = z.mean(dim=(0, 2, 3, 4)), z.var(dim=(0, 2, 3, 4), unbiased=False)
-            scale = norm.weight.double() / torch.sqrt(var + norm.eps)
-            shift = norm.bias.double() - mean * scale
+            scale = 1 / torch.sqrt(var + norm.eps)
+            shift = -mean * scale
+            if norm.weight is not None:  # MONAI's instance norm has no affine by default
+                scale, shift = scale * norm.weight.double(), shift * norm.weight.double() + norm.bias.double()
             conv = b.conv
-            conv.weight.copy_((conv.weight.double() * scale.reshape(-1, 1, 1, 1, 1)).float())
+            # A transposed conv's weight is [in, out, k...].
+            factor = scale.reshape(1, -1, 1, 1, 1) if isinstance(conv, nn.ConvTranspose3d) else scale.reshape(-1, 1, 1, 1, 1)
+            conv.weight.copy_((conv.weight.double() * factor).float())
             bias = conv.bias.double() if conv.bias is not None else torch.zeros_like(scale)
             if conv.bias is None:
                 conv.bias = nn.Parameter(torch.zeros(conv.out_channels))
@@ -178,7 +189,11 @@ def canonized(net, x):
     from monai.networks.nets import DynUNet
     if isinstance(net, DynUNet):
         canonize_dynunet(net, x)
+    from monai.networks.blocks import ResidualUnit
     for m in net.modules():
+        if isinstance(m, ResidualUnit):
+            m.sum = Sum()
+            m.forward = types.MethodType(lambda self, x: self.sum(torch.stack([self.conv(x), self.residual(x)], dim=-1)), m)
         if isinstance(m, BasicBlockD):
             m.sum = Sum()
 
@@ -303,12 +318,19 @@ def zennit_relevance(model, x, name, low, high, onehot):
     return out, rel[0].detach().numpy()
 
 
-def monai_folder(root, flat, segresnet=False, dynunet=False):
-    """A random-weight MONAI BasicUNet or SegResNet (2 channels, 3 classes) as a bundle, or as
-    network.json beside model.safetensors; returns (folder, net, channel names, class names)."""
-    from monai.networks.nets import BasicUNet, DynUNet, SegResNet
+def monai_folder(root, flat, segresnet=False, dynunet=False, unet=None):
+    """A random-weight MONAI network (2 channels, 3 classes) as a bundle, or as network.json
+    beside model.safetensors; returns (folder, net, channel names, class names). `unet`: the
+    number of residual units of a MONAI UNet."""
+    from monai.networks.nets import BasicUNet, DynUNet, SegResNet, UNet
     torch.manual_seed(7)
-    if dynunet:
+    if unet is not None:
+        args = dict(spatial_dims=3, in_channels=2, out_channels=3, channels=[4, 8, 16], strides=[2, [1, 2, 2]],
+                    num_res_units=unet)
+        if unet == 0:
+            args.update(act="leakyrelu", norm=["instance", {"affine": True}], kernel_size=[3, 3, 1])
+        net, target = UNet(**args), "monai.networks.nets.UNet"
+    elif dynunet:
         args = dict(spatial_dims=3, in_channels=2, out_channels=3, kernel_size=[3, 3, 3, 3], strides=[1, 2, 2, [1, 2, 2]],
                     upsample_kernel_size=[2, 2, [1, 2, 2]], filters=[4, 8, 8, 16], res_block=True)
         net, target = DynUNet(**args), "DynUNet"
@@ -329,20 +351,34 @@ def monai_folder(root, flat, segresnet=False, dynunet=False):
         "outputs": {"pred": {"num_channels": 3, "channel_def": {str(i): c for i, c in enumerate(classes)}}}}}
     network_def = {"_target_": target, **args}
     if flat:
-        folder = root / ("monai-flat-" + target.rsplit(".", 1)[-1])
+        folder = root / ("monai-flat-" + target.rsplit(".", 1)[-1] + str(unet or ""))
         folder.mkdir()
         (folder / "network.json").write_text(json.dumps(network_def))
         (folder / "metadata.json").write_text(json.dumps(meta))
         from safetensors.torch import save_file
         save_file({k: v.clone().contiguous() for k, v in net.state_dict().items()}, folder / "model.safetensors")
     else:
-        folder = root / ("monai-bundle-" + target.rsplit(".", 1)[-1])
+        folder = root / ("monai-bundle-" + target.rsplit(".", 1)[-1] + str(unet or ""))
         (folder / "configs").mkdir(parents=True)
         (folder / "models").mkdir()
         (folder / "configs" / "inference.json").write_text(json.dumps({"network_def": network_def, "device": "$torch.device('cpu')"}))
         (folder / "configs" / "metadata.json").write_text(json.dumps(meta))
         torch.save(net.state_dict(), folder / "models" / "model.pt")
     return folder, net, names, classes
+
+
+def within(err, err32, explain64, x64, ref, scale):
+    """Whether a float32 map `err` from the float64 reference is as close as float32 allows:
+    within 1e-4 or 3x Zennit's own float32 distance; failing that (maps whose rules divide by
+    numbers near 0 are ill-conditioned, and how far a float32 result lands depends on the
+    machine's summation order), within 10x the distance the float64 map itself moves when the
+    input moves by float32 rounding (the largest of three random draws)."""
+    if err <= max(1e-4, 3 * err32):
+        return True, ""
+    gen = torch.Generator().manual_seed(3)
+    moved = max(np.abs(explain64(x64 * (1 + 6e-8 * torch.randn(x64.shape, generator=gen, dtype=torch.float64)))
+                       - ref).max() / scale for _ in range(3))
+    return err <= 10 * moved, f"; float64 moves {moved:.1e} under float32 rounding of the input"
 
 
 def check(label, folder, net, names, classes, x, region_composite, params):
@@ -379,8 +415,10 @@ def check(label, folder, net, names, classes, x, region_composite, params):
         scale = np.abs(ref).max()
         err, err32 = np.abs(ours - ref).max() / scale, np.abs(ref32 - ref).max() / scale
         logit = out[0, 1, voxel[0], voxel[1], voxel[2]].item()
-        ok = err <= max(1e-4, 3 * err32) and abs(summary["logit"] - logit) <= 1e-4 * max(1.0, abs(logit))
-        report(ok, f"{label} / {name}: max|ΔR|/max|R| vs Zennit float64 {err:.1e} (Zennit float32 {err32:.1e}), "
+        ok, why = within(err, err32, lambda xp: zennit_relevance(model64, xp, name, low64, high64, onehot.double())[1],
+                         x64, ref, scale)
+        ok = ok and abs(summary["logit"] - logit) <= 1e-4 * max(1.0, abs(logit))
+        report(ok, f"{label} / {name}: max|ΔR|/max|R| vs Zennit float64 {err:.1e} (Zennit float32 {err32:.1e}{why}), "
                f"logit {summary['logit']:.5f} vs {logit:.5f}", f"{label} / {name}")
 
     # The two-pass region map against Zennit's loop over the region's voxels.
@@ -405,14 +443,42 @@ def check(label, folder, net, names, classes, x, region_composite, params):
     ref32 = sum(m[2] / m[3] for m in kept)
     scale = np.abs(ref).max()
     err, err32 = np.abs(ours - ref).max() / scale, np.abs(ref32 - ref).max() / scale
-    report(err <= max(1e-4, 3 * err32) and summary["kept"] == len(kept),
+
+    def region_loop(xp):
+        rels = []
+        for z in range(box[0], box[3]):
+            for y in range(box[1], box[4]):
+                for xx in range(box[2], box[5]):
+                    onehot = torch.zeros(1, k, d, h, w, dtype=torch.float64)
+                    onehot[0, 2, z, y, xx] = 1.0
+                    rels.append(zennit_relevance(model64, xp, name, low64, high64, onehot)[1])
+        return sum(r / r.sum() for r, m in zip(rels, maps) if abs(m[1]) >= 1e-3 * largest)
+    ok, why = within(err, err32, region_loop, x64, ref, scale)
+    report(ok and summary["kept"] == len(kept),
            f"{label} / {name}: region of {len(maps)} voxels, two-pass vs Zennit's float64 per-voxel loop "
-           f"max|ΔM_A|/max|M_A| {err:.1e} (Zennit float32 {err32:.1e})",
+           f"max|ΔM_A|/max|M_A| {err:.1e} (Zennit float32 {err32:.1e}{why})",
            f"{label}: region map")
+
+
+def export_onnx(net, x, path, opset, dynamo):
+    """`torch.onnx.export` with a fixed input shape."""
+    net = copy.deepcopy(net).eval()
+    kwargs = dict(input_names=["image"], output_names=["logits"], dynamo=dynamo)
+    if opset is not None:
+        kwargs["opset_version"] = opset
+    torch.onnx.export(net, (x,), str(path), **kwargs)
+
+
+def write_metadata(path, names, classes):
+    """The channel and class names as a MONAI bundle's metadata states them."""
+    path.write_text(json.dumps({"network_data_format": {
+        "inputs": {"image": {"num_channels": len(names), "channel_def": {str(i): n for i, n in enumerate(names)}}},
+        "outputs": {"pred": {"num_channels": len(classes), "channel_def": {str(i): c for i, c in enumerate(classes)}}}}}))
 
 
 with tempfile.TemporaryDirectory() as tmp:
     tmp = Path(tmp)
+    exports = []
     rng = np.random.default_rng(2026)
     for seed, (label, cls, cin, kwargs, shape) in enumerate(NETS, start=1):
         folder, net, names = model_folder(tmp, label, cls, cin, kwargs, seed)
@@ -430,6 +496,7 @@ with tempfile.TemporaryDirectory() as tmp:
                      if n.startswith("decoder.seg_layers.") and not n.startswith(f"decoder.seg_layers.{kwargs['n_stages'] - 2}."))
         params = sum(p.numel() for p in net.parameters()) - unused
         check(label, folder, net, names, list(CLASSES), x, "EpsilonPlus" if seed == 1 else "EpsilonGammaBox", params)
+        exports.append((f"nnU-Net {label}", net, names, list(CLASSES), x, params))
     for flat in (False, True):
         folder, net, names, classes = monai_folder(tmp, flat)
         net.eval()
@@ -441,11 +508,38 @@ with tempfile.TemporaryDirectory() as tmp:
     x = rng.standard_normal((2, 16, 24, 20)).astype(np.float32)
     check("MONAI SegResNet (group norm, residual sums, trilinear up-sampling)", folder, net, names, classes, x,
           "EpsilonGammaBox", sum(p.numel() for p in net.parameters()))
+    exports.append(("MONAI SegResNet", net, names, classes, x, sum(p.numel() for p in net.parameters())))
     folder, net, names, classes = monai_folder(tmp, True, dynunet=True)
     net.eval()
     x = rng.standard_normal((2, 16, 24, 16)).astype(np.float32)
     check("MONAI DynUNet (residual blocks, anisotropic strides)", folder, net, names, classes, x, "EpsilonPlus",
           sum(p.numel() for p in net.parameters()))
+    for res, region in ((2, "EpsilonGammaBox"), (0, "EpsilonPlusFlat")):
+        folder, net, names, classes = monai_folder(tmp, res == 0, unet=res)
+        net.eval()
+        x = rng.standard_normal((2, 16, 24, 20)).astype(np.float32)
+        label = f"MONAI UNet ({res} residual units, " + ("PReLU, instance norm)" if res else "LeakyReLU, 3x3x1 kernels)")
+        check(label, folder, net, names, classes, x, region, sum(p.numel() for p in net.parameters()))
+        if res:
+            exports.append(("MONAI UNet (residual units, PReLU)", net, names, classes, x,
+                            sum(p.numel() for p in net.parameters())))
+
+    # ONNX exports by PyTorch's exporter (TorchScript-based at opsets 13 and 17; the dynamo-based
+    # one at its default opset), with the names in a metadata.json beside the file.
+    for i, (label, net, names, classes, x, params) in enumerate(exports):
+        for opset, dynamo in [(13, False), (17, False)] if i == 0 else [(17, False), (None, True)] if i == 1 else [(13, False)]:
+            path = tmp / f"onnx-{i}-{opset}-{dynamo}" / "model.onnx"
+            path.parent.mkdir()
+            export_onnx(net, torch.from_numpy(x)[None], path, opset, dynamo)
+            write_metadata(path.parent / "metadata.json", names, classes)
+            how = "dynamo exporter" if dynamo else f"opset {opset}"
+            check(f"ONNX of {label} ({how})", path, net, names, classes, x, "EpsilonPlus", params)
+    # An op outside the engine's list is refused, naming the node and its op.
+    path = tmp / "tanh.onnx"
+    export_onnx(nn.Sequential(nn.Conv3d(2, 3, 3, padding=1), nn.Tanh(), nn.Conv3d(3, 3, 1)), torch.zeros(1, 2, 8, 8, 8), path, 17, False)
+    out = run("model", "info", path, check=False)
+    report(out.returncode == 1 and "\"tanh1\" (Tanh) is not an operation SegLRP explains" in out.stderr and "panicked" not in out.stderr,
+           f"an ONNX op outside the list is refused: {out.stderr.strip()[:160]}", "refusal (ONNX)")
 
     # A network the importer does not build is refused, naming it.
     folder = next(tmp.glob("Dataset002_Test/*"))

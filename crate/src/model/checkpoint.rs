@@ -3,7 +3,7 @@
 //! pickled code, and safetensors.
 //!
 //! A training checkpoint holds more than the weights (nnU-Net's: optimizer state, logging, the
-//! plans, numpy scalars, a `torch.device`); the weights are taken from its `network_weights`,
+//! plans, numpy scalars, a `torch.device`); the weights are read from its `network_weights`,
 //! `state_dict` or `model` entry when it has one. Prefixes that wrappers add to every name
 //! (`module.` of DistributedDataParallel, `_orig_mod.` of `torch.compile`) are removed.
 
@@ -23,6 +23,10 @@ pub struct Weights {
     pub tensors: HashMap<String, Stored>,
     /// Where they came from, for messages.
     pub source: String,
+    /// The checkpoint entry the weights sit under (`network_weights.`), if any: names are looked
+    /// up as they are first and under it second, because a network's own names may start the
+    /// same way (MONAI's `UNet` keeps its layers in `model`).
+    pub entry: Option<String>,
 }
 
 /// Entries of a training checkpoint that hold the network's weights, in the order tried.
@@ -40,7 +44,7 @@ fn strip(name: &str) -> &str {
 impl Weights {
     /// The tensor called `name` with the given shape.
     pub fn get(&self, name: &str, shape: &[usize]) -> Result<&Stored, String> {
-        let t = self.tensors.get(name).ok_or_else(|| {
+        let t = self.find(name).ok_or_else(|| {
             format!(
                 "{} has no tensor \"{name}\" that the network's plan needs; do plan and weights belong together?",
                 self.source
@@ -60,7 +64,11 @@ impl Weights {
 
     /// The shape of the tensor called `name`, if there is one.
     pub fn shape(&self, name: &str) -> Option<&[usize]> {
-        self.tensors.get(name).map(|t| t.shape.as_slice())
+        self.find(name).map(|t| t.shape.as_slice())
+    }
+
+    fn find(&self, name: &str) -> Option<&Stored> {
+        self.tensors.get(name).or_else(|| self.tensors.get(&format!("{}{name}", self.entry.as_deref()?)))
     }
 
     /// The tensors of a safetensors file (float32, float64, float16 or bfloat16).
@@ -89,7 +97,7 @@ impl Weights {
             };
             tensors.insert(strip(&name).to_string(), Stored { shape: view.shape().to_vec(), values });
         }
-        Ok(Weights { tensors, source: source.into() })
+        Ok(Weights { tensors, source: source.into(), entry: None })
     }
 
     /// The float tensors of a PyTorch checkpoint file.
@@ -104,17 +112,16 @@ impl Weights {
             )
         })?;
         let all = reader.into_tensors();
-        // The weights' entry, if the checkpoint nests them.
-        let prefix =
+        // The weights' entry, if the checkpoint nests them (the rest, optimizer state and the
+        // like, is not read).
+        let entry =
             WEIGHT_ENTRIES.iter().map(|e| format!("{e}.")).find(|p| all.keys().any(|k| k.starts_with(p.as_str())));
         let mut tensors = HashMap::new();
         for (name, t) in all {
-            let name = match &prefix {
-                Some(p) => match name.strip_prefix(p.as_str()) {
-                    Some(rest) => rest.to_string(),
-                    None => continue,
-                },
-                None => name,
+            let name = match &entry {
+                Some(p) if !name.starts_with(p.as_str()) => continue,
+                Some(p) => format!("{p}{}", strip(&name[p.len()..])),
+                None => strip(&name).to_string(),
             };
             let bytes = t.read().map_err(|e| format!("{source}: {e}"))?;
             let values: Vec<f32> = match t.dtype() {
@@ -132,12 +139,12 @@ impl Weights {
                     .collect(),
                 _ => continue,
             };
-            tensors.insert(strip(&name).to_string(), Stored { shape: t.shape().to_vec(), values });
+            tensors.insert(name, Stored { shape: t.shape().to_vec(), values });
         }
         if tensors.is_empty() {
             return Err(format!("{source} holds no float tensors"));
         }
-        Ok(Weights { tensors, source })
+        Ok(Weights { tensors, source, entry })
     }
 
     /// A checkpoint by its file name: safetensors, or (with the `pth` feature) a PyTorch file.

@@ -269,25 +269,72 @@ impl Graph {
     }
 
     /// The convs the `…Box` and `…Flat` composites treat as the first layer: as Zennit, the first
-    /// conv in the network's order, which reads the input (a residual projection of the input
-    /// that comes after it is not); in an ensemble (`fold_N/` names) each fold's.
+    /// conv of the network's modules that reads the input; in an ensemble (`fold_N/` names) each
+    /// fold's. Where several convs read the input, a residual shortcut's projection (a conv whose
+    /// output, through at most its norm, goes straight into a sum) is not it: PyTorch modules
+    /// register their main path before the shortcut, while a graph in execution order (ONNX) may
+    /// compute the shortcut first.
     pub fn first_layers(&self) -> Vec<usize> {
-        let mut seen: Vec<&str> = Vec::new();
-        let mut out = Vec::new();
+        let readers = self.readers();
+        let shortcut = |i: usize| {
+            let into_add = |j: usize| readers[j].len() == 1 && matches!(self.nodes[readers[j][0]].op, Op::Add);
+            into_add(i)
+                || (readers[i].len() == 1
+                    && matches!(self.nodes[readers[i][0]].op, Op::Norm(_))
+                    && into_add(readers[i][0]))
+        };
+        let mut networks: Vec<(&str, Vec<usize>)> = Vec::new();
         for (i, node) in self.nodes.iter().enumerate() {
             if matches!(node.op, Op::Conv(_)) && node.inputs == [0] {
                 let network = node.name.split_once('/').map_or("", |(fold, _)| fold);
-                if !seen.contains(&network) {
-                    seen.push(network);
-                    out.push(i);
+                match networks.iter_mut().find(|(n, _)| *n == network) {
+                    Some((_, convs)) => convs.push(i),
+                    None => networks.push((network, vec![i])),
                 }
             }
         }
-        out
+        networks
+            .into_iter()
+            .map(|(_, convs)| convs.iter().copied().find(|&c| !shortcut(c)).unwrap_or(convs[0]))
+            .collect()
+    }
+
+    /// The nodes that read each node.
+    fn readers(&self) -> Vec<Vec<usize>> {
+        let mut r = vec![Vec::new(); self.nodes.len()];
+        for (i, node) in self.nodes.iter().enumerate() {
+            for &j in &node.inputs {
+                r[j].push(i);
+            }
+        }
+        r
+    }
+
+    /// The graph of `nodes` whose output is node `output`, its classes that node's channels;
+    /// checked.
+    pub fn from_nodes(nodes: Vec<Node>, output: usize, in_channels: usize) -> Result<Graph, String> {
+        let mut graph = Graph { nodes, output, in_channels, classes: 0 };
+        graph.classes = *graph.channels()?.get(output).ok_or("the output is not a node of the graph")?;
+        graph.validate()?;
+        Ok(graph)
     }
 
     /// Checks the graph's wiring and channel counts; returns each node's channels.
     pub fn validate(&self) -> Result<Vec<usize>, String> {
+        let channels = self.channels()?;
+        if self.output >= self.nodes.len() || channels[self.output] != self.classes {
+            return Err(format!(
+                "the output has {:?} channels, not {} classes",
+                channels.get(self.output),
+                self.classes
+            ));
+        }
+        self.scales()?;
+        Ok(channels)
+    }
+
+    /// Each node's channels, checking the wiring and every node's channel counts.
+    fn channels(&self) -> Result<Vec<usize>, String> {
         let mut channels = Vec::with_capacity(self.nodes.len());
         for (i, node) in self.nodes.iter().enumerate() {
             let at = || format!("node \"{}\" ({})", node.name, node.op.kind());
@@ -328,14 +375,6 @@ impl Graph {
             };
             channels.push(c);
         }
-        if self.output >= self.nodes.len() || channels[self.output] != self.classes {
-            return Err(format!(
-                "the output has {:?} channels, not {} classes",
-                channels.get(self.output),
-                self.classes
-            ));
-        }
-        self.scales()?;
         Ok(channels)
     }
 

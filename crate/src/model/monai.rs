@@ -8,6 +8,8 @@
 //! convs up (`upsample="deconv"`), the skip concatenated before the up-sampled features, a 1×1×1
 //! head. `SegResNet` is built: pre-activation residual blocks with group norm, strided-conv
 //! down-sampling, trilinear (or transposed-conv) up-sampling added to the encoder's features.
+//! `UNet` is built: strided-conv (or residual-unit) levels joined by concatenation, transposed
+//! convs up, PReLU and instance norm by default.
 //! `DynUNet` is built: residual or basic blocks per stage with any per-axis kernels and strides,
 //! transposed convs up (deep-supervision heads ignored).
 //! Channel counts are read from the weights' shapes. Node names are the state dict's
@@ -45,7 +47,7 @@ pub fn is_model_folder(path: &Path) -> bool {
     files(path).is_some()
 }
 
-fn read_json(path: &Path) -> Result<Value, String> {
+pub(super) fn read_json(path: &Path) -> Result<Value, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
     serde_json::from_str(&text).map_err(|e| format!("{} is not valid JSON: {e}", path.display()))
 }
@@ -67,9 +69,35 @@ struct Builder<'a> {
     device: &'a Device,
     norm: (String, Value),
     act: Op,
+    /// MONAI's `adn_ordering`: the order of norm (`N`), dropout (`D`) and activation (`A`)
+    /// after each conv.
+    adn: String,
 }
 
-impl Builder<'_> {
+impl<'a> Builder<'a> {
+    /// A builder for a 3D network (refused otherwise) whose graph starts at its input.
+    fn new(
+        def: &Value,
+        weights: &'a Weights,
+        device: &'a Device,
+        norm: (String, Value),
+        act: Op,
+    ) -> Result<Self, String> {
+        if def.get("spatial_dims").and_then(Value::as_u64).unwrap_or(3) != 3 {
+            return Err("network_def: only 3D networks (spatial_dims 3) are explained".into());
+        }
+        let adn = def.get("adn_ordering").and_then(Value::as_str).unwrap_or("NDA").to_uppercase();
+        if adn.chars().any(|c| !"NDA".contains(c)) {
+            return Err(format!("network_def: adn_ordering \"{adn}\" is not made of N, D and A"));
+        }
+        let nodes = vec![Node { name: "input".into(), op: Op::Input, inputs: vec![] }];
+        Ok(Builder { nodes, weights, device, norm, act, adn })
+    }
+
+    /// The graph ending at `output`, checked.
+    fn finish(self, output: usize, in_channels: usize) -> Result<Graph, String> {
+        Graph::from_nodes(self.nodes, output, in_channels)
+    }
     fn push(&mut self, name: &str, op: Op, inputs: Vec<usize>) -> usize {
         self.nodes.push(Node { name: name.to_string(), op, inputs });
         self.nodes.len() - 1
@@ -176,19 +204,37 @@ impl Builder<'_> {
         })
     }
 
-    /// MONAI's `Convolution` at `p`: conv, then its ADN (norm, dropout, activation).
-    fn convolution(&mut self, p: &str, x: usize) -> Result<usize, String> {
-        let (h, c) = self.conv(&format!("{p}.conv"), x, false, 1)?;
-        let h = self.norm(&format!("{p}.adn.N"), h, c)?;
+    /// The network's activation called `name` on node `x` (a PReLU's slopes from `name.weight`).
+    fn activation(&mut self, name: &str, x: usize) -> Result<usize, String> {
         let act = match &self.act {
             Op::PRelu(_) => {
-                let a = format!("{p}.adn.A.weight");
+                let a = format!("{name}.weight");
                 let n = self.shape(&a)?.first().copied().unwrap_or(1);
                 Op::PRelu(self.tensor(&a, [n])?)
             }
             op => op.clone(),
         };
-        Ok(self.push(&format!("{p}.adn.A"), act, vec![h]))
+        Ok(self.push(name, act, vec![x]))
+    }
+
+    /// MONAI's `ADN` at `p` on `c` channels of node `x`, in the network's ordering (dropout is the
+    /// identity at inference).
+    fn adn(&mut self, p: &str, x: usize, c: usize) -> Result<usize, String> {
+        let mut h = x;
+        for step in self.adn.clone().chars() {
+            h = match step {
+                'N' => self.norm(&format!("{p}.N"), h, c)?,
+                'A' => self.activation(&format!("{p}.A"), h)?,
+                _ => h,
+            };
+        }
+        Ok(h)
+    }
+
+    /// MONAI's `Convolution` at `p` with a 3×3×3 kernel: conv, then its ADN.
+    fn convolution(&mut self, p: &str, x: usize) -> Result<usize, String> {
+        let (h, c) = self.conv(&format!("{p}.conv"), x, false, 1)?;
+        self.adn(&format!("{p}.adn"), h, c)
     }
 
     fn two_conv(&mut self, p: &str, x: usize) -> Result<usize, String> {
@@ -198,22 +244,13 @@ impl Builder<'_> {
 }
 
 fn basic_unet(def: &Value, weights: &Weights, device: &Device) -> Result<Graph, String> {
-    if def.get("spatial_dims").and_then(Value::as_u64).unwrap_or(3) != 3 {
-        return Err("network_def: only 3D networks (spatial_dims 3) are explained".into());
-    }
     let upsample = def.get("upsample").and_then(Value::as_str).unwrap_or("deconv");
     if upsample != "deconv" {
         return Err(format!("network_def: BasicUNet's upsample \"{upsample}\" is not supported (deconv)"));
     }
     let act = activation(def.get("act"), ("leakyrelu", serde_json::json!({"negative_slope": 0.1})), device)?;
     let norm = named(def.get("norm"), ("instance", serde_json::json!({"affine": true})));
-    let mut b = Builder {
-        nodes: vec![Node { name: "input".into(), op: Op::Input, inputs: vec![] }],
-        weights,
-        device,
-        norm,
-        act,
-    };
+    let mut b = Builder::new(def, weights, device, norm, act)?;
     let in_channels = b.shape("conv_0.conv_0.conv.weight")?[1];
     let x0 = b.two_conv("conv_0", 0)?;
     let mut skips = vec![x0];
@@ -231,10 +268,8 @@ fn basic_unet(def: &Value, weights: &Weights, device: &Device) -> Result<Graph, 
         let cat = b.push(&format!("{p}.cat"), Op::Concat, vec![skip, up]);
         h = b.two_conv(&format!("{p}.convs"), cat)?;
     }
-    let (head, classes) = b.conv("final_conv", h, false, 0)?;
-    let graph = Graph { nodes: b.nodes, output: head, in_channels, classes };
-    graph.validate()?;
-    Ok(graph)
+    let (head, _) = b.conv("final_conv", h, false, 0)?;
+    b.finish(head, in_channels)
 }
 
 /// The activation a network_def's entry names (`default`: MONAI's for the network).
@@ -255,9 +290,6 @@ fn activation(entry: Option<&Value>, default: (&str, Value), device: &Device) ->
 /// trilinear interpolation (or a transposed conv) added to the encoder's features. A norm that
 /// follows a conv is merged into it; the pre-activation norms stay frozen per-channel affines.
 fn seg_res_net(def: &Value, weights: &Weights, device: &Device) -> Result<Graph, String> {
-    if def.get("spatial_dims").and_then(Value::as_u64).unwrap_or(3) != 3 {
-        return Err("network_def: only 3D networks (spatial_dims 3) are explained".into());
-    }
     let mode = def.get("upsample_mode").and_then(Value::as_str).unwrap_or("nontrainable");
     if mode != "nontrainable" && mode != "deconv" {
         return Err(format!(
@@ -270,13 +302,7 @@ fn seg_res_net(def: &Value, weights: &Weights, device: &Device) -> Result<Graph,
     let act = activation(def.get("act"), ("relu", Value::Null), device)?;
     let groups = def.get("num_groups").and_then(Value::as_u64).unwrap_or(8);
     let norm = named(def.get("norm"), ("group", serde_json::json!({ "num_groups": groups })));
-    let mut b = Builder {
-        nodes: vec![Node { name: "input".into(), op: Op::Input, inputs: vec![] }],
-        weights,
-        device,
-        norm,
-        act,
-    };
+    let mut b = Builder::new(def, weights, device, norm, act)?;
     let in_channels = b.shape("convInit.conv.weight")?[1];
     let blocks = |key: &str, default: &[usize]| -> Vec<usize> {
         def.get(key)
@@ -316,10 +342,8 @@ fn seg_res_net(def: &Value, weights: &Weights, device: &Device) -> Result<Graph,
     h = b.norm("conv_final.0", h, c)?;
     let act = b.act.clone();
     h = b.push("conv_final.1", act, vec![h]);
-    let (head, classes) = b.conv("conv_final.2.conv", h, false, 0)?;
-    let graph = Graph { nodes: b.nodes, output: head, in_channels, classes };
-    graph.validate()?;
-    Ok(graph)
+    let (head, _) = b.conv("conv_final.2.conv", h, false, 0)?;
+    b.finish(head, in_channels)
 }
 
 /// SegResNet's `ResBlock` at `p` on node `x` of `c` channels.
@@ -336,21 +360,16 @@ fn res_block(b: &mut Builder, p: &str, x: usize, c: usize) -> Result<usize, Stri
 
 /// A network_def entry that is a list of per-stage sizes, each one number or one per axis.
 fn stage_sizes(def: &Value, key: &str) -> Result<Vec<[usize; 3]>, String> {
-    let bad = || format!("network_def: \"{key}\" is not a list of 3D sizes");
-    let one = |v: &Value| -> Result<[usize; 3], String> {
-        match v {
-            Value::Number(n) => Ok([n.as_u64().ok_or_else(bad)? as usize; 3]),
-            Value::Array(a) if a.len() == 3 => {
-                let mut out = [0; 3];
-                for (o, v) in out.iter_mut().zip(a) {
-                    *o = v.as_u64().ok_or_else(bad)? as usize;
-                }
-                Ok(out)
-            }
-            _ => Err(bad()),
-        }
-    };
-    def.get(key).and_then(Value::as_array).ok_or_else(bad)?.iter().map(one).collect()
+    super::kwargs::stage_sizes(def.get(key), None)
+        .ok_or_else(|| format!("network_def: \"{key}\" is not a list of 3D sizes"))
+}
+
+/// A network_def entry that is one 3D size (`default` when absent).
+fn size(def: &Value, key: &str, default: usize) -> Result<[usize; 3], String> {
+    match def.get(key) {
+        None => Ok([default; 3]),
+        Some(v) => super::kwargs::size3(v).ok_or_else(|| format!("network_def: \"{key}\" is not a 3D size: {v}")),
+    }
 }
 
 /// DynUNet (MONAI's nnU-Net-like network): per stage a `UnetResBlock` (conv, norm, act, conv,
@@ -359,9 +378,6 @@ fn stage_sizes(def: &Value, key: &str) -> Result<Vec<[usize; 3]>, String> {
 /// stage strided; transposed convs up, their output concatenated before the skip; a 1×1×1 head.
 /// Deep-supervision heads are ignored.
 fn dyn_unet(def: &Value, weights: &Weights, device: &Device) -> Result<Graph, String> {
-    if def.get("spatial_dims").and_then(Value::as_u64).unwrap_or(3) != 3 {
-        return Err("network_def: only 3D networks (spatial_dims 3) are explained".into());
-    }
     let (kernels, strides) = (stage_sizes(def, "kernel_size")?, stage_sizes(def, "strides")?);
     let up_kernels = stage_sizes(def, "upsample_kernel_size")?;
     let n = kernels.len();
@@ -372,13 +388,7 @@ fn dyn_unet(def: &Value, weights: &Weights, device: &Device) -> Result<Graph, St
     }
     let act = activation(def.get("act_name"), ("leakyrelu", serde_json::json!({"negative_slope": 0.01})), device)?;
     let norm = named(def.get("norm_name"), ("instance", serde_json::json!({"affine": true})));
-    let mut b = Builder {
-        nodes: vec![Node { name: "input".into(), op: Op::Input, inputs: vec![] }],
-        weights,
-        device,
-        norm,
-        act,
-    };
+    let mut b = Builder::new(def, weights, device, norm, act)?;
     let res = def.get("res_block").and_then(Value::as_bool).unwrap_or(false);
     let in_channels = b.shape("input_block.conv1.conv.weight")?[1];
     let pad =
@@ -411,10 +421,8 @@ fn dyn_unet(def: &Value, weights: &Weights, device: &Device) -> Result<Graph, St
         let k = kernels[n - 2 - i];
         h = dyn_block(&mut b, &format!("{p}.conv_block"), cat, k, [1; 3], pad(k, [1; 3]), false)?;
     }
-    let (head, classes) = b.conv("output_block.conv.conv", h, false, 0)?;
-    let graph = Graph { nodes: b.nodes, output: head, in_channels, classes };
-    graph.validate()?;
-    Ok(graph)
+    let (head, _) = b.conv("output_block.conv.conv", h, false, 0)?;
+    b.finish(head, in_channels)
 }
 
 /// A DynUNet block at `p`: `UnetResBlock` when `res`, else `UnetBasicBlock`.
@@ -450,8 +458,140 @@ fn padding_for(k: [usize; 3]) -> [usize; 3] {
     k.map(|k| (k - 1) / 2)
 }
 
+/// MONAI's `UNet` (residual units as in Kerfoot et al. 2018 when `num_res_units` > 0): per level
+/// a down layer (a strided `Convolution`, or a `ResidualUnit` of `num_res_units` convs whose input
+/// is added back, through a strided conv where it strides or widens), the deeper levels' output
+/// concatenated after the down layer's (`SkipConnection`), and an up layer (a transposed
+/// `Convolution`, followed by a one-conv `ResidualUnit` when residual); the top up layer ends in
+/// a bare conv (no norm, no activation). Defaults are MONAI's: PReLU, instance norm without
+/// affine, ADN order norm–dropout–activation.
+fn unet(def: &Value, weights: &Weights, device: &Device) -> Result<Graph, String> {
+    let channels: Vec<usize> = def
+        .get("channels")
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(Value::as_u64).map(|v| v as usize).collect())
+        .unwrap_or_default();
+    let strides = stage_sizes(def, "strides")?;
+    if channels.len() < 2 || strides.len() + 1 != channels.len() {
+        return Err("network_def: UNet needs at least two \"channels\" and one \"strides\" entry fewer".into());
+    }
+    let act = activation(def.get("act"), ("prelu", Value::Null), device)?;
+    let norm = named(def.get("norm"), ("instance", Value::Null));
+    let mut b = Builder::new(def, weights, device, norm, act)?;
+    let res = def.get("num_res_units").and_then(Value::as_u64).unwrap_or(0) as usize;
+    let unet = MonaiUNet { res, kernel: size(def, "kernel_size", 3)?, up_kernel: size(def, "up_kernel_size", 3)? };
+    let first = if res > 0 { "model.0.conv.unit0.conv.weight" } else { "model.0.conv.weight" };
+    let in_channels = b.shape(first)?[1];
+    let out = unet.level(&mut b, "model", 0, &strides, true)?;
+    b.finish(out, in_channels)
+}
+
+/// The shape of a MONAI `UNet`: residual units per conv block, kernel of the convs and of the
+/// transposed convs.
+struct MonaiUNet {
+    res: usize,
+    kernel: [usize; 3],
+    up_kernel: [usize; 3],
+}
+
+impl MonaiUNet {
+    /// The block of level `i` at `p` (`_create_block`): down, the deeper levels beside the
+    /// down layer's output, up.
+    fn level(&self, b: &mut Builder, p: &str, x: usize, strides: &[[usize; 3]], top: bool) -> Result<usize, String> {
+        let down = self.down(b, &format!("{p}.0"), x, strides[0])?;
+        let sub = format!("{p}.1.submodule");
+        let deeper = if strides.len() > 1 {
+            self.level(b, &sub, down, &strides[1..], false)?
+        } else {
+            self.down(b, &sub, down, [1; 3])?
+        };
+        // SkipConnection: torch.cat([x, submodule(x)]).
+        let cat = b.push(&format!("{p}.1.cat"), Op::Concat, vec![down, deeper]);
+        self.up(b, &format!("{p}.2"), cat, strides[0], top)
+    }
+
+    fn down(&self, b: &mut Builder, p: &str, x: usize, stride: [usize; 3]) -> Result<usize, String> {
+        if self.res > 0 {
+            self.residual_unit(b, p, x, stride, self.res, false)
+        } else {
+            self.convolution(b, p, x, stride, false, false)
+        }
+    }
+
+    fn up(&self, b: &mut Builder, p: &str, x: usize, stride: [usize; 3], top: bool) -> Result<usize, String> {
+        if self.res == 0 {
+            return self.convolution(b, p, x, stride, true, top);
+        }
+        let h = self.convolution(b, &format!("{p}.0"), x, stride, true, false)?;
+        self.residual_unit(b, &format!("{p}.1"), h, [1; 3], 1, top)
+    }
+
+    /// MONAI's `Convolution` at `p`: a conv (same padding; transposed: the output `stride` times
+    /// the input) and, unless `conv_only`, its ADN.
+    fn convolution(
+        &self,
+        b: &mut Builder,
+        p: &str,
+        x: usize,
+        stride: [usize; 3],
+        transposed: bool,
+        conv_only: bool,
+    ) -> Result<usize, String> {
+        let name = format!("{p}.conv");
+        let k = if transposed { self.up_kernel } else { self.kernel };
+        let s = b.shape(&format!("{name}.weight"))?;
+        if s.len() != 5 || s[2..] != k {
+            return Err(format!(
+                "{}: \"{name}\" has kernel {:?}, the network_def says {k:?}",
+                b.weights.source,
+                &s[2.min(s.len())..]
+            ));
+        }
+        let weight = b.tensor(&format!("{name}.weight"), [s[0], s[1], k[0], k[1], k[2]])?;
+        let out = s[usize::from(transposed)];
+        let bias = match b.weights.shape(&format!("{name}.bias")) {
+            Some(_) => Some(b.tensor(&format!("{name}.bias"), [out])?),
+            None => None,
+        };
+        let padding = padding_for(k);
+        let output_padding = if transposed { stride.map(|s| s - 1) } else { [0; 3] };
+        let spec = ConvSpec { weight, bias, stride, padding, output_padding, transposed };
+        let h = b.push(&name, Op::Conv(spec), vec![x]);
+        if conv_only {
+            return Ok(h);
+        }
+        b.adn(&format!("{p}.adn"), h, out)
+    }
+
+    /// MONAI's `ResidualUnit` at `p`: `subunits` convolutions (the first with `stride`; the last
+    /// without ADN when `last_conv_only`) plus the input, through `p.residual` (a conv) when the
+    /// weights have one.
+    fn residual_unit(
+        &self,
+        b: &mut Builder,
+        p: &str,
+        x: usize,
+        stride: [usize; 3],
+        subunits: usize,
+        last_conv_only: bool,
+    ) -> Result<usize, String> {
+        let mut h = x;
+        for su in 0..subunits.max(1) {
+            let s = if su == 0 { stride } else { [1; 3] };
+            h =
+                self.convolution(b, &format!("{p}.conv.unit{su}"), h, s, false, last_conv_only && su + 1 == subunits)?;
+        }
+        let mut r = x;
+        if let Some(shape) = b.weights.shape(&format!("{p}.residual.weight")) {
+            let k = [shape[2], shape[3], shape[4]];
+            r = b.conv_with(&format!("{p}.residual"), x, k, stride, padding_for(k))?.0;
+        }
+        Ok(b.push(&format!("{p}.add"), Op::Add, vec![h, r]))
+    }
+}
+
 /// The names a bundle's metadata gives its input channels and output classes, if any.
-fn names(meta: Option<&Value>, io: &str, key: &str, n: usize, what: &str) -> Vec<String> {
+pub(super) fn names(meta: Option<&Value>, io: &str, key: &str, n: usize, what: &str) -> Vec<String> {
     let defs = meta
         .and_then(|m| m.pointer(&format!("/network_data_format/{io}")))
         .and_then(Value::as_object)
@@ -502,9 +642,10 @@ pub fn load(path: &Path, device: &Device) -> Result<Monai, String> {
         "BasicUNet" | "BasicUnet" | "Basicunet" => basic_unet(def, &weights, device)?,
         "SegResNet" => seg_res_net(def, &weights, device)?,
         "DynUNet" | "DynUnet" | "Dynunet" => dyn_unet(def, &weights, device)?,
+        "UNet" | "Unet" => unet(def, &weights, device)?,
         other => {
             return Err(format!(
-                "{}: the MONAI network \"{other}\" is not supported yet (BasicUNet, SegResNet, DynUNet)",
+                "{}: the MONAI network \"{other}\" is not supported yet (UNet, BasicUNet, SegResNet, DynUNet)",
                 def_path.display()
             ))
         }

@@ -67,24 +67,9 @@ impl Kwargs<'_> {
 
     /// A per-stage list of per-axis triples (an entry may be one number for all three axes).
     fn triples(&self, key: &str, stages: usize) -> Result<Vec<[usize; 3]>, String> {
-        let bad = || format!("plans.json: \"{key}\" is not a list of 3D sizes");
-        let one = |v: &Value| -> Result<[usize; 3], String> {
-            match v {
-                Value::Number(n) => Ok([n.as_u64().ok_or_else(bad)? as usize; 3]),
-                Value::Array(a) if a.len() == 3 => {
-                    let mut out = [0; 3];
-                    for (o, v) in out.iter_mut().zip(a) {
-                        *o = v.as_u64().ok_or_else(bad)? as usize;
-                    }
-                    Ok(out)
-                }
-                _ => Err(format!("{}: {v} (only 3D networks are explained)", bad())),
-            }
-        };
-        match self.get(key)? {
-            Value::Array(a) if a.len() == stages => a.iter().map(one).collect(),
-            v => Ok(vec![one(v)?; stages]),
-        }
+        super::kwargs::stage_sizes(Some(self.get(key)?), Some(stages)).ok_or_else(|| {
+            format!("plans.json: \"{key}\" is not a list of {stages} 3D sizes (only 3D networks are explained)")
+        })
     }
 
     fn string(&self, key: &str) -> Option<&str> {

@@ -1,5 +1,5 @@
 //! Any model the engine takes, by what lies at a path: an nnU-Net trained-model folder, a MONAI
-//! model folder, or this project's U-Net weights (safetensors with the configuration in its
+//! model folder, an ONNX file, or this project's U-Net weights (safetensors with the configuration in its
 //! metadata).
 
 use std::path::Path;
@@ -58,6 +58,15 @@ pub fn open(path: &Path, folds: Option<&[String]>, device: &Device) -> Result<Lo
         let m = super::monai::load(path, device)?;
         return Ok(Loaded { graph: m.graph, card: m.card });
     }
+    if super::onnx_file(path) {
+        #[cfg(feature = "onnx")]
+        {
+            let m = super::onnx::load(path, device)?;
+            return Ok(Loaded { graph: m.graph, card: m.card });
+        }
+        #[cfg(not(feature = "onnx"))]
+        return Err(format!("{}: this build of SegLRP reads no ONNX files (feature \"onnx\")", path.display()));
+    }
     if path.is_dir() {
         return Err(format!(
             "{}: a folder, but neither an nnU-Net trained-model folder (plans.json, dataset.json, fold_N/) nor a \
@@ -75,8 +84,8 @@ pub fn open(path: &Path, folds: Option<&[String]>, device: &Device) -> Result<Lo
     }
     let config = crate::weights::config_of(&bytes).ok_or_else(|| {
         format!(
-            "{}: not a model this tool recognises (an nnU-Net model folder, or SegLRP U-Net safetensors with its \
-             configuration)",
+            "{}: not a model this tool recognises (an nnU-Net or MONAI model folder, an .onnx file, or SegLRP U-Net \
+             safetensors with its configuration)",
             path.display()
         )
     })?;
