@@ -103,7 +103,7 @@ def model_folder(root, label, cls, cin, kwargs, seed):
             "data_identifier": "nnUNetPlans_3d_fullres", "preprocessor_name": "DefaultPreprocessor", "batch_size": 2,
             "patch_size": [16, 32, 32], "median_image_size_in_voxels": [40, 64, 64], "spacing": [2.0, 1.0, 1.0],
             "normalization_schemes": ["CTNormalization"] + ["ZScoreNormalization"] * (cin - 1),
-            "use_mask_for_norm": [False] * cin, "resampling_fn_data": "resample_data_or_seg_to_shape",
+            "use_mask_for_norm": [False, True, False, True][:cin], "resampling_fn_data": "resample_data_or_seg_to_shape",
             "resampling_fn_seg": "resample_data_or_seg_to_shape", "resampling_fn_probabilities": "resample_data_or_seg_to_shape",
             "resampling_fn_data_kwargs": {"is_seg": False, "order": 3, "order_z": 0, "force_separate_z": None},
             "resampling_fn_seg_kwargs": {"is_seg": True, "order": 1, "order_z": 0, "force_separate_z": None},
@@ -460,6 +460,58 @@ def check(label, folder, net, names, classes, x, region_composite, params):
            f"{label}: region map")
 
 
+def study_check(label, folder, net, names, shape, kwargs):
+    """`seglrp segment` and `explain --model` on the channels as NIfTI files (nnU-Net's names,
+    case_000N): normalised as nnU-Net does (its own normalisation classes and non-zero mask), the
+    segmentation equals PyTorch's argmax and the voxel map equals `seglrp relevance` on the
+    normalised tensor."""
+    import nibabel as nib
+    from nnunetv2.preprocessing.cropping.cropping import create_nonzero_mask
+    from nnunetv2.preprocessing.normalization.default_normalization_schemes import CTNormalization, ZScoreNormalization
+    plans = json.loads((folder / "plans.json").read_text())
+    config = plans["configurations"]["3d_fullres"]
+    rng = np.random.default_rng(5)
+    cin, d, h, w = shape
+    raw = np.stack([rng.normal(120, 180, (d, h, w)) if c == 0 else rng.gamma(2.0, 150.0, (d, h, w))
+                    for c in range(cin)]).astype(np.float32)
+    raw[:, :2] = 0  # outside the body in every channel ...
+    raw[:, d // 2, h // 2, w // 2] = 0  # ... and a hole inside it, which nnU-Net's mask fills
+    mask = create_nonzero_mask(raw)
+    seg = np.where(mask, 0, -1).astype(np.int8)
+    norm = raw.copy()
+    for c, scheme in enumerate(config["normalization_schemes"]):
+        cls = {"CTNormalization": CTNormalization, "ZScoreNormalization": ZScoreNormalization}[scheme]
+        props = plans["foreground_intensity_properties_per_channel"][str(c)]
+        # .run works in place on float32 input: a copy keeps the raw intensities for the files.
+        norm[c] = cls(use_mask_for_norm=config["use_mask_for_norm"][c], intensityproperties=props).run(raw[c].copy(), seg)
+    study = tmp / f"study-{label[:5]}"
+    study.mkdir()
+    files = []
+    for c in range(cin):
+        files.append(study / f"case_{c:04d}.nii.gz")
+        nib.save(nib.Nifti1Image(raw[c].transpose(2, 1, 0), np.diag([1.0, 1.0, 2.0, 1.0])), files[-1])
+    with torch.no_grad():
+        want = net(torch.from_numpy(norm)[None])[0].argmax(0).numpy()
+    out = json.loads(run("segment", *files, "--model", folder, "--out", study / "seg.nii.gz").stdout)
+    got = np.asarray(nib.load(study / "seg.nii.gz").dataobj).transpose(2, 1, 0)
+    same = (got == want).mean()
+    ok = same == 1.0 and out["classes"]["tumour"]["voxels"] == int((want == 2).sum())
+    report(ok, f"{label}: seglrp segment on NIfTI channels, normalised as nnU-Net: {same * 100:.2f} % of voxels "
+           f"equal PyTorch's argmax", f"{label}: segment")
+    voxel = (w // 2, h // 3, d // 2)
+    run("explain", *reversed(files), "--model", folder, "--voxel", ",".join(map(str, voxel)), "--class", 2,
+        "--composite", "EpsilonPlus", "--raw", study / "r.f32", "--json", study / "e.json")
+    (study / "norm.f32").write_bytes(norm.tobytes())
+    run("relevance", "--model", folder, "--input", study / "norm.f32", "--shape", ",".join(map(str, shape)),
+        "--voxel", f"{voxel[2]},{voxel[1]},{voxel[0]}", "--class", 2, "--composite", "EpsilonPlus", "--out", study / "ref.f32")
+    ours, ref = (np.fromfile(study / f, dtype="<f4") for f in ("r.f32", "ref.f32"))
+    err = np.abs(ours - ref).max() / np.abs(ref).max()
+    summary = json.loads((study / "e.json").read_text())
+    ok = err <= 1e-5 and summary["explanation"]["sequences"] == names
+    report(ok, f"{label}: seglrp explain on NIfTI channels (given in reverse order, matched by name) vs relevance on "
+           f"nnU-Net's normalised tensor: max|ΔR|/max|R| {err:.1e}", f"{label}: explain")
+
+
 def export_onnx(net, x, path, opset, dynamo):
     """`torch.onnx.export` with a fixed input shape."""
     net = copy.deepcopy(net).eval()
@@ -497,6 +549,7 @@ with tempfile.TemporaryDirectory() as tmp:
         params = sum(p.numel() for p in net.parameters()) - unused
         check(label, folder, net, names, list(CLASSES), x, "EpsilonPlus" if seed == 1 else "EpsilonGammaBox", params)
         exports.append((f"nnU-Net {label}", net, names, list(CLASSES), x, params))
+        study_check(label, folder, net, names, x.shape, kwargs)
     for flat in (False, True):
         folder, net, names, classes = monai_folder(tmp, flat)
         net.eval()

@@ -191,7 +191,8 @@ pub fn prepare_normalised(network: impl Into<Graph>, vol: &Volume, device: &Devi
     prepare_normalised_with(&network.into(), vol, device, Mode::Whole)
 }
 
-fn prepare_normalised_with(graph: &Graph, vol: &Volume, device: &Device, mode: Mode) -> Result<Prepared, String> {
+/// As [`prepare_normalised`] with the choice of passes (a study normalised by its model card).
+pub fn prepare_normalised_with(graph: &Graph, vol: &Volume, device: &Device, mode: Mode) -> Result<Prepared, String> {
     check_channels(graph, vol)?;
     let channels = vol.channels;
     let padded = vol.padded(alignment(graph));

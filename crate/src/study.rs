@@ -517,6 +517,130 @@ pub fn assemble_reports(reports: &mut [FileReport], chosen: &[(String, Role)]) -
     Ok(study)
 }
 
+/// Letters and digits of a name, lower case: how channel names and file-name tokens are compared
+/// ("T1ce" = "t1ce", "T1 20 s" = "t120s").
+fn squeeze(name: &str) -> String {
+    name.chars().filter(char::is_ascii_alphanumeric).map(|c| c.to_ascii_lowercase()).collect()
+}
+
+/// The channel of `channels` a file name names: a token equal to a channel's name (`case_t1ce`
+/// → "T1ce"), or nnU-Net's four-digit channel suffix (`case_0002` → channel 2).
+pub fn channel_of(file_name: &str, channels: &[String]) -> Option<usize> {
+    let t = tokens(file_name);
+    if let Some(c) = channels.iter().position(|c| t.iter().any(|tok| *tok == squeeze(c))) {
+        return Some(c);
+    }
+    let last = t.last()?;
+    (last.len() == 4 && last.chars().all(|c| c.is_ascii_digit()))
+        .then(|| last.parse::<usize>().ok())
+        .flatten()
+        .filter(|&i| i < channels.len())
+}
+
+/// A study for a model whose card names its channels (`channels`) and classes (`classes`): each
+/// 3-D file is the channel its name names ([`channel_of`]), or the one `chosen` gives it
+/// (`(file, channel name)`; "label" for the label, "unused" to leave it out); a file whose name
+/// names no channel takes the first channel still free, in the order given; one 4-D file may
+/// hold every channel in the card's order. All on one grid; a label holds class indices.
+pub fn assemble_channels(
+    reports: &[FileReport],
+    channels: &[String],
+    classes: usize,
+    chosen: &[(String, String)],
+) -> Result<Study, String> {
+    let errors: Vec<String> =
+        reports.iter().filter_map(|r| r.error.as_ref().map(|e| format!("{}: {e}", r.name))).collect();
+    if !errors.is_empty() {
+        return Err(errors.join("\n"));
+    }
+    let n = channels.len();
+    let mut slots: Vec<Option<(&str, &Volume)>> = vec![None; n];
+    let mut label: Option<(&str, &Volume)> = None;
+    let mut rest = Vec::new();
+    for r in reports {
+        let Some(vol) = &r.volume else { continue };
+        let choice = chosen.iter().find(|(f, _)| *f == r.name).map(|(_, c)| c.as_str());
+        let is_label = choice == Some("label") || (choice.is_none() && Role::guess(&r.name, 1) == Role::Label);
+        if choice == Some("unused") {
+            continue;
+        }
+        if is_label {
+            if let Some((first, _)) = label {
+                return Err(format!(
+                    "both {first} and {} look like the label; say which with --role FILE=label",
+                    r.name
+                ));
+            }
+            label = Some((&r.name, vol));
+            continue;
+        }
+        if vol.channels > 1 {
+            if vol.channels != n || reports.len() > 1 + usize::from(label.is_some()) {
+                return Err(format!(
+                    "{} holds {} volumes; a 4-D file must hold the model's {n} channels ({}), alone",
+                    r.name,
+                    vol.channels,
+                    channels.join(", ")
+                ));
+            }
+            let names = vec![r.name.clone(); n];
+            let study = Study { volume: vol.clone(), label: None, sources: names, non_finite: vec![0; n] };
+            return with_label(study, label, classes);
+        }
+        let c = match choice {
+            Some(name) => Some(channels.iter().position(|c| squeeze(c) == squeeze(name)).ok_or_else(|| {
+                format!("--role {}={name}: the model's channels are {}", r.name, channels.join(", "))
+            })?),
+            None => channel_of(&r.name, channels),
+        };
+        match c {
+            Some(c) if slots[c].is_some() => {
+                return Err(format!(
+                    "both {} and {} are {}; say which is which with --role FILE=CHANNEL",
+                    slots[c].expect("checked").0,
+                    r.name,
+                    channels[c]
+                ))
+            }
+            Some(c) => slots[c] = Some((&r.name, vol)),
+            None => rest.push((r.name.as_str(), vol)),
+        }
+    }
+    for file in rest {
+        match slots.iter().position(Option::is_none) {
+            Some(c) => slots[c] = Some(file),
+            None => return Err(format!("{}: the model's {n} channels already have their files", file.0)),
+        }
+    }
+    let missing: Vec<&str> = (0..n).filter(|&c| slots[c].is_none()).map(|c| channels[c].as_str()).collect();
+    if !missing.is_empty() {
+        return Err(format!(
+            "the study is incomplete: no file for {} (the model reads {})",
+            missing.join(", "),
+            channels.join(", ")
+        ));
+    }
+    let files: Vec<(&str, &Volume)> = slots.into_iter().flatten().collect();
+    for f in &files[1..] {
+        same_grid(files[0], *f).map_err(|e| e.to_string())?;
+    }
+    let data = files.iter().flat_map(|(_, v)| v.data.iter().copied()).collect();
+    let volume = Volume { channels: n, data, ..files[0].1.clone() };
+    let sources = files.iter().map(|(f, _)| f.to_string()).collect();
+    with_label(Study { volume, label: None, sources, non_finite: vec![0; n] }, label, classes)
+}
+
+fn with_label(mut study: Study, label: Option<(&str, &Volume)>, classes: usize) -> Result<Study, String> {
+    if let Some((name, vol)) = label {
+        same_grid(("the study", &study.volume), (name, vol)).map_err(|e| e.to_string())?;
+        if let Some(v) = vol.data.iter().find(|v| !(v.fract() == 0.0 && **v >= 0.0 && (**v as usize) < classes)) {
+            return Err(format!("{name} cannot be the label: it holds {v}, not a class index 0 to {}", classes - 1));
+        }
+        study.label = Some(vol.data.iter().map(|v| *v as u8).collect());
+    }
+    Ok(study)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -545,6 +669,12 @@ mod tests {
             assert_eq!(Role::guess(name, 1), want, "{name}");
         }
         assert_eq!(Role::guess("t2.nii", 6), Role::AllSequences);
+        let brats: Vec<String> = ["T1", "T1ce", "T2", "FLAIR"].map(String::from).to_vec();
+        assert_eq!(channel_of("BraTS_001_t1ce.nii.gz", &brats), Some(1));
+        assert_eq!(channel_of("BraTS_001_flair.nii.gz", &brats), Some(3));
+        assert_eq!(channel_of("case_0002.nii.gz", &brats), Some(2));
+        assert_eq!(channel_of("case_0007.nii.gz", &brats), None);
+        assert_eq!(channel_of("scan.nii", &brats), None);
         for r in [Role::Sequence(3), Role::AllSequences, Role::Label, Role::Unused] {
             assert_eq!(Role::parse(r.name()), Some(r));
         }

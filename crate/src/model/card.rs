@@ -70,3 +70,144 @@ impl ModelCard {
         s
     }
 }
+
+impl Normalisation {
+    /// Normalises one channel in place; `mask`: nnU-Net's non-zero mask of the study (for
+    /// `ZScore { mask: true }`). The formulas are nnU-Net's (`default_normalization_schemes.py`).
+    pub fn apply(&self, ch: &mut [f32], mask: &[bool]) -> Result<(), String> {
+        let stats = |values: &mut dyn Iterator<Item = f32>| {
+            let (mut n, mut sum, mut sq) = (0usize, 0f64, 0f64);
+            for v in values {
+                n += 1;
+                sum += v as f64;
+                sq += (v as f64) * (v as f64);
+            }
+            let mean = sum / n.max(1) as f64;
+            (mean, (sq / n.max(1) as f64 - mean * mean).max(0.0).sqrt())
+        };
+        match self {
+            Normalisation::ZScore { mask: true } => {
+                let (mean, std) = stats(&mut ch.iter().zip(mask).filter(|(_, m)| **m).map(|(v, _)| *v));
+                for (v, m) in ch.iter_mut().zip(mask) {
+                    if *m {
+                        *v = ((*v as f64 - mean) / std.max(1e-8)) as f32;
+                    }
+                }
+            }
+            Normalisation::ZScore { mask: false } => {
+                let (mean, std) = stats(&mut ch.iter().copied());
+                ch.iter_mut().for_each(|v| *v = ((*v as f64 - mean) / std.max(1e-8)) as f32);
+            }
+            Normalisation::Ct { lower, upper, mean, std } => {
+                ch.iter_mut().for_each(|v| *v = (v.clamp(*lower, *upper) - mean) / std.max(1e-8));
+            }
+            Normalisation::RescaleTo01 => {
+                let min = ch.iter().copied().fold(f32::INFINITY, f32::min);
+                let max = ch.iter().map(|v| v - min).fold(0f32, f32::max).max(1e-8);
+                ch.iter_mut().for_each(|v| *v = (*v - min) / max);
+            }
+            Normalisation::None => {}
+            Normalisation::Body => {
+                let n = ch.len();
+                let one = crate::volume::Volume {
+                    dims: [n, 1, 1],
+                    channels: 1,
+                    spacing: [1.0; 3],
+                    affine: crate::geometry::Affine::diagonal([1.0; 3]),
+                    data: ch.to_vec(),
+                };
+                ch.copy_from_slice(&one.normalised().data);
+            }
+            Normalisation::Unknown { note } => {
+                return Err(format!(
+                    "the model does not state how its input is normalised ({note}); say it with --normalisation"
+                ))
+            }
+        }
+        Ok(())
+    }
+
+    /// A scheme by the name `--normalisation` takes.
+    pub fn parse(name: &str) -> Option<Normalisation> {
+        Some(match name {
+            "zscore" => Normalisation::ZScore { mask: false },
+            "zscore-nonzero" => Normalisation::ZScore { mask: true },
+            "rescale01" => Normalisation::RescaleTo01,
+            "none" => Normalisation::None,
+            "body" => Normalisation::Body,
+            _ => return None,
+        })
+    }
+}
+
+/// nnU-Net's non-zero mask: voxels where any channel is not 0, with enclosed holes filled
+/// (`scipy.ndimage.binary_fill_holes`, face neighbours).
+pub fn nonzero_mask(vol: &crate::volume::Volume) -> Vec<bool> {
+    let n = vol.voxels();
+    let mut mask: Vec<bool> = (0..n).map(|i| (0..vol.channels).any(|c| vol.data[c * n + i] != 0.0)).collect();
+    let [nx, ny, nz] = vol.dims;
+    // Background reachable from the border stays background; the rest is a hole.
+    let mut outside = vec![false; n];
+    let mut stack: Vec<usize> = (0..n)
+        .filter(|&i| {
+            let (x, y, z) = (i % nx, (i / nx) % ny, i / (nx * ny));
+            !mask[i] && (x == 0 || y == 0 || z == 0 || x + 1 == nx || y + 1 == ny || z + 1 == nz)
+        })
+        .collect();
+    for &i in &stack {
+        outside[i] = true;
+    }
+    while let Some(i) = stack.pop() {
+        let (x, y, z) = (i % nx, (i / nx) % ny, i / (nx * ny));
+        let mut visit = |j: usize| {
+            if !mask[j] && !outside[j] {
+                outside[j] = true;
+                stack.push(j);
+            }
+        };
+        if x > 0 {
+            visit(i - 1);
+        }
+        if x + 1 < nx {
+            visit(i + 1);
+        }
+        if y > 0 {
+            visit(i - nx);
+        }
+        if y + 1 < ny {
+            visit(i + nx);
+        }
+        if z > 0 {
+            visit(i - nx * ny);
+        }
+        if z + 1 < nz {
+            visit(i + nx * ny);
+        }
+    }
+    for (m, o) in mask.iter_mut().zip(&outside) {
+        *m = !*o;
+    }
+    mask
+}
+
+impl ModelCard {
+    /// What the network reads from `vol` (the card's channels, in order): each channel by its
+    /// scheme, or by `all` for every channel where given.
+    pub fn normalise(
+        &self,
+        vol: &crate::volume::Volume,
+        all: Option<&Normalisation>,
+    ) -> Result<crate::volume::Volume, String> {
+        if vol.channels != self.channels.len() {
+            return Err(format!("the model reads {} channels; the study has {}", self.channels.len(), vol.channels));
+        }
+        let mask = nonzero_mask(vol);
+        let mut out = vol.clone();
+        let n = vol.voxels();
+        for (c, channel) in self.channels.iter().enumerate() {
+            let scheme = all.unwrap_or(&channel.normalisation);
+            scheme.apply(&mut out.data[c * n..(c + 1) * n], &mask).map_err(|e| format!("{}: {e}", channel.name))?;
+        }
+        Ok(out)
+    }
+}

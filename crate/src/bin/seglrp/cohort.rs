@@ -321,7 +321,7 @@ struct Context<'a> {
 fn analyse(
     ctx: &Context,
     study_dir: &StudyDir,
-    net: &Graph,
+    net: &crate::common::Model,
     device: &Device,
     step: &dyn Fn(&str),
 ) -> Result<PatientResult, String> {
@@ -532,6 +532,14 @@ pub fn cohort(args: CohortArgs, device: &Device, gpu: bool) -> Result<(), String
         eprintln!("part {} of {}: {} of the cohort's {all} patients", share.part, share.parts, studies.len());
     }
     let (model_bytes, model_name) = match &args.model {
+        Some(p) if p.is_dir() || seglrp::model::onnx_file(p) => {
+            return Err(format!(
+                "{}: the cohort command runs the liver demo's U-Net models; nnU-Net, MONAI and ONNX models are \
+                 explained study by study with `seglrp explain --model` (their cohort tables follow their channels \
+                 in a later version)",
+                p.display()
+            ))
+        }
         Some(p) => (std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()))?, p.display().to_string()),
         None => (weights::BUNDLED.to_vec(), "bundled".to_string()),
     };
@@ -589,7 +597,11 @@ pub fn cohort(args: CohortArgs, device: &Device, gpu: bool) -> Result<(), String
         for _ in 0..jobs {
             scope.spawn(|| {
                 let net = match weights::from_safetensors(&ctx.config, &ctx.model_bytes, device) {
-                    Ok(n) => Graph::from(&n),
+                    Ok(n) => {
+                        let graph = Graph::from(&n);
+                        let card = seglrp::model::open::unet_card(&graph, &ctx.config, "the cohort's model");
+                        crate::common::Model { graph, card, normalisation: None }
+                    }
                     Err(e) => {
                         failures.lock().expect("no panics hold it").push(("(model)".into(), e.to_string()));
                         return;

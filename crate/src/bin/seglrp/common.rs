@@ -4,7 +4,9 @@
 use std::path::{Path, PathBuf};
 
 use burn::prelude::Device;
-use seglrp::model::Graph;
+use seglrp::engine::{self, Prepared};
+use seglrp::model::card::Normalisation;
+use seglrp::model::{Graph, ModelCard};
 use seglrp::study::{self, FileReport, Role, Study};
 use seglrp::unet::UNet;
 use seglrp::{backend, weights};
@@ -12,15 +14,25 @@ use seglrp::{backend, weights};
 /// How a study is read and which engine explains it.
 #[derive(clap::Args)]
 pub struct StudyOptions {
-    /// SegLRP U-Net safetensors (README "Models"); default: the bundled liver model.
+    /// The model (README "Models"): an nnU-Net trained-model folder, a MONAI model folder, an
+    /// .onnx file, or SegLRP U-Net safetensors; default: the bundled liver model.
     #[arg(long)]
     pub model: Option<PathBuf>,
     /// The U-Net configuration (JSON, README "Models") of safetensors weights that do not carry
     /// it in their metadata (a plain `save_file(model.state_dict(), …)`).
     #[arg(long, requires = "model")]
     pub config: Option<PathBuf>,
-    /// Override a file's guessed role, as FILE=ROLE; ROLE is one of "T2", "T1 plain",
-    /// "T1 20 s", "T1 60 s", "T1 120 s", "T1 15 min", "all sequences", "label", "unused".
+    /// nnU-Net folds to use, comma-separated (default: every fold_N with a checkpoint).
+    #[arg(long, value_delimiter = ',')]
+    pub folds: Option<Vec<String>>,
+    /// How every channel is normalised, overriding the model card: zscore, zscore-nonzero,
+    /// rescale01, none (already normalised) or body (the liver demo's). Needed where the card
+    /// does not say (MONAI, ONNX).
+    #[arg(long, value_parser = parse_normalisation)]
+    pub normalisation: Option<Normalisation>,
+    /// Override a file's guessed role, as FILE=ROLE. ROLE is one of the model's channels (the
+    /// bundled model: "T2", "T1 plain", "T1 20 s", "T1 60 s", "T1 120 s", "T1 15 min", or "all
+    /// sequences"), "label" or "unused".
     #[arg(long, value_name = "FILE=ROLE")]
     pub role: Vec<String>,
     /// CPU backend ("cpu" = the default one).
@@ -31,18 +43,86 @@ pub struct StudyOptions {
     pub gpu: bool,
 }
 
-impl StudyOptions {
-    /// The study of `files` (read first: a bad file is reported before anything is built), the
-    /// device and the network.
-    pub fn open(&self, files: &[PathBuf]) -> Result<(Study, Device, Graph), String> {
-        let study = open_study(files, &self.role)?;
-        let device = device(self.gpu, &self.backend)?;
-        let net = match (&self.model, &self.config) {
-            (Some(m), Some(c)) => Graph::from(&load_model(m, Some(c), &device)?),
-            (m, _) => load(m.as_deref(), &device)?,
-        };
-        Ok((study, device, net))
+fn parse_normalisation(s: &str) -> Result<Normalisation, String> {
+    Normalisation::parse(s).ok_or_else(|| format!("\"{s}\": one of zscore, zscore-nonzero, rescale01, none, body"))
+}
+
+/// A network with its card and how its studies are normalised.
+pub struct Model {
+    pub graph: Graph,
+    pub card: ModelCard,
+    /// `--normalisation`: every channel this way instead of the card's schemes.
+    pub normalisation: Option<Normalisation>,
+}
+
+impl Model {
+    /// Whether the model reads the liver demo's six sequences (the demo's study assembly, file
+    /// names and figures).
+    pub fn is_liver(&self) -> bool {
+        self.card.channels.len() == seglrp::volume::SEQUENCES.len()
+            && self.card.channels.iter().zip(seglrp::volume::SEQUENCES).all(|(c, s)| c.name == s)
     }
+
+    /// The study normalised as the card says and its forward pass done.
+    pub fn prepare(&self, study: &Study, device: &Device) -> Result<Prepared, String> {
+        let by_card = self.card.channels.iter().all(|c| c.normalisation == Normalisation::Body);
+        if by_card && self.normalisation.is_none() {
+            return engine::prepare(&self.graph, &study.volume, device);
+        }
+        let input = self.card.normalise(&study.volume, self.normalisation.as_ref())?;
+        engine::prepare_normalised_with(&self.graph, &input, device, engine::Mode::Auto)
+    }
+}
+
+impl StudyOptions {
+    /// The model, the study of `files` as the model's card reads it (a bad file is reported
+    /// before anything is computed) and the device.
+    pub fn open(&self, files: &[PathBuf]) -> Result<(Study, Device, Model), String> {
+        let device = device(self.gpu, &self.backend)?;
+        let model = self.model(&device)?;
+        let study = open_for(&model, files, &self.role)?;
+        Ok((study, device, model))
+    }
+
+    pub fn model(&self, device: &Device) -> Result<Model, String> {
+        let (graph, card) = match (&self.model, &self.config) {
+            (Some(m), Some(c)) => {
+                let config = read_config(c)?;
+                let graph = Graph::from(&load_model(m, Some(c), device)?);
+                let card = seglrp::model::open::unet_card(&graph, &config, &m.display().to_string());
+                (graph, card)
+            }
+            (Some(m), None) => {
+                let loaded = seglrp::model::open::open(m, self.folds.as_deref(), device)?;
+                (loaded.graph, loaded.card)
+            }
+            (None, _) => {
+                let net = weights::bundled(device).map_err(|e| e.to_string())?;
+                let graph = Graph::from(&net);
+                let card = seglrp::model::open::unet_card(&graph, &net.config, "the bundled liver model");
+                (graph, card)
+            }
+        };
+        Ok(Model { graph, card, normalisation: self.normalisation.clone() })
+    }
+}
+
+/// The study of `files` for `model`: the liver demo's six sequences, or the channels of the
+/// model's card (README "Bring a study").
+pub fn open_for(model: &Model, files: &[PathBuf], roles: &[String]) -> Result<Study, String> {
+    if model.is_liver() {
+        return open_study(files, roles);
+    }
+    let reports = read_all(files);
+    let chosen: Vec<(String, String)> = roles
+        .iter()
+        .map(|spec| {
+            let (file, role) = spec.rsplit_once('=').ok_or_else(|| format!("--role {spec}: expected FILE=ROLE"))?;
+            Ok((file.to_string(), role.to_string()))
+        })
+        .collect::<Result<_, String>>()?;
+    let names: Vec<String> = model.card.channels.iter().map(|c| c.name.clone()).collect();
+    study::assemble_channels(&reports, &names, model.card.classes.len(), &chosen)
 }
 
 /// The GPU (burn-wgpu) or the named CPU backend.
@@ -88,12 +168,6 @@ pub fn read_config(path: &Path) -> Result<seglrp::unet::UNetConfig, String> {
 /// The model at `path` (README "Models"), or the bundled liver model, as a graph.
 pub fn load(path: Option<&Path>, device: &Device) -> Result<Graph, String> {
     match path {
-        // nnU-Net and MONAI folders: their studies' channels and normalisation are not read yet.
-        Some(p) if p.is_dir() => Err(format!(
-            "{}: nnU-Net and MONAI models are explained by `seglrp relevance` on a normalised tensor for now; \
-             segment, explain and cohort take this project's U-Net models",
-            p.display()
-        )),
         Some(p) => Ok(seglrp::model::open::open(p, None, device)?.graph),
         None => seglrp::weights::bundled(device).map(|n| Graph::from(&n)).map_err(|e| e.to_string()),
     }

@@ -6,7 +6,7 @@ use std::time::Instant;
 use seglrp::engine;
 use seglrp::nifti;
 use seglrp::region::Selection;
-use seglrp::volume::{Volume, SEQUENCES};
+use seglrp::volume::Volume;
 
 use crate::common::{gzip_wanted, numbers, write, StudyOptions};
 use crate::segment::{composite, segment};
@@ -21,7 +21,7 @@ pub struct Args {
     /// of the tumour component to explain.
     #[arg(long, value_parser = numbers::<3>)]
     pub voxel: Option<[usize; 3]>,
-    /// Class to explain: 0 background, 1 tumour.
+    /// Class to explain (the model's class index; the liver model: 0 background, 1 tumour).
     #[arg(long, default_value_t = 1)]
     pub class: usize,
     /// Explain a region instead of one voxel, as the exact two-pass region map
@@ -41,13 +41,13 @@ pub struct Args {
     /// rule per layer (README "LRP").
     #[arg(long, default_value = engine::DEFAULT_COMPOSITE)]
     pub composite: String,
-    /// Write the relevance (6 volumes, float32, the study's affine) as NIfTI here.
+    /// Write the relevance (one volume per channel, float32, the study's affine) as NIfTI here.
     #[arg(long)]
     pub relevance: Option<PathBuf>,
-    /// Write the predicted segmentation (uint8, 1 = tumour) as NIfTI here.
+    /// Write the predicted segmentation (uint8, the class of each voxel) as NIfTI here.
     #[arg(long)]
     pub segmentation: Option<PathBuf>,
-    /// Also write the relevance (6 × voxels, float32 little-endian, file order) here.
+    /// Also write the relevance (channels × voxels, float32 little-endian, file order) here.
     #[arg(long)]
     pub raw: Option<PathBuf>,
     /// Also write the JSON summary (with the per-sequence shares) to this file.
@@ -71,8 +71,16 @@ pub fn read_mask(path: &Path, like: &Volume) -> Result<Vec<u8>, String> {
 }
 
 pub fn run(args: Args) -> Result<(), String> {
-    let (study, device, net) = args.common.open(&args.files)?;
-    let (net, device) = (&net, &device);
+    let (study, device, model) = args.common.open(&args.files)?;
+    let device = &device;
+    if args.class >= model.card.classes.len() {
+        return Err(format!(
+            "--class {}: the model's classes are 0 to {} ({})",
+            args.class,
+            model.card.classes.len() - 1,
+            model.card.classes.join(", ")
+        ));
+    }
     let dims = study.volume.dims;
     if let Some(v) = args.voxel {
         if v.iter().zip(&dims).any(|(v, d)| v >= d) {
@@ -91,7 +99,7 @@ pub fn run(args: Args) -> Result<(), String> {
             None
         }
     };
-    let mut s = segment(net, study, device)?;
+    let mut s = segment(&model, study, device)?;
     s.prepared.crop = !args.no_crop;
     let t = Instant::now();
     let composite = composite(&args.composite, &s.prepared)?;
@@ -120,7 +128,9 @@ pub fn run(args: Args) -> Result<(), String> {
         );
     }
     explanation["composite"] = serde_json::json!(args.composite);
-    explanation["sequences"] = serde_json::json!(SEQUENCES);
+    let channels: Vec<&str> = model.card.channels.iter().map(|c| c.name.as_str()).collect();
+    explanation["sequences"] = serde_json::json!(channels);
+    explanation["class_name"] = serde_json::json!(model.card.classes[args.class]);
     eprintln!("segmentation {:.0} ms, LRP {:.0} ms", s.seconds * 1e3, t.elapsed().as_secs_f64() * 1e3);
     let vol = &s.study.volume;
     if let Some(path) = &args.raw {

@@ -7,12 +7,11 @@ use std::time::Instant;
 
 use burn::prelude::Device;
 use seglrp::engine::{self, Prepared};
-use seglrp::model::Graph;
 use seglrp::region::{self, Selection};
 use seglrp::study::Study;
 use seglrp::{metrics, nifti, window};
 
-use crate::common::{gzip_wanted, write, StudyOptions};
+use crate::common::{gzip_wanted, write, Model, StudyOptions};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -32,24 +31,34 @@ pub struct Args {
 pub struct Segmented {
     pub study: Study,
     pub prepared: Prepared,
-    /// 1 = predicted tumour, file order.
+    /// The predicted class of each voxel (the liver model: 1 = tumour), file order.
     pub mask: Vec<u8>,
     pub seconds: f64,
+    /// The model's class names.
+    pub classes: Vec<String>,
 }
 
-pub fn segment(net: &Graph, study: Study, device: &Device) -> Result<Segmented, String> {
+pub fn segment(model: &Model, study: Study, device: &Device) -> Result<Segmented, String> {
     let t = Instant::now();
-    let prepared = engine::prepare(net, &study.volume, device)?;
+    let prepared = model.prepare(&study, device)?;
     let mask = pollster::block_on(engine::segmentation(&prepared))?;
-    Ok(Segmented { study, prepared, mask, seconds: t.elapsed().as_secs_f64() })
+    let classes = model.card.classes.clone();
+    Ok(Segmented { study, prepared, mask, seconds: t.elapsed().as_secs_f64(), classes })
+}
+
+/// Voxels of class `class` (1) and the rest (0): regions are chosen among one class's voxels.
+fn of_class(labels: &[u8], class: usize) -> Vec<u8> {
+    labels.iter().map(|&l| u8::from(l as usize == class)).collect()
 }
 
 impl Segmented {
+    /// Dice of the first foreground class (the liver model's tumour).
     pub fn dice(&self) -> Option<f32> {
-        self.study.label.as_ref().and_then(|l| metrics::dice(&self.mask, l))
+        self.study.label.as_ref().and_then(|l| metrics::dice(&of_class(&self.mask, 1), &of_class(l, 1)))
     }
 
-    /// The region map of `class` over `selection`; `Ok(None)` when the region is empty.
+    /// The region map of `class` over `selection` (chosen among the voxels predicted, or
+    /// labelled, as `class`; any foreground for class 0); `Ok(None)` when the region is empty.
     pub fn explain_region(
         &self,
         selection: &Selection,
@@ -57,7 +66,12 @@ impl Segmented {
         composite: &seglrp::lrp::Composite,
     ) -> Result<Option<engine::RegionExplanation>, String> {
         let vol = &self.study.volume;
-        let area = selection.mask(&self.mask, self.study.label.as_deref(), vol.dims)?;
+        let (pred, label) = if class == 0 {
+            (self.mask.clone(), self.study.label.clone())
+        } else {
+            (of_class(&self.mask, class), self.study.label.as_deref().map(|l| of_class(l, class)))
+        };
+        let area = selection.mask(&pred, label.as_deref(), vol.dims)?;
         if !area.iter().any(|v| *v != 0) {
             return Ok(None);
         }
@@ -65,21 +79,32 @@ impl Segmented {
     }
 
     pub fn summary(&self) -> serde_json::Value {
-        summary(&self.study, &self.mask)
+        summary(&self.study, &self.mask, &self.classes)
     }
 }
 
-/// What a segmentation found, for JSON output.
-pub fn summary(study: &Study, mask: &[u8]) -> serde_json::Value {
-    let (_, sizes) = region::components(mask, study.volume.dims);
+/// What a segmentation found, for JSON output: for the liver model its tumour; for any model,
+/// each class's voxels (and Dice against the label).
+pub fn summary(study: &Study, mask: &[u8], classes: &[String]) -> serde_json::Value {
+    let (_, sizes) = region::components(&of_class(mask, 1), study.volume.dims);
+    let per_class: serde_json::Map<String, serde_json::Value> = classes
+        .iter()
+        .enumerate()
+        .map(|(k, name)| {
+            let dice = study.label.as_ref().and_then(|l| metrics::dice(&of_class(mask, k), &of_class(l, k)));
+            let voxels = mask.iter().filter(|m| **m as usize == k).count();
+            (name.clone(), serde_json::json!({ "voxels": voxels, "dice": dice }))
+        })
+        .collect();
     serde_json::json!({
         "files": study.sources,
         "dims": study.volume.dims,
         "tumour_voxels": mask.iter().filter(|m| **m == 1).count(),
         "components": sizes,
         "labelled_voxels": study.label.as_ref().map(|l| l.iter().filter(|v| **v == 1).count()),
-        "dice": study.label.as_ref().and_then(|l| metrics::dice(mask, l)),
-        // NaN/infinite voxels per sequence that were set to 0 (more is refused).
+        "dice": study.label.as_ref().and_then(|l| metrics::dice(&of_class(mask, 1), &of_class(l, 1))),
+        "classes": per_class,
+        // NaN/infinite voxels per channel that were set to 0 (more is refused).
         "non_finite_voxels": study.non_finite,
     })
 }
@@ -95,21 +120,26 @@ pub fn composite(spec: &str, prepared: &Prepared) -> Result<seglrp::lrp::Composi
 }
 
 pub fn run(args: Args) -> Result<(), String> {
-    let (study, device, net) = args.common.open(&args.files)?;
-    let (net, device) = (&net, &device);
+    let (study, device, model) = args.common.open(&args.files)?;
+    let device = &device;
     let t = Instant::now();
     let (study, mask) = if args.windows {
+        if !model.is_liver() || args.common.normalisation.is_some() {
+            return Err("--windows runs the liver demo's models; other models are windowed by themselves where \
+                        their norms allow (README \"Large studies\")"
+                .into());
+        }
         // Sliding windows: memory bounded by the window, for studies too large for one pass.
-        let mask =
-            pollster::block_on(window::segment(net, &study.volume, window::Windows::default(), device, |_, _| {}))?;
+        let windows = window::Windows::default();
+        let mask = pollster::block_on(window::segment(&model.graph, &study.volume, windows, device, |_, _| {}))?;
         (study, mask)
     } else {
-        let s = segment(net, study, device)?;
+        let s = segment(&model, study, device)?;
         (s.study, s.mask)
     };
     eprintln!("segmentation {:.0} ms", t.elapsed().as_secs_f64() * 1e3);
     write(&args.out, &nifti::write_label(&mask, &study.volume, gzip_wanted(&args.out)))?;
-    let mut summary = summary(&study, &mask);
+    let mut summary = summary(&study, &mask, &model.card.classes);
     summary["segmentation"] = serde_json::json!(args.out.display().to_string());
     summary["method"] = serde_json::json!(if args.windows { "sliding windows" } else { "whole volume" });
     println!("{}", serde_json::to_string_pretty(&summary).expect("plain JSON"));
