@@ -510,6 +510,33 @@ def study_check(label, folder, net, names, shape, kwargs):
     ok = err <= 1e-5 and summary["explanation"]["sequences"] == names
     report(ok, f"{label}: seglrp explain on NIfTI channels (given in reverse order, matched by name) vs relevance on "
            f"nnU-Net's normalised tensor: max|ΔR|/max|R| {err:.1e}", f"{label}: explain")
+    if cin != 2:
+        return
+    # The cohort command on two such patients: the table's share columns are the model's
+    # channels, and each row's shares are what `explain --region all` gives that patient.
+    cohort = tmp / "cohort-nnunet"
+    for i in (1, 2):
+        (cohort / f"p{i}").mkdir(parents=True)
+        for c, f in enumerate(files):
+            data = raw[c] if i == 1 else raw[c][::-1].copy()
+            nib.save(nib.Nifti1Image(data.transpose(2, 1, 0), np.diag([1.0, 1.0, 2.0, 1.0])), cohort / f"p{i}" / f.name)
+    run("cohort", cohort, "--model", folder, "--out", tmp / "cohort-out", "--class", 2, "--regions", "all",
+        "--composite", "EpsilonPlus", "--jobs", 1)
+    rows = (tmp / "cohort-out" / "cohort.csv").read_text().splitlines()
+    header = rows[0].split(",")
+    ok = header[7:9] == ["share_ct", "share_t1"] and len(rows) == 3
+    for i, row in enumerate(rows[1:], start=1):
+        cells = dict(zip(header, row.split(",")))
+        e = json.loads(run("explain", *sorted((cohort / f"p{i}").iterdir()), "--model", folder, "--region", "all",
+                           "--class", 2, "--composite", "EpsilonPlus").stdout)["explanation"]
+        got = [float(cells["share_ct"]), float(cells["share_t1"])]
+        same = e["shares"] is not None and np.allclose(got, e["shares"], rtol=1e-5, atol=1e-7)
+        if not same:
+            print(f"  patient {i}: table {got}, explain {e['shares']} ({e.get('voxels')} voxels vs {cells['voxels']})")
+        ok = ok and same
+    report(ok and (tmp / "cohort-out" / "parallel-all.png").is_file(),
+           f"{label}: seglrp cohort --model: columns {header[7:9]}, shares equal explain's for both patients",
+           f"{label}: cohort")
 
 
 def export_onnx(net, x, path, opset, dynamo):

@@ -22,9 +22,18 @@ pub use crate::toy_model::toy_model;
 /// (The page's menu and `seglrp cohort` start with EpsilonGammaBox.)
 pub const DEFAULT_COMPOSITE: &str = "Epsilon";
 
-/// Studies of more voxels than this (padded) are windowed (tiling.rs) when the model allows
-/// it: a whole-volume pass of the bundled net holds ~500 bytes of activations per voxel.
-pub const WHOLE_PASS_VOXELS: usize = 1 << 21;
+/// Studies whose whole-volume pass would hold more activations than this (bytes, every node's
+/// output: [`trace_bytes`]) are windowed (tiling.rs): 2²¹ voxels of the bundled net, 64³ of a
+/// 3d_fullres nnU-Net.
+pub const WHOLE_PASS_BYTES: u64 = 1 << 30;
+
+/// The activations a whole-volume pass of `graph` on `voxels` (padded) input voxels holds:
+/// every node's output (channels × voxels at its resolution, f32).
+pub fn trace_bytes(graph: &Graph, voxels: usize) -> u64 {
+    let channels = graph.validate().unwrap_or_default();
+    let scales = graph.scales().unwrap_or_default();
+    channels.iter().zip(&scales).map(|(c, s)| (voxels / s.iter().product::<usize>()) as u64 * *c as u64 * 4).sum()
+}
 
 /// Largest window (voxels) an LRP request of a windowed study runs on; its passes hold ~1 kB
 /// per voxel.
@@ -40,11 +49,12 @@ pub enum Forward {
     /// One whole-volume pass, every node's output kept.
     Whole(Trace),
     /// Only the normalised input is kept, on the host; every request runs its own forward pass
-    /// on a window of it (tiling.rs).
-    Windowed { input: Arc<HostInput>, max_window: usize },
+    /// on a window of it (tiling.rs). A network with instance or group norms has had them
+    /// frozen by one whole-volume pass, whose logits are kept for the segmentation.
+    Windowed { input: Arc<HostInput>, max_window: usize, logits: Option<Tensor<5>> },
 }
 
-/// Whole-volume pass or windows: [`Mode::Auto`] windows studies above [`WHOLE_PASS_VOXELS`].
+/// Whole-volume pass or windows: [`Mode::Auto`] windows studies above [`WHOLE_PASS_BYTES`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mode {
     Auto,
@@ -143,7 +153,7 @@ pub fn alignment(graph: &Graph) -> usize {
 pub fn largest_tensor_bytes(graph: &Graph, dims: [usize; 3]) -> u64 {
     let align = alignment(graph);
     let n: usize = dims.iter().map(|d| d.div_ceil(align) * align).product();
-    let voxels = if n > WHOLE_PASS_VOXELS && crate::tiling::windowable(graph) {
+    let voxels = if trace_bytes(graph, n) > WHOLE_PASS_BYTES && crate::tiling::windowable(graph) {
         n.min(MAX_WINDOW * SEGMENT_WINDOW_FACTOR)
     } else {
         n
@@ -204,28 +214,32 @@ pub fn prepare_normalised_with(graph: &Graph, vol: &Volume, device: &Device, mod
             .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), v| (lo.min(*v), hi.max(*v)))
     };
     let (low, high) = (0..channels).map(range).unzip();
-    let windowable = crate::tiling::windowable(graph);
     let max_window = match mode {
-        Mode::Auto if n > WHOLE_PASS_VOXELS && windowable => Some(MAX_WINDOW),
-        Mode::Windowed(_) if !windowable => {
-            return Err("this model uses instance norm or group norm, whose statistics span the whole volume: it \
-                        cannot run in windows"
-                .into())
-        }
+        Mode::Auto if trace_bytes(graph, n) > WHOLE_PASS_BYTES => Some(MAX_WINDOW),
         Mode::Windowed(max) => Some(max),
         _ => None,
     };
+    let mut graph = graph.clone();
     let forward = match max_window {
-        Some(max_window) => Forward::Windowed {
-            input: Arc::new(HostInput { data: padded.data, channels, dims: [nz, ny, nx] }),
-            max_window,
-        },
+        Some(max_window) => {
+            let mut logits = None;
+            if graph.has_volume_statistics() {
+                // Instance and group norms read the whole volume: one pass freezes their
+                // statistics (and gives the segmentation); windows then see the same values.
+                let x = Tensor::<5>::from_data(TensorData::new(padded.data.clone(), [1, channels, nz, ny, nx]), device);
+                let (frozen, out) = graph.freeze(x);
+                graph = frozen;
+                logits = Some(out);
+            }
+            let input = Arc::new(HostInput { data: padded.data, channels, dims: [nz, ny, nx] });
+            Forward::Windowed { input, max_window, logits }
+        }
         None => Forward::Whole(
             graph.trace(Tensor::<5>::from_data(TensorData::new(padded.data, [1, channels, nz, ny, nx]), device)),
         ),
     };
     Ok(Prepared {
-        graph: graph.clone(),
+        graph,
         dims: vol.dims,
         padded: [nz, ny, nx],
         forward,
@@ -296,7 +310,8 @@ pub async fn segmentation_with_progress(p: &Prepared, progress: impl FnMut(usize
     let [pz, py, px] = p.padded;
     let padded = match &p.forward {
         Forward::Whole(t) => read(predicted(t.value(p.graph.output).clone())).await?,
-        Forward::Windowed { input, max_window } => {
+        Forward::Windowed { logits: Some(logits), .. } => read(predicted(logits.clone())).await?,
+        Forward::Windowed { input, max_window, .. } => {
             crate::tiling::segmentation(&p.graph, input, &p.device, max_window * SEGMENT_WINDOW_FACTOR, progress)
                 .await?
                 .into_iter()

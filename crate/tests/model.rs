@@ -398,8 +398,8 @@ fn nested_windows_give_the_whole_grids_region_map() {
 
 /// A windowed study (tiling.rs: forward passes on windows of the host-held input) gives the
 /// whole-volume pass's segmentation, voxel maps and region maps — also when the region is
-/// split into cores whose maps are added — for every variant without instance norm; instance
-/// norm is refused.
+/// split into cores whose maps are added — for every variant; instance norm's statistics are
+/// frozen by one whole-volume pass first (`Graph::freeze`).
 #[test]
 fn windowed_study_equals_the_whole_pass() {
     use seglrp::engine::{explain, explain_region, prepare_with, segmentation, Mode};
@@ -411,10 +411,11 @@ fn windowed_study_equals_the_whole_pass() {
     let data = host(input([1, 6, nz, ny, nx], 78, &dev));
     let vol =
         Volume { dims, channels: 6, spacing: [1.0; 3], affine: seglrp::geometry::Affine::diagonal([1.0; 3]), data };
-    let compare = |what: &str, windowed: &[f32], whole: &[f32]| {
+    // Instance norm: the region's cores sum float32 values of near-cancelling merged convs.
+    let compare = |what: &str, windowed: &[f32], whole: &[f32], bound: f32| {
         let scale = whole.iter().fold(0f32, |m, v| m.max(v.abs()));
         let diff = windowed.iter().zip(whole).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
-        assert!(scale > 0.0 && diff <= 1e-5 * scale, "{what}: windowed vs whole {diff} of {scale}");
+        assert!(scale > 0.0 && diff <= bound * scale, "{what}: windowed vs whole {diff} of {scale}");
     };
     // A region across the grid's middle: split into several cores at this window size.
     let region: Vec<u8> = (0..n)
@@ -428,10 +429,6 @@ fn windowed_study_equals_the_whole_pass() {
         .collect();
     for cfg in variants() {
         let net = UNet::seeded(&cfg, 6, 0.2, &dev);
-        if cfg.norm == NormKind::Instance {
-            assert!(prepare_with(&net, &vol, &dev, Mode::Windowed(1 << 20)).unwrap_err().contains("instance norm"));
-            continue;
-        }
         // Windows of a core of 8×16×24 voxels: the region then needs several.
         let max_window = seglrp::crop::window_of(&cfg, [4, 40, 60], [11, 55, 83], [nz, ny, nx]).voxels();
         let whole = prepare_with(&net, &vol, &dev, Mode::Whole).unwrap();
@@ -451,7 +448,7 @@ fn windowed_study_equals_the_whole_pass() {
         for voxel in [[64, 48, 8], [1, 94, 15]] {
             let x = pollster::block_on(explain(&whole, voxel, 1, &c)).unwrap();
             let y = pollster::block_on(explain(&windowed, voxel, 1, &c)).unwrap();
-            compare(&format!("{cfg:?} voxel {voxel:?}"), &y.relevance, &x.relevance);
+            compare(&format!("{cfg:?} voxel {voxel:?}"), &y.relevance, &x.relevance, 1e-5);
         }
         let x = pollster::block_on(explain_region(&whole, &region, 1, &c)).unwrap();
         let y = pollster::block_on(explain_region(&windowed, &region, 1, &c)).unwrap();
@@ -460,7 +457,8 @@ fn windowed_study_equals_the_whole_pass() {
             (x.explained_logits - y.explained_logits).abs() <= 1e-4 * x.explained_logits.abs().max(1.0),
             "{cfg:?}: explained logits"
         );
-        compare(&format!("{cfg:?} region"), &y.relevance, &x.relevance);
+        let bound = if cfg.norm == NormKind::Instance { 5e-5 } else { 1e-5 };
+        compare(&format!("{cfg:?} region"), &y.relevance, &x.relevance, bound);
     }
 }
 

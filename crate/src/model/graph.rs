@@ -66,6 +66,10 @@ pub enum Statistics {
     Instance,
     /// Group norm: each group of channels' mean and variance over the current volume.
     Group(usize),
+    /// Instance or group statistics of one whole volume, fixed ([`Graph::freeze`]): the norm
+    /// is `z·scale + shift` per channel (its affine included), so that windows of that volume
+    /// are normalised as the whole volume was.
+    Frozen { scale: Tensor<1>, shift: Tensor<1> },
 }
 
 /// Batch, instance or group norm, with or without its affine transform.
@@ -84,6 +88,7 @@ impl NormSpec {
     pub fn affine(&self, z: &Tensor<5>) -> (Tensor<1>, Tensor<1>) {
         let [n, c, d, h, w] = z.dims();
         let (mean, var) = match &self.statistics {
+            Statistics::Frozen { scale, shift } => return (scale.clone(), shift.clone()),
             Statistics::Running { mean, var } => (mean.clone(), var.clone()),
             Statistics::Instance | Statistics::Group(_) => {
                 assert_eq!(n, 1, "instance and group statistics are per volume: batch 1");
@@ -111,8 +116,13 @@ impl NormSpec {
         (scale, shift)
     }
 
+    /// Whether the statistics come from the volume at hand (instance and group norm).
+    pub fn per_volume(&self) -> bool {
+        matches!(self.statistics, Statistics::Instance | Statistics::Group(_))
+    }
+
     pub fn forward(&self, z: Tensor<5>) -> Tensor<5> {
-        if z.dims()[0] > 1 && !matches!(self.statistics, Statistics::Running { .. }) {
+        if z.dims()[0] > 1 && self.per_volume() {
             let parts: Vec<Tensor<5>> = z.split(1, 0).into_iter().map(|v| self.forward(v)).collect();
             return Tensor::cat(parts, 0);
         }
@@ -180,6 +190,7 @@ impl Op {
                 Statistics::Running { .. } => "BatchNorm3d",
                 Statistics::Instance => "InstanceNorm3d",
                 Statistics::Group(_) => "GroupNorm",
+                Statistics::Frozen { .. } => "Norm (frozen statistics)",
             },
             Op::Relu => "ReLU",
             Op::LeakyRelu(_) => "LeakyReLU",
@@ -457,7 +468,7 @@ impl Graph {
     /// Whether some node's statistics span the whole volume (instance or group norm): such a
     /// network's logits change when the study is cut into windows.
     pub fn has_volume_statistics(&self) -> bool {
-        self.nodes.iter().any(|n| matches!(&n.op, Op::Norm(s) if !matches!(s.statistics, Statistics::Running { .. })))
+        self.nodes.iter().any(|n| matches!(&n.op, Op::Norm(s) if s.per_volume()))
     }
 
     /// Learned parameters (weights, biases, norm affines and running statistics, PReLU slopes).
@@ -524,6 +535,48 @@ impl Graph {
             values[i] = Some(self.run(node, inputs));
         }
         values[self.output].take().expect("the output is computed")
+    }
+
+    /// The logits of `x` (one volume) and this graph with every instance and group norm frozen
+    /// to the statistics of `x` ([`Statistics::Frozen`]): the frozen graph gives any window of
+    /// `x` the values the whole-volume pass has there, so that large studies run in windows.
+    /// One pass, each intermediate dropped after its last reader.
+    pub fn freeze(&self, x: Tensor<5>) -> (Graph, Tensor<5>) {
+        let mut frozen = self.clone();
+        let mut left = self.consumers();
+        let mut values: Vec<Option<Tensor<5>>> = vec![None; self.nodes.len()];
+        values[0] = Some(x);
+        for (i, node) in self.nodes.iter().enumerate().skip(1) {
+            let inputs: Vec<Tensor<5>> = node
+                .inputs
+                .iter()
+                .map(|&j| {
+                    left[j] -= 1;
+                    let v = values[j].clone().expect("computed before");
+                    if left[j] == 0 {
+                        values[j] = None;
+                    }
+                    v
+                })
+                .collect();
+            if let Op::Norm(norm) = &node.op {
+                if norm.per_volume() {
+                    let (scale, shift) = norm.affine(&inputs[0]);
+                    let spec = NormSpec {
+                        statistics: Statistics::Frozen { scale: scale.clone(), shift: shift.clone() },
+                        weight: None,
+                        bias: None,
+                        ..norm.clone()
+                    };
+                    frozen.nodes[i].op = Op::Norm(spec);
+                    values[i] = Some(per_channel(inputs[0].clone(), scale, shift));
+                    continue;
+                }
+            }
+            values[i] = Some(self.run(node, inputs));
+        }
+        let logits = values[self.output].take().expect("the output is computed");
+        (frozen, logits)
     }
 
     /// The forward pass LRP reads: every node's output, and each mergeable norm folded into

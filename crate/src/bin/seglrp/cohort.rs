@@ -42,17 +42,25 @@ pub struct Run {
     pub dir: Option<PathBuf>,
     #[arg(long, required = true)]
     pub out: Option<PathBuf>,
-    /// safetensors weights (README "Models"); default: the bundled liver model.
+    /// The model (README "Models"): an nnU-Net or MONAI model folder, an .onnx file or U-Net
+    /// safetensors; default: the bundled liver model.
     #[arg(long)]
     pub model: Option<PathBuf>,
     /// The U-Net configuration (JSON) of a --model whose file does not carry it.
     #[arg(long, requires = "model")]
     pub config: Option<PathBuf>,
+    /// nnU-Net folds to use, comma-separated (default: all).
+    #[arg(long, value_delimiter = ',')]
+    pub folds: Option<Vec<String>>,
+    /// How every channel is normalised, overriding the model card (as for `explain`).
+    #[arg(long, value_parser = crate::common::parse_normalisation)]
+    pub normalisation: Option<seglrp::model::card::Normalisation>,
     /// Regions to explain, comma-separated: all (predicted tumour), tp, fn, fp (against each
     /// study's label).
     #[arg(long, default_value = "all", value_parser = parse_regions)]
     pub regions: Regions,
-    /// Class to explain: 0 background, 1 tumour.
+    /// Class to explain (the liver model: 0 background, 1 tumour); regions are chosen among the
+    /// voxels of this class.
     #[arg(long, default_value_t = 1)]
     pub class: usize,
     #[arg(long, default_value = COHORT_COMPOSITE)]
@@ -136,6 +144,8 @@ pub fn run(args: Args) -> Result<(), String> {
         out: r.out.expect("clap requires --out"),
         model: r.model,
         config: r.config,
+        folds: r.folds,
+        normalisation: r.normalisation,
         regions: r.regions.0,
         class: r.class,
         composite: r.composite,
@@ -152,6 +162,8 @@ pub struct CohortArgs {
     pub out: PathBuf,
     pub model: Option<PathBuf>,
     pub config: Option<PathBuf>,
+    pub folds: Option<Vec<String>>,
+    pub normalisation: Option<seglrp::model::card::Normalisation>,
     pub regions: Vec<Selection>,
     pub class: usize,
     pub composite: String,
@@ -231,6 +243,13 @@ pub struct Settings {
     pub composite: String,
     pub class: usize,
     pub regions: Vec<String>,
+    /// The model's input channels, in its order (the table's share columns).
+    #[serde(default = "liver_channels")]
+    pub channels: Vec<String>,
+}
+
+fn liver_channels() -> Vec<String> {
+    seglrp::volume::SEQUENCES.map(String::from).to_vec()
 }
 
 impl Settings {
@@ -251,8 +270,8 @@ pub struct RegionResult {
     pub explained_logits: Option<f32>,
     /// Σ_a ΣM_a / Σ_a y_a over the kept voxels: 1 when relevance is conserved.
     pub conservation: Option<f32>,
-    pub shares: Option<[f32; 6]>,
-    pub signed_shares: Option<[f32; 6]>,
+    pub shares: Option<Vec<f32>>,
+    pub signed_shares: Option<Vec<f32>>,
     pub slice: Option<usize>,
     pub figure: Option<String>,
     /// Why the shares are missing ("empty region", "no positive relevance").
@@ -276,12 +295,22 @@ pub struct PatientResult {
     pub non_finite: Vec<usize>,
 }
 
-fn fnv1a(bytes: &[u8]) -> String {
-    format!("{:016x}", crate::parts::fnv1a(bytes))
+/// What identifies a model's content: a file's bytes; for a folder, its card (architecture,
+/// parameters, channels, classes) and the size and name of every file it was read from.
+fn model_identity(path: &Path, card: &seglrp::model::ModelCard) -> Result<Vec<u8>, String> {
+    if !path.is_dir() {
+        return std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()));
+    }
+    let mut id = serde_json::to_vec(card).expect("plain JSON");
+    for source in &card.sources {
+        let size = std::fs::metadata(source).map(|m| m.len()).unwrap_or(0);
+        id.extend(format!("{source}:{size};").bytes());
+    }
+    Ok(id)
 }
 
-fn to6(v: &Option<Vec<f32>>) -> Option<[f32; 6]> {
-    v.as_ref().map(|v| std::array::from_fn(|i| v[i]))
+fn fnv1a(bytes: &[u8]) -> String {
+    format!("{:016x}", crate::parts::fnv1a(bytes))
 }
 
 /// Reason column of an empty region.
@@ -314,8 +343,7 @@ fn default_jobs(voxels: usize, net: &Graph) -> usize {
 struct Context<'a> {
     args: &'a CohortArgs,
     settings: Settings,
-    model_bytes: Vec<u8>,
-    config: seglrp::unet::UNetConfig,
+    model: crate::common::Model,
 }
 
 fn analyse(
@@ -331,7 +359,7 @@ fn analyse(
     }
     let started = Instant::now();
     step("reading");
-    let study = crate::common::open_study(&study_dir.files, &[])?;
+    let study = crate::common::open_for(net, &study_dir.files, &[])?;
     step("segmenting");
     let s = segment(net, study, device)?;
     let composite = composite(&args.composite, &s.prepared)?;
@@ -344,7 +372,7 @@ fn analyse(
                 sel.name()
             ));
         }
-        areas.push(sel.mask(&s.mask, s.study.label.as_deref(), vol.dims)?);
+        areas.push(s.area(sel, args.class)?);
     }
     let non_empty: Vec<&[u8]> = areas.iter().filter(|a| a.iter().any(|v| *v != 0)).map(|a| &a[..]).collect();
     step(&format!("explaining {} region(s)", non_empty.len()));
@@ -371,15 +399,16 @@ fn analyse(
         }
         let e = explanations.next().expect("one explanation per non-empty region");
         let slice = region::centre_slice(area, vol.dims).expect("the region is not empty");
-        let shares = to6(&e.shares);
+        let shares = e.shares.clone();
         let figure_name = format!("figures/{}-{}.png", study_dir.id, sel.name());
         step(&format!("drawing region {}", sel.name()));
         let svg = figure::panels_svg(&Panels {
             volume: vol,
+            channels: &ctx.settings.channels,
             relevance: &e.relevance,
             region: area,
             slice,
-            shares,
+            shares: shares.clone(),
             title: format!("{} — region \"{}\" ({} voxels), {}", study_dir.id, sel.name(), voxels, args.composite),
         })?;
         write(&args.out.join(&figure_name), &figure::png(&svg)?)?;
@@ -397,7 +426,7 @@ fn analyse(
             explained_logits: Some(e.explained_logits),
             conservation: Some(e.conservation),
             shares,
-            signed_shares: to6(&e.signed_shares),
+            signed_shares: e.signed_shares.clone(),
             slice: Some(slice),
             figure: Some(figure_name),
             note: e.no_shares.map(String::from),
@@ -408,8 +437,8 @@ fn analyse(
         settings: ctx.settings.clone(),
         files: s.study.sources.clone(),
         dims: vol.dims,
-        tumour_voxels: s.mask.iter().filter(|v| **v == 1).count(),
-        labelled_voxels: s.study.label.as_ref().map(|l| l.iter().filter(|v| **v == 1).count()),
+        tumour_voxels: s.mask.iter().filter(|v| **v as usize == args.class).count(),
+        labelled_voxels: s.study.label.as_ref().map(|l| l.iter().filter(|v| **v as usize == args.class).count()),
         dice: s.dice(),
         seconds: started.elapsed().as_secs_f64(),
         regions,
@@ -421,9 +450,10 @@ fn done_line(r: &PatientResult, n: usize, of: usize) -> String {
     let regions: Vec<String> = r
         .regions
         .iter()
-        .map(|g| match g.shares {
+        .map(|g| match &g.shares {
             Some(sh) => {
-                format!("{} {} voxels, shares {}", g.region, g.voxels, sh.map(|v| format!("{:.3}", v)).join("/"))
+                let sh: Vec<String> = sh.iter().map(|v| format!("{v:.3}")).collect();
+                format!("{} {} voxels, shares {}", g.region, g.voxels, sh.join("/"))
             }
             None => format!("{}: {}", g.region, g.note.as_deref().unwrap_or(EMPTY_REGION)),
         })
@@ -446,11 +476,24 @@ fn csv_number<T: std::fmt::Display>(v: Option<T>) -> String {
     v.map(|v| v.to_string()).unwrap_or_default()
 }
 
+/// The share columns' names: the liver model's file stems, any other model's channel names in
+/// lower case with `_` for anything but letters and digits.
+fn stems(channels: &[String]) -> Vec<String> {
+    if channels.iter().map(String::as_str).eq(seglrp::volume::SEQUENCES) {
+        return FILE_STEMS.map(String::from).to_vec();
+    }
+    channels
+        .iter()
+        .map(|c| c.chars().map(|ch| if ch.is_ascii_alphanumeric() { ch.to_ascii_lowercase() } else { '_' }).collect())
+        .collect()
+}
+
 /// The cohort table: one row per patient and region.
 pub fn csv(results: &[PatientResult]) -> String {
+    let channels = results.first().map_or_else(liver_channels, |p| p.settings.channels.clone());
     let mut s = String::from("patient,region,voxels,left_out,dice,explained_logits,conservation");
     for prefix in ["share", "signed_share"] {
-        for stem in FILE_STEMS {
+        for stem in stems(&channels) {
             s += &format!(",{prefix}_{stem}");
         }
     }
@@ -472,9 +515,9 @@ pub fn csv(results: &[PatientResult]) -> String {
                 csv_number(r.explained_logits),
                 csv_number(r.conservation)
             );
-            for shares in [r.shares, r.signed_shares] {
-                for k in 0..6 {
-                    s += &format!(",{}", csv_number(shares.map(|v| v[k])));
+            for shares in [&r.shares, &r.signed_shares] {
+                for k in 0..channels.len() {
+                    s += &format!(",{}", csv_number(shares.as_ref().map(|v| v[k])));
                 }
             }
             let note = r.note.clone().or_else(|| r.shares.is_none().then(|| EMPTY_REGION.to_string()));
@@ -496,7 +539,7 @@ pub fn write_summary(out: &Path, settings: &Settings, results: &[PatientResult])
                 p.regions
                     .iter()
                     .find(|r| &r.region == name)
-                    .and_then(|r| r.shares)
+                    .and_then(|r| r.shares.clone())
                     .map(|shares| Line { name: p.patient.clone(), shares })
             })
             .collect();
@@ -510,8 +553,8 @@ pub fn write_summary(out: &Path, settings: &Settings, results: &[PatientResult])
             Selection::FalsePositive => "false positives".to_string(),
             other => other.name().to_string(),
         };
-        let title = format!("Relevance per MRI sequence, {what}: {} patients, {}", lines.len(), settings.composite);
-        let svg = figure::parallel_svg(&lines, &title);
+        let title = format!("Relevance per input channel, {what}: {} patients, {}", lines.len(), settings.composite);
+        let svg = figure::parallel_svg(&lines, &settings.channels, &title);
         let base = out.join(format!("parallel-{}", sel.name()));
         write(&base.with_extension("svg"), svg.as_bytes())?;
         write(&base.with_extension("png"), &figure::png(&svg)?)?;
@@ -531,33 +574,31 @@ pub fn cohort(args: CohortArgs, device: &Device, gpu: bool) -> Result<(), String
         studies.retain(|s| share.holds(&s.id));
         eprintln!("part {} of {}: {} of the cohort's {all} patients", share.part, share.parts, studies.len());
     }
-    let (model_bytes, model_name) = match &args.model {
-        Some(p) if p.is_dir() || seglrp::model::onnx_file(p) => {
-            return Err(format!(
-                "{}: the cohort command runs the liver demo's U-Net models; nnU-Net, MONAI and ONNX models are \
-                 explained study by study with `seglrp explain --model` (their cohort tables follow their channels \
-                 in a later version)",
-                p.display()
-            ))
-        }
-        Some(p) => (std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()))?, p.display().to_string()),
-        None => (weights::BUNDLED.to_vec(), "bundled".to_string()),
-    };
-    let config = match &args.config {
-        Some(c) => crate::common::read_config(c)?,
-        None => weights::config_of(&model_bytes).ok_or(
-            "the model file carries no configuration: give it with --config (or write the file with `seglrp train` \
-             or `seglrp model`)",
-        )?,
-    };
     // Refuse a bad model before any patient is touched.
-    let probe = weights::from_safetensors(&config, &model_bytes, device).map_err(|e| format!("{model_name}: {e}"))?;
+    let options = crate::common::StudyOptions {
+        model: args.model.clone(),
+        config: args.config.clone(),
+        folds: args.folds.clone(),
+        normalisation: args.normalisation.clone(),
+        role: vec![],
+        backend: "cpu".into(),
+        gpu,
+    };
+    let model = options.model(device)?;
+    if args.class >= model.card.classes.len() {
+        return Err(format!("--class {}: the model's classes are {}", args.class, model.card.classes.join(", ")));
+    }
+    let (model_name, model_hash) = match &args.model {
+        Some(p) => (p.display().to_string(), fnv1a(&model_identity(p, &model.card)?)),
+        None => ("bundled".to_string(), fnv1a(weights::BUNDLED)),
+    };
     let settings = Settings {
         model: model_name,
-        model_hash: fnv1a(&model_bytes),
+        model_hash,
         composite: args.composite.clone(),
         class: args.class,
         regions: args.regions.iter().map(|r| r.name().to_string()).collect(),
+        channels: model.card.channels.iter().map(|c| c.name.clone()).collect(),
     };
     for sub in ["patients", "figures"]
         .iter()
@@ -585,10 +626,10 @@ pub fn cohort(args: CohortArgs, device: &Device, gpu: bool) -> Result<(), String
     let jobs = if gpu {
         args.jobs.unwrap_or(1)
     } else {
-        args.jobs.unwrap_or_else(|| default_jobs(PLANNING_VOXELS, &Graph::from(&probe)))
+        args.jobs.unwrap_or_else(|| default_jobs(PLANNING_VOXELS, &model.graph))
     }
     .clamp(1, todo.len().max(1));
-    let ctx = Context { args: &args, settings: settings.clone(), model_bytes, config };
+    let ctx = Context { args: &args, settings: settings.clone(), model };
     let pb = crate::progress::bar(todo.len() as u64, "cohort");
     pb.set_message(format!("{jobs} at a time"));
     let next = AtomicUsize::new(0);
@@ -596,16 +637,11 @@ pub fn cohort(args: CohortArgs, device: &Device, gpu: bool) -> Result<(), String
     std::thread::scope(|scope| {
         for _ in 0..jobs {
             scope.spawn(|| {
-                let net = match weights::from_safetensors(&ctx.config, &ctx.model_bytes, device) {
-                    Ok(n) => {
-                        let graph = Graph::from(&n);
-                        let card = seglrp::model::open::unet_card(&graph, &ctx.config, "the cohort's model");
-                        crate::common::Model { graph, card, normalisation: None }
-                    }
-                    Err(e) => {
-                        failures.lock().expect("no panics hold it").push(("(model)".into(), e.to_string()));
-                        return;
-                    }
+                // Each worker its own copy (a graph's tensors are shared handles: cheap).
+                let net = crate::common::Model {
+                    graph: ctx.model.graph.clone(),
+                    card: ctx.model.card.clone(),
+                    normalisation: ctx.model.normalisation.clone(),
                 };
                 loop {
                     let i = next.fetch_add(1, Ordering::SeqCst);
@@ -723,15 +759,16 @@ mod tests {
             composite: "Epsilon".into(),
             class: 1,
             regions: vec!["all".into(), "fn".into()],
+            channels: liver_channels(),
         };
-        let region = |name: &str, shares: Option<[f32; 6]>| RegionResult {
+        let region = |name: &str, shares: Option<Vec<f32>>| RegionResult {
             region: name.into(),
             voxels: if shares.is_some() { 3 } else { 0 },
-            left_out: shares.map(|_| 0),
-            explained_logits: shares.map(|_| 2.5),
-            conservation: shares.map(|_| 0.75),
+            left_out: shares.as_ref().map(|_| 0),
+            explained_logits: shares.as_ref().map(|_| 2.5),
+            conservation: shares.as_ref().map(|_| 0.75),
+            signed_shares: shares.clone(),
             shares,
-            signed_shares: shares,
             slice: None,
             figure: None,
             note: None,
@@ -746,7 +783,7 @@ mod tests {
             dice: None,
             seconds: 1.0,
             regions: vec![
-                region("all", Some([0.5, 0.1, 0.1, 0.1, 0.1, 0.1])),
+                region("all", Some(vec![0.5, 0.1, 0.1, 0.1, 0.1, 0.1])),
                 region("fn", None),
                 RegionResult { voxels: 4, note: Some("no positive relevance".into()), ..region("tp", None) },
             ],

@@ -43,7 +43,7 @@ pub struct StudyOptions {
     pub gpu: bool,
 }
 
-fn parse_normalisation(s: &str) -> Result<Normalisation, String> {
+pub fn parse_normalisation(s: &str) -> Result<Normalisation, String> {
     Normalisation::parse(s).ok_or_else(|| format!("\"{s}\": one of zscore, zscore-nonzero, rescale01, none, body"))
 }
 

@@ -1,11 +1,22 @@
 //! The cohort's figures, in the style of Chlebus et al. 2019: the parallel-coordinates plot of
-//! normalised per-sequence relevance, and a six-panel view of one patient's relevance. Each is written as
+//! normalised per-channel relevance, and a view of one patient's relevance, a panel per channel. Each is written as
 //! SVG and rasterised to PNG by resvg with a bundled font, so a figure looks the same on every
 //! machine and needs no system fonts.
 
 use base64::Engine as _;
 use resvg::{tiny_skia, usvg};
 use seglrp::volume::{Volume, PLOT_ORDER, SEQUENCES};
+
+/// The channels' names and the order of the plot's axes (indices into the names): the liver
+/// model's as in Chlebus et al. 2019 (plain T1, the contrast phases, T2), any other model's in
+/// its own order.
+pub fn axes(channels: &[String]) -> Vec<usize> {
+    if channels.iter().map(String::as_str).eq(SEQUENCES) {
+        PLOT_ORDER.to_vec()
+    } else {
+        (0..channels.len()).collect()
+    }
+}
 
 /// matplotlib's "Paired" palette, as in the paper's figure; its pale yellow is darkened to stay
 /// visible on white.
@@ -25,14 +36,16 @@ fn tick_step(span: f64, target: f64) -> f64 {
     [1.0, 2.0, 2.5, 5.0, 10.0].iter().map(|m| m * mag).find(|s| *s >= raw).unwrap_or(10.0 * mag)
 }
 
-/// One patient's line: per-sequence shares in [`SEQUENCES`] order.
+/// One patient's line: per-channel shares in the model's channel order.
 pub struct Line {
     pub name: String,
-    pub shares: [f32; 6],
+    pub shares: Vec<f32>,
 }
 
-/// The parallel-coordinates plot as SVG.
-pub fn parallel_svg(lines: &[Line], title: &str) -> String {
+/// The parallel-coordinates plot as SVG, an axis per channel.
+pub fn parallel_svg(lines: &[Line], channels: &[String], title: &str) -> String {
+    let order = axes(channels);
+    let last = order.len().saturating_sub(1).max(1);
     let (w, h) = (1200.0, 700.0);
     let (left, right, top, bottom) = (100.0, 150.0, 60.0, 100.0);
     let (pw, ph) = (w - left - right, h - top - bottom);
@@ -41,7 +54,7 @@ pub fn parallel_svg(lines: &[Line], title: &str) -> String {
     let (lo, hi) = if lo.is_finite() { (lo, hi.max(lo + 1e-3)) } else { (0.0, 1.0) };
     let pad = 0.05 * (hi - lo);
     let (lo, hi) = (lo - pad, hi + pad);
-    let x = |k: usize| left + pw * k as f64 / 5.0;
+    let x = |k: usize| left + pw * k as f64 / last as f64;
     let y = |v: f64| top + ph * (hi - v) / (hi - lo);
     let mut s = format!(
         "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" viewBox=\"0 0 {w} {h}\" \
@@ -66,22 +79,23 @@ pub fn parallel_svg(lines: &[Line], title: &str) -> String {
         );
         t += step;
     }
-    for k in 0..6 {
+    for (k, &c) in order.iter().enumerate() {
+        let edge = k == 0 || k == last;
         s += &format!(
             "<line x1=\"{0:.1}\" y1=\"{top}\" x2=\"{0:.1}\" y2=\"{1}\" stroke=\"{2}\" stroke-width=\"{3}\"/>\n\
              <text x=\"{0:.1}\" y=\"{4}\" font-size=\"20\" text-anchor=\"middle\" fill=\"#222\">{5}</text>\n",
             x(k),
             top + ph,
-            if k == 0 || k == 5 { "#ccc" } else { "black" },
-            if k == 0 || k == 5 { 2 } else { 1 },
+            if edge { "#ccc" } else { "black" },
+            if edge { 2 } else { 1 },
             top + ph + 30.0,
-            SEQUENCES[PLOT_ORDER[k]]
+            escape(&channels[c])
         );
     }
     s += &format!(
         "<rect x=\"{left}\" y=\"{top}\" width=\"{pw}\" height=\"{ph}\" fill=\"none\" stroke=\"#ccc\" \
             stroke-width=\"2\"/>\n\
-         <text x=\"{}\" y=\"{}\" font-size=\"22\" text-anchor=\"middle\" fill=\"#222\">MRI sequence</text>\n\
+         <text x=\"{}\" y=\"{}\" font-size=\"22\" text-anchor=\"middle\" fill=\"#222\">input channel</text>\n\
          <text transform=\"translate(28 {}) rotate(-90)\" font-size=\"22\" text-anchor=\"middle\" \
              fill=\"#222\">normalised relevance</text>\n",
         left + pw / 2.0,
@@ -91,8 +105,11 @@ pub fn parallel_svg(lines: &[Line], title: &str) -> String {
     let legend_gap = (ph / lines.len().max(1) as f64).min(26.0);
     for (i, line) in lines.iter().enumerate() {
         let colour = PALETTE[i % PALETTE.len()];
-        let points: Vec<String> =
-            (0..6).map(|k| format!("{:.1},{:.1}", x(k), y(f64::from(line.shares[PLOT_ORDER[k]])))).collect();
+        let points: Vec<String> = order
+            .iter()
+            .enumerate()
+            .map(|(k, &c)| format!("{:.1},{:.1}", x(k), y(f64::from(line.shares[c]))))
+            .collect();
         s += &format!(
             "<polyline points=\"{}\" fill=\"none\" stroke=\"{colour}\" stroke-width=\"2.5\"/>\n",
             points.join(" ")
@@ -121,17 +138,19 @@ fn grey_window(channel: &[f32]) -> (f32, f32) {
     (lo, if hi > lo { hi } else { lo + 1.0 })
 }
 
-/// What the six-panel figure shows.
+/// What the panel figure shows.
 pub struct Panels<'a> {
     pub volume: &'a Volume,
-    /// Relevance, six channels in file order.
+    /// The channels' names.
+    pub channels: &'a [String],
+    /// Relevance, one volume per channel, file order.
     pub relevance: &'a [f32],
     /// The explained region (1 = in), drawn as a contour.
     pub region: &'a [u8],
     /// Axial slice to show.
     pub slice: usize,
     /// None: no positive relevance (the captions say so instead of a percentage).
-    pub shares: Option<[f32; 6]>,
+    pub shares: Option<Vec<f32>>,
     pub title: String,
 }
 
@@ -196,13 +215,17 @@ pub fn panels_svg(p: &Panels) -> Result<String, String> {
     let [nx, ny, _] = p.volume.dims;
     let n = p.volume.voxels();
     let base = p.slice * nx * ny;
-    // One relevance scale for all six panels, so that they can be compared by eye.
-    let rmax =
-        (0..6).flat_map(|c| p.relevance[c * n + base..c * n + base + nx * ny].iter()).fold(0f32, |m, v| m.max(v.abs()));
+    let channels = p.channels.len();
+    // One relevance scale for all panels, so that they can be compared by eye.
+    let rmax = (0..channels)
+        .flat_map(|c| p.relevance[c * n + base..c * n + base + nx * ny].iter())
+        .fold(0f32, |m, v| m.max(v.abs()));
     let scale = (420 / nx.max(ny)).max(2);
     let (pw, ph) = (nx * scale, ny * scale);
     let (gap, head, top) = (12, 34, 50);
-    let (w, h) = (3 * pw + 4 * gap, top + 2 * (ph + head + gap) + 30);
+    // Three panels a row (the liver model's six: two rows).
+    let (cols, rows) = (channels.min(3), channels.div_ceil(3));
+    let (w, h) = (cols * pw + (cols + 1) * gap, top + rows * (ph + head + gap) + 30);
     let mut s = format!(
         "<svg xmlns=\"http://www.w3.org/2000/svg\" xmlns:xlink=\"http://www.w3.org/1999/xlink\" width=\"{w}\" \
             height=\"{h}\" font-family=\"Ubuntu\">\n\
@@ -211,18 +234,21 @@ pub fn panels_svg(p: &Panels) -> Result<String, String> {
         w / 2,
         escape(&p.title)
     );
-    for c in 0..6 {
+    for c in 0..channels {
         let (col, row) = (c % 3, c / 3);
         let (x, y) = (gap + col * (pw + gap), top + row * (ph + head + gap));
         let (rgba, iw, ih) = panel_pixels(p, c, rmax, scale);
-        let share =
-            p.shares.map(|v| format!("{:.1} %", 100.0 * v[c])).unwrap_or_else(|| "no positive relevance".into());
+        let share = p
+            .shares
+            .as_ref()
+            .map(|v| format!("{:.1} %", 100.0 * v[c]))
+            .unwrap_or_else(|| "no positive relevance".into());
         s += &format!(
             "<text x=\"{}\" y=\"{}\" font-size=\"20\" text-anchor=\"middle\" fill=\"white\">{} — {share}</text>\n\
              <image x=\"{x}\" y=\"{}\" width=\"{iw}\" height=\"{ih}\" xlink:href=\"{}\"/>\n",
             x + pw / 2,
             y + 24,
-            SEQUENCES[c],
+            escape(&p.channels[c]),
             y + head,
             png_data_url(rgba, iw, ih)?
         );

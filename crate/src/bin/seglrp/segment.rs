@@ -57,21 +57,26 @@ impl Segmented {
         self.study.label.as_ref().and_then(|l| metrics::dice(&of_class(&self.mask, 1), &of_class(l, 1)))
     }
 
-    /// The region map of `class` over `selection` (chosen among the voxels predicted, or
-    /// labelled, as `class`; any foreground for class 0); `Ok(None)` when the region is empty.
+    /// The voxels of `selection` (1 = in) chosen among those predicted, or labelled, as `class`
+    /// (any foreground for class 0).
+    pub fn area(&self, selection: &Selection, class: usize) -> Result<Vec<u8>, String> {
+        let (pred, label) = if class == 0 {
+            (self.mask.clone(), self.study.label.clone())
+        } else {
+            (of_class(&self.mask, class), self.study.label.as_deref().map(|l| of_class(l, class)))
+        };
+        selection.mask(&pred, label.as_deref(), self.study.volume.dims)
+    }
+
+    /// The region map of `class` over `selection` ([`Segmented::area`]); `Ok(None)` when the
+    /// region is empty.
     pub fn explain_region(
         &self,
         selection: &Selection,
         class: usize,
         composite: &seglrp::lrp::Composite,
     ) -> Result<Option<engine::RegionExplanation>, String> {
-        let vol = &self.study.volume;
-        let (pred, label) = if class == 0 {
-            (self.mask.clone(), self.study.label.clone())
-        } else {
-            (of_class(&self.mask, class), self.study.label.as_deref().map(|l| of_class(l, class)))
-        };
-        let area = selection.mask(&pred, label.as_deref(), vol.dims)?;
+        let area = self.area(selection, class)?;
         if !area.iter().any(|v| *v != 0) {
             return Ok(None);
         }
