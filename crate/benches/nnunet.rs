@@ -142,12 +142,14 @@ fn main() {
         let prepared = prepare_normalised_with(&graph, &vol, &device, Mode::Auto).unwrap();
         let mask = pollster::block_on(engine::segmentation(&prepared)).unwrap();
         let (t_seg, m_seg) = (t.elapsed().as_secs_f64(), peak_gib());
+        eprintln!("{name}: segmentation {t_seg:.1} s, peak {m_seg:.2} GiB");
         std::hint::black_box(mask.iter().map(|v| *v as usize).sum::<usize>());
         let composite = Composite::EpsilonPlus;
         reset_peak();
         let t = Instant::now();
         let e = pollster::block_on(engine::explain(&prepared, [size / 2; 3], 1, &composite)).unwrap();
         let (t_click, m_click) = (t.elapsed().as_secs_f64(), peak_gib());
+        eprintln!("{name}: click {t_click:.1} s, peak {m_click:.2} GiB");
         std::hint::black_box(e.relevance.len());
         let region: Vec<u8> = (0..size * size * size)
             .map(|i| {
