@@ -556,7 +556,7 @@ pub fn assemble_channels(
     let n = channels.len();
     let mut slots: Vec<Option<(&str, &Volume)>> = vec![None; n];
     let mut label: Option<(&str, &Volume)> = None;
-    let mut rest = Vec::new();
+    let mut images: Vec<(&FileReport, &Volume, Option<&str>)> = Vec::new();
     for r in reports {
         let Some(vol) = &r.volume else { continue };
         let choice = chosen.iter().find(|(f, _)| *f == r.name).map(|(_, c)| c.as_str());
@@ -564,29 +564,29 @@ pub fn assemble_channels(
         if choice == Some("unused") {
             continue;
         }
-        if is_label {
-            if let Some((first, _)) = label {
-                return Err(format!(
-                    "both {first} and {} look like the label; say which with --role FILE=label",
-                    r.name
-                ));
-            }
+        if !is_label {
+            images.push((r, vol, choice));
+        } else if let Some((first, _)) = label {
+            return Err(format!("both {first} and {} look like the label; say which with --role FILE=label", r.name));
+        } else {
             label = Some((&r.name, vol));
-            continue;
         }
-        if vol.channels > 1 {
-            if vol.channels != n || reports.len() > 1 + usize::from(label.is_some()) {
-                return Err(format!(
-                    "{} holds {} volumes; a 4-D file must hold the model's {n} channels ({}), alone",
-                    r.name,
-                    vol.channels,
-                    channels.join(", ")
-                ));
-            }
-            let names = vec![r.name.clone(); n];
-            let study = Study { volume: vol.clone(), label: None, sources: names, non_finite: vec![0; n] };
-            return with_label(study, label, classes);
+    }
+    if let Some((r, vol, _)) = images.iter().find(|(_, v, _)| v.channels > 1) {
+        if vol.channels != n || images.len() > 1 {
+            return Err(format!(
+                "{} holds {} volumes; a 4-D file must hold the model's {n} channels ({}) and be the study's only image",
+                r.name,
+                vol.channels,
+                channels.join(", ")
+            ));
         }
+        let names = vec![r.name.clone(); n];
+        let study = Study { volume: (*vol).clone(), label: None, sources: names, non_finite: vec![0; n] };
+        return with_label(study, label, classes);
+    }
+    let mut rest = Vec::new();
+    for (r, vol, choice) in images {
         let c = match choice {
             Some(name) => Some(channels.iter().position(|c| squeeze(c) == squeeze(name)).ok_or_else(|| {
                 format!("--role {}={name}: the model's channels are {}", r.name, channels.join(", "))
@@ -675,6 +675,44 @@ mod tests {
         assert_eq!(channel_of("case_0002.nii.gz", &brats), Some(2));
         assert_eq!(channel_of("case_0007.nii.gz", &brats), None);
         assert_eq!(channel_of("scan.nii", &brats), None);
+    }
+
+    #[test]
+    fn studies_follow_the_model_card() {
+        let vol = |channels: usize, fill: f32| Volume {
+            dims: [2, 2, 2],
+            channels,
+            spacing: [1.0; 3],
+            affine: crate::geometry::Affine::diagonal([1.0; 3]),
+            data: vec![fill; 8 * channels],
+        };
+        let file = |name: &str, v: Volume| FileReport {
+            name: name.into(),
+            role: Role::Unused,
+            info: None,
+            error: None,
+            volume: Some(v),
+        };
+        let names: Vec<String> = ["T2", "ADC", "DWI"].map(String::from).to_vec();
+        // By name, whatever the order; the label (classes 0..3) wherever it comes.
+        let files = [file("p_dwi.nii", vol(1, 3.0)), file("label.nii", vol(1, 2.0)), file("p_t2.nii", vol(1, 1.0))];
+        let all = [files[0].clone(), files[1].clone(), files[2].clone(), file("scan.nii", vol(1, 2.5))];
+        let study = assemble_channels(&all, &names, 3, &[]).unwrap();
+        assert_eq!(study.sources, ["p_t2.nii", "scan.nii", "p_dwi.nii"]);
+        assert_eq!(&study.volume.data[..9], &[1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 2.5]);
+        assert_eq!(study.label.as_deref(), Some(&[2u8; 8][..]));
+        // A missing channel is named; a label value outside the classes is refused.
+        let err = assemble_channels(&files, &names, 3, &[]).unwrap_err();
+        assert!(err.contains("no file for ADC"), "{err}");
+        let err = assemble_channels(&all, &names, 2, &[]).unwrap_err();
+        assert!(err.contains("holds 2, not a class index 0 to 1"), "{err}");
+        // One 4-D file with every channel, the label after it; --role renames.
+        let four = [file("study.nii", vol(3, 1.0)), file("seg.nii", vol(1, 1.0))];
+        assert_eq!(assemble_channels(&four, &names, 2, &[]).unwrap().volume.channels, 3);
+        let chosen = [("seg.nii".to_string(), "unused".to_string())];
+        assert!(assemble_channels(&four, &names, 2, &chosen).unwrap().label.is_none());
+        let err = assemble_channels(&[four[0].clone(), files[0].clone()], &names, 2, &[]).unwrap_err();
+        assert!(err.contains("only image"), "{err}");
         for r in [Role::Sequence(3), Role::AllSequences, Role::Label, Role::Unused] {
             assert_eq!(Role::parse(r.name()), Some(r));
         }
