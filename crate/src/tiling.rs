@@ -64,14 +64,30 @@ pub fn cores(
     // Core sizes, multiples of the alignment, halved along the largest axis until every core's
     // window fits (a core at the grid's edge has a smaller window than one in the middle).
     let mut size: [usize; 3] = std::array::from_fn(|k| (last[k] + 1 - first[k] / a[k] * a[k]).div_ceil(a[k]) * a[k]);
+    let largest = |cores: &[([usize; 3], [usize; 3])]| {
+        cores.iter().map(|(f, l)| crop::window_around(graph, *f, *l, dims).voxels()).max().unwrap_or(0)
+    };
     loop {
         let all = split(first, last, size, a);
-        let largest = all.iter().map(|(f, l)| crop::window_around(graph, *f, *l, dims).voxels()).max().unwrap_or(0);
-        let k = (0..3).max_by_key(|k| size[*k]).expect("three axes");
-        if largest <= max_window || size[k] <= a[k] {
+        let now = largest(&all);
+        if now <= max_window {
             return all;
         }
-        size[k] = (size[k] / 2).div_ceil(a[k]) * a[k];
+        // The largest axis first; an axis whose halving leaves the largest window as large is
+        // skipped, and when none shrinks it the cores stay as they are: a network whose
+        // receptive field spans the grid gains nothing from smaller cores, each of which would
+        // run the same whole-grid pass.
+        let mut axes = [0, 1, 2];
+        axes.sort_by_key(|&k| std::cmp::Reverse((size[k], k)));
+        let halved = axes.into_iter().filter(|&k| size[k] > a[k]).find_map(|k| {
+            let mut s = size;
+            s[k] = (s[k] / 2).div_ceil(a[k]) * a[k];
+            (largest(&split(first, last, s, a)) < now).then_some(s)
+        });
+        match halved {
+            Some(s) => size = s,
+            None => return all,
+        }
     }
 }
 
