@@ -428,15 +428,18 @@ def check(label, folder, net, names, classes, x, region_composite, params):
                              "--region", ",".join(map(str, box)), "--class", 2, "--composite", name,
                              "--out", tmp / "region.f32").stdout)
     ours = np.fromfile(tmp / "region.f32", dtype="<f4").reshape(shape)
+    def onehots():
+        for z in range(box[0], box[3]):
+            for y in range(box[1], box[4]):
+                for xx in range(box[2], box[5]):
+                    onehot = torch.zeros(1, k, d, h, w, dtype=torch.float64)
+                    onehot[0, 2, z, y, xx] = 1.0
+                    yield onehot
     maps = []
-    for z in range(box[0], box[3]):
-        for y in range(box[1], box[4]):
-            for xx in range(box[2], box[5]):
-                onehot = torch.zeros(1, k, d, h, w, dtype=torch.float64)
-                onehot[0, 2, z, y, xx] = 1.0
-                _, rel = zennit_relevance(model64, x64, name, low64, high64, onehot)
-                _, rel32 = zennit_relevance(model, xt, name, low, high, onehot.float())
-                maps.append((rel, rel.sum(), rel32.astype(np.float64), rel32.astype(np.float64).sum()))
+    for onehot in onehots():
+        _, rel = zennit_relevance(model64, x64, name, low64, high64, onehot)
+        _, rel32 = zennit_relevance(model, xt, name, low, high, onehot.float())
+        maps.append((rel, rel.sum(), rel32.astype(np.float64), rel32.astype(np.float64).sum()))
     largest = max(abs(m[1]) for m in maps)
     kept = [m for m in maps if abs(m[1]) >= 1e-3 * largest]
     ref = sum(m[0] / m[1] for m in kept)
@@ -445,13 +448,7 @@ def check(label, folder, net, names, classes, x, region_composite, params):
     err, err32 = np.abs(ours - ref).max() / scale, np.abs(ref32 - ref).max() / scale
 
     def region_loop(xp):
-        rels = []
-        for z in range(box[0], box[3]):
-            for y in range(box[1], box[4]):
-                for xx in range(box[2], box[5]):
-                    onehot = torch.zeros(1, k, d, h, w, dtype=torch.float64)
-                    onehot[0, 2, z, y, xx] = 1.0
-                    rels.append(zennit_relevance(model64, xp, name, low64, high64, onehot)[1])
+        rels = [zennit_relevance(model64, xp, name, low64, high64, onehot)[1] for onehot in onehots()]
         return sum(r / r.sum() for r, m in zip(rels, maps) if abs(m[1]) >= 1e-3 * largest)
     ok, why = within(err, err32, region_loop, x64, ref, scale)
     report(ok and summary["kept"] == len(kept),

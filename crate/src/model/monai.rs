@@ -155,6 +155,19 @@ impl<'a> Builder<'a> {
         stride: [usize; 3],
         padding: [usize; 3],
     ) -> Result<(usize, usize), String> {
+        self.conv_checked(name, x, k, stride, padding, None)
+    }
+
+    /// [`Builder::conv_with`], or a transposed conv with `output_padding` when that is given.
+    fn conv_checked(
+        &mut self,
+        name: &str,
+        x: usize,
+        k: [usize; 3],
+        stride: [usize; 3],
+        padding: [usize; 3],
+        output_padding: Option<[usize; 3]>,
+    ) -> Result<(usize, usize), String> {
         let s = self.shape(&format!("{name}.weight"))?;
         if s.len() != 5 || s[2..] != k {
             return Err(format!(
@@ -163,13 +176,16 @@ impl<'a> Builder<'a> {
                 &s[2.min(s.len())..]
             ));
         }
+        let transposed = output_padding.is_some();
         let weight = self.tensor(&format!("{name}.weight"), [s[0], s[1], k[0], k[1], k[2]])?;
+        let out = s[usize::from(transposed)];
         let bias = match self.weights.shape(&format!("{name}.bias")) {
-            Some(_) => Some(self.tensor(&format!("{name}.bias"), [s[0]])?),
+            Some(_) => Some(self.tensor(&format!("{name}.bias"), [out])?),
             None => None,
         };
-        let spec = ConvSpec { weight, bias, stride, padding, output_padding: [0; 3], transposed: false };
-        Ok((self.push(name, Op::Conv(spec), vec![x]), s[0]))
+        let output_padding = output_padding.unwrap_or([0; 3]);
+        let spec = ConvSpec { weight, bias, stride, padding, output_padding, transposed };
+        Ok((self.push(name, Op::Conv(spec), vec![x]), out))
     }
 
     /// The network's norm at `n` (parameters `n.weight`, …) on `c` channels of node `x`.
@@ -537,26 +553,9 @@ impl MonaiUNet {
         transposed: bool,
         conv_only: bool,
     ) -> Result<usize, String> {
-        let name = format!("{p}.conv");
         let k = if transposed { self.up_kernel } else { self.kernel };
-        let s = b.shape(&format!("{name}.weight"))?;
-        if s.len() != 5 || s[2..] != k {
-            return Err(format!(
-                "{}: \"{name}\" has kernel {:?}, the network_def says {k:?}",
-                b.weights.source,
-                &s[2.min(s.len())..]
-            ));
-        }
-        let weight = b.tensor(&format!("{name}.weight"), [s[0], s[1], k[0], k[1], k[2]])?;
-        let out = s[usize::from(transposed)];
-        let bias = match b.weights.shape(&format!("{name}.bias")) {
-            Some(_) => Some(b.tensor(&format!("{name}.bias"), [out])?),
-            None => None,
-        };
-        let padding = padding_for(k);
-        let output_padding = if transposed { stride.map(|s| s - 1) } else { [0; 3] };
-        let spec = ConvSpec { weight, bias, stride, padding, output_padding, transposed };
-        let h = b.push(&name, Op::Conv(spec), vec![x]);
+        let output_padding = transposed.then(|| stride.map(|s| s - 1));
+        let (h, out) = b.conv_checked(&format!("{p}.conv"), x, k, stride, padding_for(k), output_padding)?;
         if conv_only {
             return Ok(h);
         }
