@@ -5,7 +5,7 @@
 //! instance norms' statistics), one click (a voxel's map), a 1000-voxel region map and the
 //! process's peak memory in each, on the CPU and, with `--gpu`, on the GPU through burn-wgpu.
 //!
-//! `cargo bench -p seglrp --bench nnunet [-- --size 96] [--gpu]`
+//! `cargo bench -p seglrp --bench nnunet [-- --size 96] [--gpu] [--no-region] [--composite NAME]`
 
 use std::time::Instant;
 
@@ -144,13 +144,25 @@ fn main() {
         let (t_seg, m_seg) = (t.elapsed().as_secs_f64(), peak_gib());
         eprintln!("{name}: segmentation {t_seg:.1} s, peak {m_seg:.2} GiB");
         std::hint::black_box(mask.iter().map(|v| *v as usize).sum::<usize>());
-        let composite = Composite::EpsilonPlus;
+        let composite = match args.iter().position(|a| a == "--composite").and_then(|i| args.get(i + 1)) {
+            Some(name) => engine::composite(name, &prepared).unwrap(),
+            None => Composite::EpsilonPlus,
+        };
         reset_peak();
         let t = Instant::now();
         let e = pollster::block_on(engine::explain(&prepared, [size / 2; 3], 1, &composite)).unwrap();
         let (t_click, m_click) = (t.elapsed().as_secs_f64(), peak_gib());
         eprintln!("{name}: click {t_click:.1} s, peak {m_click:.2} GiB");
+        eprintln!("{name}: composite {composite:?}");
         std::hint::black_box(e.relevance.len());
+        if args.iter().any(|a| a == "--no-region") {
+            println!(
+                "| {name} | {:.1} M | {whole:.1} GiB | {t_seg:.1} s | {m_seg:.2} GiB | {t_click:.1} s | {m_click:.2} GiB \
+                 | – | – |",
+                graph.parameters() as f64 / 1e6
+            );
+            continue;
+        }
         let region: Vec<u8> = (0..size * size * size)
             .map(|i| {
                 let (x, y, z) = (i % size, (i / size) % size, i / (size * size));

@@ -48,7 +48,54 @@ pub fn conv3d(x: Tensor<5>, w: Tensor<5>, b: Option<Tensor<1>>, options: ConvOpt
     {
         return direct(x, w, b, padding);
     }
-    burn::tensor::module::conv3d(x, w, b, options)
+    in_slabs(x, w, b, options)
+}
+
+/// Bytes of burn's im2col copy a convolution may make at once; larger ones run in slabs.
+const IM2COL_BYTES: usize = 256 << 20;
+
+/// burn's `conv3d` on slabs of output planes (along d) whose im2col copy (every output voxel
+/// times the kernel's taps and input channels) stays under [`IM2COL_BYTES`]: the strided
+/// down-sampling convs of an nnU-Net at 128³ would otherwise copy ~0.9 GiB at once. Each slab
+/// reads the input planes its outputs need, zero planes standing for the padding at the ends.
+fn in_slabs(x: Tensor<5>, w: Tensor<5>, b: Option<Tensor<1>>, options: ConvOptions<3>) -> Tensor<5> {
+    let [n, _, d, h, wd] = x.dims();
+    let [_, cin, kd, kh, kw] = w.dims();
+    let (s, dil, (before, after)) = (options.stride, options.dilation, options.padding[0]);
+    let span = dil[0] * (kd - 1) + 1;
+    let out = |len: usize, k: usize| {
+        (len + options.padding[k].0 + options.padding[k].1 - (dil[k] * (w.dims()[k + 2] - 1) + 1)) / s[k] + 1
+    };
+    let (out_d, plane) = (out(d, 0), out(h, 1) * out(wd, 2));
+    let per_plane = n * plane * cin * options.groups * kd * kh * kw * 4;
+    let planes = (IM2COL_BYTES / per_plane.max(1)).max(1);
+    if planes >= out_d || d + before + after < span {
+        return burn::tensor::module::conv3d(x, w, b, options);
+    }
+    let device = x.device();
+    let c = x.dims()[1];
+    let mut slab_options = options.clone();
+    slab_options.padding[0] = (0, 0);
+    let parts: Vec<Tensor<5>> = (0..out_d)
+        .step_by(planes)
+        .map(|o0| {
+            let o1 = (o0 + planes).min(out_d);
+            // Input planes [lo, hi) of the padded input, as planes of the unpadded one.
+            let (lo, hi) =
+                ((o0 * s[0]) as isize - before as isize, ((o1 - 1) * s[0] + span) as isize - before as isize);
+            let (a, z) = (lo.max(0) as usize, (hi.min(d as isize)) as usize);
+            let mut slab = vec![x.clone().slice([0..n, 0..c, a..z, 0..h, 0..wd])];
+            if lo < 0 {
+                slab.insert(0, Tensor::zeros([n, c, (-lo) as usize, h, wd], &device));
+            }
+            if hi > d as isize {
+                slab.push(Tensor::zeros([n, c, hi as usize - d, h, wd], &device));
+            }
+            let slab = if slab.len() == 1 { slab.pop().expect("one") } else { Tensor::cat(slab, 2) };
+            burn::tensor::module::conv3d(slab, w.clone(), b.clone(), slab_options.clone())
+        })
+        .collect();
+    Tensor::cat(parts, 2)
 }
 
 /// burn's `conv_transpose3d`, with stride-1 ones on the CPU done by [`direct`]: the transpose
@@ -108,13 +155,14 @@ pub fn direct(x: Tensor<5>, w: Tensor<5>, b: Option<Tensor<1>>, padding: [(usize
     let data = |t: TensorData| t.convert::<f32>().try_into_vec::<f32>().expect("float tensor");
     let (xs, ws) = (data(x.into_data()), data(w.into_data()));
     let bs = b.map(|b| data(b.into_data()));
-    let (out, dims) = direct_f32(&xs, xd, &ws, wd, bs.as_deref(), padding);
+    let (out, dims) = direct_f32(xs, xd, &ws, wd, bs.as_deref(), padding);
     Tensor::from_data(TensorData::new(out, dims), &device)
 }
 
-/// [`direct`] on plain arrays: `x` is `[n, c, d, h, w]`, `w` is `[o, c, kd, kh, kw]`.
+/// [`direct`] on plain arrays: `x` is `[n, c, d, h, w]`, `w` is `[o, c, kd, kh, kw]`. `x` is
+/// dropped once copied into its padded form, so that a large input is not held three times.
 fn direct_f32(
-    x: &[f32],
+    x: Vec<f32>,
     xd: [usize; 5],
     w: &[f32],
     wd: [usize; 5],
@@ -141,6 +189,7 @@ fn direct_f32(
             }
         }
     }
+    drop(x);
     let taps = kd * kh * kw;
     let blocks = o.div_ceil(OB);
     // Weights per block of output channels, `[block][c][tap][OB]` (zeros past `o`), so that a

@@ -8,8 +8,8 @@ use serde::Serialize;
 
 use std::sync::{Arc, OnceLock};
 
-use crate::crop::{crop_tensor, Window};
-use crate::lrp::graph::{column_sums, propagate, region_map_planned, Plan};
+use crate::crop::{crop_tensor, refit, Window};
+use crate::lrp::graph::{column_sums, nested_windows, propagate_once, region_map_planned, Pass, Plan};
 use crate::lrp::unet::{start_for, Target};
 use crate::lrp::Composite;
 use crate::model::{Graph, Trace};
@@ -405,18 +405,32 @@ pub async fn explain(
         return Err(format!("voxel {voxel:?} lies outside the volume {:?}", p.dims));
     }
     check_class(p, class)?;
-    // Each node runs on its nested window around the clicked voxel (lrp/graph.rs): same map.
+    // Each node runs on its nested window around the clicked voxel (lrp/graph.rs): same map. A
+    // windowed study computes each node only there, and the rules are made one node at a time
+    // (`propagate_once`): a click holds little more than the activations its receptive field
+    // spans.
     let at = [z, y, x];
-    let (trace, w) = p.pass(at, at);
-    let plan = p.plan(&trace, &w, composite, at, at);
-    let local: [usize; 3] = std::array::from_fn(|k| at[k] - w.lo[k]);
-    let start = start_for(trace.value(p.graph.output), class, local, Target::Logit);
-    let start = crop_tensor(&start, &plan.output_window(), plan.grid());
+    let graph = &p.graph;
+    let windows = if p.crop || p.windowed() {
+        nested_windows(graph, at, at, p.padded)
+    } else {
+        vec![crate::crop::whole(p.padded); graph.nodes.len()]
+    };
+    let pass = match &p.forward {
+        Forward::Whole(trace) => Pass::whole(trace),
+        Forward::Windowed { input, .. } => {
+            Pass::around(graph, input.window(&windows[0], &p.device), windows.clone(), p.padded)?
+        }
+    };
+    let at_logits = pass.output_window(graph);
+    let local: [usize; 3] = std::array::from_fn(|k| at[k] - at_logits.lo[k]);
+    let start = start_for(&pass.logits(graph), class, local, Target::Logit);
+    let start = refit(start, &at_logits, &windows[graph.output]);
     let logit = read(start.clone().sum().reshape([1, 1, 1, 1, 1])).await?[0];
-    let r = propagate(&plan, start);
-    let channels = p.graph.in_channels;
+    let r = propagate_once(graph, pass, composite, &windows, start);
+    let channels = graph.in_channels;
     let mut relevance = vec![0f32; channels * p.dims.iter().product::<usize>()];
-    let padding = place(&mut relevance, &read(r).await?, channels, &within(&w, &plan.input_window()), p.dims);
+    let padding = place(&mut relevance, &read(r).await?, channels, &windows[0], p.dims);
     let relevance_sum = relevance.iter().map(|v| *v as f64).sum::<f64>() as f32;
     let shares = positive_shares(&relevance, channels);
     let signed_shares = signed_shares(&relevance, channels);

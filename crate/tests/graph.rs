@@ -289,3 +289,46 @@ fn the_bundled_models_maps_are_unchanged() {
         assert!(err < 1e-4, "{name}: region map {err}");
     }
 }
+
+/// A click on a windowed study computes each node only on its nested window (`Pass::around`)
+/// and makes the rules one node at a time (`propagate_once`): the same map as the whole-volume
+/// pass, for every composite, at the grid's border and inside, through residual sums, unmerged
+/// group norms, PReLU, average pooling and both up-samplings, whole layers or slab by slab.
+#[test]
+fn a_click_on_nested_windows_equals_the_whole_pass() {
+    use seglrp::crop::{refit, whole};
+    let dev = cpu_device("cpu").unwrap();
+    let full = [16, 20, 24];
+    let x = random([1, 2, full[0], full[1], full[2]], 8, &dev);
+    for mode in [Mode::Nearest, Mode::Trilinear] {
+        let mut graph = residual_graph(true, &dev);
+        let up = graph.nodes.iter().position(|n| n.name == "up").unwrap();
+        graph.nodes[up].op = Op::Upsample(mode);
+        let err = glrp::Pass::around(&graph, x.clone(), vec![whole(full); graph.nodes.len()], full).unwrap_err();
+        assert!(err.contains("\"block.norm1\""), "{err}");
+        let (frozen, _) = graph.freeze(x.clone());
+        let trace = frozen.trace(x.clone());
+        for voxel in [[8, 10, 12], [0, 19, 23]] {
+            let windows = glrp::nested_windows(&frozen, voxel, voxel, full);
+            if voxel == [8, 10, 12] {
+                assert!(windows[frozen.output].voxels() * 8 < whole(full).voxels(), "{:?}", windows[frozen.output]);
+            }
+            for (name, composite) in composites(2) {
+                let expected = host(glrp::explain_voxel(&frozen, &trace, &composite, 1, voxel).relevance);
+                // Whole layers per step, and slabs of one or two planes (rules run slab by slab).
+                for slab_bytes in [glrp::SLAB_BYTES, 1] {
+                    let input = refit(x.clone(), &whole(full), &windows[0]);
+                    let mut pass = glrp::Pass::around(&frozen, input, windows.clone(), full).unwrap();
+                    pass.slab_bytes = slab_bytes;
+                    let logits = pass.logits(&frozen);
+                    let at: [usize; 3] = std::array::from_fn(|k| voxel[k] - pass.output_window(&frozen).lo[k]);
+                    let start = start_relevance(&logits, 1, at);
+                    let r = glrp::propagate_once(&frozen, pass, &composite, &windows, start);
+                    let got = host(refit(r, &windows[0], &whole(full)));
+                    let d = relative(&got, &expected);
+                    assert!(d < 1e-5, "{mode:?} {name} {voxel:?} slabs of {slab_bytes} bytes: {d}");
+                }
+            }
+        }
+    }
+}

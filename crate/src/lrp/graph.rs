@@ -26,7 +26,7 @@ use super::region::{RegionMap, LEFT_OUT_FRACTION};
 use super::rules::{split_channels, stabilise, Input, Linear, PreparedRule, DEFAULT_EPSILON};
 use super::unet::{start_for, Explanation, Target};
 use crate::crop::{crop_tensor, refit, whole, Window};
-use crate::model::graph::{pad, unpad, Graph, Op, Trace};
+use crate::model::graph::{merge, pad, unpad, ConvSpec, Graph, Op, Trace};
 use crate::pool::{avg_pool3d, avg_pool3d_adjoint, max_gather3d, max_unpool3d};
 use crate::upsample::{upsample2, upsample2_adjoint, Mode};
 
@@ -104,73 +104,286 @@ fn non_negative(graph: &Graph) -> Vec<bool> {
     out
 }
 
+/// A forward pass as the rules read it: each node's output on its own window of the grid
+/// `full` (a whole-volume [`Trace`]: every window the whole grid; [`Pass::around`]: the nested
+/// windows of one box, so that a large study's click holds no whole-grid activations beyond
+/// those its receptive field spans).
+#[derive(Clone, Debug)]
+pub struct Pass {
+    pub trace: Trace,
+    pub windows: Vec<Window>,
+    pub full: [usize; 3],
+    /// Bytes of a layer's largest tensor a rule's step of [`propagate_once`] holds at once
+    /// (larger windows run in slabs): [`SLAB_BYTES`] unless set.
+    pub slab_bytes: usize,
+}
+
+impl Pass {
+    /// A whole-volume trace.
+    pub fn whole(trace: &Trace) -> Pass {
+        let full = grid(trace);
+        Pass { trace: trace.clone(), windows: vec![whole(full); trace.values.len()], full, slab_bytes: SLAB_BYTES }
+    }
+
+    /// The forward pass of `graph` on the nested windows `windows` of the grid `full`
+    /// ([`nested_windows`]), each node computed on its window widened by its own reach, from its
+    /// inputs on theirs, and cropped to its window; `input` gives the input on `windows[0]`.
+    ///
+    /// Why this is exact where LRP reads it: a node's relevance is zero outside the box widened
+    /// by the reach between the node and the logits (`T_i`), and its rule reads its input on
+    /// `T_i` widened by its own reach, which lies inside the input's `T_j`. A node whose inputs
+    /// are exact on their `T_j` is therefore exact on its `T_i`; values outside an input's
+    /// window are taken as zero, which changes the node only outside `T_i`. Norms must have
+    /// fixed statistics (batch norm, or frozen by [`Graph::freeze`]): a window's own statistics
+    /// would differ from the volume's.
+    pub fn around(graph: &Graph, input: Tensor<5>, windows: Vec<Window>, full: [usize; 3]) -> Result<Pass, String> {
+        if let Some(node) = graph.nodes.iter().find(|n| matches!(&n.op, Op::Norm(norm) if norm.per_volume())) {
+            return Err(format!(
+                "node \"{}\" normalises by the statistics of the whole volume: freeze them before a windowed pass",
+                node.name
+            ));
+        }
+        let n = graph.nodes.len();
+        let (merges, reaches) = (graph.merges(), graph.reaches());
+        let scales = graph.scales()?;
+        let merged_convs: Vec<usize> = merges.iter().flatten().copied().collect();
+        // Kept: what the rules read as a layer's input (and the logits). A node's own output,
+        // which some rules divide by, is recomputed from its input when they need it: a click
+        // on a large study then holds one tensor per layer instead of two.
+        let mut keep = vec![false; n];
+        keep[0] = true;
+        keep[graph.output] = true;
+        for (i, node) in graph.nodes.iter().enumerate() {
+            let read = match (&node.op, merges[i]) {
+                (Op::Norm(_), Some(c)) => vec![graph.nodes[c].inputs[0]],
+                (Op::Conv(_) | Op::MaxPool(_) | Op::AvgPool(_), _) if !merged_convs.contains(&i) => {
+                    vec![node.inputs[0]]
+                }
+                (Op::Add, _) => node.inputs.clone(),
+                _ => vec![],
+            };
+            for j in read {
+                keep[j] = true;
+            }
+        }
+        let mut left = graph.consumers();
+        let mut values: Vec<Option<Tensor<5>>> = vec![None; n];
+        let mut merged: Vec<Option<ConvSpec>> = vec![None; n];
+        values[0] = Some(input);
+        for (i, node) in graph.nodes.iter().enumerate().skip(1) {
+            if merged_convs.contains(&i) {
+                continue;
+            }
+            // A merged norm is computed as its conv with the norm folded in, from the conv's input.
+            let (spec, from, reach) = match (merges[i], &node.op) {
+                (Some(c), Op::Norm(norm)) => {
+                    let Op::Conv(conv) = &graph.nodes[c].op else { unreachable!("merges pairs a norm with a conv") };
+                    let x = values[graph.nodes[c].inputs[0]].as_ref().expect("computed before");
+                    // Fixed statistics: the tensor given for them is not read.
+                    (Some(merge(conv, norm, x)), &graph.nodes[c].inputs, reaches[c])
+                }
+                _ => (None, &node.inputs, reaches[i]),
+            };
+            let w = windows[i];
+            // Aligned to the node's and its inputs' resolutions, so that each crops evenly.
+            let a: [usize; 3] =
+                std::array::from_fn(|k| from.iter().map(|&j| scales[j][k]).fold(scales[i][k], usize::max));
+            let e = Window {
+                lo: std::array::from_fn(|k| w.lo[k].saturating_sub(reach[k]) / a[k] * a[k]),
+                hi: std::array::from_fn(|k| ((w.hi[k] + reach[k]).div_ceil(a[k]) * a[k]).min(full[k])),
+            };
+            let inputs: Vec<Tensor<5>> =
+                from.iter().map(|&j| refit(values[j].clone().expect("computed before"), &windows[j], &e)).collect();
+            let out = match &spec {
+                Some(spec) => spec.forward(inputs.into_iter().next().expect("one input")),
+                None => graph.run(node, inputs),
+            };
+            values[i] = Some(refit(out, &e, &w));
+            merged[i] = spec;
+            for &j in from.iter().chain(&node.inputs) {
+                left[j] = left[j].saturating_sub(1);
+                if left[j] == 0 && !keep[j] {
+                    values[j] = None;
+                }
+            }
+        }
+        Ok(Pass { trace: Trace { values, merged }, windows, full, slab_bytes: SLAB_BYTES })
+    }
+
+    /// Node `j`'s output on window `w` (zero where its own window does not reach).
+    fn value(&self, j: usize, w: &Window) -> Tensor<5> {
+        refit(self.trace.value(j).clone(), &self.windows[j], w)
+    }
+
+    /// The logits on their window.
+    pub fn logits(&self, graph: &Graph) -> Tensor<5> {
+        self.trace.value(graph.output).clone()
+    }
+
+    /// The window the logits lie on.
+    pub fn output_window(&self, graph: &Graph) -> Window {
+        self.windows[graph.output]
+    }
+}
+
+/// Bytes per slab of the largest tensor a rule's step holds in [`propagate_once`].
+pub const SLAB_BYTES: usize = 32 << 20;
+
+/// What making a node's step needs besides the forward pass: the composite and the graph's
+/// structure, computed once.
+struct Steps<'a> {
+    graph: &'a Graph,
+    composite: &'a Composite,
+    merges: Vec<Option<usize>>,
+    merged_convs: Vec<usize>,
+    nonneg: Vec<bool>,
+    first: Vec<usize>,
+    channels: Vec<usize>,
+    scales: Vec<[usize; 3]>,
+    reaches: Vec<[usize; 3]>,
+}
+
+impl<'a> Steps<'a> {
+    fn new(graph: &'a Graph, composite: &'a Composite) -> Steps<'a> {
+        let merges = graph.merges();
+        let merged_convs = merges.iter().flatten().copied().collect();
+        let channels = graph.validate().expect("a validated graph");
+        Steps {
+            graph,
+            composite,
+            merges,
+            merged_convs,
+            nonneg: non_negative(graph),
+            first: graph.first_layers(),
+            channels,
+            scales: graph.scales().expect("a validated graph"),
+            reaches: graph.reaches(),
+        }
+    }
+
+    /// The nodes whose outputs node `i`'s step reads: its own and its inputs' (a merged norm's:
+    /// its conv's input); none for steps that read no values.
+    fn reads(&self, i: usize) -> Vec<usize> {
+        let node = &self.graph.nodes[i];
+        match &node.op {
+            Op::Conv(_) if !self.merged_convs.contains(&i) => vec![i, node.inputs[0]],
+            Op::Norm(_) => match self.merges[i] {
+                Some(c) => vec![i, self.graph.nodes[c].inputs[0]],
+                None => vec![],
+            },
+            Op::MaxPool(_) => vec![node.inputs[0]],
+            Op::AvgPool(_) => vec![i, node.inputs[0]],
+            Op::Add => node.inputs.iter().copied().chain([i]).collect(),
+            _ => vec![],
+        }
+    }
+
+    /// Node `i`'s window `w` cut along d into slabs, each as its core (the slabs' cores tile
+    /// `w`) and the core widened by the kernel's reach within `w`: a rule's step on a large
+    /// window runs slab by slab, so that its divisors and temporaries are held for one slab at
+    /// a time. Other steps, and rules on small windows, are one slab.
+    fn slabs(&self, i: usize, w: &Window, bytes: usize) -> Vec<(Window, Window)> {
+        let at = self.merges[i].unwrap_or(i);
+        let node = &self.graph.nodes[at];
+        if !matches!(node.op, Op::Conv(_)) || self.merged_convs.contains(&i) {
+            return vec![(*w, *w)];
+        }
+        let tensors = [i, node.inputs[0]];
+        let align = tensors.iter().map(|&j| self.scales[j][0]).max().unwrap_or(1);
+        let plane = |j: usize| {
+            let s = self.scales[j];
+            self.channels[j] * (w.dims()[1] / s[1]) * (w.dims()[2] / s[2]) * 4 / s[0]
+        };
+        let per_plane = tensors.iter().map(|&j| plane(j)).max().unwrap_or(1).max(1);
+        let planes = (bytes / per_plane / align).max(1) * align;
+        if planes >= w.dims()[0] {
+            return vec![(*w, *w)];
+        }
+        let reach = self.reaches[at][0].div_ceil(align) * align;
+        (w.lo[0]..w.hi[0])
+            .step_by(planes)
+            .map(|lo| {
+                let hi = (lo + planes).min(w.hi[0]);
+                let core = Window { lo: [lo, w.lo[1], w.lo[2]], hi: [hi, w.hi[1], w.hi[2]] };
+                let wide = Window {
+                    lo: [lo.saturating_sub(reach).max(w.lo[0]), w.lo[1], w.lo[2]],
+                    hi: [(hi + reach).min(w.hi[0]), w.hi[1], w.hi[2]],
+                };
+                (core, wide)
+            })
+            .collect()
+    }
+
+    /// Node `i`'s step on window `w` of `pass`, and the nodes it sends relevance to.
+    fn step(&self, pass: &Pass, i: usize, w: &Window) -> (Step, Vec<usize>) {
+        let graph = self.graph;
+        let node = &graph.nodes[i];
+        let mut to = node.inputs.clone();
+        let value = |j: usize| pass.value(j, w);
+        // The node's own output where the pass kept it ([`Pass::around`] keeps inputs only).
+        let own = pass.trace.values[i].is_some().then(|| value(i));
+        let rule_for = |conv: usize, linear: Linear, x: usize| {
+            let name = &graph.nodes[conv].name;
+            let rule = self.composite.rule_at(name, self.first.contains(&conv));
+            let input = if self.nonneg[x] { Input::NonNegative } else { Input::Signed };
+            Step::Rule(PreparedRule::with_output(&rule, &linear, value(x), input, own.clone()))
+        };
+        let step = match &node.op {
+            Op::Input => Step::Unreached,
+            Op::Conv(_) if self.merged_convs.contains(&i) => Step::Unreached,
+            Op::Conv(c) => rule_for(i, Linear::from_spec(c), node.inputs[0]),
+            Op::Norm(_) => match (self.merges[i], &pass.trace.merged[i]) {
+                (Some(c), Some(spec)) => {
+                    let x = graph.nodes[c].inputs[0];
+                    to = vec![x];
+                    rule_for(c, Linear::from_spec(spec), x)
+                }
+                _ => Step::Pass,
+            },
+            Op::Relu | Op::LeakyRelu(_) | Op::PRelu(_) | Op::Identity => Step::Pass,
+            Op::MaxPool(f) => Step::Unpool(value(node.inputs[0]), *f),
+            Op::AvgPool(f) => {
+                let x = value(node.inputs[0]);
+                let z = own.clone().unwrap_or_else(|| avg_pool3d(x.clone(), *f));
+                Step::AvgPool { x, inverse: norm_rule(&z), window: *f }
+            }
+            Op::Upsample(mode) => Step::Upsample(*mode),
+            Op::Concat => Step::Concat(node.inputs.iter().map(|&j| self.channels[j]).collect()),
+            Op::Add => {
+                let z = own.clone().unwrap_or_else(|| {
+                    node.inputs.iter().map(|&j| value(j)).reduce(|a, b| a + b).expect("a sum has inputs")
+                });
+                let inverse = norm_rule(&z);
+                Step::Add(node.inputs.iter().map(|&j| value(j) * inverse.clone()).collect())
+            }
+            Op::Pad { before, after } => Step::Pad { before: *before, after: *after },
+        };
+        (step, to)
+    }
+}
+
 impl Plan {
     /// Every node on the whole grid: any relevance of the logits may be propagated.
     pub fn new(graph: &Graph, trace: &Trace, composite: &Composite) -> Plan {
-        let full = grid(trace);
-        Plan::on(graph, trace, composite, vec![whole(full); graph.nodes.len()])
+        let pass = Pass::whole(trace);
+        let windows = pass.windows.clone();
+        Plan::on(graph, &pass, composite, windows)
     }
 
     /// Every node on its nested window around the box `[first, last]` (tensor axes) of the
     /// logits: relevance propagated with this plan must be zero outside that box, and column
     /// sums are exact only inside it.
     pub fn around(graph: &Graph, trace: &Trace, composite: &Composite, first: [usize; 3], last: [usize; 3]) -> Plan {
-        let full = grid(trace);
-        Plan::on(graph, trace, composite, nested_windows(graph, first, last, full))
+        let pass = Pass::whole(trace);
+        let windows = nested_windows(graph, first, last, pass.full);
+        Plan::on(graph, &pass, composite, windows)
     }
 
-    fn on(graph: &Graph, trace: &Trace, composite: &Composite, windows: Vec<Window>) -> Plan {
-        let full = grid(trace);
-        let merges = graph.merges();
-        let nonneg = non_negative(graph);
-        let merged_convs: Vec<usize> = merges.iter().flatten().copied().collect();
-        let first = graph.first_layers();
-        let mut steps = Vec::with_capacity(graph.nodes.len());
-        let mut targets = Vec::with_capacity(graph.nodes.len());
-        for (i, node) in graph.nodes.iter().enumerate() {
-            let mut to = node.inputs.clone();
-            let w = &windows[i];
-            let value = |j: usize| {
-                let t = trace.value(j);
-                if *w == whole(full) {
-                    t.clone()
-                } else {
-                    crop_tensor(t, w, full)
-                }
-            };
-            let rule_for = |conv: usize, linear: Linear, x: usize| {
-                let name = &graph.nodes[conv].name;
-                let rule = composite.rule_at(name, first.contains(&conv));
-                let input = if nonneg[x] { Input::NonNegative } else { Input::Signed };
-                Step::Rule(PreparedRule::with_output(&rule, &linear, value(x), input, Some(value(i))))
-            };
-            let step = match &node.op {
-                Op::Input => Step::Unreached,
-                Op::Conv(_) if merged_convs.contains(&i) => Step::Unreached,
-                Op::Conv(c) => rule_for(i, Linear::from_spec(c), node.inputs[0]),
-                Op::Norm(_) => match (merges[i], &trace.merged[i]) {
-                    (Some(c), Some(spec)) => {
-                        let x = graph.nodes[c].inputs[0];
-                        to = vec![x];
-                        rule_for(c, Linear::from_spec(spec), x)
-                    }
-                    _ => Step::Pass,
-                },
-                Op::Relu | Op::LeakyRelu(_) | Op::PRelu(_) | Op::Identity => Step::Pass,
-                Op::MaxPool(f) => Step::Unpool(value(node.inputs[0]), *f),
-                Op::AvgPool(f) => Step::AvgPool { x: value(node.inputs[0]), inverse: norm_rule(&value(i)), window: *f },
-                Op::Upsample(mode) => Step::Upsample(*mode),
-                Op::Concat => Step::Concat(node.inputs.iter().map(|&j| trace.value(j).dims()[1]).collect()),
-                Op::Add => {
-                    let inverse = norm_rule(&value(i));
-                    Step::Add(node.inputs.iter().map(|&j| value(j) * inverse.clone()).collect())
-                }
-                Op::Pad { before, after } => Step::Pad { before: *before, after: *after },
-            };
-            steps.push(step);
-            targets.push(to);
-        }
-        Plan { steps, targets, windows, output: graph.output, full }
+    /// Every node of `pass` on its window of `windows` (each within the pass's own).
+    pub fn on(graph: &Graph, pass: &Pass, composite: &Composite, windows: Vec<Window>) -> Plan {
+        let steps = Steps::new(graph, composite);
+        let (steps, targets) = (0..graph.nodes.len()).map(|i| steps.step(pass, i, &windows[i])).unzip();
+        Plan { steps, targets, windows, output: graph.output, full: pass.full }
     }
 
     /// The window the logits' relevance must be given on ([`propagate`]) and on which
@@ -191,13 +404,15 @@ impl Plan {
     }
 }
 
-/// Each node's window for a pass from the logits in the box `[first, last]`: the box widened by
-/// the receptive field between the node's input and the logits (the longest path of
-/// [`Graph::reaches`], the node's own included) and one step of the coarsest resolution, aligned
-/// to it. A node's relevance is zero within its own reach of its window's border, where the crop
-/// changed what the node computes: the windows give the whole grid's maps. Padding nodes move
-/// the grid, so a graph with them runs on the whole grid.
-fn nested_windows(graph: &Graph, first: [usize; 3], last: [usize; 3], full: [usize; 3]) -> Vec<Window> {
+/// Each node's window for a pass from the logits in the box `[first, last]` (tensor axes of the
+/// input grid `full`): where the node's relevance may be non-zero and where its step sends
+/// relevance, found by walking the box back through each node's exact footprint (its kernel,
+/// stride and padding, in its own voxels), aligned to the node's and its inputs' resolutions.
+/// Outside its window a node's relevance is zero, so the windows give the whole grid's maps;
+/// and a node computed on its window from its inputs on theirs ([`Pass::around`]) is exact
+/// wherever a rule reads it. Padding nodes move the grid, so a graph with them runs on the
+/// whole grid.
+pub fn nested_windows(graph: &Graph, first: [usize; 3], last: [usize; 3], full: [usize; 3]) -> Vec<Window> {
     let n = graph.nodes.len();
     if graph
         .nodes
@@ -206,26 +421,95 @@ fn nested_windows(graph: &Graph, first: [usize; 3], last: [usize; 3], full: [usi
     {
         return vec![whole(full); n];
     }
-    let (a, reaches) = (graph.align(), graph.reaches());
-    // dist[i]: the reach between node i's output and the logits.
-    let mut dist = vec![[0usize; 3]; n];
+    let scales = graph.scales().expect("a validated graph");
+    let merges = graph.merges();
+    // Per node, per axis, the half-open range of its own voxels its relevance may reach.
+    let mut support: Vec<Option<[(usize, usize); 3]>> = vec![None; n];
+    let s = scales[graph.output];
+    support[graph.output] = Some(std::array::from_fn(|k| (first[k] / s[k], last[k] / s[k] + 1)));
+    // Until reached, a node's window is one cell at the origin (merged convs, unused nodes).
+    let mut windows: Vec<Window> =
+        (0..n).map(|i| Window { lo: [0; 3], hi: std::array::from_fn(|k| scales[i][k].min(full[k])) }).collect();
     for i in (0..n).rev() {
-        for &j in &graph.nodes[i].inputs {
-            dist[j] = std::array::from_fn(|k| dist[j][k].max(dist[i][k] + reaches[i][k]));
+        let Some(out) = support[i] else { continue };
+        // A merged norm's step is its conv's, sending relevance to the conv's input.
+        let at = merges[i].unwrap_or(i);
+        let inputs = &graph.nodes[at].inputs;
+        let mut align = scales[i];
+        let mut lo: [usize; 3] = std::array::from_fn(|k| out[k].0 * scales[i][k]);
+        let mut hi: [usize; 3] = std::array::from_fn(|k| out[k].1 * scales[i][k]);
+        for &j in inputs {
+            let sj = scales[j];
+            let need: [(usize, usize); 3] =
+                std::array::from_fn(|k| footprint(&graph.nodes[at].op, out[k], k, full[k] / sj[k]));
+            support[j] = Some(match support[j] {
+                None => need,
+                Some(had) => std::array::from_fn(|k| (had[k].0.min(need[k].0), had[k].1.max(need[k].1))),
+            });
+            for k in 0..3 {
+                align[k] = align[k].max(sj[k]);
+                lo[k] = lo[k].min(need[k].0 * sj[k]);
+                hi[k] = hi[k].max(need[k].1 * sj[k]);
+            }
+        }
+        windows[i] = Window {
+            lo: std::array::from_fn(|k| lo[k] / align[k] * align[k]),
+            hi: std::array::from_fn(|k| (hi[k].div_ceil(align[k]) * align[k]).min(full[k])),
+        };
+        if at != i {
+            windows[at] = windows[i];
         }
     }
-    let merges = graph.merges();
-    (0..n)
-        .map(|i| {
-            // A merged norm's step is its conv's.
-            let own = merges[i].map_or(reaches[i], |c| reaches[c]);
-            let m: [usize; 3] = std::array::from_fn(|k| dist[i][k] + own[k] + a[k]);
-            Window {
-                lo: std::array::from_fn(|k| first[k].saturating_sub(m[k]) / a[k] * a[k]),
-                hi: std::array::from_fn(|k| ((last[k] + 1 + m[k]).div_ceil(a[k]) * a[k]).min(full[k])),
-            }
-        })
-        .collect()
+    windows
+}
+
+/// The input voxels (half-open, clipped to the input's `len` voxels) that the output voxels
+/// `[lo, hi)` of `op` read along axis `k`, which are also those its relevance step sends to.
+fn footprint(op: &Op, (lo, hi): (usize, usize), k: usize, len: usize) -> (usize, usize) {
+    let clip = |a: isize, b: isize| (a.clamp(0, len as isize) as usize, b.clamp(0, len as isize) as usize);
+    let (lo, hi) = (lo as isize, hi as isize);
+    match op {
+        Op::Conv(c) if !c.transposed => {
+            let (s, p, kk) = (c.stride[k] as isize, c.padding[k] as isize, c.kernel()[k] as isize);
+            clip(lo * s - p, (hi - 1) * s - p + kk)
+        }
+        // Input voxel x writes outputs x·s − p … x·s − p + k − 1.
+        Op::Conv(c) => {
+            let (s, p, kk) = (c.stride[k] as isize, c.padding[k] as isize, c.kernel()[k] as isize);
+            clip((lo + p - kk).div_euclid(s) + 1, (hi - 1 + p).div_euclid(s) + 1)
+        }
+        Op::MaxPool(f) | Op::AvgPool(f) => clip(lo * f[k] as isize, hi * f[k] as isize),
+        Op::Upsample(Mode::Nearest) => clip(lo.div_euclid(2), (hi - 1).div_euclid(2) + 1),
+        // Output y interpolates the inputs either side of (y + ½)/2 − ½.
+        Op::Upsample(Mode::Trilinear) => clip((lo - 1).div_euclid(2), hi.div_euclid(2) + 1),
+        Op::Pad { before, .. } => clip(lo - before[k] as isize, hi - before[k] as isize),
+        _ => clip(lo, hi),
+    }
+}
+
+/// The smallest window holding `a` and `b`.
+fn hull(a: &Window, b: &Window) -> Window {
+    Window { lo: std::array::from_fn(|k| a.lo[k].min(b.lo[k])), hi: std::array::from_fn(|k| a.hi[k].max(b.hi[k])) }
+}
+
+/// `r` (on `from`) added to the relevance gathered in `slot`, both kept on the smallest window
+/// that holds them within `within` (where the receiving node's relevance may be non-zero): a
+/// skip connection's relevance waits through the deeper levels on its own small window.
+fn gather(slot: &mut Option<(Tensor<5>, Window)>, r: Tensor<5>, from: &Window, within: &Window) {
+    let lo: [usize; 3] = std::array::from_fn(|k| from.lo[k].max(within.lo[k]));
+    let hi: [usize; 3] = std::array::from_fn(|k| from.hi[k].min(within.hi[k]).max(lo[k]));
+    if (0..3).any(|k| lo[k] == hi[k]) {
+        return;
+    }
+    let at = Window { lo, hi };
+    let r = refit(r, from, &at);
+    *slot = Some(match slot.take() {
+        None => (r, at),
+        Some((s, had)) => {
+            let both = hull(&had, &at);
+            (refit(s, &had, &both) + refit(r, &at, &both), both)
+        }
+    });
 }
 
 fn add(slot: &mut Option<Tensor<5>>, r: Tensor<5>) {
@@ -233,6 +517,21 @@ fn add(slot: &mut Option<Tensor<5>>, r: Tensor<5>) {
         Some(s) => s + r,
         None => r,
     });
+}
+
+/// What step `step` sends to each of its targets for relevance `r` of its output.
+fn apply(step: &Step, r: Tensor<5>) -> Vec<Tensor<5>> {
+    match step {
+        Step::Unreached => unreachable!("relevance reached a node merged into another"),
+        Step::Rule(rule) => vec![rule.apply(r)],
+        Step::Pass => vec![r],
+        Step::Unpool(x, f) => vec![max_unpool3d(x.clone(), r, *f)],
+        Step::AvgPool { x, inverse, window } => vec![x.clone() * avg_pool3d_adjoint(r * inverse.clone(), *window)],
+        Step::Upsample(mode) => vec![upsample2_adjoint(r, *mode)],
+        Step::Concat(sizes) => split_channels(r, sizes),
+        Step::Add(shares) => shares.iter().map(|s| r.clone() * s.clone()).collect(),
+        Step::Pad { before, after } => vec![unpad(r, *before, *after)],
+    }
 }
 
 /// Relevance of the input (on [`Plan::input_window`]) for relevance `r` of the logits (on
@@ -244,26 +543,66 @@ pub fn propagate(plan: &Plan, r: Tensor<5>) -> Tensor<5> {
     rel[plan.output] = Some(r);
     for i in (1..n).rev() {
         let Some(r) = rel[i].take() else { continue };
-        let to = &plan.targets[i];
-        let out: Vec<Tensor<5>> = match &plan.steps[i] {
-            Step::Unreached => unreachable!("relevance reached a node merged into another"),
-            Step::Rule(rule) => vec![rule.apply(r)],
-            Step::Pass => vec![r],
-            Step::Unpool(x, f) => vec![max_unpool3d(x.clone(), r, *f)],
-            Step::AvgPool { x, inverse, window } => {
-                vec![x.clone() * avg_pool3d_adjoint(r * inverse.clone(), *window)]
-            }
-            Step::Upsample(mode) => vec![upsample2_adjoint(r, *mode)],
-            Step::Concat(sizes) => split_channels(r, sizes),
-            Step::Add(shares) => shares.iter().map(|s| r.clone() * s.clone()).collect(),
-            Step::Pad { before, after } => vec![unpad(r, *before, *after)],
-        };
-        for (&j, r) in to.iter().zip(out) {
+        for (&j, r) in plan.targets[i].iter().zip(apply(&plan.steps[i], r)) {
             let r = refit(r, &plan.windows[i], &plan.windows[j]);
             add(&mut rel[j], r);
         }
     }
     rel[0].take().expect("relevance reaches the input")
+}
+
+/// [`propagate`] for one relevance of the logits without a [`Plan`]: each node's step is made
+/// when relevance reaches it and dropped, with the node's output, once applied, so that the
+/// pass holds one step's tensors at a time instead of every node's (a click on a large study).
+/// `r` is on `windows[graph.output]`; the result on `windows[0]`.
+pub fn propagate_once(
+    graph: &Graph,
+    mut pass: Pass,
+    composite: &Composite,
+    windows: &[Window],
+    r: Tensor<5>,
+) -> Tensor<5> {
+    let steps = Steps::new(graph, composite);
+    let n = graph.nodes.len();
+    let mut rel: Vec<Option<(Tensor<5>, Window)>> = vec![None; n];
+    rel[graph.output] = Some((r, windows[graph.output]));
+    // How many steps not yet made read each node's output: dropped when none does (before the
+    // step that read it last is applied).
+    let mut left = vec![0usize; n];
+    for i in 1..n {
+        for j in steps.reads(i) {
+            left[j] += 1;
+        }
+    }
+    for j in (1..n).filter(|&j| left[j] == 0) {
+        pass.trace.values[j] = None;
+    }
+    for i in (1..n).rev() {
+        if let Some((r, at)) = rel[i].take() {
+            let r = refit(r, &at, &windows[i]);
+            for (core, wide) in steps.slabs(i, &windows[i], pass.slab_bytes) {
+                // The rule is linear in r: each slab's part of r, zero in its margin, on the slab
+                // widened by the kernel's reach, where the step is exact for it.
+                let (step, targets) = steps.step(&pass, i, &wide);
+                let part = if core == windows[i] {
+                    r.clone()
+                } else {
+                    refit(refit(r.clone(), &windows[i], &core), &core, &wide)
+                };
+                for (&j, out) in targets.iter().zip(apply(&step, part)) {
+                    gather(&mut rel[j], out, &wide, &windows[j]);
+                }
+            }
+        }
+        for j in steps.reads(i) {
+            left[j] -= 1;
+            if left[j] == 0 && j != 0 {
+                pass.trace.values[j] = None;
+            }
+        }
+    }
+    let (r, at) = rel[0].take().expect("relevance reaches the input");
+    refit(r, &at, &windows[0])
 }
 
 /// [`propagate`] from and to the whole grid.
@@ -340,8 +679,12 @@ pub fn explain_target(
 ) -> Explanation {
     let r = start_for(trace.value(graph.output), class, voxel, target);
     let logit = r.clone().sum();
-    let plan = Plan::around(graph, trace, composite, voxel, voxel);
-    Explanation { relevance: propagate_whole(&plan, r), logit }
+    let pass = Pass::whole(trace);
+    let windows = nested_windows(graph, voxel, voxel, pass.full);
+    let all = whole(pass.full);
+    let r = refit(r, &all, &windows[graph.output]);
+    let relevance = refit(propagate_once(graph, pass, composite, &windows, r), &windows[0], &all);
+    Explanation { relevance, logit }
 }
 
 /// [`explain_target`] for the logit of `class`.

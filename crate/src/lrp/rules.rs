@@ -262,11 +262,37 @@ pub struct PreparedRule {
 
 #[derive(Clone, Debug)]
 struct Group {
-    /// `a_g`; `None` is 1 (Flat, WSquare).
-    input: Option<Tensor<5>>,
+    /// `a_g`.
+    input: Factor,
     /// `(W_k, d_k)`.
     terms: Vec<(Tensor<5>, Tensor<5>)>,
 }
+
+/// A group's input factor `a_g`: 1 (Flat, WSquare), `x`, or the part `x⁺` or `x⁻` of it, taken
+/// when applied so that the signed rules' two groups share one tensor instead of holding two
+/// (a click's largest layers hold one copy of `x` fewer).
+#[derive(Clone, Debug)]
+enum Factor {
+    One,
+    All(Tensor<5>),
+    Pos(Tensor<5>),
+    Neg(Tensor<5>),
+}
+
+impl Factor {
+    fn times(&self, t: Tensor<5>) -> Tensor<5> {
+        match self {
+            Factor::One => t,
+            Factor::All(x) => t * x.clone(),
+            Factor::Pos(x) => t * pos5(x),
+            Factor::Neg(x) => t * neg5(x),
+        }
+    }
+}
+
+/// Terms of a rule run as one convolution while their joined relevances take at most this
+/// many bytes (faster on the CPU); beyond, one by one (less memory: a click on a large study).
+const JOINED_BYTES: usize = 64 << 20;
 
 /// `1 / stab(z)`, Zennit's stabilised divisor.
 fn inverse(z: Tensor<5>, eps: f32) -> Tensor<5> {
@@ -288,29 +314,30 @@ impl PreparedRule {
         };
         let in_dims = x.dims();
         let nonneg = input == Input::NonNegative;
-        let group = |input: Option<Tensor<5>>, terms: Vec<(Tensor<5>, Tensor<5>)>| Group { input, terms };
+        let group = |input: Factor, terms: Vec<(Tensor<5>, Tensor<5>)>| Group { input, terms };
         let groups = match rule {
             Rule::Epsilon { epsilon } if *epsilon == 0.0 => {
                 let z = output(&x, &w, b);
                 // An output with z = 0 passes nothing on (instead of Zennit's NaN).
                 let zero = z.clone().equal_elem(0.0).float();
                 let d = (zero.ones_like() - zero.clone()) / (z + zero);
-                vec![group(Some(x), vec![(w, d)])]
+                vec![group(Factor::All(x), vec![(w, d)])]
             }
             Rule::Epsilon { epsilon } => {
                 let d = inverse(output(&x, &w, b), *epsilon);
-                vec![group(Some(x), vec![(w, d)])]
+                vec![group(Factor::All(x), vec![(w, d)])]
             }
             Rule::ZPlus { stabilizer } if nonneg => {
                 let wp = pos5(&w);
                 let d = inverse(layer.forward(x.clone(), wp.clone(), pos1(&b)), *stabilizer);
-                vec![group(Some(x), vec![(wp, d)])]
+                vec![group(Factor::All(x), vec![(wp, d)])]
             }
             Rule::ZPlus { stabilizer } => {
-                let (xp, xn, wp, wn) = (pos5(&x), neg5(&x), pos5(&w), neg5(&w));
-                let z = layer.forward(xp.clone(), wp.clone(), pos1(&b)) + layer.forward(xn.clone(), wn.clone(), None);
+                // x⁺ and x⁻ made one at a time (a large layer's input is not held three times).
+                let (wp, wn) = (pos5(&w), neg5(&w));
+                let z = layer.forward(pos5(&x), wp.clone(), pos1(&b)) + layer.forward(neg5(&x), wn.clone(), None);
                 let d = inverse(z, *stabilizer);
-                vec![group(Some(xp), vec![(wp, d.clone())]), group(Some(xn), vec![(wn, d)])]
+                vec![group(Factor::Pos(x.clone()), vec![(wp, d.clone())]), group(Factor::Neg(x.clone()), vec![(wn, d)])]
             }
             Rule::AlphaBeta { alpha, beta, stabilizer } if nonneg => {
                 let (wp, wn) = (pos5(&w), neg5(&w));
@@ -319,7 +346,7 @@ impl PreparedRule {
                         .try_into()
                         .expect("two");
                 let (dp, dn) = (inverse(zp, *stabilizer) * *alpha, inverse(zn, *stabilizer) * -*beta);
-                vec![group(Some(x), vec![(wp, dp), (wn, dn)])]
+                vec![group(Factor::All(x), vec![(wp, dp), (wn, dn)])]
             }
             Rule::AlphaBeta { alpha, beta, stabilizer } => {
                 let (xp, xn, wp, wn) = (pos5(&x), neg5(&x), pos5(&w), neg5(&w));
@@ -327,8 +354,8 @@ impl PreparedRule {
                 let zn = layer.forward(xp.clone(), wn.clone(), neg1(&b)) + layer.forward(xn.clone(), wp.clone(), None);
                 let (dp, dn) = (inverse(zp, *stabilizer) * *alpha, inverse(zn, *stabilizer) * -*beta);
                 vec![
-                    group(Some(xp), vec![(wp.clone(), dp.clone()), (wn.clone(), dn.clone())]),
-                    group(Some(xn), vec![(wn, dp), (wp, dn)]),
+                    group(Factor::Pos(x.clone()), vec![(wp.clone(), dp.clone()), (wn.clone(), dn.clone())]),
+                    group(Factor::Neg(x.clone()), vec![(wn, dp), (wp, dn)]),
                 ]
             }
             Rule::Gamma { gamma, stabilizer } => {
@@ -348,21 +375,24 @@ impl PreparedRule {
                     let z_down = z.clone() + (z.clone() - p) * *gamma;
                     let d_up = z.clone().greater_elem(0.0).float() * inverse(z_up, *stabilizer);
                     let d_down = z.lower_elem(0.0).float() * inverse(z_down, *stabilizer);
-                    vec![group(Some(x), vec![(w_up, d_up), (w_down, d_down)])]
+                    vec![group(Factor::All(x), vec![(w_up, d_up), (w_down, d_down)])]
                 } else {
                     let b_up = b.as_ref().map(|b| b.clone() + b.clone().clamp_min(0.0) * *gamma);
                     let b_down = b.as_ref().map(|b| b.clone() + b.clone().clamp_max(0.0) * *gamma);
-                    let (xp, xn) = (pos5(&x), neg5(&x));
-                    let z = layer.forward(x, w, b);
+                    // One of z↑, z↓, x⁺, x⁻ at a time: a large layer holds z and one divisor more.
+                    let z = output(&x, &w, b);
                     let z_up =
-                        layer.forward(xp.clone(), w_up.clone(), b_up) + layer.forward(xn.clone(), w_down.clone(), None);
-                    let z_down = layer.forward(xp.clone(), w_down.clone(), b_down)
-                        + layer.forward(xn.clone(), w_up.clone(), None);
+                        layer.forward(pos5(&x), w_up.clone(), b_up) + layer.forward(neg5(&x), w_down.clone(), None);
                     let d_up = z.clone().greater_elem(0.0).float() * inverse(z_up, *stabilizer);
+                    let z_down =
+                        layer.forward(pos5(&x), w_down.clone(), b_down) + layer.forward(neg5(&x), w_up.clone(), None);
                     let d_down = z.lower_elem(0.0).float() * inverse(z_down, *stabilizer);
                     vec![
-                        group(Some(xp), vec![(w_up.clone(), d_up.clone()), (w_down.clone(), d_down.clone())]),
-                        group(Some(xn), vec![(w_down, d_up), (w_up, d_down)]),
+                        group(
+                            Factor::Pos(x.clone()),
+                            vec![(w_up.clone(), d_up.clone()), (w_down.clone(), d_down.clone())],
+                        ),
+                        group(Factor::Neg(x.clone()), vec![(w_down, d_up), (w_up, d_down)]),
                     ]
                 }
             }
@@ -373,18 +403,18 @@ impl PreparedRule {
                 let w_b = pos5(&w) * channel_factors(low, &w, layer) + neg5(&w) * channel_factors(high, &w, layer);
                 let z = output(&x, &w, b.clone()) - layer.forward(x.ones_like(), w_b.clone(), b);
                 let d = inverse(z, *stabilizer);
-                vec![group(Some(x), vec![(w, d.clone())]), group(None, vec![(-w_b, d)])]
+                vec![group(Factor::All(x), vec![(w, d.clone())]), group(Factor::One, vec![(-w_b, d)])]
             }
             Rule::Flat { stabilizer } => {
                 let w1 = w.ones_like();
                 let d = inverse(layer.forward(x.ones_like(), w1.clone(), None), *stabilizer);
-                vec![group(None, vec![(w1, d)])]
+                vec![group(Factor::One, vec![(w1, d)])]
             }
             Rule::WSquare { stabilizer } => {
                 let w2 = w.clone() * w;
                 let b2 = b.map(|b| b.clone() * b);
                 let d = inverse(layer.forward(x.ones_like(), w2.clone(), b2), *stabilizer);
-                vec![group(None, vec![(w2, d)])]
+                vec![group(Factor::One, vec![(w2, d)])]
             }
         };
         PreparedRule { layer: layer.clone(), in_dims, groups }
@@ -401,16 +431,19 @@ impl PreparedRule {
             .map(|g| {
                 let back = match &g.terms[..] {
                     [(w, d)] => self.layer.backward(r.clone() * d.clone(), w.clone(), in_dims),
+                    // Large layers one term at a time: the joined product would copy r per term.
+                    terms if r.shape().num_elements() * terms.len() * 4 > JOINED_BYTES => terms
+                        .iter()
+                        .map(|(w, d)| self.layer.backward(r.clone() * d.clone(), w.clone(), in_dims))
+                        .reduce(|a, b| a + b)
+                        .expect("terms"),
                     terms => {
                         let s = Tensor::cat(terms.iter().map(|(_, d)| r.clone() * d.clone()).collect(), 1);
                         let w = Tensor::cat(terms.iter().map(|(w, _)| w.clone()).collect(), axis);
                         self.layer.backward(s, w, in_dims)
                     }
                 };
-                match &g.input {
-                    Some(a) => back * a.clone(),
-                    None => back,
-                }
+                g.input.times(back)
             })
             .reduce(|a, b| a + b)
             .expect("a rule has a term")
@@ -421,10 +454,7 @@ impl PreparedRule {
         self.groups
             .iter()
             .flat_map(|g| {
-                let v = match &g.input {
-                    Some(a) => v.clone() * a.clone(),
-                    None => v.clone(),
-                };
+                let v = g.input.times(v.clone());
                 let outs = forward_many(&self.layer, v, g.terms.iter().map(|(w, _)| (w.clone(), None)).collect());
                 outs.into_iter().zip(&g.terms).map(|(o, (_, d))| o * d.clone()).collect::<Vec<_>>()
             })

@@ -489,7 +489,7 @@ impl Graph {
             .sum()
     }
 
-    fn run(&self, node: &Node, inputs: Vec<Tensor<5>>) -> Tensor<5> {
+    pub(crate) fn run(&self, node: &Node, inputs: Vec<Tensor<5>>) -> Tensor<5> {
         let one = || inputs[0].clone();
         match &node.op {
             Op::Input => unreachable!("the input is given"),
