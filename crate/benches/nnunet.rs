@@ -156,10 +156,10 @@ fn main() {
         eprintln!("{name}: composite {composite:?}");
         std::hint::black_box(e.relevance.len());
         if args.iter().any(|a| a == "--no-region") {
+            let m = graph.parameters() as f64 / 1e6;
             println!(
-                "| {name} | {:.1} M | {whole:.1} GiB | {t_seg:.1} s | {m_seg:.2} GiB | {t_click:.1} s | {m_click:.2} GiB \
-                 | – | – |",
-                graph.parameters() as f64 / 1e6
+                "| {name} | {m:.1} M | {whole:.1} GiB | {t_seg:.1} s | {m_seg:.2} GiB | {t_click:.1} s \
+                 | {m_click:.2} GiB | – | – |"
             );
             continue;
         }
