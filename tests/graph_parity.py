@@ -507,6 +507,22 @@ def study_check(label, folder, net, names, shape, kwargs):
     ok = err <= 1e-5 and summary["explanation"]["sequences"] == names
     report(ok, f"{label}: seglrp explain on NIfTI channels (given in reverse order, matched by name) vs relevance on "
            f"nnU-Net's normalised tensor: max|ΔR|/max|R| {err:.1e}", f"{label}: explain")
+    # Channels on different grids: the last one at half the in-plane resolution (voxel centres
+    # between the fine ones) is resampled onto the first's grid, as `seglrp resample` does it
+    # (checked against scipy in tests/nifti_parity.py), and said so.
+    mixed = tmp / f"mixed-{label[:5]}"
+    mixed.mkdir()
+    coarse_affine = np.diag([2.0, 2.0, 2.0, 1.0])
+    coarse_affine[:2, 3] = 0.5
+    coarse = mixed / files[-1].name
+    nib.save(nib.Nifti1Image(raw[-1][:, ::2, ::2].transpose(2, 1, 0).copy(), coarse_affine), coarse)
+    out = run("segment", *files[:-1], coarse, "--model", folder, "--out", mixed / "seg.nii.gz")
+    run("resample", coarse, "--like", files[0], "--out", mixed / "moved.nii.gz")
+    run("segment", *files[:-1], mixed / "moved.nii.gz", "--model", folder, "--out", mixed / "seg-moved.nii.gz")
+    a, b = (np.asarray(nib.load(mixed / f).dataobj) for f in ("seg.nii.gz", "seg-moved.nii.gz"))
+    ok = "resampled onto the grid of" in out.stderr and a.shape == nib.load(files[0]).shape and np.array_equal(a, b)
+    report(ok, f"{label}: a channel on a coarser grid is resampled onto the finest ({out.stderr.strip()[:90]}…); "
+           f"segmentation = the one on the file `seglrp resample` wrote", f"{label}: mixed grids")
     if cin != 2:
         return
     # The cohort command on two such patients: the table's share columns are the model's

@@ -10,6 +10,9 @@ Run by `npm test` (scripts/test.sh) with the venv's Python:
 2. Files nibabel writes that SegLRP must refuse (complex, 5-D) are refused with a reason.
 3. Exports: `seglrp explain --relevance --segmentation` on an oblique six-file study give NIfTI
    that nibabel reads back with the study's affine and the engine's values.
+4. Resampling between grids (`seglrp resample`) against scipy's `map_coordinates` through the
+   files' affines (nibabel): real files of different grids (nibabel's anatomical and 4-D
+   functional scans), an oblique grid, and a label from nilearn's MNI template moved nearest.
 """
 import json
 import os
@@ -203,9 +206,97 @@ def test_exports(tmp: Path):
     print(f"ok  exports: relevance {r.shape} float32 and segmentation uint8 with the study's oblique affine")
 
 
+def rotation(degrees, axis):
+    a = np.deg2rad(degrees)
+    c, s = np.cos(a), np.sin(a)
+    i, j = [k for k in range(3) if k != axis]
+    r = np.eye(4)
+    r[i, i], r[i, j], r[j, i], r[j, j] = c, -s, s, c
+    return r
+
+
+def expected_on(src_img, like_img, order):
+    """scipy's interpolation of src's data at like's voxel centres (through both affines), and
+    which of them lie inside src's extent."""
+    from scipy.ndimage import map_coordinates
+
+    data = np.asarray(src_img.get_fdata(), dtype=np.float64)
+    if data.ndim == 3:
+        data = data[..., None]
+    shape = like_img.shape[:3]
+    m = np.linalg.inv(src_img.affine) @ like_img.affine
+    ijk = np.indices(shape).reshape(3, -1)
+    coords = m[:3, :3] @ ijk + m[:3, 3:4]
+    edge = 1e-4
+    inside = np.all((coords >= -edge) & (coords <= np.array(data.shape[:3])[:, None] - 1 + edge), axis=0)
+    frames = [
+        map_coordinates(data[..., t], coords, order=order, mode="nearest").reshape(shape)
+        for t in range(data.shape[3])
+    ]
+    return np.stack(frames, axis=-1), inside.reshape(shape), coords
+
+
+def test_resampling(tmp: Path):
+    anat = DATA / "nibabel/tests/data/anatomical.nii"
+    func = DATA / "nibabel/tests/data/functional.nii"
+    anat_img, func_img = nib.load(anat), nib.load(func)
+    # An oblique grid over the same head: rotated 25° and 10°, 1.7 mm voxels.
+    oblique_affine = rotation(25, 2) @ rotation(10, 0) @ np.diag([1.7, 1.7, 1.7, 1]) @ np.array(
+        [[1, 0, 0, -40], [0, 1, 0, -50], [0, 0, 1, -20], [0, 0, 0, 1.0]]
+    )
+    oblique = tmp / "oblique.nii.gz"
+    nib.save(nib.Nifti1Image(np.zeros((48, 56, 40), np.float32), oblique_affine), oblique)
+    cases = [(anat, func), (func, anat), (anat, oblique), (func, oblique)]
+    for src, like in cases:
+        out = tmp / f"{src.stem}-on-{like.name}"
+        r = seglrp("resample", src, "--like", like, "--out", out)
+        check(r.returncode == 0, f"resample {src.name} onto {like.name}: {r.stderr}")
+        if r.returncode != 0:
+            continue
+        got_img = nib.load(out)
+        like_img = nib.load(like)
+        check(np.allclose(got_img.affine, like_img.affine, atol=1e-4), f"{out.name}: affine of {like.name}")
+        got = np.asarray(got_img.get_fdata(), dtype=np.float64)
+        if got.ndim == 3:
+            got = got[..., None]
+        expected, inside, _ = expected_on(nib.load(src), like_img, order=1)
+        scale = np.abs(expected).max()
+        diff = np.abs(got - expected)[inside].max() if inside.any() else np.inf
+        outside = np.abs(got[~inside]).max() if (~inside).any() else 0.0
+        check(inside.sum() > 1000, f"{out.name}: {inside.sum()} voxels inside the source")
+        check(diff <= 1e-4 * scale, f"{out.name}: max|Δ| {diff:.3g} of {scale:.3g} against scipy")
+        check(outside == 0.0, f"{out.name}: {outside} outside the source's extent (expected 0)")
+        print(f"ok  resample {src.name} {nib.load(src).shape} -> {like.name} grid: max|Δ| {diff:.2e} of {scale:.3g}, "
+              f"{inside.sum()} voxels inside")
+    # A label (nilearn's MNI grey-matter map thresholded into classes 0-2) onto an oblique
+    # 2.5 mm grid, nearest: exactly scipy's order-0 values wherever no coordinate is a tie.
+    mni = nib.load(DATA / "nilearn/datasets/data/mni_icbm152_gm_tal_nlin_sym_09a_converted.nii.gz")
+    gm = np.asarray(mni.get_fdata())
+    label = (gm > 0.2).astype(np.uint8) + (gm > 0.6).astype(np.uint8)
+    label_path = tmp / "label.nii.gz"
+    nib.save(nib.Nifti1Image(label, mni.affine), label_path)
+    grid = rotation(20, 1) @ np.diag([2.5, 2.5, 2.5, 1]) @ np.array(
+        [[1, 0, 0, -36], [0, 1, 0, -48], [0, 0, 1, -30], [0, 0, 0, 1.0]]
+    )
+    grid_path = tmp / "grid.nii.gz"
+    nib.save(nib.Nifti1Image(np.zeros((72, 88, 72), np.uint8), grid), grid_path)
+    out = tmp / "label-on-grid.nii.gz"
+    r = seglrp("resample", label_path, "--like", grid_path, "--out", out, "--nearest")
+    check(r.returncode == 0, f"resample --nearest: {r.stderr}")
+    if r.returncode == 0:
+        got = np.asarray(nib.load(out).get_fdata())
+        expected, inside, coords = expected_on(nib.load(label_path), nib.load(grid_path), order=0)
+        frac = np.abs(coords - np.floor(coords) - 0.5).min(axis=0).reshape(inside.shape)
+        fair = inside & (frac > 1e-3)
+        wrong = int((got[fair] != expected[..., 0][fair]).sum())
+        check(fair.sum() > 10000 and wrong == 0, f"label nearest: {wrong} of {fair.sum()} voxels differ from scipy")
+        check(set(np.unique(got)) <= {0.0, 1.0, 2.0}, "label values stay class indices")
+        print(f"ok  resample --nearest MNI label {label.shape} -> oblique 2.5 mm grid: {fair.sum()} voxels equal")
+
+
 with tempfile.TemporaryDirectory() as d:
     tmp = Path(d)
-    for test in (test_reading, test_refusals, test_exports):
+    for test in (test_reading, test_refusals, test_exports, test_resampling):
         sub = tmp / test.__name__
         sub.mkdir()
         test(sub)

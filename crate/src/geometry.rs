@@ -101,6 +101,41 @@ impl Affine {
         [0, 1, 2].map(|j| (0..3).map(|i| self.0[i][j].powi(2)).sum::<f64>().sqrt())
     }
 
+    /// The map back from world to voxel coordinates; `None` where the affine is singular.
+    pub fn inverse(&self) -> Option<Affine> {
+        let a = self.0;
+        let m = |i: usize, j: usize| a[i][j];
+        let det = m(0, 0) * (m(1, 1) * m(2, 2) - m(1, 2) * m(2, 1)) - m(0, 1) * (m(1, 0) * m(2, 2) - m(1, 2) * m(2, 0))
+            + m(0, 2) * (m(1, 0) * m(2, 1) - m(1, 1) * m(2, 0));
+        if !det.is_finite() || det.abs() < 1e-12 {
+            return None;
+        }
+        // The adjugate over the determinant, then the translation taken back.
+        let cof = |i: usize, j: usize| {
+            let (r0, r1) = ((j + 1) % 3, (j + 2) % 3);
+            let (c0, c1) = ((i + 1) % 3, (i + 2) % 3);
+            (m(r0, c0) * m(r1, c1) - m(r0, c1) * m(r1, c0)) / det
+        };
+        let r: [[f64; 3]; 3] = std::array::from_fn(|i| std::array::from_fn(|j| cof(i, j)));
+        let t: [f64; 3] = std::array::from_fn(|i| -(0..3).map(|j| r[i][j] * a[j][3]).sum::<f64>());
+        Some(Affine(std::array::from_fn(|i| [r[i][0], r[i][1], r[i][2], t[i]])))
+    }
+
+    /// `self ∘ inner`: `inner` applied first.
+    pub fn after(&self, inner: &Affine) -> Affine {
+        let (a, b) = (self.0, inner.0);
+        Affine(std::array::from_fn(|i| {
+            std::array::from_fn(|j| {
+                let linear = (0..3).map(|k| a[i][k] * b[k][j]).sum::<f64>();
+                if j == 3 {
+                    linear + a[i][3]
+                } else {
+                    linear
+                }
+            })
+        }))
+    }
+
     /// Largest absolute difference between two affines and where it is (row, column).
     pub fn max_difference(&self, other: &Affine) -> (f64, usize, usize) {
         let mut worst = (0.0, 0, 0);

@@ -13,6 +13,7 @@ pub mod nifti;
 pub mod phantom;
 pub mod pool;
 pub mod region;
+pub mod resample;
 pub mod rng;
 pub mod study;
 pub mod tiling;

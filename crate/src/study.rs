@@ -1,7 +1,9 @@
 //! A study: the six sequences the model reads (and optionally a tumour label) on one grid,
 //! assembled from whatever files the user brings — one 4-D file with six volumes, or six 3-D
 //! files recognised by name (the page lets the user correct the guess), `.hdr`/`.img` pairs
-//! included. Grids are compared, never resampled: a mismatch is an error naming both files.
+//! included. The bundled liver model's six sequences must share one grid (a mismatch is an
+//! error naming both files); a study for a model's card ([`assemble_channels`]) has sequences
+//! on other grids resampled onto the finest, in world coordinates (`resample.rs`).
 //! A study whose channel carries no information (constant, mostly NaN, nothing above the body
 //! threshold) is refused here, naming the file, rather than segmented into meaningless numbers.
 
@@ -10,6 +12,7 @@ use std::io::Read;
 use serde::Serialize;
 
 use crate::nifti::{check_header, read_nifti_from, read_nifti_pair_from, FileInfo, ImgFile};
+use crate::resample::{resample, Grid, Interpolation};
 use crate::volume::{Volume, SEQUENCES};
 
 /// A channel with more than this fraction of NaN or infinite voxels is refused. Fewer are set
@@ -338,6 +341,9 @@ pub struct Study {
     /// NaN or infinite voxels per channel that were set to 0 (at most
     /// [`MAX_NON_FINITE_FRACTION`] of a channel; more is refused).
     pub non_finite: Vec<usize>,
+    /// What was moved onto the study's grid, in words (files on other grids are resampled in
+    /// world coordinates: [`assemble_channels`]).
+    pub resampled: Vec<String>,
 }
 
 /// Whether two volumes share one voxel grid (dimensions and affine within [`AFFINE_TOLERANCE_MM`]).
@@ -428,7 +434,7 @@ pub fn assemble(parts: &[(&str, &Volume, Role)]) -> Result<Study, StudyError> {
         meaningful(&sources[c], c, &volume)?;
     }
     let non_finite = vec![0; volume.channels];
-    Ok(Study { volume, label, sources, non_finite })
+    Ok(Study { volume, label, sources, non_finite, resampled: Vec::new() })
 }
 
 /// Refuses a channel the network can read nothing from: constant (all zero, all one value —
@@ -582,7 +588,13 @@ pub fn assemble_channels(
             ));
         }
         let names = vec![r.name.clone(); n];
-        let study = Study { volume: (*vol).clone(), label: None, sources: names, non_finite: vec![0; n] };
+        let study = Study {
+            volume: (*vol).clone(),
+            label: None,
+            sources: names,
+            non_finite: vec![0; n],
+            resampled: Vec::new(),
+        };
         return with_label(study, label, classes);
     }
     let mut rest = Vec::new();
@@ -621,18 +633,59 @@ pub fn assemble_channels(
         ));
     }
     let files: Vec<(&str, &Volume)> = slots.into_iter().flatten().collect();
-    for f in &files[1..] {
-        same_grid(files[0], *f).map_err(|e| e.to_string())?;
+    // Sequences on other grids are resampled (trilinear, world coordinates) onto the finest
+    // grid among them, the first such channel on a tie: no detail of any sequence is lost.
+    let finest = files
+        .iter()
+        .min_by(|a, b| Grid::of(a.1).voxel_volume().total_cmp(&Grid::of(b.1).voxel_volume()))
+        .copied()
+        .expect("a study has a channel");
+    let mut resampled = Vec::new();
+    let mut data = Vec::with_capacity(n * finest.1.voxels());
+    for (name, vol) in &files {
+        if same_grid(finest, (name, vol)).is_ok() {
+            data.extend_from_slice(&vol.data);
+            continue;
+        }
+        let moved = resample(vol, &Grid::of(finest.1), Interpolation::Linear).map_err(|e| format!("{name}: {e}"))?;
+        resampled.push(moved_note(name, vol, finest));
+        data.extend(moved.data);
     }
-    let data = files.iter().flat_map(|(_, v)| v.data.iter().copied()).collect();
-    let volume = Volume { channels: n, data, ..files[0].1.clone() };
+    let volume = Volume { channels: n, data, ..finest.1.clone() };
     let sources = files.iter().map(|(f, _)| f.to_string()).collect();
-    with_label(Study { volume, label: None, sources, non_finite: vec![0; n] }, label, classes)
+    with_label(Study { volume, label: None, sources, non_finite: vec![0; n], resampled }, label, classes)
+}
+
+/// "NAME (dims, voxel size, orientation) resampled onto the grid of REFERENCE (…)".
+fn moved_note(name: &str, vol: &Volume, (reference, onto): (&str, &Volume)) -> String {
+    let grid = |v: &Volume| {
+        let s = v.affine.voxel_size();
+        format!(
+            "{}×{}×{}, {:.2}×{:.2}×{:.2} mm, {}",
+            v.dims[0],
+            v.dims[1],
+            v.dims[2],
+            s[0],
+            s[1],
+            s[2],
+            v.affine.orientation()
+        )
+    };
+    format!("{name} ({}) resampled onto the grid of {reference} ({})", grid(vol), grid(onto))
 }
 
 fn with_label(mut study: Study, label: Option<(&str, &Volume)>, classes: usize) -> Result<Study, String> {
     if let Some((name, vol)) = label {
-        same_grid(("the study", &study.volume), (name, vol)).map_err(|e| e.to_string())?;
+        // A label on another grid takes the nearest voxel: class indices are not blended.
+        let moved;
+        let vol = if same_grid(("the study", &study.volume), (name, vol)).is_ok() {
+            vol
+        } else {
+            moved =
+                resample(vol, &Grid::of(&study.volume), Interpolation::Nearest).map_err(|e| format!("{name}: {e}"))?;
+            study.resampled.push(moved_note(name, vol, ("the study", &study.volume)));
+            &moved
+        };
         if let Some(v) = vol.data.iter().find(|v| !(v.fract() == 0.0 && **v >= 0.0 && (**v as usize) < classes)) {
             return Err(format!("{name} cannot be the label: it holds {v}, not a class index 0 to {}", classes - 1));
         }
@@ -716,5 +769,52 @@ mod tests {
         for r in [Role::Sequence(3), Role::AllSequences, Role::Label, Role::Unused] {
             assert_eq!(Role::parse(r.name()), Some(r));
         }
+    }
+
+    #[test]
+    fn sequences_on_other_grids_are_resampled_onto_the_finest() {
+        use crate::geometry::Affine;
+        let file = |name: &str, dims: [usize; 3], affine: Affine, f: &dyn Fn(usize, usize, usize) -> f32| {
+            let mut data = Vec::new();
+            for z in 0..dims[2] {
+                for y in 0..dims[1] {
+                    for x in 0..dims[0] {
+                        data.push(f(x, y, z));
+                    }
+                }
+            }
+            let spacing = affine.voxel_size().map(|v| v as f32);
+            FileReport {
+                name: name.into(),
+                role: Role::Unused,
+                info: None,
+                error: None,
+                volume: Some(Volume { dims, channels: 1, spacing, affine, data }),
+            }
+        };
+        // T2 at 1 mm; ADC at 2 mm over the same field of view (voxel centres half a fine voxel
+        // in), its values linear in x; a label at 2 mm.
+        let fine = Affine::diagonal([1.0; 3]);
+        let coarse = Affine([[2.0, 0.0, 0.0, 0.5], [0.0, 2.0, 0.0, 0.5], [0.0, 0.0, 2.0, 0.5]]);
+        let files = [
+            file("adc.nii", [4, 4, 4], coarse, &|x, _, _| 10.0 * x as f32),
+            file("t2.nii", [8, 8, 8], fine, &|x, y, z| (x + y + z) as f32),
+            file("label.nii", [4, 4, 4], coarse, &|x, _, _| u8::from(x >= 2) as f32),
+        ];
+        let names: Vec<String> = ["T2", "ADC"].map(String::from).to_vec();
+        let study = assemble_channels(&files, &names, 2, &[]).unwrap();
+        assert_eq!((study.volume.dims, study.volume.affine), ([8, 8, 8], fine));
+        assert_eq!(study.resampled.len(), 2, "{:?}", study.resampled);
+        assert!(study.resampled[0].starts_with("adc.nii (4×4×4, 2.00×2.00×2.00 mm, RAS)"), "{:?}", study.resampled);
+        // Fine voxel x lies at coarse (x − 0.5) / 2: ADC = 10 · (x − 0.5) / 2 inside, 0 beyond.
+        let adc = study.volume.channel(1);
+        for x in 0..8 {
+            let expected = if (1..=6).contains(&x) { 5.0 * (x as f32 - 0.5) } else { 0.0 };
+            assert!((adc[study.volume.index([x, 3, 3])] - expected).abs() < 1e-5, "x = {x}");
+        }
+        assert_eq!(study.volume.channel(0)[study.volume.index([1, 2, 3])], 6.0);
+        let label = study.label.as_ref().unwrap();
+        let row: Vec<u8> = (0..8).map(|x| label[study.volume.index([x, 3, 3])]).collect();
+        assert_eq!(row, [0, 0, 0, 0, 1, 1, 1, 0]);
     }
 }

@@ -122,7 +122,11 @@ pub fn open_for(model: &Model, files: &[PathBuf], roles: &[String]) -> Result<St
         })
         .collect::<Result<_, String>>()?;
     let names: Vec<String> = model.card.channels.iter().map(|c| c.name.clone()).collect();
-    study::assemble_channels(&reports, &names, model.card.classes.len(), &chosen)
+    let study = study::assemble_channels(&reports, &names, model.card.classes.len(), &chosen)?;
+    for note in &study.resampled {
+        eprintln!("note: {note}");
+    }
+    Ok(study)
 }
 
 /// The GPU (burn-wgpu) or the named CPU backend.

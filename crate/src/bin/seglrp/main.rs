@@ -17,6 +17,7 @@ mod parts;
 mod phantoms;
 mod progress;
 mod relevance;
+mod resample;
 mod sample;
 mod segment;
 mod train;
@@ -67,6 +68,12 @@ enum Command {
     /// Example: seglrp relevance --model w.safetensors --input x.f32 --shape 6,24,40,33 \
     ///          --voxel 10,20,16 --composite EpsilonGammaBox --out r.f32
     Relevance(relevance::Args),
+    /// Move a NIfTI file onto another file's voxel grid in world coordinates (their affines:
+    /// any orientation, obliquity and voxel size): trilinear, or --nearest for labels. Points
+    /// outside the file's extent are 0.
+    ///
+    /// Example: seglrp resample relevance.nii.gz --like dwi.nii.gz --out relevance-on-dwi.nii.gz
+    Resample(resample::Args),
     /// Segment a study: writes the predicted tumour as a NIfTI label (uint8, the study's affine)
     /// and prints a JSON summary (tumour voxels, components, Dice when a label file is given).
     ///
@@ -110,6 +117,7 @@ fn run(cli: Cli) -> Result<(), String> {
         Command::Info(args) => info::run(args),
         Command::Model(command) => model::run(command),
         Command::Relevance(args) => relevance::run(args),
+        Command::Resample(args) => resample::run(args),
         Command::Segment(args) => segment::run(args),
         Command::Explain(args) => explain::run(args),
         Command::Cohort(args) => cohort::run(args),
