@@ -290,7 +290,7 @@ pub struct PatientResult {
     pub dice: Option<f32>,
     pub seconds: f64,
     pub regions: Vec<RegionResult>,
-    /// NaN/infinite voxels per sequence that were set to 0 (README "Bad input").
+    /// NaN/infinite voxels per sequence that were set to 0 (docs/nifti.md, "Bad input").
     #[serde(default)]
     pub non_finite: Vec<usize>,
 }

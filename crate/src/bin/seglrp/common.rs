@@ -18,7 +18,7 @@ pub struct StudyOptions {
     /// .onnx file, or SegLRP U-Net safetensors; default: the bundled liver model.
     #[arg(long)]
     pub model: Option<PathBuf>,
-    /// The U-Net configuration (JSON, README "Models") of safetensors weights that do not carry
+    /// The U-Net configuration (JSON, docs/models.md) of safetensors weights that do not carry
     /// it in their metadata (a plain `save_file(model.state_dict(), …)`).
     #[arg(long, requires = "model")]
     pub config: Option<PathBuf>,
@@ -108,7 +108,7 @@ impl StudyOptions {
 }
 
 /// The study of `files` for `model`: the liver demo's six sequences, or the channels of the
-/// model's card (README "Bring a study").
+/// model's card (README "Bringing your own study").
 pub fn open_for(model: &Model, files: &[PathBuf], roles: &[String]) -> Result<Study, String> {
     if model.is_liver() {
         return open_study(files, roles);

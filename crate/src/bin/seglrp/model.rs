@@ -14,7 +14,7 @@ pub enum Command {
     ///
     /// Example: seglrp model init --config unet.json --seed 7 --out random.safetensors
     Init {
-        /// UNetConfig as JSON (README "Models"); default: the small test network (2 levels, 8 channels).
+        /// UNetConfig as JSON (docs/models.md); default: the small test network (2 levels, 8 channels).
         #[arg(long)]
         config: Option<PathBuf>,
         #[arg(long, default_value_t = 1)]

@@ -18,7 +18,7 @@ pub struct Args {
     pub steps: Option<usize>,
     #[arg(long)]
     pub seed: Option<u64>,
-    /// UNetConfig as JSON (README "Models"); default: the bundled model's architecture.
+    /// UNetConfig as JSON (docs/models.md); default: the bundled model's architecture.
     #[arg(long)]
     pub config: Option<PathBuf>,
     /// Write the weights so far every N steps (0: never).
