@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use std::sync::{Arc, OnceLock};
 
-use crate::crop::{crop_tensor, refit, Window};
+use crate::crop::{refit, Window};
 use crate::lrp::graph::{column_sums, nested_windows, propagate_once, region_map_planned, Pass, Plan};
 use crate::lrp::unet::{start_for, Target};
 use crate::lrp::Composite;
@@ -104,38 +104,28 @@ impl Prepared {
         matches!(self.forward, Forward::Windowed { .. })
     }
 
-    /// The forward pass an LRP request from the box `[first, last]` (padded grid) reads, and the
-    /// window of the padded grid it covers: the whole pass, or a pass on the box's window.
-    fn pass(&self, first: [usize; 3], last: [usize; 3]) -> (Trace, Window) {
-        match &self.forward {
-            Forward::Whole(t) => (t.clone(), crate::crop::whole(self.padded)),
+    /// The forward pass an LRP request from the box `[first, last]` (padded grid) reads, and
+    /// each node's window for it (padded-grid coordinates): the whole pass with each node on its
+    /// nested window around the box (or the whole grid when cropping is off), or, for a windowed
+    /// study, a pass that computes each node only on its window (`Pass::around`).
+    fn pass(&self, first: [usize; 3], last: [usize; 3]) -> Result<(Pass, Vec<Window>), String> {
+        let graph = &self.graph;
+        let windows = if self.crop || self.windowed() {
+            nested_windows(graph, first, last, self.padded)
+        } else {
+            vec![crate::crop::whole(self.padded); graph.nodes.len()]
+        };
+        let pass = match &self.forward {
+            Forward::Whole(trace) => Pass::whole(trace),
             Forward::Windowed { input, .. } => {
-                let w = crate::crop::window_around(&self.graph, first, last, self.padded);
-                (self.graph.trace(input.window(&w, &self.device)), w)
+                Pass::around(graph, input.window(&windows[0], &self.device), windows.clone(), self.padded)?
             }
-        }
-    }
-
-    /// The rules for LRP from the box `[first, last]` (padded grid) on `trace`, which covers `w`.
-    fn plan(&self, trace: &Trace, w: &Window, composite: &Composite, first: [usize; 3], last: [usize; 3]) -> Plan {
-        if !self.crop && !self.windowed() {
-            return Plan::new(&self.graph, trace, composite);
-        }
-        let inside = |v: [usize; 3]| -> [usize; 3] { std::array::from_fn(|k| v[k] - w.lo[k]) };
-        Plan::around(&self.graph, trace, composite, inside(first), inside(last))
+        };
+        Ok((pass, windows))
     }
 
     pub fn device(&self) -> Device {
         self.device.clone()
-    }
-}
-
-/// `inner`, a window of a pass that covers `outer` of the padded grid, in padded-grid
-/// coordinates.
-fn within(outer: &Window, inner: &Window) -> Window {
-    Window {
-        lo: std::array::from_fn(|k| outer.lo[k] + inner.lo[k]),
-        hi: std::array::from_fn(|k| outer.lo[k] + inner.hi[k]),
     }
 }
 
@@ -411,17 +401,7 @@ pub async fn explain(
     // spans.
     let at = [z, y, x];
     let graph = &p.graph;
-    let windows = if p.crop || p.windowed() {
-        nested_windows(graph, at, at, p.padded)
-    } else {
-        vec![crate::crop::whole(p.padded); graph.nodes.len()]
-    };
-    let pass = match &p.forward {
-        Forward::Whole(trace) => Pass::whole(trace),
-        Forward::Windowed { input, .. } => {
-            Pass::around(graph, input.window(&windows[0], &p.device), windows.clone(), p.padded)?
-        }
-    };
+    let (pass, windows) = p.pass(at, at)?;
     let at_logits = pass.output_window(graph);
     let local: [usize; 3] = std::array::from_fn(|k| at[k] - at_logits.lo[k]);
     let start = start_for(&pass.logits(graph), class, local, Target::Logit);
@@ -540,8 +520,7 @@ pub async fn explain_regions(
 /// One core's forward pass, its plan and the column sums of the first visit (on the device when
 /// there is one core, else on the host until the second visit).
 struct Visit {
-    pass: Option<(Trace, Plan)>,
-    window: Window,
+    pass: Option<(Pass, Plan)>,
     sums: Result<Tensor<5>, (Vec<f32>, [usize; 5])>,
 }
 
@@ -592,18 +571,16 @@ pub async fn explain_regions_with_progress(
         }
         any.then(|| Tensor::<5>::from_data(TensorData::new(m, [1, 1, wd, wh, ww]), &p.device))
     };
-    let logits_on = |trace: &Trace, plan: &Plan| {
-        crop_tensor(trace.value(output), &plan.output_window(), plan.grid()).narrow(1, class, 1)
-    };
+    let logits_on = |pass: &Pass, plan: &Plan| pass.value(output, &plan.output_window()).narrow(1, class, 1);
     // First visit: the column sums Lᵀ1 of each core and each region's largest |ΣM_a|.
     let mut largest = vec![0f32; regions.len()];
     let mut visits: Vec<Visit> = Vec::with_capacity(cores.len());
     for &(lo, hi) in &cores {
-        let (trace, w) = p.pass(lo, hi);
-        let plan = p.plan(&trace, &w, composite, lo, hi);
-        let sums = column_sums(&plan, &trace);
-        let totals = logits_on(&trace, &plan) * sums.clone().narrow(1, class, 1);
-        let out_w = within(&w, &plan.output_window());
+        let (pass, windows) = p.pass(lo, hi)?;
+        let plan = Plan::on(&p.graph, &pass, composite, windows);
+        let sums = column_sums(&plan, &pass);
+        let totals = logits_on(&pass, &plan) * sums.clone().narrow(1, class, 1);
+        let out_w = plan.output_window();
         for (l, region) in largest.iter_mut().zip(regions) {
             if let Some(mask) = mask_in(region, &out_w, (lo, hi)) {
                 let m = (totals.clone().abs() * mask).max().reshape([1, 1, 1, 1, 1]);
@@ -613,10 +590,10 @@ pub async fn explain_regions_with_progress(
         // One core: keep its pass and rules for the second visit. Several: keep only the column
         // sums (on the host), and run the forward pass again.
         let visit = if cores.len() == 1 {
-            Visit { pass: Some((trace, plan)), window: w, sums: Ok(sums) }
+            Visit { pass: Some((pass, plan)), sums: Ok(sums) }
         } else {
             let dims = sums.dims();
-            Visit { pass: None, window: w, sums: Err((read(sums).await?, dims)) }
+            Visit { pass: None, sums: Err((read(sums).await?, dims)) }
         };
         visits.push(visit);
         progress(visits.len(), 2 * cores.len());
@@ -626,26 +603,24 @@ pub async fn explain_regions_with_progress(
         regions.iter().map(|_| (vec![0f32; channels * nx * ny * nz], 0.0, 0.0, 0, 0.0)).collect();
     let mut done = 0;
     for (visit, &(lo, hi)) in visits.into_iter().zip(&cores) {
-        let w = visit.window;
-        let (trace, plan) = match visit.pass {
-            Some(tp) => tp,
+        let (pass, plan) = match visit.pass {
+            Some(pp) => pp,
             None => {
-                let (trace, _) = p.pass(lo, hi);
-                let plan = p.plan(&trace, &w, composite, lo, hi);
-                (trace, plan)
+                let (pass, windows) = p.pass(lo, hi)?;
+                let plan = Plan::on(&p.graph, &pass, composite, windows);
+                (pass, plan)
             }
         };
         let sums: Tensor<5> = match visit.sums {
             Ok(t) => t,
             Err((host, dims)) => Tensor::from_data(TensorData::new(host, dims), &p.device),
         };
-        let out_w = within(&w, &plan.output_window());
-        let in_w = within(&w, &plan.input_window());
+        let (out_w, in_w) = (plan.output_window(), plan.input_window());
         for (i, region) in regions.iter().enumerate() {
             let Some(mask) = mask_in(region, &out_w, (lo, hi)) else { continue };
-            let m = region_map_planned(&p.graph, &trace, &plan, class, mask, sums.clone(), Some(largest[i]));
+            let m = region_map_planned(&p.graph, &pass, &plan, class, mask, sums.clone(), Some(largest[i]));
             let o = &mut out[i];
-            o.1 += masked_sum(logits_on(&trace, &plan), &m.kept).await?;
+            o.1 += masked_sum(logits_on(&pass, &plan), &m.kept).await?;
             o.2 += masked_sum(m.totals.clone(), &m.kept).await?;
             o.3 += read(m.kept.clone()).await?.iter().filter(|v| **v > 0.5).count();
             o.4 += place(&mut o.0, &read(m.relevance).await?, channels, &in_w, p.dims);

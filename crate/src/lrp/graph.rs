@@ -211,7 +211,7 @@ impl Pass {
     }
 
     /// Node `j`'s output on window `w` (zero where its own window does not reach).
-    fn value(&self, j: usize, w: &Window) -> Tensor<5> {
+    pub fn value(&self, j: usize, w: &Window) -> Tensor<5> {
         refit(self.trace.value(j).clone(), &self.windows[j], w)
     }
 
@@ -700,8 +700,8 @@ pub fn explain_voxel(
 
 /// `(Lᵀ1)` for every logit on the plan's output window (exact inside its box): the sum of the
 /// input relevance per unit of start relevance.
-pub fn column_sums(plan: &Plan, trace: &Trace) -> Tensor<5> {
-    transpose(plan, on(trace.input(), &plan.input_window(), plan.full).ones_like())
+pub fn column_sums(plan: &Plan, pass: &Pass) -> Tensor<5> {
+    transpose(plan, pass.value(0, &plan.input_window()).ones_like())
 }
 
 /// The region map of `class` over `region` (`[1, 1, …]` on the plan's output window, 1 inside)
@@ -710,14 +710,14 @@ pub fn column_sums(plan: &Plan, trace: &Trace) -> Tensor<5> {
 /// [`Plan::input_window`], `totals` and `kept` on the output window.
 pub fn region_map_planned(
     graph: &Graph,
-    trace: &Trace,
+    pass: &Pass,
     plan: &Plan,
     class: usize,
     region: Tensor<5>,
     column_sums: Tensor<5>,
     largest: Option<f32>,
 ) -> RegionMap {
-    let logits = on(trace.value(graph.output), &plan.output_window(), plan.full);
+    let logits = pass.value(graph.output, &plan.output_window());
     let lt1 = column_sums.narrow(1, class, 1);
     let totals = logits.clone().narrow(1, class, 1) * lt1.clone();
     let inside = region.greater_elem(0.5).float();
@@ -749,10 +749,11 @@ pub fn region_map(
     bounds: ([usize; 3], [usize; 3]),
 ) -> RegionMap {
     let full = grid(trace);
+    let pass = Pass::whole(trace);
     let plan = Plan::around(graph, trace, composite, bounds.0, bounds.1);
-    let sums = column_sums(&plan, trace);
+    let sums = column_sums(&plan, &pass);
     let (out, input) = (plan.output_window(), plan.input_window());
-    let m = region_map_planned(graph, trace, &plan, class, on(&region, &out, full), sums, None);
+    let m = region_map_planned(graph, &pass, &plan, class, on(&region, &out, full), sums, None);
     let all = whole(full);
     RegionMap {
         relevance: refit(m.relevance, &input, &all),
