@@ -208,7 +208,7 @@ with tempfile.TemporaryDirectory() as tmp:
 
 
 def normalised(volume):
-    """SegLRP's input normalisation (crate/src/volume.rs Volume::normalised), in numpy: per
+    """SegLRP's input normalisation (crate/src/io/volume.rs Volume::normalised), in numpy: per
     sequence, z-score over the voxels above 5 % of its 99th percentile, 0 elsewhere."""
     flat = volume.reshape(-1).astype(np.float32)
     k = (flat.size - 1) * 99 // 100

@@ -1,4 +1,4 @@
-"""The PyTorch twin of SegLRP's U-Net (crate/src/unet.rs): same architecture, same parameter
+"""The PyTorch twin of SegLRP's U-Net (crate/src/model/unet.rs): same architecture, same parameter
 names, so that `model.load_state_dict(load_safetensors(path))` takes SegLRP's weights and a
 state_dict saved from this module loads into SegLRP.
 

@@ -11,7 +11,7 @@ use burn::tensor::module::conv3d;
 use burn::tensor::ops::ConvOptions;
 use burn::tensor::TensorData;
 use seglrp::backend::cpu_device;
-use seglrp::conv;
+use seglrp::ops::conv;
 use seglrp::rng::SplitMix;
 
 fn best(reps: usize, mut f: impl FnMut()) -> f64 {

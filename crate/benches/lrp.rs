@@ -16,8 +16,8 @@ use burn::tensor::TensorData;
 use seglrp::backend::cpu_device;
 use seglrp::lrp::region::{naive_region, region_map};
 use seglrp::lrp::{explain_voxel, Composite};
+use seglrp::model::unet::{NormKind, UNet, UNetConfig};
 use seglrp::rng::SplitMix;
-use seglrp::unet::{NormKind, UNet, UNetConfig};
 
 const NAIVE_MEASURED: usize = 10;
 
@@ -67,7 +67,7 @@ fn bench(device_name: &str, dev: &Device) {
     );
     let nets = [
         ("small (2 levels, 8 ch)", UNetConfig::small()),
-        ("bundled (3 levels, 8 ch, 2 blocks)", seglrp::weights::bundled(&dev).unwrap().config),
+        ("bundled (3 levels, 8 ch, 2 blocks)", seglrp::model::weights::bundled(&dev).unwrap().config),
         (
             "3 levels, 16 ch, 2 blocks, BN",
             UNetConfig { levels: 3, base_channels: 16, blocks: 2, norm: NormKind::Batch, ..UNetConfig::small() },

@@ -12,10 +12,10 @@ use std::time::Instant;
 use burn::prelude::*;
 use burn::tensor::TensorData;
 use seglrp::engine::{self, prepare_normalised_with, Mode};
+use seglrp::io::volume::Volume;
 use seglrp::lrp::Composite;
 use seglrp::model::graph::{ConvSpec, Graph, Node, NormSpec, Op, Statistics};
 use seglrp::rng::SplitMix;
-use seglrp::volume::Volume;
 
 const FEATURES: [usize; 6] = [32, 64, 128, 256, 320, 320];
 
@@ -134,8 +134,13 @@ fn main() {
         let dims = [size; 3];
         let mut rng = SplitMix::new(3);
         let data: Vec<f32> = (0..size * size * size).map(|_| rng.normal()).collect();
-        let vol =
-            Volume { dims, channels: 1, spacing: [1.0; 3], affine: seglrp::geometry::Affine::diagonal([1.0; 3]), data };
+        let vol = Volume {
+            dims,
+            channels: 1,
+            spacing: [1.0; 3],
+            affine: seglrp::io::geometry::Affine::diagonal([1.0; 3]),
+            data,
+        };
         let whole = engine::trace_bytes(&graph, size * size * size) as f64 / (1u64 << 30) as f64;
         reset_peak();
         let t = Instant::now();

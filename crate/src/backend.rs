@@ -70,3 +70,9 @@ pub fn gpu_device() -> Result<Device, String> {
         \"Command line\")"
         .into())
 }
+
+/// A tensor read back to the host from whichever device holds it, as f32 values (file order).
+pub async fn read(t: burn::prelude::Tensor<5>) -> Result<Vec<f32>, String> {
+    let data = t.into_data_async().await.map_err(|e| format!("reading back from the device failed: {e:?}"))?;
+    data.try_into_vec::<f32>().map_err(|e| format!("{e:?}"))
+}

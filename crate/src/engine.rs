@@ -8,15 +8,17 @@ use serde::Serialize;
 
 use std::sync::{Arc, OnceLock};
 
-use crate::crop::{refit, Window};
+use crate::backend::read;
+use crate::io::volume::Volume;
 use crate::lrp::graph::{column_sums, nested_windows, propagate_once, region_map_planned, Pass, Plan};
 use crate::lrp::unet::{start_for, Target};
 use crate::lrp::Composite;
 use crate::model::{Graph, Trace};
-use crate::tiling::HostInput;
-use crate::volume::Volume;
+use crate::ops::predicted;
+use crate::spatial::crop::{refit, Window};
+use crate::spatial::tiling::HostInput;
 
-pub use crate::toy_model::toy_model;
+pub use crate::demo::toy_model::toy_model;
 
 /// The composite `seglrp explain` and `relevance` use unless told otherwise: LRP-ε, the simplest rule.
 /// (The page's menu and `seglrp cohort` start with EpsilonGammaBox.)
@@ -113,7 +115,7 @@ impl Prepared {
         let windows = if self.crop || self.windowed() {
             nested_windows(graph, first, last, self.padded)
         } else {
-            vec![crate::crop::whole(self.padded); graph.nodes.len()]
+            vec![crate::spatial::crop::whole(self.padded); graph.nodes.len()]
         };
         let pass = match &self.forward {
             Forward::Whole(trace) => Pass::whole(trace),
@@ -129,21 +131,15 @@ impl Prepared {
     }
 }
 
-/// What the input's sides are padded to a multiple of: the coarsest resolution of any axis (a
-/// multiple of every axis's, all being powers of two).
-pub fn alignment(graph: &Graph) -> usize {
-    graph.align().into_iter().max().unwrap_or(1)
-}
-
 /// An upper bound on the largest single tensor (bytes) a study of `dims` puts on the device:
 /// the largest node output (channels × voxels at its resolution, f32) over the whole padded
 /// volume, or over one segmentation window when the study is windowed. A GPU whose
 /// storage-buffer limit is below it cannot run the study; the page refuses it before the first
 /// pass (web.rs).
 pub fn largest_tensor_bytes(graph: &Graph, dims: [usize; 3]) -> u64 {
-    let align = alignment(graph);
+    let align = graph.alignment();
     let n: usize = dims.iter().map(|d| d.div_ceil(align) * align).product();
-    let voxels = if trace_bytes(graph, n) > WHOLE_PASS_BYTES && crate::tiling::windowable(graph) {
+    let voxels = if trace_bytes(graph, n) > WHOLE_PASS_BYTES && crate::spatial::tiling::windowable(graph) {
         n.min(MAX_WINDOW * SEGMENT_WINDOW_FACTOR)
     } else {
         n
@@ -175,10 +171,10 @@ fn check_channels(graph: &Graph, vol: &Volume) -> Result<(), String> {
     if vol.channels == channels {
         return Ok(());
     }
-    if channels == crate::volume::SEQUENCES.len() {
+    if channels == crate::io::volume::SEQUENCES.len() {
         return Err(format!(
             "the model needs {channels} sequences ({}); this study has {}",
-            crate::volume::SEQUENCES.join(", "),
+            crate::io::volume::SEQUENCES.join(", "),
             vol.channels
         ));
     }
@@ -195,7 +191,7 @@ pub fn prepare_normalised(network: impl Into<Graph>, vol: &Volume, device: &Devi
 pub fn prepare_normalised_with(graph: &Graph, vol: &Volume, device: &Device, mode: Mode) -> Result<Prepared, String> {
     check_channels(graph, vol)?;
     let channels = vol.channels;
-    let padded = vol.padded(alignment(graph));
+    let padded = vol.padded(graph.alignment());
     let [nx, ny, nz] = padded.dims;
     let n = padded.voxels();
     let range = |c: usize| {
@@ -267,11 +263,6 @@ pub fn composite(name: &str, p: &Prepared) -> Result<Composite, String> {
     }
 }
 
-pub(crate) async fn read(t: Tensor<5>) -> Result<Vec<f32>, String> {
-    let data = t.into_data_async().await.map_err(|e| format!("reading back from the device failed: {e:?}"))?;
-    data.try_into_vec::<f32>().map_err(|e| format!("{e:?}"))
-}
-
 /// Crops a `[channels, z, y, x]` host buffer of the padded grid back to `dims`.
 pub fn crop(data: Vec<f32>, channels: usize, padded: [usize; 5], dims: [usize; 3]) -> Vec<f32> {
     let [_, _, pz, py, px] = padded;
@@ -279,7 +270,7 @@ pub fn crop(data: Vec<f32>, channels: usize, padded: [usize; 5], dims: [usize; 3
         dims: [px, py, pz],
         channels,
         spacing: [1.0; 3],
-        affine: crate::geometry::Affine::diagonal([1.0; 3]),
+        affine: crate::io::geometry::Affine::diagonal([1.0; 3]),
         data,
     }
     .cropped(dims)
@@ -301,22 +292,21 @@ pub async fn segmentation_with_progress(p: &Prepared, progress: impl FnMut(usize
     let padded = match &p.forward {
         Forward::Whole(t) => read(predicted(t.value(p.graph.output).clone())).await?,
         Forward::Windowed { logits: Some(logits), .. } => read(predicted(logits.clone())).await?,
-        Forward::Windowed { input, max_window, .. } => {
-            crate::tiling::segmentation(&p.graph, input, &p.device, max_window * SEGMENT_WINDOW_FACTOR, progress)
-                .await?
-                .into_iter()
-                .map(f32::from)
-                .collect()
-        }
+        Forward::Windowed { input, max_window, .. } => crate::spatial::tiling::segmentation(
+            &p.graph,
+            input,
+            &p.device,
+            max_window * SEGMENT_WINDOW_FACTOR,
+            progress,
+        )
+        .await?
+        .into_iter()
+        .map(f32::from)
+        .collect(),
     };
     let mask: Vec<u8> = crop(padded, 1, [1, 1, pz, py, px], p.dims).into_iter().map(|v| v as u8).collect();
     let _ = p.mask.set(mask.clone());
     Ok(mask)
-}
-
-/// The class of the largest logit per voxel, as floats `[n, 1, d, h, w]` (the first on ties).
-pub fn predicted(logits: Tensor<5>) -> Tensor<5> {
-    logits.argmax(1).float()
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -377,7 +367,7 @@ fn check_class(p: &Prepared, class: usize) -> Result<(), String> {
     if class < classes {
         return Ok(());
     }
-    if classes == crate::volume::CLASSES.len() {
+    if classes == crate::io::volume::CLASSES.len() {
         return Err(format!("class {class} does not exist (0 = background, 1 = tumour)"));
     }
     Err(format!("class {class} does not exist (the model has classes 0–{})", classes - 1))
@@ -544,11 +534,13 @@ pub async fn explain_regions_with_progress(
         }
     }
     let boxes: Vec<([usize; 3], [usize; 3])> =
-        regions.iter().filter_map(|r| crate::crop::bounding_box(r, p.dims)).collect();
+        regions.iter().filter_map(|r| crate::spatial::crop::bounding_box(r, p.dims)).collect();
     let first: [usize; 3] = std::array::from_fn(|k| boxes.iter().map(|b| b.0[k]).min().unwrap_or(0));
     let last: [usize; 3] = std::array::from_fn(|k| boxes.iter().map(|b| b.1[k]).max().unwrap_or(0));
     let cores = match &p.forward {
-        Forward::Windowed { max_window, .. } => crate::tiling::cores(&p.graph, first, last, p.padded, *max_window),
+        Forward::Windowed { max_window, .. } => {
+            crate::spatial::tiling::cores(&p.graph, first, last, p.padded, *max_window)
+        }
         Forward::Whole(_) => vec![(first, last)],
     };
     let channels = p.graph.in_channels;
@@ -655,7 +647,7 @@ pub async fn explain_regions_with_progress(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::unet::{Down, NormKind, UNet, UNetConfig};
+    use crate::model::unet::{Down, NormKind, UNet, UNetConfig};
 
     fn graph(norm: NormKind) -> Graph {
         let cfg = UNetConfig {

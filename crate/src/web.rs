@@ -12,13 +12,13 @@ use serde::Serialize;
 use wasm_bindgen::prelude::*;
 
 use crate::engine::{self, Prepared};
-use crate::region::Selection;
-use crate::study::{self, FileReport, Role};
+use crate::io::study::{self, FileReport, Role};
+use crate::spatial::region::Selection;
 use burn::module::Module;
 
+use crate::io::volume::Volume;
+use crate::model::unet::UNet;
 use crate::model::Graph;
-use crate::unet::UNet;
-use crate::volume::Volume;
 
 struct State {
     device: Device,
@@ -80,7 +80,7 @@ pub async fn init(prefer: String) -> Result<String, JsError> {
         },
         name => cpu(name)?,
     };
-    let net = crate::weights::bundled(&device).map_err(js_err)?;
+    let net = crate::model::weights::bundled(&device).map_err(js_err)?;
     let graph = Graph::from(&net);
     STATE.with(|s| {
         *s.borrow_mut() = Some(State { device, net, graph, study: None, geometry: None, buffer_limit: None })
@@ -134,7 +134,7 @@ struct StudyInfo<'a> {
     dims: [usize; 3],
     channels: usize,
     spacing: [f32; 3],
-    affine: crate::geometry::Affine,
+    affine: crate::io::geometry::Affine,
     orientation: String,
     sources: &'a [String],
     /// NaN/infinite voxels per channel that were set to 0.
@@ -153,7 +153,7 @@ struct Preview<'a> {
     name: &'a str,
     dims: [usize; 3],
     channels: usize,
-    affine: crate::geometry::Affine,
+    affine: crate::io::geometry::Affine,
 }
 
 fn set(obj: &JsValue, key: &str, value: &JsValue) -> Result<(), JsError> {
@@ -172,18 +172,18 @@ pub fn catalogue() -> Result<JsValue, JsError> {
         plot_order: &'static [usize],
         classes: &'static [&'static str],
         composites: &'static [&'static str],
-        scopes: &'static [crate::region::Scope],
+        scopes: &'static [crate::spatial::region::Scope],
         roles: Vec<&'static str>,
         demo_patients: usize,
     }
     let c = Catalogue {
-        sequences: &crate::volume::SEQUENCES,
-        plot_order: &crate::volume::PLOT_ORDER,
-        classes: &crate::volume::CLASSES,
+        sequences: &crate::io::volume::SEQUENCES,
+        plot_order: &crate::io::volume::PLOT_ORDER,
+        classes: &crate::io::volume::CLASSES,
         composites: &crate::lrp::composite::NAMES,
-        scopes: &crate::region::SCOPES,
+        scopes: &crate::spatial::region::SCOPES,
         roles: Role::names(),
-        demo_patients: crate::phantom::COHORT_SIZE,
+        demo_patients: crate::demo::phantom::COHORT_SIZE,
     };
     serde_wasm_bindgen::to_value(&c).map_err(js_err)
 }
@@ -309,7 +309,7 @@ pub fn export_relevance(relevance: &[f32]) -> Result<Uint8Array, JsError> {
         return Err(js_err(format!("expected {} relevance values, got {}", g.voxels() * g.channels, relevance.len())));
     }
     let vol = Volume { data: relevance.to_vec(), ..g };
-    Ok(Uint8Array::from(&crate::nifti::write_nifti(&vol, true)[..]))
+    Ok(Uint8Array::from(&crate::io::nifti::write_nifti(&vol, true)[..]))
 }
 
 /// A mask (1 byte per voxel, file order) as a gzipped uint8 NIfTI with the study's affine.
@@ -319,7 +319,7 @@ pub fn export_segmentation(mask: &[u8]) -> Result<Uint8Array, JsError> {
     if mask.len() != g.voxels() {
         return Err(js_err(format!("expected {} mask values, got {}", g.voxels(), mask.len())));
     }
-    Ok(Uint8Array::from(&crate::nifti::write_label(mask, &g, true)[..]))
+    Ok(Uint8Array::from(&crate::io::nifti::write_label(mask, &g, true)[..]))
 }
 
 fn current() -> Result<Prepared, JsError> {
@@ -413,10 +413,10 @@ async fn region_map(
 
 /// Refuses a demo patient number outside the cohort.
 fn demo_patient(i: usize) -> Result<(), JsError> {
-    if (1..=crate::phantom::COHORT_SIZE).contains(&i) {
+    if (1..=crate::demo::phantom::COHORT_SIZE).contains(&i) {
         Ok(())
     } else {
-        Err(js_err(format!("the demo cohort has patients 1–{}", crate::phantom::COHORT_SIZE)))
+        Err(js_err(format!("the demo cohort has patients 1–{}", crate::demo::phantom::COHORT_SIZE)))
     }
 }
 
@@ -427,7 +427,7 @@ fn demo_patient(i: usize) -> Result<(), JsError> {
 pub fn cohort_files(i: usize, gzip: bool) -> Result<js_sys::Array, JsError> {
     demo_patient(i)?;
     let out = js_sys::Array::new();
-    for (name, bytes) in crate::phantom::cohort_patient(i).nifti_files(gzip) {
+    for (name, bytes) in crate::demo::phantom::cohort_patient(i).nifti_files(gzip) {
         let f = js_sys::Object::new();
         set(&f, "name", &format!("patient{i:02}_{name}").into())?;
         set(&f, "bytes", &Uint8Array::from(&bytes[..]))?;
@@ -446,7 +446,7 @@ pub fn cohort_files(i: usize, gzip: bool) -> Result<js_sys::Array, JsError> {
 #[wasm_bindgen]
 pub async fn explain_demo_patient(i: usize, composite: String) -> Result<JsValue, JsError> {
     demo_patient(i)?;
-    let files = crate::phantom::cohort_patient(i).nifti_files(false);
+    let files = crate::demo::phantom::cohort_patient(i).nifti_files(false);
     let refs: Vec<study::Input> =
         files.iter().map(|(n, b)| study::Input::bytes(format!("patient{i:02}_{n}"), b)).collect();
     let mut reports = study::read_files(&refs);
@@ -479,10 +479,10 @@ pub fn sample_file(i: usize, nx: usize, ny: usize, nz: usize) -> Result<JsValue,
     if [nx, ny, nz].iter().any(|d| !(8..=512).contains(d)) {
         return Err(js_err(format!("{nx}×{ny}×{nz}: each side must be 8 to 512 voxels")));
     }
-    let p = crate::phantom::study(crate::phantom::cohort_seed(i), [nx, ny, nz]);
+    let p = crate::demo::phantom::study(crate::demo::phantom::cohort_seed(i), [nx, ny, nz]);
     let f = js_sys::Object::new();
     set(&f, "name", &format!("patient{i:02}_{nx}x{ny}x{nz}.nii").into())?;
-    set(&f, "bytes", &Uint8Array::from(&crate::nifti::write_nifti(&p.volume, false)[..]))?;
+    set(&f, "bytes", &Uint8Array::from(&crate::io::nifti::write_nifti(&p.volume, false)[..]))?;
     Ok(f.into())
 }
 
@@ -518,7 +518,7 @@ fn release() {
 /// Goes back to the bundled liver model (the study must be opened again, as after [`load_model`]).
 #[wasm_bindgen]
 pub fn use_bundled_model() -> Result<JsValue, JsError> {
-    load_model(crate::weights::BUNDLED, None)
+    load_model(crate::model::weights::BUNDLED, None)
 }
 
 /// The model in use: `{config, parameters}`.
@@ -526,7 +526,7 @@ pub fn use_bundled_model() -> Result<JsValue, JsError> {
 pub fn model_info() -> Result<JsValue, JsError> {
     #[derive(Serialize)]
     struct ModelInfo<'a> {
-        config: &'a crate::unet::UNetConfig,
+        config: &'a crate::model::unet::UNetConfig,
         parameters: usize,
     }
     // A struct, not a serde_json map: serde-wasm-bindgen turns maps into JS `Map`s.
@@ -542,21 +542,21 @@ pub fn model_info() -> Result<JsValue, JsError> {
 /// opened again (its forward pass belongs to the old model). Returns what [`model_info`] does.
 #[wasm_bindgen]
 pub fn load_model(weights: &[u8], config: Option<String>) -> Result<JsValue, JsError> {
-    let config: crate::unet::UNetConfig = match config.filter(|c| !c.trim().is_empty()) {
+    let config: crate::model::unet::UNetConfig = match config.filter(|c| !c.trim().is_empty()) {
         Some(c) => {
             serde_json::from_str(&c).map_err(|e| js_err(format!("the configuration JSON is not usable: {e}")))?
         }
-        None => crate::weights::config_of(weights)
+        None => crate::model::weights::config_of(weights)
             .ok_or_else(|| js_err("the weights carry no configuration: give its JSON file too (README, Models)"))?,
     };
-    if config.in_channels != crate::unet::IN_CHANNELS || config.classes != crate::unet::CLASSES {
+    if config.in_channels != crate::model::unet::IN_CHANNELS || config.classes != crate::model::unet::CLASSES {
         return Err(js_err(format!(
             "this model takes {} input channels and has {} classes; the page feeds the six sequences (T2, T1 plain, T1 \
                 20 s, 60 s, 120 s, 15 min) and shows 2 classes (background, tumour)",
             config.in_channels, config.classes
         )));
     }
-    let net = with_state(|s| crate::weights::from_safetensors(&config, weights, &s.device).map_err(js_err))?;
+    let net = with_state(|s| crate::model::weights::from_safetensors(&config, weights, &s.device).map_err(js_err))?;
     with_state(|s| {
         s.graph = Graph::from(&net);
         s.net = net;

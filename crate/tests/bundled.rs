@@ -3,12 +3,12 @@
 use burn::prelude::*;
 use burn::tensor::TensorData;
 use seglrp::backend::cpu_device;
+use seglrp::demo::phantom::cohort_patient;
 use seglrp::engine::{prepare, segmentation};
-use seglrp::metrics::dice;
-use seglrp::phantom::cohort_patient;
-use seglrp::unet::{UNet, UNetConfig};
-use seglrp::weights::{bundled, BUNDLED};
-use seglrp::window::{segment, tumour_probability, Windows};
+use seglrp::model::unet::{UNet, UNetConfig};
+use seglrp::model::weights::{bundled, BUNDLED};
+use seglrp::spatial::metrics::dice;
+use seglrp::spatial::window::{segment, tumour_probability, Windows};
 
 #[test]
 fn the_bundled_model_is_compact_and_segments_a_held_out_patient() {
@@ -16,7 +16,11 @@ fn the_bundled_model_is_compact_and_segments_a_held_out_patient() {
     assert!(BUNDLED.len() < 5 << 20, "bundled weights are {} bytes", BUNDLED.len());
     let net = bundled(&dev).expect("the bundled weights load");
     #[cfg(feature = "train")]
-    assert_eq!(net.config, seglrp::train::bundled_config(), "the bundled weights are of the documented architecture");
+    assert_eq!(
+        net.config,
+        seglrp::demo::train::bundled_config(),
+        "the bundled weights are of the documented architecture"
+    );
     let p = cohort_patient(13);
     let windowed =
         pollster::block_on(segment(&net, &p.volume, Windows { size: [64, 64, 32], overlap: 0.5 }, &dev, |_, _| {}))
@@ -36,7 +40,7 @@ fn one_window_covering_the_volume_is_the_plain_forward_pass() {
     let dev = cpu_device("cpu").unwrap();
     let cfg = UNetConfig { levels: 3, base_channels: 4, blocks: 1, ..UNetConfig::small() };
     let net = UNet::seeded(&cfg, 11, 0.1, &dev);
-    let vol = seglrp::phantom::study(4, [20, 16, 8]).volume.normalised();
+    let vol = seglrp::demo::phantom::study(4, [20, 16, 8]).volume.normalised();
     let p = pollster::block_on(tumour_probability(
         &net,
         &vol,

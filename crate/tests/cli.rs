@@ -65,14 +65,14 @@ fn segment_and_explain_regions() {
     let seg = dir.join("seg.nii.gz");
     let s = json(&ok(&[&["segment", "--out", seg.to_str().unwrap()][..], &f].concat()));
     let bytes = std::fs::read(&seg).unwrap();
-    let mask = seglrp::nifti::read_nifti(&bytes).unwrap().volume;
-    let label = seglrp::nifti::read_nifti(&std::fs::read(study.join("label.nii.gz")).unwrap()).unwrap().volume;
+    let mask = seglrp::io::nifti::read_nifti(&bytes).unwrap().volume;
+    let label = seglrp::io::nifti::read_nifti(&std::fs::read(study.join("label.nii.gz")).unwrap()).unwrap().volume;
     let (pred, truth): (Vec<u8>, Vec<u8>) =
         (mask.data.iter().map(|v| *v as u8).collect(), label.data.iter().map(|v| *v as u8).collect());
     let tumour = pred.iter().filter(|v| **v == 1).count();
     assert_eq!(s["tumour_voxels"].as_u64().unwrap() as usize, tumour);
     assert!(tumour > 100, "patient 13 has a tumour the model finds ({tumour} voxels)");
-    let dice = seglrp::metrics::dice(&pred, &truth).unwrap();
+    let dice = seglrp::spatial::metrics::dice(&pred, &truth).unwrap();
     assert!((s["dice"].as_f64().unwrap() - f64::from(dice)).abs() < 1e-6 && dice > 0.8, "Dice {dice} vs {}", s["dice"]);
     let sizes: u64 = s["components"].as_array().unwrap().iter().map(|c| c.as_u64().unwrap()).sum();
     assert_eq!(sizes as usize, tumour);
@@ -98,7 +98,7 @@ fn segment_and_explain_regions() {
         let (x, y, z) = (i % nx, (i / nx) % ny, i / (nx * ny));
         *v = f32::from((40..60).contains(&x) && (30..50).contains(&y) && (15..25).contains(&z));
     }
-    std::fs::write(dir.join("box.nii"), seglrp::nifti::write_nifti(&inside, false)).unwrap();
+    std::fs::write(dir.join("box.nii"), seglrp::io::nifti::write_nifti(&inside, false)).unwrap();
     let masked = json(&ok(&[
         &["explain", "--mask", dir.join("box.nii").to_str().unwrap(), "--raw", dir.join("mask.f32").to_str().unwrap()]
             [..],
@@ -125,7 +125,7 @@ fn segment_and_explain_regions() {
     let bundled = dir.join("bundled.safetensors");
     ok(&["model", "bundled", "--out", bundled.to_str().unwrap()]);
     let bytes = std::fs::read(&bundled).unwrap();
-    let config = seglrp::weights::config_of(&bytes).unwrap();
+    let config = seglrp::model::weights::config_of(&bytes).unwrap();
     let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
     let plain = safetensors::serialize(st.tensors(), None).unwrap();
     let (plain_path, config_path) = (dir.join("plain.safetensors"), dir.join("unet.json"));
@@ -285,9 +285,9 @@ fn gpu_gives_the_cpu_numbers() {
 #[test]
 fn info_judges_a_huge_file_by_its_header() {
     let dir = tmp("huge");
-    let v = seglrp::phantom::phantom([6, 5, 4], 1).volume;
-    let small = seglrp::nifti::write_nifti(
-        &seglrp::volume::Volume { channels: 1, data: v.channel(0).to_vec(), ..v.clone() },
+    let v = seglrp::demo::phantom::phantom([6, 5, 4], 1).volume;
+    let small = seglrp::io::nifti::write_nifti(
+        &seglrp::io::volume::Volume { channels: 1, data: v.channel(0).to_vec(), ..v.clone() },
         false,
     );
     let mut claims = small.clone();
@@ -327,9 +327,9 @@ fn info_judges_a_huge_file_by_its_header() {
 fn info_reports_every_file_and_says_why_on_stderr() {
     let dir = tmp("info");
     let good = dir.join("t2.nii.gz");
-    let v = seglrp::phantom::phantom([6, 5, 4], 1).volume;
-    let bytes = seglrp::nifti::write_nifti(
-        &seglrp::volume::Volume { channels: 1, data: v.channel(0).to_vec(), ..v.clone() },
+    let v = seglrp::demo::phantom::phantom([6, 5, 4], 1).volume;
+    let bytes = seglrp::io::nifti::write_nifti(
+        &seglrp::io::volume::Volume { channels: 1, data: v.channel(0).to_vec(), ..v.clone() },
         true,
     );
     std::fs::write(&good, &bytes).unwrap();
@@ -367,11 +367,11 @@ fn explain_refuses_meaningless_sequences_and_counts_nan() {
     let study = dir.join("p");
     ok(&["sample", "--patient", "3", "--dims", "32,32,16", "--dir", study.to_str().unwrap()]);
     let target = study.join("t1_20s.nii.gz");
-    let original = seglrp::nifti::read_nifti(&std::fs::read(&target).unwrap()).unwrap().volume;
+    let original = seglrp::io::nifti::read_nifti(&std::fs::read(&target).unwrap()).unwrap().volume;
     let with = |edit: &dyn Fn(&mut Vec<f32>)| {
         let mut v = original.clone();
         edit(&mut v.data);
-        std::fs::write(&target, seglrp::nifti::write_nifti(&v, true)).unwrap();
+        std::fs::write(&target, seglrp::io::nifti::write_nifti(&v, true)).unwrap();
     };
     let files = files_of(&study);
     let f: Vec<&str> = files.iter().map(|s| s.as_str()).collect();

@@ -7,7 +7,7 @@ use burn::tensor::module::{conv3d, conv_transpose3d};
 use burn::tensor::ops::{ConvOptions, ConvTransposeOptions};
 use burn::tensor::TensorData;
 use seglrp::backend::cpu_device;
-use seglrp::conv;
+use seglrp::ops::conv;
 use seglrp::rng::SplitMix;
 
 fn random(rng: &mut SplitMix, dims: [usize; 5], device: &Device) -> Tensor<5> {

@@ -1,10 +1,10 @@
 //! The whole native path on the sample patient: NIfTI bytes → segmentation → LRP map.
 
 use seglrp::backend::cpu_device;
+use seglrp::demo::phantom::{phantom, sample_nifti, SAMPLE_DIMS, SAMPLE_SEED};
 use seglrp::engine::{explain, prepare, segmentation, toy_model};
+use seglrp::io::nifti::read_nifti;
 use seglrp::lrp::Composite;
-use seglrp::nifti::read_nifti;
-use seglrp::phantom::{phantom, sample_nifti, SAMPLE_DIMS, SAMPLE_SEED};
 
 #[test]
 fn toy_model_finds_the_sample_tumour_and_explains_it_by_its_contrast() {
@@ -54,7 +54,7 @@ fn a_study_without_six_sequences_is_refused() {
 #[test]
 fn relevance_on_the_padding_is_reported() {
     let dev = cpu_device("cpu").unwrap();
-    let net = seglrp::weights::bundled(&dev).unwrap();
+    let net = seglrp::model::weights::bundled(&dev).unwrap();
     // 45 × 43 × 13 pads to 48 × 44 × 16 for the bundled net (aligned to 4).
     let vol = phantom([45, 43, 13], 5).volume;
     let p = prepare(&net, &vol, &dev).unwrap();

@@ -11,9 +11,9 @@ use seglrp::lrp::region::region_map;
 use seglrp::lrp::unet::{explain_voxel, start_relevance};
 use seglrp::lrp::Composite;
 use seglrp::model::graph::{ConvSpec, Graph, Node, NormSpec, Op, Statistics};
+use seglrp::model::unet::{Activation, Down, NormKind, UNet, UNetConfig, Up};
+use seglrp::ops::upsample::Mode;
 use seglrp::rng::SplitMix;
-use seglrp::unet::{Activation, Down, NormKind, UNet, UNetConfig, Up};
-use seglrp::upsample::Mode;
 
 fn random(shape: [usize; 5], seed: u64, device: &Device) -> Tensor<5> {
     let mut rng = SplitMix::new(seed);
@@ -74,7 +74,7 @@ fn the_unet_as_a_graph_computes_the_same_logits_and_maps() {
         let graph = seglrp::model::unet::graph(&net);
         graph.validate().unwrap();
         assert_eq!(graph.align(), [4; 3]);
-        assert_eq!(graph.receptive_radius(), [seglrp::crop::receptive_radius(&cfg); 3], "{cfg:?}");
+        assert_eq!(graph.receptive_radius(), [seglrp::spatial::crop::receptive_radius(&cfg); 3], "{cfg:?}");
         let x = random([1, 3, 16, 20, 24], 40 + v as u64, &dev);
         let want = host(net.forward(x.clone()));
         assert!(relative(&host(graph.forward(x.clone())), &want) < 1e-5, "{cfg:?}");
@@ -258,8 +258,8 @@ fn a_graph_that_does_not_fit_together_is_refused_by_name() {
 fn the_bundled_models_maps_are_unchanged() {
     use seglrp::engine;
     let dev = cpu_device("cpu").unwrap();
-    let net = seglrp::weights::bundled(&dev).unwrap();
-    let patient = seglrp::phantom::cohort_patient(1);
+    let net = seglrp::model::weights::bundled(&dev).unwrap();
+    let patient = seglrp::demo::phantom::cohort_patient(1);
     let vol = &patient.volume;
     let p = engine::prepare(&net, vol, &dev).unwrap();
     let acts = net.forward_all(p.whole().unwrap().input().clone());
@@ -296,7 +296,7 @@ fn the_bundled_models_maps_are_unchanged() {
 /// group norms, PReLU, average pooling and both up-samplings, whole layers or slab by slab.
 #[test]
 fn a_click_on_nested_windows_equals_the_whole_pass() {
-    use seglrp::crop::{refit, whole};
+    use seglrp::spatial::crop::{refit, whole};
     let dev = cpu_device("cpu").unwrap();
     let full = [16, 20, 24];
     let x = random([1, 2, full[0], full[1], full[2]], 8, &dev);

@@ -4,12 +4,12 @@
 
 use std::io::{self, Read, Write};
 
+use seglrp::demo::phantom::phantom;
 use seglrp::engine::{positive_shares, signed_shares};
-use seglrp::geometry::{Affine, AffineSource};
-use seglrp::nifti::{check_header, read_nifti, read_nifti_from, write_nifti, ImgFile, ReadError};
-use seglrp::phantom::phantom;
-use seglrp::study::{assemble_reports, read_files, Input, StudyError, MAX_NON_FINITE_FRACTION};
-use seglrp::volume::Volume;
+use seglrp::io::geometry::{Affine, AffineSource};
+use seglrp::io::nifti::{check_header, read_nifti, read_nifti_from, write_nifti, ImgFile, ReadError};
+use seglrp::io::study::{assemble_reports, read_files, Input, StudyError, MAX_NON_FINITE_FRACTION};
+use seglrp::io::volume::Volume;
 
 fn gz(bytes: &[u8]) -> Vec<u8> {
     let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
@@ -143,7 +143,7 @@ fn gzip_trailers_are_verified_and_trailing_bytes_reported() {
     assert!(n.info.notes.is_empty(), "{:?}", n.info.notes);
 }
 
-fn with_geometry(edit: impl Fn(&mut Vec<u8>)) -> seglrp::nifti::FileInfo {
+fn with_geometry(edit: impl Fn(&mut Vec<u8>)) -> seglrp::io::nifti::FileInfo {
     let mut b = small();
     edit(&mut b);
     read_nifti(&b).unwrap().info
@@ -219,7 +219,7 @@ fn study_files(edit: impl Fn(usize, &mut Vec<f32>)) -> Vec<(String, Vec<u8>)> {
         .collect()
 }
 
-fn assemble(files: &[(String, Vec<u8>)]) -> Result<seglrp::study::Study, StudyError> {
+fn assemble(files: &[(String, Vec<u8>)]) -> Result<seglrp::io::study::Study, StudyError> {
     let inputs: Vec<Input> = files.iter().map(|(n, b)| Input::bytes(n.clone(), b)).collect();
     let mut reports = read_files(&inputs);
     assemble_reports(&mut reports, &[])

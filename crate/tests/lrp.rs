@@ -5,9 +5,9 @@ use burn::tensor::TensorData;
 use seglrp::backend::cpu_device;
 use seglrp::lrp::rules::{relevance, Input, Linear};
 use seglrp::lrp::{explain_voxel, Composite, Rule};
-use seglrp::pool::{max_pool3d, max_unpool3d};
+use seglrp::model::unet::{UNet, UNetConfig};
+use seglrp::ops::pool::{max_pool3d, max_unpool3d};
 use seglrp::rng::SplitMix;
-use seglrp::unet::{UNet, UNetConfig};
 
 fn random(shape: [usize; 5], seed: u64, device: &Device) -> (Vec<f32>, Tensor<5>) {
     let mut rng = SplitMix::new(seed);

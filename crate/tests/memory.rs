@@ -7,9 +7,9 @@ use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 
 use seglrp::backend::cpu_device;
 use seglrp::engine::{explain, explain_region, prepare, segmentation, Prepared};
+use seglrp::io::volume::Volume;
 use seglrp::lrp::Composite;
 use seglrp::rng::SplitMix;
-use seglrp::volume::Volume;
 
 struct Counting;
 
@@ -58,7 +58,7 @@ fn study(dims: [usize; 3], seed: u64) -> Volume {
     let n = 6 * dims.iter().product::<usize>();
     // Positive "intensities" so that normalisation keeps most voxels.
     let data = (0..n).map(|_| 100.0 + 20.0 * rng.normal()).collect();
-    Volume { dims, channels: 6, spacing: [1.0; 3], affine: seglrp::geometry::Affine::diagonal([1.0; 3]), data }
+    Volume { dims, channels: 6, spacing: [1.0; 3], affine: seglrp::io::geometry::Affine::diagonal([1.0; 3]), data }
 }
 
 /// 20 clicks at the same voxel: what stays allocated after the last equals what stayed after
@@ -80,7 +80,7 @@ fn no_growth(p: &Prepared, voxel: [usize; 3], composite: &Composite) -> (usize, 
 fn windowed_clicks_hold_their_window_and_release_it() {
     let _alone = alone();
     let dev = cpu_device("cpu").unwrap();
-    let net = seglrp::weights::bundled(&dev).unwrap();
+    let net = seglrp::model::weights::bundled(&dev).unwrap();
     // 3.5 M voxels: windowed (above 2^21); a whole-volume pass would hold ~1.7 GB.
     let dims = [192, 192, 96];
     let vol = study(dims, 3);
@@ -136,7 +136,7 @@ fn windowed_clicks_hold_their_window_and_release_it() {
 fn whole_volume_clicks_release_what_they_allocate() {
     let _alone = alone();
     let dev = cpu_device("cpu").unwrap();
-    let net = seglrp::weights::bundled(&dev).unwrap();
+    let net = seglrp::model::weights::bundled(&dev).unwrap();
     let vol = study([96, 80, 32], 4);
     let p = prepare(&net, &vol, &dev).unwrap();
     assert!(!p.windowed());

@@ -4,10 +4,10 @@ use burn::prelude::*;
 use burn::tensor::TensorData;
 use seglrp::backend::cpu_device;
 use seglrp::lrp::{propagate, unet::start_relevance, Composite};
+use seglrp::model::unet::{Activation, Down, NormKind, UNet, UNetConfig, Up};
+use seglrp::model::weights::{config_of, from_safetensors, to_safetensors, ModelError};
+use seglrp::ops::upsample::{upsample2, upsample2_adjoint, Mode};
 use seglrp::rng::SplitMix;
-use seglrp::unet::{Activation, Down, NormKind, UNet, UNetConfig, Up};
-use seglrp::upsample::{upsample2, upsample2_adjoint, Mode};
-use seglrp::weights::{config_of, from_safetensors, to_safetensors, ModelError};
 
 fn variants() -> Vec<UNetConfig> {
     let base = UNetConfig::small();
@@ -178,7 +178,7 @@ fn upsampling_matches_its_definition_and_its_adjoint_is_the_transpose() {
 
 /// The bundled weights with each tensor passed through `edit(name, dtype, bytes)`.
 fn rewritten(edit: impl Fn(&str, safetensors::Dtype, Vec<u8>) -> (safetensors::Dtype, Vec<u8>)) -> Vec<u8> {
-    let file = safetensors::SafeTensors::deserialize(seglrp::weights::BUNDLED).unwrap();
+    let file = safetensors::SafeTensors::deserialize(seglrp::model::weights::BUNDLED).unwrap();
     let parts: Vec<(String, safetensors::Dtype, Vec<usize>, Vec<u8>)> = file
         .tensors()
         .into_iter()
@@ -195,7 +195,7 @@ fn rewritten(edit: impl Fn(&str, safetensors::Dtype, Vec<u8>) -> (safetensors::D
 #[test]
 fn integer_and_non_finite_weights_are_refused_by_tensor_name() {
     let dev = cpu_device("cpu").unwrap();
-    let cfg = config_of(seglrp::weights::BUNDLED).expect("the bundled weights carry their configuration");
+    let cfg = config_of(seglrp::model::weights::BUNDLED).expect("the bundled weights carry their configuration");
     let ints = rewritten(|n, d, b| if n == "head.bias" { (safetensors::Dtype::I32, b) } else { (d, b) });
     let err = from_safetensors(&cfg, &ints, &dev).unwrap_err();
     assert_eq!(err, ModelError::Dtype { name: "head.bias".into(), found: "I32".into() });
@@ -220,14 +220,14 @@ fn integer_and_non_finite_weights_are_refused_by_tensor_name() {
 #[test]
 fn region_conservation_and_shared_first_pass() {
     use seglrp::engine::{explain_region, explain_regions, prepare_normalised};
+    use seglrp::io::volume::Volume;
     use seglrp::lrp::Rule;
-    use seglrp::volume::Volume;
     let dev = cpu_device("cpu").unwrap();
     let dims = [10, 12, 8];
     let n: usize = dims.iter().product();
     let data = host(input([1, 6, 8, 12, 10], 21, &dev));
     let vol =
-        Volume { dims, channels: 6, spacing: [1.0; 3], affine: seglrp::geometry::Affine::diagonal([1.0; 3]), data };
+        Volume { dims, channels: 6, spacing: [1.0; 3], affine: seglrp::io::geometry::Affine::diagonal([1.0; 3]), data };
     let lrp0 = Composite::Custom { default: Rule::lrp0(), layers: vec![] };
     let boxed = |x0: usize, x1: usize| -> Vec<u8> {
         (0..n).map(|i| u8::from((x0..x1).contains(&(i % 10)) && (i / 10) % 12 < 5)).collect()
@@ -264,17 +264,17 @@ fn region_conservation_and_shared_first_pass() {
 /// voxel at the centre and at the grid's edge, and for a region.
 #[test]
 fn cropped_lrp_equals_the_full_pass() {
-    use seglrp::crop::window;
     use seglrp::engine::{explain, explain_region, prepare_normalised};
+    use seglrp::io::volume::Volume;
     use seglrp::lrp::{explain_voxel, region::region_map};
-    use seglrp::volume::Volume;
+    use seglrp::spatial::crop::window;
     let dev = cpu_device("cpu").unwrap();
     let dims = [128, 96, 16];
     let [nx, ny, nz] = dims;
     let n = nx * ny * nz;
     let data = host(input([1, 6, nz, ny, nx], 77, &dev));
     let vol =
-        Volume { dims, channels: 6, spacing: [1.0; 3], affine: seglrp::geometry::Affine::diagonal([1.0; 3]), data };
+        Volume { dims, channels: 6, spacing: [1.0; 3], affine: seglrp::io::geometry::Affine::diagonal([1.0; 3]), data };
     let compare = |what: &str, cropped: &[f32], full: &[f32]| {
         let scale = full.iter().fold(0f32, |m, v| m.max(v.abs()));
         let diff = cropped.iter().zip(full).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
@@ -354,7 +354,11 @@ fn the_layers_reaches_add_up_to_the_receptive_radius() {
         let acts = net.forward_all(input([1, 6, 8, 8, 8], 3, &dev));
         let reaches = seglrp::lrp::unet::reaches(&net, &acts);
         assert_eq!(reaches[0], 0, "{cfg:?}: the 1×1×1 head reaches nothing");
-        assert_eq!(reaches.iter().sum::<usize>(), seglrp::crop::receptive_radius(&cfg), "{cfg:?}: {reaches:?}");
+        assert_eq!(
+            reaches.iter().sum::<usize>(),
+            seglrp::spatial::crop::receptive_radius(&cfg),
+            "{cfg:?}: {reaches:?}"
+        );
     }
 }
 
@@ -403,14 +407,14 @@ fn nested_windows_give_the_whole_grids_region_map() {
 #[test]
 fn windowed_study_equals_the_whole_pass() {
     use seglrp::engine::{explain, explain_region, prepare_with, segmentation, Mode};
-    use seglrp::volume::Volume;
+    use seglrp::io::volume::Volume;
     let dev = cpu_device("cpu").unwrap();
     let dims = [128, 96, 16];
     let [nx, ny, nz] = dims;
     let n = nx * ny * nz;
     let data = host(input([1, 6, nz, ny, nx], 78, &dev));
     let vol =
-        Volume { dims, channels: 6, spacing: [1.0; 3], affine: seglrp::geometry::Affine::diagonal([1.0; 3]), data };
+        Volume { dims, channels: 6, spacing: [1.0; 3], affine: seglrp::io::geometry::Affine::diagonal([1.0; 3]), data };
     // Instance norm: the region's cores sum float32 values of near-cancelling merged convs.
     let compare = |what: &str, windowed: &[f32], whole: &[f32], bound: f32| {
         let scale = whole.iter().fold(0f32, |m, v| m.max(v.abs()));
@@ -430,11 +434,12 @@ fn windowed_study_equals_the_whole_pass() {
     for cfg in variants() {
         let net = UNet::seeded(&cfg, 6, 0.2, &dev);
         // Windows of a core of 8×16×24 voxels: the region then needs several.
-        let max_window = seglrp::crop::window_of(&cfg, [4, 40, 60], [11, 55, 83], [nz, ny, nx]).voxels();
+        let max_window = seglrp::spatial::crop::window_of(&cfg, [4, 40, 60], [11, 55, 83], [nz, ny, nx]).voxels();
         let whole = prepare_with(&net, &vol, &dev, Mode::Whole).unwrap();
         let windowed = prepare_with(&net, &vol, &dev, Mode::Windowed(max_window)).unwrap();
         assert!(windowed.windowed() && windowed.whole().is_none());
-        let cores = seglrp::tiling::cores(&windowed.graph, [4, 30, 40], [11, 59, 89], windowed.padded, max_window);
+        let cores =
+            seglrp::spatial::tiling::cores(&windowed.graph, [4, 30, 40], [11, 59, 89], windowed.padded, max_window);
         assert!(cfg.levels == 1 || cores.len() > 1, "{cfg:?}: the region should need several cores, got {cores:?}");
         let a = pollster::block_on(segmentation(&whole)).unwrap();
         let b = pollster::block_on(segmentation(&windowed)).unwrap();

@@ -2,10 +2,10 @@
 //! the Gd-EOB-DTPA enhancement pattern the model has to learn, and with the artefacts listed in
 //! phantom/scanner.rs.
 
-use seglrp::phantom::anatomy::{LesionKind, Patient, Tissue};
-use seglrp::phantom::scanner::Acquisition;
-use seglrp::phantom::{cohort_patient, cohort_seed, study, training_patch, COHORT_DIMS, COHORT_SEED_BASE};
-use seglrp::volume::Volume;
+use seglrp::demo::phantom::anatomy::{LesionKind, Patient, Tissue};
+use seglrp::demo::phantom::scanner::Acquisition;
+use seglrp::demo::phantom::{cohort_patient, cohort_seed, study, training_patch, COHORT_DIMS, COHORT_SEED_BASE};
+use seglrp::io::volume::Volume;
 
 /// World coordinates (mm) of voxel `i` of `vol`.
 fn world(vol: &Volume, i: usize) -> [f32; 3] {
@@ -165,10 +165,10 @@ fn nifti_files_keep_the_study_geometry() {
             "label.nii.gz"
         ]
     );
-    let refs: Vec<seglrp::study::Input> =
-        files.iter().map(|(n, b)| seglrp::study::Input::bytes(n.clone(), b)).collect();
-    let mut reports = seglrp::study::read_files(&refs);
-    let st = seglrp::study::assemble_reports(&mut reports, &[]).expect("the files make a study");
+    let refs: Vec<seglrp::io::study::Input> =
+        files.iter().map(|(n, b)| seglrp::io::study::Input::bytes(n.clone(), b)).collect();
+    let mut reports = seglrp::io::study::read_files(&refs);
+    let st = seglrp::io::study::assemble_reports(&mut reports, &[]).expect("the files make a study");
     assert_eq!(st.volume.data, p.volume.data);
     assert_eq!(st.label.as_deref(), Some(&p.label[..]));
     assert!(st.volume.affine.max_difference(&p.volume.affine).0 < 1e-4);

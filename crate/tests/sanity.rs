@@ -7,10 +7,10 @@
 #![cfg(feature = "train")]
 
 use seglrp::backend::cpu_device;
+use seglrp::demo::train::{dice, sample, train, TrainOptions};
 use seglrp::engine::{explain, prepare, segmentation};
 use seglrp::lrp::Composite;
-use seglrp::train::{dice, sample, train, TrainOptions};
-use seglrp::unet::{UNet, UNetConfig};
+use seglrp::model::unet::{UNet, UNetConfig};
 
 const NOISE: usize = 3;
 

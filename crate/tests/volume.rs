@@ -1,10 +1,10 @@
 //! NIfTI reading/writing and the study path on the CPU backend.
 
-use seglrp::geometry::{Affine, AffineSource};
-use seglrp::nifti::{read_nifti, read_nifti_pair, write_label, write_nifti, DataType, ReadError};
-use seglrp::phantom::{phantom, sample_nifti, SAMPLE_DIMS};
-use seglrp::study::{assemble, read_files, Input, Role, StudyError};
-use seglrp::volume::Volume;
+use seglrp::demo::phantom::{phantom, sample_nifti, SAMPLE_DIMS};
+use seglrp::io::geometry::{Affine, AffineSource};
+use seglrp::io::nifti::{read_nifti, read_nifti_pair, write_label, write_nifti, DataType, ReadError};
+use seglrp::io::study::{assemble, read_files, Input, Role, StudyError};
+use seglrp::io::volume::Volume;
 
 fn read(bytes: &[u8]) -> Result<Volume, ReadError> {
     read_nifti(bytes).map(|n| n.volume)
@@ -21,7 +21,7 @@ fn written_nifti_reads_back_identically_gzipped_or_not() {
 
 #[test]
 fn sample_is_a_six_sequence_study_with_a_tumour() {
-    let p = phantom(SAMPLE_DIMS, seglrp::phantom::SAMPLE_SEED);
+    let p = phantom(SAMPLE_DIMS, seglrp::demo::phantom::SAMPLE_SEED);
     assert_eq!(p.volume.channels, 6);
     let tumour = p.label.iter().filter(|l| **l == 1).count();
     assert!(tumour > 50 && tumour < p.label.len() / 10, "tumour voxels: {tumour}");

@@ -5,9 +5,9 @@
 use burn::prelude::*;
 use burn::tensor::TensorData;
 use seglrp::backend::{cpu_device, webgpu_device};
+use seglrp::demo::phantom::phantom;
 use seglrp::engine::{self, prepare};
-use seglrp::phantom::phantom;
-use seglrp::pool::{max_pool3d, max_unpool3d};
+use seglrp::ops::pool::{max_pool3d, max_unpool3d};
 use seglrp::rng::SplitMix;
 use wasm_bindgen_test::*;
 
@@ -80,7 +80,7 @@ async fn pooling_matches_between_webgpu_and_cpu() {
 async fn region_maps_and_other_composites_agree_on_webgpu_and_cpu() {
     use seglrp::lrp::region::region_map;
     use seglrp::lrp::Composite;
-    use seglrp::unet::{NormKind, UNet, UNetConfig, Up};
+    use seglrp::model::unet::{NormKind, UNet, UNetConfig, Up};
     let gpu = webgpu_device().await.unwrap();
     let cpu = cpu_device("cpu").unwrap();
     let cfg =
@@ -117,7 +117,7 @@ async fn windowed_studies_equal_the_whole_pass_on_webgpu() {
     let gpu = webgpu_device().await.unwrap();
     let vol = phantom([40, 32, 12], 5).volume;
     let net = engine::toy_model(&gpu);
-    let max_window = seglrp::crop::window_of(&net.config, [0, 8, 8], [3, 15, 15], [12, 32, 40]).voxels();
+    let max_window = seglrp::spatial::crop::window_of(&net.config, [0, 8, 8], [3, 15, 15], [12, 32, 40]).voxels();
     let whole = prepare_with(&net, &vol, &gpu, Mode::Whole).unwrap();
     let windowed = prepare_with(&net, &vol, &gpu, Mode::Windowed(max_window)).unwrap();
     assert!(windowed.windowed());
@@ -134,7 +134,9 @@ async fn windowed_studies_equal_the_whole_pass_on_webgpu() {
             u8::from((10..30).contains(&(i % 40)) && (8..24).contains(&((i / 40) % 32)) && (3..9).contains(&(i / 1280)))
         })
         .collect();
-    assert!(seglrp::tiling::cores(&windowed.graph, [3, 8, 10], [8, 23, 29], windowed.padded, max_window).len() > 1);
+    assert!(
+        seglrp::spatial::tiling::cores(&windowed.graph, [3, 8, 10], [8, 23, 29], windowed.padded, max_window).len() > 1
+    );
     let a = explain_region(&whole, &region, 1, &c).await.unwrap();
     let b = explain_region(&windowed, &region, 1, &c).await.unwrap();
     let (scale, diff) = (max_abs(&a.relevance), max_abs_diff(&a.relevance, &b.relevance));
@@ -169,14 +171,14 @@ async fn the_engine_convs_equal_burns_in_the_browser() {
         let w = random([co, ci, k, k, k]);
         let options = ConvOptions::new([stride; 3], [p; 3], [1; 3], 1);
         let (d, scale) = diff(
-            seglrp::conv::conv3d(x.clone(), w.clone(), None, options.clone()),
+            seglrp::ops::conv::conv3d(x.clone(), w.clone(), None, options.clone()),
             conv3d(x.clone(), w, None, options),
         );
         assert!(scale > 0.1 && d <= 1e-5 * scale, "conv {ci}→{co} k {k} stride {stride}: {d}");
         let wt = random([ci, co, k, k, k]);
         let options = ConvTransposeOptions::new([stride; 3], [p; 3], [0; 3], [1; 3], 1);
         let (d, scale) = diff(
-            seglrp::conv::conv_transpose3d(x.clone(), wt.clone(), None, options.clone()),
+            seglrp::ops::conv::conv_transpose3d(x.clone(), wt.clone(), None, options.clone()),
             conv_transpose3d(x, wt, None, options),
         );
         assert!(scale > 0.1 && d <= 1e-5 * scale, "transposed conv {ci}→{co} k {k} stride {stride}: {d}");

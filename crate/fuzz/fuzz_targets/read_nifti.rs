@@ -4,7 +4,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use seglrp::nifti::{check_header, read_nifti, read_nifti_pair, ImgFile, ReadError};
+use seglrp::io::nifti::{check_header, read_nifti, read_nifti_pair, ImgFile, ReadError};
 
 fuzz_target!(|data: &[u8]| {
     check(read_nifti(data), data);
@@ -22,7 +22,7 @@ fuzz_target!(|data: &[u8]| {
     }
 });
 
-fn check(result: Result<seglrp::nifti::Nifti, ReadError>, data: &[u8]) {
+fn check(result: Result<seglrp::io::nifti::Nifti, ReadError>, data: &[u8]) {
     if let Ok(n) = result {
         let v = &n.volume;
         assert_eq!(v.data.len(), v.voxels() * v.channels);

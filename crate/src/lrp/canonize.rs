@@ -4,7 +4,7 @@
 //! statistics, frozen), the merged conv has `w' = w·s` per output channel and `b' = b·s + t`.
 
 use super::rules::Linear;
-use crate::unet::{Block, BlockTrace};
+use crate::model::unet::{Block, BlockTrace};
 
 /// The block's conv with its norm merged in (the conv itself when it has no norm).
 pub fn merged_conv(block: &Block, trace: &BlockTrace) -> Linear {

@@ -25,10 +25,10 @@ use super::composite::Composite;
 use super::region::{RegionMap, LEFT_OUT_FRACTION};
 use super::rules::{split_channels, stabilise, Input, Linear, PreparedRule, DEFAULT_EPSILON};
 use super::unet::{start_for, Explanation, Target};
-use crate::crop::{crop_tensor, refit, whole, Window};
 use crate::model::graph::{merge, pad, unpad, ConvSpec, Graph, Op, Trace};
-use crate::pool::{avg_pool3d, avg_pool3d_adjoint, max_gather3d, max_unpool3d};
-use crate::upsample::{upsample2, upsample2_adjoint, Mode};
+use crate::ops::pool::{avg_pool3d, avg_pool3d_adjoint, max_gather3d, max_unpool3d};
+use crate::ops::upsample::{upsample2, upsample2_adjoint, Mode};
+use crate::spatial::crop::{crop_tensor, refit, whole, Window};
 
 /// Zennit's `Norm` rule for a node that sums (or averages) its inputs without weights of its
 /// own, a residual `z = Σ_k z_k` or an average pool `z = P x`:

@@ -17,7 +17,7 @@ use burn::prelude::*;
 
 use super::composite::Composite;
 use super::unet::{propagate, propagate_planned, start_relevance, transpose_planned, Plan};
-use crate::unet::{Activations, UNet};
+use crate::model::unet::{Activations, UNet};
 
 /// A voxel `a` of the region is left out when `|ΣM_a| < LEFT_OUT_FRACTION · max_{b∈A} |ΣM_b|`.
 pub const LEFT_OUT_FRACTION: f32 = 1e-3;

@@ -12,7 +12,7 @@
 //! ReLU and other activations use Zennit's `Pass`: relevance goes through unchanged (the
 //! walk in `lrp/unet.rs` does this).
 
-use crate::conv::{conv3d, conv_padding, conv_transpose3d};
+use crate::ops::conv::{conv3d, conv_padding, conv_transpose3d};
 use burn::nn::conv::{Conv3d, ConvTranspose3d};
 use burn::prelude::*;
 use burn::tensor::ops::{ConvOptions, ConvTransposeOptions};

@@ -20,10 +20,10 @@ use burn::tensor::TensorData;
 use super::canonize::merged_conv;
 use super::composite::Composite;
 use super::rules::{split_channels, Input, Linear, PreparedRule};
-use crate::crop::{crop_tensor, refit, window_reaching, Window};
-use crate::pool::{max_gather3d, max_unpool3d};
-use crate::unet::{Activation, Activations, Block, BlockTrace, Down, UNet};
-use crate::upsample::{upsample2, upsample2_adjoint};
+use crate::model::unet::{Activation, Activations, Block, BlockTrace, Down, UNet};
+use crate::ops::pool::{max_gather3d, max_unpool3d};
+use crate::ops::upsample::{upsample2, upsample2_adjoint};
+use crate::spatial::crop::{crop_tensor, refit, window_reaching, Window};
 
 /// The input relevance for one output voxel and class.
 #[derive(Clone, Debug)]
@@ -82,7 +82,8 @@ struct Site {
 impl Site {
     /// The rule for this layer on window `w` of the full grid `full`.
     fn prepare(&self, composite: &Composite, w: &Window, full: [usize; 3]) -> PreparedRule {
-        let crop = |t: &Tensor<5>| if *w == crate::crop::whole(full) { t.clone() } else { crop_tensor(t, w, full) };
+        let crop =
+            |t: &Tensor<5>| if *w == crate::spatial::crop::whole(full) { t.clone() } else { crop_tensor(t, w, full) };
         PreparedRule::with_output(
             &composite.rule(&self.name),
             &self.layer,
@@ -155,7 +156,7 @@ fn sites(net: &UNet, act: &Activations) -> Vec<Site> {
                 ..site(format!("ups.{i}"), Linear::conv_transpose(t), &act.up_inputs[i], activated)
             },
             (None, Some(conv), Some(sampled)) => {
-                let interpolation = if up.mode == crate::unet::Up::Trilinear { 2 * coarse } else { coarse };
+                let interpolation = if up.mode == crate::model::unet::Up::Trilinear { 2 * coarse } else { coarse };
                 let reach = conv_reach(conv.kernel_size[0], 1, conv.dilation[0], level) + interpolation;
                 Site { reach, ..site(format!("ups.{i}"), Linear::conv(conv), sampled, activated) }
             }
@@ -174,7 +175,7 @@ fn sites(net: &UNet, act: &Activations) -> Vec<Site> {
 /// in the box `[first, last]` of the logits (tensor axes), nested around it; for `None`, the
 /// whole grid.
 fn windows(net: &UNet, sites: &[Site], around: Option<([usize; 3], [usize; 3])>, full: [usize; 3]) -> Vec<Window> {
-    let Some((first, last)) = around else { return vec![crate::crop::whole(full); sites.len()] };
+    let Some((first, last)) = around else { return vec![crate::spatial::crop::whole(full); sites.len()] };
     let mut reach = 0usize;
     sites
         .iter()
@@ -185,7 +186,7 @@ fn windows(net: &UNet, sites: &[Site], around: Option<([usize; 3], [usize; 3])>,
         .collect()
 }
 
-/// What [`receptive_radius`](crate::crop::receptive_radius) adds up, layer by layer: the
+/// What [`receptive_radius`](crate::spatial::crop::receptive_radius) adds up, layer by layer: the
 /// layers' reaches in [`propagate`]'s order (for the test that the two agree).
 pub fn reaches(net: &UNet, act: &Activations) -> Vec<usize> {
     sites(net, act).iter().map(|s| s.reach).collect()
@@ -325,7 +326,7 @@ fn walk_whole(
     r: Tensor<5>,
     walk: impl FnOnce(Tensor<5>) -> Tensor<5>,
 ) -> Tensor<5> {
-    let whole = crate::crop::whole(grid(act));
+    let whole = crate::spatial::crop::whole(grid(act));
     let out = walk(refit(r, &whole, &windows[0]));
     refit(out, windows.last().expect("a layer"), &whole)
 }
@@ -339,7 +340,7 @@ fn walk_whole(
 pub fn transpose_planned(net: &UNet, act: &Activations, plan: &Plan, v: Tensor<5>) -> Tensor<5> {
     let cfg = &net.config;
     let full = grid(act);
-    let whole = crate::crop::whole(full);
+    let whole = crate::spatial::crop::whole(full);
     let windows = &plan.windows;
     let mut k = plan.rules.len();
     let mut at = *windows.last().expect("a layer");

@@ -109,11 +109,11 @@ impl Normalisation {
             Normalisation::None => {}
             Normalisation::Body => {
                 let n = ch.len();
-                let one = crate::volume::Volume {
+                let one = crate::io::volume::Volume {
                     dims: [n, 1, 1],
                     channels: 1,
                     spacing: [1.0; 3],
-                    affine: crate::geometry::Affine::diagonal([1.0; 3]),
+                    affine: crate::io::geometry::Affine::diagonal([1.0; 3]),
                     data: ch.to_vec(),
                 };
                 ch.copy_from_slice(&one.normalised().data);
@@ -142,7 +142,7 @@ impl Normalisation {
 
 /// nnU-Net's non-zero mask: voxels where any channel is not 0, with enclosed holes filled
 /// (`scipy.ndimage.binary_fill_holes`, face neighbours).
-pub fn nonzero_mask(vol: &crate::volume::Volume) -> Vec<bool> {
+pub fn nonzero_mask(vol: &crate::io::volume::Volume) -> Vec<bool> {
     let n = vol.voxels();
     let mut mask: Vec<bool> = (0..n).map(|i| (0..vol.channels).any(|c| vol.data[c * n + i] != 0.0)).collect();
     let [nx, ny, nz] = vol.dims;
@@ -195,9 +195,9 @@ impl ModelCard {
     /// scheme, or by `all` for every channel where given.
     pub fn normalise(
         &self,
-        vol: &crate::volume::Volume,
+        vol: &crate::io::volume::Volume,
         all: Option<&Normalisation>,
-    ) -> Result<crate::volume::Volume, String> {
+    ) -> Result<crate::io::volume::Volume, String> {
         if vol.channels != self.channels.len() {
             return Err(format!("the model reads {} channels; the study has {}", self.channels.len(), vol.channels));
         }

@@ -86,7 +86,7 @@ impl Weights {
                 }
                 Dtype::F16 => data
                     .chunks_exact(2)
-                    .map(|c| crate::weights::half_to_f32(u16::from_le_bytes([c[0], c[1]])))
+                    .map(|c| crate::model::weights::half_to_f32(u16::from_le_bytes([c[0], c[1]])))
                     .collect(),
                 Dtype::BF16 => data
                     .chunks_exact(2)
@@ -131,7 +131,7 @@ impl Weights {
                 }
                 DType::F16 => bytes
                     .chunks_exact(2)
-                    .map(|c| crate::weights::half_to_f32(u16::from_ne_bytes([c[0], c[1]])))
+                    .map(|c| crate::model::weights::half_to_f32(u16::from_ne_bytes([c[0], c[1]])))
                     .collect(),
                 DType::BF16 => bytes
                     .chunks_exact(2)

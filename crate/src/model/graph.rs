@@ -10,9 +10,9 @@
 use burn::prelude::*;
 use burn::tensor::ops::{ConvOptions, ConvTransposeOptions};
 
-use crate::conv::{conv3d, conv_transpose3d};
-use crate::pool::{avg_pool3d, max_pool3d};
-use crate::upsample::{upsample2, Mode};
+use crate::ops::conv::{conv3d, conv_transpose3d};
+use crate::ops::pool::{avg_pool3d, max_pool3d};
+use crate::ops::upsample::{upsample2, Mode};
 
 /// A 3D convolution or transposed convolution, PyTorch's parameter layout (`[out, in, k…]`, or
 /// `[in, out, k…]` when transposed), zero padding, dilation 1, one group.
@@ -416,6 +416,11 @@ impl Graph {
             out.push(s);
         }
         Ok(out)
+    }
+
+    /// The coarsest resolution's step on any axis: what studies are padded to on every side.
+    pub fn alignment(&self) -> usize {
+        self.align().into_iter().max().unwrap_or(1)
     }
 
     /// What the input's sides `[d, h, w]` must be multiples of: the coarsest resolution.

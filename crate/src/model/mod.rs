@@ -1,7 +1,8 @@
 //! Networks as the engine sees them: a graph of nodes ([`graph`]) that every kind of model
 //! becomes — this project's U-Net family ([`unet`]), nnU-Net's trained-model folders
 //! ([`nnunet`]), MONAI networks ([`monai`]), ONNX exports (`onnx`) — with a model card saying what it expects
-//! ([`card`]) and checkpoints read as tensors only ([`checkpoint`]).
+//! ([`card`]), checkpoints read as tensors only ([`checkpoint`]) and the U-Net family's own
+//! safetensors ([`weights`]).
 
 pub mod card;
 pub mod checkpoint;
@@ -13,6 +14,7 @@ pub mod nnunet;
 pub mod onnx;
 pub mod open;
 pub mod unet;
+pub mod weights;
 
 pub use card::ModelCard;
 pub use graph::{Graph, Node, Op, Trace};

@@ -347,7 +347,7 @@ fn seg_res_net(def: &Value, weights: &Weights, device: &Device) -> Result<Graph,
         h = if mode == "deconv" {
             b.conv(&format!("up_samples.{i}.1.deconv"), h, true, 0)?.0
         } else {
-            b.push(&format!("up_samples.{i}.1"), Op::Upsample(crate::upsample::Mode::Trilinear), vec![h])
+            b.push(&format!("up_samples.{i}.1"), Op::Upsample(crate::ops::upsample::Mode::Trilinear), vec![h])
         };
         let skip = skips.pop().expect("a skip per up level");
         h = b.push(&format!("up_samples.{i}.add"), Op::Add, vec![h, skip]);

@@ -28,7 +28,7 @@ use onnx_ir::Node as OnnxNode;
 
 use super::card::{Channel, ModelCard, Normalisation};
 use super::graph::{ConvSpec, Graph, Node, NormSpec, Op, Statistics};
-use crate::upsample::Mode;
+use crate::ops::upsample::Mode;
 
 /// What an ONNX value is to the graph being built.
 #[derive(Clone, Copy)]

@@ -17,10 +17,10 @@ pub struct Loaded {
 
 /// The card of this project's U-Net family (the liver demo's channels and classes when the
 /// shapes match them).
-pub fn unet_card(graph: &Graph, config: &crate::unet::UNetConfig, source: &str) -> ModelCard {
+pub fn unet_card(graph: &Graph, config: &crate::model::unet::UNetConfig, source: &str) -> ModelCard {
     let [ad, ah, aw] = graph.align();
     let [rd, rh, rw] = graph.receptive_radius();
-    let demo = config.in_channels == crate::volume::SEQUENCES.len();
+    let demo = config.in_channels == crate::io::volume::SEQUENCES.len();
     ModelCard {
         architecture: format!(
             "SegLRP U-Net ({} levels, {} base channels, {} block(s) per level)",
@@ -29,13 +29,13 @@ pub fn unet_card(graph: &Graph, config: &crate::unet::UNetConfig, source: &str) 
         parameters: graph.parameters(),
         channels: (0..config.in_channels)
             .map(|i| Channel {
-                name: if demo { crate::volume::SEQUENCES[i].to_string() } else { format!("channel {i}") },
+                name: if demo { crate::io::volume::SEQUENCES[i].to_string() } else { format!("channel {i}") },
                 normalisation: Normalisation::Body,
             })
             .collect(),
         classes: (0..config.classes)
-            .map(|i| match crate::volume::CLASSES.get(i) {
-                Some(n) if config.classes == crate::volume::CLASSES.len() => n.to_string(),
+            .map(|i| match crate::io::volume::CLASSES.get(i) {
+                Some(n) if config.classes == crate::io::volume::CLASSES.len() => n.to_string(),
                 _ => format!("class {i}"),
             })
             .collect(),
@@ -75,22 +75,22 @@ pub fn open(path: &Path, folds: Option<&[String]>, device: &Device) -> Result<Lo
         ));
     }
     let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    if crate::weights::config_of(&bytes).is_none() && safetensors::SafeTensors::deserialize(&bytes).is_ok() {
+    if crate::model::weights::config_of(&bytes).is_none() && safetensors::SafeTensors::deserialize(&bytes).is_ok() {
         return Err(format!(
             "{}: safetensors weights without a U-Net configuration in their metadata: give it with --config \
              (README \"Models\")",
             path.display()
         ));
     }
-    let config = crate::weights::config_of(&bytes).ok_or_else(|| {
+    let config = crate::model::weights::config_of(&bytes).ok_or_else(|| {
         format!(
             "{}: not a model this tool recognises (an nnU-Net or MONAI model folder, an .onnx file, or SegLRP U-Net \
              safetensors with its configuration)",
             path.display()
         )
     })?;
-    let net =
-        crate::weights::from_safetensors(&config, &bytes, device).map_err(|e| format!("{}: {e}", path.display()))?;
+    let net = crate::model::weights::from_safetensors(&config, &bytes, device)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
     let graph = super::unet::graph(&net);
     let card = unet_card(&graph, &config, &path.display().to_string());
     Ok(Loaded { graph, card })

@@ -13,11 +13,12 @@ use std::time::Instant;
 
 use burn::prelude::Device;
 use clap::Subcommand;
+use seglrp::io::nifti;
+use seglrp::io::study::FILE_STEMS;
+use seglrp::io::volume::Volume;
+use seglrp::model::weights;
 use seglrp::model::Graph;
-use seglrp::region::{self, Selection};
-use seglrp::study::FILE_STEMS;
-use seglrp::volume::Volume;
-use seglrp::{nifti, weights};
+use seglrp::spatial::region::{self, Selection};
 use serde::{Deserialize, Serialize};
 
 use crate::common::{device, write};
@@ -112,10 +113,10 @@ pub enum Action {
 const COHORT_COMPOSITE: &str = "EpsilonGammaBox";
 
 #[derive(Clone, Debug)]
-pub struct Regions(pub Vec<seglrp::region::Selection>);
+pub struct Regions(pub Vec<seglrp::spatial::region::Selection>);
 
 fn parse_regions(s: &str) -> Result<Regions, String> {
-    let v: Vec<_> = s.split(',').map(seglrp::region::Selection::parse).collect::<Result<_, _>>()?;
+    let v: Vec<_> = s.split(',').map(seglrp::spatial::region::Selection::parse).collect::<Result<_, _>>()?;
     let mut names: Vec<&str> = v.iter().map(|r| r.name()).collect();
     names.sort();
     names.dedup();
@@ -249,7 +250,7 @@ pub struct Settings {
 }
 
 fn liver_channels() -> Vec<String> {
-    seglrp::volume::SEQUENCES.map(String::from).to_vec()
+    seglrp::io::volume::SEQUENCES.map(String::from).to_vec()
 }
 
 impl Settings {
@@ -479,7 +480,7 @@ fn csv_number<T: std::fmt::Display>(v: Option<T>) -> String {
 /// The share columns' names: the liver model's file stems, any other model's channel names in
 /// lower case with `_` for anything but letters and digits.
 fn stems(channels: &[String]) -> Vec<String> {
-    if channels.iter().map(String::as_str).eq(seglrp::volume::SEQUENCES) {
+    if channels.iter().map(String::as_str).eq(seglrp::io::volume::SEQUENCES) {
         return FILE_STEMS.map(String::from).to_vec();
     }
     channels

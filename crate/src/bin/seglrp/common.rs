@@ -4,12 +4,13 @@
 use std::path::{Path, PathBuf};
 
 use burn::prelude::Device;
+use seglrp::backend;
 use seglrp::engine::{self, Prepared};
+use seglrp::io::study::{self, FileReport, Role, Study};
 use seglrp::model::card::Normalisation;
+use seglrp::model::unet::UNet;
+use seglrp::model::weights;
 use seglrp::model::{Graph, ModelCard};
-use seglrp::study::{self, FileReport, Role, Study};
-use seglrp::unet::UNet;
-use seglrp::{backend, weights};
 
 /// How a study is read and which engine explains it.
 #[derive(clap::Args)]
@@ -59,8 +60,8 @@ impl Model {
     /// Whether the model reads the liver demo's six sequences (the demo's study assembly, file
     /// names and figures).
     pub fn is_liver(&self) -> bool {
-        self.card.channels.len() == seglrp::volume::SEQUENCES.len()
-            && self.card.channels.iter().zip(seglrp::volume::SEQUENCES).all(|(c, s)| c.name == s)
+        self.card.channels.len() == seglrp::io::volume::SEQUENCES.len()
+            && self.card.channels.iter().zip(seglrp::io::volume::SEQUENCES).all(|(c, s)| c.name == s)
     }
 
     /// The study normalised as the card says and its forward pass done.
@@ -161,9 +162,9 @@ pub fn load_model(path: &Path, config: Option<&Path>, device: &burn::prelude::De
 }
 
 /// A U-Net configuration from its JSON file.
-pub fn read_config(path: &Path) -> Result<seglrp::unet::UNetConfig, String> {
+pub fn read_config(path: &Path) -> Result<seglrp::model::unet::UNetConfig, String> {
     let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let config: seglrp::unet::UNetConfig =
+    let config: seglrp::model::unet::UNetConfig =
         serde_json::from_slice(&bytes).map_err(|e| format!("{}: not a U-Net configuration: {e}", path.display()))?;
     config.validate().map_err(|e| format!("{}: {e}", path.display()))?;
     Ok(config)
@@ -173,7 +174,7 @@ pub fn read_config(path: &Path) -> Result<seglrp::unet::UNetConfig, String> {
 pub fn load(path: Option<&Path>, device: &Device) -> Result<Graph, String> {
     match path {
         Some(p) => Ok(seglrp::model::open::open(p, None, device)?.graph),
-        None => seglrp::weights::bundled(device).map(|n| Graph::from(&n)).map_err(|e| e.to_string()),
+        None => seglrp::model::weights::bundled(device).map(|n| Graph::from(&n)).map_err(|e| e.to_string()),
     }
 }
 
@@ -221,7 +222,7 @@ pub fn open_study(files: &[PathBuf], roles: &[String]) -> Result<Study, String> 
         eprintln!(
             "warning: {}: {n} NaN or infinite voxels of {} were set to 0",
             study.sources[c],
-            seglrp::volume::SEQUENCES[c]
+            seglrp::io::volume::SEQUENCES[c]
         );
     }
     Ok(study)

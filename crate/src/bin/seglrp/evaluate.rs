@@ -3,10 +3,11 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use seglrp::metrics::Overlap;
-use seglrp::volume::SEQUENCES;
-use seglrp::window::{self, Windows};
-use seglrp::{backend, phantom};
+use seglrp::backend;
+use seglrp::demo::phantom;
+use seglrp::io::volume::SEQUENCES;
+use seglrp::spatial::metrics::Overlap;
+use seglrp::spatial::window::{self, Windows};
 
 use crate::common::load;
 use crate::phantoms::{parse_patients, Patients};

@@ -4,9 +4,9 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use seglrp::engine;
-use seglrp::nifti;
-use seglrp::region::Selection;
-use seglrp::volume::Volume;
+use seglrp::io::nifti;
+use seglrp::io::volume::Volume;
+use seglrp::spatial::region::Selection;
 
 use crate::common::{gzip_wanted, numbers, write, StudyOptions};
 use crate::segment::{composite, segment};
@@ -62,11 +62,11 @@ pub struct Args {
 /// A mask file for `--mask`: a NIfTI on the study's grid, non-zero = in the region.
 pub fn read_mask(path: &Path, like: &Volume) -> Result<Vec<u8>, String> {
     let name = path.display().to_string();
-    let n = seglrp::study::read_input(&seglrp::study::Input::path(path)).map_err(|e| format!("{name}: {e}"))?;
+    let n = seglrp::io::study::read_input(&seglrp::io::study::Input::path(path)).map_err(|e| format!("{name}: {e}"))?;
     if n.volume.channels != 1 {
         return Err(format!("{name}: a region mask must be one 3-D volume, this file has {}", n.volume.channels));
     }
-    seglrp::study::same_grid(("the study", like), (&name, &n.volume)).map_err(|e| e.to_string())?;
+    seglrp::io::study::same_grid(("the study", like), (&name, &n.volume)).map_err(|e| e.to_string())?;
     Ok(n.volume.data.iter().map(|v| u8::from(*v != 0.0)).collect())
 }
 

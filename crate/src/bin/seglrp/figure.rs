@@ -5,7 +5,7 @@
 
 use base64::Engine as _;
 use resvg::{tiny_skia, usvg};
-use seglrp::volume::{Volume, PLOT_ORDER, SEQUENCES};
+use seglrp::io::volume::{Volume, PLOT_ORDER, SEQUENCES};
 
 /// The channels' names and the order of the plot's axes (indices into the names): the liver
 /// model's as in Chlebus et al. 2019 (plain T1, the contrast phases, T2), any other model's in

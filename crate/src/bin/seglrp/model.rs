@@ -3,8 +3,9 @@
 use std::path::PathBuf;
 
 use clap::Subcommand;
-use seglrp::unet::{UNet, UNetConfig};
-use seglrp::{backend, weights};
+use seglrp::backend;
+use seglrp::model::unet::{UNet, UNetConfig};
+use seglrp::model::weights;
 
 use crate::common::write;
 

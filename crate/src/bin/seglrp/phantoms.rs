@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use seglrp::phantom;
+use seglrp::demo::phantom;
 
 use crate::progress::bar;
 

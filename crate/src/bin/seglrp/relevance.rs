@@ -3,7 +3,9 @@
 
 use std::path::PathBuf;
 
-use seglrp::{backend, engine, lrp};
+use seglrp::backend;
+use seglrp::engine;
+use seglrp::lrp;
 
 use crate::common::{load_model, numbers, write};
 

@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use seglrp::resample::{resample, Grid, Interpolation};
+use seglrp::io::resample::{resample, Grid, Interpolation};
 
 use crate::common::{gzip_wanted, read_all, write};
 
@@ -34,7 +34,7 @@ pub fn run(args: Args) -> Result<(), String> {
     let (source, like) = (volume(0)?, volume(1)?);
     let how = if args.nearest { Interpolation::Nearest } else { Interpolation::Linear };
     let out = resample(source, &Grid::of(like), how).map_err(|e| format!("{}: {e}", reports[0].name))?;
-    write(&args.out, &seglrp::nifti::write_nifti(&out, gzip_wanted(&args.out)))?;
+    write(&args.out, &seglrp::io::nifti::write_nifti(&out, gzip_wanted(&args.out)))?;
     println!(
         "{} ({:?}, {}) resampled onto the grid of {} ({:?}, {}): {}",
         reports[0].name,

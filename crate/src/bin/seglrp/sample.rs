@@ -2,7 +2,8 @@
 
 use std::path::PathBuf;
 
-use seglrp::{nifti, phantom};
+use seglrp::demo::phantom;
+use seglrp::io::nifti;
 
 use crate::common::{gzip_wanted, numbers, write};
 

@@ -7,9 +7,11 @@ use std::time::Instant;
 
 use burn::prelude::Device;
 use seglrp::engine::{self, Prepared};
-use seglrp::region::{self, Selection};
-use seglrp::study::Study;
-use seglrp::{metrics, nifti, window};
+use seglrp::io::nifti;
+use seglrp::io::study::Study;
+use seglrp::spatial::metrics;
+use seglrp::spatial::region::{self, Selection};
+use seglrp::spatial::window;
 
 use crate::common::{gzip_wanted, write, Model, StudyOptions};
 

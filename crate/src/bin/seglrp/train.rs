@@ -3,9 +3,10 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use seglrp::train::{self, TrainOptions};
-use seglrp::unet::UNetConfig;
-use seglrp::{backend, weights};
+use seglrp::backend;
+use seglrp::demo::train::{self, TrainOptions};
+use seglrp::model::unet::UNetConfig;
+use seglrp::model::weights;
 
 use crate::progress::bar;
 

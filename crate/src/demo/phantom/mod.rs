@@ -11,8 +11,8 @@ pub mod toy;
 
 pub use toy::{phantom, sample_nifti, SAMPLE_DIMS, SAMPLE_SEED};
 
+use crate::io::volume::Volume;
 use crate::rng::SplitMix;
-use crate::volume::Volume;
 use anatomy::{Lesion, Patient};
 use scanner::{Acquisition, Grid};
 
@@ -75,7 +75,7 @@ impl Phantom {
     /// (`t2.nii.gz` … `t1_15min.nii.gz`, `label.nii.gz`), each with the study's affine.
     pub fn nifti_files(&self, gzip: bool) -> Vec<(String, Vec<u8>)> {
         let ext = if gzip { "nii.gz" } else { "nii" };
-        let mut files: Vec<(String, Vec<u8>)> = crate::study::FILE_STEMS
+        let mut files: Vec<(String, Vec<u8>)> = crate::io::study::FILE_STEMS
             .iter()
             .enumerate()
             .map(|(c, stem)| {
@@ -87,10 +87,10 @@ impl Phantom {
                     affine: v.affine,
                     data: v.channel(c).to_vec(),
                 };
-                (format!("{stem}.{ext}"), crate::nifti::write_nifti(&one, gzip))
+                (format!("{stem}.{ext}"), crate::io::nifti::write_nifti(&one, gzip))
             })
             .collect();
-        files.push((format!("label.{ext}"), crate::nifti::write_label(&self.label, &self.volume, gzip)));
+        files.push((format!("label.{ext}"), crate::io::nifti::write_label(&self.label, &self.volume, gzip)));
         files
     }
 }

@@ -14,8 +14,8 @@
 use burn::prelude::*;
 use burn::tensor::TensorData;
 
-use crate::crop::{self, Window};
 use crate::model::Graph;
+use crate::spatial::crop::{self, Window};
 
 /// The normalised, padded study on the host: `[channels, d, h, w]`, row-major.
 #[derive(Debug)]
@@ -124,7 +124,7 @@ pub async fn segmentation(
     for (i, (first, last)) in all.iter().enumerate() {
         let w = crop::window_around(graph, *first, *last, dims);
         let logits = graph.forward(input.window(&w, device));
-        let fg = crate::engine::read(crate::engine::predicted(logits)).await?;
+        let fg = crate::backend::read(crate::ops::predicted(logits)).await?;
         let [_, wh, ww] = w.dims();
         for z in first[0]..=last[0] {
             for y in first[1]..=last[1] {
@@ -145,9 +145,9 @@ mod tests {
 
     #[test]
     fn cores_cover_the_box_once_and_fit_their_windows() {
-        let cfg = crate::unet::UNetConfig { levels: 3, blocks: 2, ..crate::unet::UNetConfig::small() };
+        let cfg = crate::model::unet::UNetConfig { levels: 3, blocks: 2, ..crate::model::unet::UNetConfig::small() };
         let device = crate::backend::cpu_device("cpu").expect("a CPU backend");
-        let cfg = crate::model::unet::graph(&crate::unet::UNet::seeded(&cfg, 1, 0.1, &device));
+        let cfg = crate::model::unet::graph(&crate::model::unet::UNet::seeded(&cfg, 1, 0.1, &device));
         let dims = [128, 256, 256];
         let max = 1 << 20;
         let all = cores(&cfg, [0; 3], [127, 255, 255], dims, max);

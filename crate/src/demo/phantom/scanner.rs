@@ -11,9 +11,9 @@
 //! against the label's grid (breath-holds differ), random anisotropic voxel size, per-patient
 //! contrast uptake and scanner gain, and Rician noise.
 
-use crate::geometry::Affine;
+use crate::io::geometry::Affine;
+use crate::io::volume::Volume;
 use crate::rng::SplitMix;
-use crate::volume::Volume;
 
 use super::anatomy::{LesionKind, Patient, Tissue};
 use super::Phantom;

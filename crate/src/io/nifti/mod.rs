@@ -22,8 +22,8 @@ pub use header::{Header, Version, QUATERNION_TOLERANCE};
 pub use stream::MAX_DEFLATE_RATIO;
 pub use write::{write_label, write_nifti};
 
-use crate::geometry::{Affine, AffineSource};
-use crate::volume::Volume;
+use crate::io::geometry::{Affine, AffineSource};
+use crate::io::volume::Volume;
 
 /// Most voxel values (all volumes of a file together) accepted: 2²⁸, i.e. 1 GiB as float32.
 /// A wasm32 tab has at most 4 GiB for everything, and the network needs several copies.

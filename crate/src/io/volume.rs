@@ -1,6 +1,6 @@
 //! A multi-sequence volume in memory.
 
-use crate::geometry::Affine;
+use crate::io::geometry::Affine;
 
 /// Sequences the model reads, in channel order.
 pub const SEQUENCES: [&str; 6] = ["T2", "T1 plain", "T1 20 s", "T1 60 s", "T1 120 s", "T1 15 min"];

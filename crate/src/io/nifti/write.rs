@@ -2,8 +2,8 @@
 //! (The `nifti` crate's writer needs a file path and `ndarray`; the browser has neither.)
 
 use super::DataType;
-use crate::geometry::Affine;
-use crate::volume::Volume;
+use crate::io::geometry::Affine;
+use crate::io::volume::Volume;
 
 fn encode(
     dims: [usize; 4],

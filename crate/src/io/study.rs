@@ -11,9 +11,9 @@ use std::io::Read;
 
 use serde::Serialize;
 
-use crate::nifti::{check_header, read_nifti_from, read_nifti_pair_from, FileInfo, ImgFile};
-use crate::resample::{resample, Grid, Interpolation};
-use crate::volume::{Volume, SEQUENCES};
+use crate::io::nifti::{check_header, read_nifti_from, read_nifti_pair_from, FileInfo, ImgFile};
+use crate::io::resample::{resample, Grid, Interpolation};
+use crate::io::volume::{Volume, SEQUENCES};
 
 /// A channel with more than this fraction of NaN or infinite voxels is refused. Fewer are set
 /// to 0 (the value outside the body after normalisation) and counted: registered or
@@ -38,7 +38,7 @@ impl<'a> Input<'a> {
     }
 
     /// The first bytes of a file of `len` bytes (the page reads only the part its header
-    /// needs, [`crate::nifti::check_header`]; the rest is reported as ignored).
+    /// needs, [`crate::io::nifti::check_header`]; the rest is reported as ignored).
     pub fn prefix(name: impl Into<String>, bytes: &'a [u8], len: u64) -> Input<'a> {
         Input { name: name.into(), open: Box::new(move || Ok((Box::new(bytes) as Box<dyn Read>, len))) }
     }
@@ -66,13 +66,13 @@ impl<'a> Input<'a> {
 }
 
 /// Reads one single-file NIfTI input.
-pub fn read_input(input: &Input) -> Result<crate::nifti::Nifti, String> {
+pub fn read_input(input: &Input) -> Result<crate::io::nifti::Nifti, String> {
     let (r, len) = input.open()?;
     read_nifti_from(r, Some(len)).map_err(|e| e.to_string())
 }
 
 /// Reads a `.hdr` input with its `.img`.
-fn read_pair(hdr: &Input, img: &Input) -> Result<crate::nifti::Nifti, String> {
+fn read_pair(hdr: &Input, img: &Input) -> Result<crate::io::nifti::Nifti, String> {
     let (h, h_len) = hdr.open()?;
     let (i, i_len) = img.open()?;
     read_nifti_pair_from(h, Some(h_len), i, Some(i_len)).map_err(|e| e.to_string())
@@ -80,7 +80,7 @@ fn read_pair(hdr: &Input, img: &Input) -> Result<crate::nifti::Nifti, String> {
 
 /// Checks a file by its first bytes before it is read ([`check_header`]); for a `.hdr`, with
 /// its `.img`'s length and first bytes.
-pub fn check_prefix(prefix: &[u8], len: u64, img_start: Option<&[u8]>) -> Result<crate::nifti::ReadPlan, String> {
+pub fn check_prefix(prefix: &[u8], len: u64, img_start: Option<&[u8]>) -> Result<crate::io::nifti::ReadPlan, String> {
     let img = img_start.map(|b| ImgFile { gzip: b.starts_with(&[0x1f, 0x8b]) });
     check_header(prefix, len, img).map_err(|e| e.to_string())
 }
@@ -736,7 +736,7 @@ mod tests {
             dims: [2, 2, 2],
             channels,
             spacing: [1.0; 3],
-            affine: crate::geometry::Affine::diagonal([1.0; 3]),
+            affine: crate::io::geometry::Affine::diagonal([1.0; 3]),
             data: vec![fill; 8 * channels],
         };
         let file = |name: &str, v: Volume| FileReport {
@@ -773,7 +773,7 @@ mod tests {
 
     #[test]
     fn sequences_on_other_grids_are_resampled_onto_the_finest() {
-        use crate::geometry::Affine;
+        use crate::io::geometry::Affine;
         let file = |name: &str, dims: [usize; 3], affine: Affine, f: &dyn Fn(usize, usize, usize) -> f32| {
             let mut data = Vec::new();
             for z in 0..dims[2] {

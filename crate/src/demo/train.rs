@@ -7,10 +7,10 @@ use burn::prelude::*;
 use burn::tensor::TensorData;
 use serde::{Deserialize, Serialize};
 
-use crate::phantom::{phantom, training_patch};
+use crate::demo::phantom::{phantom, training_patch};
+use crate::io::volume::Volume;
+use crate::model::unet::{UNet, UNetConfig};
 use crate::rng::SplitMix;
-use crate::unet::{UNet, UNetConfig};
-use crate::volume::Volume;
 
 /// Where training samples come from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -197,5 +197,5 @@ pub fn dice(net: &UNet, vol: &Volume, label: &[u8], device: &Device) -> f32 {
         .narrow(4, 0, nx);
     let fg = logits.clone().narrow(1, 1, 1).greater(logits.narrow(1, 0, 1)).float();
     let pred: Vec<u8> = fg.into_data().try_into_vec::<f32>().expect("f32").iter().map(|v| u8::from(*v > 0.5)).collect();
-    crate::metrics::dice(&pred, label).unwrap_or(1.0)
+    crate::spatial::metrics::dice(&pred, label).unwrap_or(1.0)
 }

@@ -7,9 +7,9 @@
 //! is `phantom::anatomy` and `phantom::scanner`; this one only gives quick tests a plausible
 //! study.
 
-use crate::geometry::Affine;
+use crate::io::geometry::Affine;
+use crate::io::volume::{Volume, SEQUENCES};
 use crate::rng::SplitMix;
-use crate::volume::{Volume, SEQUENCES};
 
 use super::Phantom;
 
@@ -100,5 +100,5 @@ pub const SAMPLE_SEED: u64 = 1;
 
 /// The toy study as a gzipped 4-D NIfTI file (6 volumes).
 pub fn sample_nifti() -> Vec<u8> {
-    crate::nifti::write_nifti(&phantom(SAMPLE_DIMS, SAMPLE_SEED).volume, true)
+    crate::io::nifti::write_nifti(&phantom(SAMPLE_DIMS, SAMPLE_SEED).volume, true)
 }

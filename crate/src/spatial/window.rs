@@ -6,8 +6,8 @@
 use burn::prelude::*;
 use burn::tensor::TensorData;
 
+use crate::io::volume::Volume;
 use crate::model::Graph;
-use crate::volume::Volume;
 
 /// Window size `[nx, ny, nz]` and the fraction by which neighbouring windows overlap.
 #[derive(Clone, Copy, Debug)]
@@ -69,7 +69,7 @@ pub async fn tumour_probability(
     mut progress: impl FnMut(usize, usize),
 ) -> Result<Vec<f32>, String> {
     let graph: Graph = network.into();
-    let a = crate::engine::alignment(&graph);
+    let a = graph.alignment();
     let dims = normalised.dims;
     // A window never exceeds the (aligned) volume, and is a multiple of the network's alignment.
     let w: [usize; 3] = std::array::from_fn(|i| (windows.size[i].div_ceil(a) * a).min(dims[i].div_ceil(a) * a).max(a));
@@ -89,7 +89,7 @@ pub async fn tumour_probability(
                 );
                 let logits = graph.forward(x);
                 let p = burn::tensor::activation::softmax(logits, 1).narrow(1, 1, 1);
-                let p = crate::engine::read(p).await?;
+                let p = crate::backend::read(p).await?;
                 for z in 0..w[2].min(dims[2] - oz) {
                     for y in 0..w[1].min(dims[1] - oy) {
                         for x in 0..w[0].min(dims[0] - ox) {

@@ -20,7 +20,7 @@ use std::ops::Range;
 
 use burn::prelude::*;
 
-use crate::unet::{Activations, Block, BlockTrace, UNet, UNetConfig, Up};
+use crate::model::unet::{Activations, Block, BlockTrace, UNet, UNetConfig, Up};
 
 /// Half-width, in full-resolution voxels, of the input one logit depends on: along the path
 /// through the deepest level, every 3×3×3 conv adds one voxel of its level, every 2×2×2 down

@@ -12,7 +12,7 @@ use burn::module::Param;
 use burn::prelude::*;
 use burn::tensor::TensorData;
 
-use crate::unet::{UNet, UNetConfig};
+use crate::model::unet::{UNet, UNetConfig};
 
 pub const MODEL_SEED: u64 = 2019;
 const DAMPING: f32 = 0.1;

@@ -5,7 +5,7 @@
 use nifti::{Endianness, NiftiHeader};
 
 use super::ReadError;
-use crate::geometry::{Affine, AffineSource};
+use crate::io::geometry::{Affine, AffineSource};
 
 pub const NIFTI1_SIZE: usize = 348;
 pub const NIFTI2_SIZE: usize = 540;

@@ -8,7 +8,7 @@ use burn::prelude::*;
 use burn::tensor::TensorData;
 use safetensors::{Dtype, SafeTensors};
 
-use crate::unet::{Block, NormKind, UNet, UNetConfig};
+use crate::model::unet::{Block, NormKind, UNet, UNetConfig};
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum ModelError {
@@ -222,7 +222,7 @@ pub fn config_of(bytes: &[u8]) -> Option<UNetConfig> {
 }
 
 /// The bundled liver model (`seglrp train` with its defaults; README "Models").
-pub const BUNDLED: &[u8] = include_bytes!("../assets/liver-unet.safetensors");
+pub const BUNDLED: &[u8] = include_bytes!("../../assets/liver-unet.safetensors");
 
 /// The bundled liver model on `device`.
 pub fn bundled(device: &Device) -> Result<UNet, ModelError> {

@@ -8,8 +8,8 @@
 //! not be blended). A point of the target grid outside the source's extent (beyond its first and
 //! last voxel centres) is 0: nothing was measured there.
 
-use crate::geometry::Affine;
-use crate::volume::Volume;
+use crate::io::geometry::Affine;
+use crate::io::volume::Volume;
 
 /// How values between voxel centres are found.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -1,0 +1,9 @@
+//! Getting studies in and out: NIfTI reading and writing, the voxel-to-world geometry, volumes
+//! in memory, studies assembled from files (channels matched to a model's card) and resampling
+//! between grids.
+
+pub mod geometry;
+pub mod nifti;
+pub mod resample;
+pub mod study;
+pub mod volume;
