@@ -35,6 +35,20 @@ const status = (text, { error = false, busy = false } = {}) => {
 const failed = (what, e) =>
   status(e.message === 'cancelled' ? 'Cancelled.' : `${what}: ${e.message}`, { error: e.message !== 'cancelled' });
 
+/**
+ * Runs `work` as the page's one busy task: while it runs, other requests are turned away (or,
+ * for a click, queued by `explain`); afterwards the buttons follow the new state.
+ */
+async function withBusy(work) {
+  state.busy = true;
+  try {
+    return await work();
+  } finally {
+    state.busy = false;
+    updateButtons();
+  }
+}
+
 const compute = new Compute(({ backend, limits }) => {
   $('backend').textContent = backend;
   $('backend').title = limits
@@ -146,62 +160,60 @@ const nonFiniteText = (counts = []) => {
  * `refused`: files of the same drop refused by their header check (`{name, error}`), listed too.
  */
 async function openFiles(files, roles, fresh = files, name = null, refused = []) {
-  state.busy = true;
-  try {
-    const label = fresh.length === 1 ? fresh[0].name : `${fresh.length} files`;
-    const result = await withProgress(`Reading ${label}`, () => compute.open(files, roles));
-    const readable = result.files.filter((f) => !f.error);
-    if (!result.study && !readable.length) {
-      const errs = result.files.map((f) => `${f.name}: ${f.error}`).join(' — ');
-      renderFiles(
-        $('files'),
-        [...state.reports, ...result.files.filter((f) => fresh.some((n) => n.name === f.name))],
-        onRole,
+  return withBusy(async () => {
+    try {
+      const label = fresh.length === 1 ? fresh[0].name : `${fresh.length} files`;
+      const result = await withProgress(`Reading ${label}`, () => compute.open(files, roles));
+      const readable = result.files.filter((f) => !f.error);
+      if (!result.study && !readable.length) {
+        const errs = result.files.map((f) => `${f.name}: ${f.error}`).join(' — ');
+        renderFiles(
+          $('files'),
+          [...state.reports, ...result.files.filter((f) => fresh.some((n) => n.name === f.name))],
+          onRole,
+        );
+        status(errs, { error: true });
+        return false;
+      }
+      Object.assign(state, { files, roles, reports: result.files, explanation: null, mask: null });
+      renderFiles($('files'), [...result.files, ...refused], onRole);
+      $('results').hidden = true;
+      if (!result.study) {
+        state.study = null;
+        const p = result.preview;
+        const names =
+          p.channels === 1 ? [p.name] : Array.from({ length: p.channels }, (_, i) => `${p.name} — volume ${i + 1}`);
+        await showVolume({ dims: p.dims, affine: p.affine, channels: split(p.data, p.dims, p.channels), names });
+        const errors = [...result.files, ...refused].filter((f) => f.error).map((f) => `${f.name}: ${f.error}`);
+        status([`Showing ${p.name}. ${result.problem}.`, ...errors].join(' — '), { error: errors.length > 0 });
+        return false;
+      }
+      const s = result.study;
+      state.study = { ...s, channels: split(s.data, s.dims, s.channels) };
+      state.name = name ?? studyName(s.sources);
+      await showVolume({
+        dims: s.dims,
+        affine: s.affine,
+        channels: state.study.channels,
+        names: SEQUENCES,
+        label: s.label,
+      });
+      const { mask } = await withProgress('Segmenting', () => compute.run('segment'));
+      state.mask = mask;
+      await viewer.setOverlays({ mask, label: s.label ?? null });
+      const tumour = mask.reduce((n, v) => n + v, 0);
+      const nanText = nonFiniteText(s.non_finite);
+      const refusedText = refused.map((f) => ` ${f.name} was not read: ${f.error}.`).join('');
+      status(
+        `${state.name}: ${s.dims.join('×')} voxels (${s.orientation}), ${tumour} predicted tumour voxels.${nanText}${refusedText} Double-click a voxel (or press Explain) to explain it.`,
+        { error: refused.length > 0 },
       );
-      status(errs, { error: true });
+      return true;
+    } catch (e) {
+      failed(`Reading the files failed`, e);
       return false;
     }
-    Object.assign(state, { files, roles, reports: result.files, explanation: null, mask: null });
-    renderFiles($('files'), [...result.files, ...refused], onRole);
-    $('results').hidden = true;
-    if (!result.study) {
-      state.study = null;
-      const p = result.preview;
-      const names =
-        p.channels === 1 ? [p.name] : Array.from({ length: p.channels }, (_, i) => `${p.name} — volume ${i + 1}`);
-      await showVolume({ dims: p.dims, affine: p.affine, channels: split(p.data, p.dims, p.channels), names });
-      const errors = [...result.files, ...refused].filter((f) => f.error).map((f) => `${f.name}: ${f.error}`);
-      status([`Showing ${p.name}. ${result.problem}.`, ...errors].join(' — '), { error: errors.length > 0 });
-      return false;
-    }
-    const s = result.study;
-    state.study = { ...s, channels: split(s.data, s.dims, s.channels) };
-    state.name = name ?? studyName(s.sources);
-    await showVolume({
-      dims: s.dims,
-      affine: s.affine,
-      channels: state.study.channels,
-      names: SEQUENCES,
-      label: s.label,
-    });
-    const { mask } = await withProgress('Segmenting', () => compute.run('segment'));
-    state.mask = mask;
-    await viewer.setOverlays({ mask, label: s.label ?? null });
-    const tumour = mask.reduce((n, v) => n + v, 0);
-    const nanText = nonFiniteText(s.non_finite);
-    const refusedText = refused.map((f) => ` ${f.name} was not read: ${f.error}.`).join('');
-    status(
-      `${state.name}: ${s.dims.join('×')} voxels (${s.orientation}), ${tumour} predicted tumour voxels.${nanText}${refusedText} Double-click a voxel (or press Explain) to explain it.`,
-      { error: refused.length > 0 },
-    );
-    return true;
-  } catch (e) {
-    failed(`Reading the files failed`, e);
-    return false;
-  } finally {
-    state.busy = false;
-    updateButtons();
-  }
+  });
 }
 
 /** A study's name for the cohort: its files' common prefix ("patient13_t2.nii" … → "patient13"), or its one file. */
@@ -269,29 +281,27 @@ async function explain(voxel = viewer.crosshair()) {
     status('Busy: your request will be explained next.', { busy: true });
     return;
   }
-  state.busy = true;
   const cls = +$('class').value;
   const composite = $('composite').value;
   const scope = $('scope').value;
-  try {
-    const e = await explainWith({ voxel, cls, composite, scope });
-    if (!e) return;
-    await showExplanation(e);
-    status(
-      scope === 'voxel'
-        ? `Voxel (${voxel.join(', ')}), ${composite}: logit ${e.logit.toFixed(4)}, Σ relevance ${e.relevance_sum.toFixed(4)} (${state.backend}).`
-        : `Region of ${e.voxels} voxels, ${composite}: Σ M_A ${e.relevance_sum.toFixed(2)} for ${e.voxels - e.left_out} voxels kept, ${e.left_out} left out; conservation ${e.conservation.toFixed(3)} (input relevance / explained logits) (${state.backend}).`,
-    );
-  } catch (e) {
-    failed('Explaining failed', e);
-  } finally {
-    state.busy = false;
-    updateButtons();
-    if (state.queued) {
-      const v = state.queued;
-      state.queued = null;
-      explain(v);
+  await withBusy(async () => {
+    try {
+      const e = await explainWith({ voxel, cls, composite, scope });
+      if (!e) return;
+      await showExplanation(e);
+      status(
+        scope === 'voxel'
+          ? `Voxel (${voxel.join(', ')}), ${composite}: logit ${e.logit.toFixed(4)}, Σ relevance ${e.relevance_sum.toFixed(4)} (${state.backend}).`
+          : `Region of ${e.voxels} voxels, ${composite}: Σ M_A ${e.relevance_sum.toFixed(2)} for ${e.voxels - e.left_out} voxels kept, ${e.left_out} left out; conservation ${e.conservation.toFixed(3)} (input relevance / explained logits) (${state.backend}).`,
+      );
+    } catch (e) {
+      failed('Explaining failed', e);
     }
+  });
+  if (state.queued) {
+    const v = state.queued;
+    state.queued = null;
+    explain(v);
   }
 }
 
@@ -436,7 +446,6 @@ async function runCohort() {
   );
   const run = { cancelled: false, pool: new Pool(compute, size) };
   state.cohortRun = run;
-  state.busy = true;
   const t0 = performance.now();
   const results = new Map();
   const running = new Map();
@@ -461,45 +470,45 @@ async function runCohort() {
     }
     drawCohort();
   };
-  try {
-    await withProgress(`Starting ${size} cohort worker${size > 1 ? 's' : ''}`, () => run.pool.start());
-    await withProgress(line, () =>
-      run.pool.map(
-        Array.from({ length: n }, (_, k) => k + 1),
-        (w, i) => w.run('demoPatient', { i, composite }),
-        {
-          stopped: () => run.cancelled,
-          onStart: (i, w) => {
-            w.progress = null;
-            running.set(i, w);
+  await withBusy(async () => {
+    try {
+      await withProgress(`Starting ${size} cohort worker${size > 1 ? 's' : ''}`, () => run.pool.start());
+      await withProgress(line, () =>
+        run.pool.map(
+          Array.from({ length: n }, (_, k) => k + 1),
+          (w, i) => w.run('demoPatient', { i, composite }),
+          {
+            stopped: () => run.cancelled,
+            onStart: (i, w) => {
+              w.progress = null;
+              running.set(i, w);
+            },
+            onResult: (i, r, e) => {
+              running.delete(i);
+              if (e) failures.push(`patient ${i}: ${e.message}`);
+              else done++;
+              results.set(i, r);
+              flush();
+            },
           },
-          onResult: (i, r, e) => {
-            running.delete(i);
-            if (e) failures.push(`patient ${i}: ${e.message}`);
-            else done++;
-            results.set(i, r);
-            flush();
-          },
-        },
-      ),
-    );
-    const none = [...results.values()].filter((r) => r && !r.voxels).map((r) => r.patient);
-    const skip = none.length ? ` Patients without predicted tumour (no line): ${none.join(', ')}.` : '';
-    const fail = failures.length ? ` Failed: ${failures.join('; ')}.` : '';
-    status(
-      run.cancelled
-        ? `Cohort stopped after ${done} patients.${skip}`
-        : `Cohort: ${done} patients explained in ${((performance.now() - t0) / 1000).toFixed(0)} s on ${size} worker${size > 1 ? 's' : ''}.${skip}${fail}`,
-      { error: failures.length > 0 },
-    );
-  } catch (e) {
-    failed('The cohort run stopped', e);
-  } finally {
-    run.pool.close();
-    state.cohortRun = null;
-    state.busy = false;
-    updateButtons();
-  }
+        ),
+      );
+      const none = [...results.values()].filter((r) => r && !r.voxels).map((r) => r.patient);
+      const skip = none.length ? ` Patients without predicted tumour (no line): ${none.join(', ')}.` : '';
+      const fail = failures.length ? ` Failed: ${failures.join('; ')}.` : '';
+      status(
+        run.cancelled
+          ? `Cohort stopped after ${done} patients.${skip}`
+          : `Cohort: ${done} patients explained in ${((performance.now() - t0) / 1000).toFixed(0)} s on ${size} worker${size > 1 ? 's' : ''}.${skip}${fail}`,
+        { error: failures.length > 0 },
+      );
+    } catch (e) {
+      failed('The cohort run stopped', e);
+    } finally {
+      run.pool.close();
+      state.cohortRun = null;
+    }
+  });
 }
 
 /** Hands bytes to the browser as a download: nothing is sent anywhere. */
@@ -594,11 +603,8 @@ $('load-patient').addEventListener('click', async () => {
   const i = +$('patient').value;
   try {
     // The same files `seglrp phantoms` writes: six sequences and the label, as a user drops them.
-    state.busy = true;
-    const files = await withProgress(`Generating demo patient ${i}`, () => compute.call('cohort', { i })).finally(
-      () => {
-        state.busy = false;
-      },
+    const files = await withBusy(() =>
+      withProgress(`Generating demo patient ${i}`, () => compute.call('cohort', { i })),
     );
     await openFiles(files, {}, files, `demo patient ${i}`);
   } catch (e) {
@@ -606,22 +612,23 @@ $('load-patient').addEventListener('click', async () => {
   }
 });
 async function modelChanged(promise, name) {
-  state.busy = true;
-  try {
-    const info = await withProgress(`Loading the model ${name}`, () => promise());
-    $('model-name').textContent =
-      `${name} (${info.config.levels} levels, ${info.config.base_channels} base channels, ${info.parameters.toLocaleString('en')} parameters)`;
-    $('model-bundled').hidden = name === 'bundled liver U-Net';
-    state.model = { name, ...info };
-    state.busy = false;
-    // The loaded study's segmentation belonged to the old model: open it again.
-    if (state.study) await openFiles(state.files, state.roles, state.files, state.name);
-    else status(`Model ${name} loaded.`);
-  } catch (e) {
-    failed(`The model ${name} was not loaded (the previous one stays)`, e);
-  } finally {
-    state.busy = false;
-  }
+  const loaded = await withBusy(async () => {
+    try {
+      const info = await withProgress(`Loading the model ${name}`, () => promise());
+      $('model-name').textContent =
+        `${name} (${info.config.levels} levels, ${info.config.base_channels} base channels, ${info.parameters.toLocaleString('en')} parameters)`;
+      $('model-bundled').hidden = name === 'bundled liver U-Net';
+      state.model = { name, ...info };
+      return true;
+    } catch (e) {
+      failed(`The model ${name} was not loaded (the previous one stays)`, e);
+      return false;
+    }
+  });
+  if (!loaded) return;
+  // The loaded study's segmentation belonged to the old model: open it again.
+  if (state.study) await openFiles(state.files, state.roles, state.files, state.name);
+  else status(`Model ${name} loaded.`);
 }
 $('model-file').addEventListener('change', async (ev) => {
   const files = [...ev.target.files];
