@@ -8,7 +8,7 @@ use seglrp::engine::{prepare, segmentation};
 use seglrp::model::unet::{UNet, UNetConfig};
 use seglrp::model::weights::{bundled, BUNDLED};
 use seglrp::spatial::metrics::dice;
-use seglrp::spatial::window::{segment, tumour_probability, Windows};
+use seglrp::spatial::sliding::{segment, tumour_probability, Patches};
 
 #[test]
 fn the_bundled_model_is_compact_and_segments_a_held_out_patient() {
@@ -23,7 +23,7 @@ fn the_bundled_model_is_compact_and_segments_a_held_out_patient() {
     );
     let p = cohort_patient(13);
     let windowed =
-        pollster::block_on(segment(&net, &p.volume, Windows { size: [64, 64, 32], overlap: 0.5 }, &dev, |_, _| {}))
+        pollster::block_on(segment(&net, &p.volume, Patches { size: [64, 64, 32], overlap: 0.5 }, &dev, |_, _| {}))
             .unwrap();
     let d = dice(&windowed, &p.label).expect("patient 13 has a tumour");
     assert!(d >= 0.8, "Dice on held-out patient 13: {d}");
@@ -44,7 +44,7 @@ fn one_window_covering_the_volume_is_the_plain_forward_pass() {
     let p = pollster::block_on(tumour_probability(
         &net,
         &vol,
-        Windows { size: [64, 64, 64], overlap: 0.5 },
+        Patches { size: [64, 64, 64], overlap: 0.5 },
         &dev,
         |_, _| {},
     ))
@@ -59,7 +59,7 @@ fn one_window_covering_the_volume_is_the_plain_forward_pass() {
     let q = pollster::block_on(tumour_probability(
         &net,
         &vol,
-        Windows { size: [8, 8, 4], overlap: 0.5 },
+        Patches { size: [8, 8, 4], overlap: 0.5 },
         &dev,
         |_, total| calls = total,
     ))

@@ -7,7 +7,7 @@ use seglrp::backend;
 use seglrp::demo::phantom;
 use seglrp::io::volume::SEQUENCES;
 use seglrp::spatial::metrics::Overlap;
-use seglrp::spatial::window::{self, Windows};
+use seglrp::spatial::sliding::{self, Patches};
 
 use crate::common::load;
 use crate::phantoms::{parse_patients, Patients};
@@ -59,7 +59,7 @@ pub fn run(args: Args) -> Result<(), String> {
                 let n = vol.voxels();
                 vol.data[c * n..(c + 1) * n].fill(0.0);
             }
-            let mask = pollster::block_on(window::segment(net, &vol, Windows::default(), device, |_, _| {}))?;
+            let mask = pollster::block_on(sliding::segment(net, &vol, Patches::default(), device, |_, _| {}))?;
             let o = Overlap::of(&mask, &p.label);
             results[k].per_patient.push(o.dice());
             results[k].total = results[k].total.add(o);
@@ -100,7 +100,7 @@ pub fn run(args: Args) -> Result<(), String> {
     println!(
         "Tumour segmentation on {} held-out phantoms (cohort patients, never trained on), sliding windows {:?}:",
         patients.len(),
-        Windows::default().size
+        Patches::default().size
     );
     println!(
         "{:>8} {:>7} {:>8} {:>13} {:>10} {:>6}",

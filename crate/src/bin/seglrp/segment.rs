@@ -11,7 +11,7 @@ use seglrp::io::nifti;
 use seglrp::io::study::Study;
 use seglrp::spatial::metrics;
 use seglrp::spatial::region::{self, Selection};
-use seglrp::spatial::window;
+use seglrp::spatial::sliding;
 
 use crate::common::{gzip_wanted, write, Model, StudyOptions};
 
@@ -137,8 +137,8 @@ pub fn run(args: Args) -> Result<(), String> {
                 .into());
         }
         // Sliding windows: memory bounded by the window, for studies too large for one pass.
-        let windows = window::Windows::default();
-        let mask = pollster::block_on(window::segment(&model.graph, &study.volume, windows, device, |_, _| {}))?;
+        let patches = sliding::Patches::default();
+        let mask = pollster::block_on(sliding::segment(&model.graph, &study.volume, patches, device, |_, _| {}))?;
         (study, mask)
     } else {
         let s = segment(&model, study, device)?;

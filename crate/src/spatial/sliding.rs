@@ -1,6 +1,6 @@
 //! Sliding-window inference: volumes larger than what fits in one pass (or than the training
-//! patch) are segmented window by window, overlapping, each window's tumour probability
-//! weighted by a Gaussian centred on it (as nnU-Net does), so that window borders, where the
+//! patch) are segmented patch by patch, overlapping, each patch's tumour probability
+//! weighted by a Gaussian centred on it (as nnU-Net does), so that patch borders, where the
 //! network sees zero padding instead of anatomy, count least.
 
 use burn::prelude::*;
@@ -9,21 +9,21 @@ use burn::tensor::TensorData;
 use crate::io::volume::Volume;
 use crate::model::Graph;
 
-/// Window size `[nx, ny, nz]` and the fraction by which neighbouring windows overlap.
+/// Patch size `[nx, ny, nz]` and the fraction by which neighbouring patches overlap.
 #[derive(Clone, Copy, Debug)]
-pub struct Windows {
+pub struct Patches {
     pub size: [usize; 3],
     pub overlap: f32,
 }
 
-impl Default for Windows {
+impl Default for Patches {
     /// Twice the training patch in-plane and in z; half-overlapping.
     fn default() -> Self {
-        Windows { size: [128, 128, 32], overlap: 0.5 }
+        Patches { size: [128, 128, 32], overlap: 0.5 }
     }
 }
 
-/// Start positions of windows of `w` along an axis of `n` voxels (the last ends at `n`).
+/// Start positions of patches of `w` along an axis of `n` voxels (the last ends at `n`).
 fn starts(n: usize, w: usize, overlap: f32) -> Vec<usize> {
     if n <= w {
         return vec![0];
@@ -42,7 +42,7 @@ fn gaussian(w: usize) -> Vec<f32> {
 }
 
 /// The sub-volume of `w` voxels starting at `o`; zero outside `vol`.
-fn window_of(vol: &Volume, o: [usize; 3], w: [usize; 3]) -> Vec<f32> {
+fn patch_of(vol: &Volume, o: [usize; 3], w: [usize; 3]) -> Vec<f32> {
     let [nx, ny, nz] = vol.dims;
     let n = vol.voxels();
     let mut out = vec![0f32; vol.channels * w[0] * w[1] * w[2]];
@@ -59,21 +59,21 @@ fn window_of(vol: &Volume, o: [usize; 3], w: [usize; 3]) -> Vec<f32> {
     out
 }
 
-/// Tumour probability per voxel (file order) of a normalised volume, window by window;
-/// `progress(done, total)` after each window.
+/// Tumour probability per voxel (file order) of a normalised volume, patch by patch;
+/// `progress(done, total)` after each patch.
 pub async fn tumour_probability(
     network: impl Into<Graph>,
     normalised: &Volume,
-    windows: Windows,
+    patches: Patches,
     device: &Device,
     mut progress: impl FnMut(usize, usize),
 ) -> Result<Vec<f32>, String> {
     let graph: Graph = network.into();
     let a = graph.alignment();
     let dims = normalised.dims;
-    // A window never exceeds the (aligned) volume, and is a multiple of the network's alignment.
-    let w: [usize; 3] = std::array::from_fn(|i| (windows.size[i].div_ceil(a) * a).min(dims[i].div_ceil(a) * a).max(a));
-    let per_axis: Vec<Vec<usize>> = (0..3).map(|i| starts(dims[i], w[i], windows.overlap)).collect();
+    // A patch never exceeds the (aligned) volume, and is a multiple of the network's alignment.
+    let w: [usize; 3] = std::array::from_fn(|i| (patches.size[i].div_ceil(a) * a).min(dims[i].div_ceil(a) * a).max(a));
+    let per_axis: Vec<Vec<usize>> = (0..3).map(|i| starts(dims[i], w[i], patches.overlap)).collect();
     let g: Vec<Vec<f32>> = w.iter().map(|n| gaussian(*n)).collect();
     let n = normalised.voxels();
     let (mut acc, mut weight) = (vec![0f32; n], vec![0f32; n]);
@@ -84,7 +84,7 @@ pub async fn tumour_probability(
             for &ox in &per_axis[0] {
                 let o = [ox, oy, oz];
                 let x = Tensor::<5>::from_data(
-                    TensorData::new(window_of(normalised, o, w), [1, normalised.channels, w[2], w[1], w[0]]),
+                    TensorData::new(patch_of(normalised, o, w), [1, normalised.channels, w[2], w[1], w[0]]),
                     device,
                 );
                 let logits = graph.forward(x);
@@ -108,14 +108,14 @@ pub async fn tumour_probability(
     Ok(acc.iter().zip(&weight).map(|(a, w)| a / w).collect())
 }
 
-/// The tumour mask (probability > 0.5) of a raw study, window by window.
+/// The tumour mask (probability > 0.5) of a raw study, patch by patch.
 pub async fn segment(
     network: impl Into<Graph>,
     vol: &Volume,
-    windows: Windows,
+    patches: Patches,
     device: &Device,
     progress: impl FnMut(usize, usize),
 ) -> Result<Vec<u8>, String> {
-    let p = tumour_probability(network, &vol.normalised(), windows, device, progress).await?;
+    let p = tumour_probability(network, &vol.normalised(), patches, device, progress).await?;
     Ok(p.iter().map(|v| u8::from(*v > 0.5)).collect())
 }
