@@ -154,16 +154,50 @@ pub fn largest_tensor_bytes(graph: &Graph, dims: [usize; 3]) -> u64 {
         .unwrap_or(0)
 }
 
-/// `network`: a [`Graph`], or anything that becomes one (this project's `UNet`).
-pub fn prepare(network: impl Into<Graph>, vol: &Volume, device: &Device) -> Result<Prepared, String> {
-    prepare_with(network, vol, device, Mode::Auto)
+/// How [`prepare`] takes a study (burn-style options: `PrepareOptions::default().with_mode(..)`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PrepareOptions {
+    /// One whole-volume pass or windows ([`Mode::Auto`]: windows above [`WHOLE_PASS_BYTES`]).
+    pub mode: Mode,
+    /// The volume is already what the network reads (normalised by its model card, or a raw
+    /// tensor for checks against other implementations), so it is not normalised here.
+    pub normalised: bool,
 }
 
-/// [`prepare`] with the choice between one whole-volume pass and windows made by the caller.
-pub fn prepare_with(network: impl Into<Graph>, vol: &Volume, device: &Device, mode: Mode) -> Result<Prepared, String> {
+impl Default for PrepareOptions {
+    fn default() -> Self {
+        PrepareOptions { mode: Mode::Auto, normalised: false }
+    }
+}
+
+impl PrepareOptions {
+    pub fn with_mode(mut self, mode: Mode) -> Self {
+        self.mode = mode;
+        self
+    }
+
+    pub fn with_normalised(mut self, normalised: bool) -> Self {
+        self.normalised = normalised;
+        self
+    }
+}
+
+/// A study ready for `network` (a [`Graph`], or anything that becomes one: this project's
+/// `UNet`): normalised unless `options` say it is, padded to the network's alignment, its
+/// forward pass done or, for a windowed study, ready to run window by window.
+pub fn prepare(
+    network: impl Into<Graph>,
+    vol: &Volume,
+    device: &Device,
+    options: PrepareOptions,
+) -> Result<Prepared, String> {
     let graph = network.into();
     check_channels(&graph, vol)?;
-    prepare_normalised_with(&graph, &vol.normalised(), device, mode)
+    if options.normalised {
+        prepare_graph(&graph, vol, device, options.mode)
+    } else {
+        prepare_graph(&graph, &vol.normalised(), device, options.mode)
+    }
 }
 
 fn check_channels(graph: &Graph, vol: &Volume) -> Result<(), String> {
@@ -181,15 +215,7 @@ fn check_channels(graph: &Graph, vol: &Volume) -> Result<(), String> {
     Err(format!("the model reads {channels} channels; this study has {}", vol.channels))
 }
 
-/// As [`prepare`] for a volume that is already what the network reads (no normalisation), with
-/// one whole-volume pass: for checks against other implementations on raw tensors.
-pub fn prepare_normalised(network: impl Into<Graph>, vol: &Volume, device: &Device) -> Result<Prepared, String> {
-    prepare_normalised_with(&network.into(), vol, device, Mode::Whole)
-}
-
-/// As [`prepare_normalised`] with the choice of passes (a study normalised by its model card).
-pub fn prepare_normalised_with(graph: &Graph, vol: &Volume, device: &Device, mode: Mode) -> Result<Prepared, String> {
-    check_channels(graph, vol)?;
+fn prepare_graph(graph: &Graph, vol: &Volume, device: &Device, mode: Mode) -> Result<Prepared, String> {
     let channels = vol.channels;
     let padded = vol.padded(graph.alignment());
     let [nx, ny, nz] = padded.dims;

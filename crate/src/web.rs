@@ -240,7 +240,7 @@ pub fn open_files(files: js_sys::Array, roles: JsValue) -> Result<JsValue, JsErr
             let vol = &st.volume;
             let prepared = with_state(|s| {
                 check_fits(s, vol.dims)?;
-                engine::prepare(&s.graph, vol, &s.device).map_err(js_err)
+                engine::prepare(&s.graph, vol, &s.device, engine::PrepareOptions::default()).map_err(js_err)
             })?;
             let geometry = Volume { data: Vec::new(), ..vol.clone() };
             with_state(|s| {
@@ -453,7 +453,7 @@ pub async fn explain_demo_patient(i: usize, composite: String) -> Result<JsValue
     let st = study::assemble_reports(&mut reports, &[]).map_err(js_err)?;
     let prepared = with_state(|s| {
         check_fits(s, st.volume.dims)?;
-        engine::prepare(&s.graph, &st.volume, &s.device).map_err(js_err)
+        engine::prepare(&s.graph, &st.volume, &s.device, engine::PrepareOptions::default()).map_err(js_err)
     })?;
     let mask = engine::segmentation(&prepared).await.map_err(js_err)?;
     let tumour = mask.iter().filter(|v| **v != 0).count();

@@ -261,7 +261,7 @@ fn the_bundled_models_maps_are_unchanged() {
     let net = seglrp::model::weights::bundled(&dev).unwrap();
     let patient = seglrp::demo::phantom::cohort_patient(1);
     let vol = &patient.volume;
-    let p = engine::prepare(&net, vol, &dev).unwrap();
+    let p = engine::prepare(&net, vol, &dev, seglrp::engine::PrepareOptions::default()).unwrap();
     let acts = net.forward_all(p.whole().unwrap().input().clone());
     let padded = acts.logits.dims();
     let [nx, ny, _] = vol.dims;

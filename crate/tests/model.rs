@@ -219,7 +219,7 @@ fn integer_and_non_finite_weights_are_refused_by_tensor_name() {
 /// each gives alone.
 #[test]
 fn region_conservation_and_shared_first_pass() {
-    use seglrp::engine::{explain_region, explain_regions, prepare_normalised};
+    use seglrp::engine::{explain_region, explain_regions, prepare};
     use seglrp::io::volume::Volume;
     use seglrp::lrp::Rule;
     let dev = cpu_device("cpu").unwrap();
@@ -235,7 +235,13 @@ fn region_conservation_and_shared_first_pass() {
     let (a, b) = (boxed(1, 4), boxed(6, 9));
     for (bias, conserved) in [(0.0, true), (0.5, false)] {
         let net = UNet::seeded(&UNetConfig::small(), 3, bias, &dev);
-        let p = prepare_normalised(&net, &vol, &dev).unwrap();
+        let p = prepare(
+            &net,
+            &vol,
+            &dev,
+            seglrp::engine::PrepareOptions::default().with_normalised(true).with_mode(seglrp::engine::Mode::Whole),
+        )
+        .unwrap();
         let both = pollster::block_on(explain_regions(&p, &[&a, &b], 1, &lrp0)).unwrap();
         for (region, e) in [&a, &b].into_iter().zip(&both) {
             assert!(e.explained_logits.abs() > 1e-2, "degenerate logits {}", e.explained_logits);
@@ -264,7 +270,7 @@ fn region_conservation_and_shared_first_pass() {
 /// voxel at the centre and at the grid's edge, and for a region.
 #[test]
 fn cropped_lrp_equals_the_full_pass() {
-    use seglrp::engine::{explain, explain_region, prepare_normalised};
+    use seglrp::engine::{explain, explain_region, prepare};
     use seglrp::io::volume::Volume;
     use seglrp::lrp::{explain_voxel, region::region_map};
     use seglrp::spatial::crop::window;
@@ -282,7 +288,13 @@ fn cropped_lrp_equals_the_full_pass() {
     };
     for cfg in variants() {
         let net = UNet::seeded(&cfg, 5, 0.2, &dev);
-        let p = prepare_normalised(&net, &vol, &dev).unwrap();
+        let p = prepare(
+            &net,
+            &vol,
+            &dev,
+            seglrp::engine::PrepareOptions::default().with_normalised(true).with_mode(seglrp::engine::Mode::Whole),
+        )
+        .unwrap();
         let c = Composite::EpsilonGammaBox { low: p.low.clone(), high: p.high.clone() };
         // The U-Net engine's forward pass on the same padded input: the oracle below.
         let acts = &net.forward_all(p.whole().unwrap().input().clone());
@@ -406,7 +418,7 @@ fn nested_windows_give_the_whole_grids_region_map() {
 /// frozen by one whole-volume pass first (`Graph::freeze`).
 #[test]
 fn windowed_study_equals_the_whole_pass() {
-    use seglrp::engine::{explain, explain_region, prepare_with, segmentation, Mode};
+    use seglrp::engine::{explain, explain_region, prepare, segmentation, Mode};
     use seglrp::io::volume::Volume;
     let dev = cpu_device("cpu").unwrap();
     let dims = [128, 96, 16];
@@ -435,8 +447,11 @@ fn windowed_study_equals_the_whole_pass() {
         let net = UNet::seeded(&cfg, 6, 0.2, &dev);
         // Windows of a core of 8×16×24 voxels: the region then needs several.
         let max_window = seglrp::spatial::crop::window_of(&cfg, [4, 40, 60], [11, 55, 83], [nz, ny, nx]).voxels();
-        let whole = prepare_with(&net, &vol, &dev, Mode::Whole).unwrap();
-        let windowed = prepare_with(&net, &vol, &dev, Mode::Windowed(max_window)).unwrap();
+        let whole =
+            prepare(&net, &vol, &dev, seglrp::engine::PrepareOptions::default().with_mode(Mode::Whole)).unwrap();
+        let windowed =
+            prepare(&net, &vol, &dev, seglrp::engine::PrepareOptions::default().with_mode(Mode::Windowed(max_window)))
+                .unwrap();
         assert!(windowed.windowed() && windowed.whole().is_none());
         let cores =
             seglrp::spatial::tiling::cores(&windowed.graph, [4, 30, 40], [11, 59, 89], windowed.padded, max_window);

@@ -29,7 +29,7 @@ fn log(s: String) {
 async fn run_study(device: &Device) -> (Vec<u8>, engine::VoxelExplanation) {
     let vol = phantom([24, 20, 10], 9).volume;
     let net = engine::toy_model(device);
-    let p = prepare(&net, &vol, device).unwrap();
+    let p = prepare(&net, &vol, device, seglrp::engine::PrepareOptions::default()).unwrap();
     let mask = engine::segmentation(&p).await.unwrap();
     let e = engine::explain(&p, [9, 8, 5], 1, &seglrp::lrp::Composite::Epsilon { epsilon: 1e-6 }).await.unwrap();
     (mask, e)
@@ -112,14 +112,16 @@ async fn region_maps_and_other_composites_agree_on_webgpu_and_cpu() {
 /// pasting, async read-backs) gives the whole-volume pass's mask and maps on WebGPU.
 #[wasm_bindgen_test]
 async fn windowed_studies_equal_the_whole_pass_on_webgpu() {
-    use seglrp::engine::{explain, explain_region, prepare_with, segmentation, Mode};
+    use seglrp::engine::{explain, explain_region, prepare, segmentation, Mode};
     use seglrp::lrp::Composite;
     let gpu = webgpu_device().await.unwrap();
     let vol = phantom([40, 32, 12], 5).volume;
     let net = engine::toy_model(&gpu);
     let max_window = seglrp::spatial::crop::window_of(&net.config, [0, 8, 8], [3, 15, 15], [12, 32, 40]).voxels();
-    let whole = prepare_with(&net, &vol, &gpu, Mode::Whole).unwrap();
-    let windowed = prepare_with(&net, &vol, &gpu, Mode::Windowed(max_window)).unwrap();
+    let whole = prepare(&net, &vol, &gpu, seglrp::engine::PrepareOptions::default().with_mode(Mode::Whole)).unwrap();
+    let windowed =
+        prepare(&net, &vol, &gpu, seglrp::engine::PrepareOptions::default().with_mode(Mode::Windowed(max_window)))
+            .unwrap();
     assert!(windowed.windowed());
     assert_eq!(segmentation(&whole).await.unwrap(), segmentation(&windowed).await.unwrap());
     let c = Composite::Epsilon { epsilon: 1e-6 };

@@ -68,10 +68,10 @@ impl Model {
     pub fn prepare(&self, study: &Study, device: &Device) -> Result<Prepared, String> {
         let by_card = self.card.channels.iter().all(|c| c.normalisation == Normalisation::Body);
         if by_card && self.normalisation.is_none() {
-            return engine::prepare(&self.graph, &study.volume, device);
+            return engine::prepare(&self.graph, &study.volume, device, engine::PrepareOptions::default());
         }
         let input = self.card.normalise(&study.volume, self.normalisation.as_ref())?;
-        engine::prepare_normalised_with(&self.graph, &input, device, engine::Mode::Auto)
+        engine::prepare(&self.graph, &input, device, engine::PrepareOptions::default().with_normalised(true))
     }
 }
 
