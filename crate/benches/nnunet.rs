@@ -11,6 +11,7 @@ use std::time::Instant;
 
 use burn::prelude::*;
 use burn::tensor::TensorData;
+use seglrp::engine::PrepareOptions;
 use seglrp::engine::{self, prepare};
 use seglrp::io::volume::Volume;
 use seglrp::lrp::Composite;
@@ -144,8 +145,7 @@ fn main() {
         let whole = engine::trace_bytes(&graph, size * size * size) as f64 / (1u64 << 30) as f64;
         reset_peak();
         let t = Instant::now();
-        let prepared =
-            prepare(&graph, &vol, &device, seglrp::engine::PrepareOptions::default().with_normalised(true)).unwrap();
+        let prepared = prepare(&graph, &vol, &device, PrepareOptions::default().with_normalised(true)).unwrap();
         let mask = pollster::block_on(engine::segmentation(&prepared)).unwrap();
         let (t_seg, m_seg) = (t.elapsed().as_secs_f64(), peak_gib());
         eprintln!("{name}: segmentation {t_seg:.1} s, peak {m_seg:.2} GiB");

@@ -4,6 +4,7 @@ use burn::prelude::*;
 use burn::tensor::TensorData;
 use seglrp::backend::cpu_device;
 use seglrp::demo::phantom::cohort_patient;
+use seglrp::engine::PrepareOptions;
 use seglrp::engine::{prepare, segmentation};
 use seglrp::model::unet::{UNet, UNetConfig};
 use seglrp::model::weights::{bundled, BUNDLED};
@@ -29,10 +30,8 @@ fn the_bundled_model_is_compact_and_segments_a_held_out_patient() {
     assert!(d >= 0.8, "Dice on held-out patient 13: {d}");
     // Without norms the network is translation-equivariant: windows and one whole pass agree
     // except where windows saw zero padding instead of anatomy.
-    let whole = pollster::block_on(segmentation(
-        &prepare(&net, &p.volume, &dev, seglrp::engine::PrepareOptions::default()).unwrap(),
-    ))
-    .unwrap();
+    let whole =
+        pollster::block_on(segmentation(&prepare(&net, &p.volume, &dev, PrepareOptions::default()).unwrap())).unwrap();
     let agree = dice(&windowed, &whole).unwrap();
     assert!(agree >= 0.97, "sliding windows vs one pass: Dice {agree}");
     eprintln!("patient 13: Dice {d:.3} (windows), windows vs whole volume {agree:.4}");

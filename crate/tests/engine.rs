@@ -2,6 +2,7 @@
 
 use seglrp::backend::cpu_device;
 use seglrp::demo::phantom::{phantom, sample_nifti, SAMPLE_DIMS, SAMPLE_SEED};
+use seglrp::engine::PrepareOptions;
 use seglrp::engine::{explain, prepare, segmentation, toy_model};
 use seglrp::io::nifti::read_nifti;
 use seglrp::lrp::Composite;
@@ -11,7 +12,7 @@ fn toy_model_finds_the_sample_tumour_and_explains_it_by_its_contrast() {
     let dev = cpu_device("cpu").unwrap();
     let net = toy_model(&dev);
     let vol = read_nifti(&sample_nifti()).unwrap().volume;
-    let p = prepare(&net, &vol, &dev, seglrp::engine::PrepareOptions::default()).unwrap();
+    let p = prepare(&net, &vol, &dev, PrepareOptions::default()).unwrap();
     let mask = pollster::block_on(segmentation(&p)).unwrap();
     let label = phantom(SAMPLE_DIMS, SAMPLE_SEED).label;
     let both = mask.iter().zip(&label).filter(|(m, l)| **m == 1 && **l == 1).count();
@@ -44,7 +45,7 @@ fn a_study_without_six_sequences_is_refused() {
     let mut vol = phantom([8, 8, 4], 3).volume;
     vol.channels = 3;
     vol.data.truncate(3 * 8 * 8 * 4);
-    let err = prepare(&net, &vol, &dev, seglrp::engine::PrepareOptions::default()).unwrap_err();
+    let err = prepare(&net, &vol, &dev, PrepareOptions::default()).unwrap_err();
     assert!(err.contains("6 sequences"), "{err}");
 }
 
@@ -57,7 +58,7 @@ fn relevance_on_the_padding_is_reported() {
     let net = seglrp::model::weights::bundled(&dev).unwrap();
     // 45 × 43 × 13 pads to 48 × 44 × 16 for the bundled net (aligned to 4).
     let vol = phantom([45, 43, 13], 5).volume;
-    let p = prepare(&net, &vol, &dev, seglrp::engine::PrepareOptions::default()).unwrap();
+    let p = prepare(&net, &vol, &dev, PrepareOptions::default()).unwrap();
     assert_eq!(p.padded, [16, 44, 48]);
     let [nx, ny, _] = vol.dims;
     // A box at the study's far corner, where the padding lies within the receptive field.

@@ -6,6 +6,7 @@ use burn::module::Param;
 use burn::prelude::*;
 use burn::tensor::TensorData;
 use seglrp::backend::cpu_device;
+use seglrp::engine::PrepareOptions;
 use seglrp::lrp::graph as glrp;
 use seglrp::lrp::region::region_map;
 use seglrp::lrp::unet::{explain_voxel, start_relevance};
@@ -261,7 +262,7 @@ fn the_bundled_models_maps_are_unchanged() {
     let net = seglrp::model::weights::bundled(&dev).unwrap();
     let patient = seglrp::demo::phantom::cohort_patient(1);
     let vol = &patient.volume;
-    let p = engine::prepare(&net, vol, &dev, seglrp::engine::PrepareOptions::default()).unwrap();
+    let p = engine::prepare(&net, vol, &dev, PrepareOptions::default()).unwrap();
     let acts = net.forward_all(p.whole().unwrap().input().clone());
     let padded = acts.logits.dims();
     let [nx, ny, _] = vol.dims;

@@ -6,6 +6,7 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 
 use seglrp::backend::cpu_device;
+use seglrp::engine::PrepareOptions;
 use seglrp::engine::{explain, explain_region, prepare, segmentation, Prepared};
 use seglrp::io::volume::Volume;
 use seglrp::lrp::Composite;
@@ -85,7 +86,7 @@ fn windowed_clicks_hold_their_window_and_release_it() {
     let dims = [192, 192, 96];
     let vol = study(dims, 3);
     let volume_bytes = 6 * 4 * dims.iter().product::<usize>();
-    let (p, prepare_peak) = peak_of(|| prepare(&net, &vol, &dev, seglrp::engine::PrepareOptions::default()).unwrap());
+    let (p, prepare_peak) = peak_of(|| prepare(&net, &vol, &dev, PrepareOptions::default()).unwrap());
     assert!(p.windowed(), "a study of {dims:?} should be windowed");
     drop(vol);
     let (mask, segment_peak) = peak_of(|| pollster::block_on(segmentation(&p)).unwrap());
@@ -138,7 +139,7 @@ fn whole_volume_clicks_release_what_they_allocate() {
     let dev = cpu_device("cpu").unwrap();
     let net = seglrp::model::weights::bundled(&dev).unwrap();
     let vol = study([96, 80, 32], 4);
-    let p = prepare(&net, &vol, &dev, seglrp::engine::PrepareOptions::default()).unwrap();
+    let p = prepare(&net, &vol, &dev, PrepareOptions::default()).unwrap();
     assert!(!p.windowed());
     let (after_first, after_last) = no_growth(&p, [48, 40, 16], &Composite::Epsilon { epsilon: 1e-6 });
     println!(

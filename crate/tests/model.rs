@@ -3,6 +3,7 @@
 use burn::prelude::*;
 use burn::tensor::TensorData;
 use seglrp::backend::cpu_device;
+use seglrp::engine::PrepareOptions;
 use seglrp::lrp::{propagate, unet::start_relevance, Composite};
 use seglrp::model::unet::{Activation, Down, NormKind, UNet, UNetConfig, Up};
 use seglrp::model::weights::{config_of, from_safetensors, to_safetensors, ModelError};
@@ -239,7 +240,7 @@ fn region_conservation_and_shared_first_pass() {
             &net,
             &vol,
             &dev,
-            seglrp::engine::PrepareOptions::default().with_normalised(true).with_mode(seglrp::engine::Mode::Whole),
+            PrepareOptions::default().with_normalised(true).with_mode(seglrp::engine::Mode::Whole),
         )
         .unwrap();
         let both = pollster::block_on(explain_regions(&p, &[&a, &b], 1, &lrp0)).unwrap();
@@ -292,7 +293,7 @@ fn cropped_lrp_equals_the_full_pass() {
             &net,
             &vol,
             &dev,
-            seglrp::engine::PrepareOptions::default().with_normalised(true).with_mode(seglrp::engine::Mode::Whole),
+            PrepareOptions::default().with_normalised(true).with_mode(seglrp::engine::Mode::Whole),
         )
         .unwrap();
         let c = Composite::EpsilonGammaBox { low: p.low.clone(), high: p.high.clone() };
@@ -447,11 +448,9 @@ fn windowed_study_equals_the_whole_pass() {
         let net = UNet::seeded(&cfg, 6, 0.2, &dev);
         // Windows of a core of 8×16×24 voxels: the region then needs several.
         let max_window = seglrp::spatial::crop::window_of(&cfg, [4, 40, 60], [11, 55, 83], [nz, ny, nx]).voxels();
-        let whole =
-            prepare(&net, &vol, &dev, seglrp::engine::PrepareOptions::default().with_mode(Mode::Whole)).unwrap();
+        let whole = prepare(&net, &vol, &dev, PrepareOptions::default().with_mode(Mode::Whole)).unwrap();
         let windowed =
-            prepare(&net, &vol, &dev, seglrp::engine::PrepareOptions::default().with_mode(Mode::Windowed(max_window)))
-                .unwrap();
+            prepare(&net, &vol, &dev, PrepareOptions::default().with_mode(Mode::Windowed(max_window))).unwrap();
         assert!(windowed.windowed() && windowed.whole().is_none());
         let cores =
             seglrp::spatial::tiling::cores(&windowed.graph, [4, 30, 40], [11, 59, 89], windowed.padded, max_window);

@@ -8,6 +8,7 @@
 
 use seglrp::backend::cpu_device;
 use seglrp::demo::train::{dice, sample, train, TrainOptions};
+use seglrp::engine::PrepareOptions;
 use seglrp::engine::{explain, prepare, segmentation};
 use seglrp::lrp::Composite;
 use seglrp::model::unet::{UNet, UNetConfig};
@@ -46,8 +47,8 @@ fn relevance_avoids_a_noise_sequence_and_depends_on_the_trained_weights() {
         let (vol, label) = sample(&held_out, i);
         let d = dice(&net, &vol, &label, &dev);
         assert!(d > 0.7, "held-out phantom {i}: Dice {d}: the network did not learn the task");
-        let p = prepare(&net, &vol, &dev, seglrp::engine::PrepareOptions::default()).unwrap();
-        let p_random = prepare(&random, &vol, &dev, seglrp::engine::PrepareOptions::default()).unwrap();
+        let p = prepare(&net, &vol, &dev, PrepareOptions::default()).unwrap();
+        let p_random = prepare(&random, &vol, &dev, PrepareOptions::default()).unwrap();
         let mask = pollster::block_on(segmentation(&p)).unwrap();
         let [nx, ny, _] = vol.dims;
         let hits: Vec<usize> =

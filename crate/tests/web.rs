@@ -6,6 +6,7 @@ use burn::prelude::*;
 use burn::tensor::TensorData;
 use seglrp::backend::{cpu_device, webgpu_device};
 use seglrp::demo::phantom::phantom;
+use seglrp::engine::PrepareOptions;
 use seglrp::engine::{self, prepare};
 use seglrp::ops::pool::{max_pool3d, max_unpool3d};
 use seglrp::rng::SplitMix;
@@ -29,7 +30,7 @@ fn log(s: String) {
 async fn run_study(device: &Device) -> (Vec<u8>, engine::VoxelExplanation) {
     let vol = phantom([24, 20, 10], 9).volume;
     let net = engine::toy_model(device);
-    let p = prepare(&net, &vol, device, seglrp::engine::PrepareOptions::default()).unwrap();
+    let p = prepare(&net, &vol, device, PrepareOptions::default()).unwrap();
     let mask = engine::segmentation(&p).await.unwrap();
     let e = engine::explain(&p, [9, 8, 5], 1, &seglrp::lrp::Composite::Epsilon { epsilon: 1e-6 }).await.unwrap();
     (mask, e)
@@ -118,10 +119,8 @@ async fn windowed_studies_equal_the_whole_pass_on_webgpu() {
     let vol = phantom([40, 32, 12], 5).volume;
     let net = engine::toy_model(&gpu);
     let max_window = seglrp::spatial::crop::window_of(&net.config, [0, 8, 8], [3, 15, 15], [12, 32, 40]).voxels();
-    let whole = prepare(&net, &vol, &gpu, seglrp::engine::PrepareOptions::default().with_mode(Mode::Whole)).unwrap();
-    let windowed =
-        prepare(&net, &vol, &gpu, seglrp::engine::PrepareOptions::default().with_mode(Mode::Windowed(max_window)))
-            .unwrap();
+    let whole = prepare(&net, &vol, &gpu, PrepareOptions::default().with_mode(Mode::Whole)).unwrap();
+    let windowed = prepare(&net, &vol, &gpu, PrepareOptions::default().with_mode(Mode::Windowed(max_window))).unwrap();
     assert!(windowed.windowed());
     assert_eq!(segmentation(&whole).await.unwrap(), segmentation(&windowed).await.unwrap());
     let c = Composite::Epsilon { epsilon: 1e-6 };

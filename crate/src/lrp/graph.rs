@@ -153,16 +153,8 @@ impl Pass {
         let mut keep = vec![false; n];
         keep[0] = true;
         keep[graph.output] = true;
-        for (i, node) in graph.nodes.iter().enumerate() {
-            let read = match (&node.op, merges[i]) {
-                (Op::Norm(_), Some(c)) => vec![graph.nodes[c].inputs[0]],
-                (Op::Conv(_) | Op::MaxPool(_) | Op::AvgPool(_), _) if !merged_convs.contains(&i) => {
-                    vec![node.inputs[0]]
-                }
-                (Op::Add, _) => node.inputs.clone(),
-                _ => vec![],
-            };
-            for j in read {
+        for i in 0..n {
+            for j in step_reads(graph, &merges, &merged_convs, i).into_iter().filter(|&j| j != i) {
                 keep[j] = true;
             }
         }
@@ -226,6 +218,24 @@ impl Pass {
     }
 }
 
+/// The nodes whose outputs node `i`'s step reads: its own and its inputs' (a merged norm's:
+/// its conv's input); none for steps that read no values. `merges` and `merged_convs` are
+/// [`Graph::merges`] and the convs it names.
+fn step_reads(graph: &Graph, merges: &[Option<usize>], merged_convs: &[usize], i: usize) -> Vec<usize> {
+    let node = &graph.nodes[i];
+    match &node.op {
+        Op::Conv(_) if !merged_convs.contains(&i) => vec![i, node.inputs[0]],
+        Op::Norm(_) => match merges[i] {
+            Some(c) => vec![i, graph.nodes[c].inputs[0]],
+            None => vec![],
+        },
+        Op::MaxPool(_) => vec![node.inputs[0]],
+        Op::AvgPool(_) => vec![i, node.inputs[0]],
+        Op::Add => node.inputs.iter().copied().chain([i]).collect(),
+        _ => vec![],
+    }
+}
+
 /// Bytes per slab of the largest tensor a rule's step holds in [`propagate_once`].
 pub const SLAB_BYTES: usize = 32 << 20;
 
@@ -261,21 +271,8 @@ impl<'a> Steps<'a> {
         }
     }
 
-    /// The nodes whose outputs node `i`'s step reads: its own and its inputs' (a merged norm's:
-    /// its conv's input); none for steps that read no values.
     fn reads(&self, i: usize) -> Vec<usize> {
-        let node = &self.graph.nodes[i];
-        match &node.op {
-            Op::Conv(_) if !self.merged_convs.contains(&i) => vec![i, node.inputs[0]],
-            Op::Norm(_) => match self.merges[i] {
-                Some(c) => vec![i, self.graph.nodes[c].inputs[0]],
-                None => vec![],
-            },
-            Op::MaxPool(_) => vec![node.inputs[0]],
-            Op::AvgPool(_) => vec![i, node.inputs[0]],
-            Op::Add => node.inputs.iter().copied().chain([i]).collect(),
-            _ => vec![],
-        }
+        step_reads(self.graph, &self.merges, &self.merged_convs, i)
     }
 
     /// Node `i`'s window `w` cut along d into slabs, each as its core (the slabs' cores tile

@@ -59,7 +59,7 @@ const IM2COL_BYTES: usize = 256 << 20;
 /// down-sampling convs of an nnU-Net at 128³ would otherwise copy ~0.9 GiB at once. Each slab
 /// reads the input planes its outputs need, zero planes standing for the padding at the ends.
 fn in_slabs(x: Tensor<5>, w: Tensor<5>, b: Option<Tensor<1>>, options: ConvOptions<3>) -> Tensor<5> {
-    let [n, _, d, h, wd] = x.dims();
+    let [n, c, d, h, wd] = x.dims();
     let [_, cin, kd, kh, kw] = w.dims();
     let (s, dil, (before, after)) = (options.stride, options.dilation, options.padding[0]);
     let span = dil[0] * (kd - 1) + 1;
@@ -73,7 +73,6 @@ fn in_slabs(x: Tensor<5>, w: Tensor<5>, b: Option<Tensor<1>>, options: ConvOptio
         return burn::tensor::module::conv3d(x, w, b, options);
     }
     let device = x.device();
-    let c = x.dims()[1];
     let mut slab_options = options.clone();
     slab_options.padding[0] = (0, 0);
     let parts: Vec<Tensor<5>> = (0..out_d)
