@@ -1,7 +1,7 @@
 // Offline use: after the first visit the page, its engine (wasm) and NiiVue come from this
 // cache when the network (the local server) is gone. Network first, so that a rebuilt engine
 // is used as soon as it is served. Only this origin's own static files are ever stored.
-const CACHE = 'seglrp-v1';
+const CACHE = 'seglrp-v2';
 const ASSETS = [
   './',
   './index.html',
@@ -9,7 +9,14 @@ const ASSETS = [
   './www/app.js',
   './www/compute.js',
   './www/worker.js',
-  './www/files.js',
+  './www/store.js',
+  './www/status.js',
+  './www/panels/files.js',
+  './www/panels/file-list.js',
+  './www/panels/model.js',
+  './www/panels/explain.js',
+  './www/panels/cohort.js',
+  './www/panels/exports.js',
   './www/sequences.js',
   './www/catalogue.js',
   './www/viewer.js',

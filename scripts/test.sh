@@ -46,5 +46,5 @@ node --test "$ROOT/tests/www.test.mjs"
 
 build_wasm
 step "end-to-end page test (Playwright)"
-SEGLRP_BIN="$CARGO_TARGET_DIR/release/seglrp" node "$ROOT/tests/e2e.mjs"
+SEGLRP_BIN="$CARGO_TARGET_DIR/release/seglrp" SEGLRP_PYTHON="$PYTHON" node "$ROOT/tests/e2e.mjs"
 step "all tests passed"

@@ -30,6 +30,8 @@ import { serve } from '../scripts/serve.mjs';
 import { niftiBytes } from '../www/nifti-bytes.js';
 
 const BIN = process.env.SEGLRP_BIN;
+// The test venv's Python (npm test sets it): exports a network to ONNX for the page to read.
+const PYTHON = process.env.SEGLRP_PYTHON || 'python3';
 assert.ok(BIN && fs.existsSync(BIN), 'set SEGLRP_BIN to the native seglrp binary');
 const DATA = process.env.SEGLRP_TESTDATA;
 assert.ok(DATA && fs.existsSync(DATA), 'set SEGLRP_TESTDATA (scripts/lib.sh ensure_test_data)');
@@ -412,7 +414,11 @@ async function explainAndCompare(page, name, composite = 'EpsilonGammaBox', scop
   });
   if (scope === 'voxel' || scope === 'component')
     assert.deepEqual(got.voxel, [x, y, z], `${name}: the double-clicked voxel is explained`);
-  assert.equal(await page.locator('#panels canvas').count(), 6, `${name}: one relevance panel per sequence`);
+  assert.equal(
+    await page.locator('#panels figure:not([hidden])').count(),
+    6,
+    `${name}: one relevance panel per sequence`,
+  );
   const want = nativeRelevance(got.voxel, got.cls, composite, scope, mask);
   assert.equal(got.relevance.length, want.relevance.length);
   let diff = 0,
@@ -460,23 +466,16 @@ async function ownModels(page, name) {
     '--out',
     path.join(dir, 'two.safetensors'),
   ]);
-  execFileSync(BIN, [
-    'model',
-    'init',
-    '--config',
-    file('four.json', JSON.stringify({ ...config, in_channels: 4 })),
-    '--out',
-    path.join(dir, 'four.safetensors'),
-  ]);
   execFileSync(BIN, ['model', 'bundled', '--out', path.join(dir, 'mine.safetensors')]);
+  file('checkpoint_final.pth', 'not read in the page');
   const before = await page.textContent('#model-name');
   const cases = [
-    [['four.safetensors'], /four\.safetensors was not loaded .*4 input channels/],
     // The two-level weights with a three-level configuration: a tensor is missing.
     [
       ['two.safetensors', 'three.json'],
       /two\.safetensors was not loaded .*lack the tensor "encoder\.2\.0\.conv\.weight"/,
     ],
+    [['checkpoint_final.pth'], /checkpoint_final\.pth was not loaded .*read by the command line.*ONNX/],
   ];
   file('three.json', JSON.stringify({ ...config, levels: 3 }));
   for (const [files, want] of cases) {
@@ -505,9 +504,167 @@ async function ownModels(page, name) {
   );
   assert.match(
     await page.textContent('#model-name'),
-    /^mine\.safetensors \(3 levels, 8 base channels, [\d,]+ parameters\)/,
+    /^mine\.safetensors \(SegLRP U-Net \(3 levels, 8 base channels, 1 block\(s\) per level\), [\d,]+ parameters\)/,
   );
   return sameMask(page, name, 'own model (the bundled weights as a file)');
+}
+
+/**
+ * A model of another shape decides the study: two channels and three classes (a random U-Net
+ * of this project's family). Its card is shown, the drop takes two files matched by nnU-Net's
+ * channel suffix, two relevance panels and three classes are offered, and the page's mask and
+ * relevance equal the command line's. The bundled model comes back after.
+ */
+async function anotherShape(page, name) {
+  const dir = fs.mkdtempSync(path.join(tmp, 'shape-'));
+  const config = { in_channels: 2, classes: 3, levels: 2, base_channels: 8, blocks: 1, norm: 'none', down: 'max_pool' };
+  fs.writeFileSync(path.join(dir, 'multi.json'), JSON.stringify(config));
+  const model = path.join(dir, 'multi.safetensors');
+  execFileSync(BIN, ['model', 'init', '--config', path.join(dir, 'multi.json'), '--seed', '3', '--out', model]);
+  const files = [
+    ['t2.nii.gz', 'case_0000.nii.gz'],
+    ['t1_120s.nii.gz', 'case_0001.nii.gz'],
+    ['label.nii.gz', 'case_label.nii.gz'],
+  ].map(([from, to]) => {
+    fs.copyFileSync(path.join(studyDir, from), path.join(dir, to));
+    return path.join(dir, to);
+  });
+  await page.click('#clear');
+  await page.setInputFiles('#model-file', [model]);
+  await page.waitForFunction(() => /multi\.safetensors/.test(document.getElementById('model-name').textContent), null, {
+    timeout: 60_000,
+  });
+  await waitStatus(page, /Drop its study/);
+  assert.match(await statusText(page), /2 channels \(channel 0, channel 1\), 3 classes/, name);
+  assert.match(await page.textContent('#model-card'), /0: channel 0 .*1: channel 1/s, `${name}: the card`);
+  assert.equal(await page.locator('#class option').count(), 3, `${name}: three classes offered`);
+  assert.ok(await page.locator('#load-patient').isDisabled(), `${name}: no liver demo patients for this model`);
+  await dropFiles(page, files);
+  await waitStatus(page, /Double-click/);
+  assert.match(await statusText(page), /Double-click/, `${name}: ${await statusText(page)}`);
+  const roles = await page.$$eval('#files select', (s) => s.map((x) => x.value));
+  assert.deepEqual(roles, ['channel 0', 'channel 1', 'label'], `${name}: files matched to the card`);
+  const [x, y, z] = await page.evaluate(() => window.__seglrp.view.dims.map((d) => Math.floor(d / 2)));
+  const seg = path.join(dir, 'native.nii.gz');
+  const raw = path.join(dir, 'native.f32');
+  const json = path.join(dir, 'native.json');
+  execFileSync(
+    BIN,
+    [
+      'explain',
+      ...files.slice(0, 2),
+      '--model',
+      model,
+      '--voxel',
+      `${x},${y},${z}`,
+      '--class',
+      '2',
+      '--composite',
+      'EpsilonGammaBox',
+      '--segmentation',
+      seg,
+      '--raw',
+      raw,
+      '--json',
+      json,
+    ],
+    { stdio: ['ignore', 'ignore', 'inherit'] },
+  );
+  const mask = await page.evaluate(() => Array.from(window.__seglrp.mask));
+  const want = Array.from(nativeInfo(seg).values);
+  const differ = mask.filter((v, i) => v !== want[i]).length;
+  assert.equal(differ, 0, `${name}: ${differ} voxels of the three-class mask differ from the native one`);
+  const classes = new Set(mask);
+  await page.selectOption('#class', '2');
+  await page.selectOption('#scope', 'voxel');
+  await page.selectOption('#composite', 'EpsilonGammaBox');
+  await page.evaluate(() => {
+    window.__seglrp.explanation = null;
+  });
+  await page.evaluate((v) => window.__seglrp.viewer.moveTo(v), [x, y, z]);
+  await page.click('#explain');
+  await page.waitForFunction(
+    () =>
+      (window.__seglrp.explanation && !window.__seglrp.busy) ||
+      document.getElementById('status').classList.contains('error'),
+    null,
+    { timeout: 300_000 },
+  );
+  const got = await page.evaluate(() => {
+    const e = window.__seglrp.explanation;
+    return e && { cls: e.class, shares: e.shares, relevance: Array.from(e.relevance) };
+  });
+  assert.ok(got, `${name}: ${await statusText(page)}`);
+  assert.equal(got.cls, 2);
+  assert.equal(got.shares.length, 2, `${name}: two shares`);
+  assert.equal(await page.locator('#panels figure:not([hidden])').count(), 2, `${name}: two relevance panels`);
+  const buf = fs.readFileSync(raw);
+  const native = new Float32Array(buf.buffer, buf.byteOffset, buf.length / 4);
+  assert.equal(got.relevance.length, native.length);
+  let diff = 0,
+    scale = 0;
+  for (let i = 0; i < native.length; i++) {
+    diff = Math.max(diff, Math.abs(got.relevance[i] - native[i]));
+    scale = Math.max(scale, Math.abs(native[i]));
+  }
+  assert.ok(scale > 0 && diff <= 1e-4 * scale, `${name}: page vs native relevance ${diff} of ${scale}`);
+  const onnx = await onnxModel(page, name, dir, files.slice(0, 2));
+  await page.click('#model-bundled');
+  await page.waitForFunction(() => /^bundled/.test(document.getElementById('model-name').textContent), null, {
+    timeout: 60_000,
+  });
+  await page.waitForFunction(() => !window.__seglrp.busy, null, { timeout: 60_000 });
+  assert.equal(await page.locator('#class option').count(), 2, `${name}: the bundled model's classes again`);
+  await dropFiles(page, [sample, path.join(studyDir, 'label.nii.gz')]);
+  await waitStatus(page, /Double-click/);
+  await sameMask(page, name, 'bundled model again');
+  return `a two-channel three-class model: mask (classes ${[...classes].sort().join(', ')}) and relevance (max|ΔR| ${diff.toExponential(2)} of ${scale.toExponential(2)}) = native; ${onnx}`;
+}
+
+/**
+ * An ONNX file exported by PyTorch, with a MONAI bundle's metadata.json naming its channels and
+ * classes: the card does not say how the input is normalised, so the study waits for the user
+ * to choose; then the page's mask equals the command line's with the same choice.
+ */
+async function onnxModel(page, name, dir, files) {
+  const model = path.join(dir, 'net.onnx');
+  execFileSync(PYTHON, [
+    '-c',
+    `import torch, json, sys
+torch.manual_seed(5)
+net = torch.nn.Sequential(torch.nn.Conv3d(2, 4, 3, padding=1), torch.nn.ReLU(), torch.nn.Conv3d(4, 3, 1)).eval()
+torch.onnx.export(net, (torch.zeros(1, 2, 16, 16, 16),), sys.argv[1], input_names=['image'], output_names=['logits'], opset_version=17, dynamo=False)
+meta = {'network_data_format': {'inputs': {'image': {'num_channels': 2, 'channel_def': {'0': 'T2', '1': 'ADC'}}},
+        'outputs': {'pred': {'num_channels': 3, 'channel_def': {'0': 'background', '1': 'lesion', '2': 'oedema'}}}}}
+json.dump(meta, open(sys.argv[2], 'w'))`,
+    model,
+    path.join(dir, 'metadata.json'),
+  ]);
+  await page.setInputFiles('#model-file', [model, path.join(dir, 'metadata.json')]);
+  await page.waitForFunction(() => /net\.onnx/.test(document.getElementById('model-name').textContent), null, {
+    timeout: 60_000,
+  });
+  await page.waitForFunction(() => !window.__seglrp.busy, null, { timeout: 60_000 });
+  assert.match(await statusText(page), /does not state how its input is normalised/, `${name}: ONNX, no scheme`);
+  assert.deepEqual(
+    await page.$$eval('#class option', (o) => o.map((x) => x.textContent)),
+    ['0: background', '1: lesion', '2: oedema'],
+    `${name}: the classes named by the metadata`,
+  );
+  await page.selectOption('#normalisation', 'zscore');
+  await waitStatus(page, /Double-click/);
+  assert.match(await statusText(page), /Double-click/, `${name}: ${await statusText(page)}`);
+  const seg = path.join(dir, 'onnx.nii.gz');
+  execFileSync(
+    BIN,
+    ['explain', ...files, '--model', model, '--normalisation', 'zscore', '--voxel', '0,0,0', '--segmentation', seg],
+    { stdio: ['ignore', 'ignore', 'inherit'] },
+  );
+  const mask = await page.evaluate(() => Array.from(window.__seglrp.mask));
+  const want = Array.from(nativeInfo(seg).values);
+  const differ = mask.filter((v, i) => v !== want[i]).length;
+  assert.equal(differ, 0, `${name}: ${differ} voxels of the ONNX model's mask differ from the native one`);
+  return `an ONNX file (T2, ADC; background, lesion, oedema; z-score chosen in the page): mask = native`;
 }
 
 /** Saves both exports through the page and reads them back natively. */
@@ -884,6 +1041,7 @@ try {
       const box = await drawBox(page, name, await tumourVoxel(page));
       const drawn = await explainAndCompare(page, name, 'EpsilonGammaBox', 'drawn', box);
       await ownModels(page, name);
+      const shape = await anotherShape(page, name);
       const cohort = await cohortRun(page, name);
       // Offline: the service worker serves the page and the engine; a demo patient still works.
       await context.setOffline(true);
@@ -895,7 +1053,7 @@ try {
         `demo patient ${PATIENT}: ${tumour} tumour voxels, mask = WebGPU's = native; real files shown or refused; ${hostile}; ${first}; EpsilonAlpha2Beta1: max|ΔR| ${other.diff.toExponential(2)} of ${other.scale.toExponential(2)}; ` +
         `tumour region of ${region.got.voxels} voxels (EpsilonGammaBox, two-pass): max|ΔM_A| ${region.diff.toExponential(2)} of ${region.scale.toExponential(2)}; ` +
         `false negatives (${missed.got.voxels} voxels): max|ΔM_A| ${missed.diff.toExponential(2)} of ${missed.scale.toExponential(2)}; ` +
-        `drawn box (${drawn.got.voxels} voxels): max|ΔM_A| ${drawn.diff.toExponential(2)} of ${drawn.scale.toExponential(2)}; ${cohort}; offline reload: demo patient segmented (${offline} voxels)`
+        `drawn box (${drawn.got.voxels} voxels): max|ΔM_A| ${drawn.diff.toExponential(2)} of ${drawn.scale.toExponential(2)}; ${shape}; ${cohort}; offline reload: demo patient segmented (${offline} voxels)`
       );
     },
   });

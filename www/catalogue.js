@@ -1,9 +1,11 @@
-// The names the page shares with the engine, from its one source (web.rs `catalogue()`):
-// sequences, classes, LRP composites, regions, file roles, the cohort plot's axis order and the
-// demo cohort's size. The worker sends them with its `ready` message; every menu, panel, plot
-// axis and CSV column of the page is built from them.
+// The names the page shares with the engine, from its one source (web.rs `catalogue()`): the
+// loaded model's channels and classes and its card, LRP composites, regions, file roles, the
+// cohort plot's axis order and the demo cohort's size. The worker sends them with its `ready`
+// message and after each model change; every menu, panel, plot axis and CSV column of the
+// page is built from them.
 
 export const names = {
+  /** The model's input channels, in its order (the six MRI sequences of the liver model). */
   sequences: [],
   plotOrder: [],
   classes: [],
@@ -13,6 +15,10 @@ export const names = {
   scopes: [],
   roles: [],
   demoPatients: 0,
+  /** The normalisation schemes every channel can be set to (`--normalisation`'s names). */
+  normalisations: [],
+  /** `{name, card, liver, normalisation, unstated}`: `liver` when the demo patients and their cohort apply. */
+  model: null,
 };
 
 /** Takes the engine's catalogue (as web.rs sends it). */
@@ -25,5 +31,10 @@ export function setNames(c) {
     scopes: c.scopes,
     roles: c.roles,
     demoPatients: c.demo_patients,
+    normalisations: c.normalisations ?? [],
+    model: c.model ?? null,
   });
 }
+
+/** The class explained by default: the last of a two-class model (its foreground), else 1. */
+export const defaultClass = () => Math.min(1, names.classes.length - 1);

@@ -1,5 +1,7 @@
 // The cohort: one row per explained patient and region, kept in the page (and in
-// localStorage, so that a reload does not lose it), exported as CSV.
+// localStorage, so that a reload does not lose it), exported as CSV. Rows belong to the
+// model's channels: a model with other channels has its own cohort, and the rows of the
+// previous one come back with it.
 import { names } from './catalogue.js';
 
 const KEY = 'seglrp-cohort-v1';
@@ -18,9 +20,11 @@ const columns = () => [
 ];
 
 export class Cohort {
-  constructor() {
+  /** `channels`: the model's channel names; null for the liver model's six sequences. */
+  constructor(channels = null) {
+    this.key = channels ? `${KEY}:${channels.join('|')}` : KEY;
     try {
-      this.rows = JSON.parse(localStorage.getItem(KEY) || '[]');
+      this.rows = JSON.parse(localStorage.getItem(this.key) || '[]');
     } catch {
       this.rows = [];
     }
@@ -28,7 +32,7 @@ export class Cohort {
 
   save() {
     try {
-      localStorage.setItem(KEY, JSON.stringify(this.rows));
+      localStorage.setItem(this.key, JSON.stringify(this.rows));
     } catch {
       /* storage full or off: the page still has them */
     }
@@ -49,7 +53,7 @@ export class Cohort {
   }
 
   /**
-   * RFC 4180 CSV: one row per patient and region, the six shares (fractions of positive
+   * RFC 4180 CSV: one row per patient and region, the channels' shares (fractions of positive
    * relevance); a row without shares leaves those cells empty and says why in `note`.
    */
   csv() {

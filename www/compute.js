@@ -95,22 +95,30 @@ export class Compute {
   }
 
   /**
-   * The user's model (`weights`: Uint8Array of safetensors, `config`: JSON text or null), or
-   * the bundled one when `weights` is null. Kept (`modelFiles`), so that a restarted worker,
-   * or another worker of the cohort's pool, gets it again.
+   * The user's model (`files`: `[{name, bytes: Uint8Array}]`, as dropped: web.rs load_model),
+   * or the bundled one when `files` is null; returns the engine's new catalogue. Kept
+   * (`modelFiles`), so that a restarted worker, or another worker of the cohort's pool, gets
+   * it again.
    */
-  async loadModel(weights, config = null) {
-    const files = weights ? { weights, config } : null;
-    const info = await this.sendModel(files);
+  async loadModel(files) {
+    const catalogue = await this.sendModel(files);
     this.modelFiles = files;
+    this.normalisation = '';
     this.opened = null;
-    return info;
+    return catalogue;
+  }
+
+  /** Every channel normalised by scheme `name` ('' = as the model's card says); kept too. */
+  async setNormalisation(name) {
+    const catalogue = await this.call('normalisation', { name });
+    this.normalisation = name;
+    this.opened = null;
+    return catalogue;
   }
 
   sendModel(files) {
     return this.call('loadModel', {
-      weights: files ? files.weights.slice().buffer : null,
-      config: files?.config ?? null,
+      files: files ? files.map((f) => ({ name: f.name, bytes: f.bytes.slice().buffer })) : null,
     });
   }
 
@@ -119,6 +127,7 @@ export class Compute {
     this.backendPref = backendPref;
     await this.start();
     if (this.modelFiles) await this.sendModel(this.modelFiles);
+    if (this.normalisation) await this.call('normalisation', { name: this.normalisation });
     if (this.opened) await this.opened();
   }
 

@@ -34,7 +34,8 @@ export class Pool {
     await Promise.all(
       this.extras.map(async (c) => {
         await c.ready;
-        if (this.main.modelFiles) await c.loadModel(this.main.modelFiles.weights, this.main.modelFiles.config);
+        if (this.main.modelFiles) await c.loadModel(this.main.modelFiles);
+        if (this.main.normalisation) await c.setNormalisation(this.main.normalisation);
       }),
     );
     return this;

@@ -1,6 +1,6 @@
-// Viewing with NiiVue: the main view (one sequence, multiplanar, segmentation, label and region
-// overlays, drawing) and the six-panel grid (one sequence each, signed relevance, the region's
-// contour). All seven share one crosshair. Volumes reach NiiVue as in-memory NIfTI files built
+// Viewing with NiiVue: the main view (one channel, multiplanar, segmentation, label and region
+// overlays, drawing) and the grid of relevance panels (one per input channel of the model,
+// signed relevance, the region's contour). All views share one crosshair. Volumes reach NiiVue as in-memory NIfTI files built
 // from the study's own affine, so NiiVue's orientation labels and millimetres are the study's.
 import { Niivue, SLICE_TYPE, PEN_TYPE, SHOW_RENDER } from '../node_modules/@niivue/niivue/dist/index.js';
 import { niftiBytes, toNative, toWorld } from './nifti-bytes.js';
@@ -24,6 +24,23 @@ function grey(channel, [lo, hi]) {
   return out;
 }
 
+// ColorBrewer "Paired" (dark shades first), one per foreground class.
+const CLASS_COLOURS = ['#e31a1c', '#1f78b4', '#33a02c', '#ff7f00', '#6a3d9a', '#b15928', '#fb9a99', '#a6cee3'];
+
+/** A NiiVue colormap giving class k of `k` classes its own colour at value k (0 clear). */
+export function classColours(k) {
+  const m = { R: [0], G: [0], B: [0], A: [0], I: [0] };
+  for (let c = 1; c < k; c++) {
+    const hex = CLASS_COLOURS[(c - 1) % CLASS_COLOURS.length];
+    m.R.push(parseInt(hex.slice(1, 3), 16));
+    m.G.push(parseInt(hex.slice(3, 5), 16));
+    m.B.push(parseInt(hex.slice(5, 7), 16));
+    m.A.push(255);
+    m.I.push(Math.round((255 * c) / (k - 1)));
+  }
+  return m;
+}
+
 function makeNiivue(canvas, opts = {}) {
   const nv = new Niivue({
     backColor: [0, 0, 0, 1],
@@ -41,15 +58,25 @@ function makeNiivue(canvas, opts = {}) {
   return nv;
 }
 
+/** Columns of the panel grid for `n` panels: one row up to 3, then 2×2, 3×2, 4×2. */
+export const gridColumns = (n) => (n <= 3 ? Math.max(1, n) : n === 4 ? 2 : n <= 6 ? 3 : 4);
+
 export class Viewer {
-  /** `main`: the main view's canvas; `panels`: six canvases for the grid; `onPick(voxel)` on a double click. */
-  constructor(main, panels, { onPick, onMove } = {}) {
+  /**
+   * `main`: the main view's canvas; `grid`: the element the relevance panels go in (built by
+   * `setPanels`); `onPick(voxel)` on a double click, `onMove(voxel)` when the crosshair moves.
+   */
+  constructor(main, grid, { onPick, onMove } = {}) {
     this.mainCanvas = main;
-    this.panelCanvases = panels;
+    this.grid = grid;
+    /** `[{figure, canvas, caption, nv}]`: panels are kept and reused (a page may hold only
+     * so many WebGL contexts), those past the model's channel count hidden. */
+    this.panelViews = [];
+    this.shown = 0;
     this.onPick = onPick;
     this.onMove = onMove;
     this.study = null;
-    this.overlays = { mask: null, label: null, region: null, relevance: null };
+    this.overlays = { mask: null, classes: 2, label: null, region: null, relevance: null };
     this.threshold = 0.05;
     this.opacity = 0.8;
     this.ready = this.attach();
@@ -59,22 +86,51 @@ export class Viewer {
     this.main = makeNiivue(this.mainCanvas);
     await this.main.attachToCanvas(this.mainCanvas);
     this.main.setSliceType(SLICE_TYPE.MULTIPLANAR);
-    this.panels = [];
-    for (const c of this.panelCanvases) {
-      const nv = makeNiivue(c, { isRuler: false });
-      await nv.attachToCanvas(c);
+    this.main.onLocationChange = () => this.onMove?.(this.crosshair());
+    // A double click explains; single clicks and drags only navigate.
+    this.mainCanvas.addEventListener('dblclick', () => setTimeout(() => this.onPick?.(this.crosshair()), 0));
+  }
+
+  /** The panels in use, one per channel. */
+  get panels() {
+    return this.panelViews.slice(0, this.shown).map((p) => p.nv);
+  }
+
+  /** The panels' captions (figcaption elements), one per channel. */
+  get captions() {
+    return this.panelViews.slice(0, this.shown).map((p) => p.caption);
+  }
+
+  /** One relevance panel per name (the model's channels), laid out in a grid. */
+  async setPanels(names) {
+    await this.ready;
+    while (this.panelViews.length < names.length) {
+      const figure = document.createElement('figure');
+      const box = document.createElement('div');
+      box.className = 'panel';
+      const canvas = document.createElement('canvas');
+      box.append(canvas);
+      const caption = document.createElement('figcaption');
+      figure.append(box, caption);
+      this.grid.append(figure);
+      const nv = makeNiivue(canvas, { isRuler: false });
+      await nv.attachToCanvas(canvas);
       nv.setSliceType(SLICE_TYPE.AXIAL);
-      this.panels.push(nv);
+      this.panelViews.push({ figure, canvas, caption, nv });
     }
+    this.panelViews.forEach((p, i) => {
+      p.figure.hidden = i >= names.length;
+      p.canvas.dataset.channel = names[i] ?? '';
+      p.caption.textContent = names[i] ?? '';
+    });
+    this.shown = names.length;
+    this.grid.style.gridTemplateColumns = `repeat(${gridColumns(names.length)}, minmax(0, 320px))`;
     const all = [this.main, ...this.panels];
-    for (const nv of all)
+    for (const nv of [this.main, ...this.panelViews.map((p) => p.nv)])
       nv.broadcastTo(
         all.filter((o) => o !== nv),
         { '2d': true, '3d': true },
       );
-    this.main.onLocationChange = () => this.onMove?.(this.crosshair());
-    // A double click explains; single clicks and drags only navigate.
-    this.mainCanvas.addEventListener('dblclick', () => setTimeout(() => this.onPick?.(this.crosshair()), 0));
   }
 
   /** The crosshair as a voxel of the study (file order), or null before a study is shown. */
@@ -152,9 +208,9 @@ export class Viewer {
     await this.refreshMain();
   }
 
-  /** The signed relevance of an explanation (6 × voxels) on the six panels, with its region. */
+  /** The signed relevance of an explanation (channels × voxels) on the panels, with its region. */
   async showRelevance(relevance, region) {
-    const n = relevance.length / 6;
+    const n = relevance.length / this.study.names.length;
     let rmax = 0;
     for (const v of relevance) rmax = Math.max(rmax, Math.abs(v));
     this.overlays.relevance = { relevance, rmax, n };
@@ -177,8 +233,13 @@ export class Viewer {
         `grey${this.sequence}`,
       ),
     ];
-    if (o.mask)
-      list.push(this.volume(o.mask, 'segmentation.nii', { colormap: 'red', cal_min: 0, cal_max: 1, opacity: 0.4 }));
+    if (o.mask) {
+      // Two classes: the foreground in red; more: one colour per class (background clear).
+      const k = Math.max(2, o.classes ?? 2);
+      if (k > 2) this.main.addColormap('seglrp_classes', classColours(k));
+      const colormap = k > 2 ? 'seglrp_classes' : 'red';
+      list.push(this.volume(o.mask, 'segmentation.nii', { colormap, cal_min: 0, cal_max: k - 1, opacity: 0.4 }));
+    }
     if (o.label)
       list.push(
         this.volume(boundary(o.label, s.dims), 'label.nii', {
@@ -207,7 +268,8 @@ export class Viewer {
     const contour = o.region ? boundary(o.region, s.dims, { axial: true }) : null;
     await Promise.all(
       this.panels.map((nv, c) => {
-        if (s.names.length !== 6) return this.load(nv, []);
+        // A preview (a file that is not a study) has no panels.
+        if (s.names.length !== this.shown) return this.load(nv, []);
         const list = [this.volume(s.greys[c], `${s.names[c]}.nii`, { cal_min: 0, cal_max: 255 }, `grey${c}`)];
         if (o.relevance) {
           const { relevance, rmax, n } = o.relevance;
@@ -292,14 +354,16 @@ export class Viewer {
     return Uint8Array.from(bytes.subarray(offset), (v) => (v ? 1 : 0));
   }
 
-  /** The six panels side by side (3 × 2) with `captions`, as a PNG blob. */
-  async figurePng(captions) {
-    const w = this.panelCanvases[0].width,
-      h = this.panelCanvases[0].height;
+  /** The panels in their grid with their captions, as a PNG blob. */
+  async figurePng() {
+    const captions = this.captions.map((c) => c.textContent);
+    const w = this.panelViews[0].canvas.width,
+      h = this.panelViews[0].canvas.height;
     const pad = 28;
+    const cols = gridColumns(this.shown);
     const out = document.createElement('canvas');
-    out.width = 3 * w;
-    out.height = 2 * (h + pad);
+    out.width = cols * w;
+    out.height = Math.ceil(this.shown / cols) * (h + pad);
     const ctx = out.getContext('2d');
     ctx.fillStyle = '#000';
     ctx.fillRect(0, 0, out.width, out.height);
@@ -312,8 +376,8 @@ export class Viewer {
       const width = nv.opts.crosshairWidth;
       nv.opts.crosshairWidth = 0;
       nv.drawScene();
-      const x = (i % 3) * w,
-        y = Math.floor(i / 3) * (h + pad);
+      const x = (i % cols) * w,
+        y = Math.floor(i / cols) * (h + pad);
       ctx.drawImage(nv.canvas, x, y + pad, w, h);
       nv.opts.crosshairWidth = width;
       nv.drawScene();

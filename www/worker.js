@@ -61,16 +61,20 @@ const ops = {
     return { mask };
   },
   explain: ({ x, y, z, cls, composite }) => engine.explain(x, y, z, cls, composite ?? ''),
-  explainRegion: ({ x, y, z, cls, composite, scope, label }) =>
-    engine.explain_region(x, y, z, cls, composite ?? '', scope, label ?? undefined),
+  explainRegion: ({ x, y, z, cls, composite, scope, drawn }) =>
+    engine.explain_region(x, y, z, cls, composite ?? '', scope, drawn ?? undefined),
   cohort: ({ i }) => engine.cohort_files(i, false),
   // One line of the cohort figure, leaving the loaded study alone (app.js runs these on a pool).
   demoPatient: ({ i, composite }) => engine.explain_demo_patient(i, composite ?? ''),
   sample: ({ i, dims }) => engine.sample_file(i, dims[0], dims[1], dims[2]),
   memory: () => engine.memory_report(),
-  loadModel: ({ weights, config }) =>
-    weights ? engine.load_model(new Uint8Array(weights), config ?? undefined) : engine.use_bundled_model(),
-  modelInfo: () => engine.model_info(),
+  // Returns the new catalogue: the model's channels, classes and card.
+  loadModel: ({ files }) =>
+    files
+      ? engine.load_model(files.map((f) => ({ name: f.name, bytes: new Uint8Array(f.bytes) })))
+      : engine.use_bundled_model(),
+  catalogue: () => engine.catalogue(),
+  normalisation: ({ name }) => engine.set_normalisation(name ?? ''),
   exportRelevance: ({ relevance }) => ({ bytes: engine.export_relevance(relevance) }),
   exportSegmentation: ({ mask }) => ({ bytes: engine.export_segmentation(mask) }),
   // For the tests: the GPU goes away as it would on a driver reset.
@@ -107,7 +111,8 @@ self.onmessage = async ({ data }) => {
       ok: false,
       error: String(e?.message ?? e),
       kind:
-        (op === 'open' || op === 'check' || op === 'loadModel' || op.startsWith('export')) && !fatal
+        (op === 'open' || op === 'check' || op === 'loadModel' || op === 'normalisation' || op.startsWith('export')) &&
+        !fatal
           ? 'input'
           : 'fatal',
     });

@@ -13,7 +13,8 @@ use crate::io::volume::Volume;
 use crate::lrp::graph::{column_sums, nested_windows, propagate_once, region_map_planned, Pass, Plan};
 use crate::lrp::unet::{start_for, Target};
 use crate::lrp::Composite;
-use crate::model::{Graph, Trace};
+use crate::model::card::Normalisation;
+use crate::model::{Graph, ModelCard, Trace};
 use crate::ops::predicted;
 use crate::spatial::crop::{refit, Window};
 use crate::spatial::tiling::HostInput;
@@ -197,6 +198,49 @@ pub fn prepare(
         prepare_graph(&graph, vol, device, options.mode)
     } else {
         prepare_graph(&graph, &vol.normalised(), device, options.mode)
+    }
+}
+
+/// A network with its card and how its studies are normalised: what the page and the command
+/// line explain, whatever format it came in.
+#[derive(Clone)]
+pub struct Model {
+    pub graph: Graph,
+    pub card: ModelCard,
+    /// Every channel normalised this way instead of by the card's schemes (`--normalisation`).
+    pub normalisation: Option<Normalisation>,
+}
+
+impl Model {
+    /// The bundled liver model of Chlebus et al. 2019's study (six sequences, two classes).
+    pub fn bundled(device: &Device) -> Result<Model, String> {
+        let net = crate::model::weights::bundled(device).map_err(|e| e.to_string())?;
+        let graph = Graph::from(&net);
+        let card = crate::model::open::unet_card(&graph, &net.config, "the bundled liver model");
+        Ok(Model { graph, card, normalisation: None })
+    }
+
+    /// Whether the model reads the liver demo's six sequences (the demo's study assembly, file
+    /// names and figures).
+    pub fn is_liver(&self) -> bool {
+        self.card.channels.len() == crate::io::volume::SEQUENCES.len()
+            && self.card.channels.iter().zip(crate::io::volume::SEQUENCES).all(|(c, s)| c.name == s)
+    }
+
+    /// The card's channel names, in the network's order.
+    pub fn channel_names(&self) -> Vec<String> {
+        self.card.channels.iter().map(|c| c.name.clone()).collect()
+    }
+
+    /// `volume` (the card's channels in order) normalised as the card says, padded and its
+    /// forward pass done; `options.normalised` is decided here.
+    pub fn prepare(&self, volume: &Volume, device: &Device, options: PrepareOptions) -> Result<Prepared, String> {
+        let by_card = self.card.channels.iter().all(|c| c.normalisation == Normalisation::Body);
+        if by_card && self.normalisation.is_none() {
+            return prepare(&self.graph, volume, device, options.with_normalised(false));
+        }
+        let input = self.card.normalise(volume, self.normalisation.as_ref())?;
+        prepare(&self.graph, &input, device, options.with_normalised(true))
     }
 }
 

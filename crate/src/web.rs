@@ -11,21 +11,23 @@ use js_sys::{Float32Array, Uint8Array};
 use serde::Serialize;
 use wasm_bindgen::prelude::*;
 
-use crate::engine::{self, Prepared};
-use crate::io::study::{self, FileReport, Role};
+use crate::engine::{self, Model, Prepared};
+use crate::io::study::{self, Role};
 use crate::spatial::region::Selection;
-use burn::module::Module;
 
 use crate::io::volume::Volume;
-use crate::model::unet::UNet;
-use crate::model::Graph;
+use crate::model::card::Normalisation;
 
 struct State {
     device: Device,
-    net: UNet,
-    /// `net` as the engine runs it.
-    graph: Graph,
+    /// The network, its card and its name as the page shows it (the file the user gave).
+    model: Model,
+    model_name: String,
+    /// The name of `model.normalisation` as the page's menu shows it.
+    normalisation_name: Option<String>,
     study: Option<Prepared>,
+    /// The study's label (class indices), for the regions compared with it.
+    label: Option<Vec<u8>>,
     /// The study's grid (dims, affine; no voxels) for exports.
     geometry: Option<Volume>,
     /// The GPU's largest storage buffer (bytes), when the page reported one (set_buffer_limit).
@@ -80,10 +82,18 @@ pub async fn init(prefer: String) -> Result<String, JsError> {
         },
         name => cpu(name)?,
     };
-    let net = crate::model::weights::bundled(&device).map_err(js_err)?;
-    let graph = Graph::from(&net);
+    let model = Model::bundled(&device).map_err(js_err)?;
     STATE.with(|s| {
-        *s.borrow_mut() = Some(State { device, net, graph, study: None, geometry: None, buffer_limit: None })
+        *s.borrow_mut() = Some(State {
+            device,
+            model,
+            model_name: BUNDLED_NAME.to_string(),
+            normalisation_name: None,
+            study: None,
+            label: None,
+            geometry: None,
+            buffer_limit: None,
+        })
     });
     Ok(backend)
 }
@@ -101,7 +111,7 @@ pub fn set_buffer_limit(bytes: f64) -> Result<(), JsError> {
 /// Refuses a study the GPU cannot hold (see [`engine::largest_tensor_bytes`]).
 fn check_fits(s: &State, dims: [usize; 3]) -> Result<(), JsError> {
     let Some(limit) = s.buffer_limit else { return Ok(()) };
-    let need = engine::largest_tensor_bytes(&s.graph, dims);
+    let need = engine::largest_tensor_bytes(&s.model.graph, dims);
     if need <= limit {
         return Ok(());
     }
@@ -139,11 +149,22 @@ struct StudyInfo<'a> {
     sources: &'a [String],
     /// NaN/infinite voxels per channel that were set to 0.
     non_finite: &'a [usize],
+    /// Files moved onto the study's grid, in words.
+    resampled: &'a [String],
+}
+
+/// A file as the page's list shows it: its role in words (a channel of the model, "label", …).
+#[derive(Serialize)]
+struct Report<'a> {
+    name: &'a str,
+    role: String,
+    info: &'a Option<crate::io::nifti::FileInfo>,
+    error: &'a Option<String>,
 }
 
 #[derive(Serialize)]
 struct Opened<'a> {
-    files: &'a [FileReport],
+    files: Vec<Report<'a>>,
     /// Why the files do not (yet) make a study, when they do not.
     problem: Option<String>,
 }
@@ -160,32 +181,72 @@ fn set(obj: &JsValue, key: &str, value: &JsValue) -> Result<(), JsError> {
     js_sys::Reflect::set(obj, &key.into(), value).map(|_| ()).map_err(|_| js_err("could not build the result object"))
 }
 
+/// The name the page shows for the bundled model.
+const BUNDLED_NAME: &str = "bundled liver U-Net";
+
 /// The names the page shows and sends back, from the one place each is defined, so that its
-/// menus, panels, plot axes and CSV columns follow the engine: `{sequences, plot_order,
-/// classes, composites (the first is the default), scopes: [{name, label, needs}], roles,
-/// demo_patients}`. The worker sends it with its `ready` message.
+/// menus, panels, plot axes and CSV columns follow the engine and the loaded model:
+/// `{sequences` (the model's channels), `plot_order, classes, composites` (the first is the
+/// default), `scopes: [{name, label, needs}], roles, demo_patients, model: {name, card,
+/// liver}}`. `liver`: the model reads the six sequences of Chlebus et al. 2019, so the demo
+/// patients and their cohort apply. The worker sends it with `ready` and after a model change.
 #[wasm_bindgen]
 pub fn catalogue() -> Result<JsValue, JsError> {
     #[derive(Serialize)]
-    struct Catalogue {
-        sequences: &'static [&'static str],
-        plot_order: &'static [usize],
-        classes: &'static [&'static str],
+    struct ModelEntry<'a> {
+        name: &'a str,
+        card: &'a crate::model::ModelCard,
+        liver: bool,
+        /// How every channel is normalised instead of by the card (`set_normalisation`), or null.
+        normalisation: Option<&'a str>,
+        /// The card does not say how some channel is normalised: the user must choose.
+        unstated: bool,
+    }
+    #[derive(Serialize)]
+    struct Catalogue<'a> {
+        sequences: Vec<String>,
+        plot_order: Vec<usize>,
+        classes: &'a [String],
         composites: &'static [&'static str],
         scopes: &'static [crate::spatial::region::Scope],
-        roles: Vec<&'static str>,
+        roles: Vec<String>,
         demo_patients: usize,
+        normalisations: &'static [&'static str],
+        model: ModelEntry<'a>,
     }
-    let c = Catalogue {
-        sequences: &crate::io::volume::SEQUENCES,
-        plot_order: &crate::io::volume::PLOT_ORDER,
-        classes: &crate::io::volume::CLASSES,
-        composites: &crate::lrp::composite::NAMES,
-        scopes: &crate::spatial::region::SCOPES,
-        roles: Role::names(),
-        demo_patients: crate::demo::phantom::COHORT_SIZE,
-    };
-    serde_wasm_bindgen::to_value(&c).map_err(js_err)
+    with_state(|s| {
+        let liver = s.model.is_liver();
+        let channels = s.model.channel_names();
+        let (plot_order, roles) = if liver {
+            (crate::io::volume::PLOT_ORDER.to_vec(), Role::names().into_iter().map(String::from).collect())
+        } else {
+            let rest = [study::ALL_CHANNELS, "label", "unused"].map(String::from);
+            ((0..channels.len()).collect(), channels.iter().cloned().chain(rest).collect())
+        };
+        let c = Catalogue {
+            sequences: channels,
+            plot_order,
+            classes: &s.model.card.classes,
+            composites: &crate::lrp::composite::NAMES,
+            scopes: &crate::spatial::region::SCOPES,
+            roles,
+            demo_patients: crate::demo::phantom::COHORT_SIZE,
+            normalisations: &Normalisation::NAMES,
+            model: ModelEntry {
+                name: &s.model_name,
+                card: &s.model.card,
+                liver,
+                normalisation: s.normalisation_name.as_deref(),
+                unstated: s
+                    .model
+                    .card
+                    .channels
+                    .iter()
+                    .any(|c| matches!(c.normalisation, Normalisation::Unknown { .. })),
+            },
+        };
+        serde_wasm_bindgen::to_value(&c).map_err(js_err)
+    })
 }
 
 /// Checks a file from its first bytes before the page reads the rest (the header's limits,
@@ -219,33 +280,64 @@ pub fn open_files(files: js_sys::Array, roles: JsValue) -> Result<JsValue, JsErr
         let size = size.unwrap_or(bytes.len() as u64).max(bytes.len() as u64);
         inputs.push((name, bytes, size));
     }
-    let chosen: Vec<(String, Role)> = if roles.is_null() || roles.is_undefined() {
+    let chosen: Vec<(String, String)> = if roles.is_null() || roles.is_undefined() {
         Vec::new()
     } else {
         let map: std::collections::HashMap<String, String> = serde_wasm_bindgen::from_value(roles).map_err(js_err)?;
-        map.into_iter().filter_map(|(name, role)| Role::parse(&role).map(|r| (name, r))).collect()
+        map.into_iter().collect()
     };
     let refs: Vec<study::Input> = inputs.iter().map(|(n, b, size)| study::Input::prefix(n.clone(), b, *size)).collect();
     let mut reports = study::read_files(&refs);
-    let assembled = study::assemble_reports(&mut reports, &chosen);
+    let (model, classes) = with_state(|s| Ok((s.model.clone(), s.model.card.classes.len())))?;
+    // The liver model's study: six sequences by name (or one 4-D file); any other model's: the
+    // channels of its card, on any grids (resampled onto the finest).
+    let (assembled, roles) = if model.is_liver() {
+        let chosen: Vec<(String, Role)> =
+            chosen.iter().filter_map(|(name, role)| Role::parse(role).map(|r| (name.clone(), r))).collect();
+        let assembled = study::assemble_reports(&mut reports, &chosen).map_err(|e| e.to_string());
+        let roles = reports.iter().map(|r| r.role.name().to_string()).collect();
+        (assembled, roles)
+    } else {
+        let names = model.channel_names();
+        match study::assign_channels(&reports, &names, &chosen) {
+            Ok(a) => {
+                let roles = a.roles(reports.len(), &names);
+                let errors: Vec<String> =
+                    reports.iter().filter_map(|r| r.error.as_ref().map(|e| format!("{}: {e}", r.name))).collect();
+                let assembled = if errors.is_empty() {
+                    study::assemble_assigned(&reports, &a, &names, classes)
+                } else {
+                    Err(errors.join("; "))
+                };
+                (assembled, roles)
+            }
+            Err(e) => (Err(e), vec!["unused".to_string(); reports.len()]),
+        }
+    };
     let readable = reports.iter().any(|r| r.volume.is_some());
     let problem = match &assembled {
         Ok(_) => None,
         Err(_) if !readable => Some("none of the files could be read".to_string()),
         Err(e) => Some(e.to_string()),
     };
-    let out = serde_wasm_bindgen::to_value(&Opened { files: &reports, problem }).map_err(js_err)?;
+    let listed = reports
+        .iter()
+        .zip(roles)
+        .map(|(r, role)| Report { name: &r.name, role, info: &r.info, error: &r.error })
+        .collect();
+    let out = serde_wasm_bindgen::to_value(&Opened { files: listed, problem }).map_err(js_err)?;
     match assembled {
         Ok(st) => {
             let vol = &st.volume;
             let prepared = with_state(|s| {
                 check_fits(s, vol.dims)?;
-                engine::prepare(&s.graph, vol, &s.device, engine::PrepareOptions::default()).map_err(js_err)
+                s.model.prepare(vol, &s.device, engine::PrepareOptions::default()).map_err(js_err)
             })?;
             let geometry = Volume { data: Vec::new(), ..vol.clone() };
             with_state(|s| {
                 s.study = Some(prepared);
                 s.geometry = Some(geometry);
+                s.label = st.label.clone();
                 Ok(())
             })?;
             let info = StudyInfo {
@@ -256,6 +348,7 @@ pub fn open_files(files: js_sys::Array, roles: JsValue) -> Result<JsValue, JsErr
                 orientation: vol.affine.orientation(),
                 sources: &st.sources,
                 non_finite: &st.non_finite,
+                resampled: &st.resampled,
             };
             let study = serde_wasm_bindgen::to_value(&info).map_err(js_err)?;
             set(&study, "data", &Float32Array::from(&vol.data[..]))?;
@@ -271,6 +364,7 @@ pub fn open_files(files: js_sys::Array, roles: JsValue) -> Result<JsValue, JsErr
                 with_state(|s| {
                     s.study = None;
                     s.geometry = None;
+                    s.label = None;
                     Ok(())
                 })?;
             }
@@ -356,12 +450,12 @@ pub async fn explain(x: usize, y: usize, z: usize, class: usize, composite: Stri
     Ok(out)
 }
 
-/// The exact two-pass region map of `class` for a region: `scope` "component" (the predicted
-/// tumour's connected component holding voxel (x, y, z)), "all" (all predicted tumour), or
-/// against `label` (0/1 per voxel, file order) "tp", "fn", "fp", or "drawn": `label` is the
-/// region itself (drawn by the user in the viewer). Returns
-/// `{relevance: Float32Array, region: Uint8Array (the region's mask), voxels, left_out,
-/// relevance_sum, shares, signed_shares, class}`.
+/// The exact two-pass region map of `class` for a region of the voxels predicted as `class`
+/// (any foreground for class 0: [`Selection::mask_of_class`]): `scope` "component" (the
+/// connected component holding voxel (x, y, z)), "all", or against the study's label "tp",
+/// "fn", "fp"; or "drawn": `drawn` is the region itself (0/1 per voxel, file order, drawn by
+/// the user in the viewer). Returns `{relevance: Float32Array, region: Uint8Array (the
+/// region's mask), voxels, left_out, relevance_sum, shares, signed_shares, class}`.
 #[wasm_bindgen]
 pub async fn explain_region(
     x: usize,
@@ -370,19 +464,19 @@ pub async fn explain_region(
     class: usize,
     composite: String,
     scope: String,
-    mut label: Option<Vec<u8>>,
+    drawn: Option<Vec<u8>>,
 ) -> Result<JsValue, JsError> {
     let study = current()?;
     let composite = chosen_composite(&composite, &study)?;
     let mask = engine::segmentation(&study).await.map_err(js_err)?;
     let selection = match scope.as_str() {
         "component" => Selection::Component([x, y, z]),
-        // The page sends the drawn region where it sends the label for tp/fn/fp.
-        "drawn" => Selection::Mask(label.take().ok_or_else(|| js_err("draw a region first"))?),
+        "drawn" => Selection::Mask(drawn.ok_or_else(|| js_err("draw a region first"))?),
         other => Selection::parse(other).map_err(js_err)?,
     };
-    let area = selection.mask(&mask, label.as_deref(), study.dims).map_err(|e| match selection {
-        Selection::Component(_) => js_err(format!("{e}: click inside the red region, or explain single voxels")),
+    let label = with_state(|s| Ok(s.label.clone()))?;
+    let area = selection.mask_of_class(&mask, label.as_deref(), class, study.dims).map_err(|e| match selection {
+        Selection::Component(_) => js_err(format!("{e}: click inside the coloured region, or explain single voxels")),
         _ => js_err(e),
     })?;
     if !area.iter().any(|v| *v != 0) {
@@ -452,8 +546,15 @@ pub async fn explain_demo_patient(i: usize, composite: String) -> Result<JsValue
     let mut reports = study::read_files(&refs);
     let st = study::assemble_reports(&mut reports, &[]).map_err(js_err)?;
     let prepared = with_state(|s| {
+        if !s.model.is_liver() {
+            return Err(js_err(format!(
+                "the demo patients are liver studies of six sequences; the model in use ({}) reads {}",
+                s.model_name,
+                s.model.channel_names().join(", ")
+            )));
+        }
         check_fits(s, st.volume.dims)?;
-        engine::prepare(&s.graph, &st.volume, &s.device, engine::PrepareOptions::default()).map_err(js_err)
+        s.model.prepare(&st.volume, &s.device, engine::PrepareOptions::default()).map_err(js_err)
     })?;
     let mask = engine::segmentation(&prepared).await.map_err(js_err)?;
     let tumour = mask.iter().filter(|v| **v != 0).count();
@@ -515,54 +616,69 @@ fn release() {
     });
 }
 
-/// Goes back to the bundled liver model (the study must be opened again, as after [`load_model`]).
+/// Goes back to the bundled liver model (the study must be opened again, as after
+/// [`load_model`]). Returns what [`catalogue`] does.
 #[wasm_bindgen]
 pub fn use_bundled_model() -> Result<JsValue, JsError> {
-    load_model(crate::model::weights::BUNDLED, None)
+    let model = with_state(|s| Model::bundled(&s.device).map_err(js_err))?;
+    replace_model(model, BUNDLED_NAME.to_string())
 }
 
-/// The model in use: `{config, parameters}`.
+/// Replaces the model by the user's, from the files dropped for it (`[{name, bytes}]`): an
+/// `.onnx` file (with a MONAI bundle's `metadata.json`), or SegLRP U-Net `.safetensors` with
+/// its configuration in the metadata or as a `.json` (any channel and class count). A model
+/// that cannot be read is refused in words and the old one stays. The loaded study must be
+/// opened again (its forward pass belongs to the old model). Returns what [`catalogue`] does.
 #[wasm_bindgen]
-pub fn model_info() -> Result<JsValue, JsError> {
-    #[derive(Serialize)]
-    struct ModelInfo<'a> {
-        config: &'a crate::model::unet::UNetConfig,
-        parameters: usize,
+pub fn load_model(files: js_sys::Array) -> Result<JsValue, JsError> {
+    let mut given = Vec::new();
+    for f in files.iter() {
+        let name = js_sys::Reflect::get(&f, &"name".into()).ok().and_then(|n| n.as_string()).unwrap_or_default();
+        let bytes = js_sys::Reflect::get(&f, &"bytes".into()).map_err(|_| js_err("a file without bytes"))?;
+        given.push((name, Uint8Array::new(&bytes).to_vec()));
     }
-    // A struct, not a serde_json map: serde-wasm-bindgen turns maps into JS `Map`s.
-    with_state(|s| {
-        serde_wasm_bindgen::to_value(&ModelInfo { config: &s.net.config, parameters: s.net.num_params() })
-            .map_err(js_err)
-    })
+    let loaded = with_state(|s| crate::model::open::from_files(&given, &s.device).map_err(js_err))?;
+    // The name the page shows: the file that holds the weights.
+    let name = given
+        .iter()
+        .map(|(n, _)| n.as_str())
+        .find(|n| !n.to_ascii_lowercase().ends_with(".json"))
+        .unwrap_or("your model")
+        .to_string();
+    replace_model(Model { graph: loaded.graph, card: loaded.card, normalisation: None }, name)
 }
 
-/// Replaces the model by the user's: safetensors `weights` (PyTorch names, README "Models")
-/// with the configuration either in the file's metadata or as `config` JSON. A model that does
-/// not fit is refused with the tensor's name and the old one stays. The loaded study must be
-/// opened again (its forward pass belongs to the old model). Returns what [`model_info`] does.
+/// Every channel normalised by the scheme `name` (one of the catalogue's `normalisations`)
+/// instead of as the model's card says; "" = as the card says. The loaded study must be opened
+/// again. Returns what [`catalogue`] does.
 #[wasm_bindgen]
-pub fn load_model(weights: &[u8], config: Option<String>) -> Result<JsValue, JsError> {
-    let config: crate::model::unet::UNetConfig = match config.filter(|c| !c.trim().is_empty()) {
-        Some(c) => {
-            serde_json::from_str(&c).map_err(|e| js_err(format!("the configuration JSON is not usable: {e}")))?
-        }
-        None => crate::model::weights::config_of(weights)
-            .ok_or_else(|| js_err("the weights carry no configuration: give its JSON file too (README, Models)"))?,
+pub fn set_normalisation(name: String) -> Result<JsValue, JsError> {
+    let scheme = match name.as_str() {
+        "" => None,
+        n => Some(Normalisation::parse(n).ok_or_else(|| {
+            js_err(format!("unknown normalisation \"{n}\": one of {}", Normalisation::NAMES.join(", ")))
+        })?),
     };
-    if config.in_channels != crate::model::unet::IN_CHANNELS || config.classes != crate::model::unet::CLASSES {
-        return Err(js_err(format!(
-            "this model takes {} input channels and has {} classes; the page feeds the six sequences (T2, T1 plain, T1 \
-                20 s, 60 s, 120 s, 15 min) and shows 2 classes (background, tumour)",
-            config.in_channels, config.classes
-        )));
-    }
-    let net = with_state(|s| crate::model::weights::from_safetensors(&config, weights, &s.device).map_err(js_err))?;
     with_state(|s| {
-        s.graph = Graph::from(&net);
-        s.net = net;
+        s.model.normalisation = scheme;
+        s.normalisation_name = (!name.is_empty()).then_some(name);
         s.study = None;
         s.geometry = None;
+        s.label = None;
         Ok(())
     })?;
-    model_info()
+    catalogue()
+}
+
+fn replace_model(model: Model, name: String) -> Result<JsValue, JsError> {
+    with_state(|s| {
+        s.model = model;
+        s.model_name = name;
+        s.normalisation_name = None;
+        s.study = None;
+        s.geometry = None;
+        s.label = None;
+        Ok(())
+    })?;
+    catalogue()
 }

@@ -543,11 +543,120 @@ pub fn channel_of(file_name: &str, channels: &[String]) -> Option<usize> {
         .filter(|&i| i < channels.len())
 }
 
-/// A study for a model whose card names its channels (`channels`) and classes (`classes`): each
-/// 3-D file is the channel its name names ([`channel_of`]), or the one `chosen` gives it
-/// (`(file, channel name)`; "label" for the label, "unused" to leave it out); a file whose name
-/// names no channel takes the first channel still free, in the order given; one 4-D file may
-/// hold every channel in the card's order. All on one grid; a label holds class indices.
+/// Which file is which part of a study for a model's card: [`assign_channels`].
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Assignment {
+    /// Per channel, the index (into the reports) of the 3-D file that is that channel.
+    pub channels: Vec<Option<usize>>,
+    /// A 4-D file holding every channel in the card's order, instead of `channels`.
+    pub all: Option<usize>,
+    pub label: Option<usize>,
+}
+
+/// The role name of a 4-D file holding every channel of a model's card.
+pub const ALL_CHANNELS: &str = "all channels";
+
+impl Assignment {
+    /// Each report's role in words, as the page's file list shows it and sends it back: a
+    /// channel's name, [`ALL_CHANNELS`], "label" or "unused".
+    pub fn roles(&self, reports: usize, channels: &[String]) -> Vec<String> {
+        (0..reports)
+            .map(|i| {
+                if self.all == Some(i) {
+                    ALL_CHANNELS.to_string()
+                } else if self.label == Some(i) {
+                    "label".to_string()
+                } else if let Some(c) = self.channels.iter().position(|s| *s == Some(i)) {
+                    channels[c].clone()
+                } else {
+                    "unused".to_string()
+                }
+            })
+            .collect()
+    }
+}
+
+/// Which readable file is which channel of a model whose card names its channels: each 3-D
+/// file is the channel its name names ([`channel_of`]), or the one `chosen` gives it
+/// (`(file, channel name)`; "label" for the label, "unused" to leave it out, [`ALL_CHANNELS`]
+/// for a 4-D file); a file whose name names no channel takes the first channel still free, in
+/// the order given; one 4-D file may hold every channel in the card's order. Channels may stay
+/// without a file (the study is then incomplete: [`assemble_channels`] says which).
+pub fn assign_channels(
+    reports: &[FileReport],
+    channels: &[String],
+    chosen: &[(String, String)],
+) -> Result<Assignment, String> {
+    let n = channels.len();
+    let mut a = Assignment { channels: vec![None; n], ..Assignment::default() };
+    let mut images: Vec<(usize, Option<&str>)> = Vec::new();
+    for (i, r) in reports.iter().enumerate() {
+        let Some(vol) = &r.volume else { continue };
+        let choice = chosen.iter().find(|(f, _)| *f == r.name).map(|(_, c)| c.as_str());
+        let is_label = choice == Some("label")
+            || (choice.is_none() && vol.channels == 1 && Role::guess(&r.name, 1) == Role::Label);
+        if choice == Some("unused") {
+            continue;
+        }
+        if !is_label {
+            images.push((i, choice.filter(|c| *c != ALL_CHANNELS)));
+        } else if let Some(first) = a.label {
+            return Err(format!(
+                "both {} and {} look like the label; say which with --role FILE=label",
+                reports[first].name, r.name
+            ));
+        } else {
+            a.label = Some(i);
+        }
+    }
+    let volume = |i: usize| reports[i].volume.as_ref().expect("readable");
+    if let Some(&(i, _)) = images.iter().find(|(i, _)| volume(*i).channels > 1) {
+        let vol = volume(i);
+        if vol.channels != n || images.len() > 1 {
+            return Err(format!(
+                "{} holds {} volumes; a 4-D file must hold the model's {n} channels ({}) and be the study's only image",
+                reports[i].name,
+                vol.channels,
+                channels.join(", ")
+            ));
+        }
+        a.all = Some(i);
+        return Ok(a);
+    }
+    let mut rest = Vec::new();
+    for (i, choice) in images {
+        let name = &reports[i].name;
+        let c =
+            match choice {
+                Some(role) => Some(channels.iter().position(|c| squeeze(c) == squeeze(role)).ok_or_else(|| {
+                    format!("--role {name}={role}: the model's channels are {}", channels.join(", "))
+                })?),
+                None => channel_of(name, channels),
+            };
+        match c {
+            Some(c) if a.channels[c].is_some() => {
+                return Err(format!(
+                    "both {} and {name} are {}; say which is which with --role FILE=CHANNEL",
+                    reports[a.channels[c].expect("checked")].name,
+                    channels[c]
+                ))
+            }
+            Some(c) => a.channels[c] = Some(i),
+            None => rest.push(i),
+        }
+    }
+    for i in rest {
+        match a.channels.iter().position(Option::is_none) {
+            Some(c) => a.channels[c] = Some(i),
+            None => return Err(format!("{}: the model's {n} channels already have their files", reports[i].name)),
+        }
+    }
+    Ok(a)
+}
+
+/// A study for a model whose card names its channels (`channels`) and classes (`classes`), the
+/// files assigned as [`assign_channels`] says. Channels on other grids are resampled onto the
+/// finest; a label holds class indices.
 pub fn assemble_channels(
     reports: &[FileReport],
     channels: &[String],
@@ -559,72 +668,35 @@ pub fn assemble_channels(
     if !errors.is_empty() {
         return Err(errors.join("\n"));
     }
+    let a = assign_channels(reports, channels, chosen)?;
+    assemble_assigned(reports, &a, channels, classes)
+}
+
+/// The study of files assigned by [`assign_channels`] (unreadable files are not part of it).
+pub fn assemble_assigned(
+    reports: &[FileReport],
+    a: &Assignment,
+    channels: &[String],
+    classes: usize,
+) -> Result<Study, String> {
     let n = channels.len();
-    let mut slots: Vec<Option<(&str, &Volume)>> = vec![None; n];
-    let mut label: Option<(&str, &Volume)> = None;
-    let mut images: Vec<(&FileReport, &Volume, Option<&str>)> = Vec::new();
-    for r in reports {
-        let Some(vol) = &r.volume else { continue };
-        let choice = chosen.iter().find(|(f, _)| *f == r.name).map(|(_, c)| c.as_str());
-        let is_label = choice == Some("label") || (choice.is_none() && Role::guess(&r.name, 1) == Role::Label);
-        if choice == Some("unused") {
-            continue;
-        }
-        if !is_label {
-            images.push((r, vol, choice));
-        } else if let Some((first, _)) = label {
-            return Err(format!("both {first} and {} look like the label; say which with --role FILE=label", r.name));
-        } else {
-            label = Some((&r.name, vol));
-        }
-    }
-    if let Some((r, vol, _)) = images.iter().find(|(_, v, _)| v.channels > 1) {
-        if vol.channels != n || images.len() > 1 {
-            return Err(format!(
-                "{} holds {} volumes; a 4-D file must hold the model's {n} channels ({}) and be the study's only image",
-                r.name,
-                vol.channels,
-                channels.join(", ")
-            ));
-        }
-        let names = vec![r.name.clone(); n];
+    let part = |i: usize| (reports[i].name.as_str(), reports[i].volume.as_ref().expect("assigned files are read"));
+    let label = a.label.map(part);
+    let counts = |i: usize| reports[i].info.as_ref().map(|f| f.non_finite_by_volume.clone()).unwrap_or_default();
+    if let Some(i) = a.all {
+        let (name, vol) = part(i);
+        let mut non_finite = counts(i);
+        non_finite.resize(n, 0);
         let study = Study {
-            volume: (*vol).clone(),
+            volume: vol.clone(),
             label: None,
-            sources: names,
-            non_finite: vec![0; n],
+            sources: vec![name.to_string(); n],
+            non_finite,
             resampled: Vec::new(),
         };
         return with_label(study, label, classes);
     }
-    let mut rest = Vec::new();
-    for (r, vol, choice) in images {
-        let c = match choice {
-            Some(name) => Some(channels.iter().position(|c| squeeze(c) == squeeze(name)).ok_or_else(|| {
-                format!("--role {}={name}: the model's channels are {}", r.name, channels.join(", "))
-            })?),
-            None => channel_of(&r.name, channels),
-        };
-        match c {
-            Some(c) if slots[c].is_some() => {
-                return Err(format!(
-                    "both {} and {} are {}; say which is which with --role FILE=CHANNEL",
-                    slots[c].expect("checked").0,
-                    r.name,
-                    channels[c]
-                ))
-            }
-            Some(c) => slots[c] = Some((&r.name, vol)),
-            None => rest.push((r.name.as_str(), vol)),
-        }
-    }
-    for file in rest {
-        match slots.iter().position(Option::is_none) {
-            Some(c) => slots[c] = Some(file),
-            None => return Err(format!("{}: the model's {n} channels already have their files", file.0)),
-        }
-    }
-    let missing: Vec<&str> = (0..n).filter(|&c| slots[c].is_none()).map(|c| channels[c].as_str()).collect();
+    let missing: Vec<&str> = (0..n).filter(|&c| a.channels[c].is_none()).map(|c| channels[c].as_str()).collect();
     if !missing.is_empty() {
         return Err(format!(
             "the study is incomplete: no file for {} (the model reads {})",
@@ -632,7 +704,8 @@ pub fn assemble_channels(
             channels.join(", ")
         ));
     }
-    let files: Vec<(&str, &Volume)> = slots.into_iter().flatten().collect();
+    let files: Vec<(&str, &Volume)> = a.channels.iter().map(|i| part(i.expect("checked"))).collect();
+    let non_finite = a.channels.iter().map(|i| counts(i.expect("checked")).first().copied().unwrap_or(0)).collect();
     // Sequences on other grids are resampled (trilinear, world coordinates) onto the finest
     // grid among them, the first such channel on a tie: no detail of any sequence is lost.
     let finest = files
@@ -653,7 +726,7 @@ pub fn assemble_channels(
     }
     let volume = Volume { channels: n, data, ..finest.1.clone() };
     let sources = files.iter().map(|(f, _)| f.to_string()).collect();
-    with_label(Study { volume, label: None, sources, non_finite: vec![0; n], resampled }, label, classes)
+    with_label(Study { volume, label: None, sources, non_finite, resampled }, label, classes)
 }
 
 /// "NAME (dims, voxel size, orientation) resampled onto the grid of REFERENCE (…)".
@@ -766,6 +839,12 @@ mod tests {
         assert!(assemble_channels(&four, &names, 2, &chosen).unwrap().label.is_none());
         let err = assemble_channels(&[four[0].clone(), files[0].clone()], &names, 2, &[]).unwrap_err();
         assert!(err.contains("only image"), "{err}");
+        // The file list's roles, also while the study is incomplete.
+        let a = assign_channels(&four, &names, &[]).unwrap();
+        assert_eq!(a.roles(2, &names), [ALL_CHANNELS, "label"]);
+        let a = assign_channels(&files[..1], &names, &[]).unwrap();
+        assert_eq!(a.roles(1, &names), [names[2].as_str()]);
+        assert!(assemble_assigned(&files[..1], &a, &names, 2).unwrap_err().contains("incomplete"));
         for r in [Role::Sequence(3), Role::AllSequences, Role::Label, Role::Unused] {
             assert_eq!(Role::parse(r.name()), Some(r));
         }

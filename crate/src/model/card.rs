@@ -120,12 +120,16 @@ impl Normalisation {
             }
             Normalisation::Unknown { note } => {
                 return Err(format!(
-                    "the model does not state how its input is normalised ({note}); say it with --normalisation"
+                    "the model does not state how its input is normalised ({note}): choose how (--normalisation on the \
+                     command line, Normalisation under the model in the page)"
                 ))
             }
         }
         Ok(())
     }
+
+    /// The names `--normalisation` and the page's menu take, in the menu's order.
+    pub const NAMES: [&'static str; 5] = ["zscore", "zscore-nonzero", "rescale01", "none", "body"];
 
     /// A scheme by the name `--normalisation` takes.
     pub fn parse(name: &str) -> Option<Normalisation> {

@@ -95,3 +95,58 @@ pub fn open(path: &Path, folds: Option<&[String]>, device: &Device) -> Result<Lo
     let card = unet_card(&graph, &config, &path.display().to_string());
     Ok(Loaded { graph, card })
 }
+
+/// The model in `files` (`(name, bytes)`, as the page receives a drop): an `.onnx` file (with a
+/// MONAI bundle's `metadata.json` for channel and class names, if given), or SegLRP U-Net
+/// safetensors (any channel and class count; the configuration in the file's metadata or as a
+/// `.json` beside it).
+pub fn from_files(files: &[(String, Vec<u8>)], device: &Device) -> Result<Loaded, String> {
+    let ends = |name: &str, ext: &str| name.to_ascii_lowercase().ends_with(ext);
+    let find = |ext: &str| files.iter().find(|(n, _)| ends(n, ext));
+    let json = files.iter().find(|(n, _)| ends(n, ".json") && !ends(n, "metadata.json"));
+    if let Some((name, bytes)) = find(".onnx") {
+        #[cfg(feature = "onnx")]
+        {
+            let meta = match files.iter().find(|(n, _)| ends(n, "metadata.json")) {
+                Some((n, b)) => Some(
+                    serde_json::from_slice::<serde_json::Value>(b)
+                        .map_err(|e| format!("{n} is not valid JSON: {e}"))?,
+                ),
+                None => None,
+            };
+            let m = super::onnx::from_bytes(bytes, name, meta.as_ref(), device)?;
+            return Ok(Loaded { graph: m.graph, card: m.card });
+        }
+        #[cfg(not(feature = "onnx"))]
+        return Err(format!("{name}: this build of SegLRP reads no ONNX files (feature \"onnx\")"));
+    }
+    if let Some((name, bytes)) = find(".safetensors") {
+        let config: crate::model::unet::UNetConfig = match json {
+            Some((n, text)) => serde_json::from_slice(text)
+                .map_err(|e| format!("{n}: not a SegLRP U-Net configuration (docs/models.md): {e}"))?,
+            None => crate::model::weights::config_of(bytes).ok_or_else(|| {
+                format!("{name}: the weights carry no configuration: give its .json file together with them")
+            })?,
+        };
+        config.validate().map_err(|e| format!("{name}: {e}"))?;
+        let net =
+            crate::model::weights::from_safetensors(&config, bytes, device).map_err(|e| format!("{name}: {e}"))?;
+        let graph = super::unet::graph(&net);
+        let card = unet_card(&graph, &config, name);
+        return Ok(Loaded { graph, card });
+    }
+    let names: Vec<&str> = files.iter().map(|(n, _)| n.as_str()).collect();
+    let pytorch = names.iter().any(|n| ends(n, ".pth") || ends(n, ".pt") || ends(n, ".zip") || ends(n, "plans.json"));
+    if pytorch {
+        return Err(format!(
+            "{}: nnU-Net and MONAI model folders (PyTorch checkpoints) are read by the command line \
+             (seglrp segment --model FOLDER); in the page, use the network exported to ONNX \
+             (torch.onnx.export with a fixed input shape)",
+            names.join(", ")
+        ));
+    }
+    Err(format!(
+        "{}: not a model the page reads: give an .onnx file, or SegLRP U-Net .safetensors (with its .json)",
+        if names.is_empty() { "no files".to_string() } else { names.join(", ") }
+    ))
+}

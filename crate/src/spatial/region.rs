@@ -131,6 +131,23 @@ impl Selection {
         matches!(self, Selection::TruePositive | Selection::FalseNegative | Selection::FalsePositive)
     }
 
+    /// [`Selection::mask`] among the voxels predicted, or labelled, as `class` (`pred` and
+    /// `label` hold class indices); for class 0 (background) among any foreground, so that
+    /// the background's logit is explained over the tumour, as Chlebus et al. 2019 did.
+    pub fn mask_of_class(
+        &self,
+        pred: &[u8],
+        label: Option<&[u8]>,
+        class: usize,
+        dims: [usize; 3],
+    ) -> Result<Vec<u8>, String> {
+        if class == 0 {
+            return self.mask(pred, label, dims);
+        }
+        let of = |m: &[u8]| m.iter().map(|v| u8::from(*v as usize == class)).collect::<Vec<u8>>();
+        self.mask(&of(pred), label.map(of).as_deref(), dims)
+    }
+
     /// The region as a mask (file order, 1 = in), from the prediction `pred` and the optional
     /// `label` on a grid of `dims`. An empty region is `Ok` (a patient without false negatives
     /// is a result, not an error); a region that cannot be formed is an error in words.
@@ -278,6 +295,24 @@ mod tests {
             assert_eq!(Selection::parse(name).unwrap().name(), name.to_ascii_lowercase());
         }
         assert!(Selection::parse("tumour").unwrap_err().contains("choose all"));
+    }
+
+    #[test]
+    fn regions_of_a_class_among_several() {
+        let dims = [3, 2, 1];
+        let pred = [2, 1, 0, 2, 2, 1];
+        let label = [2, 2, 1, 0, 2, 1];
+        let of = |s: Selection, class| s.mask_of_class(&pred, Some(&label), class, dims).unwrap();
+        assert_eq!(of(Selection::AllPredicted, 2), vec![1, 0, 0, 1, 1, 0]);
+        assert_eq!(of(Selection::AllPredicted, 1), vec![0, 1, 0, 0, 0, 1]);
+        // Class 0: the background's logit over any foreground.
+        assert_eq!(of(Selection::AllPredicted, 0), vec![1, 1, 0, 1, 1, 1]);
+        assert_eq!(of(Selection::TruePositive, 2), vec![1, 0, 0, 0, 1, 0]);
+        assert_eq!(of(Selection::FalseNegative, 1), vec![0, 0, 1, 0, 0, 0]);
+        assert_eq!(of(Selection::FalsePositive, 1), vec![0, 1, 0, 0, 0, 0]);
+        // (0,0,0) and (0,1,0) are class 2 and face neighbours; (1,1,0) joins them.
+        assert_eq!(of(Selection::Component([0, 0, 0]), 2), vec![1, 0, 0, 1, 1, 0]);
+        assert!(Selection::Component([1, 0, 0]).mask_of_class(&pred, None, 2, dims).is_err());
     }
 
     #[test]

@@ -639,11 +639,7 @@ pub fn cohort(args: CohortArgs, device: &Device, gpu: bool) -> Result<(), String
         for _ in 0..jobs {
             scope.spawn(|| {
                 // Each worker its own copy (a graph's tensors are shared handles: cheap).
-                let net = crate::common::Model {
-                    graph: ctx.model.graph.clone(),
-                    card: ctx.model.card.clone(),
-                    normalisation: ctx.model.normalisation.clone(),
-                };
+                let net = ctx.model.clone();
                 loop {
                     let i = next.fetch_add(1, Ordering::SeqCst);
                     let Some(study_dir) = todo.get(i) else { break };

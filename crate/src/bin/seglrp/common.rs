@@ -5,12 +5,12 @@ use std::path::{Path, PathBuf};
 
 use burn::prelude::Device;
 use seglrp::backend;
-use seglrp::engine::{self, Prepared};
+pub use seglrp::engine::Model;
 use seglrp::io::study::{self, FileReport, Role, Study};
 use seglrp::model::card::Normalisation;
 use seglrp::model::unet::UNet;
 use seglrp::model::weights;
-use seglrp::model::{Graph, ModelCard};
+use seglrp::model::Graph;
 
 /// How a study is read and which engine explains it.
 #[derive(clap::Args)]
@@ -48,33 +48,6 @@ pub fn parse_normalisation(s: &str) -> Result<Normalisation, String> {
     Normalisation::parse(s).ok_or_else(|| format!("\"{s}\": one of zscore, zscore-nonzero, rescale01, none, body"))
 }
 
-/// A network with its card and how its studies are normalised.
-pub struct Model {
-    pub graph: Graph,
-    pub card: ModelCard,
-    /// `--normalisation`: every channel this way instead of the card's schemes.
-    pub normalisation: Option<Normalisation>,
-}
-
-impl Model {
-    /// Whether the model reads the liver demo's six sequences (the demo's study assembly, file
-    /// names and figures).
-    pub fn is_liver(&self) -> bool {
-        self.card.channels.len() == seglrp::io::volume::SEQUENCES.len()
-            && self.card.channels.iter().zip(seglrp::io::volume::SEQUENCES).all(|(c, s)| c.name == s)
-    }
-
-    /// The study normalised as the card says and its forward pass done.
-    pub fn prepare(&self, study: &Study, device: &Device) -> Result<Prepared, String> {
-        let by_card = self.card.channels.iter().all(|c| c.normalisation == Normalisation::Body);
-        if by_card && self.normalisation.is_none() {
-            return engine::prepare(&self.graph, &study.volume, device, engine::PrepareOptions::default());
-        }
-        let input = self.card.normalise(&study.volume, self.normalisation.as_ref())?;
-        engine::prepare(&self.graph, &input, device, engine::PrepareOptions::default().with_normalised(true))
-    }
-}
-
 impl StudyOptions {
     /// The model, the study of `files` as the model's card reads it (a bad file is reported
     /// before anything is computed) and the device.
@@ -98,10 +71,8 @@ impl StudyOptions {
                 (loaded.graph, loaded.card)
             }
             (None, _) => {
-                let net = weights::bundled(device).map_err(|e| e.to_string())?;
-                let graph = Graph::from(&net);
-                let card = seglrp::model::open::unet_card(&graph, &net.config, "the bundled liver model");
-                (graph, card)
+                let m = Model::bundled(device)?;
+                (m.graph, m.card)
             }
         };
         Ok(Model { graph, card, normalisation: self.normalisation.clone() })

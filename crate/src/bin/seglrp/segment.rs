@@ -42,7 +42,7 @@ pub struct Segmented {
 
 pub fn segment(model: &Model, study: Study, device: &Device) -> Result<Segmented, String> {
     let t = Instant::now();
-    let prepared = model.prepare(&study, device)?;
+    let prepared = model.prepare(&study.volume, device, seglrp::engine::PrepareOptions::default())?;
     let mask = pollster::block_on(engine::segmentation(&prepared))?;
     let classes = model.card.classes.clone();
     Ok(Segmented { study, prepared, mask, seconds: t.elapsed().as_secs_f64(), classes })
@@ -62,12 +62,7 @@ impl Segmented {
     /// The voxels of `selection` (1 = in) chosen among those predicted, or labelled, as `class`
     /// (any foreground for class 0).
     pub fn area(&self, selection: &Selection, class: usize) -> Result<Vec<u8>, String> {
-        let (pred, label) = if class == 0 {
-            (self.mask.clone(), self.study.label.clone())
-        } else {
-            (of_class(&self.mask, class), self.study.label.as_deref().map(|l| of_class(l, class)))
-        };
-        selection.mask(&pred, label.as_deref(), self.study.volume.dims)
+        selection.mask_of_class(&self.mask, self.study.label.as_deref(), class, self.study.volume.dims)
     }
 
     /// The region map of `class` over `selection` ([`Segmented::area`]); `Ok(None)` when the

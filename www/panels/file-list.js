@@ -1,6 +1,6 @@
 // The list of loaded files: what each is, the sequence it was assigned (editable), and why a
 // file could not be read.
-import { names } from './catalogue.js';
+import { names } from '../catalogue.js';
 
 const describe = (info) => {
   const dims = info.dims.join('×');
