@@ -1,6 +1,6 @@
 // The two plots, drawn on 2-D canvases so that they export as PNG as shown: the bar chart of one
-// explanation's per-sequence shares, and the cohort's parallel coordinates (Chlebus et al.'s
-// normalized_fg_relevance_parallel figure: one line per patient, sequences on the x axis).
+// explanation's per-channel shares, and the cohort's parallel coordinates (Chlebus et al.'s
+// normalized_fg_relevance_parallel figure: one line per study, the model's channels on the x axis).
 
 // ColorBrewer "Paired", as in the figures of Chlebus et al. 2019.
 const PAIRED = [
@@ -105,7 +105,7 @@ export function drawParallel(canvas, names, order, rows) {
     ctx.stroke();
     ctx.fillText(names[c], X(k), h - bottom + 16);
   });
-  ctx.fillText('MRI sequence', (left + w - right) / 2, h - 12);
+  ctx.fillText('input channel', (left + w - right) / 2, h - 12);
   ctx.save();
   ctx.translate(16, (top + h - bottom) / 2);
   ctx.rotate(-Math.PI / 2);
