@@ -380,6 +380,28 @@ async function drawBox(page, name, c) {
  * Explains in the page (a double click on the tumour for a voxel or component, the Explain
  * button otherwise) and compares the six maps with the native engine's.
  */
+/** Waits until the page shows an explanation and is idle, or says why it cannot. */
+async function explanationSettled(page, timeout) {
+  await page.waitForFunction(
+    () =>
+      (window.__seglrp.explanation && !window.__seglrp.busy) ||
+      document.getElementById('status').classList.contains('error'),
+    null,
+    { timeout },
+  );
+}
+
+/** max |got − want| and max |want|, for relevance maps compared voxel by voxel. */
+function maxDifference(got, want) {
+  let diff = 0,
+    scale = 0;
+  for (let i = 0; i < want.length; i++) {
+    diff = Math.max(diff, Math.abs(got[i] - want[i]));
+    scale = Math.max(scale, Math.abs(want[i]));
+  }
+  return { diff, scale };
+}
+
 async function explainAndCompare(page, name, composite = 'EpsilonGammaBox', scope = 'voxel', mask = null) {
   await page.selectOption('#composite', composite);
   await page.selectOption('#scope', scope);
@@ -393,13 +415,7 @@ async function explainAndCompare(page, name, composite = 'EpsilonGammaBox', scop
   } else {
     await page.click('#explain');
   }
-  await page.waitForFunction(
-    () =>
-      (window.__seglrp.explanation && !window.__seglrp.busy) ||
-      document.getElementById('status').classList.contains('error'),
-    null,
-    { timeout: 600_000 },
-  );
+  await explanationSettled(page, 600_000);
   assert.ok(await page.evaluate(() => Boolean(window.__seglrp.explanation)), `${name}: ${await statusText(page)}`);
   const got = await page.evaluate(() => {
     const e = window.__seglrp.explanation;
@@ -421,12 +437,7 @@ async function explainAndCompare(page, name, composite = 'EpsilonGammaBox', scop
   );
   const want = nativeRelevance(got.voxel, got.cls, composite, scope, mask);
   assert.equal(got.relevance.length, want.relevance.length);
-  let diff = 0,
-    scale = 0;
-  for (let i = 0; i < want.relevance.length; i++) {
-    diff = Math.max(diff, Math.abs(got.relevance[i] - want.relevance[i]));
-    scale = Math.max(scale, Math.abs(want.relevance[i]));
-  }
+  const { diff, scale } = maxDifference(got.relevance, want.relevance);
   assert.ok(scale > 0, 'relevance is not all zero');
   assert.ok(
     diff <= 1e-4 * scale,
@@ -583,13 +594,7 @@ async function anotherShape(page, name) {
   });
   await page.evaluate((v) => window.__seglrp.viewer.moveTo(v), [x, y, z]);
   await page.click('#explain');
-  await page.waitForFunction(
-    () =>
-      (window.__seglrp.explanation && !window.__seglrp.busy) ||
-      document.getElementById('status').classList.contains('error'),
-    null,
-    { timeout: 300_000 },
-  );
+  await explanationSettled(page, 300_000);
   const got = await page.evaluate(() => {
     const e = window.__seglrp.explanation;
     return e && { cls: e.class, shares: e.shares, relevance: Array.from(e.relevance) };
@@ -601,13 +606,9 @@ async function anotherShape(page, name) {
   const buf = fs.readFileSync(raw);
   const native = new Float32Array(buf.buffer, buf.byteOffset, buf.length / 4);
   assert.equal(got.relevance.length, native.length);
-  let diff = 0,
-    scale = 0;
-  for (let i = 0; i < native.length; i++) {
-    diff = Math.max(diff, Math.abs(got.relevance[i] - native[i]));
-    scale = Math.max(scale, Math.abs(native[i]));
-  }
+  const { diff, scale } = maxDifference(got.relevance, native);
   assert.ok(scale > 0 && diff <= 1e-4 * scale, `${name}: page vs native relevance ${diff} of ${scale}`);
+  const grid = await referenceGrid(page, name, dir, files, model);
   const onnx = await onnxModel(page, name, dir, files.slice(0, 2));
   await page.click('#model-bundled');
   // The two-channel study cannot be the liver model's: the model change ends saying so.
@@ -622,7 +623,7 @@ async function anotherShape(page, name) {
   await dropFiles(page, [sample, path.join(studyDir, 'label.nii.gz')]);
   await waitStatus(page, /Double-click/);
   await sameMask(page, name, 'bundled model again');
-  return `a two-channel three-class model: mask (classes ${[...classes].sort().join(', ')}) and relevance (max|ΔR| ${diff.toExponential(2)} of ${scale.toExponential(2)}) = native; ${onnx}`;
+  return `a two-channel three-class model: mask (classes ${[...classes].sort().join(', ')}) and relevance (max|ΔR| ${diff.toExponential(2)} of ${scale.toExponential(2)}) = native; ${grid}; ${onnx}`;
 }
 
 /**
@@ -630,6 +631,42 @@ async function anotherShape(page, name) {
  * classes: the card does not say how the input is normalised, so the study waits for the user
  * to choose; then the page's mask equals the command line's with the same choice.
  */
+/**
+ * Channels on different grids: channel 1 at half the resolution is resampled onto channel 0's
+ * (the finest) grid, and, chosen in the **Reference grid** menu, the study takes channel 1's
+ * grid instead; the page's mask is then `seglrp segment --grid` 's.
+ */
+async function referenceGrid(page, name, dir, files, model) {
+  const coarse = path.join(dir, 'coarse_0001.nii.gz');
+  const halve = `import sys, nibabel as nib, numpy as np
+img = nib.load(sys.argv[1])
+a = np.asarray(img.dataobj, dtype=np.float32)[::2, ::2, :]
+affine = img.affine @ np.diag([2.0, 2.0, 1.0, 1.0])
+nib.save(nib.Nifti1Image(a, affine), sys.argv[2])`;
+  execFileSync(PYTHON, ['-c', halve, files[1], coarse]);
+  const study = [files[0], coarse];
+  await page.click('#clear');
+  await dropFiles(page, study);
+  await waitStatus(page, /Double-click/);
+  assert.match(await statusText(page), /coarse_0001\.nii\.gz \(.*\) resampled onto the grid of case_0000/, name);
+  assert.ok(await page.locator('#grid-choice').isVisible(), `${name}: the reference-grid menu is offered`);
+  const options = await page.$$eval('#grid option', (o) => o.map((x) => x.value));
+  assert.deepEqual(options, ['', 'channel 0', 'channel 1'], `${name}: grid menu`);
+  await page.selectOption('#grid', 'channel 1');
+  await waitStatus(page, /case_0000\.nii\.gz \(.*\) resampled onto the grid of coarse_0001/);
+  const dims = await page.evaluate(() => window.__seglrp.view.dims);
+  const seg = path.join(dir, 'native-coarse.nii.gz');
+  execFileSync(BIN, ['segment', ...study, '--model', model, '--grid', 'channel 1', '--out', seg], {
+    stdio: ['ignore', 'ignore', 'inherit'],
+  });
+  const native = nativeInfo(seg);
+  assert.deepEqual(dims, native.dims, `${name}: the study on channel 1's grid`);
+  const mask = await page.evaluate(() => Array.from(window.__seglrp.mask));
+  const differ = mask.filter((v, i) => v !== native.values[i]).length;
+  assert.equal(differ, 0, `${name}: ${differ} voxels of the mask on channel 1's grid differ from --grid's`);
+  return `channels on two grids: resampled onto the finest, or onto channel 1's (${dims.join('×')}) as --grid does`;
+}
+
 async function onnxModel(page, name, dir, files) {
   const model = path.join(dir, 'net.onnx');
   execFileSync(PYTHON, [

@@ -523,6 +523,18 @@ def study_check(label, folder, net, names, shape, kwargs):
     ok = "resampled onto the grid of" in out.stderr and a.shape == nib.load(files[0]).shape and np.array_equal(a, b)
     report(ok, f"{label}: a channel on a coarser grid is resampled onto the finest ({out.stderr.strip()[:90]}…); "
            f"segmentation = the one on the file `seglrp resample` wrote", f"{label}: mixed grids")
+    # --grid: the study on the coarse channel's grid instead; the fine channels move onto it.
+    out = run("segment", *files[:-1], coarse, "--model", folder, "--grid", names[-1], "--out", mixed / "seg-c.nii.gz")
+    moved = []
+    for f in files[:-1]:
+        moved.append(mixed / f"onto-coarse-{f.name}")
+        run("resample", f, "--like", coarse, "--out", moved[-1])
+    run("segment", *moved, coarse, "--model", folder, "--out", mixed / "seg-c-moved.nii.gz")
+    a, b = (nib.load(mixed / f) for f in ("seg-c.nii.gz", "seg-c-moved.nii.gz"))
+    ok = (a.shape == nib.load(coarse).shape and np.allclose(a.affine, coarse_affine)
+          and np.array_equal(np.asarray(a.dataobj), np.asarray(b.dataobj)) and out.stderr.count("resampled onto") == cin - 1)
+    report(ok, f"{label}: --grid {names[-1]}: the study on that channel's grid {a.shape}, the others resampled onto it; "
+           f"segmentation = the one on the files `seglrp resample` wrote", f"{label}: --grid")
     if cin != 2:
         return
     # The cohort command on two such patients: the table's share columns are the model's

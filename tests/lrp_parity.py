@@ -67,7 +67,7 @@ def zennit_composite(name, low, high):
 # Not plain Epsilon on the norm nets: with ε = 1e-6, outputs z ≈ 0 make single maps agree only to
 # ~5e-5 (float32, two conv implementations), and the region's 1/ΣM_a weights amplify that.
 REGION_CHECKS = {(1, "EpsilonGammaBox"), (2, "EpsilonPlus"), (3, "EpsilonAlpha2Beta1")}
-LEFT_OUT_FRACTION = 1e-3  # crate/src/lrp/region.rs
+LEFT_OUT_FRACTION = 1e-3  # crate/src/lrp/region_map.rs
 
 
 def region_check(label, name, model, xp, shape, low, high, tmp, weights):

@@ -77,15 +77,17 @@ export class Compute {
   }
 
   /**
-   * Reads files `[{name, bytes, size?}]` with role overrides `{name: role}`; see web.rs
-   * open_files (`size`: the file's length where `bytes` is the part its header needs).
+   * Reads files `[{name, bytes, size?}]` with role overrides `{name: role}` onto the grid of
+   * channel `grid` ('' = the finest); see web.rs open_files (`size`: the file's length where
+   * `bytes` is the part its header needs).
    */
-  async open(files, roles = {}) {
+  async open(files, roles = {}, grid = '') {
     // Copies: the worker takes ownership of what it is sent, the page keeps the originals.
     const send = () =>
       this.call('open', {
         files: files.map((f) => ({ name: f.name, bytes: f.bytes.slice().buffer, size: f.size ?? f.bytes.length })),
         roles,
+        grid,
       });
     const result = await send();
     // What a restart must replay: the last set of files that made a study.

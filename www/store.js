@@ -5,6 +5,8 @@ export const store = {
   /** The study's files as read (`[{name, bytes, size}]`) and the user's role corrections. */
   files: [],
   roles: {},
+  /** The channel whose grid the study takes ('' = the finest of them). */
+  grid: '',
   /** The engine's report per file (`[{name, role, info, error}]`). */
   reports: [],
   /** The loaded study (`{dims, affine, channels: Float32Array[], label?, …}`) or null. */

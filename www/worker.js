@@ -51,10 +51,11 @@ const ops = {
   // A file's first bytes, checked before the page reads the rest (web.rs check_file).
   check: ({ prefix, size, imgStart }) =>
     engine.check_file(new Uint8Array(prefix), size, imgStart ? new Uint8Array(imgStart) : undefined),
-  open: ({ files, roles }) =>
+  open: ({ files, roles, grid }) =>
     engine.open_files(
       files.map((f) => ({ name: f.name, bytes: new Uint8Array(f.bytes), size: f.size })),
       roles ?? null,
+      grid ?? '',
     ),
   segment: async () => {
     const mask = await engine.segment();

@@ -14,7 +14,7 @@ use std::time::Instant;
 use burn::prelude::*;
 use burn::tensor::TensorData;
 use seglrp::backend::cpu_device;
-use seglrp::lrp::region::{naive_region, region_map};
+use seglrp::lrp::region_map::{naive_region, region_map};
 use seglrp::lrp::{explain_voxel, Composite};
 use seglrp::model::unet::{NormKind, UNet, UNetConfig};
 use seglrp::rng::SplitMix;
@@ -29,6 +29,13 @@ fn time<T>(f: impl FnOnce() -> T) -> (T, f64) {
     let t = Instant::now();
     let out = f();
     (out, t.elapsed().as_secs_f64())
+}
+
+/// The bounding box `[first, last]` of `voxels`.
+fn bounds(voxels: &[[usize; 3]]) -> ([usize; 3], [usize; 3]) {
+    let first = std::array::from_fn(|k| voxels.iter().map(|v| v[k]).min().unwrap());
+    let last = std::array::from_fn(|k| voxels.iter().map(|v| v[k]).max().unwrap());
+    (first, last)
 }
 
 /// A compact block of `n` voxels around the centre: the region.
@@ -74,8 +81,8 @@ fn bench(device_name: &str, dev: &Device) {
         ),
     ];
     println!(
-        "SegLRP native benchmark, {device_name}, volume 6×{}×{}×{} (channels × D × H × W), whole-volume passes \
-        (no cropping)",
+        "SegLRP native benchmark, {device_name}, volume 6×{}×{}×{} (channels × D × H × W), one whole-volume \
+        forward pass, each LRP request on the nested windows around its voxels",
         dims[0], dims[1], dims[2]
     );
     println!();
@@ -85,11 +92,11 @@ fn bench(device_name: &str, dev: &Device) {
     );
     println!("|---|---|---|---|---|---|---|---|---|---|---|");
     for (label, cfg) in nets {
-        let net = UNet::seeded(&cfg, 1, 0.1, &dev);
-        let (acts, t_fwd) = time(|| {
-            let a = net.forward_all(x.clone());
-            host(a.logits.clone());
-            a
+        let graph = seglrp::model::unet::graph(&UNet::seeded(&cfg, 1, 0.1, &dev));
+        let (trace, t_fwd) = time(|| {
+            let t = graph.trace(x.clone());
+            host(t.value(graph.output).clone());
+            t
         });
         for composite in [
             Composite::Epsilon { epsilon: 1e-6 },
@@ -97,17 +104,17 @@ fn bench(device_name: &str, dev: &Device) {
         ] {
             let name = format!("{composite:?}").split([' ', '{']).next().unwrap_or("").to_string();
             let centre = [dims[0] / 2, dims[1] / 2, dims[2] / 2];
-            let (_, t_pass) = time(|| host(explain_voxel(&net, &acts, &composite, 1, centre).relevance));
+            let (_, t_pass) = time(|| host(explain_voxel(&graph, &trace, &composite, 1, centre).relevance));
             // Per-voxel method, measured on NAIVE_MEASURED voxels.
             let small = region(NAIVE_MEASURED, dims);
             let ((naive, _), t_naive) = time(|| {
-                let (m, left) = naive_region(&net, &acts, &composite, 1, &small);
+                let (m, left) = naive_region(&graph, &trace, &composite, 1, &small);
                 (host(m), left)
             });
             let per_voxel_batched = t_naive / NAIVE_MEASURED as f64;
             let (_, t_single) = time(|| {
                 for v in &small {
-                    let m = host(explain_voxel(&net, &acts, &composite, 1, *v).relevance);
+                    let m = host(explain_voxel(&graph, &trace, &composite, 1, *v).relevance);
                     std::hint::black_box(m.iter().map(|x| *x as f64).sum::<f64>());
                 }
             });
@@ -119,12 +126,14 @@ fn bench(device_name: &str, dev: &Device) {
                 }
                 Tensor::<5>::from_data(TensorData::new(m, [1, 1, dims[0], dims[1], dims[2]]), &dev)
             };
-            let exact = host(region_map(&net, &acts, &composite, 1, mask_of(&small)).relevance);
+            let exact = host(region_map(&graph, &trace, &composite, 1, mask_of(&small), bounds(&small)).relevance);
             let scale = naive.iter().fold(0f32, |m, v| m.max(v.abs()));
             let diff = naive.iter().zip(&exact).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
             for size in [10usize, 100, 1000] {
-                let mask = mask_of(&region(size, dims));
-                let (_, t_two) = time(|| host(region_map(&net, &acts, &composite, 1, mask).relevance));
+                let voxels = region(size, dims);
+                let mask = mask_of(&voxels);
+                let (_, t_two) =
+                    time(|| host(region_map(&graph, &trace, &composite, 1, mask, bounds(&voxels)).relevance));
                 let t_seed = per_voxel * size as f64;
                 let t_batched = per_voxel_batched * size as f64;
                 let scaled = if size == NAIVE_MEASURED { "" } else { " (scaled)" };

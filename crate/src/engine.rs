@@ -10,8 +10,9 @@ use std::sync::{Arc, OnceLock};
 
 use crate::backend::read;
 use crate::io::volume::Volume;
-use crate::lrp::graph::{column_sums, nested_windows, propagate_once, region_map_planned, Pass, Plan};
-use crate::lrp::unet::{start_for, Target};
+use crate::lrp::region_map::{column_sums, region_map_planned};
+use crate::lrp::target::{start_for, Target};
+use crate::lrp::walk::{nested_windows, propagate_once, Pass, Plan};
 use crate::lrp::Composite;
 use crate::model::card::Normalisation;
 use crate::model::{Graph, ModelCard, Trace};
@@ -80,7 +81,7 @@ pub struct Prepared {
     /// Per channel, the lowest and highest value of the normalised input: ZBox's bounds.
     pub low: Vec<f32>,
     pub high: Vec<f32>,
-    /// Propagate each node only on its nested window around the explained voxels (lrp/graph.rs;
+    /// Propagate each node only on its nested window around the explained voxels (lrp/walk.rs;
     /// on by default, off to measure what it saves). Windowed studies always crop.
     pub crop: bool,
     /// The predicted class per voxel, once asked for (a windowed study computes it window by
@@ -455,7 +456,7 @@ pub async fn explain(
         return Err(format!("voxel {voxel:?} lies outside the volume {:?}", p.dims));
     }
     check_class(p, class)?;
-    // Each node runs on its nested window around the clicked voxel (lrp/graph.rs): same map. A
+    // Each node runs on its nested window around the clicked voxel (lrp/walk.rs): same map. A
     // windowed study computes each node only there, and the rules are made one node at a time
     // (`propagate_once`): a click holds little more than the activations its receptive field
     // spans.
@@ -521,17 +522,6 @@ async fn masked_sum(t: Tensor<5>, mask: &Tensor<5>) -> Result<f32, String> {
     Ok(read((t * mask.clone()).sum().reshape([1, 1, 1, 1, 1])).await?[0])
 }
 
-/// The exact two-pass region map of `class` over `region` (one byte per voxel, file order).
-pub async fn explain_region(
-    p: &Prepared,
-    region: &[u8],
-    class: usize,
-    composite: &Composite,
-) -> Result<RegionExplanation, String> {
-    let mut maps = explain_regions(p, &[region], class, composite).await?;
-    Ok(maps.remove(0))
-}
-
 /// Adds a `[channels, window]` map computed on window `w` of the padded grid into `out`, a
 /// `[channels, nz, ny, nx]` map of the original volume (`dims` = `[nx, ny, nz]`): the host
 /// does the pasting, so a windowed study never holds a whole-grid map on the device. Returns
@@ -561,32 +551,17 @@ fn place(out: &mut [f32], window: &[f32], channels: usize, w: &Window, dims: [us
     all - placed
 }
 
-/// [`explain_region`] for several regions of one study: the first of the two passes is shared.
+/// The exact two-pass region maps of `class` over `regions` (one byte per voxel, file order,
+/// each non-empty): the first of the two passes is shared. `progress(done, total)` is called
+/// after each LRP pass (two per window: column sums, then maps), so that the page can say how
+/// far a region map is.
 ///
 /// The regions' voxels are explained around all of them (each node on its nested window) — or,
 /// for a windowed study whose window would be too large, core by core (tiling.rs): the map is a
 /// sum over the region's voxels, so the cores' maps add up. Which voxels are left out depends on
 /// the largest `|ΣM_a|` of the whole region, so cores are visited twice: first for the column
-/// sums, then for the maps.
+/// sums ([`first_visit`]), then for the maps ([`second_visit`]).
 pub async fn explain_regions(
-    p: &Prepared,
-    regions: &[&[u8]],
-    class: usize,
-    composite: &Composite,
-) -> Result<Vec<RegionExplanation>, String> {
-    explain_regions_with_progress(p, regions, class, composite, |_, _| {}).await
-}
-
-/// One core's forward pass, its plan and the column sums of the first visit (on the device when
-/// there is one core, else on the host until the second visit).
-struct Visit {
-    pass: Option<(Pass, Plan)>,
-    sums: Result<Tensor<5>, (Vec<f32>, [usize; 5])>,
-}
-
-/// [`explain_regions`], calling `progress(done, total)` after each of its LRP passes (two per
-/// window: column sums, then maps), so that the page can say how far a region map is.
-pub async fn explain_regions_with_progress(
     p: &Prepared,
     regions: &[&[u8]],
     class: usize,
@@ -613,11 +588,79 @@ pub async fn explain_regions_with_progress(
         }
         Forward::Whole(_) => vec![(first, last)],
     };
-    let channels = p.graph.in_channels;
-    let output = p.graph.output;
-    // Each region's mask restricted to a core, on window `w` of the padded grid (None when the
-    // region has no voxel there).
-    let mask_in = |region: &[u8], w: &Window, (lo, hi): ([usize; 3], [usize; 3])| -> Option<Tensor<5>> {
+    let job = RegionJob { p, regions, class, composite };
+    let mut largest = vec![0f32; regions.len()];
+    let mut visits: Vec<Sums> = Vec::with_capacity(cores.len());
+    for &core in &cores {
+        visits.push(job.first_visit(core, cores.len() == 1, &mut largest).await?);
+        progress(visits.len(), 2 * cores.len());
+    }
+    let mut sums: Vec<RegionSums> =
+        regions.iter().map(|_| RegionSums::new(p.graph.in_channels * nx * ny * nz)).collect();
+    for (done, (visit, &core)) in visits.into_iter().zip(&cores).enumerate() {
+        job.second_visit(visit, core, &largest, &mut sums).await?;
+        progress(cores.len() + done + 1, 2 * cores.len());
+    }
+    Ok(sums.into_iter().zip(regions).map(|(s, region)| s.explanation(class, region, p.graph.in_channels)).collect())
+}
+
+/// What [`explain_regions`] reads on every visit of a core.
+struct RegionJob<'a> {
+    p: &'a Prepared,
+    regions: &'a [&'a [u8]],
+    class: usize,
+    composite: &'a Composite,
+}
+
+/// Where a core's column sums `Lᵀ1` wait for its second visit.
+enum Sums {
+    /// On the device, with the core's forward pass and rules (a single core).
+    Kept { pass: Pass, plan: Plan, sums: Tensor<5> },
+    /// On the host (several cores: the forward pass is run again on the second visit).
+    Host(Vec<f32>, [usize; 5]),
+}
+
+/// One region's map and totals, summed over the cores.
+struct RegionSums {
+    relevance: Vec<f32>,
+    /// Σ of the explained logits over the kept voxels.
+    explained_logits: f32,
+    /// Σ of `ΣM_a` over the kept voxels.
+    reached_input: f32,
+    kept: usize,
+    padding: f64,
+}
+
+impl RegionSums {
+    fn new(len: usize) -> RegionSums {
+        RegionSums { relevance: vec![0f32; len], explained_logits: 0.0, reached_input: 0.0, kept: 0, padding: 0.0 }
+    }
+
+    fn explanation(self, class: usize, region: &[u8], channels: usize) -> RegionExplanation {
+        let voxels = region.iter().filter(|v| **v != 0).count();
+        let shares = positive_shares(&self.relevance, channels);
+        RegionExplanation {
+            class,
+            voxels,
+            left_out: voxels - self.kept,
+            relevance_sum: self.relevance.iter().map(|v| *v as f64).sum::<f64>() as f32,
+            padding_relevance: self.padding as f32,
+            explained_logits: self.explained_logits,
+            reached_input: self.reached_input,
+            conservation: self.reached_input / self.explained_logits,
+            no_shares: no_shares(&shares),
+            shares,
+            signed_shares: signed_shares(&self.relevance, channels),
+            relevance: self.relevance,
+        }
+    }
+}
+
+impl RegionJob<'_> {
+    /// The region's mask restricted to the core `(lo, hi)`, on window `w` of the padded grid
+    /// (None when the region has no voxel there).
+    fn mask_in(&self, region: &[u8], w: &Window, (lo, hi): ([usize; 3], [usize; 3])) -> Option<Tensor<5>> {
+        let [nx, ny, nz] = self.p.dims;
         let [wd, wh, ww] = w.dims();
         let mut m = vec![0f32; wd * wh * ww];
         let mut any = false;
@@ -631,87 +674,73 @@ pub async fn explain_regions_with_progress(
                 }
             }
         }
-        any.then(|| Tensor::<5>::from_data(TensorData::new(m, [1, 1, wd, wh, ww]), &p.device))
-    };
-    let logits_on = |pass: &Pass, plan: &Plan| pass.value(output, &plan.output_window()).narrow(1, class, 1);
-    // First visit: the column sums Lᵀ1 of each core and each region's largest |ΣM_a|.
-    let mut largest = vec![0f32; regions.len()];
-    let mut visits: Vec<Visit> = Vec::with_capacity(cores.len());
-    for &(lo, hi) in &cores {
-        let (pass, windows) = p.pass(lo, hi)?;
-        let plan = Plan::on(&p.graph, &pass, composite, windows);
+        any.then(|| Tensor::<5>::from_data(TensorData::new(m, [1, 1, wd, wh, ww]), &self.p.device))
+    }
+
+    fn logits_on(&self, pass: &Pass, plan: &Plan) -> Tensor<5> {
+        pass.value(self.p.graph.output, &plan.output_window()).narrow(1, self.class, 1)
+    }
+
+    fn plan(&self, (lo, hi): ([usize; 3], [usize; 3])) -> Result<(Pass, Plan), String> {
+        let (pass, windows) = self.p.pass(lo, hi)?;
+        let plan = Plan::on(&self.p.graph, &pass, self.composite, windows);
+        Ok((pass, plan))
+    }
+
+    /// The column sums `Lᵀ1` of a core, and each region's largest `|ΣM_a|` there folded into
+    /// `largest`; `keep` keeps the core's pass and rules on the device for the second visit.
+    async fn first_visit(
+        &self,
+        core: ([usize; 3], [usize; 3]),
+        keep: bool,
+        largest: &mut [f32],
+    ) -> Result<Sums, String> {
+        let (pass, plan) = self.plan(core)?;
         let sums = column_sums(&plan, &pass);
-        let totals = logits_on(&pass, &plan) * sums.clone().narrow(1, class, 1);
+        let totals = self.logits_on(&pass, &plan) * sums.clone().narrow(1, self.class, 1);
         let out_w = plan.output_window();
-        for (l, region) in largest.iter_mut().zip(regions) {
-            if let Some(mask) = mask_in(region, &out_w, (lo, hi)) {
+        for (l, region) in largest.iter_mut().zip(self.regions) {
+            if let Some(mask) = self.mask_in(region, &out_w, core) {
                 let m = (totals.clone().abs() * mask).max().reshape([1, 1, 1, 1, 1]);
                 *l = l.max(read(m).await?[0]);
             }
         }
-        // One core: keep its pass and rules for the second visit. Several: keep only the column
-        // sums (on the host), and run the forward pass again.
-        let visit = if cores.len() == 1 {
-            Visit { pass: Some((pass, plan)), sums: Ok(sums) }
+        Ok(if keep {
+            Sums::Kept { pass, plan, sums }
         } else {
             let dims = sums.dims();
-            Visit { pass: None, sums: Err((read(sums).await?, dims)) }
-        };
-        visits.push(visit);
-        progress(visits.len(), 2 * cores.len());
+            Sums::Host(read(sums).await?, dims)
+        })
     }
-    let voxels_in = |region: &[u8]| region.iter().filter(|v| **v != 0).count();
-    let mut out: Vec<(Vec<f32>, f32, f32, usize, f64)> =
-        regions.iter().map(|_| (vec![0f32; channels * nx * ny * nz], 0.0, 0.0, 0, 0.0)).collect();
-    let mut done = 0;
-    for (visit, &(lo, hi)) in visits.into_iter().zip(&cores) {
-        let (pass, plan) = match visit.pass {
-            Some(pp) => pp,
-            None => {
-                let (pass, windows) = p.pass(lo, hi)?;
-                let plan = Plan::on(&p.graph, &pass, composite, windows);
-                (pass, plan)
+
+    /// Each region's map on a core, added into `out`.
+    async fn second_visit(
+        &self,
+        visit: Sums,
+        core: ([usize; 3], [usize; 3]),
+        largest: &[f32],
+        out: &mut [RegionSums],
+    ) -> Result<(), String> {
+        let (pass, plan, sums) = match visit {
+            Sums::Kept { pass, plan, sums } => (pass, plan, sums),
+            Sums::Host(host, dims) => {
+                let (pass, plan) = self.plan(core)?;
+                (pass, plan, Tensor::from_data(TensorData::new(host, dims), &self.p.device))
             }
-        };
-        let sums: Tensor<5> = match visit.sums {
-            Ok(t) => t,
-            Err((host, dims)) => Tensor::from_data(TensorData::new(host, dims), &p.device),
         };
         let (out_w, in_w) = (plan.output_window(), plan.input_window());
-        for (i, region) in regions.iter().enumerate() {
-            let Some(mask) = mask_in(region, &out_w, (lo, hi)) else { continue };
-            let m = region_map_planned(&p.graph, &pass, &plan, class, mask, sums.clone(), Some(largest[i]));
+        for (i, region) in self.regions.iter().enumerate() {
+            let Some(mask) = self.mask_in(region, &out_w, core) else { continue };
+            let m = region_map_planned(&self.p.graph, &pass, &plan, self.class, mask, sums.clone(), Some(largest[i]));
             let o = &mut out[i];
-            o.1 += masked_sum(logits_on(&pass, &plan), &m.kept).await?;
-            o.2 += masked_sum(m.totals.clone(), &m.kept).await?;
-            o.3 += read(m.kept.clone()).await?.iter().filter(|v| **v > 0.5).count();
-            o.4 += place(&mut o.0, &read(m.relevance).await?, channels, &in_w, p.dims);
+            o.explained_logits += masked_sum(self.logits_on(&pass, &plan), &m.kept).await?;
+            o.reached_input += masked_sum(m.totals.clone(), &m.kept).await?;
+            o.kept += read(m.kept.clone()).await?.iter().filter(|v| **v > 0.5).count();
+            o.padding +=
+                place(&mut o.relevance, &read(m.relevance).await?, self.p.graph.in_channels, &in_w, self.p.dims);
         }
-        done += 1;
-        progress(cores.len() + done, 2 * cores.len());
+        Ok(())
     }
-    Ok(out
-        .into_iter()
-        .zip(regions)
-        .map(|((relevance, explained_logits, reached_input, kept, padding), region)| {
-            let voxels = voxels_in(region);
-            let shares = positive_shares(&relevance, channels);
-            RegionExplanation {
-                class,
-                voxels,
-                left_out: voxels - kept,
-                relevance_sum: relevance.iter().map(|v| *v as f64).sum::<f64>() as f32,
-                padding_relevance: padding as f32,
-                explained_logits,
-                reached_input,
-                conservation: reached_input / explained_logits,
-                no_shares: no_shares(&shares),
-                shares,
-                signed_shares: signed_shares(&relevance, channels),
-                relevance,
-            }
-        })
-        .collect())
 }
 
 #[cfg(test)]

@@ -34,6 +34,16 @@ struct State {
     buffer_limit: Option<u64>,
 }
 
+impl State {
+    /// Forgets the loaded study (its pass, label and grid) when the files, the model or the
+    /// normalisation change: what was prepared for the old ones no longer applies.
+    fn drop_study(&mut self) {
+        self.study = None;
+        self.geometry = None;
+        self.label = None;
+    }
+}
+
 thread_local! {
     static STATE: RefCell<Option<State>> = const { RefCell::new(None) };
 }
@@ -263,13 +273,14 @@ pub fn check_file(prefix: &[u8], size: f64, img_start: Option<Vec<u8>>) -> Resul
 /// Reads the files the user gave (`[{name, bytes: Uint8Array, size?}]`; `size` is the file's
 /// length where `bytes` is only the part [`check_file`] said to read), assigns them to the study's
 /// sequences (`roles`: `{fileName: role}` for the user's corrections, role names as in
-/// `Role::name`; null = guess from names) and, if they make a complete study, runs the
-/// forward pass. Returns `{files: [{name, role, info, error}], problem, study, preview}`:
+/// `Role::name`; null = guess from names), resamples them onto the grid of the channel named
+/// `grid` ("" = the finest; any model but the liver one) and, if they make a complete study,
+/// runs the forward pass. Returns `{files: [{name, role, info, error}], problem, study, preview}`:
 /// `study` is `{dims, channels, spacing, affine, orientation, sources, data: Float32Array,
 /// label?: Uint8Array}` or null; `preview` is the first readable file's
 /// `{name, dims, channels, data}` for display when there is no study.
 #[wasm_bindgen]
-pub fn open_files(files: js_sys::Array, roles: JsValue) -> Result<JsValue, JsError> {
+pub fn open_files(files: js_sys::Array, roles: JsValue, grid: String) -> Result<JsValue, JsError> {
     let mut inputs: Vec<(String, Vec<u8>, u64)> = Vec::new();
     for f in files.iter() {
         let name = js_sys::Reflect::get(&f, &"name".into()).ok().and_then(|n| n.as_string()).unwrap_or_default();
@@ -299,7 +310,7 @@ pub fn open_files(files: js_sys::Array, roles: JsValue) -> Result<JsValue, JsErr
         (assembled, roles)
     } else {
         let names = model.channel_names();
-        match study::assign_channels(&reports, &names, &chosen) {
+        match study::assign_channels(&reports, &names, &chosen).and_then(|a| a.with_grid(&grid, &names)) {
             Ok(a) => {
                 let roles = a.roles(reports.len(), &names);
                 let errors: Vec<String> =
@@ -362,9 +373,7 @@ pub fn open_files(files: js_sys::Array, roles: JsValue) -> Result<JsValue, JsErr
             // readable leaves the loaded study alone (the page keeps showing it).
             if readable {
                 with_state(|s| {
-                    s.study = None;
-                    s.geometry = None;
-                    s.label = None;
+                    s.drop_study();
                     Ok(())
                 })?;
             }
@@ -498,10 +507,9 @@ async fn region_map(
     class: usize,
     composite: &crate::lrp::Composite,
 ) -> Result<engine::RegionExplanation, String> {
-    let mut maps = engine::explain_regions_with_progress(study, &[area], class, composite, |done, total| {
-        progress("region", done, total)
-    })
-    .await?;
+    let mut maps =
+        engine::explain_regions(study, &[area], class, composite, |done, total| progress("region", done, total))
+            .await?;
     Ok(maps.remove(0))
 }
 
@@ -662,9 +670,7 @@ pub fn set_normalisation(name: String) -> Result<JsValue, JsError> {
     with_state(|s| {
         s.model.normalisation = scheme;
         s.normalisation_name = (!name.is_empty()).then_some(name);
-        s.study = None;
-        s.geometry = None;
-        s.label = None;
+        s.drop_study();
         Ok(())
     })?;
     catalogue()
@@ -675,9 +681,7 @@ fn replace_model(model: Model, name: String) -> Result<JsValue, JsError> {
         s.model = model;
         s.model_name = name;
         s.normalisation_name = None;
-        s.study = None;
-        s.geometry = None;
-        s.label = None;
+        s.drop_study();
         Ok(())
     })?;
     catalogue()

@@ -1,16 +1,16 @@
-//! The graph engine against the U-Net engine it generalises (same forward pass, same maps for
-//! every composite and U-Net variant), and the properties of its own steps: conservation
-//! through residual sums and average pooling, and `⟨L r, v⟩ = ⟨r, Lᵀ v⟩` for its transpose.
+//! The graph engine: the U-Net builder's graph computes the U-Net's forward pass and reaches no
+//! further than its receptive field; the walk's own properties (conservation through residual
+//! sums and average pooling, `⟨L r, v⟩ = ⟨r, Lᵀ v⟩` for its transpose); nested windows, windowed
+//! passes and region maps equal the whole-grid pass and the per-voxel loop. (Its maps against
+//! Zennit's: `tests/lrp_parity.py` and `tests/graph_parity.py`.)
 
 use burn::module::Param;
 use burn::prelude::*;
 use burn::tensor::TensorData;
 use seglrp::backend::cpu_device;
 use seglrp::engine::PrepareOptions;
-use seglrp::lrp::graph as glrp;
-use seglrp::lrp::region::region_map;
-use seglrp::lrp::unet::{explain_voxel, start_relevance};
-use seglrp::lrp::Composite;
+use seglrp::lrp::target::start_relevance;
+use seglrp::lrp::{region_map as rmap, walk, Composite};
 use seglrp::model::graph::{ConvSpec, Graph, Node, NormSpec, Op, Statistics};
 use seglrp::model::unet::{Activation, Down, NormKind, UNet, UNetConfig, Up};
 use seglrp::ops::upsample::Mode;
@@ -67,46 +67,54 @@ fn variants() -> Vec<UNetConfig> {
     ]
 }
 
+/// The receptive radius of a U-Net in closed form: along the path through the deepest level,
+/// every 3×3×3 conv adds one voxel of its level, every 2×2×2 down step one voxel of the finer
+/// level, every up step one voxel of the coarser level (the transposed conv's 2×2×2 footprint,
+/// nearest's copy) or two (trilinear interpolation's neighbour).
+fn unet_receptive_radius(cfg: &UNetConfig) -> usize {
+    let s = |l: usize| 1usize << l;
+    let encoder: usize = (0..cfg.levels).map(|l| cfg.blocks * s(l)).sum();
+    let decoder: usize = (0..cfg.levels - 1).map(|l| cfg.blocks * s(l)).sum();
+    let downs: usize = (0..cfg.levels - 1).map(s).sum();
+    let per_up = if cfg.up == Up::Trilinear { 2 } else { 1 };
+    let ups: usize = (0..cfg.levels - 1).map(|l| s(l + 1) * per_up).sum();
+    encoder + decoder + downs + ups
+}
+
 #[test]
-fn the_unet_as_a_graph_computes_the_same_logits_and_maps() {
+fn the_unet_as_a_graph_computes_the_same_logits_and_its_maps_stay_in_the_receptive_field() {
     let dev = cpu_device("cpu").unwrap();
     for (v, cfg) in variants().into_iter().enumerate() {
         let net = UNet::seeded(&cfg, 3 + v as u64, 0.1, &dev);
         let graph = seglrp::model::unet::graph(&net);
         graph.validate().unwrap();
         assert_eq!(graph.align(), [4; 3]);
-        assert_eq!(graph.receptive_radius(), [seglrp::spatial::crop::receptive_radius(&cfg); 3], "{cfg:?}");
+        let radius = unet_receptive_radius(&cfg);
+        assert_eq!(graph.receptive_radius(), [radius; 3], "{cfg:?}");
         let x = random([1, 3, 16, 20, 24], 40 + v as u64, &dev);
         let want = host(net.forward(x.clone()));
         assert!(relative(&host(graph.forward(x.clone())), &want) < 1e-5, "{cfg:?}");
-        let act = net.forward_all(x.clone());
         let trace = graph.trace(x);
         assert!(relative(&host(trace.value(graph.output).clone()), &want) < 1e-5);
         for (name, composite) in composites(3) {
-            let mut largest = 0f32;
-            for voxel in [[3, 4, 5], [12, 17, 20]] {
-                let a = host(explain_voxel(&net, &act, &composite, 1, voxel).relevance);
-                let b = host(glrp::explain_voxel(&graph, &trace, &composite, 1, voxel).relevance);
-                // Norms: the graph divides by the merged conv's output, the U-Net engine by the
-                // norm applied to the conv's: the same numbers, rounded differently.
-                let tol = if cfg.norm == NormKind::None { 1e-5 } else { 1e-3 };
-                let err = relative(&b, &a);
-                assert!(err < tol, "{name} at {voxel:?} on {cfg:?}: {err}");
-                largest = largest.max(max_abs(&a));
+            for voxel in [[1, 2, 2], [14, 17, 21]] {
+                let map = host(walk::explain_voxel(&graph, &trace, &composite, 1, voxel).relevance);
+                assert!(map.iter().all(|r| r.is_finite()) && max_abs(&map) > 0.0, "{name} at {voxel:?} on {cfg:?}");
+                // Nothing beyond the receptive field (the grid is larger than it along w).
+                let beyond = (0..map.len()).filter(|i| (i % 24).abs_diff(voxel[2]) > radius).map(|i| map[i].abs());
+                assert_eq!(beyond.fold(0f32, f32::max), 0.0, "{name} at {voxel:?} on {cfg:?}");
             }
-            assert!(largest > 0.0, "{name} on {cfg:?}: no relevance to compare");
         }
     }
 }
 
 #[test]
-fn graph_region_maps_equal_the_unet_engine_and_the_per_voxel_loop() {
+fn graph_region_maps_equal_the_per_voxel_loop() {
     let dev = cpu_device("cpu").unwrap();
     let cfg = &variants()[1];
     let net = UNet::seeded(cfg, 9, 0.1, &dev);
     let graph = seglrp::model::unet::graph(&net);
     let x = random([1, 3, 16, 16, 16], 5, &dev);
-    let act = net.forward_all(x.clone());
     let trace = graph.trace(x);
     let voxels = [[5, 6, 7], [5, 7, 7], [6, 6, 8], [9, 10, 6]];
     let mut mask = vec![0f32; 16 * 16 * 16];
@@ -115,14 +123,12 @@ fn graph_region_maps_equal_the_unet_engine_and_the_per_voxel_loop() {
     }
     let region = Tensor::<5>::from_data(TensorData::new(mask, [1, 1, 16, 16, 16]), &dev);
     for (name, composite) in composites(3) {
-        let old = host(region_map(&net, &act, &composite, 1, region.clone()).relevance);
-        let new = glrp::region_map(&graph, &trace, &composite, 1, region.clone(), ([5, 6, 6], [9, 10, 8]));
+        let new = rmap::region_map(&graph, &trace, &composite, 1, region.clone(), ([5, 6, 6], [9, 10, 8]));
         let kept = host(new.kept).iter().filter(|v| **v > 0.5).count();
         let new = host(new.relevance);
-        let (naive, left_out) = glrp::naive_region(&graph, &trace, &composite, 1, &voxels);
+        let (naive, left_out) = rmap::naive_region(&graph, &trace, &composite, 1, &voxels);
         assert_eq!(left_out, 4 - kept, "{name}");
         assert!(relative(&new, &host(naive)) < 1e-3, "{name} against the per-voxel loop");
-        assert!(relative(&new, &old) < 1e-3, "{name} against the U-Net engine");
         // Each kept voxel's normalised map sums to 1.
         let sum: f64 = new.iter().map(|v| *v as f64).sum();
         assert!((sum - kept as f64).abs() < 1e-2, "{name}: {sum}");
@@ -201,11 +207,11 @@ fn lrp_0_conserves_relevance_through_sums_pools_and_unmerged_norms() {
     let trace = graph.trace(random([1, 2, 8, 10, 12], 3, &dev));
     let composite = Composite::Epsilon { epsilon: 0.0 };
     let logits = trace.value(graph.output).clone();
-    let whole = glrp::Plan::new(&graph, &trace, &composite);
+    let whole = walk::Plan::new(&graph, &trace, &composite);
     for (class, voxel) in [(0, [2, 3, 4]), (2, [7, 9, 11])] {
-        let e = glrp::explain_voxel(&graph, &trace, &composite, class, voxel);
+        let e = walk::explain_voxel(&graph, &trace, &composite, class, voxel);
         // The pass on the voxel's window equals the pass on the whole grid.
-        let full = glrp::propagate(&whole, start_relevance(&logits, class, voxel));
+        let full = walk::propagate(&whole, start_relevance(&logits, class, voxel));
         assert!(relative(&host(e.relevance.clone()), &host(full)) < 1e-5);
         let logit = host(e.logit.reshape([1, 1, 1, 1, 1]))[0];
         let total: f64 = host(e.relevance).iter().map(|v| *v as f64).sum();
@@ -215,7 +221,7 @@ fn lrp_0_conserves_relevance_through_sums_pools_and_unmerged_norms() {
     // With biases the rule absorbs some: conservation must break (the check above can fail).
     let biased = residual_graph(true, &dev);
     let trace = biased.trace(random([1, 2, 8, 10, 12], 3, &dev));
-    let e = glrp::explain_voxel(&biased, &trace, &composite, 0, [2, 3, 4]);
+    let e = walk::explain_voxel(&biased, &trace, &composite, 0, [2, 3, 4]);
     let logit = host(e.logit.reshape([1, 1, 1, 1, 1]))[0];
     let total: f64 = host(e.relevance).iter().map(|v| *v as f64).sum();
     assert!((total as f32 - logit).abs() > 1e-4, "biases absorb relevance");
@@ -228,12 +234,12 @@ fn the_transpose_walk_is_the_adjoint_of_the_lrp_walk() {
         let c = graph.in_channels;
         let trace = graph.trace(random([1, c, 8, 8, 12], 4, &dev));
         for (name, composite) in composites(c) {
-            let plan = glrp::Plan::new(&graph, &trace, &composite);
+            let plan = walk::Plan::new(&graph, &trace, &composite);
             let logits = trace.value(graph.output).clone();
             let r = random(logits.dims(), 5, &dev);
             let v = random(trace.input().dims(), 6, &dev);
-            let lr = glrp::propagate(&plan, r.clone());
-            let ltv = glrp::transpose(&plan, v.clone());
+            let lr = walk::propagate(&plan, r.clone());
+            let ltv = walk::transpose(&plan, v.clone());
             let a: f64 = host(lr * v).iter().map(|x| *x as f64).sum();
             let b: f64 = host(r * ltv).iter().map(|x| *x as f64).sum();
             assert!((a - b).abs() <= 1e-4 * a.abs().max(b.abs()).max(1.0), "{name}: {a} vs {b}");
@@ -252,19 +258,20 @@ fn a_graph_that_does_not_fit_together_is_refused_by_name() {
     let _ = Param::from_tensor(Tensor::<1>::zeros([1], &dev));
 }
 
-/// The bundled liver model through the engine (which runs the graph) gives the maps of the
-/// U-Net engine it replaces, on demo patient 1, for every composite: a tumour voxel and the
-/// tumour as a region.
+/// The bundled liver model through the engine (each request on the nested windows of its
+/// region) gives the maps of one whole-grid pass, on demo patient 1, for every composite: a
+/// tumour voxel and the tumour as a region.
 #[test]
-fn the_bundled_models_maps_are_unchanged() {
+fn the_bundled_models_maps_equal_the_whole_grid_pass() {
     use seglrp::engine;
     let dev = cpu_device("cpu").unwrap();
     let net = seglrp::model::weights::bundled(&dev).unwrap();
     let patient = seglrp::demo::phantom::cohort_patient(1);
     let vol = &patient.volume;
     let p = engine::prepare(&net, vol, &dev, PrepareOptions::default()).unwrap();
-    let acts = net.forward_all(p.whole().unwrap().input().clone());
-    let padded = acts.logits.dims();
+    let trace = p.whole().unwrap();
+    let logits = trace.value(p.graph.output).clone();
+    let padded = logits.dims();
     let [nx, ny, _] = vol.dims;
     let tumour: Vec<usize> = (0..patient.label.len()).filter(|i| patient.label[*i] != 0).collect();
     assert!(!tumour.is_empty());
@@ -275,15 +282,17 @@ fn the_bundled_models_maps_are_unchanged() {
     let values: Vec<f32> = region.iter().map(|v| f32::from(*v)).collect();
     let mask = Tensor::<5>::from_data(TensorData::new(values, [1, 1, nz, ny, nx]), &dev);
     let mask = seglrp::model::graph::pad(mask, [0; 3], [padded[2] - nz, padded[3] - ny, padded[4] - nx]);
+    let everything = ([0; 3], [padded[2] - 1, padded[3] - 1, padded[4] - 1]);
     for name in seglrp::lrp::composite::NAMES {
         let composite = engine::composite(name, &p).unwrap();
+        let whole = walk::Plan::new(&p.graph, trace, &composite);
         let new = pollster::block_on(engine::explain(&p, voxel, 1, &composite)).unwrap().relevance;
-        let old = explain_voxel(&net, &acts, &composite, 1, [voxel[2], voxel[1], voxel[0]]).relevance;
-        let old = engine::crop(host(old), 6, padded, vol.dims);
-        let err = relative(&new, &old);
+        let old = walk::propagate(&whole, start_relevance(&logits, 1, [voxel[2], voxel[1], voxel[0]]));
+        let err = relative(&new, &engine::crop(host(old), 6, padded, vol.dims));
         assert!(err < 1e-5, "{name}: voxel map {err}");
-        let new = pollster::block_on(engine::explain_region(&p, &region, 1, &composite)).unwrap();
-        let old = region_map(&net, &acts, &composite, 1, mask.clone());
+        let new =
+            pollster::block_on(engine::explain_regions(&p, &[&region], 1, &composite, |_, _| {})).unwrap().remove(0);
+        let old = rmap::region_map(&p.graph, trace, &composite, 1, mask.clone(), everything);
         let kept = host(old.kept).iter().filter(|v| **v > 0.5).count();
         assert_eq!(new.voxels - new.left_out, kept, "{name}");
         let err = relative(&new.relevance, &engine::crop(host(old.relevance), 6, padded, vol.dims));
@@ -305,26 +314,26 @@ fn a_click_on_nested_windows_equals_the_whole_pass() {
         let mut graph = residual_graph(true, &dev);
         let up = graph.nodes.iter().position(|n| n.name == "up").unwrap();
         graph.nodes[up].op = Op::Upsample(mode);
-        let err = glrp::Pass::around(&graph, x.clone(), vec![whole(full); graph.nodes.len()], full).unwrap_err();
+        let err = walk::Pass::around(&graph, x.clone(), vec![whole(full); graph.nodes.len()], full).unwrap_err();
         assert!(err.contains("\"block.norm1\""), "{err}");
         let (frozen, _) = graph.freeze(x.clone());
         let trace = frozen.trace(x.clone());
         for voxel in [[8, 10, 12], [0, 19, 23]] {
-            let windows = glrp::nested_windows(&frozen, voxel, voxel, full);
+            let windows = walk::nested_windows(&frozen, voxel, voxel, full);
             if voxel == [8, 10, 12] {
                 assert!(windows[frozen.output].voxels() * 8 < whole(full).voxels(), "{:?}", windows[frozen.output]);
             }
             for (name, composite) in composites(2) {
-                let expected = host(glrp::explain_voxel(&frozen, &trace, &composite, 1, voxel).relevance);
+                let expected = host(walk::explain_voxel(&frozen, &trace, &composite, 1, voxel).relevance);
                 // Whole layers per step, and slabs of one or two planes (rules run slab by slab).
-                for slab_bytes in [glrp::SLAB_BYTES, 1] {
+                for slab_bytes in [walk::SLAB_BYTES, 1] {
                     let input = refit(x.clone(), &whole(full), &windows[0]);
-                    let mut pass = glrp::Pass::around(&frozen, input, windows.clone(), full).unwrap();
+                    let mut pass = walk::Pass::around(&frozen, input, windows.clone(), full).unwrap();
                     pass.slab_bytes = slab_bytes;
                     let logits = pass.logits(&frozen);
                     let at: [usize; 3] = std::array::from_fn(|k| voxel[k] - pass.output_window(&frozen).lo[k]);
                     let start = start_relevance(&logits, 1, at);
-                    let r = glrp::propagate_once(&frozen, pass, &composite, &windows, start);
+                    let r = walk::propagate_once(&frozen, pass, &composite, &windows, start);
                     let got = host(refit(r, &windows[0], &whole(full)));
                     let d = relative(&got, &expected);
                     assert!(d < 1e-5, "{mode:?} {name} {voxel:?} slabs of {slab_bytes} bytes: {d}");

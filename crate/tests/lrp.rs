@@ -4,7 +4,7 @@ use burn::prelude::*;
 use burn::tensor::TensorData;
 use seglrp::backend::cpu_device;
 use seglrp::lrp::rules::{relevance, Input, Linear};
-use seglrp::lrp::{explain_voxel, Composite, Rule};
+use seglrp::lrp::{explain_voxel, Composite, Explanation, Rule};
 use seglrp::model::unet::{UNet, UNetConfig};
 use seglrp::ops::pool::{max_pool3d, max_unpool3d};
 use seglrp::rng::SplitMix;
@@ -128,17 +128,21 @@ fn epsilon_rule_matches_its_formula() {
     assert!(diff <= 1e-4 * scale, "max diff {diff} vs scale {scale}");
 }
 
+/// The map of `class` at `voxel` for a seeded small U-Net with biases scaled by `bias`.
+fn explained(bias: f32, composite: &Composite, class: usize, voxel: [usize; 3]) -> Explanation {
+    let dev = cpu_device("cpu").unwrap();
+    let graph = seglrp::model::unet::graph(&UNet::seeded(&UNetConfig::small(), 3, bias, &dev));
+    let (_, x) = random([1, 6, 8, 12, 10], 31, &dev);
+    explain_voxel(&graph, &graph.trace(x), composite, class, voxel)
+}
+
 /// With zero biases, LRP-0 (ε = 0) conserves relevance through every layer: the input
 /// relevance sums to the explained logit.
 #[test]
 fn lrp_epsilon_conserves_the_logit_through_the_unet() {
-    let dev = cpu_device("cpu").unwrap();
-    let net = UNet::seeded(&UNetConfig::small(), 3, 0.0, &dev);
-    let (_, x) = random([1, 6, 8, 12, 10], 31, &dev);
-    let acts = net.forward_all(x);
     for (class, voxel) in [(1, [3, 5, 4]), (0, [7, 0, 9]), (1, [0, 11, 0])] {
         let lrp0 = Composite::Custom { default: Rule::lrp0(), layers: vec![] };
-        let e = explain_voxel(&net, &acts, &lrp0, class, voxel);
+        let e = explained(0.0, &lrp0, class, voxel);
         let logit = e.logit.into_data().try_into_vec::<f32>().unwrap()[0];
         let total: f32 = host(e.relevance).iter().sum();
         assert!(logit.abs() > 1e-3, "degenerate logit {logit}");
@@ -154,11 +158,7 @@ fn lrp_epsilon_conserves_the_logit_through_the_unet() {
 /// the conservation test against passing for the wrong reason.
 #[test]
 fn biases_break_conservation_as_they_should() {
-    let dev = cpu_device("cpu").unwrap();
-    let net = UNet::seeded(&UNetConfig::small(), 3, 0.5, &dev);
-    let (_, x) = random([1, 6, 8, 12, 10], 31, &dev);
-    let acts = net.forward_all(x);
-    let e = explain_voxel(&net, &acts, &Composite::Epsilon { epsilon: 1e-9 }, 1, [3, 5, 4]);
+    let e = explained(0.5, &Composite::Epsilon { epsilon: 1e-9 }, 1, [3, 5, 4]);
     let logit = e.logit.into_data().try_into_vec::<f32>().unwrap()[0];
     let total: f32 = host(e.relevance).iter().sum();
     assert!((total - logit).abs() > 1e-3, "Σ R = {total}, logit = {logit}");

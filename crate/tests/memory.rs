@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 
 use seglrp::backend::cpu_device;
 use seglrp::engine::PrepareOptions;
-use seglrp::engine::{explain, explain_region, prepare, segmentation, Prepared};
+use seglrp::engine::{explain, explain_regions, prepare, segmentation, Prepared};
 use seglrp::io::volume::Volume;
 use seglrp::lrp::Composite;
 use seglrp::rng::SplitMix;
@@ -101,7 +101,8 @@ fn windowed_clicks_hold_their_window_and_release_it() {
             region[x + dims[0] * (96 + dims[1] * z)] = 1;
         }
     }
-    let (r, region_peak) = peak_of(|| pollster::block_on(explain_region(&p, &region, 1, &composite)).unwrap());
+    let (r, region_peak) =
+        peak_of(|| pollster::block_on(explain_regions(&p, &[&region], 1, &composite, |_, _| {})).unwrap().remove(0));
     assert_eq!(r.voxels, 20);
     let (after_first, after_last) = no_growth(&p, voxel, &composite);
     println!(

@@ -4,7 +4,9 @@ use burn::prelude::*;
 use burn::tensor::TensorData;
 use seglrp::backend::cpu_device;
 use seglrp::engine::PrepareOptions;
-use seglrp::lrp::{propagate, unet::start_relevance, Composite};
+use seglrp::lrp::target::start_relevance;
+use seglrp::lrp::{region_map as rmap, walk, Composite};
+use seglrp::model::graph::{Graph, Trace};
 use seglrp::model::unet::{Activation, Down, NormKind, UNet, UNetConfig, Up};
 use seglrp::model::weights::{config_of, from_safetensors, to_safetensors, ModelError};
 use seglrp::ops::upsample::{upsample2, upsample2_adjoint, Mode};
@@ -43,6 +45,13 @@ fn input(shape: [usize; 5], seed: u64, device: &Device) -> Tensor<5> {
 
 fn host(t: Tensor<5>) -> Vec<f32> {
     t.into_data().try_into_vec::<f32>().unwrap()
+}
+
+/// A seeded network of `cfg` as the engine's graph, and its forward pass on `x`.
+fn traced(cfg: &UNetConfig, seed: u64, bias: f32, x: Tensor<5>) -> (Graph, Trace) {
+    let graph = seglrp::model::unet::graph(&UNet::seeded(cfg, seed, bias, &x.device()));
+    let trace = graph.trace(x);
+    (graph, trace)
 }
 
 #[test]
@@ -91,18 +100,19 @@ fn mismatched_weights_are_refused_by_tensor_name() {
 fn every_composite_is_linear_in_the_start_relevance() {
     let dev = cpu_device("cpu").unwrap();
     for cfg in variants() {
-        let net = UNet::seeded(&cfg, 3, 0.2, &dev);
-        let acts = net.forward_all(input([1, 6, 8, 8, 4], 9, &dev));
-        let (a, b) = (start_relevance(&acts.logits, 1, [3, 2, 1]), start_relevance(&acts.logits, 0, [5, 6, 2]));
+        let (graph, trace) = traced(&cfg, 3, 0.2, input([1, 6, 8, 8, 4], 9, &dev));
+        let logits = trace.value(graph.output);
+        let (a, b) = (start_relevance(logits, 1, [3, 2, 1]), start_relevance(logits, 0, [5, 6, 2]));
         let composites = Composite::NAMES.iter().map(|n| match Composite::by_name(n).unwrap() {
             Composite::EpsilonGammaBox { .. } => Composite::EpsilonGammaBox { low: vec![-3.0; 6], high: vec![3.0; 6] },
             c => c,
         });
         for c in composites {
-            let sum = host(propagate(&net, &acts, &c, a.clone() * 2.0 + b.clone()));
-            let parts: Vec<f32> = host(propagate(&net, &acts, &c, a.clone()))
+            let plan = walk::Plan::new(&graph, &trace, &c);
+            let sum = host(walk::propagate(&plan, a.clone() * 2.0 + b.clone()));
+            let parts: Vec<f32> = host(walk::propagate(&plan, a.clone()))
                 .iter()
-                .zip(host(propagate(&net, &acts, &c, b.clone())))
+                .zip(host(walk::propagate(&plan, b.clone())))
                 .map(|(x, y)| 2.0 * x + y)
                 .collect();
             let scale = parts.iter().fold(0f32, |m, v| m.max(v.abs()));
@@ -115,11 +125,9 @@ fn every_composite_is_linear_in_the_start_relevance() {
 /// The two-pass region map equals the per-voxel loop of Chlebus et al. 2019.
 #[test]
 fn two_pass_region_map_equals_the_per_voxel_loop() {
-    use seglrp::lrp::region::{naive_region, region_map};
     let dev = cpu_device("cpu").unwrap();
     for cfg in variants().into_iter().take(3) {
-        let net = UNet::seeded(&cfg, 4, 0.2, &dev);
-        let acts = net.forward_all(input([1, 6, 8, 8, 8], 12, &dev));
+        let (graph, trace) = traced(&cfg, 4, 0.2, input([1, 6, 8, 8, 8], 12, &dev));
         let voxels: Vec<[usize; 3]> =
             (2..5).flat_map(|d| (1..4).flat_map(move |h| (3..6).map(move |w| [d, h, w]))).collect();
         let mut mask = vec![0f32; 8 * 8 * 8];
@@ -132,8 +140,8 @@ fn two_pass_region_map_equals_the_per_voxel_loop() {
             Composite::EpsilonAlpha2Beta1,
             Composite::EpsilonGammaBox { low: vec![-4.0; 6], high: vec![4.0; 6] },
         ] {
-            let two = region_map(&net, &acts, &c, 1, region.clone());
-            let (naive, left_out) = naive_region(&net, &acts, &c, 1, &voxels);
+            let two = rmap::region_map(&graph, &trace, &c, 1, region.clone(), ([2, 1, 3], [4, 3, 5]));
+            let (naive, left_out) = rmap::naive_region(&graph, &trace, &c, 1, &voxels);
             let kept: f32 = host(two.kept).iter().sum();
             assert_eq!(kept as usize + left_out, voxels.len());
             let (a, b) = (host(two.relevance), host(naive));
@@ -220,7 +228,7 @@ fn integer_and_non_finite_weights_are_refused_by_tensor_name() {
 /// each gives alone.
 #[test]
 fn region_conservation_and_shared_first_pass() {
-    use seglrp::engine::{explain_region, explain_regions, prepare};
+    use seglrp::engine::{explain_regions, prepare};
     use seglrp::io::volume::Volume;
     use seglrp::lrp::Rule;
     let dev = cpu_device("cpu").unwrap();
@@ -243,7 +251,7 @@ fn region_conservation_and_shared_first_pass() {
             PrepareOptions::default().with_normalised(true).with_mode(seglrp::engine::Mode::Whole),
         )
         .unwrap();
-        let both = pollster::block_on(explain_regions(&p, &[&a, &b], 1, &lrp0)).unwrap();
+        let both = pollster::block_on(explain_regions(&p, &[&a, &b], 1, &lrp0, |_, _| {})).unwrap();
         for (region, e) in [&a, &b].into_iter().zip(&both) {
             assert!(e.explained_logits.abs() > 1e-2, "degenerate logits {}", e.explained_logits);
             let off = (e.conservation - 1.0).abs();
@@ -255,7 +263,7 @@ fn region_conservation_and_shared_first_pass() {
                 e.reached_input,
                 e.explained_logits
             );
-            let alone = pollster::block_on(explain_region(&p, region, 1, &lrp0)).unwrap();
+            let alone = pollster::block_on(explain_regions(&p, &[region], 1, &lrp0, |_, _| {})).unwrap().remove(0);
             assert_eq!((alone.voxels, alone.left_out), (e.voxels, e.left_out));
             let scale = alone.relevance.iter().fold(0f32, |m, v| m.max(v.abs()));
             let diff = alone.relevance.iter().zip(&e.relevance).fold(0f32, |m, (x, y)| m.max((x - y).abs()));
@@ -271,10 +279,9 @@ fn region_conservation_and_shared_first_pass() {
 /// voxel at the centre and at the grid's edge, and for a region.
 #[test]
 fn cropped_lrp_equals_the_full_pass() {
-    use seglrp::engine::{explain, explain_region, prepare};
+    use seglrp::engine::{explain, explain_regions, prepare};
     use seglrp::io::volume::Volume;
-    use seglrp::lrp::{explain_voxel, region::region_map};
-    use seglrp::spatial::crop::window;
+    use seglrp::spatial::crop::window_around;
     let dev = cpu_device("cpu").unwrap();
     let dims = [128, 96, 16];
     let [nx, ny, nz] = dims;
@@ -297,13 +304,16 @@ fn cropped_lrp_equals_the_full_pass() {
         )
         .unwrap();
         let c = Composite::EpsilonGammaBox { low: p.low.clone(), high: p.high.clone() };
-        // The U-Net engine's forward pass on the same padded input: the oracle below.
-        let acts = &net.forward_all(p.whole().unwrap().input().clone());
-        let padded = acts.logits.dims();
+        // The whole-volume forward pass and every node on the whole grid: the oracle below.
+        let (graph, trace) = (&p.graph, p.whole().unwrap());
+        let logits = trace.value(graph.output);
+        let padded = logits.dims();
+        let whole = walk::Plan::new(graph, trace, &c);
         // Near the centre and at an edge, the voxel whose head input is largest (a voxel
         // whose features are all cut by ReLU has no relevance to compare).
-        let head = host(acts.head_input.clone());
-        let [_, ch, pz, py, px] = acts.head_input.dims();
+        let head_input = trace.value(graph.nodes[graph.output].inputs[0]);
+        let head = host(head_input.clone());
+        let [_, ch, pz, py, px] = head_input.dims();
         let activity =
             |[x, y, z]: [usize; 3]| (0..ch).map(|c| head[((c * pz + z) * py + y) * px + x].abs()).sum::<f32>();
         let pick = |xs: std::ops::Range<usize>, ys: std::ops::Range<usize>, zs: std::ops::Range<usize>| {
@@ -320,15 +330,16 @@ fn cropped_lrp_equals_the_full_pass() {
         for voxel in [pick(60..68, 44..52, 6..10), pick(0..4, 92..96, 13..16)] {
             let at = [voxel[2], voxel[1], voxel[0]];
             assert!(
-                window(&cfg, at, at, [nz, ny, nx]).is_some(),
+                window_around(graph, at, at, [nz, ny, nx]).voxels() * 10 < n * 9,
                 "{cfg:?}: the test grid must be larger than the window"
             );
             let cropped = pollster::block_on(explain(&p, voxel, 1, &c)).unwrap();
-            // The oracle: every layer on the whole grid.
-            let full = propagate(&net, acts, &c, start_relevance(&acts.logits, 1, at));
+            // The oracle: every node on the whole grid.
+            let full = walk::propagate(&whole, start_relevance(logits, 1, at));
             let full = seglrp::engine::crop(host(full), 6, padded, dims);
             // explain_voxel, on nested windows of the whole grid, is the same map.
-            let nested = seglrp::engine::crop(host(explain_voxel(&net, acts, &c, 1, at).relevance), 6, padded, dims);
+            let nested = walk::explain_voxel(graph, trace, &c, 1, at).relevance;
+            let nested = seglrp::engine::crop(host(nested), 6, padded, dims);
             compare(&format!("{cfg:?} voxel {voxel:?} nested"), &nested, &full);
             compare(&format!("{cfg:?} voxel {voxel:?}"), &cropped.relevance, &full);
         }
@@ -341,12 +352,12 @@ fn cropped_lrp_equals_the_full_pass() {
                 )
             })
             .collect();
-        let cropped = pollster::block_on(explain_region(&p, &region, 1, &c)).unwrap();
+        let cropped = pollster::block_on(explain_regions(&p, &[&region], 1, &c, |_, _| {})).unwrap().remove(0);
         let mask = Tensor::<5>::from_data(
             TensorData::new(region.iter().map(|v| f32::from(*v)).collect::<Vec<_>>(), [1, 1, nz, ny, nx]),
             &dev,
         );
-        let full = region_map(&net, acts, &c, 1, mask);
+        let full = rmap::region_map(graph, trace, &c, 1, mask, ([0; 3], [nz - 1, ny - 1, nx - 1]));
         let kept = host(full.kept).iter().filter(|v| **v > 0.5).count();
         assert_eq!(cropped.voxels - cropped.left_out, kept, "{cfg:?}: the same voxels kept");
         compare(
@@ -357,45 +368,30 @@ fn cropped_lrp_equals_the_full_pass() {
     }
 }
 
-/// Nested windows (lrp/unet.rs) widen each layer's window by what that layer reaches; added up
-/// along the walk they must give the receptive radius that the outer window (crop.rs) uses.
-#[test]
-fn the_layers_reaches_add_up_to_the_receptive_radius() {
-    let dev = cpu_device("cpu").unwrap();
-    for cfg in variants() {
-        let net = UNet::seeded(&cfg, 5, 0.2, &dev);
-        let acts = net.forward_all(input([1, 6, 8, 8, 8], 3, &dev));
-        let reaches = seglrp::lrp::unet::reaches(&net, &acts);
-        assert_eq!(reaches[0], 0, "{cfg:?}: the 1×1×1 head reaches nothing");
-        assert_eq!(
-            reaches.iter().sum::<usize>(),
-            seglrp::spatial::crop::receptive_radius(&cfg),
-            "{cfg:?}: {reaches:?}"
-        );
-    }
-}
-
 /// The two passes of a region map on nested windows around the region (`Plan::around`) give
 /// the whole-grid passes' column sums inside the region and the same map, for every variant and
 /// a region touching the grid's edge.
 #[test]
 fn nested_windows_give_the_whole_grids_region_map() {
-    use seglrp::lrp::region::column_sums;
-    use seglrp::lrp::unet::{propagate_planned, Plan};
+    use seglrp::lrp::region_map::column_sums;
+    use seglrp::spatial::crop::{refit, whole};
     let dev = cpu_device("cpu").unwrap();
     let [d, h, w] = [16, 48, 64];
+    let all = whole([d, h, w]);
     for cfg in variants() {
-        let net = UNet::seeded(&cfg, 9, 0.2, &dev);
-        let acts = net.forward_all(input([1, 6, d, h, w], 21, &dev));
+        let (graph, trace) = traced(&cfg, 9, 0.2, input([1, 6, d, h, w], 21, &dev));
+        let pass = walk::Pass::whole(&trace);
         let c = Composite::EpsilonGammaBox { low: vec![-3.0; 6], high: vec![3.0; 6] };
         for (first, last) in [([6, 20, 30], [8, 23, 33]), ([0, 44, 0], [2, 47, 3])] {
             let inside = |i: usize| {
                 let p = [i / (h * w), (i / w) % h, i % w];
                 (0..3).all(|k| first[k] <= p[k] && p[k] <= last[k])
             };
-            let whole = Plan::new(&net, &acts, &c);
-            let nested = Plan::around(&net, &acts, &c, first, last);
-            let (a, b) = (host(column_sums(&net, &acts, &whole)), host(column_sums(&net, &acts, &nested)));
+            let everywhere = walk::Plan::new(&graph, &trace, &c);
+            let nested = walk::Plan::around(&graph, &trace, &c, first, last);
+            let (out, inp) = (nested.output_window(), nested.input_window());
+            let a = host(column_sums(&everywhere, &pass));
+            let b = host(refit(column_sums(&nested, &pass), &out, &all));
             let scale = a.iter().fold(0f32, |m, v| m.max(v.abs()));
             let diff = (0..a.len()).filter(|i| inside(i % (d * h * w))).fold(0f32, |m, i| m.max((a[i] - b[i]).abs()));
             assert!(scale > 0.0 && diff <= 1e-5 * scale, "{cfg:?} {first:?}: column sums {diff} of {scale}");
@@ -403,8 +399,8 @@ fn nested_windows_give_the_whole_grids_region_map() {
             let mask: Vec<f32> = (0..2 * d * h * w).map(|i| f32::from(u8::from(inside(i % (d * h * w))))).collect();
             let r = r * Tensor::<5>::from_data(TensorData::new(mask, [1, 2, d, h, w]), &dev);
             let (x, y) = (
-                host(propagate_planned(&net, &acts, &whole, r.clone())),
-                host(propagate_planned(&net, &acts, &nested, r)),
+                host(walk::propagate(&everywhere, r.clone())),
+                host(refit(walk::propagate(&nested, refit(r, &all, &out)), &inp, &all)),
             );
             let scale = x.iter().fold(0f32, |m, v| m.max(v.abs()));
             let diff = x.iter().zip(&y).fold(0f32, |m, (p, q)| m.max((p - q).abs()));
@@ -419,7 +415,7 @@ fn nested_windows_give_the_whole_grids_region_map() {
 /// frozen by one whole-volume pass first (`Graph::freeze`).
 #[test]
 fn windowed_study_equals_the_whole_pass() {
-    use seglrp::engine::{explain, explain_region, prepare, segmentation, Mode};
+    use seglrp::engine::{explain, explain_regions, prepare, segmentation, Mode};
     use seglrp::io::volume::Volume;
     let dev = cpu_device("cpu").unwrap();
     let dims = [128, 96, 16];
@@ -447,7 +443,8 @@ fn windowed_study_equals_the_whole_pass() {
     for cfg in variants() {
         let net = UNet::seeded(&cfg, 6, 0.2, &dev);
         // Windows of a core of 8×16×24 voxels: the region then needs several.
-        let max_window = seglrp::spatial::crop::window_of(&cfg, [4, 40, 60], [11, 55, 83], [nz, ny, nx]).voxels();
+        let graph = seglrp::model::unet::graph(&net);
+        let max_window = seglrp::spatial::crop::window_around(&graph, [4, 40, 60], [11, 55, 83], [nz, ny, nx]).voxels();
         let whole = prepare(&net, &vol, &dev, PrepareOptions::default().with_mode(Mode::Whole)).unwrap();
         let windowed =
             prepare(&net, &vol, &dev, PrepareOptions::default().with_mode(Mode::Windowed(max_window))).unwrap();
@@ -469,8 +466,8 @@ fn windowed_study_equals_the_whole_pass() {
             let y = pollster::block_on(explain(&windowed, voxel, 1, &c)).unwrap();
             compare(&format!("{cfg:?} voxel {voxel:?}"), &y.relevance, &x.relevance, 1e-5);
         }
-        let x = pollster::block_on(explain_region(&whole, &region, 1, &c)).unwrap();
-        let y = pollster::block_on(explain_region(&windowed, &region, 1, &c)).unwrap();
+        let x = pollster::block_on(explain_regions(&whole, &[&region], 1, &c, |_, _| {})).unwrap().remove(0);
+        let y = pollster::block_on(explain_regions(&windowed, &[&region], 1, &c, |_, _| {})).unwrap().remove(0);
         assert_eq!((x.voxels, x.left_out), (y.voxels, y.left_out), "{cfg:?}: the same voxels kept");
         assert!(
             (x.explained_logits - y.explained_logits).abs() <= 1e-4 * x.explained_logits.abs().max(1.0),
@@ -478,46 +475,5 @@ fn windowed_study_equals_the_whole_pass() {
         );
         let bound = if cfg.norm == NormKind::Instance { 5e-5 } else { 1e-5 };
         compare(&format!("{cfg:?} region"), &y.relevance, &x.relevance, bound);
-    }
-}
-
-/// The column sums of region maps come from an explicit transpose of the LRP map (each rule's
-/// transpose, walked from the input to the logits). Whatever the architecture and rule, it must
-/// be the transpose: `⟨v, L r⟩ = ⟨Lᵀ v, r⟩` for any `v` and `r`.
-#[test]
-fn the_transposed_walk_is_the_transpose_of_an_lrp_pass() {
-    use seglrp::lrp::rules::Rule;
-    use seglrp::lrp::unet::{propagate_planned, transpose_planned, Plan};
-    let dev = cpu_device("cpu").unwrap();
-    let composites = || {
-        let mut c: Vec<Composite> = Composite::NAMES.iter().map(|n| Composite::by_name(n).unwrap()).collect();
-        c[2] = Composite::EpsilonGammaBox { low: vec![-3.0; 6], high: vec![3.0; 6] };
-        c.push(Composite::Custom { default: Rule::wsquare(), layers: vec![("head".into(), Rule::lrp0())] });
-        c
-    };
-    let dot = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(x, y)| *x as f64 * *y as f64).sum::<f64>();
-    let size = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(x, y)| (*x as f64 * *y as f64).abs()).sum::<f64>();
-    for cfg in variants() {
-        let net = UNet::seeded(&cfg, 6, 0.2, &dev);
-        let acts = net.forward_all(input([1, 6, 8, 8, 4], 13, &dev));
-        let v = input([1, 6, 8, 8, 4], 14, &dev);
-        let r = input([1, 2, 8, 8, 4], 15, &dev);
-        for c in composites() {
-            let plan = Plan::new(&net, &acts, &c);
-            let lr = host(propagate_planned(&net, &acts, &plan, r.clone()));
-            let ltv = host(transpose_planned(&net, &acts, &plan, v.clone()));
-            assert_eq!(ltv.len(), 2 * 8 * 8 * 4);
-            let (vr, rv) = (host(v.clone()), host(r.clone()));
-            let (left, right) = (dot(&vr, &lr), dot(&ltv, &rv));
-            let scale = size(&vr, &lr).max(size(&ltv, &rv));
-            assert!(scale > 1e-3, "{cfg:?} {c:?}: nothing propagated");
-            assert!(
-                (left - right).abs() <= 1e-5 * scale,
-                "{cfg:?} {c:?}: ⟨v, L r⟩ = {left}, ⟨Lᵀ v, r⟩ = {right} (scale {scale})"
-            );
-            // And the planned pass is the plain one.
-            let plain = host(propagate(&net, &acts, &c, r.clone()));
-            assert_eq!(plain, lr, "{cfg:?} {c:?}: planned and plain passes differ");
-        }
     }
 }

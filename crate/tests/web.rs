@@ -79,7 +79,7 @@ async fn pooling_matches_between_webgpu_and_cpu() {
 /// network with EpsilonGammaBox give the same numbers on WebGPU as on the CPU.
 #[wasm_bindgen_test]
 async fn region_maps_and_other_composites_agree_on_webgpu_and_cpu() {
-    use seglrp::lrp::region::region_map;
+    use seglrp::lrp::region_map::region_map;
     use seglrp::lrp::Composite;
     use seglrp::model::unet::{NormKind, UNet, UNetConfig, Up};
     let gpu = webgpu_device().await.unwrap();
@@ -97,10 +97,10 @@ async fn region_maps_and_other_composites_agree_on_webgpu_and_cpu() {
     let mut outs = Vec::new();
     for dev in [&cpu, &gpu] {
         // Weights are drawn on the CPU (seeded) and moved, so both devices hold the same net.
-        let net = UNet::seeded(&cfg, 5, 0.1, &cpu).to_device(dev);
-        let acts = net.forward_all(Tensor::<5>::from_data(TensorData::new(x.clone(), shape), dev));
+        let graph = seglrp::model::unet::graph(&UNet::seeded(&cfg, 5, 0.1, &cpu).to_device(dev));
+        let trace = graph.trace(Tensor::<5>::from_data(TensorData::new(x.clone(), shape), dev));
         let mask = Tensor::<5>::from_data(TensorData::new(region.clone(), [1, 1, 8, 12, 10]), dev);
-        let m = region_map(&net, &acts, &composite, 1, mask);
+        let m = region_map(&graph, &trace, &composite, 1, mask, ([0; 3], [7, 11, 9]));
         outs.push(m.relevance.into_data_async().await.unwrap().try_into_vec::<f32>().unwrap());
     }
     let scale = max_abs(&outs[0]);
@@ -113,12 +113,13 @@ async fn region_maps_and_other_composites_agree_on_webgpu_and_cpu() {
 /// pasting, async read-backs) gives the whole-volume pass's mask and maps on WebGPU.
 #[wasm_bindgen_test]
 async fn windowed_studies_equal_the_whole_pass_on_webgpu() {
-    use seglrp::engine::{explain, explain_region, prepare, segmentation, Mode};
+    use seglrp::engine::{explain, explain_regions, prepare, segmentation, Mode};
     use seglrp::lrp::Composite;
     let gpu = webgpu_device().await.unwrap();
     let vol = phantom([40, 32, 12], 5).volume;
     let net = engine::toy_model(&gpu);
-    let max_window = seglrp::spatial::crop::window_of(&net.config, [0, 8, 8], [3, 15, 15], [12, 32, 40]).voxels();
+    let graph = seglrp::model::unet::graph(&net);
+    let max_window = seglrp::spatial::crop::window_around(&graph, [0, 8, 8], [3, 15, 15], [12, 32, 40]).voxels();
     let whole = prepare(&net, &vol, &gpu, PrepareOptions::default().with_mode(Mode::Whole)).unwrap();
     let windowed = prepare(&net, &vol, &gpu, PrepareOptions::default().with_mode(Mode::Windowed(max_window))).unwrap();
     assert!(windowed.windowed());
@@ -138,8 +139,8 @@ async fn windowed_studies_equal_the_whole_pass_on_webgpu() {
     assert!(
         seglrp::spatial::tiling::cores(&windowed.graph, [3, 8, 10], [8, 23, 29], windowed.padded, max_window).len() > 1
     );
-    let a = explain_region(&whole, &region, 1, &c).await.unwrap();
-    let b = explain_region(&windowed, &region, 1, &c).await.unwrap();
+    let a = explain_regions(&whole, &[&region], 1, &c, |_, _| {}).await.unwrap().remove(0);
+    let b = explain_regions(&windowed, &[&region], 1, &c, |_, _| {}).await.unwrap().remove(0);
     let (scale, diff) = (max_abs(&a.relevance), max_abs_diff(&a.relevance, &b.relevance));
     log(format!("windowed vs whole on WebGPU, region: max|ΔM_A| = {diff:e}, max|M_A| = {scale:e}"));
     assert_eq!((a.voxels, a.left_out), (b.voxels, b.left_out));

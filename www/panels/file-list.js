@@ -1,6 +1,7 @@
 // The list of loaded files: what each is, the sequence it was assigned (editable), and why a
 // file could not be read.
 import { names } from '../catalogue.js';
+import { escapeHtml } from '../status.js';
 
 const describe = (info) => {
   const dims = info.dims.join('×');
@@ -11,6 +12,19 @@ const describe = (info) => {
   const notes = (info.notes ?? []).map((n) => `; warning: ${n}`).join('');
   return `${info.format}${pair}, ${info.datatype}${order}, ${dims}, ${info.orientation}${extra}${notes}`;
 };
+
+/**
+ * Fills the reference-grid menu (`select`, inside `label`): the finest grid, or a channel's;
+ * offered where the model reads several channels from separate files. `onGrid(channel)` on a
+ * change ('' = the finest).
+ */
+export function renderGrid(label, select, { offered, channels, chosen }, onGrid) {
+  label.hidden = !offered;
+  select.innerHTML = [['', 'the finest of the channels'], ...channels.map((c) => [c, c])]
+    .map(([v, t]) => `<option value="${escapeHtml(v)}"${v === chosen ? ' selected' : ''}>${escapeHtml(t)}</option>`)
+    .join('');
+  select.onchange = () => onGrid(select.value);
+}
 
 /** Renders `reports` (from open_files) into `table`; `onRole(name, role)` on a change. */
 export function renderFiles(table, reports, onRole) {

@@ -4,7 +4,7 @@
 import { store, withBusy, settled } from '../store.js';
 import { names } from '../catalogue.js';
 import { status, failed, withProgress } from '../status.js';
-import { renderFiles } from './file-list.js';
+import { renderFiles, renderGrid } from './file-list.js';
 import { windowOf } from '../sequences.js';
 
 const $ = (id) => document.getElementById(id);
@@ -59,6 +59,19 @@ function onRole(name, role) {
   openFiles(store.files, { ...store.roles, [name]: role });
 }
 
+function onGrid(channel) {
+  if (store.busy) return;
+  store.grid = channel;
+  openFiles(store.files, store.roles);
+}
+
+/** The reference-grid menu, where a model other than the liver one reads channels from several files. */
+function showGrid() {
+  const images = store.reports.filter((r) => !r.error && r.role !== 'label' && r.role !== 'unused');
+  const offered = !names.model?.liver && names.sequences.length > 1 && images.length > 1;
+  renderGrid($('grid-choice'), $('grid'), { offered, channels: names.sequences, chosen: store.grid }, onGrid);
+}
+
 /**
  * Opens files as a study (or a preview), segments it, and shows it. Returns true for a study.
  * `refused`: files of the same drop refused by their header check (`{name, error}`), listed too.
@@ -68,7 +81,7 @@ export async function openFiles(files, roles, fresh = files, name = null, refuse
   return withBusy(async () => {
     try {
       const label = fresh.length === 1 ? fresh[0].name : `${fresh.length} files`;
-      const result = await withProgress(compute, `Reading ${label}`, () => compute.open(files, roles));
+      const result = await withProgress(compute, `Reading ${label}`, () => compute.open(files, roles, store.grid));
       const readable = result.files.filter((f) => !f.error);
       if (!result.study && !readable.length) {
         const errs = result.files.map((f) => `${f.name}: ${f.error}`).join(' — ');
@@ -82,6 +95,7 @@ export async function openFiles(files, roles, fresh = files, name = null, refuse
       }
       Object.assign(store, { files, roles, reports: result.files, explanation: null, mask: null });
       renderFiles($('files'), [...result.files, ...refused], onRole);
+      showGrid();
       $('results').hidden = true;
       if (!result.study) {
         store.study = null;
@@ -233,8 +247,18 @@ export function setupFiles() {
   });
   $('clear').addEventListener('click', () => {
     if (store.busy) return;
-    Object.assign(store, { files: [], roles: {}, reports: [], study: null, view: null, mask: null, explanation: null });
+    Object.assign(store, {
+      files: [],
+      roles: {},
+      grid: '',
+      reports: [],
+      study: null,
+      view: null,
+      mask: null,
+      explanation: null,
+    });
     renderFiles($('files'), [], onRole);
+    showGrid();
     $('viewer').hidden = true;
     $('results').hidden = true;
     settled();

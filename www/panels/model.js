@@ -60,7 +60,7 @@ async function changeModel(load, label, { onModel, reopen }) {
   });
   if (!loaded) return;
   // The engine dropped the study with the old model: so does the page, until it is reopened.
-  Object.assign(store, { model: names.model, study: null, mask: null, explanation: null });
+  Object.assign(store, { model: names.model, grid: '', study: null, mask: null, explanation: null });
   $('results').hidden = true;
   await onModel();
   const c = names.model.card;

@@ -551,12 +551,28 @@ pub struct Assignment {
     /// A 4-D file holding every channel in the card's order, instead of `channels`.
     pub all: Option<usize>,
     pub label: Option<usize>,
+    /// The channel whose grid the study takes; `None`: the finest among them.
+    pub grid: Option<usize>,
 }
 
 /// The role name of a 4-D file holding every channel of a model's card.
 pub const ALL_CHANNELS: &str = "all channels";
 
 impl Assignment {
+    /// The study on the grid of the channel named `grid` ("" = the finest of the channels).
+    pub fn with_grid(mut self, grid: &str, channels: &[String]) -> Result<Assignment, String> {
+        self.grid = match grid {
+            "" => None,
+            g => Some(
+                channels
+                    .iter()
+                    .position(|c| squeeze(c) == squeeze(g))
+                    .ok_or_else(|| format!("--grid {g}: not one of the model's channels ({})", channels.join(", ")))?,
+            ),
+        };
+        Ok(self)
+    }
+
     /// Each report's role in words, as the page's file list shows it and sends it back: a
     /// channel's name, [`ALL_CHANNELS`], "label" or "unused".
     pub fn roles(&self, reports: usize, channels: &[String]) -> Vec<String> {
@@ -656,19 +672,20 @@ pub fn assign_channels(
 
 /// A study for a model whose card names its channels (`channels`) and classes (`classes`), the
 /// files assigned as [`assign_channels`] says. Channels on other grids are resampled onto the
-/// finest; a label holds class indices.
+/// grid of the channel named `grid`, or ("") the finest; a label holds class indices.
 pub fn assemble_channels(
     reports: &[FileReport],
     channels: &[String],
     classes: usize,
     chosen: &[(String, String)],
+    grid: &str,
 ) -> Result<Study, String> {
     let errors: Vec<String> =
         reports.iter().filter_map(|r| r.error.as_ref().map(|e| format!("{}: {e}", r.name))).collect();
     if !errors.is_empty() {
         return Err(errors.join("\n"));
     }
-    let a = assign_channels(reports, channels, chosen)?;
+    let a = assign_channels(reports, channels, chosen)?.with_grid(grid, channels)?;
     assemble_assigned(reports, &a, channels, classes)
 }
 
@@ -706,25 +723,29 @@ pub fn assemble_assigned(
     }
     let files: Vec<(&str, &Volume)> = a.channels.iter().map(|i| part(i.expect("checked"))).collect();
     let non_finite = a.channels.iter().map(|i| counts(i.expect("checked")).first().copied().unwrap_or(0)).collect();
-    // Sequences on other grids are resampled (trilinear, world coordinates) onto the finest
-    // grid among them, the first such channel on a tie: no detail of any sequence is lost.
-    let finest = files
-        .iter()
-        .min_by(|a, b| Grid::of(a.1).voxel_volume().total_cmp(&Grid::of(b.1).voxel_volume()))
-        .copied()
-        .expect("a study has a channel");
+    // Sequences on other grids are resampled (trilinear, world coordinates) onto the grid the
+    // user chose, else the finest among them (the first such channel on a tie): no detail of
+    // any sequence is lost.
+    let reference = match a.grid {
+        Some(c) => files[c],
+        None => files
+            .iter()
+            .min_by(|a, b| Grid::of(a.1).voxel_volume().total_cmp(&Grid::of(b.1).voxel_volume()))
+            .copied()
+            .expect("a study has a channel"),
+    };
     let mut resampled = Vec::new();
-    let mut data = Vec::with_capacity(n * finest.1.voxels());
+    let mut data = Vec::with_capacity(n * reference.1.voxels());
     for (name, vol) in &files {
-        if same_grid(finest, (name, vol)).is_ok() {
+        if same_grid(reference, (name, vol)).is_ok() {
             data.extend_from_slice(&vol.data);
             continue;
         }
-        let moved = resample(vol, &Grid::of(finest.1), Interpolation::Linear).map_err(|e| format!("{name}: {e}"))?;
-        resampled.push(moved_note(name, vol, finest));
+        let moved = resample(vol, &Grid::of(reference.1), Interpolation::Linear).map_err(|e| format!("{name}: {e}"))?;
+        resampled.push(moved_note(name, vol, reference));
         data.extend(moved.data);
     }
-    let volume = Volume { channels: n, data, ..finest.1.clone() };
+    let volume = Volume { channels: n, data, ..reference.1.clone() };
     let sources = files.iter().map(|(f, _)| f.to_string()).collect();
     with_label(Study { volume, label: None, sources, non_finite, resampled }, label, classes)
 }
@@ -823,21 +844,21 @@ mod tests {
         // By name, whatever the order; the label (classes 0..3) wherever it comes.
         let files = [file("p_dwi.nii", vol(1, 3.0)), file("label.nii", vol(1, 2.0)), file("p_t2.nii", vol(1, 1.0))];
         let all = [files[0].clone(), files[1].clone(), files[2].clone(), file("scan.nii", vol(1, 2.5))];
-        let study = assemble_channels(&all, &names, 3, &[]).unwrap();
+        let study = assemble_channels(&all, &names, 3, &[], "").unwrap();
         assert_eq!(study.sources, ["p_t2.nii", "scan.nii", "p_dwi.nii"]);
         assert_eq!(&study.volume.data[..9], &[1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 2.5]);
         assert_eq!(study.label.as_deref(), Some(&[2u8; 8][..]));
         // A missing channel is named; a label value outside the classes is refused.
-        let err = assemble_channels(&files, &names, 3, &[]).unwrap_err();
+        let err = assemble_channels(&files, &names, 3, &[], "").unwrap_err();
         assert!(err.contains("no file for ADC"), "{err}");
-        let err = assemble_channels(&all, &names, 2, &[]).unwrap_err();
+        let err = assemble_channels(&all, &names, 2, &[], "").unwrap_err();
         assert!(err.contains("holds 2, not a class index 0 to 1"), "{err}");
         // One 4-D file with every channel, the label after it; --role renames.
         let four = [file("study.nii", vol(3, 1.0)), file("seg.nii", vol(1, 1.0))];
-        assert_eq!(assemble_channels(&four, &names, 2, &[]).unwrap().volume.channels, 3);
+        assert_eq!(assemble_channels(&four, &names, 2, &[], "").unwrap().volume.channels, 3);
         let chosen = [("seg.nii".to_string(), "unused".to_string())];
-        assert!(assemble_channels(&four, &names, 2, &chosen).unwrap().label.is_none());
-        let err = assemble_channels(&[four[0].clone(), files[0].clone()], &names, 2, &[]).unwrap_err();
+        assert!(assemble_channels(&four, &names, 2, &chosen, "").unwrap().label.is_none());
+        let err = assemble_channels(&[four[0].clone(), files[0].clone()], &names, 2, &[], "").unwrap_err();
         assert!(err.contains("only image"), "{err}");
         // The file list's roles, also while the study is incomplete.
         let a = assign_channels(&four, &names, &[]).unwrap();
@@ -881,7 +902,7 @@ mod tests {
             file("label.nii", [4, 4, 4], coarse, &|x, _, _| u8::from(x >= 2) as f32),
         ];
         let names: Vec<String> = ["T2", "ADC"].map(String::from).to_vec();
-        let study = assemble_channels(&files, &names, 2, &[]).unwrap();
+        let study = assemble_channels(&files, &names, 2, &[], "").unwrap();
         assert_eq!((study.volume.dims, study.volume.affine), ([8, 8, 8], fine));
         assert_eq!(study.resampled.len(), 2, "{:?}", study.resampled);
         assert!(study.resampled[0].starts_with("adc.nii (4×4×4, 2.00×2.00×2.00 mm, RAS)"), "{:?}", study.resampled);
@@ -895,5 +916,20 @@ mod tests {
         let label = study.label.as_ref().unwrap();
         let row: Vec<u8> = (0..8).map(|x| label[study.volume.index([x, 3, 3])]).collect();
         assert_eq!(row, [0, 0, 0, 0, 1, 1, 1, 0]);
+        // On ADC's grid instead: T2 moves (trilinear is exact for its linear values: coarse voxel
+        // x lies at fine 2x + 0.5), ADC and the label stay as they are.
+        let study = assemble_channels(&files, &names, 2, &[], "adc").unwrap();
+        assert_eq!((study.volume.dims, study.volume.affine), ([4, 4, 4], coarse));
+        assert_eq!(study.resampled.len(), 1, "{:?}", study.resampled);
+        assert!(study.resampled[0].starts_with("t2.nii (8×8×8, 1.00×1.00×1.00 mm"), "{:?}", study.resampled);
+        let t2 = study.volume.channel(0);
+        for (x, y, z) in [(0, 0, 0), (1, 2, 3), (3, 3, 3)] {
+            let expected = 2.0 * (x + y + z) as f32 + 1.5;
+            assert!((t2[study.volume.index([x, y, z])] - expected).abs() < 1e-4, "({x}, {y}, {z})");
+        }
+        assert_eq!(study.volume.channel(1)[study.volume.index([3, 1, 2])], 30.0);
+        assert_eq!(study.label.as_ref().unwrap()[study.volume.index([2, 0, 0])], 1);
+        let err = assemble_channels(&files, &names, 2, &[], "DWI").unwrap_err();
+        assert!(err.contains("--grid DWI") && err.contains("T2, ADC"), "{err}");
     }
 }

@@ -14,7 +14,7 @@
 //! | `EpsilonAlpha2Beta1Flat` | Flat | AlphaBeta(2, 1) |
 //!
 //! Activations get `Pass`; batch/instance norms are merged into their conv first
-//! (`canonize.rs`), as Zennit's `SequentialMergeBatchNorm` does. `Epsilon` (LRP-ε on every
+//! (`model::graph::merge`), as Zennit's `SequentialMergeBatchNorm` does. `Epsilon` (LRP-ε on every
 //! layer, the simplest rule) and `Custom` (a rule per layer name) complete the set.
 
 use serde::{Deserialize, Serialize};

@@ -10,7 +10,7 @@
 //! part of the forward output unless a rule says otherwise.
 //!
 //! ReLU and other activations use Zennit's `Pass`: relevance goes through unchanged (the
-//! walk in `lrp/unet.rs` does this).
+//! walk in `lrp/walk.rs` does this).
 
 use crate::ops::conv::{conv3d, conv_padding, conv_transpose3d};
 use burn::nn::conv::{Conv3d, ConvTranspose3d};
@@ -31,7 +31,7 @@ enum Mapping {
     ConvTranspose { stride: [usize; 3], padding: [usize; 3], padding_out: [usize; 3], dilation: [usize; 3] },
 }
 
-/// A linear layer as LRP sees it: weights and bias (after canonization, see `canonize.rs`)
+/// A linear layer as LRP sees it: weights and bias (after canonization, see `model::graph::merge`)
 /// and the map they define.
 #[derive(Clone, Debug)]
 pub struct Linear {

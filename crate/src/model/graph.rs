@@ -1,5 +1,5 @@
 //! A network as a graph of nodes in topological order: what every importer builds and what the
-//! graph engine (`lrp/graph.rs`) explains.
+//! graph engine (`lrp/walk.rs`) explains.
 //!
 //! Each node reads the outputs of earlier nodes (`inputs`), so walking the list forwards is the
 //! forward pass and walking it backwards is LRP. The graph also answers the spatial questions

@@ -206,14 +206,10 @@ pub struct UpLayer {
 }
 
 impl UpLayer {
-    /// The output, and for up-sample + conv the up-sampled input of the conv.
-    fn forward(&self, x: Tensor<5>) -> (Tensor<5>, Option<Tensor<5>>) {
+    fn forward(&self, x: Tensor<5>) -> Tensor<5> {
         match (&self.transposed, &self.conv, self.mode) {
-            (Some(t), _, _) => (t.forward(x), None),
-            (None, Some(conv), Up::Nearest | Up::Trilinear) => {
-                let up = upsample2(x, self.upsample_mode());
-                (conv.forward(up.clone()), Some(up))
-            }
+            (Some(t), _, _) => t.forward(x),
+            (None, Some(conv), Up::Nearest | Up::Trilinear) => conv.forward(upsample2(x, self.upsample_mode())),
             _ => unreachable!("an up layer has a transposed conv or an up-sampling conv"),
         }
     }
@@ -227,32 +223,17 @@ impl UpLayer {
     }
 }
 
-/// What the forward pass of one block saw.
-#[derive(Clone, Debug)]
-pub struct BlockTrace {
-    /// The conv's input.
-    pub input: Tensor<5>,
-    /// The conv's output, before the norm (instance-norm statistics come from it).
-    pub conv_out: Tensor<5>,
-    /// After norm and ReLU.
-    pub output: Tensor<5>,
-    /// The norm as `z·scale + shift` per channel, when it must not be recomputed from
-    /// `conv_out` (a cropped trace: instance-norm statistics are the full volume's).
-    pub frozen_norm: Option<(Tensor<1>, Tensor<1>)>,
-}
-
 impl Block {
-    fn forward(&self, x: Tensor<5>) -> BlockTrace {
-        let conv_out = crate::ops::conv::forward(&self.conv, x.clone());
+    fn forward(&self, x: Tensor<5>) -> Tensor<5> {
+        let conv_out = crate::ops::conv::forward(&self.conv, x);
         let normed = match &self.norm {
-            Some(n) => n.forward(conv_out.clone()),
-            None => conv_out.clone(),
+            Some(n) => n.forward(conv_out),
+            None => conv_out,
         };
-        let output = match self.activation {
+        match self.activation {
             Activation::Relu => burn::tensor::activation::relu(normed),
             Activation::LeakyRelu => burn::tensor::activation::leaky_relu(normed, 0.01),
-        };
-        BlockTrace { input: x, conv_out, output, frozen_norm: None }
+        }
     }
 }
 
@@ -267,20 +248,6 @@ pub struct UNet {
     pub head: Conv3d,
     #[module(skip)]
     pub config: UNetConfig,
-}
-
-/// Every intermediate the LRP pass reads.
-#[derive(Clone, Debug)]
-pub struct Activations {
-    pub x: Tensor<5>,
-    pub encoder: Vec<Vec<BlockTrace>>,
-    /// Input of each `ups[i]`.
-    pub up_inputs: Vec<Tensor<5>>,
-    /// For up-sample + conv: the up-sampled input of the conv.
-    pub up_sampled: Vec<Option<Tensor<5>>>,
-    pub decoder: Vec<Vec<BlockTrace>>,
-    pub head_input: Tensor<5>,
-    pub logits: Tensor<5>,
 }
 
 fn uniform(rng: &mut SplitMix, shape: Vec<usize>, bound: f32, device: &Device) -> Tensor<1> {
@@ -408,11 +375,11 @@ impl UNet {
         UNet { encoder, ups, decoder, head, config: config.clone() }
     }
 
-    /// The logits, keeping only the skip connections on the way (a fraction of
-    /// [`UNet::forward_all`]'s memory: what segmentation needs).
+    /// The logits, keeping only the skip connections on the way (training; the engine runs
+    /// the network as a [`Graph`]: [`graph`]).
     pub fn forward(&self, x: Tensor<5>) -> Tensor<5> {
         let cfg = &self.config;
-        let block = |h: Tensor<5>, b: &Block| b.forward(h).output;
+        let block = |h: Tensor<5>, b: &Block| b.forward(h);
         let mut skips: Vec<Tensor<5>> = Vec::new();
         let mut h = x;
         for (l, blocks) in self.encoder.iter().enumerate() {
@@ -424,60 +391,17 @@ impl UNet {
         }
         skips.pop();
         for (up, blocks) in self.ups.iter().zip(&self.decoder) {
-            let (u, _) = up.forward(h);
+            let u = up.forward(h);
             let skip = skips.pop().expect("one skip per level");
             h = blocks.iter().fold(Tensor::cat(vec![skip, u], 1), block);
         }
         self.head.forward(h)
     }
-
-    pub fn forward_all(&self, x: Tensor<5>) -> Activations {
-        let [_, c, d, h, w] = x.dims();
-        let cfg = &self.config;
-        assert_eq!(c, cfg.in_channels, "the model takes {} sequences", cfg.in_channels);
-        let a = cfg.align();
-        assert!(d % a == 0 && h % a == 0 && w % a == 0, "pad the volume to a multiple of {a}");
-        let run = |blocks: &[Block], mut h: Tensor<5>| -> Vec<BlockTrace> {
-            blocks
-                .iter()
-                .map(|b| {
-                    let t = b.forward(h.clone());
-                    h = t.output.clone();
-                    t
-                })
-                .collect()
-        };
-        let mut encoder: Vec<Vec<BlockTrace>> = Vec::new();
-        let mut h = x.clone();
-        for (l, blocks) in self.encoder.iter().enumerate() {
-            if l > 0 && cfg.down == Down::MaxPool {
-                h = max_pool3d(h, [2; 3]);
-            }
-            let traces = run(blocks, h);
-            h = traces.last().expect("≥ 1 block").output.clone();
-            encoder.push(traces);
-        }
-        let mut up_inputs = Vec::new();
-        let mut up_sampled = Vec::new();
-        let mut decoder = Vec::new();
-        for (i, (up, blocks)) in self.ups.iter().zip(&self.decoder).enumerate() {
-            let level = cfg.levels - 2 - i;
-            up_inputs.push(h.clone());
-            let (u, sampled) = up.forward(h);
-            up_sampled.push(sampled);
-            let skip = encoder[level].last().expect("≥ 1 block").output.clone();
-            let traces = run(blocks, Tensor::cat(vec![skip, u], 1));
-            h = traces.last().expect("≥ 1 block").output.clone();
-            decoder.push(traces);
-        }
-        let logits = self.head.forward(h.clone());
-        Activations { x, encoder, up_inputs, up_sampled, decoder, head_input: h, logits }
-    }
 }
 
 // The network as a graph (`model::graph`) for the engine: node names are its parameter names
-// (`encoder.0.0.conv`, `ups.1`, `head`), so that composites and custom rules address the same
-// layers on either engine.
+// (`encoder.0.0.conv`, `ups.1`, `head`), so that custom rules address layers by the names of the
+// safetensors file.
 
 fn conv(c: &Conv3d) -> ConvSpec {
     ConvSpec {

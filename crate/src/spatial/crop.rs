@@ -1,39 +1,22 @@
 //! Receptive-field cropping: a logit depends only on the input within the network's receptive
 //! field around its voxel, so LRP from a region only ever reaches the region's bounding box
-//! widened by that radius. The LRP pass runs on every activation cropped to that window and
-//! its result is pasted into a zero map of the full size (engine.rs `place`, on the host): the
-//! same map, for the cost of the window instead of the volume.
+//! widened by that radius ([`window_around`]). The LRP pass runs on activations cropped to
+//! windows and its result is pasted into a zero map of the full size: the same map, for the
+//! cost of the window instead of the volume.
 //!
 //! Why it is exact: each rule recomputes a layer's pre-activations `z` from that layer's
 //! (cropped) input, so `z` is wrong only within one kernel radius of the crop's border — where
 //! the relevance is zero as long as the margin exceeds the receptive radius by one voxel of the
-//! coarsest level. Windows are aligned to the pooling grid, so every 2×2×2 pooling window,
-//! strided conv and transposed conv sees the same inputs as in the full pass. Instance-norm
-//! statistics come from the full forward pass (frozen in the cropped trace), never from the
-//! crop.
+//! coarsest level. Windows are aligned to the coarsest resolution, so every pooling window,
+//! strided conv and transposed conv sees the same inputs as in the full pass. Norm statistics
+//! come from the full forward pass (frozen in the cropped trace), never from the crop.
 //!
-//! The same argument holds layer by layer: [`window_reaching`] gives the window of a layer that
-//! many voxels of receptive field from the logits, and [`refit`] moves a tensor between two
-//! windows; `lrp/unet.rs` runs each layer on its own (nested) window with them.
+//! The same argument holds node by node: `lrp/walk.rs` runs each node on its own (nested)
+//! window, and [`refit`] moves a tensor between two windows.
 
 use std::ops::Range;
 
 use burn::prelude::*;
-
-use crate::model::unet::{Activations, Block, BlockTrace, UNet, UNetConfig, Up};
-
-/// Half-width, in full-resolution voxels, of the input one logit depends on: along the path
-/// through the deepest level, every 3×3×3 conv adds one voxel of its level, every 2×2×2 down
-/// step one voxel of the finer level, every up step one voxel of the coarser level (alignment of
-/// the transposed conv's 2×2×2 footprint, or trilinear interpolation's neighbour).
-pub fn receptive_radius(cfg: &UNetConfig) -> usize {
-    let s = |l: usize| 1usize << l;
-    let encoder: usize = (0..cfg.levels).map(|l| cfg.blocks * s(l)).sum();
-    let decoder: usize = (0..cfg.levels - 1).map(|l| cfg.blocks * s(l)).sum();
-    let downs: usize = (0..cfg.levels - 1).map(s).sum();
-    let ups: usize = (0..cfg.levels - 1).map(|l| s(l + 1) * if cfg.up == Up::Trilinear { 2 } else { 1 }).sum();
-    encoder + decoder + downs + ups
-}
 
 /// A box of the network's (padded) grid in tensor axes `[d, h, w]`: `lo` inclusive, `hi`
 /// exclusive, both multiples of the pooling alignment.
@@ -51,37 +34,6 @@ impl Window {
     pub fn voxels(&self) -> usize {
         self.dims().iter().product()
     }
-}
-
-/// The window that holds every logit of the box `[first, last]` (inclusive, tensor axes) with
-/// its receptive field, on a grid of `dims`; `None` when it would be (almost) the whole grid,
-/// where cropping gains nothing.
-pub fn window(cfg: &UNetConfig, first: [usize; 3], last: [usize; 3], dims: [usize; 3]) -> Option<Window> {
-    let w = window_of(cfg, first, last, dims);
-    let full: usize = dims.iter().product();
-    (w.voxels() * 10 < full * 9).then_some(w)
-}
-
-/// [`window`], also when it is the whole grid.
-pub fn window_of(cfg: &UNetConfig, first: [usize; 3], last: [usize; 3], dims: [usize; 3]) -> Window {
-    window_reaching(cfg, receptive_radius(cfg), first, last, dims)
-}
-
-/// The box `[first, last]` widened by `reach` voxels and one alignment step more, aligned to
-/// the pooling grid and clipped to `dims`: where a layer `reach` voxels (of receptive field)
-/// from the logits must be computed for them (nested windows, `lrp/unet.rs`).
-pub fn window_reaching(
-    cfg: &UNetConfig,
-    reach: usize,
-    first: [usize; 3],
-    last: [usize; 3],
-    dims: [usize; 3],
-) -> Window {
-    let a = cfg.align();
-    let margin = reach + a;
-    let lo: [usize; 3] = std::array::from_fn(|k| first[k].saturating_sub(margin) / a * a);
-    let hi: [usize; 3] = std::array::from_fn(|k| ((last[k] + 1 + margin).div_ceil(a) * a).min(dims[k]));
-    Window { lo, hi }
 }
 
 /// The window of the input grid `dims` (tensor axes) a pass of `graph` from the logits in the
@@ -142,6 +94,9 @@ pub fn bounding_box(mask: &[u8], [nx, ny, _]: [usize; 3]) -> Option<([usize; 3],
 /// `t` cropped to `w`, whatever its resolution: the window is scaled by the ratio of the full
 /// grid `full` to the tensor's own size (a power of two per level).
 pub fn crop_tensor(t: &Tensor<5>, w: &Window, full: [usize; 3]) -> Tensor<5> {
+    if *w == whole(full) {
+        return t.clone();
+    }
     let [n, c, d, h, wd] = t.dims();
     let own = [d, h, wd];
     let range = |k: usize| -> Range<usize> {
@@ -151,50 +106,26 @@ pub fn crop_tensor(t: &Tensor<5>, w: &Window, full: [usize; 3]) -> Tensor<5> {
     t.clone().slice([0..n, 0..c, range(0), range(1), range(2)])
 }
 
-fn crop_trace(block: &Block, t: &BlockTrace, w: &Window, full: [usize; 3]) -> BlockTrace {
-    BlockTrace {
-        input: crop_tensor(&t.input, w, full),
-        conv_out: crop_tensor(&t.conv_out, w, full),
-        output: crop_tensor(&t.output, w, full),
-        // The full pass's statistics: a crop's would differ.
-        frozen_norm: t.frozen_norm.clone().or_else(|| block.norm.as_ref().map(|n| n.affine(&t.conv_out))),
-    }
-}
-
-/// Every activation of `act` cropped to `w`.
-pub fn crop_activations(net: &UNet, act: &Activations, w: &Window) -> Activations {
-    let [_, _, d, h, wd] = act.x.dims();
-    let full = [d, h, wd];
-    let c = |t: &Tensor<5>| crop_tensor(t, w, full);
-    let traces = |blocks: &[Block], traces: &[BlockTrace]| -> Vec<BlockTrace> {
-        blocks.iter().zip(traces).map(|(b, t)| crop_trace(b, t, w, full)).collect()
-    };
-    Activations {
-        x: c(&act.x),
-        encoder: net.encoder.iter().zip(&act.encoder).map(|(b, t)| traces(b, t)).collect(),
-        up_inputs: act.up_inputs.iter().map(c).collect(),
-        up_sampled: act.up_sampled.iter().map(|t| t.as_ref().map(c)).collect(),
-        decoder: net.decoder.iter().zip(&act.decoder).map(|(b, t)| traces(b, t)).collect(),
-        head_input: c(&act.head_input),
-        logits: c(&act.logits),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn windows_are_aligned_and_clipped() {
+        use crate::model::unet::{graph, UNet, UNetConfig};
+        let dev = crate::backend::cpu_device("cpu").unwrap();
         let cfg = UNetConfig { levels: 3, blocks: 2, ..UNetConfig::small() };
-        // 2·(1+2+4) encoder + 2·(1+2) decoder + (1+2) downs + (2+4) ups = 29.
-        assert_eq!(receptive_radius(&cfg), 29);
-        let w = window(&cfg, [40, 50, 60], [41, 50, 60], [96, 160, 160]).unwrap();
+        let net = graph(&UNet::seeded(&cfg, 1, 0.1, &dev));
+        // Along the path through the deepest level every 3×3×3 conv adds one voxel of its level,
+        // every 2×2×2 down step one of the finer level, every transposed-conv up step one of the
+        // coarser: 2·(1+2+4) encoder + 2·(1+2) decoder + (1+2) downs + (2+4) ups = 29.
+        assert_eq!(net.receptive_radius(), [29; 3]);
+        let w = window_around(&net, [40, 50, 60], [41, 50, 60], [96, 160, 160]);
         assert_eq!(w, Window { lo: [4, 16, 24], hi: [76, 84, 96] });
         assert!(w.lo.iter().chain(&w.hi).all(|v| v % 4 == 0));
-        // Near the edge the window stops at the grid; a window covering ≥ 90 % is not worth it.
-        assert_eq!(window(&cfg, [0, 0, 0], [0, 0, 0], [96, 160, 160]).unwrap().lo, [0, 0, 0]);
-        assert_eq!(window(&cfg, [20, 20, 20], [21, 21, 21], [40, 40, 40]), None);
+        // Near the edge the window stops at the grid.
+        assert_eq!(window_around(&net, [0, 0, 0], [0, 0, 0], [96, 160, 160]).lo, [0, 0, 0]);
+        assert_eq!(window_around(&net, [20, 20, 20], [21, 21, 21], [40, 40, 40]), whole([40; 3]));
         // (x 1, y 0, z 0) and (x 1, y 1, z 0), as [d, h, w].
         assert_eq!(bounding_box(&[0, 1, 0, 1, 0, 0, 0, 0], [2, 2, 2]), Some(([0, 0, 1], [0, 1, 1])));
         assert_eq!(bounding_box(&[0; 8], [2, 2, 2]), None);

@@ -1,5 +1,5 @@
 //! Regions to explain: sets of output voxels picked from a segmentation, as masks in file order
-//! (x fastest). The maps themselves are computed by `lrp::region`.
+//! (x fastest). The maps themselves are computed by `lrp::region_map`.
 
 use std::collections::VecDeque;
 

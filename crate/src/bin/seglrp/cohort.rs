@@ -56,6 +56,9 @@ pub struct Run {
     /// How every channel is normalised, overriding the model card (as for `explain`).
     #[arg(long, value_parser = crate::common::parse_normalisation)]
     pub normalisation: Option<seglrp::model::card::Normalisation>,
+    /// The channel whose grid each study takes (as for `explain`; default: the finest).
+    #[arg(long, value_name = "CHANNEL")]
+    pub grid: Option<String>,
     /// Regions to explain, comma-separated: all (predicted tumour), tp, fn, fp (against each
     /// study's label).
     #[arg(long, default_value = "all", value_parser = parse_regions)]
@@ -139,40 +142,9 @@ pub fn run(args: Args) -> Result<(), String> {
         (Some(n), Some(i)) => Some(Share { part: i, parts: n }),
         _ => None,
     };
-    let gpu = r.gpu;
-    let args = CohortArgs {
-        dir: r.dir.expect("clap requires DIR"),
-        out: r.out.expect("clap requires --out"),
-        model: r.model,
-        config: r.config,
-        folds: r.folds,
-        normalisation: r.normalisation,
-        regions: r.regions.0,
-        class: r.class,
-        composite: r.composite,
-        jobs: r.jobs,
-        save_relevance: r.save_relevance,
-        force: r.force,
-        share,
-    };
-    cohort(args, &device(gpu, "cpu")?, gpu)
-}
-
-pub struct CohortArgs {
-    pub dir: PathBuf,
-    pub out: PathBuf,
-    pub model: Option<PathBuf>,
-    pub config: Option<PathBuf>,
-    pub folds: Option<Vec<String>>,
-    pub normalisation: Option<seglrp::model::card::Normalisation>,
-    pub regions: Vec<Selection>,
-    pub class: usize,
-    pub composite: String,
-    pub jobs: Option<usize>,
-    pub save_relevance: bool,
-    pub force: bool,
-    /// Run one share of the patients and leave the table to `seglrp cohort merge`.
-    pub share: Option<Share>,
+    let dir = r.dir.clone().expect("clap requires DIR");
+    let out = r.out.clone().expect("clap requires --out");
+    cohort(&r, &dir, &out, share, &device(r.gpu, "cpu")?)
 }
 
 /// One study folder: `DIR/<id>/`, its NIfTI files found at any depth (so `sub-01/anat/` works).
@@ -247,6 +219,11 @@ pub struct Settings {
     /// The model's input channels, in its order (the table's share columns).
     #[serde(default = "liver_channels")]
     pub channels: Vec<String>,
+    /// `--normalisation` (as JSON) and `--grid` where given: both change what the network reads.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub normalisation: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grid: Option<String>,
 }
 
 fn liver_channels() -> Vec<String> {
@@ -256,8 +233,8 @@ fn liver_channels() -> Vec<String> {
 impl Settings {
     /// The same computation: the model by content (a path given another way is the same model).
     pub fn same_work(&self, other: &Settings) -> bool {
-        (&self.model_hash, &self.composite, self.class, &self.regions)
-            == (&other.model_hash, &other.composite, other.class, &other.regions)
+        (&self.model_hash, &self.composite, self.class, &self.regions, &self.normalisation, &self.grid)
+            == (&other.model_hash, &other.composite, other.class, &other.regions, &other.normalisation, &other.grid)
     }
 }
 
@@ -342,7 +319,9 @@ fn default_jobs(voxels: usize, net: &Graph) -> usize {
 }
 
 struct Context<'a> {
-    args: &'a CohortArgs,
+    args: &'a Run,
+    /// Where results go (`--out`).
+    out: &'a Path,
     settings: Settings,
     model: crate::common::Model,
 }
@@ -360,13 +339,13 @@ fn analyse(
     }
     let started = Instant::now();
     step("reading");
-    let study = crate::common::open_for(net, &study_dir.files, &[])?;
+    let study = crate::common::open_for(net, &study_dir.files, &[], args.grid.as_deref())?;
     step("segmenting");
     let s = segment(net, study, device)?;
     let composite = composite(&args.composite, &s.prepared)?;
     let vol: &Volume = &s.study.volume;
     let mut areas = Vec::new();
-    for sel in &args.regions {
+    for sel in &args.regions.0 {
         if sel.needs_label() && s.study.label.is_none() {
             return Err(format!(
                 "region \"{}\" needs a tumour label, and the folder has none (a file named label/seg/mask…)",
@@ -377,11 +356,16 @@ fn analyse(
     }
     let non_empty: Vec<&[u8]> = areas.iter().filter(|a| a.iter().any(|v| *v != 0)).map(|a| &a[..]).collect();
     step(&format!("explaining {} region(s)", non_empty.len()));
-    let mut explanations =
-        pollster::block_on(seglrp::engine::explain_regions(&s.prepared, &non_empty, args.class, &composite))?
-            .into_iter();
+    let mut explanations = pollster::block_on(seglrp::engine::explain_regions(
+        &s.prepared,
+        &non_empty,
+        args.class,
+        &composite,
+        |_, _| {},
+    ))?
+    .into_iter();
     let mut regions = Vec::new();
-    for (sel, area) in args.regions.iter().zip(&areas) {
+    for (sel, area) in args.regions.0.iter().zip(&areas) {
         let voxels = area.iter().filter(|v| **v != 0).count();
         if voxels == 0 {
             regions.push(RegionResult {
@@ -412,11 +396,11 @@ fn analyse(
             shares: shares.clone(),
             title: format!("{} — region \"{}\" ({} voxels), {}", study_dir.id, sel.name(), voxels, args.composite),
         })?;
-        write(&args.out.join(&figure_name), &figure::png(&svg)?)?;
+        write(&ctx.out.join(&figure_name), &figure::png(&svg)?)?;
         if args.save_relevance {
             let rel = Volume { data: e.relevance, ..vol.clone() };
             write(
-                &args.out.join(format!("relevance/{}-{}.nii.gz", study_dir.id, sel.name())),
+                &ctx.out.join(format!("relevance/{}-{}.nii.gz", study_dir.id, sel.name())),
                 &nifti::write_nifti(&rel, true),
             )?;
         }
@@ -565,12 +549,14 @@ pub fn write_summary(out: &Path, settings: &Settings, results: &[PatientResult])
     Ok(written)
 }
 
-pub fn cohort(args: CohortArgs, device: &Device, gpu: bool) -> Result<(), String> {
-    let (mut studies, warnings) = discover(&args.dir, &args.out)?;
+/// The cohort in `dir` analysed into `out` as `args` say; `share`: only that part of it.
+pub fn cohort(args: &Run, dir: &Path, out: &Path, share: Option<Share>, device: &Device) -> Result<(), String> {
+    let gpu = args.gpu;
+    let (mut studies, warnings) = discover(dir, out)?;
     for w in &warnings {
         eprintln!("warning: {w}");
     }
-    if let Some(share) = args.share {
+    if let Some(share) = share {
         let all = studies.len();
         studies.retain(|s| share.holds(&s.id));
         eprintln!("part {} of {}: {} of the cohort's {all} patients", share.part, share.parts, studies.len());
@@ -582,6 +568,7 @@ pub fn cohort(args: CohortArgs, device: &Device, gpu: bool) -> Result<(), String
         folds: args.folds.clone(),
         normalisation: args.normalisation.clone(),
         role: vec![],
+        grid: args.grid.clone(),
         backend: "cpu".into(),
         gpu,
     };
@@ -598,29 +585,31 @@ pub fn cohort(args: CohortArgs, device: &Device, gpu: bool) -> Result<(), String
         model_hash,
         composite: args.composite.clone(),
         class: args.class,
-        regions: args.regions.iter().map(|r| r.name().to_string()).collect(),
+        regions: args.regions.0.iter().map(|r| r.name().to_string()).collect(),
         channels: model.card.channels.iter().map(|c| c.name.clone()).collect(),
+        normalisation: args.normalisation.as_ref().map(|n| serde_json::to_string(n).expect("plain JSON")),
+        grid: args.grid.clone(),
     };
     for sub in ["patients", "figures"]
         .iter()
         .chain(args.save_relevance.then_some(&"relevance"))
-        .chain(args.share.is_some().then_some(&"parts"))
+        .chain(share.is_some().then_some(&"parts"))
     {
-        let d = args.out.join(sub);
+        let d = out.join(sub);
         std::fs::create_dir_all(&d).map_err(|e| format!("{}: {e}", d.display()))?;
     }
     let todo: Vec<&StudyDir> =
-        studies.iter().filter(|s| args.force || finished(&args.out, &s.id, &settings).is_none()).collect();
+        studies.iter().filter(|s| args.force || finished(out, &s.id, &settings).is_none()).collect();
     let skipped = studies.len() - todo.len();
     if skipped > 0 {
         eprintln!("{skipped} patient(s) already done with these settings: skipped (--force redoes them)");
     }
-    let tracker = match args.share {
+    let tracker = match share {
         Some(share) => {
             let assigned = studies.iter().map(|s| s.id.clone()).collect();
             let to_do: std::collections::HashSet<&str> = todo.iter().map(|t| t.id.as_str()).collect();
             let before = studies.iter().filter(|s| !to_do.contains(s.id.as_str())).map(|s| s.id.clone()).collect();
-            Some(Tracker::start(&args.out, share, assigned, before)?)
+            Some(Tracker::start(out, share, assigned, before)?)
         }
         None => None,
     };
@@ -630,7 +619,7 @@ pub fn cohort(args: CohortArgs, device: &Device, gpu: bool) -> Result<(), String
         args.jobs.unwrap_or_else(|| default_jobs(PLANNING_VOXELS, &model.graph))
     }
     .clamp(1, todo.len().max(1));
-    let ctx = Context { args: &args, settings: settings.clone(), model };
+    let ctx = Context { args, out, settings: settings.clone(), model };
     let pb = crate::progress::bar(todo.len() as u64, "cohort");
     pb.set_message(format!("{jobs} at a time"));
     let next = AtomicUsize::new(0);
@@ -655,7 +644,7 @@ pub fn cohort(args: CohortArgs, device: &Device, gpu: bool) -> Result<(), String
                     }
                     let outcome = analyse(&ctx, study_dir, &net, device, &step).and_then(|r| {
                         let text = serde_json::to_string_pretty(&r).expect("plain JSON");
-                        write(&result_path(&ctx.args.out, &study_dir.id), text.as_bytes())?;
+                        write(&result_path(ctx.out, &study_dir.id), text.as_bytes())?;
                         Ok(r)
                     });
                     if let Some(t) = &tracker {
@@ -676,9 +665,9 @@ pub fn cohort(args: CohortArgs, device: &Device, gpu: bool) -> Result<(), String
         }
     });
     pb.finish_and_clear();
-    let results: Vec<PatientResult> = studies.iter().filter_map(|s| finished(&args.out, &s.id, &settings)).collect();
+    let results: Vec<PatientResult> = studies.iter().filter_map(|s| finished(out, &s.id, &settings)).collect();
     let failures = failures.into_inner().expect("no panics hold it");
-    if let (Some(t), Some(share)) = (&tracker, args.share) {
+    if let (Some(t), Some(share)) = (&tracker, share) {
         t.finish()?;
         eprintln!(
             "part {} of {}: {} of its {} patients analysed ({} this run, {skipped} from before); `seglrp cohort merge \
@@ -688,7 +677,7 @@ pub fn cohort(args: CohortArgs, device: &Device, gpu: bool) -> Result<(), String
             results.len(),
             studies.len(),
             results.len() - skipped.min(results.len()),
-            args.out.display()
+            out.display()
         );
         if !failures.is_empty() {
             let list = failures.iter().map(|(id, e)| format!("  {id}: {e}")).collect::<Vec<_>>().join("\n");
@@ -696,7 +685,7 @@ pub fn cohort(args: CohortArgs, device: &Device, gpu: bool) -> Result<(), String
         }
         return Ok(());
     }
-    let written = write_summary(&args.out, &settings, &results)?;
+    let written = write_summary(out, &settings, &results)?;
     eprintln!(
         "{} of {} patients analysed ({} this run, {skipped} from before); wrote {}",
         results.len(),
@@ -757,6 +746,8 @@ mod tests {
             class: 1,
             regions: vec!["all".into(), "fn".into()],
             channels: liver_channels(),
+            normalisation: None,
+            grid: None,
         };
         let region = |name: &str, shares: Option<Vec<f32>>| RegionResult {
             region: name.into(),
@@ -796,5 +787,7 @@ mod tests {
         assert!(settings.same_work(&moved), "the same weights given by another path");
         assert!(!settings.same_work(&Settings { composite: "EpsilonGammaBox".into(), ..settings.clone() }));
         assert!(!settings.same_work(&Settings { model_hash: "2".into(), ..settings.clone() }));
+        assert!(!settings.same_work(&Settings { grid: Some("ADC".into()), ..settings.clone() }));
+        assert!(!settings.same_work(&Settings { normalisation: Some("\"ZScore\"".into()), ..settings.clone() }));
     }
 }

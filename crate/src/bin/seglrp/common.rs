@@ -36,6 +36,11 @@ pub struct StudyOptions {
     /// sequences"), "label" or "unused".
     #[arg(long, value_name = "FILE=ROLE")]
     pub role: Vec<String>,
+    /// The channel whose grid the study takes: the others are resampled onto it (trilinear, in
+    /// world coordinates; a label by nearest neighbour), and results are written on it. Default:
+    /// the finest grid among the channels.
+    #[arg(long, value_name = "CHANNEL")]
+    pub grid: Option<String>,
     /// CPU backend ("cpu" = the default one).
     #[arg(long, default_value = "cpu")]
     pub backend: String,
@@ -54,7 +59,7 @@ impl StudyOptions {
     pub fn open(&self, files: &[PathBuf]) -> Result<(Study, Device, Model), String> {
         let device = device(self.gpu, &self.backend)?;
         let model = self.model(&device)?;
-        let study = open_for(&model, files, &self.role)?;
+        let study = open_for(&model, files, &self.role, self.grid.as_deref())?;
         Ok((study, device, model))
     }
 
@@ -81,8 +86,12 @@ impl StudyOptions {
 
 /// The study of `files` for `model`: the liver demo's six sequences, or the channels of the
 /// model's card (README "Bringing your own study").
-pub fn open_for(model: &Model, files: &[PathBuf], roles: &[String]) -> Result<Study, String> {
+/// `grid`: the channel whose grid the study takes (default: the finest).
+pub fn open_for(model: &Model, files: &[PathBuf], roles: &[String], grid: Option<&str>) -> Result<Study, String> {
     if model.is_liver() {
+        if let Some(g) = grid {
+            return Err(format!("--grid {g}: the liver model's six sequences must share one grid"));
+        }
         return open_study(files, roles);
     }
     let reports = read_all(files);
@@ -94,7 +103,7 @@ pub fn open_for(model: &Model, files: &[PathBuf], roles: &[String]) -> Result<St
         })
         .collect::<Result<_, String>>()?;
     let names: Vec<String> = model.card.channels.iter().map(|c| c.name.clone()).collect();
-    let study = study::assemble_channels(&reports, &names, model.card.classes.len(), &chosen)?;
+    let study = study::assemble_channels(&reports, &names, model.card.classes.len(), &chosen, grid.unwrap_or(""))?;
     for note in &study.resampled {
         eprintln!("note: {note}");
     }

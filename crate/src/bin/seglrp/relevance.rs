@@ -68,7 +68,7 @@ fn composite_for(name: &str, low: &[f32], high: &[f32]) -> Result<lrp::Composite
 pub fn run(args: Args) -> Result<(), String> {
     use burn::prelude::*;
     use burn::tensor::TensorData;
-    use seglrp::lrp::graph as glrp;
+    use seglrp::lrp::walk;
     let device = backend::cpu_device("cpu")?;
     let graph = &if args.model.is_dir() || args.config.is_none() {
         seglrp::model::open::open(&args.model, None, &device)?.graph
@@ -155,7 +155,7 @@ pub fn run(args: Args) -> Result<(), String> {
             let mut out = None;
             for _ in 0..repeat {
                 let t = std::time::Instant::now();
-                let e = glrp::explain_target(graph, &trace, &composite, args.class, v, target);
+                let e = walk::explain_target(graph, &trace, &composite, args.class, v, target);
                 let logit = e.logit.into_data().try_into_vec::<f32>().map_err(|e| format!("{e:?}"))?[0];
                 let r = host(e.relevance)?;
                 best = best.min(t.elapsed().as_secs_f64());
@@ -180,7 +180,8 @@ pub fn run(args: Args) -> Result<(), String> {
             for _ in 0..repeat {
                 let t = std::time::Instant::now();
                 let bounds = ([d0, h0, w0], [d1 - 1, h1 - 1, w1 - 1]);
-                let m = glrp::region_map(graph, &trace, &composite, args.class, region.clone(), bounds);
+                let m =
+                    seglrp::lrp::region_map::region_map(graph, &trace, &composite, args.class, region.clone(), bounds);
                 let kept = host(m.kept)?.iter().filter(|v| **v > 0.5).count();
                 let r = host(m.relevance)?;
                 best = best.min(t.elapsed().as_secs_f64());

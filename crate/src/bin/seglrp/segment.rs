@@ -77,7 +77,8 @@ impl Segmented {
         if !area.iter().any(|v| *v != 0) {
             return Ok(None);
         }
-        pollster::block_on(engine::explain_region(&self.prepared, &area, class, composite)).map(Some)
+        pollster::block_on(engine::explain_regions(&self.prepared, &[&area], class, composite, |_, _| {}))
+            .map(|mut maps| maps.pop())
     }
 
     pub fn summary(&self) -> serde_json::Value {

@@ -13,7 +13,7 @@
 //!
 //! Every step is linear in the relevance for a fixed forward pass, so each has a transpose, and
 //! [`transpose`] walks them forwards: that gives region maps their column sums `Lᵀ1`
-//! (`region.rs`). A pass around a box of logits runs on nested windows of the trace
+//! (`region_map.rs`). A pass around a box of logits runs on nested windows of the trace
 //! (`Plan::around`): each node on the box widened by the receptive field between it and the
 //! logits and one step of the coarsest resolution, aligned to it, so that every node's relevance
 //! is zero wherever the crop changed what the node computes (the argument of `crop.rs`, for any
@@ -22,13 +22,12 @@
 use burn::prelude::*;
 
 use super::composite::Composite;
-use super::region::{RegionMap, LEFT_OUT_FRACTION};
 use super::rules::{split_channels, stabilise, Input, Linear, PreparedRule, DEFAULT_EPSILON};
-use super::unet::{start_for, Explanation, Target};
+use super::target::{start_for, Explanation, Target};
 use crate::model::graph::{merge, pad, unpad, ConvSpec, Graph, Op, Trace};
 use crate::ops::pool::{avg_pool3d, avg_pool3d_adjoint, max_gather3d, max_unpool3d};
 use crate::ops::upsample::{upsample2, upsample2_adjoint, Mode};
-use crate::spatial::crop::{crop_tensor, refit, whole, Window};
+use crate::spatial::crop::{refit, whole, Window};
 
 /// Zennit's `Norm` rule for a node that sums (or averages) its inputs without weights of its
 /// own, a residual `z = Σ_k z_k` or an average pool `z = P x`:
@@ -602,12 +601,6 @@ pub fn propagate_once(
     refit(r, &at, &windows[0])
 }
 
-/// [`propagate`] from and to the whole grid.
-pub fn propagate_whole(plan: &Plan, r: Tensor<5>) -> Tensor<5> {
-    let all = whole(plan.full);
-    refit(propagate(plan, refit(r, &all, &plan.output_window())), &plan.input_window(), &all)
-}
-
 /// `Lᵀ v` for the map `L` of [`propagate`]: `v` shaped like the input (on
 /// [`Plan::input_window`]), the result like the logits (on [`Plan::output_window`], exact
 /// inside the plan's box); each step replaced by its transpose, walked from the input forwards.
@@ -655,15 +648,6 @@ pub fn grid(trace: &Trace) -> [usize; 3] {
     [d, h, w]
 }
 
-/// `t` (on the whole grid `full`) cropped to `w`.
-fn on(t: &Tensor<5>, w: &Window, full: [usize; 3]) -> Tensor<5> {
-    if *w == whole(full) {
-        t.clone()
-    } else {
-        crop_tensor(t, w, full)
-    }
-}
-
 /// The relevance map for `target` of `class` at `voxel = [d, h, w]`, each node on its nested
 /// window around the voxel, returned on the whole grid.
 pub fn explain_target(
@@ -693,103 +677,4 @@ pub fn explain_voxel(
     voxel: [usize; 3],
 ) -> Explanation {
     explain_target(graph, trace, composite, class, voxel, Target::Logit)
-}
-
-/// `(Lᵀ1)` for every logit on the plan's output window (exact inside its box): the sum of the
-/// input relevance per unit of start relevance.
-pub fn column_sums(plan: &Plan, pass: &Pass) -> Tensor<5> {
-    transpose(plan, pass.value(0, &plan.input_window()).ones_like())
-}
-
-/// The region map of `class` over `region` (`[1, 1, …]` on the plan's output window, 1 inside)
-/// with the [`column_sums`] of this plan; `largest` is the left-out rule's largest `|ΣM_b|` over
-/// the whole region when the region is explained in parts (else this part's). The map is on
-/// [`Plan::input_window`], `totals` and `kept` on the output window.
-pub fn region_map_planned(
-    graph: &Graph,
-    pass: &Pass,
-    plan: &Plan,
-    class: usize,
-    region: Tensor<5>,
-    column_sums: Tensor<5>,
-    largest: Option<f32>,
-) -> RegionMap {
-    let logits = pass.value(graph.output, &plan.output_window());
-    let lt1 = column_sums.narrow(1, class, 1);
-    let totals = logits.clone().narrow(1, class, 1) * lt1.clone();
-    let inside = region.greater_elem(0.5).float();
-    let largest = match largest {
-        Some(l) => inside.zeros_like().narrow(2, 0, 1).narrow(3, 0, 1).narrow(4, 0, 1).add_scalar(l),
-        None => (totals.clone().abs() * inside.clone()).max().reshape([1, 1, 1, 1, 1]),
-    };
-    let kept = totals.clone().abs().greater_equal(largest * LEFT_OUT_FRACTION).float() * inside;
-    // e_a / (Lᵀ1)_a where kept; the divisor is made 1 elsewhere so that nothing is NaN.
-    let safe = lt1 * kept.clone() + (kept.ones_like() - kept.clone());
-    let start_class = kept.clone() / safe;
-    let classes = logits.dims()[1];
-    let start = Tensor::cat(
-        (0..classes).map(|c| if c == class { start_class.clone() } else { start_class.zeros_like() }).collect(),
-        1,
-    );
-    RegionMap { relevance: propagate(plan, start), totals, kept }
-}
-
-/// The exact two-pass region map of `class` over `region` (`[1, 1, D, H, W]` on the whole grid,
-/// 1 inside), each node on its nested window around `bounds`, the region's bounding box (tensor
-/// axes); returned on the whole grid (`lrp/region.rs` for the method).
-pub fn region_map(
-    graph: &Graph,
-    trace: &Trace,
-    composite: &Composite,
-    class: usize,
-    region: Tensor<5>,
-    bounds: ([usize; 3], [usize; 3]),
-) -> RegionMap {
-    let full = grid(trace);
-    let pass = Pass::whole(trace);
-    let plan = Plan::around(graph, trace, composite, bounds.0, bounds.1);
-    let sums = column_sums(&plan, &pass);
-    let (out, input) = (plan.output_window(), plan.input_window());
-    let m = region_map_planned(graph, &pass, &plan, class, on(&region, &out, full), sums, None);
-    let all = whole(full);
-    RegionMap {
-        relevance: refit(m.relevance, &input, &all),
-        totals: refit(m.totals, &out, &all),
-        kept: refit(m.kept, &out, &all),
-    }
-}
-
-/// The per-voxel oracle of `region.rs` ([`super::region::naive_region`]) on a graph, on the
-/// whole grid: one LRP pass per voxel (batched), each map divided by its sum.
-pub fn naive_region(
-    graph: &Graph,
-    trace: &Trace,
-    composite: &Composite,
-    class: usize,
-    voxels: &[[usize; 3]],
-) -> (Tensor<5>, usize) {
-    let plan = Plan::new(graph, trace, composite);
-    let logits = trace.value(graph.output);
-    let mut maps: Vec<(Tensor<5>, f32)> = Vec::new();
-    for chunk in voxels.chunks(super::region::NAIVE_BATCH) {
-        let starts: Vec<Tensor<5>> = chunk.iter().map(|v| start_for(logits, class, *v, Target::Logit)).collect();
-        let batch = propagate(&plan, Tensor::cat(starts, 0));
-        let per = batch.dims().iter().skip(1).product::<usize>();
-        let host = batch.clone().into_data().try_into_vec::<f32>().expect("f32");
-        for i in 0..chunk.len() {
-            let total = host[i * per..(i + 1) * per].iter().map(|v| *v as f64).sum::<f64>() as f32;
-            maps.push((batch.clone().narrow(0, i, 1), total));
-        }
-    }
-    let largest = maps.iter().fold(0f32, |m, (_, t)| m.max(t.abs()));
-    let mut sum = trace.input().zeros_like();
-    let mut left_out = 0;
-    for (m, total) in maps {
-        if total.abs() >= largest * LEFT_OUT_FRACTION {
-            sum = sum + m / total;
-        } else {
-            left_out += 1;
-        }
-    }
-    (sum, left_out)
 }
