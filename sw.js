@@ -1,7 +1,7 @@
 // Offline use: after the first visit the page, its engine (wasm) and NiiVue come from this
 // cache when the network (the local server) is gone. Network first, so that a rebuilt engine
 // is used as soon as it is served. Only this origin's own static files are ever stored.
-const CACHE = 'seglrp-v2';
+const CACHE = 'seglrp-v3';
 const ASSETS = [
   './',
   './index.html',
@@ -9,6 +9,7 @@ const ASSETS = [
   './www/app.js',
   './www/compute.js',
   './www/worker.js',
+  './www/backend.js',
   './www/store.js',
   './www/status.js',
   './www/panels/files.js',

@@ -973,6 +973,34 @@ function checkRequests(name, requests) {
 // SEGLRP_E2E_ONLY=webgpu|cpu runs one of the two sessions (while working on one of them).
 const ONLY = process.env.SEGLRP_E2E_ONLY;
 
+/**
+ * The page left to choose its backend (?backend=auto, the default) where WebGPU exists: on a
+ * software adapter (headless Chromium's SwiftShader) the CPU engine, the badge saying why; on
+ * a hardware GPU, WebGPU.
+ */
+async function autoBackend(context, name) {
+  const auto = await context.newPage();
+  try {
+    await auto.goto(`${origin}/`);
+    await auto.waitForFunction(() => window.__seglrp?.backend, null, { timeout: 120_000 });
+    const adapter = await auto.evaluate(async () => {
+      const i = (await navigator.gpu?.requestAdapter())?.info ?? {};
+      return [i.vendor, i.architecture, i.device, i.description].join(' ');
+    });
+    const [backend, title] = await auto.evaluate(() => [
+      window.__seglrp.backend,
+      document.getElementById('backend').title,
+    ]);
+    if (/swiftshader|llvmpipe|lavapipe/i.test(adapter)) {
+      assert.match(backend, /^cpu \(/, `${name}: a software adapter is passed over`);
+      assert.match(title, /software renderer .*backend=webgpu forces it/, `${name}: the badge says why`);
+    } else assert.equal(backend, 'webgpu', `${name}: a hardware adapter (${adapter}) is used`);
+    return ` (left to choose, on ${adapter.trim()}: ${backend})`;
+  } finally {
+    await auto.close();
+  }
+}
+
 async function run({ name, webgpu, steps, expectBackend }) {
   if (ONLY && ONLY !== (webgpu ? 'webgpu' : 'cpu')) {
     console.log(`skipped - ${name} (SEGLRP_E2E_ONLY=${ONLY})`);
@@ -996,13 +1024,17 @@ async function run({ name, webgpu, steps, expectBackend }) {
       if (m.type() === 'error') errors.push(`console.error: ${m.text()}`);
       if (m.type() === 'warning') console.log(`  [${name} console.warning] ${m.text()}`);
     });
-    await page.goto(`${origin}/`);
+    const chosen = webgpu ? await autoBackend(context, name) : '';
+    // The WebGPU session asks for WebGPU: left to choose, the page passes over a software adapter.
+    await page.goto(`${origin}/${webgpu ? '?backend=webgpu' : ''}`);
     await page.waitForFunction(() => window.__seglrp?.backend, null, { timeout: 120_000 });
     await page.evaluate(() => navigator.serviceWorker.ready);
     loaded = true;
     const backend = await page.evaluate(() => window.__seglrp.backend);
     assert.match(backend, expectBackend, `${name}: backend shown`);
     assert.equal(await page.textContent('#backend'), backend);
+    const why = webgpu ? /as asked \(backend=webgpu\)/ : /no WebGPU in this browser|software renderer/;
+    assert.match(await page.getAttribute('#backend', 'title'), why, `${name}: the badge says why`);
 
     // A file that is not NIfTI is refused in plain words, and the page stays usable.
     await page.setInputFiles('#file', {
@@ -1022,7 +1054,7 @@ async function run({ name, webgpu, steps, expectBackend }) {
     const n = checkRequests(name, requests);
     assert.deepEqual(errors, [], `${name}: page errors`);
     console.log(
-      `ok - ${name}: backend ${backend}, ${notes}; ${n} requests, all same-origin static files (${((Date.now() - t0) / 1000).toFixed(1)} s)`,
+      `ok - ${name}: backend ${backend}${chosen}, ${notes}; ${n} requests, all same-origin static files (${((Date.now() - t0) / 1000).toFixed(1)} s)`,
     );
   } finally {
     await browser.close();

@@ -21,6 +21,7 @@ setNames({
 });
 const SEQUENCES = names.sequences;
 import { Pool, poolSize } from '../www/pool.js';
+import { webgpuKind, chooseBackend } from '../www/backend.js';
 import { readFileSync, readdirSync } from 'node:fs';
 
 test('outline of a 3×3×3 cube: its 26 surface voxels, or 8 per slice in-plane', () => {
@@ -214,4 +215,33 @@ test('offline: the service worker caches every module of the page', () => {
   );
   assert.ok(modules.length >= 18, modules.join());
   for (const m of modules) assert.ok(sw.includes(`'./www/${m}'`), `${m} is not in sw.js's ASSETS`);
+});
+
+test('backend: a hardware GPU runs WebGPU, a software adapter or none the CPU engine; ?backend= wins', async () => {
+  const gpu = (info, extra = {}) => ({ requestAdapter: async () => (info ? { info, ...extra } : null) });
+  const swiftshader = await webgpuKind(
+    gpu({ vendor: 'google', architecture: 'swiftshader', description: 'SwiftShader Device (Subzero)' }),
+  );
+  assert.equal(swiftshader.kind, 'software');
+  assert.equal(
+    (await webgpuKind(gpu({ vendor: 'mesa', device: 'llvmpipe (LLVM 15.0.6, 256 bits)' }))).kind,
+    'software',
+  );
+  assert.equal((await webgpuKind(gpu({ vendor: 'x', isFallbackAdapter: true }))).kind, 'software');
+  const nvidia = await webgpuKind(gpu({ vendor: 'nvidia', architecture: 'hopper' }));
+  assert.deepEqual(nvidia, { kind: 'hardware', named: 'nvidia hopper' });
+  assert.equal((await webgpuKind(gpu(null))).kind, 'none');
+  assert.equal((await webgpuKind(undefined)).kind, 'none');
+  const failing = {
+    requestAdapter: async () => {
+      throw new Error('blocked');
+    },
+  };
+  assert.equal((await webgpuKind(failing)).kind, 'none');
+  assert.equal(chooseBackend('auto', nvidia).choice, 'auto');
+  const soft = chooseBackend('auto', swiftshader);
+  assert.equal(soft.choice, 'cpu');
+  assert.match(soft.why, /software renderer \(google swiftshader SwiftShader Device \(Subzero\)\).*backend=webgpu/);
+  assert.equal(chooseBackend('auto', { kind: 'none' }).choice, 'cpu');
+  assert.deepEqual(chooseBackend('webgpu', swiftshader), { choice: 'webgpu', why: 'as asked (backend=webgpu)' });
 });

@@ -18,12 +18,11 @@ const $ = (id) => document.getElementById(id);
 // Read by the end-to-end test; also handy in the console.
 window.__seglrp = store;
 
-const compute = new Compute(({ backend, limits }) => {
+const compute = new Compute(({ backend, why, limits }) => {
   $('backend').textContent = backend;
-  $('backend').title = limits
-    ? `where the network runs; largest GPU buffer ${(limits.maxStorageBufferBindingSize / 2 ** 20).toFixed(0)} MiB`
-    : 'where the network runs';
-  store.backend = backend;
+  const buffer = limits ? `; largest GPU buffer ${(limits.maxStorageBufferBindingSize / 2 ** 20).toFixed(0)} MiB` : '';
+  $('backend').title = `where the network runs: ${why ?? backend}${buffer}`;
+  Object.assign(store, { backend, backendWhy: why ?? null });
 });
 compute.ready.catch((e) => status(`The engine could not start: ${e.message}`, { error: true }));
 store.compute = compute;

@@ -37,6 +37,7 @@ export class Compute {
       this.worker.onmessage = ({ data }) => {
         if (data.op === 'ready') {
           this.backend = data.backend;
+          this.why = data.why;
           this.limits = data.limits;
           // The names the page shares with the engine (web.rs catalogue(), catalogue.js).
           this.catalogue = data.catalogue;

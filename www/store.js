@@ -1,7 +1,8 @@
 // The page's state, declared in one place: every panel reads and writes these fields and
 // nothing else; `withBusy` is the one guard for work that must not overlap.
 
-export const store = {
+/** The fields of one study, as they are before any file is read (and after **Clear files**). */
+const noStudy = () => ({
   /** The study's files as read (`[{name, bytes, size}]`) and the user's role corrections. */
   files: [],
   roles: {},
@@ -19,6 +20,10 @@ export const store = {
   name: null,
   /** The last explanation (web.rs explain / explain_region, with what it explained). */
   explanation: null,
+});
+
+export const store = {
+  ...noStudy(),
   /** Work in progress: other requests are turned away, a click is queued (`queued`). */
   busy: false,
   queued: null,
@@ -26,13 +31,17 @@ export const store = {
   cohortRun: null,
   /** The model in use as the catalogue describes it (`{name, card, liver, …}`). */
   model: null,
-  /** Where the network runs ("webgpu", "cpu (flex)"). */
+  /** Where the network runs ("webgpu", "cpu (flex)"), and why the page chose it. */
   backend: null,
+  backendWhy: null,
   /** Set at start: the compute worker, the viewer and the cohort's rows. */
   compute: null,
   viewer: null,
   cohort: null,
 };
+
+/** Forgets the study: its files, roles, grid, segmentation and explanation. */
+export const clearStudy = () => Object.assign(store, noStudy());
 
 const listeners = [];
 

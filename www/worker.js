@@ -1,7 +1,8 @@
 // The compute side: the wasm engine runs here so that the page never freezes.
 // Protocol: {id, op, ...args} in, {id, ok, result | error, kind} out; plus one
-// {op: 'ready', backend, limits, catalogue} (or {op: 'failed', error}) after start-up.
+// {op: 'ready', backend, why, limits, catalogue} (or {op: 'failed', error}) after start-up.
 import init, * as engine from './pkg/seglrp.js';
+import { webgpuKind, chooseBackend } from './backend.js';
 
 const prefer = new URL(self.location.href).searchParams.get('backend') || 'auto';
 
@@ -19,19 +20,10 @@ if (self.GPUAdapter?.prototype.requestDevice) {
   };
 }
 
-/** An adapter must exist before burn is asked for a device: a failure inside wasm could trap. */
-async function webgpuUsable() {
-  try {
-    return Boolean(await self.navigator.gpu?.requestAdapter());
-  } catch {
-    return false;
-  }
-}
-
 async function start() {
   try {
     await init();
-    const choice = prefer === 'auto' && !(await webgpuUsable()) ? 'cpu' : prefer;
+    const { choice, why } = chooseBackend(prefer, await webgpuKind());
     const backend = await engine.init(choice);
     const limits =
       backend === 'webgpu' && gpuDevice
@@ -41,7 +33,7 @@ async function start() {
           }
         : null;
     if (limits) engine.set_buffer_limit(Math.min(limits.maxBufferSize, limits.maxStorageBufferBindingSize));
-    self.postMessage({ op: 'ready', backend, limits, catalogue: engine.catalogue() });
+    self.postMessage({ op: 'ready', backend, why, limits, catalogue: engine.catalogue() });
   } catch (e) {
     self.postMessage({ op: 'failed', error: String(e?.message ?? e) });
   }

@@ -15,7 +15,7 @@ use burn::prelude::*;
 use burn::tensor::TensorData;
 use seglrp::backend::cpu_device;
 use seglrp::lrp::region_map::{naive_region, region_map};
-use seglrp::lrp::{explain_voxel, Composite};
+use seglrp::lrp::{explain_target, Composite, Target};
 use seglrp::model::unet::{NormKind, UNet, UNetConfig};
 use seglrp::rng::SplitMix;
 
@@ -104,7 +104,8 @@ fn bench(device_name: &str, dev: &Device) {
         ] {
             let name = format!("{composite:?}").split([' ', '{']).next().unwrap_or("").to_string();
             let centre = [dims[0] / 2, dims[1] / 2, dims[2] / 2];
-            let (_, t_pass) = time(|| host(explain_voxel(&graph, &trace, &composite, 1, centre).relevance));
+            let (_, t_pass) =
+                time(|| host(explain_target(&graph, &trace, &composite, 1, centre, Target::Logit).relevance));
             // Per-voxel method, measured on NAIVE_MEASURED voxels.
             let small = region(NAIVE_MEASURED, dims);
             let ((naive, _), t_naive) = time(|| {
@@ -114,7 +115,7 @@ fn bench(device_name: &str, dev: &Device) {
             let per_voxel_batched = t_naive / NAIVE_MEASURED as f64;
             let (_, t_single) = time(|| {
                 for v in &small {
-                    let m = host(explain_voxel(&graph, &trace, &composite, 1, *v).relevance);
+                    let m = host(explain_target(&graph, &trace, &composite, 1, *v, Target::Logit).relevance);
                     std::hint::black_box(m.iter().map(|x| *x as f64).sum::<f64>());
                 }
             });

@@ -9,8 +9,8 @@ use burn::prelude::*;
 use burn::tensor::TensorData;
 use seglrp::backend::cpu_device;
 use seglrp::engine::PrepareOptions;
-use seglrp::lrp::target::start_relevance;
-use seglrp::lrp::{region_map as rmap, walk, Composite};
+use seglrp::lrp::target::start_for;
+use seglrp::lrp::{region_map as rmap, walk, Composite, Target};
 use seglrp::model::graph::{ConvSpec, Graph, Node, NormSpec, Op, Statistics};
 use seglrp::model::unet::{Activation, Down, NormKind, UNet, UNetConfig, Up};
 use seglrp::ops::upsample::Mode;
@@ -98,7 +98,7 @@ fn the_unet_as_a_graph_computes_the_same_logits_and_its_maps_stay_in_the_recepti
         assert!(relative(&host(trace.value(graph.output).clone()), &want) < 1e-5);
         for (name, composite) in composites(3) {
             for voxel in [[1, 2, 2], [14, 17, 21]] {
-                let map = host(walk::explain_voxel(&graph, &trace, &composite, 1, voxel).relevance);
+                let map = host(walk::explain_target(&graph, &trace, &composite, 1, voxel, Target::Logit).relevance);
                 assert!(map.iter().all(|r| r.is_finite()) && max_abs(&map) > 0.0, "{name} at {voxel:?} on {cfg:?}");
                 // Nothing beyond the receptive field (the grid is larger than it along w).
                 let beyond = (0..map.len()).filter(|i| (i % 24).abs_diff(voxel[2]) > radius).map(|i| map[i].abs());
@@ -209,9 +209,9 @@ fn lrp_0_conserves_relevance_through_sums_pools_and_unmerged_norms() {
     let logits = trace.value(graph.output).clone();
     let whole = walk::Plan::new(&graph, &trace, &composite);
     for (class, voxel) in [(0, [2, 3, 4]), (2, [7, 9, 11])] {
-        let e = walk::explain_voxel(&graph, &trace, &composite, class, voxel);
+        let e = walk::explain_target(&graph, &trace, &composite, class, voxel, Target::Logit);
         // The pass on the voxel's window equals the pass on the whole grid.
-        let full = walk::propagate(&whole, start_relevance(&logits, class, voxel));
+        let full = walk::propagate(&whole, start_for(&logits, class, voxel, Target::Logit));
         assert!(relative(&host(e.relevance.clone()), &host(full)) < 1e-5);
         let logit = host(e.logit.reshape([1, 1, 1, 1, 1]))[0];
         let total: f64 = host(e.relevance).iter().map(|v| *v as f64).sum();
@@ -221,7 +221,7 @@ fn lrp_0_conserves_relevance_through_sums_pools_and_unmerged_norms() {
     // With biases the rule absorbs some: conservation must break (the check above can fail).
     let biased = residual_graph(true, &dev);
     let trace = biased.trace(random([1, 2, 8, 10, 12], 3, &dev));
-    let e = walk::explain_voxel(&biased, &trace, &composite, 0, [2, 3, 4]);
+    let e = walk::explain_target(&biased, &trace, &composite, 0, [2, 3, 4], Target::Logit);
     let logit = host(e.logit.reshape([1, 1, 1, 1, 1]))[0];
     let total: f64 = host(e.relevance).iter().map(|v| *v as f64).sum();
     assert!((total as f32 - logit).abs() > 1e-4, "biases absorb relevance");
@@ -287,7 +287,7 @@ fn the_bundled_models_maps_equal_the_whole_grid_pass() {
         let composite = engine::composite(name, &p).unwrap();
         let whole = walk::Plan::new(&p.graph, trace, &composite);
         let new = pollster::block_on(engine::explain(&p, voxel, 1, &composite)).unwrap().relevance;
-        let old = walk::propagate(&whole, start_relevance(&logits, 1, [voxel[2], voxel[1], voxel[0]]));
+        let old = walk::propagate(&whole, start_for(&logits, 1, [voxel[2], voxel[1], voxel[0]], Target::Logit));
         let err = relative(&new, &engine::crop(host(old), 6, padded, vol.dims));
         assert!(err < 1e-5, "{name}: voxel map {err}");
         let new =
@@ -324,7 +324,8 @@ fn a_click_on_nested_windows_equals_the_whole_pass() {
                 assert!(windows[frozen.output].voxels() * 8 < whole(full).voxels(), "{:?}", windows[frozen.output]);
             }
             for (name, composite) in composites(2) {
-                let expected = host(walk::explain_voxel(&frozen, &trace, &composite, 1, voxel).relevance);
+                let expected =
+                    host(walk::explain_target(&frozen, &trace, &composite, 1, voxel, Target::Logit).relevance);
                 // Whole layers per step, and slabs of one or two planes (rules run slab by slab).
                 for slab_bytes in [walk::SLAB_BYTES, 1] {
                     let input = refit(x.clone(), &whole(full), &windows[0]);
@@ -332,7 +333,7 @@ fn a_click_on_nested_windows_equals_the_whole_pass() {
                     pass.slab_bytes = slab_bytes;
                     let logits = pass.logits(&frozen);
                     let at: [usize; 3] = std::array::from_fn(|k| voxel[k] - pass.output_window(&frozen).lo[k]);
-                    let start = start_relevance(&logits, 1, at);
+                    let start = start_for(&logits, 1, at, Target::Logit);
                     let r = walk::propagate_once(&frozen, pass, &composite, &windows, start);
                     let got = host(refit(r, &windows[0], &whole(full)));
                     let d = relative(&got, &expected);

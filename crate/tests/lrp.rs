@@ -4,7 +4,7 @@ use burn::prelude::*;
 use burn::tensor::TensorData;
 use seglrp::backend::cpu_device;
 use seglrp::lrp::rules::{relevance, Input, Linear};
-use seglrp::lrp::{explain_voxel, Composite, Explanation, Rule};
+use seglrp::lrp::{explain_target, Composite, Explanation, Rule, Target};
 use seglrp::model::unet::{UNet, UNetConfig};
 use seglrp::ops::pool::{max_pool3d, max_unpool3d};
 use seglrp::rng::SplitMix;
@@ -133,7 +133,7 @@ fn explained(bias: f32, composite: &Composite, class: usize, voxel: [usize; 3]) 
     let dev = cpu_device("cpu").unwrap();
     let graph = seglrp::model::unet::graph(&UNet::seeded(&UNetConfig::small(), 3, bias, &dev));
     let (_, x) = random([1, 6, 8, 12, 10], 31, &dev);
-    explain_voxel(&graph, &graph.trace(x), composite, class, voxel)
+    explain_target(&graph, &graph.trace(x), composite, class, voxel, Target::Logit)
 }
 
 /// With zero biases, LRP-0 (ε = 0) conserves relevance through every layer: the input

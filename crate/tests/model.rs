@@ -4,8 +4,8 @@ use burn::prelude::*;
 use burn::tensor::TensorData;
 use seglrp::backend::cpu_device;
 use seglrp::engine::PrepareOptions;
-use seglrp::lrp::target::start_relevance;
-use seglrp::lrp::{region_map as rmap, walk, Composite};
+use seglrp::lrp::target::start_for;
+use seglrp::lrp::{region_map as rmap, walk, Composite, Target};
 use seglrp::model::graph::{Graph, Trace};
 use seglrp::model::unet::{Activation, Down, NormKind, UNet, UNetConfig, Up};
 use seglrp::model::weights::{config_of, from_safetensors, to_safetensors, ModelError};
@@ -102,7 +102,7 @@ fn every_composite_is_linear_in_the_start_relevance() {
     for cfg in variants() {
         let (graph, trace) = traced(&cfg, 3, 0.2, input([1, 6, 8, 8, 4], 9, &dev));
         let logits = trace.value(graph.output);
-        let (a, b) = (start_relevance(logits, 1, [3, 2, 1]), start_relevance(logits, 0, [5, 6, 2]));
+        let (a, b) = (start_for(logits, 1, [3, 2, 1], Target::Logit), start_for(logits, 0, [5, 6, 2], Target::Logit));
         let composites = Composite::NAMES.iter().map(|n| match Composite::by_name(n).unwrap() {
             Composite::EpsilonGammaBox { .. } => Composite::EpsilonGammaBox { low: vec![-3.0; 6], high: vec![3.0; 6] },
             c => c,
@@ -335,10 +335,10 @@ fn cropped_lrp_equals_the_full_pass() {
             );
             let cropped = pollster::block_on(explain(&p, voxel, 1, &c)).unwrap();
             // The oracle: every node on the whole grid.
-            let full = walk::propagate(&whole, start_relevance(logits, 1, at));
+            let full = walk::propagate(&whole, start_for(logits, 1, at, Target::Logit));
             let full = seglrp::engine::crop(host(full), 6, padded, dims);
-            // explain_voxel, on nested windows of the whole grid, is the same map.
-            let nested = walk::explain_voxel(graph, trace, &c, 1, at).relevance;
+            // explain_target, on nested windows of the whole grid, is the same map.
+            let nested = walk::explain_target(graph, trace, &c, 1, at, Target::Logit).relevance;
             let nested = seglrp::engine::crop(host(nested), 6, padded, dims);
             compare(&format!("{cfg:?} voxel {voxel:?} nested"), &nested, &full);
             compare(&format!("{cfg:?} voxel {voxel:?}"), &cropped.relevance, &full);

@@ -1,7 +1,7 @@
 // The input panel: files dropped or chosen, checked by their headers, read as a study for the
 // model in use (its channels matched by name, correctable in the file list), or shown as a
 // preview while they do not yet make one; the demo patients; clearing.
-import { store, withBusy, settled } from '../store.js';
+import { store, withBusy, settled, clearStudy } from '../store.js';
 import { names } from '../catalogue.js';
 import { status, failed, withProgress } from '../status.js';
 import { renderFiles, renderGrid } from './file-list.js';
@@ -247,16 +247,7 @@ export function setupFiles() {
   });
   $('clear').addEventListener('click', () => {
     if (store.busy) return;
-    Object.assign(store, {
-      files: [],
-      roles: {},
-      grid: '',
-      reports: [],
-      study: null,
-      view: null,
-      mask: null,
-      explanation: null,
-    });
+    clearStudy();
     renderFiles($('files'), [], onRole);
     showGrid();
     $('viewer').hidden = true;

@@ -15,4 +15,4 @@ pub mod walk;
 pub use composite::Composite;
 pub use rules::Rule;
 pub use target::{Explanation, Target};
-pub use walk::{explain_target, explain_voxel, propagate};
+pub use walk::{explain_target, propagate};

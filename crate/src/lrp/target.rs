@@ -37,8 +37,3 @@ pub fn start_for(logits: &Tensor<5>, class: usize, voxel: [usize; 3], target: Ta
     }
     logits.clone() * Tensor::from_data(TensorData::new(mask, dims), &logits.device())
 }
-
-/// One-hot start relevance: the logit of `class` at voxel `(d, h, w)`, zero elsewhere.
-pub fn start_relevance(logits: &Tensor<5>, class: usize, voxel: [usize; 3]) -> Tensor<5> {
-    start_for(logits, class, voxel, Target::Logit)
-}

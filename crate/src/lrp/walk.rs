@@ -667,14 +667,3 @@ pub fn explain_target(
     let relevance = refit(propagate_once(graph, pass, composite, &windows, r), &windows[0], &all);
     Explanation { relevance, logit }
 }
-
-/// [`explain_target`] for the logit of `class`.
-pub fn explain_voxel(
-    graph: &Graph,
-    trace: &Trace,
-    composite: &Composite,
-    class: usize,
-    voxel: [usize; 3],
-) -> Explanation {
-    explain_target(graph, trace, composite, class, voxel, Target::Logit)
-}
