@@ -3,7 +3,7 @@
 #   npm run bench:native    cargo bench (forward, LRP pass, two-pass region vs per-voxel; CPU, and
 #                           burn-wgpu when a GPU adapter is found), then the nnU-Net-shaped network
 #   npm run bench:browser   bench.html in headless Chromium (WebGPU and CPU wasm, three sizes)
-#   npm run bench:zennit    Zennit + PyTorch vs the native engine, same weights and volume
+#   npm run bench:zennit    Zennit + PyTorch and ONNX Runtime vs the native engine, same weights and volume
 # Extra arguments go to the benchmark (e.g. `npm run bench:browser -- --sizes 64x64x32 --clicks 5`).
 source "$(dirname "$0")/lib.sh"
 what=${1:?native, browser or zennit}; shift

@@ -1,7 +1,8 @@
 """Zennit + PyTorch (CPU) against SegLRP's native engine, on the same weights (the bundled
 model, exported as safetensors and loaded into the PyTorch twin, tests/twin.py), the same
-volume and the same cores. Prints a table with the ratios. Not a test: nothing is asserted
-but that both give the same relevance.
+volume and the same cores; and the forward pass against ONNX Runtime (CPU) running the twin
+exported to ONNX, the fastest CPU inference a user would pick. Prints a table with the ratios.
+Not a test: nothing is asserted but that all give the same numbers.
 
     npm run bench:zennit                  # builds what it needs, then runs this
     SEGLRP_BIN=target/release/seglrp python scripts/bench_zennit.py [--shape 6,32,64,64] [--region 1000] [--per-voxel 5]
@@ -21,6 +22,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import onnxruntime as ort
 import torch
 from zennit.attribution import Gradient
 from zennit.composites import EpsilonGammaBox, LayerMapComposite, layer_map_base
@@ -84,20 +86,30 @@ def main():
         low = xt.amin(dim=(0, 2, 3, 4)).reshape(1, -1, 1, 1, 1)
         high = xt.amax(dim=(0, 2, 3, 4)).reshape(1, -1, 1, 1, 1)
         with torch.no_grad():
-            _, z_forward = best_of(a.repeat, lambda: model(xt))
+            logits, z_forward = best_of(a.repeat, lambda: model(xt))
+        # ONNX Runtime on the same network: its own graph optimisations, all cores.
+        torch.onnx.export(model, (xt,), tmp / "twin.onnx", input_names=["image"], output_names=["logits"],
+                          opset_version=17, dynamo=False)
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        session = ort.InferenceSession(str(tmp / "twin.onnx"), options, providers=["CPUExecutionProvider"])
+        ort_logits, ort_forward = best_of(a.repeat, lambda: session.run(None, {"image": x[None]})[0])
+        ort_diff = np.abs(ort_logits - logits.numpy()).max() / np.abs(logits.numpy()).max()
         print(f"SegLRP native engine vs Zennit 0.5.1 + PyTorch {torch.__version__} (CPU), {threads} threads each, "
               f"bundled model ({config['levels']} levels, {config['base_channels']} channels, {config['blocks']} blocks), "
-              f"input {'×'.join(map(str, shape))}; fastest of {a.repeat}")
+              f"input {'×'.join(map(str, shape))}; fastest of {a.repeat}; ONNX Runtime {ort.__version__}")
         print()
-        print("| composite | what | Zennit + PyTorch | SegLRP | Zennit / SegLRP | max\\|ΔR\\| / max\\|R\\| |")
+        print("| composite | what | reference | SegLRP | reference / SegLRP | max\\|Δ\\| / max (vs the reference) |")
         print("|---|---|---|---|---|---|")
-        print(f"| — | forward pass | {z_forward:.2f} s | ", end="")
+        print(f"| — | forward pass (reference: PyTorch) | {z_forward:.2f} s | ", end="")
         first = True
         for name in ["Epsilon", "EpsilonGammaBox"]:
             ours = run("relevance", "--model", weights, "--input", tmp / "x.f32", "--shape", a.shape, "--voxel", ",".join(map(str, centre)),
                        "--class", 1, "--composite", name, "--out", tmp / "r.f32", "--repeat", a.repeat)
             if first:
                 print(f"{ours['forward_s']:.2f} s | {z_forward / ours['forward_s']:.2f} | |")
+                print(f"| — | forward pass (reference: ONNX Runtime) | {ort_forward:.2f} s | {ours['forward_s']:.2f} s | "
+                      f"{ort_forward / ours['forward_s']:.2f} | {ort_diff:.1e} (logits vs PyTorch) |")
                 first = False
             mine = np.fromfile(tmp / "r.f32", dtype="<f4").reshape(shape)
 
@@ -112,7 +124,7 @@ def main():
             ref = rel[0].detach().numpy()
             diff = np.abs(mine - ref).max() / np.abs(ref).max()
             ours_pass = ours["forward_s"] + ours["lrp_s"]
-            print(f"| {name} | forward + one LRP pass (whole volume) | {z_pass:.2f} s | {ours_pass:.2f} s "
+            print(f"| {name} | forward + one LRP pass, whole volume (reference: Zennit) | {z_pass:.2f} s | {ours_pass:.2f} s "
                   f"({ours['forward_s']:.2f} + {ours['lrp_s']:.2f}) | {z_pass / ours_pass:.2f} | {diff:.1e} |")
             # The paper's method: one attributor call per voxel of the region.
             coords = [(box[0] + i // (side * side), box[1] + (i // side) % side, box[2] + i % side) for i in range(voxels)]
@@ -122,7 +134,7 @@ def main():
             region = run("relevance", "--model", weights, "--input", tmp / "x.f32", "--shape", a.shape, "--region", ",".join(map(str, box)),
                          "--class", 1, "--composite", name, "--out", tmp / "region.f32", "--repeat", 1)
             ours_region = ours["forward_s"] + region["region_s"]
-            print(f"| {name} | region map, \\|A\\| = {voxels}: per-voxel loop (timed on {len(pick)}, scaled) vs two-pass "
+            print(f"| {name} | region map, \\|A\\| = {voxels} (reference: Zennit's per-voxel loop, timed on {len(pick)}, scaled; SegLRP: two-pass) "
                   f"| {per_voxel:.0f} s | {ours_region:.2f} s | {per_voxel / ours_region:.0f} | |")
 
 
