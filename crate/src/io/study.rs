@@ -523,6 +523,11 @@ pub fn assemble_reports(reports: &mut [FileReport], chosen: &[(String, Role)]) -
     Ok(study)
 }
 
+/// The channel called `name` (case, spaces and punctuation aside), as `--role` and `--grid` name it.
+fn named_channel(name: &str, channels: &[String]) -> Option<usize> {
+    channels.iter().position(|c| squeeze(c) == squeeze(name))
+}
+
 /// Letters and digits of a name, lower case: how channel names and file-name tokens are compared
 /// ("T1ce" = "t1ce", "T1 20 s" = "t120s").
 fn squeeze(name: &str) -> String {
@@ -564,9 +569,7 @@ impl Assignment {
         self.grid = match grid {
             "" => None,
             g => Some(
-                channels
-                    .iter()
-                    .position(|c| squeeze(c) == squeeze(g))
+                named_channel(g, channels)
                     .ok_or_else(|| format!("--grid {g}: not one of the model's channels ({})", channels.join(", ")))?,
             ),
         };
@@ -642,13 +645,13 @@ pub fn assign_channels(
     let mut rest = Vec::new();
     for (i, choice) in images {
         let name = &reports[i].name;
-        let c =
-            match choice {
-                Some(role) => Some(channels.iter().position(|c| squeeze(c) == squeeze(role)).ok_or_else(|| {
-                    format!("--role {name}={role}: the model's channels are {}", channels.join(", "))
-                })?),
-                None => channel_of(name, channels),
-            };
+        let c = match choice {
+            Some(role) => Some(
+                named_channel(role, channels)
+                    .ok_or_else(|| format!("--role {name}={role}: the model's channels are {}", channels.join(", ")))?,
+            ),
+            None => channel_of(name, channels),
+        };
         match c {
             Some(c) if a.channels[c].is_some() => {
                 return Err(format!(
