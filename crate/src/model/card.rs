@@ -45,6 +45,31 @@ pub struct ModelCard {
     pub receptive_radius: [usize; 3],
     /// Where each entry came from (file names).
     pub sources: Vec<String>,
+    /// How the model's own tool runs it on a study (nnU-Net's predictor), when its files say.
+    pub inference: Option<Inference>,
+}
+
+/// nnU-Net's predictor: the study cropped to its non-zero box, normalised, resampled to
+/// [`ModelCard::target_spacing`], segmented in half-overlapping [`ModelCard::patch_size`]
+/// windows blended by a Gaussian, and the logits resampled back (spatial/predictor.rs).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct Inference {
+    /// How the study is resampled to the target spacing (`resampling_fn_data_kwargs`).
+    pub data: Resampling,
+    /// How the logits are resampled back (`resampling_fn_probabilities_kwargs`).
+    pub probabilities: Resampling,
+}
+
+/// One of nnU-Net's `resampling_fn_*_kwargs` (spatial/resize.rs).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct Resampling {
+    /// Spline order in-plane (or on every axis when the spacing is not anisotropic): 0, 1 or 3.
+    pub order: usize,
+    /// Spline order along the low-resolution axis when that axis is resampled on its own.
+    pub order_z: usize,
+    /// `Some(true)`: always resample the coarsest axis on its own; `Some(false)`: never;
+    /// `None`: when one spacing is more than 3 times another.
+    pub force_separate_z: Option<bool>,
 }
 
 impl ModelCard {
@@ -66,6 +91,13 @@ impl ModelCard {
             "input sides multiples of {:?}, receptive radius {:?} voxels\n",
             self.align, self.receptive_radius
         );
+        if let Some(i) = self.inference {
+            s += &format!(
+                "inference: nnU-Net's predictor (resampled with spline order {}, logits back with order {}, \
+                 half-overlapping windows, Gaussian weights)\n",
+                i.data.order, i.probabilities.order
+            );
+        }
         s += &format!("from: {}\n", self.sources.join(", "));
         s
     }

@@ -672,6 +672,7 @@ pub fn load(path: &Path, device: &Device) -> Result<Monai, String> {
         align: [aw, ah, ad],
         receptive_radius: [rw, rh, rd],
         sources,
+        inference: None,
     };
     Ok(Monai { graph, card })
 }

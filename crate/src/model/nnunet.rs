@@ -18,7 +18,7 @@ use burn::prelude::*;
 use burn::tensor::TensorData;
 use serde_json::Value;
 
-use super::card::{Channel, ModelCard, Normalisation};
+use super::card::{Channel, Inference, ModelCard, Normalisation, Resampling};
 use super::checkpoint::Weights;
 use super::graph::{ConvSpec, Graph, Node, NormSpec, Op, Statistics};
 
@@ -470,6 +470,32 @@ fn channel_normalisation(plans: &Value, cfg: &serde_json::Map<String, Value>, i:
     }
 }
 
+/// nnU-Net's predictor, where SegLRP runs it as nnU-Net does: the default resampling function,
+/// axes not transposed and read as SimpleITK reads them (`[z, y, x]` arrays, as this project's
+/// volumes are), softmax outputs. Otherwise the study is segmented in one pass on its own grid.
+fn inference(plans: &Value, cfg: &serde_json::Map<String, Value>, region_based: bool) -> Option<Inference> {
+    let identity = plans.get("transpose_forward").is_none_or(|t| t == &serde_json::json!([0, 1, 2]));
+    let reader = plans.get("image_reader_writer").and_then(Value::as_str).unwrap_or("SimpleITKIO");
+    let resampling = |which: &str| -> Option<Resampling> {
+        let f = cfg.get(&format!("resampling_fn_{which}")).and_then(Value::as_str)?;
+        if f != "resample_data_or_seg_to_shape" && f != "resample_data_or_seg_to_spacing" {
+            return None;
+        }
+        let k = cfg.get(&format!("resampling_fn_{which}_kwargs"))?;
+        let order = |key: &str, default: u64| k.get(key).and_then(Value::as_u64).unwrap_or(default) as usize;
+        let r = Resampling {
+            order: order("order", 3),
+            order_z: order("order_z", 0),
+            force_separate_z: k.get("force_separate_z").and_then(Value::as_bool),
+        };
+        [0, 1, 3].contains(&r.order).then_some(r).filter(|r| [0, 1, 3].contains(&r.order_z))
+    };
+    if !identity || reader != "SimpleITKIO" || region_based {
+        return None;
+    }
+    Some(Inference { data: resampling("data")?, probabilities: resampling("probabilities")? })
+}
+
 /// Loads the model folder (all its folds, or those in `folds`) onto `device`.
 pub fn load(folder: &Path, folds: Option<&[String]>, device: &Device) -> Result<NnUNet, String> {
     let plans = read_json(&folder.join("plans.json"))?;
@@ -572,6 +598,7 @@ pub fn load(folder: &Path, folds: Option<&[String]>, device: &Device) -> Result<
         align: [aw, ah, ad],
         receptive_radius: [rw, rh, rd],
         sources,
+        inference: inference(&plans, &cfg, region_based),
     };
     Ok(NnUNet { graph, card })
 }

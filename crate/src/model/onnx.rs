@@ -563,6 +563,7 @@ fn from_parsed(
         align: [aw, ah, ad],
         receptive_radius: [rw, rh, rd],
         sources: vec![source.to_string()],
+        inference: None,
     };
     Ok(Onnx { graph, card })
 }

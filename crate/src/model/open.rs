@@ -44,6 +44,7 @@ pub fn unet_card(graph: &Graph, config: &crate::model::unet::UNetConfig, source:
         align: [aw, ah, ad],
         receptive_radius: [rw, rh, rd],
         sources: vec![source.to_string()],
+        inference: None,
     }
 }
 

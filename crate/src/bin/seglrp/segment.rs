@@ -1,6 +1,7 @@
 //! `seglrp segment`: one study through the engine, the way the page does it (one whole-volume
-//! pass, whose activations LRP needs, so that `explain` and the page give the same numbers), or
-//! in sliding windows. Its stages are shared with `explain` and `cohort`.
+//! pass, whose activations LRP needs, so that `explain` and the page give the same numbers), in
+//! sliding windows, or, for an nnU-Net model folder, as nnU-Net's predictor does it. Its stages
+//! are shared with `explain` and `cohort`.
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -11,7 +12,7 @@ use seglrp::io::nifti;
 use seglrp::io::study::Study;
 use seglrp::spatial::metrics;
 use seglrp::spatial::region::{self, Selection};
-use seglrp::spatial::sliding;
+use seglrp::spatial::{predictor, sliding};
 
 use crate::common::{gzip_wanted, write, Model, StudyOptions};
 
@@ -27,6 +28,11 @@ pub struct Args {
     /// studies too large for memory. `explain` and the page use the whole-volume pass.
     #[arg(long)]
     pub windows: bool,
+    /// For an nnU-Net model folder: one pass over the study on its own grid (what `explain`
+    /// explains) instead of nnU-Net's predictor (the study resampled to the plans' spacing,
+    /// sliding windows of the plans' patch).
+    #[arg(long, conflicts_with = "windows")]
+    pub whole: bool,
 }
 
 /// A study with its forward pass done and its predicted tumour.
@@ -126,7 +132,22 @@ pub fn run(args: Args) -> Result<(), String> {
     let (study, device, model) = args.common.open(&args.files)?;
     let device = &device;
     let t = Instant::now();
-    let (study, mask) = if args.windows {
+    // nnU-Net's own inference where the model folder says how, unless one pass is asked for.
+    let nnunet = model.card.inference.is_some() && !args.whole;
+    let (study, mask, method) = if nnunet {
+        let p = pollster::block_on(predictor::predict(
+            &model.graph,
+            &model.card,
+            model.normalisation.as_ref(),
+            &study.volume,
+            device,
+            |_, _| {},
+        ))?;
+        let [x, y, z] = p.grid;
+        let method =
+            format!("nnU-Net's predictor: {} windows on the cropped study resampled to {x}×{y}×{z}", p.windows);
+        (study, p.labels, method)
+    } else if args.windows {
         if !model.is_liver() || args.common.normalisation.is_some() {
             return Err("--windows runs the liver demo's models; other models are windowed by themselves where \
                         their norms allow (README \"Large studies\")"
@@ -135,16 +156,16 @@ pub fn run(args: Args) -> Result<(), String> {
         // Sliding windows: memory bounded by the window, for studies too large for one pass.
         let patches = sliding::Patches::default();
         let mask = pollster::block_on(sliding::segment(&model.graph, &study.volume, patches, device, |_, _| {}))?;
-        (study, mask)
+        (study, mask, "sliding windows".to_string())
     } else {
         let s = segment(&model, study, device)?;
-        (s.study, s.mask)
+        (s.study, s.mask, "whole volume".to_string())
     };
-    eprintln!("segmentation {:.0} ms", t.elapsed().as_secs_f64() * 1e3);
+    eprintln!("segmentation {:.0} ms ({method})", t.elapsed().as_secs_f64() * 1e3);
     write(&args.out, &nifti::write_label(&mask, &study.volume, gzip_wanted(&args.out)))?;
     let mut summary = summary(&study, &mask, &model.card.classes);
     summary["segmentation"] = serde_json::json!(args.out.display().to_string());
-    summary["method"] = serde_json::json!(if args.windows { "sliding windows" } else { "whole volume" });
+    summary["method"] = serde_json::json!(method);
     println!("{}", serde_json::to_string_pretty(&summary).expect("plain JSON"));
     Ok(())
 }

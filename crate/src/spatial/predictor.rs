@@ -1,0 +1,109 @@
+//! nnU-Net's predictor (`nnUNetPredictor.predict_single_npy_array`, without test-time
+//! mirroring): the study is cropped to the box of its non-zero voxels (holes filled), normalised
+//! by the card's schemes, resampled to the configuration's spacing ([`resize`]), segmented in
+//! sliding windows ([`sliding`]), and the blended logits are resampled back to the cropped grid;
+//! each voxel takes the class of its highest logit and voxels outside the box are background.
+//! The labels are nnU-Net's, voxel for voxel where no resampling happens (tests/graph_parity.py
+//! runs `nnUNetPredictor` on the same folder and study).
+
+use burn::prelude::*;
+use half::f16;
+
+use crate::io::geometry::Affine;
+use crate::io::volume::Volume;
+use crate::model::card::{nonzero_mask, ModelCard, Normalisation};
+use crate::model::Graph;
+use crate::spatial::resize::{new_shape, resize};
+use crate::spatial::sliding::{argmax, blend, Patches};
+
+/// A study segmented as nnU-Net does it.
+pub struct Prediction {
+    /// The class of each voxel on the study's grid (x fastest).
+    pub labels: Vec<u8>,
+    /// The grid the network ran on (the cropped study at the target spacing), `[x, y, z]`.
+    pub grid: [usize; 3],
+    /// The study's non-zero box, first and last voxel `[x, y, z]`.
+    pub first: [usize; 3],
+    pub last: [usize; 3],
+    pub windows: usize,
+}
+
+/// First and last voxel of the non-zero box (the whole grid when nothing is non-zero).
+fn nonzero_box(vol: &Volume) -> ([usize; 3], [usize; 3]) {
+    let mask = nonzero_mask(vol);
+    let [nx, ny, _] = vol.dims;
+    let (mut first, mut last) = ([usize::MAX; 3], [0usize; 3]);
+    for (i, _) in mask.iter().enumerate().filter(|(_, m)| **m) {
+        let p = [i % nx, (i / nx) % ny, i / (nx * ny)];
+        for a in 0..3 {
+            first[a] = first[a].min(p[a]);
+            last[a] = last[a].max(p[a]);
+        }
+    }
+    if first[0] == usize::MAX {
+        return ([0; 3], vol.dims.map(|d| d - 1));
+    }
+    (first, last)
+}
+
+/// The box `[first, last]` of `vol`.
+fn crop(vol: &Volume, first: [usize; 3], last: [usize; 3]) -> Volume {
+    let dims: [usize; 3] = std::array::from_fn(|a| last[a] - first[a] + 1);
+    let [nx, ny, nz] = vol.dims;
+    let mut data = Vec::with_capacity(vol.channels * dims.iter().product::<usize>());
+    for c in 0..vol.channels {
+        for z in first[2]..=last[2] {
+            for y in first[1]..=last[1] {
+                let start = first[0] + nx * (y + ny * (z + nz * c));
+                data.extend_from_slice(&vol.data[start..start + dims[0]]);
+            }
+        }
+    }
+    Volume { dims, channels: vol.channels, spacing: vol.spacing, affine: vol.affine.clone(), data }
+}
+
+/// Segments the raw study `vol` (the card's channels, in order) as nnU-Net's predictor does;
+/// `normalisation` replaces the card's schemes for every channel. `progress(done, total)` after
+/// each window.
+pub async fn predict(
+    graph: &Graph,
+    card: &ModelCard,
+    normalisation: Option<&Normalisation>,
+    vol: &Volume,
+    device: &Device,
+    progress: impl FnMut(usize, usize),
+) -> Result<Prediction, String> {
+    let (Some(how), Some(target), Some(patch)) = (card.inference, card.target_spacing, card.patch_size) else {
+        return Err("the model's files do not say how nnU-Net runs it (plans with a spacing, a patch size and \
+                    nnU-Net's default resampling)"
+            .into());
+    };
+    let (first, last) = nonzero_box(vol);
+    let cropped = card.normalise(&crop(vol, first, last), normalisation)?;
+    let spacing = vol.spacing.map(|s| s as f64);
+    let grid = new_shape(cropped.dims, spacing, target);
+    let input = Volume {
+        dims: grid,
+        channels: cropped.channels,
+        spacing: target.map(|s| s as f32),
+        affine: Affine::diagonal(target.map(|s| s as f32)),
+        data: resize(&cropped.data, cropped.channels, cropped.dims, grid, spacing, target, how.data),
+    };
+    let blended = blend(graph, &input, Patches::new(patch), device, progress).await?;
+    let logits = if grid == cropped.dims {
+        blended.half
+    } else {
+        // nnU-Net resamples its float16 logits in float64 and stores them in float16 again.
+        let back = resize(&blended.half, blended.classes, grid, cropped.dims, target, spacing, how.probabilities);
+        back.iter().map(|v| f16::from_f32(*v).to_f32()).collect()
+    };
+    let inside = argmax(&logits, blended.classes);
+    let mut labels = vec![0u8; vol.voxels()];
+    let [nx, ny, _] = vol.dims;
+    let [cx, cy, _] = cropped.dims;
+    for (j, l) in inside.iter().enumerate() {
+        let (x, y, z) = (j % cx, (j / cx) % cy, j / (cx * cy));
+        labels[(first[0] + x) + nx * ((first[1] + y) + ny * (first[2] + z))] = *l;
+    }
+    Ok(Prediction { labels, grid, first, last, windows: blended.origins.len() })
+}
