@@ -458,44 +458,51 @@ def check(label, folder, net, names, classes, x, region_composite, params):
 
 
 def predictor_check(label, folder, names):
-    """`seglrp segment` on an nnU-Net folder is nnU-Net's own inference: `nnUNetPredictor` (no
-    test-time mirroring) on the same raw study gives the same labels — voxel for voxel on the
-    plans' spacing, Dice >= 0.99 per class where the study is resampled (isotropic-ish, and
-    anisotropic enough for the coarse axis to be resampled on its own)."""
+    """`seglrp segment` on an nnU-Net folder is nnU-Net's own inference: `nnUNetPredictor` on the
+    same raw study gives the same labels, with test-time mirroring (both by default) and without
+    (`--no-mirroring`, `use_mirroring=False`) — voxel for voxel on the plans' spacing, Dice >= 0.99
+    per class where the study is resampled (isotropic-ish, and anisotropic enough for the coarse
+    axis to be resampled on its own)."""
     import nibabel as nib
     from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
-    predictor = nnUNetPredictor(tile_step_size=0.5, use_gaussian=True, use_mirroring=False, device=torch.device("cpu"),
-                                verbose=False, allow_tqdm=False)
-    predictor.initialize_from_trained_model_folder(str(folder), use_folds=(0,), checkpoint_name="checkpoint_final.pth")
+    predictors = {}
+    for mirror in (True, False):
+        predictors[mirror] = nnUNetPredictor(tile_step_size=0.5, use_gaussian=True, use_mirroring=mirror,
+                                             device=torch.device("cpu"), verbose=False, allow_tqdm=False)
+        predictors[mirror].initialize_from_trained_model_folder(str(folder), use_folds=(0,),
+                                                                checkpoint_name="checkpoint_final.pth")
     rng = np.random.default_rng(17)
-    cases = (("on the plans' spacing", (2.0, 1.0, 1.0), (30, 52, 44)),
-             ("resampled", (2.6, 0.9, 1.3), (22, 46, 34)),
-             ("resampled, anisotropic (z on its own)", (3.7, 0.8, 1.1), (11, 50, 36)))
-    for what, spacing, (d, h, w) in cases:
+    cases = (("on the plans' spacing", (2.0, 1.0, 1.0), (30, 52, 44), False),
+             ("on the plans' spacing", (2.0, 1.0, 1.0), (30, 52, 44), True),
+             ("resampled", (2.6, 0.9, 1.3), (22, 46, 34), True),
+             ("resampled, anisotropic (z on its own)", (3.7, 0.8, 1.1), (11, 50, 36), False))
+    for n, (what, spacing, (d, h, w), mirror) in enumerate(cases):
         z, y, x = np.meshgrid(*(np.linspace(-1, 1, n) for n in (d, h, w)), indexing="ij")
         raw = np.stack([100 + 300 * np.sin(3 * x + c) * np.cos(2 * y - c) + 80 * z + rng.normal(0, 20, (d, h, w))
                         for c in range(len(names))]).astype(np.float32)
         raw[:, :, :3] = 0  # background nnU-Net crops away
-        study = tmp / f"predictor-{label[:5]}-{len(what)}"
+        study = tmp / f"predictor-{label[:5]}-{n}"
         study.mkdir()
         files = [study / f"case_{c:04d}.nii.gz" for c in range(len(names))]
         for c, f in enumerate(files):
             nib.save(nib.Nifti1Image(raw[c].transpose(2, 1, 0), np.diag([*spacing[::-1], 1.0])), f)
-        want = predictor.predict_single_npy_array(raw, {"spacing": list(spacing)})
-        out = run("segment", *files, "--model", folder, "--out", study / "seg.nii.gz")
+        want = predictors[mirror].predict_single_npy_array(raw, {"spacing": list(spacing)})
+        flags = [] if mirror else ["--no-mirroring"]
+        out = run("segment", *files, "--model", folder, *flags, "--out", study / "seg.nii.gz")
         got = np.asarray(nib.load(study / "seg.nii.gz").dataobj).transpose(2, 1, 0)
-        dice = {k: 2 * ((got == v) & (want == v)).sum() / max(1, (got == v).sum() + (want == v).sum())
-                for k, v in CLASSES.items()}
+        dice = {k: 2 * ((got == v) & (want == v)).sum() / ((got == v).sum() + (want == v).sum())
+                for k, v in CLASSES.items() if (got == v).any() or (want == v).any()}
         counts = [int((want == v).sum()) for v in CLASSES.values()]
         same = (got == want).mean()
         method = json.loads(out.stdout)["method"]
         # Identical labels where nothing is resampled; where the study is, the same numbers up to
         # float rounding in a different order (measured: identical here too).
-        ok = ("nnU-Net's predictor" in method and min(counts) > 0
+        ok = ("nnU-Net's predictor" in method and sorted(counts)[1] > 0 and ("mirrored" in method) == mirror
               and (same == 1.0 if what.startswith("on") else min(dice.values()) >= 0.99 and same >= 0.999))
-        report(ok, f"{label}: seglrp segment = nnUNetPredictor {what} ({d}×{h}×{w} at {spacing} mm; {method}): "
-               f"{same * 100:.3f} % of voxels equal, Dice " + ", ".join(f"{k} {v:.4f}" for k, v in dice.items())
-               + f" (nnU-Net's classes {counts})", f"{label}: predictor {what}")
+        report(ok, f"{label}: seglrp segment {' '.join(flags)}= nnUNetPredictor(use_mirroring={mirror}) {what} "
+               f"({d}×{h}×{w} at {spacing} mm; {method}): {same * 100:.3f} % of voxels equal, Dice "
+               + ", ".join(f"{k} {v:.4f}" for k, v in dice.items()) + f" (nnU-Net's classes {counts})",
+               f"{label}: predictor {what}, mirroring {mirror}")
 
 
 def study_check(label, folder, net, names, shape, kwargs):

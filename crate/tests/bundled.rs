@@ -43,7 +43,7 @@ fn one_window_covering_the_volume_is_the_plain_forward_pass() {
     let net = UNet::seeded(&cfg, 11, 0.1, &dev);
     let graph = Graph::from(&net);
     let vol = seglrp::demo::phantom::study(4, [24, 16, 8]).volume.normalised();
-    let whole = pollster::block_on(blend(&graph, &vol, Patches::new([24, 16, 8]), &dev, |_, _| {})).unwrap();
+    let whole = pollster::block_on(blend(&graph, &vol, Patches::new([24, 16, 8]), &[], &dev, |_, _| {})).unwrap();
     let x = Tensor::<5>::from_data(TensorData::new(vol.data.clone(), [1, 6, 8, 16, 24]), &dev);
     let direct = net.forward(x).into_data().try_into_vec::<f32>().unwrap();
     let worst = whole.logits.iter().zip(&direct).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
@@ -60,12 +60,13 @@ fn one_window_covering_the_volume_is_the_plain_forward_pass() {
     // Patches smaller than the volume: nnU-Net's steps (3 × 3 × 3 here), and where patches
     // overlap, logits that differ from the whole pass (each patch sees zeros past its borders).
     let mut calls = 0;
-    let q = pollster::block_on(blend(&graph, &vol, Patches::new([16, 8, 4]), &dev, |_, total| calls = total)).unwrap();
+    let q =
+        pollster::block_on(blend(&graph, &vol, Patches::new([16, 8, 4]), &[], &dev, |_, total| calls = total)).unwrap();
     assert_eq!(calls, 2 * 3 * 3, "windows along x, y, z: 2 × 3 × 3");
     assert_eq!(q.origins[1], [8, 0, 0], "x innermost, then y, then z");
     assert!(q.logits.iter().all(|v| v.is_finite()));
     assert_ne!(q.logits, whole.logits, "windows smaller than the receptive field see zero padding: results differ");
     // A volume smaller than the patch is padded to it, centred, as nnU-Net does.
-    let padded = pollster::block_on(blend(&graph, &vol, Patches::new([32, 16, 8]), &dev, |_, _| {})).unwrap();
+    let padded = pollster::block_on(blend(&graph, &vol, Patches::new([32, 16, 8]), &[], &dev, |_, _| {})).unwrap();
     assert_eq!(padded.pad, [4, 0, 0]);
 }

@@ -52,12 +52,16 @@ pub struct ModelCard {
 /// nnU-Net's predictor: the study cropped to its non-zero box, normalised, resampled to
 /// [`ModelCard::target_spacing`], segmented in half-overlapping [`ModelCard::patch_size`]
 /// windows blended by a Gaussian, and the logits resampled back (spatial/predictor.rs).
-#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Inference {
     /// How the study is resampled to the target spacing (`resampling_fn_data_kwargs`).
     pub data: Resampling,
     /// How the logits are resampled back (`resampling_fn_probabilities_kwargs`).
     pub probabilities: Resampling,
+    /// Test-time mirroring: each window is also run flipped along every non-empty combination
+    /// of these axes (0 = z, 1 = y, 2 = x) and the logits averaged; the checkpoint's
+    /// `inference_allowed_mirroring_axes` (empty when it has none).
+    pub mirror_axes: Vec<usize>,
 }
 
 /// One of nnU-Net's `resampling_fn_*_kwargs` (spatial/resize.rs).
@@ -91,11 +95,11 @@ impl ModelCard {
             "input sides multiples of {:?}, receptive radius {:?} voxels\n",
             self.align, self.receptive_radius
         );
-        if let Some(i) = self.inference {
+        if let Some(i) = &self.inference {
             s += &format!(
                 "inference: nnU-Net's predictor (resampled with spline order {}, logits back with order {}, \
-                 half-overlapping windows, Gaussian weights)\n",
-                i.data.order, i.probabilities.order
+                 half-overlapping windows, Gaussian weights, mirrored along axes {:?})\n",
+                i.data.order, i.probabilities.order, i.mirror_axes
             );
         }
         s += &format!("from: {}\n", self.sources.join(", "));

@@ -147,6 +147,31 @@ impl Weights {
         Ok(Weights { tensors, source, entry })
     }
 
+    /// The entry `key` of a PyTorch checkpoint when it is a list (or tuple) of whole numbers, such
+    /// as nnU-Net's `inference_allowed_mirroring_axes`; `None` when it is absent, `None` in
+    /// Python, of another kind, or the file is not a PyTorch checkpoint.
+    pub fn pth_numbers(path: &Path, key: &str) -> Option<Vec<usize>> {
+        #[cfg(feature = "pth")]
+        {
+            use pytorch_reader::{PickleValue, PytorchReader};
+            match PytorchReader::read_pickle_data(path, Some(key)).ok()? {
+                PickleValue::List(items) => items
+                    .iter()
+                    .map(|v| match v {
+                        PickleValue::Int(i) => usize::try_from(*i).ok(),
+                        _ => None,
+                    })
+                    .collect(),
+                _ => None,
+            }
+        }
+        #[cfg(not(feature = "pth"))]
+        {
+            let _ = (path, key);
+            None
+        }
+    }
+
     /// A checkpoint by its file name: safetensors, or (with the `pth` feature) a PyTorch file.
     pub fn from_file(path: &Path) -> Result<Weights, String> {
         let is_safetensors = path.extension().is_some_and(|e| e == "safetensors");

@@ -493,7 +493,7 @@ fn inference(plans: &Value, cfg: &serde_json::Map<String, Value>, region_based: 
     if !identity || reader != "SimpleITKIO" || region_based {
         return None;
     }
-    Some(Inference { data: resampling("data")?, probabilities: resampling("probabilities")? })
+    Some(Inference { data: resampling("data")?, probabilities: resampling("probabilities")?, mirror_axes: vec![] })
 }
 
 /// Loads the model folder (all its folds, or those in `folds`) onto `device`.
@@ -598,7 +598,11 @@ pub fn load(folder: &Path, folds: Option<&[String]>, device: &Device) -> Result<
         align: [aw, ah, ad],
         receptive_radius: [rw, rh, rd],
         sources,
-        inference: inference(&plans, &cfg, region_based),
+        inference: inference(&plans, &cfg, region_based).map(|mut i| {
+            // As nnU-Net reads it from the first fold's checkpoint (absent: no mirroring).
+            i.mirror_axes = Weights::pth_numbers(&ckpts[0].1, "inference_allowed_mirroring_axes").unwrap_or_default();
+            i
+        }),
     };
     Ok(NnUNet { graph, card })
 }

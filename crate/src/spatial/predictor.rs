@@ -1,7 +1,7 @@
-//! nnU-Net's predictor (`nnUNetPredictor.predict_single_npy_array`, without test-time
-//! mirroring): the study is cropped to the box of its non-zero voxels (holes filled), normalised
+//! nnU-Net's predictor (`nnUNetPredictor.predict_single_npy_array`): the study is cropped to the box of its non-zero voxels (holes filled), normalised
 //! by the card's schemes, resampled to the configuration's spacing ([`resize`]), segmented in
-//! sliding windows ([`sliding`]), and the blended logits are resampled back to the cropped grid;
+//! sliding windows ([`sliding`], each window averaged over its mirrorings unless asked not to),
+//! and the blended logits are resampled back to the cropped grid;
 //! each voxel takes the class of its highest logit and voxels outside the box are background.
 //! The labels are nnU-Net's, voxel for voxel where no resampling happens (tests/graph_parity.py
 //! runs `nnUNetPredictor` on the same folder and study).
@@ -63,17 +63,18 @@ fn crop(vol: &Volume, first: [usize; 3], last: [usize; 3]) -> Volume {
 }
 
 /// Segments the raw study `vol` (the card's channels, in order) as nnU-Net's predictor does;
-/// `normalisation` replaces the card's schemes for every channel. `progress(done, total)` after
-/// each window.
+/// `normalisation` replaces the card's schemes for every channel; `mirror`: test-time mirroring
+/// along the card's axes (nnU-Net's default). `progress(done, total)` after each window.
 pub async fn predict(
     graph: &Graph,
     card: &ModelCard,
     normalisation: Option<&Normalisation>,
     vol: &Volume,
+    mirror: bool,
     device: &Device,
     progress: impl FnMut(usize, usize),
 ) -> Result<Prediction, String> {
-    let (Some(how), Some(target), Some(patch)) = (card.inference, card.target_spacing, card.patch_size) else {
+    let (Some(how), Some(target), Some(patch)) = (&card.inference, card.target_spacing, card.patch_size) else {
         return Err("the model's files do not say how nnU-Net runs it (plans with a spacing, a patch size and \
                     nnU-Net's default resampling)"
             .into());
@@ -89,7 +90,8 @@ pub async fn predict(
         affine: Affine::diagonal(target.map(|s| s as f32)),
         data: resize(&cropped.data, cropped.channels, cropped.dims, grid, spacing, target, how.data),
     };
-    let blended = blend(graph, &input, Patches::new(patch), device, progress).await?;
+    let axes = if mirror { how.mirror_axes.as_slice() } else { &[] };
+    let blended = blend(graph, &input, Patches::new(patch), axes, device, progress).await?;
     let logits = if grid == cropped.dims {
         blended.half
     } else {

@@ -141,12 +141,39 @@ fn pad_to(vol: &Volume, size: [usize; 3]) -> (Vec<f32>, [usize; 3], [usize; 3]) 
     (out, dims, below)
 }
 
-/// The network's logits over `input` (already normalised), patch by patch; `progress(done,
-/// total)` after each patch.
+/// Every non-empty combination of `axes`, by size, then in order (Python's
+/// `itertools.combinations`, as nnU-Net enumerates its mirrorings).
+fn combinations(axes: &[usize]) -> Vec<Vec<usize>> {
+    let mut all: Vec<Vec<usize>> = (1..1usize << axes.len())
+        .map(|bits| (0..axes.len()).filter(|i| bits >> i & 1 == 1).map(|i| axes[i]).collect())
+        .collect();
+    all.sort_by(|a, b| a.len().cmp(&b.len()).then_with(|| a.cmp(b)));
+    all
+}
+
+/// The logits of one patch `x` (`[1, C, z, y, x]`), averaged over its mirrorings along
+/// `mirror` (0 = z, 1 = y, 2 = x) as nnU-Net's test-time augmentation does.
+fn mirrored(graph: &Graph, x: Tensor<5>, mirror: &[usize]) -> Tensor<5> {
+    let flip = |t: Tensor<5>, axes: &[usize]| axes.iter().fold(t, |t, a| t.flip([a + 2]));
+    let sets = combinations(mirror);
+    let mut sum = graph.forward(x.clone());
+    for axes in &sets {
+        sum = sum + flip(graph.forward(flip(x.clone(), axes)), axes);
+    }
+    if sets.is_empty() {
+        sum
+    } else {
+        sum / (sets.len() + 1) as f32
+    }
+}
+
+/// The network's logits over `input` (already normalised), patch by patch, each patch averaged
+/// over its mirrorings along `mirror` (empty: none); `progress(done, total)` after each patch.
 pub async fn blend(
     graph: &Graph,
     input: &Volume,
     patches: Patches,
+    mirror: &[usize],
     device: &Device,
     mut progress: impl FnMut(usize, usize),
 ) -> Result<Blended, String> {
@@ -181,7 +208,7 @@ pub async fn blend(
             TensorData::new(patch_of(&data, input.channels, dims, o, w), [1, input.channels, w[2], w[1], w[0]]),
             device,
         );
-        let p = crate::backend::read(graph.forward(x)).await?;
+        let p = crate::backend::read(mirrored(graph, x, mirror)).await?;
         for z in 0..w[2] {
             for y in 0..w[1] {
                 for x in 0..w[0] {
@@ -228,7 +255,7 @@ pub async fn segment(
     progress: impl FnMut(usize, usize),
 ) -> Result<Vec<u8>, String> {
     let graph: Graph = network.into();
-    let b = blend(&graph, &vol.normalised(), patches, device, progress).await?;
+    let b = blend(&graph, &vol.normalised(), patches, &[], device, progress).await?;
     Ok(argmax(&b.logits, b.classes))
 }
 
@@ -242,6 +269,14 @@ mod tests {
         assert_eq!(steps(110, 64, 0.5), vec![0, 23, 46]);
         assert_eq!(steps(64, 64, 0.5), vec![0]);
         assert_eq!(steps(100, 32, 0.5), vec![0, 14, 27, 41, 54, 68]);
+    }
+
+    #[test]
+    fn mirrorings_are_enumerated_as_itertools_does() {
+        let got = combinations(&[0, 1, 2]);
+        let want: Vec<Vec<usize>> = vec![vec![0], vec![1], vec![2], vec![0, 1], vec![0, 2], vec![1, 2], vec![0, 1, 2]];
+        assert_eq!(got, want);
+        assert!(combinations(&[]).is_empty());
     }
 
     #[test]

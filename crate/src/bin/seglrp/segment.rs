@@ -33,6 +33,10 @@ pub struct Args {
     /// sliding windows of the plans' patch).
     #[arg(long, conflicts_with = "windows")]
     pub whole: bool,
+    /// nnU-Net's predictor without test-time mirroring (nnU-Net's `--disable_tta`): one pass per
+    /// window instead of up to eight.
+    #[arg(long)]
+    pub no_mirroring: bool,
 }
 
 /// A study with its forward pass done and its predicted tumour.
@@ -140,12 +144,21 @@ pub fn run(args: Args) -> Result<(), String> {
             &model.card,
             model.normalisation.as_ref(),
             &study.volume,
+            !args.no_mirroring,
             device,
             |_, _| {},
         ))?;
         let [x, y, z] = p.grid;
-        let method =
-            format!("nnU-Net's predictor: {} windows on the cropped study resampled to {x}×{y}×{z}", p.windows);
+        let mirrored = match &model.card.inference {
+            Some(i) if !args.no_mirroring && !i.mirror_axes.is_empty() => {
+                format!(", mirrored along {:?}", i.mirror_axes)
+            }
+            _ => String::new(),
+        };
+        let method = format!(
+            "nnU-Net's predictor: {} windows{mirrored} on the cropped study resampled to {x}×{y}×{z}",
+            p.windows
+        );
         (study, p.labels, method)
     } else if args.windows {
         if !model.is_liver() || args.common.normalisation.is_some() {
