@@ -1,4 +1,5 @@
-//! nnU-Net's predictor (`nnUNetPredictor.predict_single_npy_array`): the study is cropped to the box of its non-zero voxels (holes filled), normalised
+//! nnU-Net's predictor (`nnUNetPredictor.predict_single_npy_array`): the study is cropped to the
+//! box of its non-zero voxels (holes filled), normalised
 //! by the card's schemes, resampled to the configuration's spacing ([`resize`]), segmented in
 //! sliding windows ([`sliding`], each window averaged over its mirrorings unless asked not to),
 //! and the blended logits are resampled back to the cropped grid;
