@@ -31,6 +31,7 @@ A plans file naming a network outside what the importer builds is refused by nam
 ONNX op outside the engine's list.
 """
 import copy
+import itertools
 import json
 import os
 import subprocess
@@ -505,6 +506,67 @@ def predictor_check(label, folder, names):
                f"{label}: predictor {what}, mirroring {mirror}")
 
 
+def predictor_explain_check(label, folder, net, names):
+    """`seglrp explain --predictor`: the relevance of nnU-Net's blended logit equals the same
+    Gaussian-weighted mean of Zennit's maps (float64) of every window, and mirroring, that holds
+    the voxel, each window's instance norms over that window, on nnU-Net's own preprocessed data
+    (`DefaultPreprocessor`: cropped, normalised, resampled)."""
+    import nibabel as nib
+    from nnunetv2.inference.sliding_window_prediction import compute_gaussian, compute_steps_for_sliding_window
+    from nnunetv2.preprocessing.preprocessors.default_preprocessor import DefaultPreprocessor
+    from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
+    plans = PlansManager(str(folder / "plans.json"))
+    config = plans.get_configuration("3d_fullres")
+    dataset = json.loads((folder / "dataset.json").read_text())
+    spacing, (d, h, w) = (2.6, 0.9, 1.3), (14, 40, 30)
+    rng = np.random.default_rng(23)
+    raw = rng.gamma(2.0, 150.0, (len(names), d, h, w)).astype(np.float32)
+    raw[:, :, :2] = 0
+    study = tmp / f"predictor-explain-{label[:5]}"
+    study.mkdir()
+    files = [study / f"case_{c:04d}.nii.gz" for c in range(len(names))]
+    for c, f in enumerate(files):
+        nib.save(nib.Nifti1Image(raw[c].transpose(2, 1, 0), np.diag([*spacing[::-1], 1.0])), f)
+    data, _, _ = DefaultPreprocessor(verbose=False).run_case_npy(raw.copy(), None, {"spacing": list(spacing)},
+                                                                 plans, config, dataset)
+    patch = config.patch_size
+    assert all(a >= b for a, b in zip(data.shape[1:], patch)), (data.shape, patch)
+    voxel_study = (w // 2, h // 2 + 3, d // 2)  # x, y, z on the study's grid
+    out = json.loads(run("explain", *files, "--model", folder, "--predictor", "--voxel", ",".join(map(str, voxel_study)),
+                         "--class", 2, "--composite", "EpsilonPlus", "--raw", study / "r.f32").stdout)["explanation"]
+    at = out["voxel"][::-1]  # the network-grid voxel, z, y, x
+    gauss = compute_gaussian(tuple(patch), 1.0 / 8, 10, dtype=torch.float16, device=torch.device("cpu")).double()
+    steps = compute_steps_for_sliding_window(data.shape[1:], patch, 0.5)
+    holding = [s for s in itertools.product(*steps) if all(o <= v < o + p for o, v, p in zip(s, at, patch))]
+    weights = [gauss[tuple(v - o for v, o in zip(at, s))].item() for s in holding]
+    mirrorings = [()] + [c for i in range(3) for c in itertools.combinations((2, 3, 4), i + 1)]
+    ref = np.zeros(data.shape)
+    logit = 0.0
+    for s, g in zip(holding, weights):
+        sl = tuple(slice(o, o + p) for o, p in zip(s, patch))
+        x = torch.from_numpy(data[(slice(None), *sl)])[None].double()
+        for axes in mirrorings:
+            xf = torch.flip(x, axes) if axes else x
+            model = canonized(net, xf.float()).double()
+            local = [v - o for v, o in zip(at, s)]
+            for a in axes:
+                local[a - 2] = patch[a - 2] - 1 - local[a - 2]
+            onehot = torch.zeros((1, 3, *patch), dtype=torch.float64)
+            onehot[(0, 2, *local)] = 1
+            o, r = zennit_relevance(model, xf, "EpsilonPlus", None, None, onehot)
+            alpha = g / sum(weights) / len(mirrorings)
+            ref[(slice(None), *sl)] += alpha * (np.flip(r, [a - 1 for a in axes]) if axes else r)
+            logit += alpha * (o * onehot).sum().item()
+    ours = np.fromfile(study / "r.f32", dtype="<f4").reshape(data.shape)
+    err = np.abs(ours - ref).max() / np.abs(ref).max()
+    ok = (err <= 1e-4 and out["grid"] == list(data.shape[1:][::-1]) and len(holding) > 1
+          and abs(out["logit"] - logit) <= 1e-4 * max(1.0, abs(logit)))
+    report(ok, f"{label}: explain --predictor: the blended logit's relevance ({len(holding)} windows × "
+           f"{len(mirrorings)} mirrorings on nnU-Net's preprocessed grid {data.shape[1:]}) vs Zennit's float64 maps "
+           f"mixed the same way: max|ΔR|/max|R| {err:.1e}, logit {out['logit']:.5f} vs {logit:.5f}",
+           f"{label}: explain --predictor")
+
+
 def study_check(label, folder, net, names, shape, kwargs):
     """`seglrp segment` and `explain --model` on the channels as NIfTI files (nnU-Net's names,
     case_000N): normalised as nnU-Net does (its own normalisation classes and non-zero mask), the
@@ -651,6 +713,8 @@ with tempfile.TemporaryDirectory() as tmp:
         exports.append((f"nnU-Net {label}", net, names, list(CLASSES), x, params))
         study_check(label, folder, net, names, x.shape, kwargs)
         predictor_check(label, folder, names)
+        if seed == 1:
+            predictor_explain_check(label, folder, net, names)
     for flat in (False, True):
         folder, net, names, classes = monai_folder(tmp, flat)
         net.eval()

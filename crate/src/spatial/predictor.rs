@@ -63,6 +63,64 @@ fn crop(vol: &Volume, first: [usize; 3], last: [usize; 3]) -> Volume {
     Volume { dims, channels: vol.channels, spacing: vol.spacing, affine: vol.affine.clone(), data }
 }
 
+/// The study as nnU-Net's network reads it: cropped to its non-zero box, normalised, resampled
+/// to the target spacing.
+pub struct NetworkInput {
+    /// On the network's grid; its affine places it in the study's world (for exports).
+    pub volume: Volume,
+    /// The non-zero box on the study's grid, first voxel and size `[x, y, z]`.
+    pub first: [usize; 3],
+    pub cropped: [usize; 3],
+}
+
+impl NetworkInput {
+    /// The network-grid voxel whose centre lies nearest the study's voxel `v`; `None` outside
+    /// the non-zero box (nnU-Net labels it background without running the network).
+    pub fn voxel_of(&self, v: [usize; 3]) -> Option<[usize; 3]> {
+        let grid = self.volume.dims;
+        (0..3).all(|a| v[a] >= self.first[a] && v[a] < self.first[a] + self.cropped[a]).then(|| {
+            std::array::from_fn(|a| {
+                let at = (v[a] - self.first[a]) as f64 + 0.5;
+                ((at * grid[a] as f64 / self.cropped[a] as f64 - 0.5).round().max(0.0) as usize).min(grid[a] - 1)
+            })
+        })
+    }
+}
+
+/// The raw study `vol` (the card's channels, in order) as nnU-Net's network reads it;
+/// `normalisation` replaces the card's schemes for every channel.
+pub fn network_input(
+    card: &ModelCard,
+    normalisation: Option<&Normalisation>,
+    vol: &Volume,
+) -> Result<NetworkInput, String> {
+    let (Some(how), Some(target)) = (&card.inference, card.target_spacing) else {
+        return Err("the model's files do not say how nnU-Net runs it (plans with a spacing, a patch size and \
+                    nnU-Net's default resampling)"
+            .into());
+    };
+    let (first, last) = nonzero_box(vol);
+    let cropped = card.normalise(&crop(vol, first, last), normalisation)?;
+    let spacing = vol.spacing.map(|s| s as f64);
+    let grid = new_shape(cropped.dims, spacing, target);
+    // Network voxel j has its centre at cropped voxel (j + ½)·cropped/grid − ½.
+    let scale: [f64; 3] = std::array::from_fn(|a| cropped.dims[a] as f64 / grid[a] as f64);
+    let to_study = Affine(std::array::from_fn(|i| {
+        let mut row = [0f64; 4];
+        row[i] = scale[i];
+        row[3] = first[i] as f64 + 0.5 * scale[i] - 0.5;
+        row
+    }));
+    let volume = Volume {
+        dims: grid,
+        channels: cropped.channels,
+        spacing: target.map(|s| s as f32),
+        affine: vol.affine.after(&to_study),
+        data: resize(&cropped.data, cropped.channels, cropped.dims, grid, spacing, target, how.data),
+    };
+    Ok(NetworkInput { volume, first, cropped: cropped.dims })
+}
+
 /// Segments the raw study `vol` (the card's channels, in order) as nnU-Net's predictor does;
 /// `normalisation` replaces the card's schemes for every channel; `mirror`: test-time mirroring
 /// along the card's axes (nnU-Net's default). `progress(done, total)` after each window.
@@ -75,38 +133,29 @@ pub async fn predict(
     device: &Device,
     progress: impl FnMut(usize, usize),
 ) -> Result<Prediction, String> {
+    let input = network_input(card, normalisation, vol)?;
     let (Some(how), Some(target), Some(patch)) = (&card.inference, card.target_spacing, card.patch_size) else {
-        return Err("the model's files do not say how nnU-Net runs it (plans with a spacing, a patch size and \
-                    nnU-Net's default resampling)"
-            .into());
+        return Err("the model's files give no patch size for nnU-Net's windows".into());
     };
-    let (first, last) = nonzero_box(vol);
-    let cropped = card.normalise(&crop(vol, first, last), normalisation)?;
+    let (grid, cropped, first) = (input.volume.dims, input.cropped, input.first);
     let spacing = vol.spacing.map(|s| s as f64);
-    let grid = new_shape(cropped.dims, spacing, target);
-    let input = Volume {
-        dims: grid,
-        channels: cropped.channels,
-        spacing: target.map(|s| s as f32),
-        affine: Affine::diagonal(target.map(|s| s as f32)),
-        data: resize(&cropped.data, cropped.channels, cropped.dims, grid, spacing, target, how.data),
-    };
     let axes = if mirror { how.mirror_axes.as_slice() } else { &[] };
-    let blended = blend(graph, &input, Patches::new(patch), axes, device, progress).await?;
-    let logits = if grid == cropped.dims {
+    let blended = blend(graph, &input.volume, Patches::new(patch), axes, device, progress).await?;
+    let logits = if grid == cropped {
         blended.half
     } else {
         // nnU-Net resamples its float16 logits in float64 and stores them in float16 again.
-        let back = resize(&blended.half, blended.classes, grid, cropped.dims, target, spacing, how.probabilities);
+        let back = resize(&blended.half, blended.classes, grid, cropped, target, spacing, how.probabilities);
         back.iter().map(|v| f16::from_f32(*v).to_f32()).collect()
     };
     let inside = argmax(&logits, blended.classes);
     let mut labels = vec![0u8; vol.voxels()];
     let [nx, ny, _] = vol.dims;
-    let [cx, cy, _] = cropped.dims;
+    let [cx, cy, _] = cropped;
     for (j, l) in inside.iter().enumerate() {
         let (x, y, z) = (j % cx, (j / cx) % cy, j / (cx * cy));
         labels[(first[0] + x) + nx * ((first[1] + y) + ny * (first[2] + z))] = *l;
     }
+    let last = std::array::from_fn(|a| first[a] + cropped[a] - 1);
     Ok(Prediction { labels, grid, first, last, windows: blended.origins.len() })
 }

@@ -104,7 +104,7 @@ pub fn argmax(logits: &[f32], classes: usize) -> Vec<u8> {
 }
 
 /// The sub-volume of `w` voxels at `o` of `data` (`channels` × `dims`).
-fn patch_of(data: &[f32], channels: usize, dims: [usize; 3], o: [usize; 3], w: [usize; 3]) -> Vec<f32> {
+pub(crate) fn patch_of(data: &[f32], channels: usize, dims: [usize; 3], o: [usize; 3], w: [usize; 3]) -> Vec<f32> {
     let [nx, ny, nz] = dims;
     let n = nx * ny * nz;
     let mut out = Vec::with_capacity(channels * w.iter().product::<usize>());
@@ -121,7 +121,7 @@ fn patch_of(data: &[f32], channels: usize, dims: [usize; 3], o: [usize; 3], w: [
 
 /// Pads `vol` with zeros to at least `size` per axis, as nnU-Net's `pad_nd_image` (half below,
 /// the rest above); returns the data, its dims and the padding below.
-fn pad_to(vol: &Volume, size: [usize; 3]) -> (Vec<f32>, [usize; 3], [usize; 3]) {
+pub(crate) fn pad_to(vol: &Volume, size: [usize; 3]) -> (Vec<f32>, [usize; 3], [usize; 3]) {
     let dims: [usize; 3] = std::array::from_fn(|i| vol.dims[i].max(size[i]));
     if dims == vol.dims {
         return (vol.data.clone(), dims, [0; 3]);
@@ -141,9 +141,24 @@ fn pad_to(vol: &Volume, size: [usize; 3]) -> (Vec<f32>, [usize; 3], [usize; 3]) 
     (out, dims, below)
 }
 
+/// Patch origins `[x, y, z]` on a (padded) grid of `dims`, in nnU-Net's order (z outermost:
+/// its half-precision sums depend on the order).
+pub fn origins(dims: [usize; 3], patches: Patches) -> Vec<[usize; 3]> {
+    let per_axis: Vec<Vec<usize>> = (0..3).map(|i| steps(dims[i], patches.size[i], patches.step)).collect();
+    let mut all = Vec::new();
+    for &oz in &per_axis[2] {
+        for &oy in &per_axis[1] {
+            for &ox in &per_axis[0] {
+                all.push([ox, oy, oz]);
+            }
+        }
+    }
+    all
+}
+
 /// Every non-empty combination of `axes`, by size, then in order (Python's
 /// `itertools.combinations`, as nnU-Net enumerates its mirrorings).
-fn combinations(axes: &[usize]) -> Vec<Vec<usize>> {
+pub(crate) fn combinations(axes: &[usize]) -> Vec<Vec<usize>> {
     let mut all: Vec<Vec<usize>> = (1..1usize << axes.len())
         .map(|bits| (0..axes.len()).filter(|i| bits >> i & 1 == 1).map(|i| axes[i]).collect())
         .collect();
@@ -186,22 +201,13 @@ pub async fn blend(
         ));
     }
     let (data, dims, pad) = pad_to(input, w);
-    let per_axis: Vec<Vec<usize>> = (0..3).map(|i| steps(dims[i], w[i], patches.step)).collect();
+    let origins = origins(dims, patches);
+    let total = origins.len();
     let g = gaussian(w);
     let k = graph.classes;
     let n: usize = dims.iter().product();
     let (mut acc, mut weight) = (vec![f16::ZERO; k * n], vec![f16::ZERO; n]);
     let (mut acc32, mut weight32) = (vec![0f32; k * n], vec![0f32; n]);
-    let total = per_axis.iter().map(Vec::len).product();
-    let mut origins = Vec::with_capacity(total);
-    // nnU-Net's order (z outermost): half-precision sums depend on it.
-    for &oz in &per_axis[2] {
-        for &oy in &per_axis[1] {
-            for &ox in &per_axis[0] {
-                origins.push([ox, oy, oz]);
-            }
-        }
-    }
     let wn: usize = w.iter().product();
     for (done, &o) in origins.iter().enumerate() {
         let x = Tensor::<5>::from_data(

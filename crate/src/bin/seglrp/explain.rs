@@ -57,6 +57,74 @@ pub struct Args {
     /// (the same map, slower: for measuring what cropping saves).
     #[arg(long)]
     pub no_crop: bool,
+    /// For an nnU-Net model folder, with --voxel: explain the logit of nnU-Net's predictor (the
+    /// Gaussian-weighted mean of the windows, and mirrorings, that hold the voxel) on the grid
+    /// the network reads (the study cropped to its non-zero box and resampled to the plans'
+    /// spacing); --relevance is written on that grid.
+    #[arg(long, conflicts_with_all = ["region", "bbox", "mask", "segmentation", "no_crop"])]
+    pub predictor: bool,
+    /// With --predictor: without nnU-Net's test-time mirroring.
+    #[arg(long, requires = "predictor")]
+    pub no_mirroring: bool,
+}
+
+/// `--predictor`: one voxel of nnU-Net's blended prediction, explained on the network's grid.
+fn run_predictor(
+    args: &Args,
+    study: seglrp::io::study::Study,
+    model: &crate::common::Model,
+    device: &burn::prelude::Device,
+) -> Result<(), String> {
+    use seglrp::spatial::{predictor, sliding::Patches};
+    let (Some(how), Some(patch)) = (&model.card.inference, model.card.patch_size) else {
+        return Err("--predictor runs nnU-Net's predictor, which needs an nnU-Net model folder whose plans say how \
+                    (README \"Models\")"
+            .into());
+    };
+    let voxel = args.voxel.ok_or("--predictor explains one voxel: give --voxel")?;
+    let t = Instant::now();
+    let input = predictor::network_input(&model.card, model.normalisation.as_ref(), &study.volume)?;
+    let at = input.voxel_of(voxel).ok_or_else(|| {
+        format!(
+            "voxel {voxel:?} lies outside the study's non-zero box, which nnU-Net labels background without \
+             running the network"
+        )
+    })?;
+    let mirror = if args.no_mirroring { vec![] } else { how.mirror_axes.clone() };
+    let e = pollster::block_on(engine::explain_blended(
+        &model.graph,
+        &input.volume,
+        Patches::new(patch),
+        &mirror,
+        at,
+        args.class,
+        &args.composite,
+        device,
+    ))?;
+    eprintln!("nnU-Net's blended logit at network voxel {at:?}: LRP {:.0} ms", t.elapsed().as_secs_f64() * 1e3);
+    let mut json = serde_json::to_value(&e).expect("plain JSON");
+    json["region"] = serde_json::json!("voxel");
+    json["study_voxel"] = serde_json::json!(voxel);
+    json["grid"] = serde_json::json!(input.volume.dims);
+    json["mirror_axes"] = serde_json::json!(mirror);
+    json["composite"] = serde_json::json!(args.composite);
+    let channels: Vec<&str> = model.card.channels.iter().map(|c| c.name.as_str()).collect();
+    json["sequences"] = serde_json::json!(channels);
+    json["class_name"] = serde_json::json!(model.card.classes[args.class]);
+    if let Some(path) = &args.raw {
+        write(path, &e.relevance.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>())?;
+    }
+    if let Some(path) = &args.relevance {
+        let rel = Volume { data: e.relevance.clone(), ..input.volume.clone() };
+        write(path, &nifti::write_nifti(&rel, gzip_wanted(path)))?;
+    }
+    let text = serde_json::to_string_pretty(&serde_json::json!({ "files": study.sources, "explanation": json }))
+        .expect("plain JSON");
+    if let Some(path) = &args.json {
+        write(path, text.as_bytes())?;
+    }
+    println!("{text}");
+    Ok(())
 }
 
 /// A mask file for `--mask`: a NIfTI on the study's grid, non-zero = in the region.
@@ -86,6 +154,9 @@ pub fn run(args: Args) -> Result<(), String> {
         if v.iter().zip(&dims).any(|(v, d)| v >= d) {
             return Err(format!("voxel {v:?} lies outside the volume {dims:?}"));
         }
+    }
+    if args.predictor {
+        return run_predictor(&args, study, &model, device);
     }
     let selection = match (args.region.as_deref(), args.bbox, &args.mask) {
         (Some("component"), _, _) => {
