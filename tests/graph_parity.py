@@ -20,7 +20,11 @@ fold_0/checkpoint_final.pth with nnU-Net's checkpoint entries) that nnU-Net's ow
   test writes them (each norm merged into its conv with the forward pass's statistics; the sum
   as Zennit's `Sum` layer, which its composites give the Norm rule);
 - a region map (two passes) equals Zennit's per-voxel loop in float64 (the same bound, against
-  Zennit's float32 loop's distance).
+  Zennit's float32 loop's distance);
+- `seglrp segment` gives `nnUNetPredictor`'s labels (with and without test-time mirroring, on the
+  plans' spacing and resampled, isotropic and anisotropic), and `seglrp explain --predictor` the
+  blended logit's relevance, against Zennit's maps of the same windows and mirrorings on nnU-Net's
+  own preprocessed data.
 The same for MONAI networks saved as a bundle (configs/inference.json, models/model.pt,
 configs/metadata.json) or as network.json beside model.safetensors: BasicUNet (both ways),
 SegResNet, DynUNet, and UNet with residual units (PReLU, instance norm without affine) and
