@@ -565,6 +565,21 @@ def predictor_explain_check(label, folder, net, names):
     err = np.abs(ours - ref).max() / np.abs(ref).max()
     ok = (err <= 1e-4 and out["grid"] == list(data.shape[1:][::-1]) and len(holding) > 1
           and abs(out["logit"] - logit) <= 1e-4 * max(1.0, abs(logit)))
+    # The region of the predictor's class-2 voxels on the network's grid: nnU-Net's own logits there
+    # (its float16 blend) pick the same voxels, and every kept voxel's normalised map sums to 1.
+    from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
+    predictor = nnUNetPredictor(tile_step_size=0.5, use_gaussian=True, use_mirroring=True, device=torch.device("cpu"),
+                                verbose=False, allow_tqdm=False)
+    predictor.initialize_from_trained_model_folder(str(folder), use_folds=(0,), checkpoint_name="checkpoint_final.pth")
+    theirs = predictor.predict_logits_from_preprocessed_data(torch.from_numpy(data)).float().argmax(0).numpy()
+    region = json.loads(run("explain", *files, "--model", folder, "--predictor", "--region", "all", "--class", 2,
+                            "--composite", "EpsilonPlus").stdout)["explanation"]
+    total = region["relevance_sum"] + region["padding_relevance"]
+    ok_region = (region["voxels"] == int((theirs == 2).sum()) > 0
+                 and abs(total - (region["voxels"] - region["left_out"])) <= 1e-3 * region["voxels"])
+    report(ok_region, f"{label}: explain --predictor --region all: {region['voxels']} voxels of class 2 on the network's "
+           f"grid (nnU-Net's blend: {int((theirs == 2).sum())}), ΣM_A {total:.2f} for {region['voxels'] - region['left_out']} "
+           f"kept voxels", f"{label}: explain --predictor --region")
     report(ok, f"{label}: explain --predictor: the blended logit's relevance ({len(holding)} windows × "
            f"{len(mirrorings)} mirrorings on nnU-Net's preprocessed grid {data.shape[1:]}) vs Zennit's float64 maps "
            f"mixed the same way: max|ΔR|/max|R| {err:.1e}, logit {out['logit']:.5f} vs {logit:.5f}",

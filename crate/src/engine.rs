@@ -8,6 +8,9 @@ use serde::Serialize;
 
 use std::sync::{Arc, OnceLock};
 
+mod blended;
+pub use blended::{explain_blended, explain_blended_region, Blend};
+
 use crate::backend::read;
 use crate::io::volume::Volume;
 use crate::lrp::region_map::{column_sums, region_map_planned};
@@ -313,18 +316,23 @@ fn prepare_graph(graph: &Graph, vol: &Volume, device: &Device, mode: Mode) -> Re
 /// "epsilon": 1e-6}, "layers": [["head", {"rule": "z_plus", "stabilizer": 1e-6}]]}`), that
 /// composite.
 pub fn composite(name: &str, p: &Prepared) -> Result<Composite, String> {
+    composite_within(name, &p.low, &p.high)
+}
+
+/// [`composite`] with ZBox bounds `low`, `high` (per channel).
+pub fn composite_within(name: &str, low: &[f32], high: &[f32]) -> Result<Composite, String> {
     if name.trim_start().starts_with('{') {
         let c: Composite = serde_json::from_str(name).map_err(|e| format!("the composite JSON is not usable: {e}"))?;
         if let Composite::Custom { default, layers } = &c {
             for rule in std::iter::once(default).chain(layers.iter().map(|(_, r)| r)) {
-                rule.validate(p.low.len())?;
+                rule.validate(low.len())?;
             }
         }
         return Ok(c);
     }
     match Composite::by_name(name) {
         Some(Composite::EpsilonGammaBox { .. }) => {
-            Ok(Composite::EpsilonGammaBox { low: p.low.clone(), high: p.high.clone() })
+            Ok(Composite::EpsilonGammaBox { low: low.to_vec(), high: high.to_vec() })
         }
         Some(c) => Ok(c),
         None => Err(format!(
@@ -483,124 +491,6 @@ pub async fn explain(
         logit,
         relevance_sum,
         padding_relevance: padding as f32,
-        shares,
-        signed_shares,
-        no_shares,
-    })
-}
-
-/// `data` (`channels` × `dims` `[x, y, z]`) flipped along `axes` (0 = z, 1 = y, 2 = x).
-fn flipped(data: &[f32], channels: usize, dims: [usize; 3], axes: &[usize]) -> Vec<f32> {
-    let [nx, ny, nz] = dims;
-    let flip = |a: usize, i: usize, n: usize| if axes.contains(&a) { n - 1 - i } else { i };
-    let mut out = vec![0f32; data.len()];
-    for c in 0..channels {
-        for z in 0..nz {
-            for y in 0..ny {
-                for x in 0..nx {
-                    let to = flip(2, x, nx) + nx * (flip(1, y, ny) + ny * (flip(0, z, nz) + nz * c));
-                    out[to] = data[x + nx * (y + ny * (z + nz * c))];
-                }
-            }
-        }
-    }
-    out
-}
-
-/// The relevance of nnU-Net's blended logit at voxel `[x, y, z]` of `input` (the study as the
-/// network reads it: spatial/predictor.rs): the blended logit is a Gaussian-weighted mean of the
-/// logits of the windows that hold the voxel (each averaged over its mirrorings along `mirror`),
-/// so its relevance is the same weighted mean of each window's (and mirroring's) relevance map,
-/// each window's pass run as nnU-Net runs it (instance norms over that window). `composite` is
-/// given by name or JSON ([`composite`]); ZBox bounds come from the whole input.
-#[allow(clippy::too_many_arguments)]
-pub async fn explain_blended(
-    graph: &Graph,
-    input: &Volume,
-    patches: crate::spatial::sliding::Patches,
-    mirror: &[usize],
-    voxel: [usize; 3],
-    class: usize,
-    composite_spec: &str,
-    device: &Device,
-) -> Result<VoxelExplanation, String> {
-    use crate::spatial::sliding;
-    if (0..3).any(|a| voxel[a] >= input.dims[a]) {
-        return Err(format!("voxel {voxel:?} lies outside the network's grid {:?}", input.dims));
-    }
-    let w = patches.size;
-    let (data, dims, pad) = sliding::pad_to(input, w);
-    let at: [usize; 3] = std::array::from_fn(|a| voxel[a] + pad[a]);
-    let g = sliding::gaussian(w);
-    let holding: Vec<([usize; 3], f32)> = sliding::origins(dims, patches)
-        .into_iter()
-        .filter(|o| (0..3).all(|a| at[a] >= o[a] && at[a] < o[a] + w[a]))
-        .map(|o| (o, g[(at[0] - o[0]) + w[0] * ((at[1] - o[1]) + w[1] * (at[2] - o[2]))]))
-        .collect();
-    let total: f32 = holding.iter().map(|(_, g)| g).sum();
-    let sets: Vec<Vec<usize>> = std::iter::once(vec![]).chain(sliding::combinations(mirror)).collect();
-    let channels = input.channels;
-    let range = |c: usize| {
-        input.channel(c).iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), v| (lo.min(*v), hi.max(*v)))
-    };
-    let (low, high): (Vec<f32>, Vec<f32>) = (0..channels).map(range).unzip();
-    let mut relevance = vec![0f32; channels * dims.iter().product::<usize>()];
-    let mut logit = 0f32;
-    for (o, weight) in &holding {
-        let patch = sliding::patch_of(&data, channels, dims, *o, w);
-        let local: [usize; 3] = std::array::from_fn(|a| at[a] - o[a]);
-        for axes in &sets {
-            let alpha = weight / total / sets.len() as f32;
-            let flip = |a: usize, i: usize| if axes.contains(&(2 - a)) { w[a] - 1 - i } else { i };
-            let v = Volume {
-                dims: w,
-                channels,
-                spacing: input.spacing,
-                affine: input.affine.clone(),
-                data: flipped(&patch, channels, w, axes),
-            };
-            let mut p =
-                prepare(graph, &v, device, PrepareOptions::default().with_mode(Mode::Whole).with_normalised(true))?;
-            (p.low, p.high) = (low.clone(), high.clone());
-            let comp = composite(composite_spec, &p)?;
-            let e = explain(&p, std::array::from_fn(|a| flip(a, local[a])), class, &comp).await?;
-            logit += alpha * e.logit;
-            let back = flipped(&e.relevance, channels, w, axes);
-            for c in 0..channels {
-                for z in 0..w[2] {
-                    for y in 0..w[1] {
-                        for x in 0..w[0] {
-                            let to = (o[0] + x) + dims[0] * ((o[1] + y) + dims[1] * ((o[2] + z) + dims[2] * c));
-                            relevance[to] += alpha * back[x + w[0] * (y + w[1] * (z + w[2] * c))];
-                        }
-                    }
-                }
-            }
-        }
-    }
-    // Back to the input's grid; what fell on nnU-Net's zero padding is reported, not mapped.
-    let [nx, ny, nz] = input.dims;
-    let mut map = Vec::with_capacity(channels * input.voxels());
-    for c in 0..channels {
-        for z in 0..nz {
-            for y in 0..ny {
-                let start = pad[0] + dims[0] * ((pad[1] + y) + dims[1] * ((pad[2] + z) + dims[2] * c));
-                map.extend_from_slice(&relevance[start..start + nx]);
-            }
-        }
-    }
-    let all: f64 = relevance.iter().map(|v| *v as f64).sum();
-    let relevance_sum = map.iter().map(|v| *v as f64).sum::<f64>();
-    let shares = positive_shares(&map, channels);
-    let signed_shares = signed_shares(&map, channels);
-    let no_shares = no_shares(&shares);
-    Ok(VoxelExplanation {
-        voxel,
-        class,
-        relevance: map,
-        logit,
-        relevance_sum: relevance_sum as f32,
-        padding_relevance: (all - relevance_sum) as f32,
         shares,
         signed_shares,
         no_shares,

@@ -57,11 +57,12 @@ pub struct Args {
     /// (the same map, slower: for measuring what cropping saves).
     #[arg(long)]
     pub no_crop: bool,
-    /// For an nnU-Net model folder, with --voxel: explain the logit of nnU-Net's predictor (the
-    /// Gaussian-weighted mean of the windows, and mirrorings, that hold the voxel) on the grid
-    /// the network reads (the study cropped to its non-zero box and resampled to the plans'
-    /// spacing); --relevance is written on that grid.
-    #[arg(long, conflicts_with_all = ["region", "bbox", "mask", "segmentation", "no_crop"])]
+    /// For an nnU-Net model folder: explain nnU-Net's predictor (its logit is the
+    /// Gaussian-weighted mean of the windows, and mirrorings, that hold a voxel) on the grid the
+    /// network reads (the study cropped to its non-zero box and resampled to the plans'
+    /// spacing), at --voxel or over --region all|component (the predictor's labels there);
+    /// --relevance is written on that grid.
+    #[arg(long, conflicts_with_all = ["bbox", "mask", "segmentation", "no_crop"])]
     pub predictor: bool,
     /// With --predictor: without nnU-Net's test-time mirroring.
     #[arg(long, requires = "predictor")]
@@ -81,30 +82,72 @@ fn run_predictor(
                     (README \"Models\")"
             .into());
     };
-    let voxel = args.voxel.ok_or("--predictor explains one voxel: give --voxel")?;
     let t = Instant::now();
     let input = predictor::network_input(&model.card, model.normalisation.as_ref(), &study.volume)?;
-    let at = input.voxel_of(voxel).ok_or_else(|| {
-        format!(
-            "voxel {voxel:?} lies outside the study's non-zero box, which nnU-Net labels background without \
-             running the network"
-        )
-    })?;
+    let at = match args.voxel {
+        Some(voxel) => Some(input.voxel_of(voxel).ok_or_else(|| {
+            format!(
+                "voxel {voxel:?} lies outside the study's non-zero box, which nnU-Net labels background without \
+                 running the network"
+            )
+        })?),
+        None => None,
+    };
     let mirror = if args.no_mirroring { vec![] } else { how.mirror_axes.clone() };
-    let e = pollster::block_on(engine::explain_blended(
-        &model.graph,
-        &input.volume,
-        Patches::new(patch),
-        &mirror,
-        at,
-        args.class,
-        &args.composite,
-        device,
-    ))?;
-    eprintln!("nnU-Net's blended logit at network voxel {at:?}: LRP {:.0} ms", t.elapsed().as_secs_f64() * 1e3);
-    let mut json = serde_json::to_value(&e).expect("plain JSON");
-    json["region"] = serde_json::json!("voxel");
-    json["study_voxel"] = serde_json::json!(voxel);
+    let blend = engine::Blend {
+        graph: &model.graph,
+        input: &input.volume,
+        patches: Patches::new(patch),
+        mirror: &mirror,
+        composite: &args.composite,
+    };
+    let (relevance, mut json) = match (args.region.as_deref(), at) {
+        (None, Some(at)) => {
+            let e = pollster::block_on(engine::explain_blended(&blend, at, args.class, device))?;
+            let mut json = serde_json::to_value(&e).expect("plain JSON");
+            json["region"] = serde_json::json!("voxel");
+            (e.relevance, json)
+        }
+        (None, None) => return Err("give --voxel or --region: what to explain".into()),
+        (Some(name), _) => {
+            let selection = match name {
+                "component" => Selection::Component(at.ok_or("--region component needs --voxel")?),
+                "all" => Selection::AllPredicted,
+                other => {
+                    return Err(format!(
+                        "--predictor explains --region all or component; \"{other}\" needs the label on the network's \
+                         grid"
+                    ))
+                }
+            };
+            // The predictor's labels on the network's grid: its float16 blend's highest logit.
+            let b = pollster::block_on(seglrp::spatial::sliding::blend(
+                blend.graph,
+                blend.input,
+                blend.patches,
+                blend.mirror,
+                device,
+                |_, _| {},
+            ))?;
+            let labels = seglrp::spatial::sliding::argmax(&b.half, b.classes);
+            let area = selection.mask_of_class(&labels, None, args.class, input.volume.dims)?;
+            if !area.iter().any(|v| *v != 0) {
+                return Err(format!(
+                    "the region \"{name}\" is empty on the network's grid: {}",
+                    selection.empty_message()
+                ));
+            }
+            let e = pollster::block_on(engine::explain_blended_region(&blend, &area, args.class, device))?;
+            let mut json = serde_json::to_value(&e).expect("plain JSON");
+            json["region"] = serde_json::json!(name);
+            (e.relevance, json)
+        }
+    };
+    eprintln!("nnU-Net's predictor explained: LRP {:.0} ms", t.elapsed().as_secs_f64() * 1e3);
+    if let Some(at) = at {
+        json["voxel"] = serde_json::json!(at);
+    }
+    json["study_voxel"] = serde_json::json!(args.voxel);
     json["grid"] = serde_json::json!(input.volume.dims);
     json["mirror_axes"] = serde_json::json!(mirror);
     json["composite"] = serde_json::json!(args.composite);
@@ -112,10 +155,10 @@ fn run_predictor(
     json["sequences"] = serde_json::json!(channels);
     json["class_name"] = serde_json::json!(model.card.classes[args.class]);
     if let Some(path) = &args.raw {
-        write(path, &e.relevance.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>())?;
+        write(path, &relevance.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>())?;
     }
     if let Some(path) = &args.relevance {
-        let rel = Volume { data: e.relevance.clone(), ..input.volume.clone() };
+        let rel = Volume { data: relevance, ..input.volume.clone() };
         write(path, &nifti::write_nifti(&rel, gzip_wanted(path)))?;
     }
     let text = serde_json::to_string_pretty(&serde_json::json!({ "files": study.sources, "explanation": json }))
