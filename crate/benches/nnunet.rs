@@ -5,7 +5,12 @@
 //! instance norms' statistics), one click (a voxel's map), a 1000-voxel region map and the
 //! process's peak memory in each, on the CPU and, with `--gpu`, on the GPU through burn-wgpu.
 //!
-//! `cargo bench -p seglrp --bench nnunet [-- --size 96] [--gpu] [--no-region] [--composite NAME]`
+//! With `--predictor P`, also nnU-Net's predictor on the same volume (spatial/predictor.rs):
+//! windows of P³, half-overlapping, Gaussian-weighted, mirrored along the three axes unless
+//! `--no-mirroring`: its segmentation and one click of its blended logit (engine/blended.rs).
+//!
+//! `cargo bench -p seglrp --bench nnunet [-- --size 96] [--gpu] [--no-region] [--composite NAME]
+//! [--predictor 64 [--no-mirroring]]`
 
 use std::time::Instant;
 
@@ -143,6 +148,9 @@ fn main() {
             data,
         };
         let whole = engine::trace_bytes(&graph, size * size * size) as f64 / (1u64 << 30) as f64;
+        if let Some(p) = args.iter().position(|a| a == "--predictor").and_then(|i| args.get(i + 1)?.parse().ok()) {
+            predictor(&name, &graph, &vol, p, !args.iter().any(|a| a == "--no-mirroring"), &device);
+        }
         reset_peak();
         let t = Instant::now();
         let prepared = prepare(&graph, &vol, &device, PrepareOptions::default().with_normalised(true)).unwrap();
@@ -189,4 +197,31 @@ fn main() {
             graph.parameters() as f64 / 1e6
         );
     }
+}
+
+/// nnU-Net's predictor on `vol` with windows of `patch`³: the segmentation and one click.
+fn predictor(name: &str, graph: &Graph, vol: &Volume, patch: usize, mirror: bool, device: &Device) {
+    use seglrp::spatial::sliding::{argmax, blend, Patches};
+    let axes: &[usize] = if mirror { &[0, 1, 2] } else { &[] };
+    let patches = Patches::new([patch; 3]);
+    reset_peak();
+    let t = Instant::now();
+    let b = pollster::block_on(blend(graph, vol, patches, axes, device, |_, _| {})).unwrap();
+    let labels = argmax(&b.half, b.classes);
+    let (t_seg, m_seg) = (t.elapsed().as_secs_f64(), peak_gib());
+    std::hint::black_box(labels.iter().map(|v| *v as usize).sum::<usize>());
+    let blended = engine::Blend { graph, input: vol, patches, mirror: axes, composite: "EpsilonPlus" };
+    let centre = vol.dims.map(|d| d / 2);
+    reset_peak();
+    let t = Instant::now();
+    let e = pollster::block_on(engine::explain_blended(&blended, centre, 1, device)).unwrap();
+    let (t_click, m_click) = (t.elapsed().as_secs_f64(), peak_gib());
+    std::hint::black_box(e.relevance.len());
+    let mirrorings = if mirror { 8 } else { 1 };
+    println!(
+        "nnU-Net's predictor, {name}: {} windows of {patch}³ × {mirrorings} mirrorings: segmentation {t_seg:.1} s \
+         (peak {m_seg:.2} GiB); a click at the centre {t_click:.1} s (peak {m_click:.2} GiB)",
+        b.origins.len()
+    );
+    println!();
 }
