@@ -214,7 +214,7 @@ fn predictor(name: &str, graph: &Graph, vol: &Volume, patch: usize, mirror: bool
     let centre = vol.dims.map(|d| d / 2);
     reset_peak();
     let t = Instant::now();
-    let e = pollster::block_on(engine::explain_blended(&blended, centre, 1, device)).unwrap();
+    let e = pollster::block_on(engine::explain_blended(&blended, centre, 1, device, |_, _| {})).unwrap();
     let (t_click, m_click) = (t.elapsed().as_secs_f64(), peak_gib());
     std::hint::black_box(e.relevance.len());
     let mirrorings = if mirror { 8 } else { 1 };

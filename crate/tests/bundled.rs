@@ -80,7 +80,7 @@ fn the_blended_logit_is_what_its_relevance_explains() {
     let vol = seglrp::demo::phantom::study(6, [24, 16, 8]).volume.normalised();
     let explain = |patches: Patches, mirror: &[usize], voxel: [usize; 3]| {
         let blend = seglrp::engine::Blend { graph: &graph, input: &vol, patches, mirror, composite: "Epsilon" };
-        pollster::block_on(seglrp::engine::explain_blended(&blend, voxel, 1, &dev)).unwrap()
+        pollster::block_on(seglrp::engine::explain_blended(&blend, voxel, 1, &dev, |_, _| {})).unwrap()
     };
     // One window covering the volume, no mirroring: the plain explanation of the whole volume.
     let voxel = [9, 7, 3];
@@ -125,11 +125,11 @@ fn the_blended_region_map_is_the_per_voxel_loop_of_blended_maps() {
     for v in voxels {
         region[vol.index(v)] = 1;
     }
-    let m = pollster::block_on(seglrp::engine::explain_blended_region(&blend, &region, 1, &dev)).unwrap();
+    let m = pollster::block_on(seglrp::engine::explain_blended_region(&blend, &region, 1, &dev, |_, _| {})).unwrap();
     assert_eq!((m.voxels, m.left_out), (5, 0));
     let mut want = vec![0f64; m.relevance.len()];
     for v in voxels {
-        let e = pollster::block_on(seglrp::engine::explain_blended(&blend, v, 1, &dev)).unwrap();
+        let e = pollster::block_on(seglrp::engine::explain_blended(&blend, v, 1, &dev, |_, _| {})).unwrap();
         let total = (e.relevance_sum + e.padding_relevance) as f64;
         for (w, r) in want.iter_mut().zip(&e.relevance) {
             *w += *r as f64 / total;

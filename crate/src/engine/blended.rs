@@ -125,12 +125,14 @@ impl Layout {
     }
 }
 
-/// The relevance of nnU-Net's blended logit of `class` at voxel `[x, y, z]` of `b.input`.
+/// The relevance of nnU-Net's blended logit of `class` at voxel `[x, y, z]` of `b.input`;
+/// `progress(done, total)` after each window and mirroring.
 pub async fn explain_blended(
     b: &Blend<'_>,
     voxel: [usize; 3],
     class: usize,
     device: &Device,
+    mut progress: impl FnMut(usize, usize),
 ) -> Result<VoxelExplanation, String> {
     let input = b.input;
     if (0..3).any(|a| voxel[a] >= input.dims[a]) {
@@ -149,6 +151,8 @@ pub async fn explain_blended(
     let channels = input.channels;
     let mut relevance = vec![0f32; channels * l.dims.iter().product::<usize>()];
     let mut logit = 0f32;
+    let jobs = holding.len() * l.sets.len();
+    let mut done = 0;
     for (o, weight) in &holding {
         let patch = sliding::patch_of(&l.data, channels, l.dims, *o, w);
         let local: [usize; 3] = std::array::from_fn(|a| at[a] - o[a]);
@@ -174,6 +178,8 @@ pub async fn explain_blended(
                     relevance[i + c * l.dims.iter().product::<usize>()] += alpha * r;
                 }
             }
+            done += 1;
+            progress(done, jobs);
         }
     }
     let (map, padding) = l.unpad(&relevance, channels, input.dims);
@@ -195,12 +201,14 @@ pub async fn explain_blended(
 }
 
 /// The region map of nnU-Net's blended logits of `class` over `region` (1 = in, on `b.input`'s
-/// grid, x fastest), with the left-out rule of the one-pass region maps (lrp/region_map.rs).
+/// grid, x fastest), with the left-out rule of the one-pass region maps (lrp/region_map.rs);
+/// `progress(done, total)` after each pass of a window and mirroring (two each).
 pub async fn explain_blended_region(
     b: &Blend<'_>,
     region: &[u8],
     class: usize,
     device: &Device,
+    mut progress: impl FnMut(usize, usize),
 ) -> Result<RegionExplanation, String> {
     let input = b.input;
     let w = b.patches.size;
@@ -237,6 +245,7 @@ pub async fn explain_blended_region(
     // First pass: ΣM_a = Σ_{windows, mirrorings} β y (Lᵀ1) at every voxel of the region.
     let mut total = vec![0f64; n];
     let mut y_of = Vec::with_capacity(jobs.len() * l.sets.len());
+    let passes = 2 * jobs.len() * l.sets.len();
     for &o in &jobs {
         for axes in &l.sets {
             let (plan, pass, logits) = run(o, axes);
@@ -250,6 +259,7 @@ pub async fn explain_blended_region(
                 }
             }
             y_of.push(y);
+            progress(y_of.len(), passes);
         }
     }
     let largest = (0..n).filter(|i| inside[*i]).fold(0f64, |m, i| m.max(total[i].abs()));
@@ -279,6 +289,7 @@ pub async fn explain_blended_region(
                 relevance[l.at(o, local(j)) + c * n] += r;
             }
         }
+        progress(y_of.len() + k + 1, passes);
     }
     for i in 0..n {
         if kept[i] {

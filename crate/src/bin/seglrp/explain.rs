@@ -103,7 +103,12 @@ fn run_predictor(
     };
     let (relevance, mut json) = match (args.region.as_deref(), at) {
         (None, Some(at)) => {
-            let e = pollster::block_on(engine::explain_blended(&blend, at, args.class, device))?;
+            let pb = crate::progress::bar(1, "explaining: windows × mirrorings");
+            let e = pollster::block_on(engine::explain_blended(&blend, at, args.class, device, |done, total| {
+                pb.set_length(total as u64);
+                pb.set_position(done as u64);
+            }))?;
+            pb.finish_and_clear();
             let mut json = serde_json::to_value(&e).expect("plain JSON");
             json["region"] = serde_json::json!("voxel");
             (e.relevance, json)
@@ -121,14 +126,19 @@ fn run_predictor(
                 }
             };
             // The predictor's labels on the network's grid: its float16 blend's highest logit.
+            let pb = crate::progress::bar(1, "segmenting: windows");
             let b = pollster::block_on(seglrp::spatial::sliding::blend(
                 blend.graph,
                 blend.input,
                 blend.patches,
                 blend.mirror,
                 device,
-                |_, _| {},
+                |done, total| {
+                    pb.set_length(total as u64);
+                    pb.set_position(done as u64);
+                },
             ))?;
+            pb.finish_and_clear();
             let labels = seglrp::spatial::sliding::argmax(&b.half, b.classes);
             let area = selection.mask_of_class(&labels, None, args.class, input.volume.dims)?;
             if !area.iter().any(|v| *v != 0) {
@@ -137,7 +147,18 @@ fn run_predictor(
                     selection.empty_message()
                 ));
             }
-            let e = pollster::block_on(engine::explain_blended_region(&blend, &area, args.class, device))?;
+            let pb = crate::progress::bar(1, "explaining: two passes per window × mirroring");
+            let e = pollster::block_on(engine::explain_blended_region(
+                &blend,
+                &area,
+                args.class,
+                device,
+                |done, total| {
+                    pb.set_length(total as u64);
+                    pb.set_position(done as u64);
+                },
+            ))?;
+            pb.finish_and_clear();
             let mut json = serde_json::to_value(&e).expect("plain JSON");
             json["region"] = serde_json::json!(name);
             (e.relevance, json)

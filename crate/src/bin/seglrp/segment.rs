@@ -139,6 +139,7 @@ pub fn run(args: Args) -> Result<(), String> {
     // nnU-Net's own inference where the model folder says how, unless one pass is asked for.
     let nnunet = model.card.inference.is_some() && !args.whole;
     let (study, mask, method) = if nnunet {
+        let pb = crate::progress::bar(1, "segmenting as nnU-Net: windows");
         let p = pollster::block_on(predictor::predict(
             &model.graph,
             &model.card,
@@ -146,8 +147,12 @@ pub fn run(args: Args) -> Result<(), String> {
             &study.volume,
             !args.no_mirroring,
             device,
-            |_, _| {},
+            |done, total| {
+                pb.set_length(total as u64);
+                pb.set_position(done as u64);
+            },
         ))?;
+        pb.finish_and_clear();
         let [x, y, z] = p.grid;
         let mirrored = match &model.card.inference {
             Some(i) if !args.no_mirroring && !i.mirror_axes.is_empty() => {
