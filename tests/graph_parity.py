@@ -691,6 +691,20 @@ def study_check(label, folder, net, names, shape, kwargs):
     report(ok and (tmp / "cohort-out" / "parallel-all.png").is_file(),
            f"{label}: seglrp cohort --model: columns {header[7:9]}, shares equal explain's for both patients",
            f"{label}: cohort")
+    # --predictor: nnU-Net's labels, and each row's shares are `explain --predictor --region all`'s.
+    run("cohort", cohort, "--model", folder, "--out", tmp / "cohort-pred", "--class", 2, "--regions", "all",
+        "--composite", "EpsilonPlus", "--jobs", 1, "--predictor")
+    rows = (tmp / "cohort-pred" / "cohort.csv").read_text().splitlines()
+    ok = len(rows) == 3
+    for i, row in enumerate(rows[1:], start=1):
+        cells = dict(zip(rows[0].split(","), row.split(",")))
+        e = json.loads(run("explain", *sorted((cohort / f"p{i}").iterdir()), "--model", folder, "--predictor",
+                           "--region", "all", "--class", 2, "--composite", "EpsilonPlus").stdout)["explanation"]
+        got = [float(cells["share_ct"]), float(cells["share_t1"])]
+        ok = ok and e["shares"] is not None and np.allclose(got, e["shares"], rtol=1e-5, atol=1e-7) \
+            and int(cells["voxels"]) == e["voxels"]
+    report(ok, f"{label}: seglrp cohort --predictor: shares equal explain --predictor --region all's for both patients",
+           f"{label}: cohort --predictor")
 
 
 def export_onnx(net, x, path, opset, dynamo):

@@ -12,10 +12,10 @@ use half::f16;
 
 use crate::io::geometry::Affine;
 use crate::io::volume::Volume;
-use crate::model::card::{nonzero_mask, ModelCard, Normalisation};
+use crate::model::card::{nonzero_mask, ModelCard, Normalisation, Resampling};
 use crate::model::Graph;
 use crate::spatial::resize::{new_shape, resize};
-use crate::spatial::sliding::{argmax, blend, Patches};
+use crate::spatial::sliding::{argmax, blend, Blended, Patches};
 
 /// A study segmented as nnU-Net does it.
 pub struct Prediction {
@@ -134,17 +134,33 @@ pub async fn predict(
     progress: impl FnMut(usize, usize),
 ) -> Result<Prediction, String> {
     let input = network_input(card, normalisation, vol)?;
-    let (Some(how), Some(target), Some(patch)) = (&card.inference, card.target_spacing, card.patch_size) else {
+    let (Some(how), Some(patch)) = (&card.inference, card.patch_size) else {
         return Err("the model's files give no patch size for nnU-Net's windows".into());
     };
-    let (grid, cropped, first) = (input.volume.dims, input.cropped, input.first);
-    let spacing = vol.spacing.map(|s| s as f64);
     let axes = if mirror { how.mirror_axes.as_slice() } else { &[] };
     let blended = blend(graph, &input.volume, Patches::new(patch), axes, device, progress).await?;
+    let labels = labels_on_study(&input, &blended, card, vol)?;
+    let last = std::array::from_fn(|a| input.first[a] + input.cropped[a] - 1);
+    Ok(Prediction { labels, grid: input.volume.dims, first: input.first, last, windows: blended.origins.len() })
+}
+
+/// The predictor's labels on the study's grid from its blend on the network's grid: the float16
+/// logits resampled back as nnU-Net does, the highest taken, background outside the box.
+pub fn labels_on_study(
+    input: &NetworkInput,
+    blended: &Blended,
+    card: &ModelCard,
+    vol: &Volume,
+) -> Result<Vec<u8>, String> {
+    let (Some(how), Some(target)) = (&card.inference, card.target_spacing) else {
+        return Err("the model's files do not say how nnU-Net resamples".into());
+    };
+    let (grid, cropped, first) = (input.volume.dims, input.cropped, input.first);
     let logits = if grid == cropped {
-        blended.half
+        blended.half.clone()
     } else {
         // nnU-Net resamples its float16 logits in float64 and stores them in float16 again.
+        let spacing = vol.spacing.map(|s| s as f64);
         let back = resize(&blended.half, blended.classes, grid, cropped, target, spacing, how.probabilities);
         back.iter().map(|v| f16::from_f32(*v).to_f32()).collect()
     };
@@ -156,6 +172,33 @@ pub async fn predict(
         let (x, y, z) = (j % cx, (j / cx) % cy, j / (cx * cy));
         labels[(first[0] + x) + nx * ((first[1] + y) + ny * (first[2] + z))] = *l;
     }
-    let last = std::array::from_fn(|a| first[a] + cropped[a] - 1);
-    Ok(Prediction { labels, grid, first, last, windows: blended.origins.len() })
+    Ok(labels)
+}
+
+/// A label map of the study moved onto the network's grid as nnU-Net's preprocessing moves
+/// segmentations (`resize_segmentation`: each label's mask resampled linearly, the coarse axis
+/// nearest where the spacing is anisotropic, and a voxel takes the last label whose mask
+/// reaches ½ there).
+pub fn label_on_grid(label: &[u8], input: &NetworkInput, card: &ModelCard, vol: &Volume) -> Vec<u8> {
+    let grid = input.volume.dims;
+    let one = Volume { channels: 1, data: label.iter().map(|v| *v as f32).collect(), ..vol.clone() };
+    let last = std::array::from_fn(|a| input.first[a] + input.cropped[a] - 1);
+    let cropped = crop(&one, input.first, last);
+    let mut values: Vec<u8> = cropped.data.iter().map(|v| *v as u8).collect();
+    values.sort_unstable();
+    values.dedup();
+    let spacing = vol.spacing.map(|s| s as f64);
+    let target = card.target_spacing.unwrap_or(spacing);
+    let how = Resampling { order: 1, order_z: 0, force_separate_z: None };
+    let mut out = vec![0u8; grid.iter().product()];
+    for v in values {
+        let mask: Vec<f32> = cropped.data.iter().map(|l| f32::from(*l as u8 == v)).collect();
+        let moved = resize(&mask, 1, cropped.dims, grid, spacing, target, how);
+        for (o, m) in out.iter_mut().zip(&moved) {
+            if *m >= 0.5 {
+                *o = v;
+            }
+        }
+    }
+    out
 }

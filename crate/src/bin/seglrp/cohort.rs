@@ -69,6 +69,14 @@ pub struct Run {
     pub class: usize,
     #[arg(long, default_value = COHORT_COMPOSITE)]
     pub composite: String,
+    /// For an nnU-Net model folder: segment and explain as nnU-Net's predictor (its windows,
+    /// mirrorings and the plans' spacing; README "Models"): labels as nnU-Net gives them, regions
+    /// and figures on the grid its network reads.
+    #[arg(long)]
+    pub predictor: bool,
+    /// With --predictor: without test-time mirroring.
+    #[arg(long, requires = "predictor")]
+    pub no_mirroring: bool,
     /// Run on the GPU (burn-wgpu: Vulkan, Metal or DirectX 12).
     #[arg(long)]
     pub gpu: bool,
@@ -224,6 +232,9 @@ pub struct Settings {
     pub normalisation: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub grid: Option<String>,
+    /// `--predictor`: nnU-Net's predictor, and its mirroring axes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub predictor: Option<Vec<usize>>,
 }
 
 fn liver_channels() -> Vec<String> {
@@ -233,8 +244,9 @@ fn liver_channels() -> Vec<String> {
 impl Settings {
     /// The same computation: the model by content (a path given another way is the same model).
     pub fn same_work(&self, other: &Settings) -> bool {
-        (&self.model_hash, &self.composite, self.class, &self.regions, &self.normalisation, &self.grid)
-            == (&other.model_hash, &other.composite, other.class, &other.regions, &other.normalisation, &other.grid)
+        let work = |s: &Settings| (s.model_hash.clone(), s.composite.clone(), s.class, s.regions.clone());
+        let input = |s: &Settings| (s.normalisation.clone(), s.grid.clone(), s.predictor.clone());
+        work(self) == work(other) && input(self) == input(other)
     }
 }
 
@@ -326,6 +338,99 @@ struct Context<'a> {
     model: crate::common::Model,
 }
 
+/// One patient segmented and its regions explained, on the grid the maps are on.
+struct Explained {
+    /// What the figures show: the study (one pass), or the study as nnU-Net's network reads it.
+    volume: Volume,
+    /// Per region, its voxels (1 = in); the non-empty ones explained in `maps`, in order.
+    areas: Vec<Vec<u8>>,
+    maps: Vec<seglrp::engine::RegionExplanation>,
+    /// The predicted class of each voxel of the study, and the study itself.
+    mask: Vec<u8>,
+    study: seglrp::io::study::Study,
+}
+
+/// The regions of `args` among `pred` (and `label`), each needing a label refused without one.
+fn areas(args: &Run, pred: &[u8], label: Option<&[u8]>, dims: [usize; 3]) -> Result<Vec<Vec<u8>>, String> {
+    let mut areas = Vec::new();
+    for sel in &args.regions.0 {
+        if sel.needs_label() && label.is_none() {
+            return Err(format!(
+                "region \"{}\" needs a tumour label, and the folder has none (a file named label/seg/mask…)",
+                sel.name()
+            ));
+        }
+        areas.push(sel.mask_of_class(pred, label, args.class, dims)?);
+    }
+    Ok(areas)
+}
+
+fn non_empty(areas: &[Vec<u8>]) -> Vec<&[u8]> {
+    areas.iter().filter(|a| a.iter().any(|v| *v != 0)).map(|a| &a[..]).collect()
+}
+
+/// The engine's one pass over the study on its own grid (the page's numbers).
+fn explain_one_pass(
+    args: &Run,
+    study: seglrp::io::study::Study,
+    net: &crate::common::Model,
+    device: &Device,
+    step: &dyn Fn(&str),
+) -> Result<Explained, String> {
+    step("segmenting");
+    let s = segment(net, study, device)?;
+    let composite = composite(&args.composite, &s.prepared)?;
+    let areas = areas(args, &s.mask, s.study.label.as_deref(), s.study.volume.dims)?;
+    let regions = non_empty(&areas);
+    step(&format!("explaining {} region(s)", regions.len()));
+    let maps =
+        pollster::block_on(seglrp::engine::explain_regions(&s.prepared, &regions, args.class, &composite, |_, _| {}))?;
+    Ok(Explained { volume: s.study.volume.clone(), areas, maps, mask: s.mask, study: s.study })
+}
+
+/// nnU-Net's predictor (`--predictor`): labels as nnU-Net gives them, regions and maps on the
+/// grid its network reads (the label moved there as nnU-Net moves segmentations).
+fn explain_predictor(
+    args: &Run,
+    study: seglrp::io::study::Study,
+    net: &crate::common::Model,
+    device: &Device,
+    step: &dyn Fn(&str),
+) -> Result<Explained, String> {
+    use seglrp::spatial::{predictor, sliding};
+    let (Some(how), Some(patch)) = (&net.card.inference, net.card.patch_size) else {
+        return Err("--predictor needs an nnU-Net model folder whose plans say how nnU-Net runs it".into());
+    };
+    step("segmenting as nnU-Net");
+    let input = predictor::network_input(&net.card, net.normalisation.as_ref(), &study.volume)?;
+    let mirror = if args.no_mirroring { vec![] } else { how.mirror_axes.clone() };
+    let patches = sliding::Patches::new(patch);
+    let b = pollster::block_on(sliding::blend(&net.graph, &input.volume, patches, &mirror, device, |_, _| {}))?;
+    let mask = predictor::labels_on_study(&input, &b, &net.card, &study.volume)?;
+    let on_grid = sliding::argmax(&b.half, b.classes);
+    let label = study.label.as_ref().map(|l| predictor::label_on_grid(l, &input, &net.card, &study.volume));
+    let areas = areas(args, &on_grid, label.as_deref(), input.volume.dims)?;
+    let blend = seglrp::engine::Blend {
+        graph: &net.graph,
+        input: &input.volume,
+        patches,
+        mirror: &mirror,
+        composite: &args.composite,
+    };
+    let mut maps = Vec::new();
+    for area in non_empty(&areas) {
+        step(&format!("explaining region {} of {}", maps.len() + 1, non_empty(&areas).len()));
+        maps.push(pollster::block_on(seglrp::engine::explain_blended_region(
+            &blend,
+            area,
+            args.class,
+            device,
+            |_, _| {},
+        ))?);
+    }
+    Ok(Explained { volume: input.volume, areas, maps, mask, study })
+}
+
 fn analyse(
     ctx: &Context,
     study_dir: &StudyDir,
@@ -340,32 +445,15 @@ fn analyse(
     let started = Instant::now();
     step("reading");
     let study = crate::common::open_for(net, &study_dir.files, &[], args.grid.as_deref())?;
-    step("segmenting");
-    let s = segment(net, study, device)?;
-    let composite = composite(&args.composite, &s.prepared)?;
-    let vol: &Volume = &s.study.volume;
-    let mut areas = Vec::new();
-    for sel in &args.regions.0 {
-        if sel.needs_label() && s.study.label.is_none() {
-            return Err(format!(
-                "region \"{}\" needs a tumour label, and the folder has none (a file named label/seg/mask…)",
-                sel.name()
-            ));
-        }
-        areas.push(s.area(sel, args.class)?);
-    }
-    let non_empty: Vec<&[u8]> = areas.iter().filter(|a| a.iter().any(|v| *v != 0)).map(|a| &a[..]).collect();
-    step(&format!("explaining {} region(s)", non_empty.len()));
-    let mut explanations = pollster::block_on(seglrp::engine::explain_regions(
-        &s.prepared,
-        &non_empty,
-        args.class,
-        &composite,
-        |_, _| {},
-    ))?
-    .into_iter();
+    let e = if args.predictor {
+        explain_predictor(args, study, net, device, step)?
+    } else {
+        explain_one_pass(args, study, net, device, step)?
+    };
+    let vol = &e.volume;
+    let mut explanations = e.maps.into_iter();
     let mut regions = Vec::new();
-    for (sel, area) in args.regions.0.iter().zip(&areas) {
+    for (sel, area) in args.regions.0.iter().zip(&e.areas) {
         let voxels = area.iter().filter(|v| **v != 0).count();
         if voxels == 0 {
             regions.push(RegionResult {
@@ -417,17 +505,20 @@ fn analyse(
             note: e.no_shares.map(String::from),
         });
     }
+    let of_class = |l: &[u8], k: usize| -> Vec<u8> { l.iter().map(|v| u8::from(*v as usize == k)).collect() };
+    let label = e.study.label.as_deref();
     Ok(PatientResult {
         patient: study_dir.id.clone(),
         settings: ctx.settings.clone(),
-        files: s.study.sources.clone(),
-        dims: vol.dims,
-        tumour_voxels: s.mask.iter().filter(|v| **v as usize == args.class).count(),
-        labelled_voxels: s.study.label.as_ref().map(|l| l.iter().filter(|v| **v as usize == args.class).count()),
-        dice: s.dice(),
+        files: e.study.sources.clone(),
+        dims: e.study.volume.dims,
+        tumour_voxels: e.mask.iter().filter(|v| **v as usize == args.class).count(),
+        labelled_voxels: label.map(|l| l.iter().filter(|v| **v as usize == args.class).count()),
+        // Of the first foreground class, as `segment` reports it.
+        dice: label.and_then(|l| seglrp::spatial::metrics::dice(&of_class(&e.mask, 1), &of_class(l, 1))),
         seconds: started.elapsed().as_secs_f64(),
         regions,
-        non_finite: s.study.non_finite.clone(),
+        non_finite: e.study.non_finite.clone(),
     })
 }
 
@@ -589,6 +680,15 @@ pub fn cohort(args: &Run, dir: &Path, out: &Path, share: Option<Share>, device: 
         channels: model.card.channels.iter().map(|c| c.name.clone()).collect(),
         normalisation: args.normalisation.as_ref().map(|n| serde_json::to_string(n).expect("plain JSON")),
         grid: args.grid.clone(),
+        predictor: match (&model.card.inference, args.predictor) {
+            (Some(i), true) => Some(if args.no_mirroring { vec![] } else { i.mirror_axes.clone() }),
+            (None, true) => {
+                return Err("--predictor needs an nnU-Net model folder whose plans say how nnU-Net runs it \
+                            (README \"Models\")"
+                    .into())
+            }
+            _ => None,
+        },
     };
     for sub in ["patients", "figures"]
         .iter()
@@ -748,6 +848,7 @@ mod tests {
             channels: liver_channels(),
             normalisation: None,
             grid: None,
+            predictor: None,
         };
         let region = |name: &str, shares: Option<Vec<f32>>| RegionResult {
             region: name.into(),
@@ -789,5 +890,6 @@ mod tests {
         assert!(!settings.same_work(&Settings { model_hash: "2".into(), ..settings.clone() }));
         assert!(!settings.same_work(&Settings { grid: Some("ADC".into()), ..settings.clone() }));
         assert!(!settings.same_work(&Settings { normalisation: Some("\"ZScore\"".into()), ..settings.clone() }));
+        assert!(!settings.same_work(&Settings { predictor: Some(vec![0, 1, 2]), ..settings.clone() }));
     }
 }

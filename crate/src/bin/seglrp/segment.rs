@@ -64,11 +64,6 @@ fn of_class(labels: &[u8], class: usize) -> Vec<u8> {
 }
 
 impl Segmented {
-    /// Dice of the first foreground class (the liver model's tumour).
-    pub fn dice(&self) -> Option<f32> {
-        self.study.label.as_ref().and_then(|l| metrics::dice(&of_class(&self.mask, 1), &of_class(l, 1)))
-    }
-
     /// The voxels of `selection` (1 = in) chosen among those predicted, or labelled, as `class`
     /// (any foreground for class 0).
     pub fn area(&self, selection: &Selection, class: usize) -> Result<Vec<u8>, String> {
