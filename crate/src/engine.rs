@@ -414,6 +414,28 @@ pub struct VoxelExplanation {
     pub no_shares: Option<&'static str>,
 }
 
+impl VoxelExplanation {
+    /// The explanation of a map `relevance` (`channels` × the study's voxels) of `logit`, with
+    /// what fell on the padding: its sums and shares.
+    fn new(voxel: [usize; 3], class: usize, relevance: Vec<f32>, channels: usize, logit: f32, padding: f64) -> Self {
+        let relevance_sum = relevance.iter().map(|v| *v as f64).sum::<f64>() as f32;
+        let shares = positive_shares(&relevance, channels);
+        let signed_shares = signed_shares(&relevance, channels);
+        let no_shares = no_shares(&shares);
+        VoxelExplanation {
+            voxel,
+            class,
+            relevance,
+            logit,
+            relevance_sum,
+            padding_relevance: padding as f32,
+            shares,
+            signed_shares,
+            no_shares,
+        }
+    }
+}
+
 /// Why a map has no shares: the page, the CLI and the cohort CSV say this instead of zeros.
 pub const NO_POSITIVE_RELEVANCE: &str = "no positive relevance";
 
@@ -480,21 +502,7 @@ pub async fn explain(
     let channels = graph.in_channels;
     let mut relevance = vec![0f32; channels * p.dims.iter().product::<usize>()];
     let padding = place(&mut relevance, &read(r).await?, channels, &windows[0], p.dims);
-    let relevance_sum = relevance.iter().map(|v| *v as f64).sum::<f64>() as f32;
-    let shares = positive_shares(&relevance, channels);
-    let signed_shares = signed_shares(&relevance, channels);
-    let no_shares = no_shares(&shares);
-    Ok(VoxelExplanation {
-        voxel,
-        class,
-        relevance,
-        logit,
-        relevance_sum,
-        padding_relevance: padding as f32,
-        shares,
-        signed_shares,
-        no_shares,
-    })
+    Ok(VoxelExplanation::new(voxel, class, relevance, channels, logit, padding))
 }
 
 #[derive(Clone, Debug, Serialize)]

@@ -183,21 +183,7 @@ pub async fn explain_blended(
         }
     }
     let (map, padding) = l.unpad(&relevance, channels, input.dims);
-    let relevance_sum = map.iter().map(|v| *v as f64).sum::<f64>() as f32;
-    let shares = positive_shares(&map, channels);
-    let signed_shares = signed_shares(&map, channels);
-    let no_shares = no_shares(&shares);
-    Ok(VoxelExplanation {
-        voxel,
-        class,
-        relevance: map,
-        logit,
-        relevance_sum,
-        padding_relevance: padding as f32,
-        shares,
-        signed_shares,
-        no_shares,
-    })
+    Ok(VoxelExplanation::new(voxel, class, map, channels, logit, padding))
 }
 
 /// The region map of nnU-Net's blended logits of `class` over `region` (1 = in, on `b.input`'s

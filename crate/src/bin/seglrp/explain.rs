@@ -104,10 +104,13 @@ fn run_predictor(
     let (relevance, mut json) = match (args.region.as_deref(), at) {
         (None, Some(at)) => {
             let pb = crate::progress::bar(1, "explaining: windows × mirrorings");
-            let e = pollster::block_on(engine::explain_blended(&blend, at, args.class, device, |done, total| {
-                pb.set_length(total as u64);
-                pb.set_position(done as u64);
-            }))?;
+            let e = pollster::block_on(engine::explain_blended(
+                &blend,
+                at,
+                args.class,
+                device,
+                crate::progress::ticks(&pb),
+            ))?;
             pb.finish_and_clear();
             let mut json = serde_json::to_value(&e).expect("plain JSON");
             json["region"] = serde_json::json!("voxel");
@@ -133,10 +136,7 @@ fn run_predictor(
                 blend.patches,
                 blend.mirror,
                 device,
-                |done, total| {
-                    pb.set_length(total as u64);
-                    pb.set_position(done as u64);
-                },
+                crate::progress::ticks(&pb),
             ))?;
             pb.finish_and_clear();
             let labels = seglrp::spatial::sliding::argmax(&b.half, b.classes);
@@ -153,10 +153,7 @@ fn run_predictor(
                 &area,
                 args.class,
                 device,
-                |done, total| {
-                    pb.set_length(total as u64);
-                    pb.set_position(done as u64);
-                },
+                crate::progress::ticks(&pb),
             ))?;
             pb.finish_and_clear();
             let mut json = serde_json::to_value(&e).expect("plain JSON");

@@ -142,10 +142,7 @@ pub fn run(args: Args) -> Result<(), String> {
             &study.volume,
             !args.no_mirroring,
             device,
-            |done, total| {
-                pb.set_length(total as u64);
-                pb.set_position(done as u64);
-            },
+            crate::progress::ticks(&pb),
         ))?;
         pb.finish_and_clear();
         let [x, y, z] = p.grid;
