@@ -736,8 +736,10 @@ with tempfile.TemporaryDirectory() as tmp:
         report(diff == 0.0, f"{label}: nnUNetPredictor opens the folder, same network (max|Δ| {diff:.1e})", f"{label}: folder")
         card = json.loads(run("model", "info", folder, "--json").stdout)
         ok = (card["channels"][0]["normalisation"]["scheme"] == "Ct" and card["target_spacing"] == [1.0, 1.0, 2.0]
-              and card["patch_size"] == [32, 32, 16])
-        report(ok, f"{label}: the plans' normalisation, spacing and patch size on the card", f"{label}: plans")
+              and card["patch_size"] == [32, 32, 16] and card["inference"]["data"]["order"] == 3
+              and card["inference"]["probabilities"]["order"] == 1 and card["inference"]["mirror_axes"] == [0, 1, 2])
+        report(ok, f"{label}: the plans' normalisation, spacing, patch size, resampling and the checkpoint's mirroring "
+               f"axes on the card", f"{label}: plans")
         # The deep-supervision heads that inference does not use are not part of the graph.
         unused = sum(p.numel() for n, p in net.named_parameters()
                      if n.startswith("decoder.seg_layers.") and not n.startswith(f"decoder.seg_layers.{kwargs['n_stages'] - 2}."))

@@ -71,6 +71,11 @@ fn segment_and_explain_regions() {
         (mask.data.iter().map(|v| *v as u8).collect(), label.data.iter().map(|v| *v as u8).collect());
     let tumour = pred.iter().filter(|v| **v == 1).count();
     assert_eq!(s["tumour_voxels"].as_u64().unwrap() as usize, tumour);
+    // nnU-Net's predictor is for nnU-Net folders: said, not attempted, on the liver model.
+    let out = run(&[&["explain", "--predictor", "--voxel", "16,16,8"][..], &f].concat());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("needs an nnU-Net model folder"), "{err}");
+    assert_eq!(s["method"], "whole volume");
     assert!(tumour > 100, "patient 13 has a tumour the model finds ({tumour} voxels)");
     let dice = seglrp::spatial::metrics::dice(&pred, &truth).unwrap();
     assert!((s["dice"].as_f64().unwrap() - f64::from(dice)).abs() < 1e-6 && dice > 0.8, "Dice {dice} vs {}", s["dice"]);
