@@ -84,10 +84,7 @@ impl Weights {
                 Dtype::F64 => {
                     data.chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().expect("8 bytes")) as f32).collect()
                 }
-                Dtype::F16 => data
-                    .chunks_exact(2)
-                    .map(|c| crate::model::weights::half_to_f32(u16::from_le_bytes([c[0], c[1]])))
-                    .collect(),
+                Dtype::F16 => data.chunks_exact(2).map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
                 Dtype::BF16 => data
                     .chunks_exact(2)
                     .map(|c| f32::from_bits((u16::from_le_bytes([c[0], c[1]]) as u32) << 16))
@@ -129,10 +126,7 @@ impl Weights {
                 DType::F64 => {
                     bytes.chunks_exact(8).map(|c| f64::from_ne_bytes(c.try_into().expect("8 bytes")) as f32).collect()
                 }
-                DType::F16 => bytes
-                    .chunks_exact(2)
-                    .map(|c| crate::model::weights::half_to_f32(u16::from_ne_bytes([c[0], c[1]])))
-                    .collect(),
+                DType::F16 => bytes.chunks_exact(2).map(|c| half::f16::from_ne_bytes([c[0], c[1]]).to_f32()).collect(),
                 DType::BF16 => bytes
                     .chunks_exact(2)
                     .map(|c| f32::from_bits((u16::from_ne_bytes([c[0], c[1]]) as u32) << 16))

@@ -152,31 +152,13 @@ fn values(name: &str, view: &safetensors::tensor::TensorView<'_>) -> Result<Vec<
     let v: Vec<f32> = match view.dtype() {
         Dtype::F32 => data.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(),
         Dtype::F64 => data.chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().expect("8 bytes")) as f32).collect(),
-        Dtype::F16 => data.chunks_exact(2).map(|c| half_to_f32(u16::from_le_bytes([c[0], c[1]]))).collect(),
+        Dtype::F16 => data.chunks_exact(2).map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
         other => return Err(ModelError::Dtype { name: name.to_string(), found: format!("{other:?}") }),
     };
     if v.iter().any(|x| !x.is_finite()) {
         return Err(ModelError::NonFinite(name.to_string()));
     }
     Ok(v)
-}
-
-/// IEEE half → f32 (PyTorch checkpoints are sometimes saved in float16).
-pub fn half_to_f32(h: u16) -> f32 {
-    let sign = if h & 0x8000 != 0 { -1.0 } else { 1.0 };
-    let exp = ((h >> 10) & 0x1f) as i32;
-    let frac = (h & 0x3ff) as f32;
-    sign * match exp {
-        0 => frac * 2f32.powi(-24),
-        31 => {
-            if frac == 0.0 {
-                f32::INFINITY
-            } else {
-                f32::NAN
-            }
-        }
-        e => (1.0 + frac / 1024.0) * 2f32.powi(e - 15),
-    }
 }
 
 /// Builds the network `config` describes and fills it from safetensors bytes. Every tensor the
