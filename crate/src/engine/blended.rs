@@ -151,6 +151,7 @@ pub async fn explain_blended(
     let channels = input.channels;
     let mut relevance = vec![0f32; channels * l.dims.iter().product::<usize>()];
     let mut logit = 0f32;
+    let comp = composite_within(b.composite, &l.low, &l.high)?;
     let jobs = holding.len() * l.sets.len();
     let mut done = 0;
     for (o, weight) in &holding {
@@ -168,7 +169,6 @@ pub async fn explain_blended(
             };
             let options = PrepareOptions::default().with_mode(Mode::Whole).with_normalised(true);
             let p = prepare(b.graph, &v, device, options)?;
-            let comp = composite_within(b.composite, &l.low, &l.high)?;
             let e = explain(&p, std::array::from_fn(|a| flip(a, local[a])), class, &comp).await?;
             logit += alpha * e.logit;
             let back = flipped(&e.relevance, channels, w, axes);

@@ -29,22 +29,14 @@ pub struct Prediction {
     pub windows: usize,
 }
 
-/// First and last voxel of the non-zero box (the whole grid when nothing is non-zero).
+/// First and last voxel of the non-zero box `[x, y, z]` (the whole grid when nothing is non-zero).
 fn nonzero_box(vol: &Volume) -> ([usize; 3], [usize; 3]) {
-    let mask = nonzero_mask(vol);
-    let [nx, ny, _] = vol.dims;
-    let (mut first, mut last) = ([usize::MAX; 3], [0usize; 3]);
-    for (i, _) in mask.iter().enumerate().filter(|(_, m)| **m) {
-        let p = [i % nx, (i / nx) % ny, i / (nx * ny)];
-        for a in 0..3 {
-            first[a] = first[a].min(p[a]);
-            last[a] = last[a].max(p[a]);
-        }
+    let mask: Vec<u8> = nonzero_mask(vol).into_iter().map(u8::from).collect();
+    match crate::spatial::crop::bounding_box(&mask, vol.dims) {
+        // Tensor axes [z, y, x] there.
+        Some((first, last)) => ([first[2], first[1], first[0]], [last[2], last[1], last[0]]),
+        None => ([0; 3], vol.dims.map(|d| d - 1)),
     }
-    if first[0] == usize::MAX {
-        return ([0; 3], vol.dims.map(|d| d - 1));
-    }
-    (first, last)
 }
 
 /// The box `[first, last]` of `vol`.
