@@ -10,7 +10,7 @@ CARGO=${CARGO:-cargo}
 # Cargo features of the browser build: WebGPU and the flex CPU backend (ndarray, 10× slower
 # here, was dropped from it: 0.32 MB less to download; docs/performance.md).
 # onnx: the page reads ONNX models with the same importer as the command line.
-WASM_FEATURES=webgpu,cpu-flex,cpu-simd,onnx
+WASM_FEATURES=webgpu,cpu-flex,cpu-simd,onnx,pth
 # wasm SIMD for all of the engine, not only gemm's kernels (conv.rs, burn-flex's element-wise
 # loops): every browser with WebGPU has it (Chrome 91, Firefox 89, Safari 16.4).
 WASM_RUSTFLAGS="-C target-feature=+simd128"

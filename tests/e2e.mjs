@@ -486,7 +486,10 @@ async function ownModels(page, name) {
       ['two.safetensors', 'three.json'],
       /two\.safetensors was not loaded .*lack the tensor "encoder\.2\.0\.conv\.weight"/,
     ],
-    [['checkpoint_final.pth'], /checkpoint_final\.pth was not loaded .*read by the command line.*ONNX/],
+    [
+      ['checkpoint_final.pth'],
+      /checkpoint_final\.pth was not loaded .*neither an nnU-Net model folder .*drop the whole folder/,
+    ],
   ];
   file('three.json', JSON.stringify({ ...config, levels: 3 }));
   for (const [files, want] of cases) {
@@ -624,6 +627,133 @@ async function anotherShape(page, name) {
   await waitStatus(page, /Double-click/);
   await sameMask(page, name, 'bundled model again');
   return `a two-channel three-class model: mask (classes ${[...classes].sort().join(', ')}) and relevance (max|ΔR| ${diff.toExponential(2)} of ${scale.toExponential(2)}) = native; ${grid}; ${onnx}`;
+}
+
+/**
+ * An nnU-Net trained-model folder dropped on the page as its .zip (four channels CT, T1, T1ce,
+ * T2; three classes; random weights, `tests/nnunet_folder.py`): its card, four files matched by
+ * nnU-Net's channel suffix, two of them at half the in-plane resolution resampled onto the
+ * finest grid, four relevance panels and the classes by name; the mask, a voxel's relevance and
+ * the region map of all of a class equal `seglrp explain`'s on the same archive. The bundled model
+ * comes back after.
+ */
+async function nnunetModel(page, name) {
+  const dir = fs.mkdtempSync(path.join(tmp, 'nnunet-'));
+  const maker = path.join(path.dirname(new URL(import.meta.url).pathname), 'nnunet_folder.py');
+  const archive = execFileSync(PYTHON, [maker, dir, '--channels', '4', '--zip']).toString().trim();
+  const halve = `import sys, nibabel as nib, numpy as np
+img = nib.load(sys.argv[1])
+a = np.asarray(img.dataobj, dtype=np.float32)[::2, ::2, :]
+nib.save(nib.Nifti1Image(a, img.affine @ np.diag([2.0, 2.0, 1.0, 1.0])), sys.argv[2])`;
+  const study = ['t2', 't1_plain', 't1_20s', 't1_60s'].map((s, i) => {
+    const to = path.join(dir, `case_000${i}.nii.gz`);
+    if (i < 2) fs.copyFileSync(path.join(studyDir, `${s}.nii.gz`), to);
+    else execFileSync(PYTHON, ['-c', halve, path.join(studyDir, `${s}.nii.gz`), to]);
+    return to;
+  });
+  await page.click('#clear');
+  await dropFiles(page, [archive]);
+  await page.waitForFunction(() => /Dataset003_Test/.test(document.getElementById('model-name').textContent), null, {
+    timeout: 120_000,
+  });
+  await waitStatus(page, /Drop its study/);
+  assert.match(await statusText(page), /4 channels \(CT, T1, T1ce, T2\), 3 classes/, name);
+  assert.match(await page.textContent('#model-name'), /nnU-Net PlainConvUNet \(3d_fullres\), fold 0/, name);
+  assert.match(
+    await page.textContent('#model-card'),
+    /0: CT \(CT: clipped to -20…400.*3: T2 \(z-score over the non-zero mask\)/s,
+    name,
+  );
+  assert.deepEqual(
+    await page.$$eval('#class option', (o) => o.map((x) => x.textContent)),
+    ['0: background', '1: liver', '2: tumour'],
+    `${name}: the classes named by dataset.json`,
+  );
+  await dropFiles(page, study);
+  await waitStatus(page, /Double-click/);
+  assert.match(await statusText(page), /case_0002\.nii\.gz \(.*\) resampled onto the grid of case_0000/, name);
+  const roles = await page.$$eval('#files select', (s) => s.map((x) => x.value));
+  assert.deepEqual(roles, ['CT', 'T1', 'T1ce', 'T2'], `${name}: files matched to the card by suffix`);
+  const [x, y, z] = await page.evaluate(() => window.__seglrp.view.dims.map((d) => Math.floor(d / 2)));
+  const native = (scope) => {
+    const out = { seg: path.join(dir, `${scope}.nii.gz`), raw: path.join(dir, `${scope}.f32`) };
+    const region = scope === 'voxel' ? [] : ['--region', scope];
+    const summary = execFileSync(
+      BIN,
+      [
+        'explain',
+        ...study,
+        '--model',
+        archive,
+        '--voxel',
+        `${x},${y},${z}`,
+        '--class',
+        String(cls),
+        '--composite',
+        'EpsilonGammaBox',
+        ...region,
+        '--segmentation',
+        out.seg,
+        '--raw',
+        out.raw,
+      ],
+      { stdio: ['ignore', 'pipe', 'inherit'] },
+    );
+    const buf = fs.readFileSync(out.raw);
+    return {
+      ...out,
+      summary: JSON.parse(summary),
+      relevance: new Float32Array(buf.buffer, buf.byteOffset, buf.length / 4),
+    };
+  };
+  const mask = await page.evaluate(() => Array.from(window.__seglrp.mask));
+  // The more frequent foreground class of the random network is explained.
+  const count = (c) => mask.filter((v) => v === c).length;
+  const cls = count(2) >= count(1) ? 2 : 1;
+  assert.ok(count(cls) > 0, `${name}: the network finds some foreground`);
+  const voxel = native('voxel');
+  const want = Array.from(nativeInfo(voxel.seg).values);
+  const differ = mask.filter((v, i) => v !== want[i]).length;
+  assert.equal(differ, 0, `${name}: ${differ} voxels of the nnU-Net model's mask differ from the native one`);
+  const results = [];
+  for (const scope of ['voxel', 'all']) {
+    await page.selectOption('#class', String(cls));
+    await page.selectOption('#scope', scope);
+    await page.selectOption('#composite', 'EpsilonGammaBox');
+    await page.evaluate(() => {
+      window.__seglrp.explanation = null;
+    });
+    await page.evaluate((v) => window.__seglrp.viewer.moveTo(v), [x, y, z]);
+    await page.click('#explain');
+    await explanationSettled(page, 300_000);
+    const got = await page.evaluate(() => {
+      const e = window.__seglrp.explanation;
+      return e && { cls: e.class, voxels: e.voxels, shares: e.shares, relevance: Array.from(e.relevance) };
+    });
+    assert.ok(got, `${name}, ${scope}: ${await statusText(page)}`);
+    assert.equal(got.shares.length, 4, `${name}: four shares`);
+    assert.equal(await page.locator('#panels figure:not([hidden])').count(), 4, `${name}: four relevance panels`);
+    const want = scope === 'voxel' ? voxel : native(scope);
+    assert.equal(got.relevance.length, want.relevance.length);
+    const { diff, scale } = maxDifference(got.relevance, want.relevance);
+    assert.ok(scale > 0 && diff <= 1e-4 * scale, `${name}, ${scope}: page vs native relevance ${diff} of ${scale}`);
+    if (scope !== 'voxel') assert.equal(got.voxels, want.summary.explanation.voxels, `${name}: region size`);
+    results.push(
+      `${scope}${scope === 'voxel' ? '' : ` (${got.voxels} voxels)`} max|ΔR| ${diff.toExponential(2)} of ${scale.toExponential(2)}`,
+    );
+  }
+  await page.click('#model-bundled');
+  await page.waitForFunction(
+    () =>
+      /Model bundled liver U-Net loaded/.test(document.getElementById('status').textContent) && !window.__seglrp.busy,
+    null,
+    { timeout: 120_000 },
+  );
+  await page.click('#clear');
+  await dropFiles(page, [sample, path.join(studyDir, 'label.nii.gz')]);
+  await waitStatus(page, /Double-click/);
+  await sameMask(page, name, 'bundled model after the nnU-Net one');
+  return `an nnU-Net model folder's .zip (CT, T1, T1ce, T2 on two grids; background, liver, tumour): mask = native; ${results.join('; ')}`;
 }
 
 /**
@@ -1120,6 +1250,7 @@ try {
       const drawn = await explainAndCompare(page, name, 'EpsilonGammaBox', 'drawn', box);
       await ownModels(page, name);
       const shape = await anotherShape(page, name);
+      const nnunet = await nnunetModel(page, name);
       const cohort = await cohortRun(page, name);
       // Offline: the service worker serves the page and the engine; a demo patient still works.
       await context.setOffline(true);
@@ -1131,7 +1262,7 @@ try {
         `demo patient ${PATIENT}: ${tumour} tumour voxels, mask = WebGPU's = native; real files shown or refused; ${hostile}; ${first}; EpsilonAlpha2Beta1: max|ΔR| ${other.diff.toExponential(2)} of ${other.scale.toExponential(2)}; ` +
         `tumour region of ${region.got.voxels} voxels (EpsilonGammaBox, two-pass): max|ΔM_A| ${region.diff.toExponential(2)} of ${region.scale.toExponential(2)}; ` +
         `false negatives (${missed.got.voxels} voxels): max|ΔM_A| ${missed.diff.toExponential(2)} of ${missed.scale.toExponential(2)}; ` +
-        `drawn box (${drawn.got.voxels} voxels): max|ΔM_A| ${drawn.diff.toExponential(2)} of ${drawn.scale.toExponential(2)}; ${shape}; ${cohort}; offline reload: demo patient segmented (${offline} voxels)`
+        `drawn box (${drawn.got.voxels} voxels): max|ΔM_A| ${drawn.diff.toExponential(2)} of ${drawn.scale.toExponential(2)}; ${shape}; ${nnunet}; ${cohort}; offline reload: demo patient segmented (${offline} voxels)`
       );
     },
   });

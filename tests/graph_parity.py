@@ -24,7 +24,9 @@ fold_0/checkpoint_final.pth with nnU-Net's checkpoint entries) that nnU-Net's ow
 - `seglrp segment` gives `nnUNetPredictor`'s labels (with and without test-time mirroring, on the
   plans' spacing and resampled, isotropic and anisotropic), and `seglrp explain --predictor` the
   blended logit's relevance, against Zennit's maps of the same windows and mirrorings on nnU-Net's
-  own preprocessed data.
+  own preprocessed data;
+- the folder as a .zip (as the page receives it) gives the same card, and the checkpoint's
+  mirroring axes are read as nnU-Net reads them however they were saved.
 The same for MONAI networks saved as a bundle (configs/inference.json, models/model.pt,
 configs/metadata.json) or as network.json beside model.safetensors: BasicUNet (both ways),
 SegResNet, DynUNet, and UNet with residual units (PReLU, instance norm without affine) and
@@ -54,26 +56,19 @@ from zennit.layer import Sum
 from zennit.rules import Epsilon
 from zennit.types import Convolution
 
-from nnunetv2.utilities.get_network_from_plans import get_network_from_plans
+from nnunet_folder import CLASSES, COMMON, PLAIN, model_folder
 from dynamic_network_architectures.building_blocks.residual import BasicBlockD
 
 BIN = os.environ["SEGLRP_BIN"]
 torch.set_num_threads(2)
 COMPOSITES = ["Epsilon", "EpsilonPlus", "EpsilonGammaBox", "EpsilonAlpha2Beta1", "EpsilonPlusFlat", "EpsilonAlpha2Beta1Flat"]
-REQUIRES_IMPORT = ["conv_op", "norm_op", "dropout_op", "nonlin"]
-COMMON = dict(conv_op="torch.nn.modules.conv.Conv3d", conv_bias=True,
-              norm_op="torch.nn.modules.instancenorm.InstanceNorm3d", norm_op_kwargs={"eps": 1e-5, "affine": True},
-              dropout_op=None, dropout_op_kwargs=None, nonlin="torch.nn.LeakyReLU", nonlin_kwargs={"inplace": True})
 NETS = [
-    ("PlainConvUNet, 2 channels", "dynamic_network_architectures.architectures.unet.PlainConvUNet", 2,
-     dict(n_stages=3, features_per_stage=[4, 8, 16], kernel_sizes=[[3, 3, 3]] * 3, strides=[[1, 1, 1], [2, 2, 2], [1, 2, 2]],
-          n_conv_per_stage=[2, 2, 2], n_conv_per_stage_decoder=[2, 2], **COMMON), (2, 16, 24, 20)),
+    ("PlainConvUNet, 2 channels", PLAIN[0], 2, PLAIN[1], (2, 16, 24, 20)),
     ("ResidualEncoderUNet, 4 channels", "dynamic_network_architectures.architectures.unet.ResidualEncoderUNet", 4,
      dict(n_stages=4, features_per_stage=[4, 8, 8, 16], kernel_sizes=[[3, 3, 3]] * 4,
           strides=[[1, 1, 1], [2, 2, 2], [2, 2, 2], [2, 2, 2]], n_blocks_per_stage=[1, 2, 1, 1],
           n_conv_per_stage_decoder=[1, 1, 1], **COMMON), (4, 16, 24, 32)),
 ]
-CLASSES = {"background": 0, "liver": 1, "tumour": 2}
 failures = []
 
 
@@ -88,53 +83,6 @@ def report(ok, text, what):
     print(f"{'ok ' if ok else 'FAIL'} {text}")
     if not ok:
         failures.append(what)
-
-
-def model_folder(root, label, cls, cin, kwargs, seed):
-    """A random-weight network saved in nnU-Net's trained-model layout; returns (folder, net)."""
-    torch.manual_seed(seed)
-    net = get_network_from_plans(cls, kwargs, REQUIRES_IMPORT, cin, len(CLASSES), deep_supervision=False)
-    with torch.no_grad():
-        for name, p in net.named_parameters():
-            if "norm" in name or name.endswith("bias"):
-                p.copy_((1.0 if name.endswith("weight") else 0.0) + 0.3 * torch.randn_like(p))
-    folder = root / f"Dataset00{seed}_Test" / "nnUNetTrainer__nnUNetPlans__3d_fullres"
-    (folder / "fold_0").mkdir(parents=True)
-    plans = {
-        "dataset_name": f"Dataset00{seed}_Test", "plans_name": "nnUNetPlans",
-        "original_median_spacing_after_transp": [2.0, 1.0, 1.0], "image_reader_writer": "SimpleITKIO",
-        "transpose_forward": [0, 1, 2], "transpose_backward": [0, 1, 2],
-        "configurations": {"3d_fullres": {
-            "data_identifier": "nnUNetPlans_3d_fullres", "preprocessor_name": "DefaultPreprocessor", "batch_size": 2,
-            "patch_size": [16, 32, 32], "median_image_size_in_voxels": [40, 64, 64], "spacing": [2.0, 1.0, 1.0],
-            "normalization_schemes": ["CTNormalization"] + ["ZScoreNormalization"] * (cin - 1),
-            "use_mask_for_norm": [False, True, False, True][:cin], "resampling_fn_data": "resample_data_or_seg_to_shape",
-            "resampling_fn_seg": "resample_data_or_seg_to_shape", "resampling_fn_probabilities": "resample_data_or_seg_to_shape",
-            "resampling_fn_data_kwargs": {"is_seg": False, "order": 3, "order_z": 0, "force_separate_z": None},
-            "resampling_fn_seg_kwargs": {"is_seg": True, "order": 1, "order_z": 0, "force_separate_z": None},
-            "resampling_fn_probabilities_kwargs": {"is_seg": False, "order": 1, "order_z": 0, "force_separate_z": None},
-            "architecture": {"network_class_name": cls, "arch_kwargs": kwargs, "_kw_requires_import": REQUIRES_IMPORT},
-            "batch_dice": False}},
-        "experiment_planner_used": "ExperimentPlanner", "label_manager": "LabelManager",
-        "foreground_intensity_properties_per_channel": {
-            str(i): {"max": 900.0, "mean": 100.0 + i, "median": 90.0, "min": -50.0, "percentile_00_5": -20.0,
-                     "percentile_99_5": 400.0, "std": 50.0} for i in range(cin)},
-    }
-    names = ["CT", "T1", "T1ce", "T2", "FLAIR"][:cin]
-    dataset = {"channel_names": {str(i): n for i, n in enumerate(names)}, "labels": CLASSES, "numTraining": 4,
-               "file_ending": ".nii.gz"}
-    (folder / "plans.json").write_text(json.dumps(plans, indent=1))
-    (folder / "dataset.json").write_text(json.dumps(dataset, indent=1))
-    state = {k: v.clone() for k, v in net.state_dict().items()}
-    # What nnU-Net's trainer saves: weights beside numpy scalars, a torch.device and the plans.
-    torch.save({"network_weights": state, "optimizer_state": None, "grad_scaler_state": None,
-                "logging": {"epoch_end_timestamps": [np.float64(1.5)], "mean_fg_dice": [np.float32(0.25)]},
-                "_best_ema": np.float64(0.5), "current_epoch": 1,
-                "init_args": {"plans": plans, "configuration": "3d_fullres", "fold": 0, "dataset_json": dataset,
-                              "device": torch.device("cpu")},
-                "trainer_name": "nnUNetTrainer", "inference_allowed_mirroring_axes": (0, 1, 2)},
-               folder / "fold_0" / "checkpoint_final.pth")
-    return folder, net, names
 
 
 def nnunet_loads(folder, net, x):
@@ -462,6 +410,31 @@ def check(label, folder, net, names, classes, x, region_composite, params):
            f"{label}: region map")
 
 
+def archive_check(label, folder, card):
+    """The folder as a .zip (what nnUNetv2_export_model_to_zip writes, the page's drop) gives the
+    same card; the mirroring axes are read from the checkpoint as nnU-Net reads them, however they
+    were saved (a tuple, a list, None; pickle protocols 2 and 4)."""
+    import shutil
+    root = folder.parent.parent
+    archive = shutil.make_archive(str(root / "export"), "zip", root, folder.parent.name)
+    zipped = json.loads(run("model", "info", archive, "--json").stdout)
+    same = {k: v for k, v in zipped.items() if k != "sources"} == {k: v for k, v in card.items() if k != "sources"}
+    report(same and zipped["sources"][0].endswith("plans.json"),
+           f"{label}: the model folder's .zip gives the folder's card", f"{label}: zip")
+    ckpt = folder / "fold_0" / "checkpoint_final.pth"
+    saved = torch.load(ckpt, weights_only=False)
+    for value, protocol in [(None, 2), ((0, 2), 2), ([1], 4), ((2, 1, 0), 4)]:
+        variant = root / f"axes-{protocol}" / folder.name
+        shutil.rmtree(variant.parent, ignore_errors=True)
+        shutil.copytree(folder, variant)
+        torch.save({**saved, "inference_allowed_mirroring_axes": value}, variant / "fold_0" / "checkpoint_final.pth",
+                   pickle_protocol=protocol)
+        nnunet = torch.load(variant / "fold_0" / "checkpoint_final.pth", weights_only=False)["inference_allowed_mirroring_axes"]
+        got = json.loads(run("model", "info", variant, "--json").stdout)["inference"]["mirror_axes"]
+        report(got == list(nnunet or ()), f"{label}: mirroring axes saved as {value!r} (pickle protocol {protocol}) "
+               f"read as {got}", f"{label}: mirroring axes {value!r}")
+
+
 def predictor_check(label, folder, names):
     """`seglrp segment` on an nnU-Net folder is nnU-Net's own inference: `nnUNetPredictor` on the
     same raw study gives the same labels, with test-time mirroring (both by default) and without
@@ -740,6 +713,8 @@ with tempfile.TemporaryDirectory() as tmp:
               and card["inference"]["probabilities"]["order"] == 1 and card["inference"]["mirror_axes"] == [0, 1, 2])
         report(ok, f"{label}: the plans' normalisation, spacing, patch size, resampling and the checkpoint's mirroring "
                f"axes on the card", f"{label}: plans")
+        if seed == 1:
+            archive_check(label, folder, card)
         # The deep-supervision heads that inference does not use are not part of the graph.
         unused = sum(p.numel() for n, p in net.named_parameters()
                      if n.startswith("decoder.seg_layers.") and not n.startswith(f"decoder.seg_layers.{kwargs['n_stages'] - 2}."))

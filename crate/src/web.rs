@@ -633,6 +633,7 @@ pub fn use_bundled_model() -> Result<JsValue, JsError> {
 }
 
 /// Replaces the model by the user's, from the files dropped for it (`[{name, bytes}]`): an
+/// nnU-Net or MONAI model folder (its files with their paths in it, or a `.zip` of it), an
 /// `.onnx` file (with a MONAI bundle's `metadata.json`), or SegLRP U-Net `.safetensors` with
 /// its configuration in the metadata or as a `.json` (any channel and class count). A model
 /// that cannot be read is refused in words and the old one stays. The loaded study must be
@@ -645,14 +646,16 @@ pub fn load_model(files: js_sys::Array) -> Result<JsValue, JsError> {
         let bytes = js_sys::Reflect::get(&f, &"bytes".into()).map_err(|_| js_err("a file without bytes"))?;
         given.push((name, Uint8Array::new(&bytes).to_vec()));
     }
-    let loaded = with_state(|s| crate::model::open::from_files(&given, &s.device).map_err(js_err))?;
-    // The name the page shows: the file that holds the weights.
-    let name = given
-        .iter()
-        .map(|(n, _)| n.as_str())
-        .find(|n| !n.to_ascii_lowercase().ends_with(".json"))
+    // The name the page shows: the archive, the dropped folder, or the file that holds the weights.
+    let lower = |n: &str| n.to_ascii_lowercase();
+    let names = || given.iter().map(|(n, _)| n.as_str());
+    let name = names()
+        .find(|n| lower(n).ends_with(".zip"))
+        .or_else(|| names().find_map(|n| n.split_once('/').map(|(top, _)| top)))
+        .or_else(|| names().find(|n| !lower(n).ends_with(".json")))
         .unwrap_or("your model")
         .to_string();
+    let loaded = with_state(|s| crate::model::open::from_files(given, &s.device).map_err(js_err))?;
     replace_model(Model { graph: loaded.graph, card: loaded.card, normalisation: None }, name)
 }
 

@@ -6,6 +6,7 @@ import { names } from '../catalogue.js';
 import { status, failed, withProgress } from '../status.js';
 import { renderFiles, renderGrid } from './file-list.js';
 import { windowOf } from '../sequences.js';
+import { isModelDrop, loadModelFiles } from './model.js';
 
 const $ = (id) => document.getElementById(id);
 
@@ -200,6 +201,20 @@ async function dropped(list) {
   await openFiles(candidate, store.study ? {} : store.roles, read, null, refused);
 }
 
+/** The files under a dropped entry, as `{file, path}` with the path inside the drop. */
+async function walk(entry, prefix) {
+  if (entry.isFile) return [{ file: await new Promise((ok, err) => entry.file(ok, err)), path: prefix + entry.name }];
+  const reader = entry.createReader();
+  const children = [];
+  // readEntries hands a folder over in batches, an empty one at the end.
+  for (;;) {
+    const batch = await new Promise((ok, err) => reader.readEntries(ok, err));
+    if (!batch.length) break;
+    children.push(...batch);
+  }
+  return (await Promise.all(children.map((c) => walk(c, `${prefix}${entry.name}/`)))).flat();
+}
+
 /** The drop hint and the demo menu follow the model in use. */
 export function describeInput() {
   const m = names.model;
@@ -226,7 +241,15 @@ export function setupFiles() {
   drop.addEventListener('drop', async (ev) => {
     ev.preventDefault();
     drop.classList.remove('over');
-    await dropped(ev.dataTransfer.files);
+    // Entries are taken before the first await: the drop's data is gone after it.
+    const items = [...(ev.dataTransfer.items ?? [])].map((i) => i.webkitGetAsEntry?.()).filter(Boolean);
+    const files = [...ev.dataTransfer.files];
+    let entries = files.map((file) => ({ file, path: file.name }));
+    // Folders are walked where the browser hands them over as entries.
+    if (items.some((e) => e.isDirectory)) entries = (await Promise.all(items.map((e) => walk(e, '')))).flat();
+    // A model (its files, its folder or its .zip) dropped here replaces the model in use.
+    if (isModelDrop(entries)) await loadModelFiles(entries);
+    else await dropped(entries.map((e) => e.file));
   });
   $('patient').innerHTML = Array.from(
     { length: names.demoPatients },

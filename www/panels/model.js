@@ -1,7 +1,8 @@
 // The model panel: which network explains the study, its card (channels, classes, the
 // preprocessing it expects, where each came from), and the user's own model dropped or chosen
-// (an .onnx file, or SegLRP U-Net safetensors with its .json). A model that cannot be read is
-// refused in words and the one in use stays.
+// (an nnU-Net or MONAI model folder, its files or its .zip; an .onnx file; SegLRP U-Net
+// safetensors with its .json). A model that cannot be read is refused in words and the one in
+// use stays.
 import { store, withBusy } from '../store.js';
 import { names, setNames } from '../catalogue.js';
 import { status, failed, withProgress, escapeHtml } from '../status.js';
@@ -72,18 +73,49 @@ async function changeModel(load, label, { onModel, reopen }) {
   } else status(`${what} Drop its study.`);
 }
 
+/** Files a model may need; the rest of a model folder (validation outputs, logs) is not read. */
+export const isModelFile = (name) => /\.(json|pth|pt|safetensors|onnx|zip)$/i.test(name);
+
+/**
+ * Whether a drop is a model rather than a study (NIfTI files): it holds weights, an archive or a
+ * model folder's description. `entries`: `{file, path}`, paths inside a dropped folder.
+ */
+export const isModelDrop = (entries) =>
+  entries.some(({ path }) => /(\.(pth|pt|safetensors|onnx|zip)|(^|\/)(plans|inference|network)\.json)$/i.test(path));
+
+let handlers = null;
+
+/**
+ * Loads the model in `entries` (`{file, path}`: path = the name within a dropped or chosen
+ * folder). Only the files a model may need are read.
+ */
+export async function loadModelFiles(entries) {
+  if (store.busy || !entries.length || !handlers) return;
+  const wanted = entries.filter(({ path }) => isModelFile(path));
+  if (!wanted.length) {
+    status(`${entries.map((e) => e.path).join(', ')}: no model files (.pth, .json, .onnx, .safetensors, .zip)`, {
+      error: true,
+    });
+    return;
+  }
+  const read = await Promise.all(
+    wanted.map(async ({ file, path }) => ({ name: path, bytes: new Uint8Array(await file.arrayBuffer()) })),
+  );
+  const top = wanted.find((e) => e.path.includes('/'))?.path.split('/')[0];
+  const main = top ?? (wanted.find((e) => !/\.json$/i.test(e.path)) ?? wanted[0]).path;
+  await changeModel(() => store.compute.loadModel(read), main, handlers);
+}
+
 export function setupModel({ onModel, reopen }) {
+  handlers = { onModel, reopen };
   showCard();
-  $('model-file').addEventListener('change', async (ev) => {
-    const files = [...ev.target.files];
-    ev.target.value = '';
-    if (store.busy || !files.length) return;
-    const read = await Promise.all(
-      files.map(async (f) => ({ name: f.name, bytes: new Uint8Array(await f.arrayBuffer()) })),
-    );
-    const main = files.find((f) => !/\.json$/i.test(f.name)) ?? files[0];
-    await changeModel(() => store.compute.loadModel(read), main.name, { onModel, reopen });
-  });
+  for (const id of ['model-file', 'model-folder']) {
+    $(id).addEventListener('change', async (ev) => {
+      const files = [...ev.target.files];
+      ev.target.value = '';
+      await loadModelFiles(files.map((file) => ({ file, path: file.webkitRelativePath || file.name })));
+    });
+  }
   $('normalisation').addEventListener('change', () => {
     if (store.busy) return;
     const name = $('normalisation').value;

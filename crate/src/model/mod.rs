@@ -6,6 +6,7 @@
 
 pub mod card;
 pub mod checkpoint;
+pub mod files;
 pub mod graph;
 pub mod kwargs;
 pub mod monai;

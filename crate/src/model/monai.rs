@@ -15,7 +15,7 @@
 //! Channel counts are read from the weights' shapes. Node names are the state dict's
 //! (`down_1.convs.conv_0.conv`).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use burn::prelude::*;
 use burn::tensor::TensorData;
@@ -23,28 +23,34 @@ use serde_json::Value;
 
 use super::card::{Channel, ModelCard, Normalisation};
 use super::checkpoint::Weights;
+use super::files::ModelFiles;
 use super::graph::{ConvSpec, Graph, Node, NormSpec, Op, Statistics};
 
-/// The network definition and the weights of a MONAI model folder, if `path` is one.
-fn files(path: &Path) -> Option<(PathBuf, PathBuf, Option<PathBuf>)> {
-    if !path.is_dir() {
-        return None;
+/// The network definition, the weights and the metadata (if any) of a MONAI model folder, as
+/// paths inside it: a bundle (`configs/`, `models/`), `network.json` beside the weights, or a
+/// bundle's files chosen one by one (`inference.json`, `model.pt`, `metadata.json`).
+fn files(files: &ModelFiles) -> Option<(String, String, Option<String>)> {
+    let weights = |dir: &str| {
+        ["model.pt", "model.pth", "model.safetensors"].iter().map(|n| format!("{dir}{n}")).find(|p| files.has(p))
+    };
+    let found = |def: &str, dir: &str, meta: &str| {
+        Some((def.to_string(), weights(dir)?, Some(meta.to_string()).filter(|m| files.has(m))))
+    };
+    if files.has("configs/inference.json") {
+        return found("configs/inference.json", "models/", "configs/metadata.json");
     }
-    let weights =
-        |dir: &Path| ["model.pt", "model.pth", "model.safetensors"].iter().map(|n| dir.join(n)).find(|p| p.is_file());
-    let bundle = (path.join("configs/inference.json"), path.join("models"));
-    if bundle.0.is_file() {
-        let meta = Some(path.join("configs/metadata.json")).filter(|p| p.is_file());
-        return Some((bundle.0, weights(&bundle.1)?, meta));
-    }
-    let def = path.join("network.json");
-    def.is_file().then_some(())?;
-    Some((def, weights(path)?, Some(path.join("metadata.json")).filter(|p| p.is_file())))
+    let def = ["network.json", "inference.json"].into_iter().find(|d| files.has(d))?;
+    found(def, "", "metadata.json")
 }
 
 /// Whether `path` is a MONAI model folder (a bundle, or `network.json` beside the weights).
 pub fn is_model_folder(path: &Path) -> bool {
-    files(path).is_some()
+    path.is_dir() && is_model(&ModelFiles::disk(path))
+}
+
+/// Whether `files` hold a MONAI model.
+pub fn is_model(files: &ModelFiles) -> bool {
+    self::files(files).is_some()
 }
 
 pub(super) fn read_json(path: &Path) -> Result<Value, String> {
@@ -613,30 +619,29 @@ pub struct Monai {
     pub card: ModelCard,
 }
 
-/// Loads the MONAI model folder at `path` onto `device`.
-pub fn load(path: &Path, device: &Device) -> Result<Monai, String> {
-    let (def_path, weights_path, meta_path) = files(path).ok_or_else(|| {
+/// Loads the MONAI model in `model` onto `device`.
+pub fn load(model: &mut ModelFiles, device: &Device) -> Result<Monai, String> {
+    let (def_path, weights_path, meta_path) = files(model).ok_or_else(|| {
         format!(
             "{}: not a MONAI model folder (configs/inference.json and models/model.pt, or network.json \
              beside model.pt)",
-            path.display()
+            model.label()
         )
     })?;
-    let json = read_json(&def_path)?;
+    let json = model.json(&def_path)?;
+    let (def_path, weights_name) = (model.show(&def_path), model.show(&weights_path));
     let def = json.get("network_def").unwrap_or(&json);
-    let target = def.get("_target_").and_then(Value::as_str).ok_or_else(|| {
-        format!("{}: no network_def with a \"_target_\" naming the network class", def_path.display())
-    })?;
+    let target = def
+        .get("_target_")
+        .and_then(Value::as_str)
+        .ok_or_else(|| format!("{}: no network_def with a \"_target_\" naming the network class", def_path))?;
     let class = target.rsplit('.').next().unwrap_or(target);
     for (key, v) in def.as_object().into_iter().flatten() {
         if v.as_str().is_some_and(|s| s.starts_with('@') || s.starts_with('$')) {
-            return Err(format!(
-                "{}: network_def's \"{key}\" is an expression ({v}); give the plain value",
-                def_path.display()
-            ));
+            return Err(format!("{}: network_def's \"{key}\" is an expression ({v}); give the plain value", def_path));
         }
     }
-    let weights = Weights::from_file(&weights_path)?;
+    let weights = Weights::from_bytes(model.take(&weights_path)?, &weights_name)?;
     let graph = match class {
         "BasicUNet" | "BasicUnet" | "Basicunet" => basic_unet(def, &weights, device)?,
         "SegResNet" => seg_res_net(def, &weights, device)?,
@@ -645,17 +650,15 @@ pub fn load(path: &Path, device: &Device) -> Result<Monai, String> {
         other => {
             return Err(format!(
                 "{}: the MONAI network \"{other}\" is not supported yet (UNet, BasicUNet, SegResNet, DynUNet)",
-                def_path.display()
+                def_path
             ))
         }
     };
-    let meta = meta_path.as_deref().map(read_json).transpose()?;
+    let meta = meta_path.as_deref().map(|m| model.json(m)).transpose()?;
     let [ad, ah, aw] = graph.align();
     let [rd, rh, rw] = graph.receptive_radius();
-    let mut sources = vec![def_path.display().to_string(), weights_path.display().to_string()];
-    if let Some(m) = &meta_path {
-        sources.push(m.display().to_string());
-    }
+    let mut sources = vec![def_path, weights_name];
+    sources.extend(meta_path.map(|m| model.show(&m)));
     let card = ModelCard {
         architecture: format!("MONAI {class}"),
         parameters: graph.parameters(),

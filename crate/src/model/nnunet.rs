@@ -12,7 +12,7 @@
 //! last are read and ignored. Several folds become one graph whose output is the mean of the
 //! folds' logits (each fold's head scaled by 1/F, then summed).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use burn::prelude::*;
 use burn::tensor::TensorData;
@@ -20,6 +20,7 @@ use serde_json::Value;
 
 use super::card::{Channel, Inference, ModelCard, Normalisation, Resampling};
 use super::checkpoint::Weights;
+use super::files::ModelFiles;
 use super::graph::{ConvSpec, Graph, Node, NormSpec, Op, Statistics};
 
 /// A loaded nnU-Net model.
@@ -30,12 +31,12 @@ pub struct NnUNet {
 
 /// Whether `path` looks like an nnU-Net trained-model folder.
 pub fn is_model_folder(path: &Path) -> bool {
-    path.is_dir() && path.join("plans.json").is_file() && path.join("dataset.json").is_file()
+    path.is_dir() && is_model(&ModelFiles::disk(path))
 }
 
-fn read_json(path: &Path) -> Result<Value, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    serde_json::from_str(&text).map_err(|e| format!("{} is not valid JSON: {e}", path.display()))
+/// Whether `files` look like an nnU-Net trained-model folder.
+pub fn is_model(files: &ModelFiles) -> bool {
+    files.has("plans.json") && files.has("dataset.json")
 }
 
 /// The arch_kwargs entry `key`, with a message naming it.
@@ -374,11 +375,10 @@ fn network(b: &mut Builder, a: &Arch, x: usize, cin: usize, classes: usize) -> R
 
 /// The configuration a model folder was trained with: its name's last `__` part
 /// (`nnUNetTrainer__nnUNetPlans__3d_fullres`), else the only 3D configuration of the plans.
-fn configuration_of(folder: &Path, plans: &Value) -> Result<String, String> {
+fn configuration_of(files: &ModelFiles, plans: &Value) -> Result<String, String> {
     let configs =
         plans.get("configurations").and_then(Value::as_object).ok_or("plans.json has no \"configurations\"")?;
-    let name = folder.canonicalize().ok().and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()));
-    if let Some(c) = name.as_deref().and_then(|n| n.rsplit("__").next()) {
+    if let Some(c) = files.name.as_deref().and_then(|n| n.rsplit("__").next()) {
         if configs.contains_key(c) {
             return Ok(c.to_string());
         }
@@ -389,7 +389,7 @@ fn configuration_of(folder: &Path, plans: &Value) -> Result<String, String> {
         _ if configs.contains_key("3d_fullres") => Ok("3d_fullres".into()),
         _ => Err(format!(
             "{}: say which configuration the folder holds (its name ends in __CONFIGURATION); plans.json has {}",
-            folder.display(),
+            files.label(),
             configs.keys().cloned().collect::<Vec<_>>().join(", ")
         )),
     }
@@ -419,32 +419,28 @@ fn resolved(plans: &Value, name: &str) -> Result<serde_json::Map<String, Value>,
 
 /// The checkpoints of the folds in `folder` (`fold_N/checkpoint_final.pth`, else
 /// `checkpoint_best.pth`), in fold order; `folds` picks some.
-fn checkpoints(folder: &Path, folds: Option<&[String]>) -> Result<Vec<(String, PathBuf)>, String> {
+fn checkpoints(files: &ModelFiles, folds: Option<&[String]>) -> Result<Vec<(String, String)>, String> {
     let mut out = Vec::new();
-    let entries = std::fs::read_dir(folder).map_err(|e| format!("{}: {e}", folder.display()))?;
-    let mut dirs: Vec<String> = entries
-        .filter_map(|e| e.ok())
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| n.starts_with("fold_"))
-        .collect();
-    dirs.sort();
-    for d in dirs {
+    for d in files.folders("").into_iter().filter(|n| n.starts_with("fold_")) {
         let fold = d.trim_start_matches("fold_").to_string();
         if folds.is_some_and(|f| !f.contains(&fold)) {
             continue;
         }
-        let path = ["checkpoint_final.pth", "checkpoint_best.pth"]
-            .iter()
-            .map(|c| folder.join(&d).join(c))
-            .find(|p| p.is_file());
+        let path =
+            ["checkpoint_final.pth", "checkpoint_best.pth"].iter().map(|c| format!("{d}/{c}")).find(|p| files.has(p));
         if let Some(p) = path {
             out.push((fold, p));
         }
     }
+    // Files chosen one by one, without their fold folder: the one checkpoint given.
+    if out.is_empty() && folds.is_none() {
+        let one = ["checkpoint_final.pth", "checkpoint_best.pth"].into_iter().find(|c| files.has(c));
+        out.extend(one.map(|c| (String::new(), c.to_string())));
+    }
     if out.is_empty() {
         return Err(format!(
             "{}: no fold_N/checkpoint_final.pth{}",
-            folder.display(),
+            files.label(),
             folds.map(|f| format!(" for folds {}", f.join(", "))).unwrap_or_default()
         ));
     }
@@ -497,10 +493,10 @@ fn inference(plans: &Value, cfg: &serde_json::Map<String, Value>, region_based: 
 }
 
 /// Loads the model folder (all its folds, or those in `folds`) onto `device`.
-pub fn load(folder: &Path, folds: Option<&[String]>, device: &Device) -> Result<NnUNet, String> {
-    let plans = read_json(&folder.join("plans.json"))?;
-    let dataset = read_json(&folder.join("dataset.json"))?;
-    let config = configuration_of(folder, &plans)?;
+pub fn load(files: &mut ModelFiles, folds: Option<&[String]>, device: &Device) -> Result<NnUNet, String> {
+    let plans = files.json("plans.json")?;
+    let dataset = files.json("dataset.json")?;
+    let config = configuration_of(files, &plans)?;
     let cfg = resolved(&plans, &config)?;
     let architecture = cfg.get("architecture").ok_or_else(|| {
         format!(
@@ -530,20 +526,25 @@ pub fn load(folder: &Path, folds: Option<&[String]>, device: &Device) -> Result<
     classes.sort();
     let cin = channels.len();
 
-    let ckpts = checkpoints(folder, folds)?;
+    let ckpts = checkpoints(files, folds)?;
     let folds_n = ckpts.len();
     let mut nodes = vec![Node { name: "input".into(), op: Op::Input, inputs: vec![] }];
     let mut heads = Vec::new();
-    let mut sources =
-        vec![folder.join("plans.json").display().to_string(), folder.join("dataset.json").display().to_string()];
-    for (fold, path) in &ckpts {
-        let weights = Weights::from_file(path)?;
+    let mut sources = vec![files.show("plans.json"), files.show("dataset.json")];
+    // nnU-Net reads the mirroring axes from the first fold's checkpoint (absent: no mirroring).
+    let mut mirror_axes = None;
+    for (i, (fold, path)) in ckpts.iter().enumerate() {
+        let bytes = files.take(path)?;
+        if i == 0 {
+            mirror_axes = Weights::pth_numbers(&bytes, "inference_allowed_mirroring_axes");
+        }
+        let path = files.show(path);
+        let weights = Weights::from_bytes(bytes, &path)?;
         let out = weights.shape(&format!("decoder.seg_layers.{}.weight", a.stages - 2)).map(|s| s[0]);
         if let Some(out) = out {
             if out != classes.len() {
                 return Err(format!(
-                    "{}: the network has {out} outputs, dataset.json names {} classes",
-                    path.display(),
+                    "{path}: the network has {out} outputs, dataset.json names {} classes",
                     classes.len()
                 ));
             }
@@ -552,7 +553,7 @@ pub fn load(folder: &Path, folds: Option<&[String]>, device: &Device) -> Result<
         let mut b = Builder { nodes: &mut nodes, weights: &weights, device, prefix };
         let head = network(&mut b, &a, 0, cin, classes.len())?;
         heads.push(head);
-        sources.push(path.display().to_string());
+        sources.push(path);
     }
     let output = if folds_n == 1 {
         heads[0]
@@ -584,7 +585,11 @@ pub fn load(folder: &Path, folds: Option<&[String]>, device: &Device) -> Result<
         architecture: format!(
             "nnU-Net {} ({config}){}{}",
             class.rsplit('.').next().unwrap_or(class),
-            if folds_n > 1 { format!(", mean of {folds_n} folds") } else { format!(", fold {}", ckpts[0].0) },
+            match (folds_n, ckpts[0].0.as_str()) {
+                (1, "") => ", one checkpoint".to_string(),
+                (1, fold) => format!(", fold {fold}"),
+                _ => format!(", mean of {folds_n} folds"),
+            },
             if region_based { ", region-based (sigmoid outputs)" } else { "" }
         ),
         parameters: graph.parameters(),
@@ -598,11 +603,8 @@ pub fn load(folder: &Path, folds: Option<&[String]>, device: &Device) -> Result<
         align: [aw, ah, ad],
         receptive_radius: [rw, rh, rd],
         sources,
-        inference: inference(&plans, &cfg, region_based).map(|mut i| {
-            // As nnU-Net reads it from the first fold's checkpoint (absent: no mirroring).
-            i.mirror_axes = Weights::pth_numbers(&ckpts[0].1, "inference_allowed_mirroring_axes").unwrap_or_default();
-            i
-        }),
+        inference: inference(&plans, &cfg, region_based)
+            .map(|i| Inference { mirror_axes: mirror_axes.unwrap_or_default(), ..i }),
     };
     Ok(NnUNet { graph, card })
 }

@@ -7,6 +7,7 @@ use std::path::Path;
 use burn::prelude::*;
 
 use super::card::{Channel, ModelCard, Normalisation};
+use super::files::{is_model_part, ModelFiles};
 use super::graph::Graph;
 
 /// A network ready for the graph engine, with its card.
@@ -48,16 +49,20 @@ pub fn unet_card(graph: &Graph, config: &crate::model::unet::UNetConfig, source:
     }
 }
 
-/// The model at `path` (an nnU-Net folder, optionally only `folds`; or U-Net safetensors) on
-/// `device`.
+/// The model at `path` (an nnU-Net or MONAI folder or its .zip, nnU-Net's optionally only
+/// `folds`; an .onnx file; or U-Net safetensors) on `device`.
 pub fn open(path: &Path, folds: Option<&[String]>, device: &Device) -> Result<Loaded, String> {
-    if super::nnunet::is_model_folder(path) {
-        let m = super::nnunet::load(path, folds, device)?;
-        return Ok(Loaded { graph: m.graph, card: m.card });
+    if path.is_dir() {
+        if let Some(loaded) = open_folder(&mut ModelFiles::disk(path), folds, device) {
+            return loaded;
+        }
     }
-    if super::monai::is_model_folder(path) {
-        let m = super::monai::load(path, device)?;
-        return Ok(Loaded { graph: m.graph, card: m.card });
+    // A model folder as a .zip (nnUNetv2_export_model_to_zip's, or as the page receives one).
+    if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("zip")) {
+        let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let mut files = ModelFiles::memory(vec![(path.display().to_string(), bytes)])?;
+        return open_folder(&mut files, folds, device)
+            .unwrap_or_else(|| Err(format!("{}: the archive holds no nnU-Net or MONAI model folder", path.display())));
     }
     if super::onnx_file(path) {
         #[cfg(feature = "onnx")]
@@ -97,12 +102,39 @@ pub fn open(path: &Path, folds: Option<&[String]>, device: &Device) -> Result<Lo
     Ok(Loaded { graph, card })
 }
 
-/// The model in `files` (`(name, bytes)`, as the page receives a drop): an `.onnx` file (with a
-/// MONAI bundle's `metadata.json` for channel and class names, if given), or SegLRP U-Net
-/// safetensors (any channel and class count; the configuration in the file's metadata or as a
-/// `.json` beside it).
-pub fn from_files(files: &[(String, Vec<u8>)], device: &Device) -> Result<Loaded, String> {
+/// The nnU-Net or MONAI model in `files`, if they hold one.
+fn open_folder(files: &mut ModelFiles, folds: Option<&[String]>, device: &Device) -> Option<Result<Loaded, String>> {
+    if super::nnunet::is_model(files) {
+        return Some(super::nnunet::load(files, folds, device).map(|m| Loaded { graph: m.graph, card: m.card }));
+    }
+    if super::monai::is_model(files) {
+        return Some(super::monai::load(files, device).map(|m| Loaded { graph: m.graph, card: m.card }));
+    }
+    None
+}
+
+/// The model in `files` (`(name, bytes)`, as the page receives a drop; names may carry a dropped
+/// folder's relative paths): an nnU-Net trained-model folder or a MONAI model (their files, or a
+/// `.zip` of the folder), an `.onnx` file (with a MONAI bundle's `metadata.json` for channel and
+/// class names, if given), or SegLRP U-Net safetensors (any channel and class count; the
+/// configuration in the file's metadata or as a `.json` beside it).
+pub fn from_files(files: Vec<(String, Vec<u8>)>, device: &Device) -> Result<Loaded, String> {
     let ends = |name: &str, ext: &str| name.to_ascii_lowercase().ends_with(ext);
+    let folder = files.iter().any(|(n, _)| {
+        [".zip", ".pth", ".pt", "plans.json", "inference.json", "network.json"].iter().any(|e| ends(n, e))
+    });
+    if folder {
+        let names: Vec<String> = files.iter().map(|(n, _)| n.clone()).collect();
+        let mut model = ModelFiles::memory(files)?;
+        return open_folder(&mut model, None, device).unwrap_or_else(|| {
+            Err(format!(
+                "{}: neither an nnU-Net model folder (plans.json, dataset.json and fold_N/checkpoint_final.pth) nor a \
+                 MONAI model (configs/inference.json or network.json with model.pt); drop the whole folder, its \
+                 .zip, or those files together",
+                names.iter().filter(|n| is_model_part(n) || ends(n, ".zip")).cloned().collect::<Vec<_>>().join(", ")
+            ))
+        });
+    }
     let find = |ext: &str| files.iter().find(|(n, _)| ends(n, ext));
     let json = files.iter().find(|(n, _)| ends(n, ".json") && !ends(n, "metadata.json"));
     if let Some((name, bytes)) = find(".onnx") {
@@ -137,17 +169,9 @@ pub fn from_files(files: &[(String, Vec<u8>)], device: &Device) -> Result<Loaded
         return Ok(Loaded { graph, card });
     }
     let names: Vec<&str> = files.iter().map(|(n, _)| n.as_str()).collect();
-    let pytorch = names.iter().any(|n| ends(n, ".pth") || ends(n, ".pt") || ends(n, ".zip") || ends(n, "plans.json"));
-    if pytorch {
-        return Err(format!(
-            "{}: nnU-Net and MONAI model folders (PyTorch checkpoints) are read by the command line \
-             (seglrp segment --model FOLDER); in the page, use the network exported to ONNX \
-             (torch.onnx.export with a fixed input shape)",
-            names.join(", ")
-        ));
-    }
     Err(format!(
-        "{}: not a model the page reads: give an .onnx file, or SegLRP U-Net .safetensors (with its .json)",
+        "{}: not a model the page reads: give an nnU-Net or MONAI model folder (or its .zip), an .onnx file, \
+         or SegLRP U-Net .safetensors (with its .json)",
         if names.is_empty() { "no files".to_string() } else { names.join(", ") }
     ))
 }
