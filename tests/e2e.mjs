@@ -645,7 +645,7 @@ async function nnunetModel(page, name) {
 img = nib.load(sys.argv[1])
 a = np.asarray(img.dataobj, dtype=np.float32)[::2, ::2, :]
 nib.save(nib.Nifti1Image(a, img.affine @ np.diag([2.0, 2.0, 1.0, 1.0])), sys.argv[2])`;
-  const study = ['t2', 't1_plain', 't1_20s', 't1_60s'].map((s, i) => {
+  const study = ['t2', 't1_plain', 't1_20s', 't1_15min'].map((s, i) => {
     const to = path.join(dir, `case_000${i}.nii.gz`);
     if (i < 2) fs.copyFileSync(path.join(studyDir, `${s}.nii.gz`), to);
     else execFileSync(PYTHON, ['-c', halve, path.join(studyDir, `${s}.nii.gz`), to]);
@@ -675,36 +675,18 @@ nib.save(nib.Nifti1Image(a, img.affine @ np.diag([2.0, 2.0, 1.0, 1.0])), sys.arg
   const roles = await page.$$eval('#files select', (s) => s.map((x) => x.value));
   assert.deepEqual(roles, ['CT', 'T1', 'T1ce', 'T2'], `${name}: files matched to the card by suffix`);
   const [x, y, z] = await page.evaluate(() => window.__seglrp.view.dims.map((d) => Math.floor(d / 2)));
-  const native = (scope) => {
-    const out = { seg: path.join(dir, `${scope}.nii.gz`), raw: path.join(dir, `${scope}.f32`) };
+  const native = (scope, which = cls) => {
+    const out = { seg: path.join(dir, `${scope}-${which}.nii.gz`), raw: path.join(dir, `${scope}-${which}.f32`) };
     const region = scope === 'voxel' ? [] : ['--region', scope];
+    const args = [...study, '--model', archive, '--voxel', `${x},${y},${z}`, '--class', String(which)];
     const summary = execFileSync(
       BIN,
-      [
-        'explain',
-        ...study,
-        '--model',
-        archive,
-        '--voxel',
-        `${x},${y},${z}`,
-        '--class',
-        String(cls),
-        '--composite',
-        'EpsilonGammaBox',
-        ...region,
-        '--segmentation',
-        out.seg,
-        '--raw',
-        out.raw,
-      ],
+      ['explain', ...args, '--composite', 'EpsilonGammaBox', ...region, '--segmentation', out.seg, '--raw', out.raw],
       { stdio: ['ignore', 'pipe', 'inherit'] },
     );
     const buf = fs.readFileSync(out.raw);
-    return {
-      ...out,
-      summary: JSON.parse(summary),
-      relevance: new Float32Array(buf.buffer, buf.byteOffset, buf.length / 4),
-    };
+    const relevance = new Float32Array(buf.buffer, buf.byteOffset, buf.length / 4);
+    return { ...out, summary: JSON.parse(summary), relevance };
   };
   const mask = await page.evaluate(() => Array.from(window.__seglrp.mask));
   // The more frequent foreground class of the random network is explained.
@@ -716,8 +698,13 @@ nib.save(nib.Nifti1Image(a, img.affine @ np.diag([2.0, 2.0, 1.0, 1.0])), sys.arg
   const differ = mask.filter((v, i) => v !== want[i]).length;
   assert.equal(differ, 0, `${name}: ${differ} voxels of the nnU-Net model's mask differ from the native one`);
   const results = [];
-  for (const scope of ['voxel', 'all']) {
-    await page.selectOption('#class', String(cls));
+  // A voxel and all of a class, then all foreground (each voxel for its own class) at once.
+  for (const [scope, which] of [
+    ['voxel', cls],
+    ['all', cls],
+    ['all', 'foreground'],
+  ]) {
+    await page.selectOption('#class', String(which));
     await page.selectOption('#scope', scope);
     await page.selectOption('#composite', 'EpsilonGammaBox');
     await page.evaluate(() => {
@@ -730,17 +717,18 @@ nib.save(nib.Nifti1Image(a, img.affine @ np.diag([2.0, 2.0, 1.0, 1.0])), sys.arg
       const e = window.__seglrp.explanation;
       return e && { cls: e.class, voxels: e.voxels, shares: e.shares, relevance: Array.from(e.relevance) };
     });
-    assert.ok(got, `${name}, ${scope}: ${await statusText(page)}`);
+    assert.ok(got, `${name}, ${scope} ${which}: ${await statusText(page)}`);
+    assert.equal(got.cls, which === 'foreground' ? null : which, `${name}: the class explained`);
     assert.equal(got.shares.length, 4, `${name}: four shares`);
     assert.equal(await page.locator('#panels figure:not([hidden])').count(), 4, `${name}: four relevance panels`);
-    const want = scope === 'voxel' ? voxel : native(scope);
+    const want = scope === 'voxel' ? voxel : native(scope, which);
     assert.equal(got.relevance.length, want.relevance.length);
     const { diff, scale } = maxDifference(got.relevance, want.relevance);
-    assert.ok(scale > 0 && diff <= 1e-4 * scale, `${name}, ${scope}: page vs native relevance ${diff} of ${scale}`);
+    assert.ok(scale > 0 && diff <= 1e-4 * scale, `${name}, ${scope} ${which}: page vs native ${diff} of ${scale}`);
     if (scope !== 'voxel') assert.equal(got.voxels, want.summary.explanation.voxels, `${name}: region size`);
-    results.push(
-      `${scope}${scope === 'voxel' ? '' : ` (${got.voxels} voxels)`} max|ΔR| ${diff.toExponential(2)} of ${scale.toExponential(2)}`,
-    );
+    if (which === 'foreground') assert.equal(got.voxels, count(1) + count(2), `${name}: all foreground voxels`);
+    const what = scope === 'voxel' ? 'a voxel' : `all ${which === 'foreground' ? 'foreground' : `class ${which}`}`;
+    results.push(`${what}: max|ΔR| ${diff.toExponential(2)} of ${scale.toExponential(2)}`);
   }
   await page.click('#model-bundled');
   await page.waitForFunction(

@@ -9,6 +9,8 @@ export const names = {
   sequences: [],
   plotOrder: [],
   classes: [],
+  /** The class choice that explains each foreground voxel for its own class (models of more than two classes), or null. */
+  allForeground: null,
   /** The first is the menu's default. */
   composites: [],
   /** `[{name, label, needs}]`: `needs` is null, 'label' or 'drawing'. */
@@ -27,6 +29,7 @@ export function setNames(c) {
     sequences: c.sequences,
     plotOrder: c.plot_order,
     classes: c.classes,
+    allForeground: c.all_foreground ?? null,
     composites: c.composites,
     scopes: c.scopes,
     roles: c.roles,
@@ -35,6 +38,9 @@ export function setNames(c) {
     model: c.model ?? null,
   });
 }
+
+/** A class index's name; `null` is the all-foreground choice. */
+export const className = (c) => (c == null ? names.allForeground : (names.classes[c] ?? `class ${c}`));
 
 /** The class explained by default: the last of a two-class model (its foreground), else 1. */
 export const defaultClass = () => Math.min(1, names.classes.length - 1);

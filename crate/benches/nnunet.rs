@@ -186,7 +186,7 @@ fn main() {
             .collect();
         reset_peak();
         let t = Instant::now();
-        let r = pollster::block_on(engine::explain_regions(&prepared, &[&region], 1, &composite, |_, _| {}))
+        let r = pollster::block_on(engine::explain_regions(&prepared, &[&region], Some(1), &composite, |_, _| {}))
             .unwrap()
             .remove(0);
         let (t_region, m_region) = (t.elapsed().as_secs_f64(), peak_gib());

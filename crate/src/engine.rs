@@ -13,7 +13,7 @@ pub use blended::{explain_blended, explain_blended_region, Blend};
 
 use crate::backend::read;
 use crate::io::volume::Volume;
-use crate::lrp::region_map::{column_sums, region_map_planned};
+use crate::lrp::region_map::{column_sums, region_map_planned, selected};
 use crate::lrp::target::{start_for, Target};
 use crate::lrp::walk::{nested_windows, propagate_once, Pass, Plan};
 use crate::lrp::Composite;
@@ -507,7 +507,8 @@ pub async fn explain(
 
 #[derive(Clone, Debug, Serialize)]
 pub struct RegionExplanation {
-    pub class: usize,
+    /// The class explained; `None`: each voxel's own ([`ALL_FOREGROUND`]).
+    pub class: Option<usize>,
     /// Voxels in the region.
     pub voxels: usize,
     /// Voxels whose |ΣM_a| was too small to normalise by (README, "LRP").
@@ -567,8 +568,13 @@ fn place(out: &mut [f32], window: &[f32], channels: usize, w: &Window, dims: [us
     all - placed
 }
 
+/// The class choice that explains every foreground voxel of a multi-class model for its own
+/// class at once (the region's bytes hold each voxel's class), as menus and messages name it.
+pub const ALL_FOREGROUND: &str = "all foreground";
+
 /// The exact two-pass region maps of `class` over `regions` (one byte per voxel, file order,
-/// each non-empty): the first of the two passes is shared. `progress(done, total)` is called
+/// each non-empty): the first of the two passes is shared. `class` `None` ([`ALL_FOREGROUND`]):
+/// each region voxel is explained for the class its byte holds (1…K−1), in the same two passes. `progress(done, total)` is called
 /// after each LRP pass (two per window: column sums, then maps), so that the page can say how
 /// far a region map is.
 ///
@@ -580,11 +586,13 @@ fn place(out: &mut [f32], window: &[f32], channels: usize, w: &Window, dims: [us
 pub async fn explain_regions(
     p: &Prepared,
     regions: &[&[u8]],
-    class: usize,
+    class: Option<usize>,
     composite: &Composite,
     mut progress: impl FnMut(usize, usize),
 ) -> Result<Vec<RegionExplanation>, String> {
-    check_class(p, class)?;
+    if let Some(c) = class {
+        check_class(p, c)?;
+    }
     let [nx, ny, nz] = p.dims;
     for region in regions {
         if region.len() != nx * ny * nz {
@@ -592,6 +600,11 @@ pub async fn explain_regions(
         }
         if !region.iter().any(|v| *v != 0) {
             return Err("the region is empty".into());
+        }
+        if class.is_none() {
+            if let Some(v) = region.iter().find(|v| **v as usize >= p.graph.classes) {
+                return Err(format!("class {v} does not exist (the model has classes 0–{})", p.graph.classes - 1));
+            }
         }
     }
     let boxes: Vec<([usize; 3], [usize; 3])> =
@@ -624,7 +637,7 @@ pub async fn explain_regions(
 struct RegionJob<'a> {
     p: &'a Prepared,
     regions: &'a [&'a [u8]],
-    class: usize,
+    class: Option<usize>,
     composite: &'a Composite,
 }
 
@@ -652,7 +665,7 @@ impl RegionSums {
         RegionSums { relevance: vec![0f32; len], explained_logits: 0.0, reached_input: 0.0, kept: 0, padding: 0.0 }
     }
 
-    fn explanation(self, class: usize, region: &[u8], channels: usize) -> RegionExplanation {
+    fn explanation(self, class: Option<usize>, region: &[u8], channels: usize) -> RegionExplanation {
         let voxels = region.iter().filter(|v| **v != 0).count();
         let shares = positive_shares(&self.relevance, channels);
         RegionExplanation {
@@ -673,28 +686,33 @@ impl RegionSums {
 }
 
 impl RegionJob<'_> {
-    /// The region's mask restricted to the core `(lo, hi)`, on window `w` of the padded grid
-    /// (None when the region has no voxel there).
-    fn mask_in(&self, region: &[u8], w: &Window, (lo, hi): ([usize; 3], [usize; 3])) -> Option<Tensor<5>> {
+    /// The region restricted to the core `(lo, hi)` as a selection (`[1, K, …]`, 1 at the class
+    /// each voxel is explained for: lrp/region_map.rs) on window `w` of the padded grid (None when
+    /// the region has no voxel there).
+    fn selection_in(&self, region: &[u8], w: &Window, (lo, hi): ([usize; 3], [usize; 3])) -> Option<Tensor<5>> {
         let [nx, ny, nz] = self.p.dims;
         let [wd, wh, ww] = w.dims();
-        let mut m = vec![0f32; wd * wh * ww];
+        let per = wd * wh * ww;
+        let mut m = vec![0f32; self.p.graph.classes * per];
         let mut any = false;
         for z in lo[0].max(w.lo[0])..=hi[0].min(nz - 1).min(w.hi[0] - 1) {
             for y in lo[1].max(w.lo[1])..=hi[1].min(ny - 1).min(w.hi[1] - 1) {
                 for x in lo[2].max(w.lo[2])..=hi[2].min(nx - 1).min(w.hi[2] - 1) {
-                    if region[x + nx * (y + ny * z)] != 0 {
-                        m[((z - w.lo[0]) * wh + y - w.lo[1]) * ww + x - w.lo[2]] = 1.0;
+                    let v = region[x + nx * (y + ny * z)];
+                    if v != 0 {
+                        let c = self.class.unwrap_or(v as usize);
+                        m[c * per + ((z - w.lo[0]) * wh + y - w.lo[1]) * ww + x - w.lo[2]] = 1.0;
                         any = true;
                     }
                 }
             }
         }
-        any.then(|| Tensor::<5>::from_data(TensorData::new(m, [1, 1, wd, wh, ww]), &self.p.device))
+        let shape = [1, self.p.graph.classes, wd, wh, ww];
+        any.then(|| Tensor::<5>::from_data(TensorData::new(m, shape), &self.p.device))
     }
 
     fn logits_on(&self, pass: &Pass, plan: &Plan) -> Tensor<5> {
-        pass.value(self.p.graph.output, &plan.output_window()).narrow(1, self.class, 1)
+        pass.value(self.p.graph.output, &plan.output_window())
     }
 
     fn plan(&self, (lo, hi): ([usize; 3], [usize; 3])) -> Result<(Pass, Plan), String> {
@@ -713,11 +731,11 @@ impl RegionJob<'_> {
     ) -> Result<Sums, String> {
         let (pass, plan) = self.plan(core)?;
         let sums = column_sums(&plan, &pass);
-        let totals = self.logits_on(&pass, &plan) * sums.clone().narrow(1, self.class, 1);
+        let totals = self.logits_on(&pass, &plan) * sums.clone();
         let out_w = plan.output_window();
         for (l, region) in largest.iter_mut().zip(self.regions) {
-            if let Some(mask) = self.mask_in(region, &out_w, core) {
-                let m = (totals.clone().abs() * mask).max().reshape([1, 1, 1, 1, 1]);
+            if let Some(sel) = self.selection_in(region, &out_w, core) {
+                let m = selected(totals.clone(), &sel).abs().max().reshape([1, 1, 1, 1, 1]);
                 *l = l.max(read(m).await?[0]);
             }
         }
@@ -746,10 +764,11 @@ impl RegionJob<'_> {
         };
         let (out_w, in_w) = (plan.output_window(), plan.input_window());
         for (i, region) in self.regions.iter().enumerate() {
-            let Some(mask) = self.mask_in(region, &out_w, core) else { continue };
-            let m = region_map_planned(&self.p.graph, &pass, &plan, self.class, mask, sums.clone(), Some(largest[i]));
+            let Some(sel) = self.selection_in(region, &out_w, core) else { continue };
+            let logits = selected(self.logits_on(&pass, &plan), &sel);
+            let m = region_map_planned(&self.p.graph, &pass, &plan, sel, sums.clone(), Some(largest[i]));
             let o = &mut out[i];
-            o.explained_logits += masked_sum(self.logits_on(&pass, &plan), &m.kept).await?;
+            o.explained_logits += masked_sum(logits, &m.kept).await?;
             o.reached_input += masked_sum(m.totals.clone(), &m.kept).await?;
             o.kept += read(m.kept.clone()).await?.iter().filter(|v| **v > 0.5).count();
             o.padding +=

@@ -217,6 +217,9 @@ pub fn catalogue() -> Result<JsValue, JsError> {
         sequences: Vec<String>,
         plot_order: Vec<usize>,
         classes: &'a [String],
+        /// The class choice explaining every foreground voxel for its own class (a model of more
+        /// than two classes), or null.
+        all_foreground: Option<&'static str>,
         composites: &'static [&'static str],
         scopes: &'static [crate::spatial::region::Scope],
         roles: Vec<String>,
@@ -237,6 +240,7 @@ pub fn catalogue() -> Result<JsValue, JsError> {
             sequences: channels,
             plot_order,
             classes: &s.model.card.classes,
+            all_foreground: (s.model.card.classes.len() > 2).then_some(engine::ALL_FOREGROUND),
             composites: &crate::lrp::composite::NAMES,
             scopes: &crate::spatial::region::SCOPES,
             roles,
@@ -460,7 +464,8 @@ pub async fn explain(x: usize, y: usize, z: usize, class: usize, composite: Stri
 }
 
 /// The exact two-pass region map of `class` for a region of the voxels predicted as `class`
-/// (any foreground for class 0: [`Selection::mask_of_class`]): `scope` "component" (the
+/// (any foreground for class 0: [`Selection::mask_of_class`]; `class` undefined: every
+/// foreground voxel for its own class, [`engine::ALL_FOREGROUND`]): `scope` "component" (the
 /// connected component holding voxel (x, y, z)), "all", or against the study's label "tp",
 /// "fn", "fp"; or "drawn": `drawn` is the region itself (0/1 per voxel, file order, drawn by
 /// the user in the viewer). Returns `{relevance: Float32Array, region: Uint8Array (the
@@ -470,7 +475,7 @@ pub async fn explain_region(
     x: usize,
     y: usize,
     z: usize,
-    class: usize,
+    class: Option<usize>,
     composite: String,
     scope: String,
     drawn: Option<Vec<u8>>,
@@ -484,7 +489,7 @@ pub async fn explain_region(
         other => Selection::parse(other).map_err(js_err)?,
     };
     let label = with_state(|s| Ok(s.label.clone()))?;
-    let area = selection.mask_of_class(&mask, label.as_deref(), class, study.dims).map_err(|e| match selection {
+    let area = selection.classes_of(&mask, label.as_deref(), class, study.dims).map_err(|e| match selection {
         Selection::Component(_) => js_err(format!("{e}: click inside the coloured region, or explain single voxels")),
         _ => js_err(e),
     })?;
@@ -504,7 +509,7 @@ pub async fn explain_region(
 async fn region_map(
     study: &Prepared,
     area: &[u8],
-    class: usize,
+    class: Option<usize>,
     composite: &crate::lrp::Composite,
 ) -> Result<engine::RegionExplanation, String> {
     let mut maps =
@@ -571,7 +576,7 @@ pub async fn explain_demo_patient(i: usize, composite: String) -> Result<JsValue
     } else {
         let composite = chosen_composite(&composite, &prepared)?;
         let area = Selection::AllPredicted.mask(&mask, None, prepared.dims).map_err(js_err)?;
-        let e = region_map(&prepared, &area, 1, &composite).await;
+        let e = region_map(&prepared, &area, Some(1), &composite).await;
         release();
         serde_wasm_bindgen::to_value(&e.map_err(js_err)?).map_err(js_err)?
     };

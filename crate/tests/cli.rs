@@ -90,6 +90,21 @@ fn segment_and_explain_regions() {
     assert!((shares(&x["shares"]).iter().sum::<f64>() - 1.0).abs() < 1e-5);
     assert!(x["conservation"].as_f64().unwrap() > 0.0);
 
+    // "All foreground" of a two-class model is its one foreground class; a class that is neither
+    // an index nor "foreground" is refused in words.
+    let raw = |n: &str| dir.join(n).display().to_string();
+    let fg =
+        json(&ok(&[&["explain", "--region", "fn", "--class", "foreground", "--raw", &raw("fg.f32")][..], &f].concat()));
+    assert_eq!(
+        (&fg["explanation"]["class"], &fg["explanation"]["class_name"]),
+        (&serde_json::Value::Null, &"all foreground".into())
+    );
+    ok(&[&["explain", "--region", "fn", "--class", "1", "--raw", &raw("one.f32")][..], &f].concat());
+    assert_eq!(std::fs::read(raw("fg.f32")).unwrap(), std::fs::read(raw("one.f32")).unwrap());
+    let out = run(&[&["explain", "--region", "all", "--class", "tumour"][..], &f].concat());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("give a class index, or \"foreground\""), "{err}");
+
     // A box and the same box as a mask file give the same map.
     let boxed = json(&ok(&[
         &["explain", "--box", "40,30,15,60,50,25", "--raw", dir.join("box.f32").to_str().unwrap()][..],

@@ -66,7 +66,7 @@ fn relevance_on_the_padding_is_reported() {
         (0..vol.voxels()).map(|i| u8::from(i % nx >= 40 && (i / nx) % ny >= 38 && i / (nx * ny) >= 9)).collect();
     for (name, on_padding) in [("EpsilonGammaBox", true), ("Epsilon", false)] {
         let composite = seglrp::engine::composite(name, &p).unwrap();
-        let e = pollster::block_on(seglrp::engine::explain_regions(&p, &[&region], 1, &composite, |_, _| {}))
+        let e = pollster::block_on(seglrp::engine::explain_regions(&p, &[&region], Some(1), &composite, |_, _| {}))
             .unwrap()
             .remove(0);
         let kept = (e.voxels - e.left_out) as f32;

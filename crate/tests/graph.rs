@@ -290,8 +290,9 @@ fn the_bundled_models_maps_equal_the_whole_grid_pass() {
         let old = walk::propagate(&whole, start_for(&logits, 1, [voxel[2], voxel[1], voxel[0]], Target::Logit));
         let err = relative(&new, &engine::crop(host(old), 6, padded, vol.dims));
         assert!(err < 1e-5, "{name}: voxel map {err}");
-        let new =
-            pollster::block_on(engine::explain_regions(&p, &[&region], 1, &composite, |_, _| {})).unwrap().remove(0);
+        let new = pollster::block_on(engine::explain_regions(&p, &[&region], Some(1), &composite, |_, _| {}))
+            .unwrap()
+            .remove(0);
         let old = rmap::region_map(&p.graph, trace, &composite, 1, mask.clone(), everything);
         let kept = host(old.kept).iter().filter(|v| **v > 0.5).count();
         assert_eq!(new.voxels - new.left_out, kept, "{name}");

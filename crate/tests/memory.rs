@@ -101,8 +101,9 @@ fn windowed_clicks_hold_their_window_and_release_it() {
             region[x + dims[0] * (96 + dims[1] * z)] = 1;
         }
     }
-    let (r, region_peak) =
-        peak_of(|| pollster::block_on(explain_regions(&p, &[&region], 1, &composite, |_, _| {})).unwrap().remove(0));
+    let (r, region_peak) = peak_of(|| {
+        pollster::block_on(explain_regions(&p, &[&region], Some(1), &composite, |_, _| {})).unwrap().remove(0)
+    });
     assert_eq!(r.voxels, 20);
     let (after_first, after_last) = no_growth(&p, voxel, &composite);
     println!(

@@ -251,7 +251,7 @@ fn region_conservation_and_shared_first_pass() {
             PrepareOptions::default().with_normalised(true).with_mode(seglrp::engine::Mode::Whole),
         )
         .unwrap();
-        let both = pollster::block_on(explain_regions(&p, &[&a, &b], 1, &lrp0, |_, _| {})).unwrap();
+        let both = pollster::block_on(explain_regions(&p, &[&a, &b], Some(1), &lrp0, |_, _| {})).unwrap();
         for (region, e) in [&a, &b].into_iter().zip(&both) {
             assert!(e.explained_logits.abs() > 1e-2, "degenerate logits {}", e.explained_logits);
             let off = (e.conservation - 1.0).abs();
@@ -263,7 +263,8 @@ fn region_conservation_and_shared_first_pass() {
                 e.reached_input,
                 e.explained_logits
             );
-            let alone = pollster::block_on(explain_regions(&p, &[region], 1, &lrp0, |_, _| {})).unwrap().remove(0);
+            let alone =
+                pollster::block_on(explain_regions(&p, &[region], Some(1), &lrp0, |_, _| {})).unwrap().remove(0);
             assert_eq!((alone.voxels, alone.left_out), (e.voxels, e.left_out));
             let scale = alone.relevance.iter().fold(0f32, |m, v| m.max(v.abs()));
             let diff = alone.relevance.iter().zip(&e.relevance).fold(0f32, |m, (x, y)| m.max((x - y).abs()));
@@ -352,7 +353,7 @@ fn cropped_lrp_equals_the_full_pass() {
                 )
             })
             .collect();
-        let cropped = pollster::block_on(explain_regions(&p, &[&region], 1, &c, |_, _| {})).unwrap().remove(0);
+        let cropped = pollster::block_on(explain_regions(&p, &[&region], Some(1), &c, |_, _| {})).unwrap().remove(0);
         let mask = Tensor::<5>::from_data(
             TensorData::new(region.iter().map(|v| f32::from(*v)).collect::<Vec<_>>(), [1, 1, nz, ny, nx]),
             &dev,
@@ -466,8 +467,8 @@ fn windowed_study_equals_the_whole_pass() {
             let y = pollster::block_on(explain(&windowed, voxel, 1, &c)).unwrap();
             compare(&format!("{cfg:?} voxel {voxel:?}"), &y.relevance, &x.relevance, 1e-5);
         }
-        let x = pollster::block_on(explain_regions(&whole, &[&region], 1, &c, |_, _| {})).unwrap().remove(0);
-        let y = pollster::block_on(explain_regions(&windowed, &[&region], 1, &c, |_, _| {})).unwrap().remove(0);
+        let x = pollster::block_on(explain_regions(&whole, &[&region], Some(1), &c, |_, _| {})).unwrap().remove(0);
+        let y = pollster::block_on(explain_regions(&windowed, &[&region], Some(1), &c, |_, _| {})).unwrap().remove(0);
         assert_eq!((x.voxels, x.left_out), (y.voxels, y.left_out), "{cfg:?}: the same voxels kept");
         assert!(
             (x.explained_logits - y.explained_logits).abs() <= 1e-4 * x.explained_logits.abs().max(1.0),
@@ -476,4 +477,47 @@ fn windowed_study_equals_the_whole_pass() {
         let bound = if cfg.norm == NormKind::Instance { 5e-5 } else { 1e-5 };
         compare(&format!("{cfg:?} region"), &y.relevance, &x.relevance, bound);
     }
+}
+
+/// "All foreground" explains each region voxel for its own class in the same two passes: on a
+/// three-class network, the region whose bytes hold class 1 in one box and class 2 in another
+/// gives the sum of the two boxes' region maps, each for its class.
+#[test]
+fn all_foreground_is_the_sum_of_each_class_region_map() {
+    use seglrp::engine::{explain_regions, prepare};
+    use seglrp::io::volume::Volume;
+    let dev = cpu_device("cpu").unwrap();
+    let dims = [10, 12, 8];
+    let n: usize = dims.iter().product();
+    let data = host(input([1, 6, 8, 12, 10], 23, &dev));
+    let vol =
+        Volume { dims, channels: 6, spacing: [1.0; 3], affine: seglrp::io::geometry::Affine::diagonal([1.0; 3]), data };
+    let net = UNet::seeded(&UNetConfig { classes: 3, ..UNetConfig::small() }, 5, 0.1, &dev);
+    let opts = PrepareOptions::default().with_normalised(true).with_mode(seglrp::engine::Mode::Whole);
+    let p = prepare(&net, &vol, &dev, opts).unwrap();
+    let boxed = |x0: usize, x1: usize, v: u8| -> Vec<u8> {
+        (0..n).map(|i| if (x0..x1).contains(&(i % 10)) && (i / 10) % 12 < 5 { v } else { 0 }).collect()
+    };
+    let (a, b) = (boxed(1, 4, 1), boxed(6, 9, 2));
+    let both: Vec<u8> = a.iter().zip(&b).map(|(x, y)| x + y).collect();
+    let c = Composite::Epsilon { epsilon: 1e-6 };
+    let run = |region: &[u8], class| pollster::block_on(explain_regions(&p, &[region], class, &c, |_, _| {}));
+    let all = run(&both, None).unwrap().remove(0);
+    let (one, two) = (run(&a, Some(1)).unwrap().remove(0), run(&b, Some(2)).unwrap().remove(0));
+    assert_eq!((all.class, all.voxels), (None, one.voxels + two.voxels));
+    // The same voxels left out (each |ΣM_a| measured against the largest of the whole region).
+    assert_eq!(all.left_out, one.left_out + two.left_out);
+    let sum: Vec<f32> = one.relevance.iter().zip(&two.relevance).map(|(x, y)| x + y).collect();
+    let scale = sum.iter().fold(0f32, |m, v| m.max(v.abs()));
+    let diff = all.relevance.iter().zip(&sum).fold(0f32, |m, (x, y)| m.max((x - y).abs()));
+    assert!(scale > 0.0 && diff <= 1e-5 * scale, "all foreground vs the two classes' maps: {diff} of {scale}");
+    let logits = one.explained_logits + two.explained_logits;
+    assert!(
+        (all.explained_logits - logits).abs() <= 1e-4 * logits.abs().max(1.0),
+        "{} vs {logits}",
+        all.explained_logits
+    );
+    // A region byte naming a class the model lacks is refused in words.
+    let err = run(&boxed(1, 4, 3), None).unwrap_err();
+    assert!(err.contains("class 3 does not exist"), "{err}");
 }

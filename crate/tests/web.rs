@@ -139,8 +139,8 @@ async fn windowed_studies_equal_the_whole_pass_on_webgpu() {
     assert!(
         seglrp::spatial::tiling::cores(&windowed.graph, [3, 8, 10], [8, 23, 29], windowed.padded, max_window).len() > 1
     );
-    let a = explain_regions(&whole, &[&region], 1, &c, |_, _| {}).await.unwrap().remove(0);
-    let b = explain_regions(&windowed, &[&region], 1, &c, |_, _| {}).await.unwrap().remove(0);
+    let a = explain_regions(&whole, &[&region], Some(1), &c, |_, _| {}).await.unwrap().remove(0);
+    let b = explain_regions(&windowed, &[&region], Some(1), &c, |_, _| {}).await.unwrap().remove(0);
     let (scale, diff) = (max_abs(&a.relevance), max_abs_diff(&a.relevance, &b.relevance));
     log(format!("windowed vs whole on WebGPU, region: max|ΔM_A| = {diff:e}, max|M_A| = {scale:e}"));
     assert_eq!((a.voxels, a.left_out), (b.voxels, b.left_out));

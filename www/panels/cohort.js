@@ -2,7 +2,7 @@
 // of Chlebus et al. 2019 (one axis per channel of the model, in the catalogue's order) with its
 // table, and the demo cohort explained on a pool of workers.
 import { store, withBusy, settled } from '../store.js';
-import { names } from '../catalogue.js';
+import { names, className } from '../catalogue.js';
 import { status, failed, withProgress, escapeHtml } from '../status.js';
 import { drawParallel, colourOf } from '../charts.js';
 import { Pool, poolSize } from '../pool.js';
@@ -15,7 +15,7 @@ export function addToCohort(e) {
   store.cohort.add({
     study: e.study,
     region: regionText(e),
-    class: names.classes[e.class] ?? `class ${e.class}`,
+    class: className(e.class),
     composite: e.composite,
     voxels: e.voxels ?? 1,
     left_out: e.left_out ?? 0,

@@ -2,7 +2,7 @@
 // catalogue), a click or the Explain button turned into a relevance map in the worker, and
 // the results: the relevance panels (one per channel), the shares as bars and a table.
 import { store, withBusy } from '../store.js';
-import { names, defaultClass } from '../catalogue.js';
+import { names, defaultClass, className } from '../catalogue.js';
 import { status, failed, withProgress } from '../status.js';
 import { drawBars } from '../charts.js';
 
@@ -13,15 +13,17 @@ const option = (value, text, extra = '') => `<option value="${value}"${extra}>${
 const CROSSHAIR = ['voxel', 'component'];
 const scopeLabel = (name) => names.scopes.find((s) => s.name === name)?.label ?? name;
 const againstLabel = () => names.scopes.filter((s) => s.needs === 'label').map((s) => s.name);
-const className = (c) => names.classes[c] ?? `class ${c}`;
 // The regions' own words name the liver's "tumour": for another model, the explained class.
-const worded = (text, cls) => (names.model?.liver ? text : text.replace(/\btumour\b/g, className(cls)));
+const worded = (text, cls) =>
+  names.model?.liver ? text : text.replace(/\btumour\b/g, cls == null ? 'foreground' : className(cls));
+/** The class menu's choice: an index, or null for all foreground. */
+const chosenClass = () => ($('class').value === 'foreground' ? null : +$('class').value);
 
 /** The menus of the model in use (after start and after each model change). */
 export function buildMenus() {
-  $('class').innerHTML = names.classes
-    .map((c, i) => option(i, `${i}: ${c}`, i === defaultClass() ? ' selected' : ''))
-    .join('');
+  $('class').innerHTML =
+    names.classes.map((c, i) => option(i, `${i}: ${c}`, i === defaultClass() ? ' selected' : '')).join('') +
+    (names.allForeground ? option('foreground', names.allForeground) : '');
   if (!$('composite').options.length) $('composite').innerHTML = names.composites.map((c) => option(c, c)).join('');
   // Regions that need a label or a drawing start disabled (updateScopes, the drawing menu).
   $('scope').innerHTML = names.scopes
@@ -33,7 +35,7 @@ export function buildMenus() {
 
 /** The region menu in the words of the chosen class ("all predicted liver" for class liver). */
 function wordScopes() {
-  for (const o of $('scope').options) o.textContent = worded(o.textContent, +$('class').value);
+  for (const o of $('scope').options) o.textContent = worded(o.textContent, chosenClass());
 }
 
 /** tp/fn/fp compare the prediction with a label: offered only when the study has one. */
@@ -62,6 +64,11 @@ async function explainWith({ voxel, cls, composite, scope }) {
   const args = { x: voxel[0], y: voxel[1], z: voxel[2], cls, composite };
   let e;
   if (scope === 'voxel') {
+    // All foreground, one voxel: the voxel's own predicted class.
+    if (cls == null) {
+      const [nx, ny] = store.study.dims;
+      args.cls = store.mask[voxel[0] + nx * (voxel[1] + ny * voxel[2])];
+    }
     e = await withProgress(store.compute, `Explaining ${where} with ${composite}`, () =>
       store.compute.run('explain', args),
     );
@@ -153,7 +160,7 @@ export async function explain(voxel, onExplained) {
     status('Busy: your request will be explained next.', { busy: true });
     return;
   }
-  const cls = +$('class').value;
+  const cls = chosenClass();
   const composite = $('composite').value;
   const scope = $('scope').value;
   await withBusy(async () => {

@@ -285,7 +285,7 @@ pub async fn explain_blended_region(
     let (map, padding) = l.unpad(&relevance, channels, input.dims);
     let shares = positive_shares(&map, channels);
     Ok(RegionExplanation {
-        class,
+        class: Some(class),
         voxels,
         left_out: voxels - kept.iter().filter(|k| **k).count(),
         relevance_sum: map.iter().map(|v| *v as f64).sum::<f64>() as f32,

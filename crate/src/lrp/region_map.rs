@@ -28,7 +28,7 @@ pub const LEFT_OUT_FRACTION: f32 = 1e-3;
 pub struct RegionMap {
     /// `[1, C, D, H, W]`: `Σ_{a∈A'} M_a / ΣM_a` over the voxels `A'` of the region kept.
     pub relevance: Tensor<5>,
-    /// `ΣM_a = y_a (Lᵀ1)_a` for every output voxel of the class, `[1, 1, D, H, W]`.
+    /// `ΣM_a = y_a (Lᵀ1)_a` for every voxel of the region (0 elsewhere), `[1, 1, D, H, W]`.
     pub totals: Tensor<5>,
     /// 1 where a region voxel was kept, `[1, 1, D, H, W]`.
     pub kept: Tensor<5>,
@@ -43,23 +43,38 @@ pub fn column_sums(plan: &Plan, pass: &Pass) -> Tensor<5> {
     transpose(plan, pass.value(0, &plan.input_window()).ones_like())
 }
 
-/// The region map of `class` over `region` (`[1, 1, …]` on the plan's output window, 1 inside)
-/// with the [`column_sums`] of this plan; `largest` is the left-out rule's largest `|ΣM_b|` over
-/// the whole region when the region is explained in parts (else this part's). The map is on
+/// The region `[1, 1, …]` (1 inside) as a selection of `class` among `classes`: `[1, K, …]`,
+/// 1 at the class a voxel is explained for. A selection may pick a different class per voxel
+/// (each voxel's own predicted class: all of a multi-class model's foreground at once).
+pub fn selection(class: usize, region: Tensor<5>, classes: usize) -> Tensor<5> {
+    let inside = region.greater_elem(0.5).float();
+    Tensor::cat((0..classes).map(|c| if c == class { inside.clone() } else { inside.zeros_like() }).collect(), 1)
+}
+
+/// The logit (or any per-class value `t`, `[1, K, …]`) each voxel of `selection` is explained
+/// for, `[1, 1, …]` (0 outside the region).
+pub fn selected(t: Tensor<5>, selection: &Tensor<5>) -> Tensor<5> {
+    (t * selection.clone()).sum_dim(1)
+}
+
+/// The region map over `selection` (`[1, K, …]` on the plan's output window: 1 at the class each
+/// region voxel is explained for, [`selection`]) with the [`column_sums`] of this plan;
+/// `largest` is the left-out rule's largest `|ΣM_b|` over the whole region when the region is
+/// explained in parts (else this part's). Since `L` is linear in its start, voxels of different
+/// classes share the two passes: `M_A = L(Σ_a e_{a,c(a)} / (Lᵀ1)_{a,c(a)})`. The map is on
 /// [`Plan::input_window`], `totals` and `kept` on the output window.
 pub fn region_map_planned(
     graph: &Graph,
     pass: &Pass,
     plan: &Plan,
-    class: usize,
-    region: Tensor<5>,
+    selection: Tensor<5>,
     column_sums: Tensor<5>,
     largest: Option<f32>,
 ) -> RegionMap {
     let logits = pass.value(graph.output, &plan.output_window());
-    let lt1 = column_sums.narrow(1, class, 1);
-    let totals = logits.clone().narrow(1, class, 1) * lt1.clone();
-    let inside = region.greater_elem(0.5).float();
+    let lt1 = selected(column_sums, &selection);
+    let totals = selected(logits, &selection) * lt1.clone();
+    let inside = selection.clone().sum_dim(1).greater_elem(0.5).float();
     let largest = match largest {
         Some(l) => inside.zeros_like().narrow(2, 0, 1).narrow(3, 0, 1).narrow(4, 0, 1).add_scalar(l),
         None => (totals.clone().abs() * inside.clone()).max().reshape([1, 1, 1, 1, 1]),
@@ -67,12 +82,7 @@ pub fn region_map_planned(
     let kept = totals.clone().abs().greater_equal(largest * LEFT_OUT_FRACTION).float() * inside;
     // e_a / (Lᵀ1)_a where kept; the divisor is made 1 elsewhere so that nothing is NaN.
     let safe = lt1 * kept.clone() + (kept.ones_like() - kept.clone());
-    let start_class = kept.clone() / safe;
-    let classes = logits.dims()[1];
-    let start = Tensor::cat(
-        (0..classes).map(|c| if c == class { start_class.clone() } else { start_class.zeros_like() }).collect(),
-        1,
-    );
+    let start = selection * (kept.clone() / safe);
     RegionMap { relevance: propagate(plan, start), totals, kept }
 }
 
@@ -92,7 +102,15 @@ pub fn region_map(
     let plan = Plan::around(graph, trace, composite, bounds.0, bounds.1);
     let sums = column_sums(&plan, &pass);
     let (out, input) = (plan.output_window(), plan.input_window());
-    let m = region_map_planned(graph, &pass, &plan, class, crop_tensor(&region, &out, full), sums, None);
+    let classes = graph.classes;
+    let m = region_map_planned(
+        graph,
+        &pass,
+        &plan,
+        selection(class, crop_tensor(&region, &out, full), classes),
+        sums,
+        None,
+    );
     let all = whole(full);
     RegionMap {
         relevance: refit(m.relevance, &input, &all),

@@ -148,6 +148,25 @@ impl Selection {
         self.mask(&of(pred), label.map(of).as_deref(), dims)
     }
 
+    /// The region for `class`, or for each voxel's own class (`None`, "all foreground"): then each
+    /// voxel of [`Selection::mask`] among any foreground holds the class it is explained for —
+    /// its predicted class, or for a voxel predicted as background (a false negative) its
+    /// labelled one — and 0 outside.
+    pub fn classes_of(
+        &self,
+        pred: &[u8],
+        label: Option<&[u8]>,
+        class: Option<usize>,
+        dims: [usize; 3],
+    ) -> Result<Vec<u8>, String> {
+        if let Some(c) = class {
+            return self.mask_of_class(pred, label, c, dims);
+        }
+        let m = self.mask(pred, label, dims)?;
+        let own = |i: usize| if pred[i] != 0 { pred[i] } else { label.map_or(0, |l| l[i]) };
+        Ok(m.iter().enumerate().map(|(i, &inside)| if inside == 0 { 0 } else { own(i) }).collect())
+    }
+
     /// The region as a mask (file order, 1 = in), from the prediction `pred` and the optional
     /// `label` on a grid of `dims`. An empty region is `Ok` (a patient without false negatives
     /// is a result, not an error); a region that cannot be formed is an error in words.

@@ -383,8 +383,13 @@ fn explain_one_pass(
     let areas = areas(args, &s.mask, s.study.label.as_deref(), s.study.volume.dims)?;
     let regions = non_empty(&areas);
     step(&format!("explaining {} region(s)", regions.len()));
-    let maps =
-        pollster::block_on(seglrp::engine::explain_regions(&s.prepared, &regions, args.class, &composite, |_, _| {}))?;
+    let maps = pollster::block_on(seglrp::engine::explain_regions(
+        &s.prepared,
+        &regions,
+        Some(args.class),
+        &composite,
+        |_, _| {},
+    ))?;
     Ok(Explained { volume: s.study.volume.clone(), areas, maps, mask: s.mask, study: s.study })
 }
 

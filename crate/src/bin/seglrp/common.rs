@@ -120,6 +120,33 @@ pub fn device(gpu: bool, cpu: &str) -> Result<Device, String> {
 }
 
 /// `N` whole numbers separated by commas ("20,30,8"): voxels, boxes, shapes.
+/// `--class`: a class index, or "foreground" (`None`: all foreground, each voxel explained for
+/// its own class).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ClassChoice(pub Option<usize>);
+
+pub fn class_choice(s: &str) -> Result<ClassChoice, String> {
+    if s == "foreground" {
+        return Ok(ClassChoice(None));
+    }
+    s.parse().map(|c| ClassChoice(Some(c))).map_err(|_| format!("\"{s}\": give a class index, or \"foreground\""))
+}
+
+impl ClassChoice {
+    /// The class's name on the model's card (or [`seglrp::engine::ALL_FOREGROUND`]), once it
+    /// is checked to be one of `classes`.
+    pub fn name(self, classes: &[String]) -> Result<String, String> {
+        match self.0 {
+            Some(c) if c < classes.len() => Ok(classes[c].clone()),
+            Some(c) => {
+                Err(format!("--class {c}: the model's classes are 0 to {} ({})", classes.len() - 1, classes.join(", ")))
+            }
+            None if classes.len() < 2 => Err("--class foreground: the model has no foreground class".into()),
+            None => Ok(seglrp::engine::ALL_FOREGROUND.to_string()),
+        }
+    }
+}
+
 pub fn numbers<const N: usize>(s: &str) -> Result<[usize; N], String> {
     let v: Vec<usize> = s
         .split(',')

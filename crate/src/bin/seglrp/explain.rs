@@ -8,7 +8,7 @@ use seglrp::io::nifti;
 use seglrp::io::volume::Volume;
 use seglrp::spatial::region::Selection;
 
-use crate::common::{gzip_wanted, numbers, write, StudyOptions};
+use crate::common::{class_choice, gzip_wanted, numbers, write, ClassChoice, StudyOptions};
 use crate::segment::{composite, segment};
 
 #[derive(clap::Args)]
@@ -21,9 +21,11 @@ pub struct Args {
     /// of the tumour component to explain.
     #[arg(long, value_parser = numbers::<3>)]
     pub voxel: Option<[usize; 3]>,
-    /// Class to explain (the model's class index; the liver model: 0 background, 1 tumour).
-    #[arg(long, default_value_t = 1)]
-    pub class: usize,
+    /// Class to explain (the model's class index; the liver model: 0 background, 1 tumour), or
+    /// "foreground": every foreground voxel of the region for its own class (a voxel: its
+    /// predicted class), all in the same two passes.
+    #[arg(long, default_value = "1", value_parser = class_choice)]
+    pub class: ClassChoice,
     /// Explain a region instead of one voxel, as the exact two-pass region map
     /// M_A = Σ M_a / ΣM_a: "component" (the predicted tumour's connected component that
     /// holds --voxel), "all" (all predicted tumour), or against the label file "tp", "fn",
@@ -72,6 +74,7 @@ pub struct Args {
 /// `--predictor`: one voxel of nnU-Net's blended prediction, explained on the network's grid.
 fn run_predictor(
     args: &Args,
+    class: usize,
     study: seglrp::io::study::Study,
     model: &crate::common::Model,
     device: &burn::prelude::Device,
@@ -104,13 +107,8 @@ fn run_predictor(
     let (relevance, mut json) = match (args.region.as_deref(), at) {
         (None, Some(at)) => {
             let pb = crate::progress::bar(1, "explaining: windows × mirrorings");
-            let e = pollster::block_on(engine::explain_blended(
-                &blend,
-                at,
-                args.class,
-                device,
-                crate::progress::ticks(&pb),
-            ))?;
+            let e =
+                pollster::block_on(engine::explain_blended(&blend, at, class, device, crate::progress::ticks(&pb)))?;
             pb.finish_and_clear();
             let mut json = serde_json::to_value(&e).expect("plain JSON");
             json["region"] = serde_json::json!("voxel");
@@ -140,7 +138,7 @@ fn run_predictor(
             ))?;
             pb.finish_and_clear();
             let labels = seglrp::spatial::sliding::argmax(&b.half, b.classes);
-            let area = selection.mask_of_class(&labels, None, args.class, input.volume.dims)?;
+            let area = selection.mask_of_class(&labels, None, class, input.volume.dims)?;
             if !area.iter().any(|v| *v != 0) {
                 return Err(format!(
                     "the region \"{name}\" is empty on the network's grid: {}",
@@ -151,7 +149,7 @@ fn run_predictor(
             let e = pollster::block_on(engine::explain_blended_region(
                 &blend,
                 &area,
-                args.class,
+                class,
                 device,
                 crate::progress::ticks(&pb),
             ))?;
@@ -171,7 +169,7 @@ fn run_predictor(
     json["composite"] = serde_json::json!(args.composite);
     let channels: Vec<&str> = model.card.channels.iter().map(|c| c.name.as_str()).collect();
     json["sequences"] = serde_json::json!(channels);
-    json["class_name"] = serde_json::json!(model.card.classes[args.class]);
+    json["class_name"] = serde_json::json!(model.card.classes[class]);
     if let Some(path) = &args.raw {
         write(path, &relevance.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>())?;
     }
@@ -202,14 +200,7 @@ pub fn read_mask(path: &Path, like: &Volume) -> Result<Vec<u8>, String> {
 pub fn run(args: Args) -> Result<(), String> {
     let (study, device, model) = args.common.open(&args.files)?;
     let device = &device;
-    if args.class >= model.card.classes.len() {
-        return Err(format!(
-            "--class {}: the model's classes are 0 to {} ({})",
-            args.class,
-            model.card.classes.len() - 1,
-            model.card.classes.join(", ")
-        ));
-    }
+    let class_name = args.class.name(&model.card.classes)?;
     let dims = study.volume.dims;
     if let Some(v) = args.voxel {
         if v.iter().zip(&dims).any(|(v, d)| v >= d) {
@@ -217,7 +208,8 @@ pub fn run(args: Args) -> Result<(), String> {
         }
     }
     if args.predictor {
-        return run_predictor(&args, study, &model, device);
+        let class = args.class.0.ok_or("--predictor explains one class at a time: give --class N")?;
+        return run_predictor(&args, class, study, &model, device);
     }
     let selection = match (args.region.as_deref(), args.bbox, &args.mask) {
         (Some("component"), _, _) => {
@@ -238,14 +230,15 @@ pub fn run(args: Args) -> Result<(), String> {
     let (values, mut explanation) = match &selection {
         None => {
             let voxel = args.voxel.expect("checked above");
-            let e = pollster::block_on(engine::explain(&s.prepared, voxel, args.class, &composite))?;
+            let own = s.mask[s.study.volume.index(voxel)] as usize;
+            let e = pollster::block_on(engine::explain(&s.prepared, voxel, args.class.0.unwrap_or(own), &composite))?;
             let mut json = serde_json::to_value(&e).expect("plain JSON");
             json["region"] = serde_json::json!("voxel");
             json["predicted_class_at_voxel"] = serde_json::json!(s.mask[s.study.volume.index(voxel)]);
             (e.relevance, json)
         }
         Some(sel) => {
-            let e = s.explain_region(sel, args.class, &composite)?.ok_or_else(|| {
+            let e = s.explain_region(sel, args.class.0, &composite)?.ok_or_else(|| {
                 format!("the region \"{}\" is empty in this study: {}", sel.name(), sel.empty_message())
             })?;
             let mut json = serde_json::to_value(&e).expect("plain JSON");
@@ -262,7 +255,7 @@ pub fn run(args: Args) -> Result<(), String> {
     explanation["composite"] = serde_json::json!(args.composite);
     let channels: Vec<&str> = model.card.channels.iter().map(|c| c.name.as_str()).collect();
     explanation["sequences"] = serde_json::json!(channels);
-    explanation["class_name"] = serde_json::json!(model.card.classes[args.class]);
+    explanation["class_name"] = serde_json::json!(class_name);
     eprintln!("segmentation {:.0} ms, LRP {:.0} ms", s.seconds * 1e3, t.elapsed().as_secs_f64() * 1e3);
     let vol = &s.study.volume;
     if let Some(path) = &args.raw {

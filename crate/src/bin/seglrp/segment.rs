@@ -65,17 +65,17 @@ fn of_class(labels: &[u8], class: usize) -> Vec<u8> {
 
 impl Segmented {
     /// The voxels of `selection` (1 = in) chosen among those predicted, or labelled, as `class`
-    /// (any foreground for class 0).
-    pub fn area(&self, selection: &Selection, class: usize) -> Result<Vec<u8>, String> {
-        selection.mask_of_class(&self.mask, self.study.label.as_deref(), class, self.study.volume.dims)
+    /// (any foreground for class 0); for all foreground (`None`) each holding its own class.
+    pub fn area(&self, selection: &Selection, class: Option<usize>) -> Result<Vec<u8>, String> {
+        selection.classes_of(&self.mask, self.study.label.as_deref(), class, self.study.volume.dims)
     }
 
-    /// The region map of `class` over `selection` ([`Segmented::area`]); `Ok(None)` when the
-    /// region is empty.
+    /// The region map of `class` (`None`: all foreground) over `selection` ([`Segmented::area`]);
+    /// `Ok(None)` when the region is empty.
     pub fn explain_region(
         &self,
         selection: &Selection,
-        class: usize,
+        class: Option<usize>,
         composite: &seglrp::lrp::Composite,
     ) -> Result<Option<engine::RegionExplanation>, String> {
         let area = self.area(selection, class)?;
