@@ -257,6 +257,13 @@ fn cohort_with_a_broken_study_resumes() {
     assert_eq!(stamp("patient13.json"), before, "a finished patient is not redone");
     assert_eq!(std::fs::read_to_string(out.join("cohort.csv")).unwrap(), csv, "the redone patient gives the same row");
     assert!(std::fs::read_dir(&out).unwrap().all(|e| !e.unwrap().path().display().to_string().ends_with(".partial")));
+
+    // All foreground of a two-class model is its one foreground class: the same table.
+    let fg = dir.join("fg");
+    let mut with = args.to_vec();
+    with[3] = fg.to_str().unwrap();
+    ok(&[&with[..], &["--class", "foreground"]].concat());
+    assert_eq!(std::fs::read_to_string(fg.join("cohort.csv")).unwrap(), csv);
 }
 
 /// `--gpu` (burn-wgpu natively) gives the CPU's numbers. `npm test` installs Mesa's lavapipe

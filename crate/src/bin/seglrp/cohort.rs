@@ -21,7 +21,7 @@ use seglrp::model::Graph;
 use seglrp::spatial::region::{self, Selection};
 use serde::{Deserialize, Serialize};
 
-use crate::common::{device, write};
+use crate::common::{class_choice, device, write, ClassChoice};
 use crate::figure::{self, Line, Panels};
 use crate::parts::{Share, Tracker};
 use crate::segment::{composite, segment};
@@ -64,9 +64,9 @@ pub struct Run {
     #[arg(long, default_value = "all", value_parser = parse_regions)]
     pub regions: Regions,
     /// Class to explain (the liver model: 0 background, 1 tumour); regions are chosen among the
-    /// voxels of this class.
-    #[arg(long, default_value_t = 1)]
-    pub class: usize,
+    /// voxels of this class. "foreground": every foreground voxel for its own class.
+    #[arg(long, default_value = "1", value_parser = class_choice)]
+    pub class: ClassChoice,
     #[arg(long, default_value = COHORT_COMPOSITE)]
     pub composite: String,
     /// For an nnU-Net model folder: segment and explain as nnU-Net's predictor (its windows,
@@ -222,7 +222,8 @@ pub struct Settings {
     /// FNV-1a of the weights file: a retrained model with the same name is a different model.
     pub model_hash: String,
     pub composite: String,
-    pub class: usize,
+    /// `None`: all foreground.
+    pub class: Option<usize>,
     pub regions: Vec<String>,
     /// The model's input channels, in its order (the table's share columns).
     #[serde(default = "liver_channels")]
@@ -360,7 +361,7 @@ fn areas(args: &Run, pred: &[u8], label: Option<&[u8]>, dims: [usize; 3]) -> Res
                 sel.name()
             ));
         }
-        areas.push(sel.mask_of_class(pred, label, args.class, dims)?);
+        areas.push(sel.classes_of(pred, label, args.class.0, dims)?);
     }
     Ok(areas)
 }
@@ -386,7 +387,7 @@ fn explain_one_pass(
     let maps = pollster::block_on(seglrp::engine::explain_regions(
         &s.prepared,
         &regions,
-        Some(args.class),
+        args.class.0,
         &composite,
         |_, _| {},
     ))?;
@@ -428,7 +429,7 @@ fn explain_predictor(
         maps.push(pollster::block_on(seglrp::engine::explain_blended_region(
             &blend,
             area,
-            args.class,
+            args.class.0.expect("checked before the cohort starts"),
             device,
             |_, _| {},
         ))?);
@@ -511,14 +512,16 @@ fn analyse(
         });
     }
     let of_class = |l: &[u8], k: usize| -> Vec<u8> { l.iter().map(|v| u8::from(*v as usize == k)).collect() };
+    // The voxels of the class explained (of any foreground class for all foreground).
+    let of_choice = |v: u8| args.class.0.map_or(v != 0, |c| v as usize == c);
     let label = e.study.label.as_deref();
     Ok(PatientResult {
         patient: study_dir.id.clone(),
         settings: ctx.settings.clone(),
         files: e.study.sources.clone(),
         dims: e.study.volume.dims,
-        tumour_voxels: e.mask.iter().filter(|v| **v as usize == args.class).count(),
-        labelled_voxels: label.map(|l| l.iter().filter(|v| **v as usize == args.class).count()),
+        tumour_voxels: e.mask.iter().filter(|v| of_choice(**v)).count(),
+        labelled_voxels: label.map(|l| l.iter().filter(|v| of_choice(**v)).count()),
         // Of the first foreground class, as `segment` reports it.
         dice: label.and_then(|l| seglrp::spatial::metrics::dice(&of_class(&e.mask, 1), &of_class(l, 1))),
         seconds: started.elapsed().as_secs_f64(),
@@ -669,8 +672,9 @@ pub fn cohort(args: &Run, dir: &Path, out: &Path, share: Option<Share>, device: 
         gpu,
     };
     let model = options.model(device)?;
-    if args.class >= model.card.classes.len() {
-        return Err(format!("--class {}: the model's classes are {}", args.class, model.card.classes.join(", ")));
+    args.class.name(&model.card.classes)?;
+    if args.predictor && args.class.0.is_none() {
+        return Err("--predictor explains one class at a time: give --class N".into());
     }
     let (model_name, model_hash) = match &args.model {
         Some(p) => (p.display().to_string(), fnv1a(&model_identity(p, &model.card)?)),
@@ -680,7 +684,7 @@ pub fn cohort(args: &Run, dir: &Path, out: &Path, share: Option<Share>, device: 
         model: model_name,
         model_hash,
         composite: args.composite.clone(),
-        class: args.class,
+        class: args.class.0,
         regions: args.regions.0.iter().map(|r| r.name().to_string()).collect(),
         channels: model.card.channels.iter().map(|c| c.name.clone()).collect(),
         normalisation: args.normalisation.as_ref().map(|n| serde_json::to_string(n).expect("plain JSON")),
@@ -848,7 +852,7 @@ mod tests {
             model: "m".into(),
             model_hash: "1".into(),
             composite: "Epsilon".into(),
-            class: 1,
+            class: Some(1),
             regions: vec!["all".into(), "fn".into()],
             channels: liver_channels(),
             normalisation: None,

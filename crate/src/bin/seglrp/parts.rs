@@ -189,7 +189,7 @@ pub fn merge(out: &Path) -> Result<(), String> {
                 s.model,
                 s.model_hash,
                 s.composite,
-                s.class,
+                s.class.map_or("foreground".to_string(), |c| c.to_string()),
                 s.regions.join(",")
             )
         };
