@@ -524,6 +524,26 @@ async function ownModels(page, name) {
 }
 
 /**
+ * Explains `voxel` with the menus set to `cls`, `scope` and EpsilonGammaBox (the Explain button);
+ * returns the explanation (`{cls, voxels, shares, relevance}`), or null if none came.
+ */
+async function explainWithMenus(page, cls, scope, voxel) {
+  await page.selectOption('#class', cls);
+  await page.selectOption('#scope', scope);
+  await page.selectOption('#composite', 'EpsilonGammaBox');
+  await page.evaluate(() => {
+    window.__seglrp.explanation = null;
+  });
+  await page.evaluate((v) => window.__seglrp.viewer.moveTo(v), voxel);
+  await page.click('#explain');
+  await explanationSettled(page, 300_000);
+  return page.evaluate(() => {
+    const e = window.__seglrp.explanation;
+    return e && { cls: e.class, voxels: e.voxels, shares: e.shares, relevance: Array.from(e.relevance) };
+  });
+}
+
+/**
  * A model of another shape decides the study: two channels and three classes (a random U-Net
  * of this project's family). Its card is shown, the drop takes two files matched by nnU-Net's
  * channel suffix, two relevance panels and three classes are offered, and the page's mask and
@@ -551,7 +571,11 @@ async function anotherShape(page, name) {
   await waitStatus(page, /Drop its study/);
   assert.match(await statusText(page), /2 channels \(channel 0, channel 1\), 3 classes/, name);
   assert.match(await page.textContent('#model-card'), /0: channel 0 .*1: channel 1/s, `${name}: the card`);
-  assert.equal(await page.locator('#class option').count(), 3, `${name}: three classes offered`);
+  assert.deepEqual(
+    await page.$$eval('#class option', (o) => o.map((x) => x.value)),
+    ['0', '1', '2', 'foreground'],
+    `${name}: three classes offered, and all foreground`,
+  );
   assert.ok(await page.locator('#load-patient').isDisabled(), `${name}: no liver demo patients for this model`);
   await dropFiles(page, files);
   await waitStatus(page, /Double-click/);
@@ -589,19 +613,7 @@ async function anotherShape(page, name) {
   const differ = mask.filter((v, i) => v !== want[i]).length;
   assert.equal(differ, 0, `${name}: ${differ} voxels of the three-class mask differ from the native one`);
   const classes = new Set(mask);
-  await page.selectOption('#class', '2');
-  await page.selectOption('#scope', 'voxel');
-  await page.selectOption('#composite', 'EpsilonGammaBox');
-  await page.evaluate(() => {
-    window.__seglrp.explanation = null;
-  });
-  await page.evaluate((v) => window.__seglrp.viewer.moveTo(v), [x, y, z]);
-  await page.click('#explain');
-  await explanationSettled(page, 300_000);
-  const got = await page.evaluate(() => {
-    const e = window.__seglrp.explanation;
-    return e && { cls: e.class, shares: e.shares, relevance: Array.from(e.relevance) };
-  });
+  const got = await explainWithMenus(page, '2', 'voxel', [x, y, z]);
   assert.ok(got, `${name}: ${await statusText(page)}`);
   assert.equal(got.cls, 2);
   assert.equal(got.shares.length, 2, `${name}: two shares`);
@@ -666,7 +678,7 @@ nib.save(nib.Nifti1Image(a, img.affine @ np.diag([2.0, 2.0, 1.0, 1.0])), sys.arg
   );
   assert.deepEqual(
     await page.$$eval('#class option', (o) => o.map((x) => x.textContent)),
-    ['0: background', '1: liver', '2: tumour'],
+    ['0: background', '1: liver', '2: tumour', 'all foreground'],
     `${name}: the classes named by dataset.json`,
   );
   await dropFiles(page, study);
@@ -704,19 +716,7 @@ nib.save(nib.Nifti1Image(a, img.affine @ np.diag([2.0, 2.0, 1.0, 1.0])), sys.arg
     ['all', cls],
     ['all', 'foreground'],
   ]) {
-    await page.selectOption('#class', String(which));
-    await page.selectOption('#scope', scope);
-    await page.selectOption('#composite', 'EpsilonGammaBox');
-    await page.evaluate(() => {
-      window.__seglrp.explanation = null;
-    });
-    await page.evaluate((v) => window.__seglrp.viewer.moveTo(v), [x, y, z]);
-    await page.click('#explain');
-    await explanationSettled(page, 300_000);
-    const got = await page.evaluate(() => {
-      const e = window.__seglrp.explanation;
-      return e && { cls: e.class, voxels: e.voxels, shares: e.shares, relevance: Array.from(e.relevance) };
-    });
+    const got = await explainWithMenus(page, String(which), scope, [x, y, z]);
     assert.ok(got, `${name}, ${scope} ${which}: ${await statusText(page)}`);
     assert.equal(got.cls, which === 'foreground' ? null : which, `${name}: the class explained`);
     assert.equal(got.shares.length, 4, `${name}: four shares`);
@@ -812,7 +812,7 @@ json.dump(meta, open(sys.argv[2], 'w'))`,
   assert.match(await statusText(page), /does not state how its input is normalised/, `${name}: ONNX, no scheme`);
   assert.deepEqual(
     await page.$$eval('#class option', (o) => o.map((x) => x.textContent)),
-    ['0: background', '1: lesion', '2: oedema'],
+    ['0: background', '1: lesion', '2: oedema', 'all foreground'],
     `${name}: the classes named by the metadata`,
   );
   await page.selectOption('#normalisation', 'zscore');

@@ -1,9 +1,9 @@
 //! A study: the six sequences the model reads (and optionally a tumour label) on one grid,
 //! assembled from whatever files the user brings — one 4-D file with six volumes, or six 3-D
 //! files recognised by name (the page lets the user correct the guess), `.hdr`/`.img` pairs
-//! included. The bundled liver model's six sequences must share one grid (a mismatch is an
-//! error naming both files); a study for a model's card ([`assemble_channels`]) has sequences
-//! on other grids resampled onto the finest, in world coordinates (`resample.rs`).
+//! included. Sequences on other grids are resampled onto the finest (for a model's card,
+//! [`assemble_channels`], onto the grid of a channel the user picks if any), in world coordinates
+//! (`resample.rs`); a label on another grid takes the nearest voxel.
 //! A study whose channel carries no information (constant, mostly NaN, nothing above the body
 //! threshold) is refused here, naming the file, rather than segmented into meaningless numbers.
 
@@ -281,6 +281,8 @@ pub enum StudyError {
         second: String,
         detail: String,
     },
+    /// A sequence or label could not be moved onto the study's grid.
+    Resampling(String),
     BadLabel {
         name: String,
         detail: String,
@@ -315,9 +317,10 @@ impl std::fmt::Display for StudyError {
             }
             StudyError::GridMismatch { first, second, detail } => write!(
                 f,
-                "{first} and {second} are not on the same voxel grid ({detail}); resample them onto one grid first — \
-                    SegLRP does not resample"
+                "{first} and {second} are not on the same voxel grid ({detail}); move one onto the other's grid \
+                    first (seglrp resample FILE --like OTHER, with --nearest for a mask)"
             ),
+            StudyError::Resampling(detail) => write!(f, "{detail}"),
             StudyError::BadLabel { name, detail } => write!(f, "{name} cannot be the tumour label: {detail}"),
             StudyError::Meaningless { name, channel, detail } => write!(
                 f,
@@ -393,6 +396,7 @@ pub fn assemble(parts: &[(&str, &Volume, Role)]) -> Result<Study, StudyError> {
         }
         *slot = Some((name, vol));
     }
+    let mut resampled = Vec::new();
     let (reference, volume, sources) = match all {
         Some((name, vol)) => {
             if let Some((other, _)) = slots.iter().flatten().next() {
@@ -406,19 +410,27 @@ pub fn assemble(parts: &[(&str, &Volume, Role)]) -> Result<Study, StudyError> {
                 return Err(StudyError::Missing(missing));
             }
             let seqs: Vec<(&str, &Volume)> = slots.iter().flatten().copied().collect();
-            for s in &seqs[1..] {
-                same_grid(seqs[0], *s)?;
-            }
-            let first = seqs[0].1;
-            let data = seqs.iter().flat_map(|(_, v)| v.data.iter().copied()).collect();
-            let volume = Volume { channels: 6, data, ..first.clone() };
-            (seqs[0], volume, seqs.iter().map(|(n, _)| n.to_string()).collect())
+            // Sequences on other grids are resampled onto the finest, as for any model.
+            let reference = finest(&seqs);
+            let (data, notes) = on_one_grid(&seqs, reference).map_err(StudyError::Resampling)?;
+            resampled = notes;
+            let volume = Volume { channels: 6, data, ..reference.1.clone() };
+            (reference, volume, seqs.iter().map(|(n, _)| n.to_string()).collect())
         }
     };
+    let moved;
     let label = match label {
         None => None,
         Some((name, vol)) => {
-            same_grid(reference, (name, vol))?;
+            // A label on another grid takes the nearest voxel: 0/1 is not blended.
+            let vol = if same_grid(reference, (name, vol)).is_ok() {
+                vol
+            } else {
+                moved = resample(vol, &Grid::of(reference.1), Interpolation::Nearest)
+                    .map_err(|e| StudyError::Resampling(format!("{name}: {e}")))?;
+                resampled.push(moved_note(name, vol, reference));
+                &moved
+            };
             if let Some(v) = vol.data.iter().find(|v| **v != 0.0 && **v != 1.0) {
                 return Err(StudyError::BadLabel {
                     name: name.to_string(),
@@ -434,7 +446,7 @@ pub fn assemble(parts: &[(&str, &Volume, Role)]) -> Result<Study, StudyError> {
         meaningful(&sources[c], c, &volume)?;
     }
     let non_finite = vec![0; volume.channels];
-    Ok(Study { volume, label, sources, non_finite, resampled: Vec::new() })
+    Ok(Study { volume, label, sources, non_finite, resampled })
 }
 
 /// Refuses a channel the network can read nothing from: constant (all zero, all one value —
@@ -692,6 +704,33 @@ pub fn assemble_channels(
     assemble_assigned(reports, &a, channels, classes)
 }
 
+/// The finest grid among `files` (the smallest voxel; the first on a tie): no detail of any
+/// sequence is lost when the others are resampled onto it.
+fn finest<'a>(files: &[(&'a str, &'a Volume)]) -> (&'a str, &'a Volume) {
+    files
+        .iter()
+        .min_by(|a, b| Grid::of(a.1).voxel_volume().total_cmp(&Grid::of(b.1).voxel_volume()))
+        .copied()
+        .expect("a study has a channel")
+}
+
+/// The channels of `files`, one after the other, on `reference`'s grid: a file on another grid
+/// is resampled (trilinear, in world coordinates) and noted in the returned list.
+fn on_one_grid(files: &[(&str, &Volume)], reference: (&str, &Volume)) -> Result<(Vec<f32>, Vec<String>), String> {
+    let mut resampled = Vec::new();
+    let mut data = Vec::with_capacity(files.len() * reference.1.voxels());
+    for (name, vol) in files {
+        if same_grid(reference, (name, vol)).is_ok() {
+            data.extend_from_slice(&vol.data);
+            continue;
+        }
+        let moved = resample(vol, &Grid::of(reference.1), Interpolation::Linear).map_err(|e| format!("{name}: {e}"))?;
+        resampled.push(moved_note(name, vol, reference));
+        data.extend(moved.data);
+    }
+    Ok((data, resampled))
+}
+
 /// The study of files assigned by [`assign_channels`] (unreadable files are not part of it).
 pub fn assemble_assigned(
     reports: &[FileReport],
@@ -726,28 +765,9 @@ pub fn assemble_assigned(
     }
     let files: Vec<(&str, &Volume)> = a.channels.iter().map(|i| part(i.expect("checked"))).collect();
     let non_finite = a.channels.iter().map(|i| counts(i.expect("checked")).first().copied().unwrap_or(0)).collect();
-    // Sequences on other grids are resampled (trilinear, world coordinates) onto the grid the
-    // user chose, else the finest among them (the first such channel on a tie): no detail of
-    // any sequence is lost.
-    let reference = match a.grid {
-        Some(c) => files[c],
-        None => files
-            .iter()
-            .min_by(|a, b| Grid::of(a.1).voxel_volume().total_cmp(&Grid::of(b.1).voxel_volume()))
-            .copied()
-            .expect("a study has a channel"),
-    };
-    let mut resampled = Vec::new();
-    let mut data = Vec::with_capacity(n * reference.1.voxels());
-    for (name, vol) in &files {
-        if same_grid(reference, (name, vol)).is_ok() {
-            data.extend_from_slice(&vol.data);
-            continue;
-        }
-        let moved = resample(vol, &Grid::of(reference.1), Interpolation::Linear).map_err(|e| format!("{name}: {e}"))?;
-        resampled.push(moved_note(name, vol, reference));
-        data.extend(moved.data);
-    }
+    // Sequences on other grids are resampled onto the grid the user chose, else the finest.
+    let reference = a.grid.map_or_else(|| finest(&files), |c| files[c]);
+    let (data, resampled) = on_one_grid(&files, reference)?;
     let volume = Volume { channels: n, data, ..reference.1.clone() };
     let sources = files.iter().map(|(f, _)| f.to_string()).collect();
     with_label(Study { volume, label: None, sources, non_finite, resampled }, label, classes)
@@ -934,5 +954,30 @@ mod tests {
         assert_eq!(study.label.as_ref().unwrap()[study.volume.index([2, 0, 0])], 1);
         let err = assemble_channels(&files, &names, 2, &[], "DWI").unwrap_err();
         assert!(err.contains("--grid DWI") && err.contains("T2, ADC"), "{err}");
+
+        // The liver model's six sequences and its label, two of them at 2 mm: the same result
+        // (each sequence moved as above, the 0/1 label by the nearest voxel).
+        let liver = [
+            file("t2.nii", [8, 8, 8], fine, &|x, y, z| (x + y + z) as f32),
+            file("t1_plain.nii", [4, 4, 4], coarse, &|x, _, _| 10.0 * x as f32),
+            file("t1_20s.nii", [8, 8, 8], fine, &|x, _, _| x as f32),
+            file("t1_60s.nii", [8, 8, 8], fine, &|_, y, _| y as f32),
+            file("t1_120s.nii", [8, 8, 8], fine, &|_, _, z| z as f32 + 1.0),
+            file("t1_15min.nii", [8, 8, 8], fine, &|x, y, _| (x * y) as f32),
+            file("label.nii", [4, 4, 4], coarse, &|x, _, _| u8::from(x >= 2) as f32),
+        ];
+        let parts: Vec<(&str, &Volume, Role)> =
+            liver.iter().map(|f| (f.name.as_str(), f.volume.as_ref().unwrap(), Role::guess(&f.name, 1))).collect();
+        let study = assemble(&parts).unwrap();
+        assert_eq!((study.volume.dims, study.volume.channels, study.volume.affine), ([8, 8, 8], 6, fine));
+        assert_eq!(study.resampled.len(), 2, "{:?}", study.resampled);
+        assert!(study.resampled[0].starts_with("t1_plain.nii (4×4×4"), "{:?}", study.resampled);
+        let moved = study.volume.channel(1);
+        for x in 0..8 {
+            let expected = if (1..=6).contains(&x) { 5.0 * (x as f32 - 0.5) } else { 0.0 };
+            assert!((moved[study.volume.index([x, 3, 3])] - expected).abs() < 1e-5, "x = {x}");
+        }
+        let label = study.label.as_ref().unwrap();
+        assert_eq!((0..8).map(|x| label[study.volume.index([x, 3, 3])]).collect::<Vec<u8>>(), row);
     }
 }
