@@ -574,9 +574,9 @@ pub const ALL_FOREGROUND: &str = "all foreground";
 
 /// The exact two-pass region maps of `class` over `regions` (one byte per voxel, file order,
 /// each non-empty): the first of the two passes is shared. `class` `None` ([`ALL_FOREGROUND`]):
-/// each region voxel is explained for the class its byte holds (1…K−1), in the same two passes. `progress(done, total)` is called
-/// after each LRP pass (two per window: column sums, then maps), so that the page can say how
-/// far a region map is.
+/// each region voxel is explained for the class its byte holds (1…K−1), in the same two passes.
+/// `progress(done, total)` is called after each LRP pass (two per window: column sums, then
+/// maps), so that the page can say how far a region map is.
 ///
 /// The regions' voxels are explained around all of them (each node on its nested window) — or,
 /// for a windowed study whose window would be too large, core by core (tiling.rs): the map is a

@@ -101,6 +101,15 @@ fn segment_and_explain_regions() {
     );
     ok(&[&["explain", "--region", "fn", "--class", "1", "--raw", &raw("one.f32")][..], &f].concat());
     assert_eq!(std::fs::read(raw("fg.f32")).unwrap(), std::fs::read(raw("one.f32")).unwrap());
+    // Regions chosen in a given segmentation: the model's own one gives the same map; a file
+    // that is no segmentation of the model's classes is refused.
+    let given = ["--prediction", seg.to_str().unwrap()];
+    ok(&[&["explain", "--region", "fn", "--raw", &raw("given.f32")][..], &given, &f].concat());
+    assert_eq!(std::fs::read(raw("given.f32")).unwrap(), std::fs::read(raw("one.f32")).unwrap());
+    let t2 = f.iter().find(|p| p.ends_with("t2.nii.gz")).unwrap();
+    let out = run(&[&["explain", "--region", "all", "--prediction", t2][..], &f].concat());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("not a class index 0 to 1"), "{err}");
     let out = run(&[&["explain", "--region", "all", "--class", "tumour"][..], &f].concat());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains("give a class index, or \"foreground\""), "{err}");

@@ -90,9 +90,15 @@ impl StudyOptions {
 pub fn open_for(model: &Model, files: &[PathBuf], roles: &[String], grid: Option<&str>) -> Result<Study, String> {
     if model.is_liver() {
         if let Some(g) = grid {
-            return Err(format!("--grid {g}: the liver model's six sequences must share one grid"));
+            return Err(format!(
+                "--grid {g}: the liver model's six sequences are resampled onto the finest of them; there is no choice"
+            ));
         }
-        return open_study(files, roles);
+        let study = open_study(files, roles)?;
+        for note in &study.resampled {
+            eprintln!("note: {note}");
+        }
+        return Ok(study);
     }
     let reports = read_all(files);
     let chosen: Vec<(String, String)> = roles

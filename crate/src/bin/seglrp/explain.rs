@@ -49,6 +49,11 @@ pub struct Args {
     /// Write the predicted segmentation (uint8, the class of each voxel) as NIfTI here.
     #[arg(long)]
     pub segmentation: Option<PathBuf>,
+    /// Choose regions in this segmentation (class indices, NIfTI on the study's grid; say
+    /// nnUNetv2_predict's output, or the page's export) instead of the model's own prediction.
+    /// The maps are the model's as always; only which voxels form a region changes.
+    #[arg(long, conflicts_with = "predictor")]
+    pub prediction: Option<PathBuf>,
     /// Also write the relevance (channels × voxels, float32 little-endian, file order) here.
     #[arg(long)]
     pub raw: Option<PathBuf>,
@@ -188,13 +193,27 @@ fn run_predictor(
 
 /// A mask file for `--mask`: a NIfTI on the study's grid, non-zero = in the region.
 pub fn read_mask(path: &Path, like: &Volume) -> Result<Vec<u8>, String> {
+    Ok(read_on_grid(path, like, "a region mask")?.data.iter().map(|v| u8::from(*v != 0.0)).collect())
+}
+
+/// A segmentation for `--prediction`: class indices below `classes`, on the study's grid.
+fn read_prediction(path: &Path, like: &Volume, classes: usize) -> Result<Vec<u8>, String> {
+    let v = read_on_grid(path, like, "a segmentation")?;
+    if let Some(x) = v.data.iter().find(|x| !(x.fract() == 0.0 && **x >= 0.0 && (**x as usize) < classes)) {
+        return Err(format!("{}: holds {x}, not a class index 0 to {}", path.display(), classes - 1));
+    }
+    Ok(v.data.iter().map(|x| *x as u8).collect())
+}
+
+/// One 3-D NIfTI volume on `like`'s grid (`what` names it in messages).
+fn read_on_grid(path: &Path, like: &Volume, what: &str) -> Result<Volume, String> {
     let name = path.display().to_string();
     let n = seglrp::io::study::read_input(&seglrp::io::study::Input::path(path)).map_err(|e| format!("{name}: {e}"))?;
     if n.volume.channels != 1 {
-        return Err(format!("{name}: a region mask must be one 3-D volume, this file has {}", n.volume.channels));
+        return Err(format!("{name}: {what} must be one 3-D volume, this file has {}", n.volume.channels));
     }
     seglrp::io::study::same_grid(("the study", like), (&name, &n.volume)).map_err(|e| e.to_string())?;
-    Ok(n.volume.data.iter().map(|v| u8::from(*v != 0.0)).collect())
+    Ok(n.volume)
 }
 
 pub fn run(args: Args) -> Result<(), String> {
@@ -225,6 +244,9 @@ pub fn run(args: Args) -> Result<(), String> {
     };
     let mut s = segment(&model, study, device)?;
     s.prepared.crop = !args.no_crop;
+    if let Some(path) = &args.prediction {
+        s.mask = read_prediction(path, &s.study.volume, model.card.classes.len())?;
+    }
     let t = Instant::now();
     let composite = composite(&args.composite, &s.prepared)?;
     let (values, mut explanation) = match &selection {
