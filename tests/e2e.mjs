@@ -724,13 +724,18 @@ nib.save(nib.Nifti1Image(a, img.affine @ np.diag([2.0, 2.0, 1.0, 1.0])), sys.arg
   ]) {
     const got = await explainWithMenus(page, String(which), scope, [x, y, z]);
     assert.ok(got, `${name}, ${scope} ${which}: ${await statusText(page)}`);
-    assert.equal(got.cls, which === 'foreground' ? null : which, `${name}: the class explained`);
+    // All foreground has no one class (the engine leaves it undefined).
+    assert.equal(got.cls ?? null, which === 'foreground' ? null : which, `${name}: the class explained`);
     assert.equal(got.shares.length, 4, `${name}: four shares`);
     assert.equal(await page.locator('#panels figure:not([hidden])').count(), 4, `${name}: four relevance panels`);
     const want = scope === 'voxel' ? voxel : native(scope, which);
     assert.equal(got.relevance.length, want.relevance.length);
     const { diff, scale } = maxDifference(got.relevance, want.relevance);
-    assert.ok(scale > 0 && diff <= 1e-4 * scale, `${name}, ${scope} ${which}: page vs native ${diff} of ${scale}`);
+    // A region map divides each voxel's map by its sum ΣM_a, which magnifies the float32 rounding of
+    // the instance norms' sums (summed in another order in the page) where ΣM_a is small: 1e-3
+    // of max |R| for a region, 1e-4 for a voxel (graph_parity.py checks both against float64).
+    const bound = scope === 'voxel' ? 1e-4 : 1e-3;
+    assert.ok(scale > 0 && diff <= bound * scale, `${name}, ${scope} ${which}: page vs native ${diff} of ${scale}`);
     if (scope !== 'voxel') assert.equal(got.voxels, want.summary.explanation.voxels, `${name}: region size`);
     if (which === 'foreground') assert.equal(got.voxels, count(1) + count(2), `${name}: all foreground voxels`);
     const what = scope === 'voxel' ? 'a voxel' : `all ${which === 'foreground' ? 'foreground' : `class ${which}`}`;
