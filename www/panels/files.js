@@ -220,7 +220,7 @@ export function describeInput() {
   const m = names.model;
   const channels = names.sequences.join(', ');
   $('drop-what').textContent = m?.liver
-    ? 'six NIfTI files, one per sequence (T2, T1 plain, T1 20 s, 60 s, 120 s, 15 min), or one 4-D file with the six as volumes; optionally a tumour label (0/1)'
+    ? 'six NIfTI files, one per sequence (T2, T1 plain, T1 20 s, 60 s, 120 s, 15 min; on any grids: they are resampled onto the finest), or one 4-D file with the six as volumes; optionally a tumour label (0/1)'
     : `${names.sequences.length === 1 ? 'one NIfTI file' : `${names.sequences.length} NIfTI files, one per channel of the model`} (${channels}; on any grids: they are resampled onto the finest), or one 4-D file with them as volumes; optionally a label (class indices 0–${names.classes.length - 1})`;
   $('load-patient').disabled = !m?.liver;
   $('patient').disabled = !m?.liver;
