@@ -376,7 +376,7 @@ fn six_files_make_the_same_study_as_one_4d_file() {
 }
 
 #[test]
-fn incomplete_or_inconsistent_studies_are_refused_by_name() {
+fn incomplete_studies_are_refused_by_name_and_other_grids_resampled() {
     let p = phantom([6, 5, 4], 3);
     let parts = split(&p.volume);
     let named = |i: usize| (["a", "b", "c", "d", "e", "f"][i], &parts[i], Role::Sequence(i));
@@ -386,25 +386,25 @@ fn incomplete_or_inconsistent_studies_are_refused_by_name() {
     let mut dup = five.clone();
     dup.push(("g", &parts[5], Role::Sequence(1)));
     assert!(matches!(assemble(&dup).unwrap_err(), StudyError::Duplicate { .. }));
-    // Shifted origin by 2 mm.
+    // A sequence on another grid (its origin 2 mm off, or fewer slices) is resampled onto the
+    // others' grid, and the study says so; within tolerance is the same grid.
     let mut moved = parts[5].clone();
     moved.affine.0[2][3] += 2.0;
-    let mut list = five.clone();
-    list.push(("moved.nii", &moved, Role::Sequence(5)));
-    let msg = assemble(&list).unwrap_err().to_string();
-    assert!(msg.contains("a and moved.nii") && msg.contains("2.0000 mm"), "{msg}");
-    // Within tolerance is the same grid.
+    let small = phantom([6, 5, 3], 3).volume;
+    let small = &split(&small)[5];
+    for (name, other) in [("moved.nii", &moved), ("small.nii", small)] {
+        let mut list = five.clone();
+        list.push((name, other, Role::Sequence(5)));
+        let study = assemble(&list).unwrap();
+        assert_eq!((study.volume.dims, study.volume.affine), (parts[0].dims, parts[0].affine));
+        assert_eq!(study.resampled.len(), 1, "{:?}", study.resampled);
+        assert!(study.resampled[0].starts_with(name) && study.resampled[0].contains("onto the grid of a"));
+    }
     let mut nudged = parts[5].clone();
     nudged.affine.0[0][0] += 5e-4;
     let mut list = five.clone();
     list.push(("f", &nudged, Role::Sequence(5)));
-    assert!(assemble(&list).is_ok());
-    let small = phantom([6, 5, 3], 3).volume;
-    let small = &split(&small)[5];
-    let mut list = five.clone();
-    list.push(("small.nii", small, Role::Sequence(5)));
-    let msg = assemble(&list).unwrap_err().to_string();
-    assert!(msg.contains("6×5×4 vs 6×5×3"), "{msg}");
+    assert!(assemble(&list).unwrap().resampled.is_empty());
     let all: Vec<_> = (0..6).map(named).collect();
     let bad_label = Volume { data: vec![2.0; parts[0].voxels()], ..parts[0].clone() };
     let mut list = all.clone();
