@@ -523,6 +523,17 @@ async function ownModels(page, name) {
   return sameMask(page, name, 'own model (the bundled weights as a file)');
 }
 
+/** **Back to the bundled model**, waiting until the page says it is loaded. */
+async function backToBundled(page) {
+  await page.click('#model-bundled');
+  await page.waitForFunction(
+    () =>
+      /Model bundled liver U-Net loaded/.test(document.getElementById('status').textContent) && !window.__seglrp.busy,
+    null,
+    { timeout: 120_000 },
+  );
+}
+
 /**
  * Explains `voxel` with the menus set to `cls`, `scope` and EpsilonGammaBox (the Explain button);
  * returns the explanation (`{cls, voxels, shares, relevance}`), or null if none came.
@@ -625,14 +636,8 @@ async function anotherShape(page, name) {
   assert.ok(scale > 0 && diff <= 1e-4 * scale, `${name}: page vs native relevance ${diff} of ${scale}`);
   const grid = await referenceGrid(page, name, dir, files, model);
   const onnx = await onnxModel(page, name, dir, files.slice(0, 2));
-  await page.click('#model-bundled');
   // The two-channel study cannot be the liver model's: the model change ends saying so.
-  await page.waitForFunction(
-    () =>
-      /Model bundled liver U-Net loaded/.test(document.getElementById('status').textContent) && !window.__seglrp.busy,
-    null,
-    { timeout: 120_000 },
-  );
+  await backToBundled(page);
   assert.equal(await page.locator('#class option').count(), 2, `${name}: the bundled model's classes again`);
   await page.click('#clear');
   await dropFiles(page, [sample, path.join(studyDir, 'label.nii.gz')]);
@@ -741,13 +746,7 @@ nib.save(nib.Nifti1Image(a, img.affine @ np.diag([2.0, 2.0, 1.0, 1.0])), sys.arg
     const what = scope === 'voxel' ? 'a voxel' : `all ${which === 'foreground' ? 'foreground' : `class ${which}`}`;
     results.push(`${what}: max|ΔR| ${diff.toExponential(2)} of ${scale.toExponential(2)}`);
   }
-  await page.click('#model-bundled');
-  await page.waitForFunction(
-    () =>
-      /Model bundled liver U-Net loaded/.test(document.getElementById('status').textContent) && !window.__seglrp.busy,
-    null,
-    { timeout: 120_000 },
-  );
+  await backToBundled(page);
   await page.click('#clear');
   await dropFiles(page, [sample, path.join(studyDir, 'label.nii.gz')]);
   await waitStatus(page, /Double-click/);
