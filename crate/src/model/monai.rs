@@ -43,11 +43,6 @@ fn files(files: &ModelFiles) -> Option<(String, String, Option<String>)> {
     found(def, "", "metadata.json")
 }
 
-/// Whether `path` is a MONAI model folder (a bundle, or `network.json` beside the weights).
-pub fn is_model_folder(path: &Path) -> bool {
-    path.is_dir() && is_model(&ModelFiles::disk(path))
-}
-
 /// Whether `files` hold a MONAI model.
 pub fn is_model(files: &ModelFiles) -> bool {
     self::files(files).is_some()

@@ -12,7 +12,6 @@
 //! last are read and ignored. Several folds become one graph whose output is the mean of the
 //! folds' logits (each fold's head scaled by 1/F, then summed).
 
-use std::path::Path;
 
 use burn::prelude::*;
 use burn::tensor::TensorData;
@@ -27,11 +26,6 @@ use super::graph::{ConvSpec, Graph, Node, NormSpec, Op, Statistics};
 pub struct NnUNet {
     pub graph: Graph,
     pub card: ModelCard,
-}
-
-/// Whether `path` looks like an nnU-Net trained-model folder.
-pub fn is_model_folder(path: &Path) -> bool {
-    path.is_dir() && is_model(&ModelFiles::disk(path))
 }
 
 /// Whether `files` look like an nnU-Net trained-model folder.
