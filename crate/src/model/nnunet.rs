@@ -12,7 +12,6 @@
 //! last are read and ignored. Several folds become one graph whose output is the mean of the
 //! folds' logits (each fold's head scaled by 1/F, then summed).
 
-
 use burn::prelude::*;
 use burn::tensor::TensorData;
 use serde_json::Value;
