@@ -112,7 +112,7 @@ build_wasm() {
 # folders they bring). torch comes with its CUDA libraries (~5 GB, ~2 min
 # here): `pip install --no-deps torch` gives a torch 2.15 that cannot import without them.
 ensure_python() {
-  local venv="$SEGLRP_HOME/venv" want="numpy==2.3.5 nibabel==5.4.2 torch==2.15.0 zennit==0.5.1 nnunetv2==2.8.1 dynamic-network-architectures==0.4.4 monai==1.6.1 safetensors==0.8.0 onnx==1.23.2 onnxscript==0.7.2 onnxruntime==1.32.0"
+  local venv="$SEGLRP_HOME/venv" want="numpy==2.3.5 nibabel==5.4.2 torch==2.15.0 zennit==0.5.1 nnunetv2==2.8.1 dynamic-network-architectures==0.4.4 monai==1.6.1 safetensors==0.8.0 onnx==1.23.2 onnxscript==0.7.2 onnxruntime==1.32.0 pydicom==3.0.2"
   if [ ! -x "$venv/bin/python" ]; then
     step "creating the Python venv $venv"
     python3 -m venv "$venv"
@@ -125,19 +125,21 @@ ensure_python() {
   PYTHON="$venv/bin/python"
 }
 
-# Real NIfTI files that registry packages ship (nothing of theirs is committed here): nibabel's,
-# nilearn's and dipy's test and template data, unpacked from their wheels into $SEGLRP_HOME/testdata.
+# Real NIfTI and DICOM files that registry packages ship (nothing of theirs is committed here):
+# nibabel's, nilearn's, dipy's and pydicom's test and template data, unpacked from their wheels
+# into $SEGLRP_HOME/testdata.
 ensure_test_data() {
-  local dir="$SEGLRP_HOME/testdata" wheels="nibabel==5.4.2 nilearn==0.14.1 dipy==1.12.1"
+  local dir="$SEGLRP_HOME/testdata" wheels="nibabel==5.4.2 nilearn==0.14.1 dipy==1.12.1 pydicom==3.0.2"
   export SEGLRP_TESTDATA="$dir"
   [ "$(cat "$dir/.seglrp-wheels" 2>/dev/null)" = "$wheels" ] && return 0
-  step "fetching test NIfTI files from PyPI wheels: $wheels"
+  step "fetching test NIfTI and DICOM files from PyPI wheels: $wheels"
   rm -rf "$dir" && mkdir -p "$dir/wheels"
   # One fixed platform, so that every machine gets the same files.
   pip download -q --disable-pip-version-check --no-deps --only-binary=:all: --python-version 3.11 \
     --platform manylinux2014_x86_64 -d "$dir/wheels" $wheels
   (cd "$dir" && for w in wheels/*.whl; do
-     unzip -q -o "$w" 'nibabel/tests/data/*' 'nilearn/datasets/data/*.nii.gz' 'dipy/data/files/*.nii*' 2>/dev/null || true
+     unzip -q -o "$w" 'nibabel/tests/data/*' 'nibabel/nicom/tests/data/*' 'nilearn/datasets/data/*.nii.gz' \
+       'dipy/data/files/*.nii*' 'pydicom/data/test_files/*' 2>/dev/null || true
    done)
   echo "$wheels" > "$dir/.seglrp-wheels"
 }

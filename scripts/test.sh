@@ -33,6 +33,8 @@ export WASM_BINDGEN_TEST_TIMEOUT=600
 (cd "$ROOT" && "$CARGO" build --release -p seglrp --bin seglrp)
 step "NIfTI parity with nibabel on real files (Python)"
 SEGLRP_BIN="$CARGO_TARGET_DIR/release/seglrp" "$PYTHON" "$ROOT/tests/nifti_parity.py"
+step "DICOM series against nibabel and pydicom on real files (Python)"
+SEGLRP_BIN="$CARGO_TARGET_DIR/release/seglrp" "$PYTHON" "$ROOT/tests/dicom_parity.py"
 step "LRP parity with Zennit 0.5.1 on the PyTorch twin (Python)"
 SEGLRP_BIN="$CARGO_TARGET_DIR/release/seglrp" "$PYTHON" "$ROOT/tests/lrp_parity.py"
 step "graph engine parity with PyTorch and Zennit on nnU-Net model folders and MONAI networks (Python)"

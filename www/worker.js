@@ -41,8 +41,10 @@ async function start() {
 
 const ops = {
   // A file's first bytes, checked before the page reads the rest (web.rs check_file).
-  check: ({ prefix, size, imgStart }) =>
-    engine.check_file(new Uint8Array(prefix), size, imgStart ? new Uint8Array(imgStart) : undefined),
+  check: ({ name, prefix, size, imgStart }) =>
+    engine.check_file(name, new Uint8Array(prefix), size, imgStart ? new Uint8Array(imgStart) : undefined),
+  // Whether a dropped .zip is a model (else a study).
+  zipKind: ({ bytes }) => (engine.zip_holds_model(new Uint8Array(bytes)) ? 'model' : 'study'),
   open: ({ files, roles, grid }) =>
     engine.open_files(
       files.map((f) => ({ name: f.name, bytes: new Uint8Array(f.bytes), size: f.size })),

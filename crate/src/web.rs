@@ -264,13 +264,14 @@ pub fn catalogue() -> Result<JsValue, JsError> {
 }
 
 /// Checks a file from its first bytes before the page reads the rest (the header's limits,
-/// whether `size` bytes can hold what it describes): `prefix` is the file's start (a `.hdr`'s
-/// for a pair), `size` the length of the file that holds the voxels, `img_start` a pair's
-/// `.img` first bytes (or null). Returns `{read, gzip}`: how many bytes from the start to read
-/// (null = all); throws the reason in words when the file is refused.
+/// whether `size` bytes can hold what it describes): `name` is the file's name, `prefix` its
+/// start (a `.hdr`'s for a pair), `size` the length of the file that holds the voxels,
+/// `img_start` a pair's `.img` first bytes (or null). Returns `{read, gzip}`: how many bytes
+/// from the start to read (null = all: DICOM files and `.zip`s are read whole); throws the
+/// reason in words when the file is refused.
 #[wasm_bindgen]
-pub fn check_file(prefix: &[u8], size: f64, img_start: Option<Vec<u8>>) -> Result<JsValue, JsError> {
-    let plan = study::check_prefix(prefix, size as u64, img_start.as_deref()).map_err(js_err)?;
+pub fn check_file(name: String, prefix: &[u8], size: f64, img_start: Option<Vec<u8>>) -> Result<JsValue, JsError> {
+    let plan = study::check_prefix(&name, prefix, size as u64, img_start.as_deref()).map_err(js_err)?;
     serde_wasm_bindgen::to_value(&plan).map_err(js_err)
 }
 
@@ -317,8 +318,7 @@ pub fn open_files(files: js_sys::Array, roles: JsValue, grid: String) -> Result<
         match study::assign_channels(&reports, &names, &chosen).and_then(|a| a.with_grid(&grid, &names)) {
             Ok(a) => {
                 let roles = a.roles(reports.len(), &names);
-                let errors: Vec<String> =
-                    reports.iter().filter_map(|r| r.error.as_ref().map(|e| format!("{}: {e}", r.name))).collect();
+                let errors = study::blocking_errors(&reports);
                 let assembled = if errors.is_empty() {
                     study::assemble_assigned(&reports, &a, &names, classes)
                 } else {
@@ -635,6 +635,12 @@ fn release() {
 pub fn use_bundled_model() -> Result<JsValue, JsError> {
     let model = with_state(|s| Model::bundled(&s.device).map_err(js_err))?;
     replace_model(model, BUNDLED_NAME.to_string())
+}
+
+/// Whether a dropped `.zip` holds a model (else it is taken as a study: DICOM series, NIfTI files).
+#[wasm_bindgen]
+pub fn zip_holds_model(bytes: &[u8]) -> bool {
+    crate::model::files::zip_holds_model(bytes)
 }
 
 /// Replaces the model by the user's, from the files dropped for it (`[{name, bytes}]`): an

@@ -160,6 +160,7 @@ async function readFile(f, files) {
   const prefix = await bytesOf((hdr ?? f).slice(0, PREFIX_BYTES));
   const imgStart = hdr ? await bytesOf(f.slice(0, 2)) : null;
   const plan = await store.compute.call('check', {
+    name: f.name,
     prefix: prefix.buffer,
     size: f.size,
     imgStart: imgStart?.buffer ?? null,
@@ -248,7 +249,7 @@ export function setupFiles() {
     // Folders are walked where the browser hands them over as entries.
     if (items.some((e) => e.isDirectory)) entries = (await Promise.all(items.map((e) => walk(e, '')))).flat();
     // A model (its files, its folder or its .zip) dropped here replaces the model in use.
-    if (isModelDrop(entries)) await loadModelFiles(entries);
+    if (await isModelDrop(entries)) await loadModelFiles(entries);
     else await dropped(entries.map((e) => e.file));
   });
   $('patient').innerHTML = Array.from(

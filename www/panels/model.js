@@ -77,11 +77,19 @@ async function changeModel(load, label, { onModel, reopen }) {
 export const isModelFile = (name) => /\.(json|pth|pt|safetensors|onnx|zip)$/i.test(name);
 
 /**
- * Whether a drop is a model rather than a study (NIfTI files): it holds weights, an archive or a
- * model folder's description. `entries`: `{file, path}`, paths inside a dropped folder.
+ * Whether a drop is a model rather than a study (NIfTI or DICOM files): it holds weights, a model
+ * folder's description, or a .zip that holds either (a .zip of DICOM series is a study; the
+ * engine looks inside). `entries`: `{file, path}`, paths inside a dropped folder.
  */
-export const isModelDrop = (entries) =>
-  entries.some(({ path }) => /(\.(pth|pt|safetensors|onnx|zip)|(^|\/)(plans|inference|network)\.json)$/i.test(path));
+export async function isModelDrop(entries) {
+  if (entries.some(({ path }) => /(\.(pth|pt|safetensors|onnx)|(^|\/)(plans|inference|network)\.json)$/i.test(path)))
+    return true;
+  for (const { file } of entries.filter((e) => /\.zip$/i.test(e.path))) {
+    const bytes = await file.arrayBuffer();
+    if ((await store.compute.call('zipKind', { bytes })) === 'model') return true;
+  }
+  return false;
+}
 
 let handlers = null;
 

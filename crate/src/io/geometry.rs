@@ -15,6 +15,9 @@ pub enum AffineSource {
     /// Method 1 (both codes 0): `diag(pixdim[1..3])`, origin at voxel 0. nibabel instead
     /// centres an Analyze-style, x-flipped affine here; the NIfTI standard says method 1.
     Pixdim,
+    /// A DICOM series: `ImagePositionPatient`, `ImageOrientationPatient` and `PixelSpacing` of
+    /// its slices (io/dicom.rs).
+    Dicom,
 }
 
 /// Voxel `(i, j, k)` to world millimetres: `world = A · (i, j, k, 1)`; the three rows of `A`.

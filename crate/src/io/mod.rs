@@ -1,7 +1,8 @@
-//! Getting studies in and out: NIfTI reading and writing, the voxel-to-world geometry, volumes
+//! Getting studies in and out: NIfTI reading and writing, DICOM series read as volumes, the voxel-to-world geometry, volumes
 //! in memory, studies assembled from files (channels matched to a model's card) and resampling
 //! between grids.
 
+pub mod dicom;
 pub mod geometry;
 pub mod nifti;
 pub mod resample;

@@ -79,8 +79,22 @@ fn read_pair(hdr: &Input, img: &Input) -> Result<crate::io::nifti::Nifti, String
 }
 
 /// Checks a file by its first bytes before it is read ([`check_header`]); for a `.hdr`, with
-/// its `.img`'s length and first bytes.
-pub fn check_prefix(prefix: &[u8], len: u64, img_start: Option<&[u8]>) -> Result<crate::io::nifti::ReadPlan, String> {
+/// its `.img`'s length and first bytes. DICOM files and `.zip` archives are read whole (their
+/// series are judged together, [`read_files`]).
+pub fn check_prefix(
+    name: &str,
+    prefix: &[u8],
+    len: u64,
+    img_start: Option<&[u8]>,
+) -> Result<crate::io::nifti::ReadPlan, String> {
+    let lower = name.to_ascii_lowercase();
+    let whole = crate::io::dicom::is_dicom(name, prefix)
+        || prefix.starts_with(b"PK\x03\x04")
+        || lower.ends_with(".dcm.gz")
+        || lower.ends_with(".ima.gz");
+    if whole {
+        return Ok(crate::io::nifti::ReadPlan { read: None, gzip: false });
+    }
     let img = img_start.map(|b| ImgFile { gzip: b.starts_with(&[0x1f, 0x8b]) });
     check_header(prefix, len, img).map_err(|e| e.to_string())
 }
@@ -215,19 +229,156 @@ fn tokens(file_name: &str) -> Vec<String> {
 /// One file as the user gave it, and what became of it.
 #[derive(Clone, Debug, Serialize)]
 pub struct FileReport {
-    /// The file's name (a pair is named by its `.hdr`).
+    /// The file's name (a pair is named by its `.hdr`; a DICOM series by its description and
+    /// number, [`crate::io::dicom::Series::name`]).
     pub name: String,
     pub role: Role,
     pub info: Option<FileInfo>,
     /// Why the file could not be read, in words for the user.
     pub error: Option<String>,
+    /// Listed with its reason but no obstacle to the study: what a folder from a scanner holds
+    /// beside its series (a localizer, a DICOMDIR, a report).
+    pub aside: bool,
     #[serde(skip)]
     pub volume: Option<Volume>,
 }
 
-/// Reads every file, pairing `x.hdr` with `x.img` (either may be gzipped). A file that cannot
-/// be read gets its error in its report; the others are unaffected.
+impl FileReport {
+    fn read(name: String, result: Result<(FileInfo, Volume), String>) -> FileReport {
+        match result {
+            Ok((info, volume)) => FileReport {
+                role: Role::guess(&name, volume.channels),
+                name,
+                info: Some(info),
+                error: None,
+                aside: false,
+                volume: Some(volume),
+            },
+            Err(e) => FileReport { name, role: Role::Unused, info: None, error: Some(e), aside: false, volume: None },
+        }
+    }
+}
+
+/// The errors that stop a study (`name: error`): those of files given for it, not those set
+/// [`FileReport::aside`].
+pub fn blocking_errors(reports: &[FileReport]) -> Vec<String> {
+    reports
+        .iter()
+        .filter(|r| !r.aside)
+        .filter_map(|r| r.error.as_ref().map(|e| format!("{}: {e}", r.name)))
+        .collect()
+}
+
+/// Most bytes read from the files of one `.zip` (a study's DICOM series, its NIfTI files).
+pub const MAX_ZIP_BYTES: u64 = 4 << 30;
+
+/// What a file is, from its first bytes (and, for DICOM without its preamble, its name).
+enum Kind {
+    Dicom(Vec<u8>),
+    Zip(Vec<u8>),
+    Other,
+}
+
+fn kind(input: &Input) -> Result<Kind, String> {
+    let (mut r, len) = input.open()?;
+    let mut head = Vec::new();
+    (&mut r).take(132).read_to_end(&mut head).map_err(|e| format!("the file cannot be read ({e})"))?;
+    let lower = input.name.to_ascii_lowercase();
+    let dicom = crate::io::dicom::is_dicom(&input.name, &head);
+    let zip = head.starts_with(b"PK\x03\x04");
+    let gz_dicom = head.starts_with(&[0x1f, 0x8b]) && (lower.ends_with(".dcm.gz") || lower.ends_with(".ima.gz"));
+    if !(dicom || zip || gz_dicom) {
+        return Ok(Kind::Other);
+    }
+    let mut bytes = Vec::with_capacity(len.min(1 << 30) as usize);
+    bytes.extend_from_slice(&head);
+    r.read_to_end(&mut bytes).map_err(|e| format!("the file cannot be read ({e})"))?;
+    if gz_dicom {
+        let mut out = Vec::new();
+        flate2::read::GzDecoder::new(&bytes[..])
+            .take(crate::io::nifti::MAX_DATA_BYTES)
+            .read_to_end(&mut out)
+            .map_err(|e| format!("the gzip stream is broken ({e})"))?;
+        return Ok(Kind::Dicom(out));
+    }
+    Ok(if zip { Kind::Zip(bytes) } else { Kind::Dicom(bytes) })
+}
+
+/// The files of a `.zip` (folders, hidden files and macOS resource forks aside), named by
+/// their path in it.
+fn unzip(bytes: &[u8]) -> Result<Vec<(String, Vec<u8>)>, String> {
+    let mut archive =
+        zip::ZipArchive::new(std::io::Cursor::new(bytes)).map_err(|e| format!("not a readable .zip ({e})"))?;
+    let mut out = Vec::new();
+    let mut total = 0u64;
+    for i in 0..archive.len() {
+        let mut f = archive.by_index(i).map_err(|e| format!("the .zip is damaged ({e})"))?;
+        let name = f.name().map(|n| n.to_string()).unwrap_or_else(|_| format!("file {}", i + 1));
+        let hidden = name.split('/').any(|p| p.starts_with('.') || p == "__MACOSX");
+        if f.is_dir() || hidden {
+            continue;
+        }
+        total += f.size();
+        if total > MAX_ZIP_BYTES {
+            return Err(format!("its files hold more than {} GiB", MAX_ZIP_BYTES >> 30));
+        }
+        let mut b = Vec::with_capacity(f.size() as usize);
+        f.read_to_end(&mut b).map_err(|e| format!("{name} in the .zip cannot be read ({e})"))?;
+        out.push((name, b));
+    }
+    Ok(out)
+}
+
+/// Reads every file, pairing `x.hdr` with `x.img` (either may be gzipped). DICOM files are read
+/// together as series (io/dicom.rs), one report per series; a `.zip` is opened and its files read
+/// as if given one by one. A file that cannot be read gets its error in its report; the others
+/// are unaffected.
 pub fn read_files(files: &[Input]) -> Vec<FileReport> {
+    let mut dicom: Vec<(String, Vec<u8>)> = Vec::new();
+    let mut unpacked: Vec<(String, Vec<u8>)> = Vec::new();
+    let mut plain: Vec<&Input> = Vec::new();
+    let mut failed = Vec::new();
+    for input in files {
+        match kind(input) {
+            Ok(Kind::Other) => plain.push(input),
+            Ok(Kind::Dicom(bytes)) => dicom.push((input.name.clone(), bytes)),
+            Ok(Kind::Zip(bytes)) => match unzip(&bytes) {
+                Ok(members) => {
+                    for (name, b) in members {
+                        let name = format!("{}/{name}", input.name);
+                        let is_dicom = crate::io::dicom::is_dicom(&name, &b);
+                        if is_dicom { &mut dicom } else { &mut unpacked }.push((name, b));
+                    }
+                }
+                Err(e) => failed.push(FileReport::read(input.name.clone(), Err(e))),
+            },
+            Err(e) => failed.push(FileReport::read(input.name.clone(), Err(e))),
+        }
+    }
+    let unpacked: Vec<Input> = unpacked.iter().map(|(n, b)| Input::bytes(n.clone(), b)).collect();
+    let mut reports = read_nifti_files(&plain);
+    reports.extend(read_nifti_files(&unpacked.iter().collect::<Vec<_>>()));
+    reports.extend(failed);
+    if !dicom.is_empty() {
+        reports.extend(dicom_reports(&dicom));
+    }
+    reports
+}
+
+/// One report per DICOM series; series that cannot be a volume, and files holding no image, set
+/// aside with their reason (unless nothing else was found: then they are the drop's errors).
+fn dicom_reports(files: &[(String, Vec<u8>)]) -> Vec<FileReport> {
+    let read = crate::io::dicom::read(files);
+    let found = !read.series.is_empty();
+    let mut out: Vec<FileReport> =
+        read.series.into_iter().map(|s| FileReport::read(s.name, Ok((s.info, s.volume)))).collect();
+    for (name, why) in read.refused.into_iter().chain(read.skipped) {
+        out.push(FileReport { aside: found, ..FileReport::read(name, Err(why)) });
+    }
+    out
+}
+
+fn read_nifti_files(files: &[&Input]) -> Vec<FileReport> {
     let lower: Vec<String> = files.iter().map(|f| f.name.to_ascii_lowercase()).collect();
     let is = |i: usize, exts: &[&str]| exts.iter().any(|e| lower[i].ends_with(e));
     let stem = |i: usize| strip_extension(&lower[i]).to_string();
@@ -241,7 +392,7 @@ pub fn read_files(files: &[Input]) -> Vec<FileReport> {
             Err(format!("{name} is the image half of a .hdr/.img pair; give its .hdr file together with it"))
         } else if is(i, &[".hdr", ".hdr.gz"]) {
             match (0..files.len()).find(|j| is(*j, &[".img", ".img.gz"]) && stem(*j) == stem(i)) {
-                Some(j) => read_pair(input, &files[j]),
+                Some(j) => read_pair(input, files[j]),
                 None => {
                     Err(format!("{name} is the header half of a .hdr/.img pair; give its .img file together with it"))
                 }
@@ -249,16 +400,7 @@ pub fn read_files(files: &[Input]) -> Vec<FileReport> {
         } else {
             read_input(input)
         };
-        reports.push(match result {
-            Ok(n) => FileReport {
-                name: name.clone(),
-                role: Role::guess(name, n.volume.channels),
-                info: Some(n.info),
-                error: None,
-                volume: Some(n.volume),
-            },
-            Err(e) => FileReport { name: name.clone(), role: Role::Unused, info: None, error: Some(e), volume: None },
-        });
+        reports.push(FileReport::read(name.clone(), result.map(|n| (n.info, n.volume))));
     }
     reports
 }
@@ -676,6 +818,13 @@ pub fn assign_channels(
             None => rest.push(i),
         }
     }
+    // DICOM series whose descriptions name no channel (localizers, extra sequences of the
+    // exam) stay unused when there are more of them than free channels: the user says which.
+    let is_dicom = |i: usize| reports[i].info.as_ref().is_some_and(|f| f.format == "DICOM");
+    let free = a.channels.iter().filter(|c| c.is_none()).count();
+    if rest.iter().filter(|i| is_dicom(**i)).count() > free {
+        rest.retain(|i| !is_dicom(*i));
+    }
     for i in rest {
         match a.channels.iter().position(Option::is_none) {
             Some(c) => a.channels[c] = Some(i),
@@ -695,8 +844,7 @@ pub fn assemble_channels(
     chosen: &[(String, String)],
     grid: &str,
 ) -> Result<Study, String> {
-    let errors: Vec<String> =
-        reports.iter().filter_map(|r| r.error.as_ref().map(|e| format!("{}: {e}", r.name))).collect();
+    let errors = blocking_errors(reports);
     if !errors.is_empty() {
         return Err(errors.join("\n"));
     }
@@ -861,6 +1009,7 @@ mod tests {
             role: Role::Unused,
             info: None,
             error: None,
+            aside: false,
             volume: Some(v),
         };
         let names: Vec<String> = ["T2", "ADC", "DWI"].map(String::from).to_vec();
@@ -912,6 +1061,7 @@ mod tests {
                 role: Role::Unused,
                 info: None,
                 error: None,
+                aside: false,
                 volume: Some(Volume { dims, channels: 1, spacing, affine, data }),
             }
         };

@@ -35,6 +35,18 @@ pub fn is_model_part(name: &str) -> bool {
 /// MONAI `network.json`), as paths relative to that folder.
 const MARKERS: [&str; 3] = ["plans.json", "configs/inference.json", "network.json"];
 
+/// Whether a `.zip` holds a model (a marker file, or weights) rather than a study: the page's
+/// drop zone takes both.
+pub fn zip_holds_model(bytes: &[u8]) -> bool {
+    let Ok(archive) = zip::ZipArchive::new(std::io::Cursor::new(bytes)) else { return false };
+    let names: Vec<String> = archive.file_names().filter_map(|n| n.ok().map(|n| n.into_owned())).collect();
+    names.iter().any(|n| {
+        let n = n.to_ascii_lowercase();
+        let marker = MARKERS.iter().any(|m| n == *m || n.ends_with(&format!("/{m}")));
+        marker || [".pth", ".pt", ".safetensors", ".onnx"].iter().any(|e| n.ends_with(e))
+    })
+}
+
 impl ModelFiles {
     /// The folder at `path`.
     pub fn disk(path: &Path) -> ModelFiles {

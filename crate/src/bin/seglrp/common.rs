@@ -204,10 +204,60 @@ pub fn gzip_wanted(path: &Path) -> bool {
 }
 
 /// Reads every file as a stream from disk: each is judged by its header before its voxels are
-/// read, and a file that cannot be opened is that file's error only.
+/// read, and a file that cannot be opened is that file's error only. A folder stands for the
+/// images in it and its subfolders (a DICOM export, a study's NIfTI files).
 pub fn read_all(paths: &[PathBuf]) -> Vec<FileReport> {
-    let inputs: Vec<study::Input> = paths.iter().map(|p| study::Input::path(p)).collect();
+    let mut files = Vec::new();
+    for p in paths {
+        if p.is_dir() {
+            let before = files.len();
+            let ignored = images_in(p, &mut files);
+            if ignored > 0 {
+                eprintln!("note: {}: {ignored} files that are neither NIfTI nor DICOM were passed over", p.display());
+            }
+            if files.len() == before {
+                eprintln!("warning: {}: no NIfTI or DICOM files in this folder", p.display());
+            }
+        } else {
+            files.push(p.clone());
+        }
+    }
+    let inputs: Vec<study::Input> = files.iter().map(|p| study::Input::path(p)).collect();
     study::read_files(&inputs)
+}
+
+/// The NIfTI, DICOM and .zip files under `dir` (sorted by path, hidden ones aside) into `out`;
+/// returns how many other files were passed over.
+fn images_in(dir: &Path, out: &mut Vec<PathBuf>) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
+    let mut paths: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
+    paths.sort();
+    let mut ignored = 0;
+    for p in paths {
+        let name = p.file_name().map(|n| n.to_string_lossy().to_ascii_lowercase()).unwrap_or_default();
+        if name.starts_with('.') {
+            continue;
+        }
+        if p.is_dir() {
+            ignored += images_in(&p, out);
+            continue;
+        }
+        let nifti = [".nii", ".nii.gz", ".hdr", ".hdr.gz", ".img", ".img.gz", ".zip", ".dcm.gz"]
+            .iter()
+            .any(|e| name.ends_with(e));
+        let mut head = [0u8; 132];
+        let dicom = nifti
+            || std::fs::File::open(&p)
+                .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut head))
+                .is_ok_and(|_| seglrp::io::dicom::is_dicom(&name, &head))
+            || seglrp::io::dicom::is_dicom(&name, &[]);
+        if dicom {
+            out.push(p);
+        } else {
+            ignored += 1;
+        }
+    }
+    ignored
 }
 
 pub fn open_study(files: &[PathBuf], roles: &[String]) -> Result<Study, String> {
@@ -217,8 +267,7 @@ pub fn open_study(files: &[PathBuf], roles: &[String]) -> Result<Study, String> 
             eprintln!("warning: {}: {note}", r.name);
         }
     }
-    let errors: Vec<String> =
-        reports.iter().filter_map(|r| r.error.as_ref().map(|e| format!("{}: {e}", r.name))).collect();
+    let errors = study::blocking_errors(&reports);
     if !errors.is_empty() {
         return Err(errors.join("\n"));
     }

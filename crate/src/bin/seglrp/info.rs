@@ -1,4 +1,4 @@
-//! `seglrp info`: what each NIfTI file holds, each file on its own.
+//! `seglrp info`: what each NIfTI file or DICOM series holds, each on its own.
 
 use std::path::{Path, PathBuf};
 
@@ -6,7 +6,8 @@ use crate::common::{read_all, write};
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// .nii, .nii.gz, or .hdr with its .img.
+    /// .nii, .nii.gz, .hdr with its .img, DICOM files or folders of them (one entry per series),
+    /// or a .zip of any of these.
     #[arg(required = true)]
     pub files: Vec<PathBuf>,
     /// Print JSON (one object per file) instead of text.
@@ -25,6 +26,11 @@ pub fn run(args: Args) -> Result<(), String> {
     let mut out = Vec::new();
     for r in &reports {
         let Some(vol) = &r.volume else {
+            if r.aside {
+                // Beside the series of a DICOM folder: what it is, not a failure.
+                eprintln!("note: {}: {}", r.name, r.error.clone().unwrap_or_default());
+                continue;
+            }
             failed += 1;
             let error = r.error.clone().unwrap_or_default();
             // The reason goes to stderr in words whatever the output format.
@@ -54,7 +60,13 @@ pub fn run(args: Args) -> Result<(), String> {
             println!(
                 "  {} {}, {}, {}",
                 info.format,
-                if info.pair { "pair" } else { "file" },
+                if info.pair {
+                    "pair"
+                } else if info.format == "DICOM" {
+                    "series"
+                } else {
+                    "file"
+                },
                 serde_json::to_string(&info.datatype).unwrap_or_default().trim_matches('"'),
                 if info.little_endian { "little-endian" } else { "big-endian" }
             );
