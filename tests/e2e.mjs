@@ -105,7 +105,8 @@ function nativeRelevance(voxel, cls, composite = 'Epsilon', scope = 'voxel', mas
 function nativeInfo(file) {
   const dir = fs.mkdtempSync(path.join(tmp, 'info-'));
   const [r] = JSON.parse(execFileSync(BIN, ['info', '--json', '--values', dir, file]));
-  const buf = fs.readFileSync(path.join(dir, `${path.basename(file)}.f32`));
+  // Values are written under the entry's name (a DICOM series' is its description).
+  const buf = fs.readFileSync(path.join(dir, `${path.basename(r.file)}.f32`));
   return { ...r, values: new Float32Array(buf.buffer, buf.byteOffset, buf.length / 4) };
 }
 
@@ -755,6 +756,59 @@ nib.save(nib.Nifti1Image(a, img.affine @ np.diag([2.0, 2.0, 1.0, 1.0])), sys.arg
 }
 
 /**
+ * A DICOM series for a one-channel CT model: a patient's folder from pydicom's test data (a CT
+ * series of five slices and a two-plane scout) dropped as files; the series becomes the study
+ * (the scout is set aside with its reason), its segmentation is `seglrp segment`'s of the folder.
+ */
+async function dicomSeries(page, name) {
+  const dir = fs.mkdtempSync(path.join(tmp, 'dicom-'));
+  const maker = path.join(path.dirname(new URL(import.meta.url).pathname), 'nnunet_folder.py');
+  const archive = execFileSync(PYTHON, [maker, dir, '--channels', '1', '--seed', '5', '--zip']).toString().trim();
+  const patient = path.join(DATA, 'pydicom/data/test_files/dicomdirtests/98892001');
+  const files = fs
+    .readdirSync(patient)
+    .flatMap((s) => fs.readdirSync(path.join(patient, s)).map((f) => path.join(patient, s, f)));
+  await page.click('#clear');
+  await dropFiles(page, [archive]);
+  await waitStatus(page, /Drop its study/);
+  await dropFiles(page, files);
+  await waitStatus(page, /Double-click/);
+  const series = 'SmartScore - Gated 0.5 sec (series 5)';
+  const rows = await page.$$eval('#files tr', (r) => r.map((x) => x.textContent));
+  assert.ok(
+    rows.some((r) => r.includes(series) && r.includes('16×16×5')),
+    `${name}: the CT series listed: ${rows}`,
+  );
+  assert.ok(
+    rows.some((r) => /Scout \(series 4\).*different planes/.test(r)),
+    `${name}: the scout set aside: ${rows}`,
+  );
+  assert.deepEqual(await page.evaluate(() => window.__seglrp.view.dims), [16, 16, 5], `${name}: the series' grid`);
+  const seg = path.join(dir, 'seg.nii.gz');
+  // The page runs one pass over the study on its own grid: `segment --whole`.
+  execFileSync(BIN, ['segment', patient, '--model', archive, '--whole', '--out', seg], {
+    stdio: ['ignore', 'ignore', 'inherit'],
+  });
+  const mask = await page.evaluate(() => Array.from(window.__seglrp.mask));
+  const { values } = nativeInfo(seg);
+  const differ = mask.filter((v, i) => v !== values[i]).length;
+  assert.ok(mask.length === values.length && differ <= 1e-4 * mask.length, `${name}: DICOM mask vs native: ${differ}`);
+  await backToBundled(page);
+  // JPEG 2000 in the page (openjp2 compiled to wasm): a lossless MR slice decodes as natively.
+  await page.click('#clear');
+  const j2k = path.join(DATA, 'pydicom/data/test_files/MR_small_jp2klossless.dcm');
+  await dropFiles(page, [j2k]);
+  await waitStatus(page, /Showing MR \(series 1\)/);
+  const shown = await page.evaluate(() => Array.from(window.__seglrp.view.channels[0]));
+  const want = Array.from(nativeInfo(j2k).values);
+  assert.ok(want.length === 4096 && shown.every((v, i) => v === want[i]), `${name}: JPEG 2000 pixels as native`);
+  await page.click('#clear');
+  await dropFiles(page, [sample, path.join(studyDir, 'label.nii.gz')]);
+  await waitStatus(page, /Double-click/);
+  return `a DICOM CT series (5 files + a scout) for a one-channel nnU-Net model: mask = seglrp segment --whole's of the folder (${differ} of ${mask.length} voxels differ); a JPEG 2000 slice decoded as natively`;
+}
+
+/**
  * An ONNX file exported by PyTorch, with a MONAI bundle's metadata.json naming its channels and
  * classes: the card does not say how the input is normalised, so the study waits for the user
  * to choose; then the page's mask equals the command line's with the same choice.
@@ -1249,6 +1303,7 @@ try {
       await ownModels(page, name);
       const shape = await anotherShape(page, name);
       const nnunet = await nnunetModel(page, name);
+      const dicom = await dicomSeries(page, name);
       const cohort = await cohortRun(page, name);
       // Offline: the service worker serves the page and the engine; a demo patient still works.
       await context.setOffline(true);
@@ -1260,7 +1315,7 @@ try {
         `demo patient ${PATIENT}: ${tumour} tumour voxels, mask = WebGPU's = native; real files shown or refused; ${hostile}; ${first}; EpsilonAlpha2Beta1: max|ΔR| ${other.diff.toExponential(2)} of ${other.scale.toExponential(2)}; ` +
         `tumour region of ${region.got.voxels} voxels (EpsilonGammaBox, two-pass): max|ΔM_A| ${region.diff.toExponential(2)} of ${region.scale.toExponential(2)}; ` +
         `false negatives (${missed.got.voxels} voxels): max|ΔM_A| ${missed.diff.toExponential(2)} of ${missed.scale.toExponential(2)}; ` +
-        `drawn box (${drawn.got.voxels} voxels): max|ΔM_A| ${drawn.diff.toExponential(2)} of ${drawn.scale.toExponential(2)}; ${shape}; ${nnunet}; ${cohort}; offline reload: demo patient segmented (${offline} voxels)`
+        `drawn box (${drawn.got.voxels} voxels): max|ΔM_A| ${drawn.diff.toExponential(2)} of ${drawn.scale.toExponential(2)}; ${shape}; ${nnunet}; ${dicom}; ${cohort}; offline reload: demo patient segmented (${offline} voxels)`
       );
     },
   });

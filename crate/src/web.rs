@@ -170,6 +170,8 @@ struct Report<'a> {
     role: String,
     info: &'a Option<crate::io::nifti::FileInfo>,
     error: &'a Option<String>,
+    /// Set aside, not an obstacle to the study (a scout beside a DICOM series).
+    aside: bool,
 }
 
 #[derive(Serialize)]
@@ -338,7 +340,7 @@ pub fn open_files(files: js_sys::Array, roles: JsValue, grid: String) -> Result<
     let listed = reports
         .iter()
         .zip(roles)
-        .map(|(r, role)| Report { name: &r.name, role, info: &r.info, error: &r.error })
+        .map(|(r, role)| Report { name: &r.name, role, info: &r.info, error: &r.error, aside: r.aside })
         .collect();
     let out = serde_wasm_bindgen::to_value(&Opened { files: listed, problem }).map_err(js_err)?;
     match assembled {

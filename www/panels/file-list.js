@@ -1,5 +1,5 @@
-// The list of loaded files: what each is, the sequence it was assigned (editable), and why a
-// file could not be read.
+// The list of loaded files (a DICOM series is one entry): what each is, the sequence it was
+// assigned (editable), and why a file could not be read.
 import { names } from '../catalogue.js';
 import { escapeHtml } from '../status.js';
 
@@ -37,8 +37,9 @@ export function renderFiles(table, reports, onRole) {
     const what = document.createElement('td');
     const role = document.createElement('td');
     if (r.error) {
-      what.textContent = r.error;
-      what.className = 'error';
+      // Set aside (a scout, a DICOMDIR beside the series): said, but no obstacle to the study.
+      what.textContent = r.aside ? `set aside: ${r.error}` : r.error;
+      what.className = r.aside ? 'warning' : 'error';
       role.textContent = '—';
     } else {
       what.textContent = describe(r.info);

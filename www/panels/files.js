@@ -104,7 +104,9 @@ export async function openFiles(files, roles, fresh = files, name = null, refuse
         const shown =
           p.channels === 1 ? [p.name] : Array.from({ length: p.channels }, (_, i) => `${p.name} — volume ${i + 1}`);
         await showVolume({ dims: p.dims, affine: p.affine, channels: split(p.data, p.dims, p.channels), names: shown });
-        const errors = [...result.files, ...refused].filter((f) => f.error).map((f) => `${f.name}: ${f.error}`);
+        const errors = [...result.files, ...refused]
+          .filter((f) => f.error && !f.aside)
+          .map((f) => `${f.name}: ${f.error}`);
         status([`Showing ${p.name}. ${result.problem}.`, ...errors].join(' — '), { error: errors.length > 0 });
         return false;
       }
@@ -220,9 +222,10 @@ async function walk(entry, prefix) {
 export function describeInput() {
   const m = names.model;
   const channels = names.sequences.join(', ');
+  const dicom = '; or a DICOM folder (or .zip): its series are matched to the channels by description';
   $('drop-what').textContent = m?.liver
-    ? 'six NIfTI files, one per sequence (T2, T1 plain, T1 20 s, 60 s, 120 s, 15 min; on any grids: they are resampled onto the finest), or one 4-D file with the six as volumes; optionally a tumour label (0/1)'
-    : `${names.sequences.length === 1 ? 'one NIfTI file' : `${names.sequences.length} NIfTI files, one per channel of the model`} (${channels}; on any grids: they are resampled onto the finest), or one 4-D file with them as volumes; optionally a label (class indices 0–${names.classes.length - 1})`;
+    ? `six NIfTI files, one per sequence (T2, T1 plain, T1 20 s, 60 s, 120 s, 15 min; on any grids: they are resampled onto the finest), or one 4-D file with the six as volumes; optionally a tumour label (0/1)${dicom}`
+    : `${names.sequences.length === 1 ? 'one NIfTI file' : `${names.sequences.length} NIfTI files, one per channel of the model`} (${channels}; on any grids: they are resampled onto the finest), or one 4-D file with them as volumes; optionally a label (class indices 0–${names.classes.length - 1})${dicom}`;
   $('load-patient').disabled = !m?.liver;
   $('patient').disabled = !m?.liver;
   $('load-patient').title = m?.liver ? '' : 'the demo patients are liver studies for the bundled model';

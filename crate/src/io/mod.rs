@@ -1,9 +1,11 @@
-//! Getting studies in and out: NIfTI reading and writing, DICOM series read as volumes, the voxel-to-world geometry, volumes
-//! in memory, studies assembled from files (channels matched to a model's card) and resampling
-//! between grids.
+//! Getting studies in and out: NIfTI reading and writing, DICOM series read as volumes, the
+//! voxel-to-world geometry, volumes in memory, studies assembled from files (channels matched to
+//! a model's card) and resampling between grids.
 
 pub mod dicom;
 pub mod geometry;
+#[cfg(target_arch = "wasm32")]
+mod libc_shim;
 pub mod nifti;
 pub mod resample;
 pub mod study;

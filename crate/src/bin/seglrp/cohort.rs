@@ -155,7 +155,8 @@ pub fn run(args: Args) -> Result<(), String> {
     cohort(&r, &dir, &out, share, &device(r.gpu, "cpu")?)
 }
 
-/// One study folder: `DIR/<id>/`, its NIfTI files found at any depth (so `sub-01/anat/` works).
+/// One study folder: `DIR/<id>/`, its NIfTI and DICOM files found at any depth (so `sub-01/anat/`
+/// and a scanner's export work).
 #[derive(Debug)]
 pub struct StudyDir {
     pub id: String,
@@ -165,19 +166,6 @@ pub struct StudyDir {
 fn is_nifti(path: &Path) -> bool {
     let name = path.file_name().map(|n| n.to_string_lossy().to_ascii_lowercase()).unwrap_or_default();
     [".nii", ".nii.gz", ".hdr", ".img", ".hdr.gz", ".img.gz"].iter().any(|e| name.ends_with(e))
-}
-
-fn nifti_files(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
-    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)?.map(|e| e.map(|e| e.path())).collect::<Result<_, _>>()?;
-    entries.sort();
-    for p in entries {
-        if p.is_dir() {
-            nifti_files(&p, out)?;
-        } else if is_nifti(&p) {
-            out.push(p);
-        }
-    }
-    Ok(())
 }
 
 /// The study folders of `dir` in name order; loose NIfTI files beside them are named in the
@@ -198,7 +186,7 @@ pub fn discover(dir: &Path, skip: &Path) -> Result<(Vec<StudyDir>, Vec<String>),
                 continue;
             }
             let mut files = Vec::new();
-            nifti_files(&p, &mut files).map_err(|e| format!("{}: {e}", p.display()))?;
+            crate::common::images_in(&p, &mut files);
             let id = p.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
             studies.push(StudyDir { id, files });
         } else if is_nifti(&p) {

@@ -228,7 +228,7 @@ pub fn read_all(paths: &[PathBuf]) -> Vec<FileReport> {
 
 /// The NIfTI, DICOM and .zip files under `dir` (sorted by path, hidden ones aside) into `out`;
 /// returns how many other files were passed over.
-fn images_in(dir: &Path, out: &mut Vec<PathBuf>) -> usize {
+pub fn images_in(dir: &Path, out: &mut Vec<PathBuf>) -> usize {
     let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
     let mut paths: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
     paths.sort();
