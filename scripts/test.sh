@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # `npm test`: every test. Native engine tests, browser engine tests (wasm-bindgen-test in
 # headless Chromium, WebGPU and CPU), NIfTI parity with nibabel on real files, DICOM series
-# against nibabel, LRP parity with Zennit, a cohort as a Slurm job array, the page's modules (node --test) and the
-# end-to-end page test (Playwright).
+# against nibabel, LRP parity with Zennit, a cohort as a Slurm job array, the page's modules
+# (node --test) and the end-to-end page test (Playwright).
 source "$(dirname "$0")/lib.sh"
 ensure_wasm_target
 ensure_wasm_bindgen

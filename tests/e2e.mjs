@@ -747,6 +747,14 @@ nib.save(nib.Nifti1Image(a, img.affine @ np.diag([2.0, 2.0, 1.0, 1.0])), sys.arg
     const what = scope === 'voxel' ? 'a voxel' : `all ${which === 'foreground' ? 'foreground' : `class ${which}`}`;
     results.push(`${what}: max|ΔR| ${diff.toExponential(2)} of ${scale.toExponential(2)}`);
   }
+  // The cohort follows the card: the table's columns (the plot's axes, in the model's order) and
+  // the CSV's share columns are the four channels, one row per explanation.
+  const channels = ['CT', 'T1', 'T1ce', 'T2'];
+  const header = await page.$$eval('#cohort-table tr:first-child th', (t) => t.map((x) => x.textContent));
+  assert.deepEqual(header.slice(4), channels, `${name}: the cohort table's channel columns`);
+  const csv = parseCsv(fs.readFileSync(await download(page, '#save-csv', name), 'utf8'));
+  assert.deepEqual(csv[0].slice(7), [...channels, 'note', 'non_finite_voxels'], `${name}: the CSV's columns`);
+  assert.equal(csv.length, 4, `${name}: a header and a row per explanation`);
   await backToBundled(page);
   await page.click('#clear');
   await dropFiles(page, [sample, path.join(studyDir, 'label.nii.gz')]);

@@ -13,8 +13,8 @@
 use std::collections::BTreeMap;
 
 use dicom_dictionary_std::tags;
-use dicom_object::mem::InMemDicomObject;
 use dicom_object::file::ReadPreamble;
+use dicom_object::mem::InMemDicomObject;
 use dicom_object::{OpenFileOptions, Tag};
 use dicom_pixeldata::PixelDecoder;
 
@@ -139,7 +139,9 @@ fn parse(name: &str, bytes: &[u8]) -> Result<(SeriesHead, Vec<Frame>), Skip> {
     let refuse = |why: String| Err(Skip::Refused(head_name(&head), why));
     let samples = integer(&obj, tags::SAMPLES_PER_PIXEL).unwrap_or(1);
     if samples != 1 {
-        return refuse(format!("{name} is a colour image ({samples} samples per pixel); only greyscale images are read"));
+        return refuse(format!(
+            "{name} is a colour image ({samples} samples per pixel); only greyscale images are read"
+        ));
     }
     if text(&obj, tags::IMAGE_TYPE).is_some_and(|t| t.to_ascii_uppercase().contains("MOSAIC")) {
         return refuse(format!(
@@ -163,9 +165,9 @@ fn parse(name: &str, bytes: &[u8]) -> Result<(SeriesHead, Vec<Frame>), Skip> {
         .and_then(|e| e.items())
         .map(|items| items.iter().collect())
         .unwrap_or_default();
-    let decoded = obj.decode_pixel_data().map_err(|e| {
-        Skip::Refused(head_name(&head), format!("the pixels of {name} cannot be decoded ({e})"))
-    })?;
+    let decoded = obj
+        .decode_pixel_data()
+        .map_err(|e| Skip::Refused(head_name(&head), format!("the pixels of {name} cannot be decoded ({e})")))?;
     let bits = decoded.bits_stored();
     let signed = decoded.pixel_representation() == dicom_pixeldata::PixelRepresentation::Signed;
     let rescaled = decoded.rescale().map(|r| r.iter().any(|r| r.slope != 1.0 || r.intercept != 0.0)).unwrap_or(false);
@@ -312,7 +314,8 @@ const GAP_TOLERANCE: f64 = 0.05;
 /// The frames of one series as one volume (4-D when each position repeats).
 fn stack(mut frames: Vec<Frame>) -> Result<(Volume, FileInfo), String> {
     let first = &frames[0];
-    let (rows, cols, o, spacing, thickness) = (first.rows, first.cols, first.orientation, first.spacing, first.thickness);
+    let (rows, cols, o, spacing, thickness) =
+        (first.rows, first.cols, first.orientation, first.spacing, first.thickness);
     if let Some(f) = frames.iter().find(|f| (f.rows, f.cols) != (rows, cols)) {
         return Err(format!(
             "its images have different sizes ({}×{} in {}, {}×{} in {}): not one volume",
@@ -326,7 +329,10 @@ fn stack(mut frames: Vec<Frame>) -> Result<(Volume, FileInfo), String> {
         ));
     }
     if let Some(f) = frames.iter().find(|f| f.spacing.iter().zip(&spacing).any(|(a, b)| (a - b).abs() > 1e-4 * b)) {
-        return Err(format!("its images have different pixel spacings ({} and {}): not one volume", first.file, f.file));
+        return Err(format!(
+            "its images have different pixel spacings ({} and {}): not one volume",
+            first.file, f.file
+        ));
     }
     let row_dir = [o[0], o[1], o[2]];
     let col_dir = [o[3], o[4], o[5]];

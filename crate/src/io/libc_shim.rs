@@ -1,11 +1,42 @@
-//! The C allocator and `strcpy` for openjp2 in the browser build. openjp2 (the pure-Rust
+//! What openjp2 needs in the browser build: the C allocator, `strcpy`, and a global allocator
+//! that lets a null pointer be freed. openjp2 (the pure-Rust
 //! JPEG 2000 decoder behind dicom-pixeldata) is a line-by-line port of OpenJPEG and still calls
 //! libc's `malloc`, `calloc`, `realloc`, `free` and `strcpy`; `wasm32-unknown-unknown` has no
 //! libc, so without these the module would import them from an `env` no browser provides.
 //! They are Rust's allocator with the size kept in a header before each block (as `free` and
 //! `realloc` are not told it).
+//!
+//! openjp2 also hands Rust's `dealloc` the null pointer of a code block it never filled; the
+//! system allocator forgives that natively (libc's `free(NULL)`), wasm's dlmalloc traps on it
+//! ("memory access out of bounds"). The browser build's global allocator therefore passes null
+//! over and is the system allocator otherwise.
 
-use std::alloc::{alloc, alloc_zeroed, dealloc, realloc as grow, Layout};
+use std::alloc::{alloc, alloc_zeroed, dealloc, realloc as grow, GlobalAlloc, Layout, System};
+
+struct NullTolerant;
+
+unsafe impl GlobalAlloc for NullTolerant {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        System.alloc(layout)
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        System.alloc_zeroed(layout)
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        if !ptr.is_null() {
+            System.dealloc(ptr, layout)
+        }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, size: usize) -> *mut u8 {
+        System.realloc(ptr, layout, size)
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: NullTolerant = NullTolerant;
 
 /// Room before each block for its size, keeping the block aligned as malloc's are.
 const HEADER: usize = 16;

@@ -262,11 +262,7 @@ impl FileReport {
 /// The errors that stop a study (`name: error`): those of files given for it, not those set
 /// [`FileReport::aside`].
 pub fn blocking_errors(reports: &[FileReport]) -> Vec<String> {
-    reports
-        .iter()
-        .filter(|r| !r.aside)
-        .filter_map(|r| r.error.as_ref().map(|e| format!("{}: {e}", r.name)))
-        .collect()
+    reports.iter().filter(|r| !r.aside).filter_map(|r| r.error.as_ref().map(|e| format!("{}: {e}", r.name))).collect()
 }
 
 /// Most bytes read from the files of one `.zip` (a study's DICOM series, its NIfTI files).
