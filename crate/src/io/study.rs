@@ -330,35 +330,52 @@ fn unzip(bytes: &[u8]) -> Result<Vec<(String, Vec<u8>)>, String> {
 /// as if given one by one. A file that cannot be read gets its error in its report; the others
 /// are unaffected.
 pub fn read_files(files: &[Input]) -> Vec<FileReport> {
+    // Reports keep the order the files were given in: each is keyed by its input's position (a
+    // zip's files, and DICOM series, by the position of the first file they came from).
     let mut dicom: Vec<(String, Vec<u8>)> = Vec::new();
+    let mut dicom_at = None;
     let mut unpacked: Vec<(String, Vec<u8>)> = Vec::new();
-    let mut plain: Vec<&Input> = Vec::new();
-    let mut failed = Vec::new();
-    for input in files {
+    let mut unpacked_at = Vec::new();
+    let (mut plain, mut plain_at) = (Vec::new(), Vec::new());
+    let mut reports: Vec<(usize, FileReport)> = Vec::new();
+    for (i, input) in files.iter().enumerate() {
         match kind(input) {
-            Ok(Kind::Other) => plain.push(input),
-            Ok(Kind::Dicom(bytes)) => dicom.push((input.name.clone(), bytes)),
+            Ok(Kind::Other) => {
+                plain.push(input);
+                plain_at.push(i);
+            }
+            Ok(Kind::Dicom(bytes)) => {
+                dicom.push((input.name.clone(), bytes));
+                dicom_at.get_or_insert(i);
+            }
             Ok(Kind::Zip(bytes)) => match unzip(&bytes) {
                 Ok(members) => {
                     for (name, b) in members {
                         let name = format!("{}/{name}", input.name);
-                        let is_dicom = crate::io::dicom::is_dicom(&name, &b);
-                        if is_dicom { &mut dicom } else { &mut unpacked }.push((name, b));
+                        if crate::io::dicom::is_dicom(&name, &b) {
+                            dicom.push((name, b));
+                            dicom_at.get_or_insert(i);
+                        } else {
+                            unpacked.push((name, b));
+                            unpacked_at.push(i);
+                        }
                     }
                 }
-                Err(e) => failed.push(FileReport::read(input.name.clone(), Err(e))),
+                Err(e) => reports.push((i, FileReport::read(input.name.clone(), Err(e)))),
             },
-            Err(e) => failed.push(FileReport::read(input.name.clone(), Err(e))),
+            Err(e) => reports.push((i, FileReport::read(input.name.clone(), Err(e)))),
         }
     }
-    let unpacked: Vec<Input> = unpacked.iter().map(|(n, b)| Input::bytes(n.clone(), b)).collect();
-    let mut reports = read_nifti_files(&plain);
-    reports.extend(read_nifti_files(&unpacked.iter().collect::<Vec<_>>()));
-    reports.extend(failed);
-    if !dicom.is_empty() {
-        reports.extend(dicom_reports(&dicom));
+    let unpacked_inputs: Vec<Input> = unpacked.iter().map(|(n, b)| Input::bytes(n.clone(), b)).collect();
+    reports.extend(read_nifti_files(&plain).into_iter().map(|(k, r)| (plain_at[k], r)));
+    let unpacked_refs: Vec<&Input> = unpacked_inputs.iter().collect();
+    reports.extend(read_nifti_files(&unpacked_refs).into_iter().map(|(k, r)| (unpacked_at[k], r)));
+    if let Some(at) = dicom_at {
+        reports.extend(dicom_reports(&dicom).into_iter().map(|r| (at, r)));
     }
-    reports
+    // A stable sort: a zip's files and the series keep their own order.
+    reports.sort_by_key(|(at, _)| *at);
+    reports.into_iter().map(|(_, r)| r).collect()
 }
 
 /// One report per DICOM series; series that cannot be a volume, and files holding no image, set
@@ -374,7 +391,8 @@ fn dicom_reports(files: &[(String, Vec<u8>)]) -> Vec<FileReport> {
     out
 }
 
-fn read_nifti_files(files: &[&Input]) -> Vec<FileReport> {
+/// The NIfTI files (pairs joined), each report with the position of its file in `files`.
+fn read_nifti_files(files: &[&Input]) -> Vec<(usize, FileReport)> {
     let lower: Vec<String> = files.iter().map(|f| f.name.to_ascii_lowercase()).collect();
     let is = |i: usize, exts: &[&str]| exts.iter().any(|e| lower[i].ends_with(e));
     let stem = |i: usize| strip_extension(&lower[i]).to_string();
@@ -396,7 +414,7 @@ fn read_nifti_files(files: &[&Input]) -> Vec<FileReport> {
         } else {
             read_input(input)
         };
-        reports.push(FileReport::read(name.clone(), result.map(|n| (n.info, n.volume))));
+        reports.push((i, FileReport::read(name.clone(), result.map(|n| (n.info, n.volume)))));
     }
     reports
 }
