@@ -3,7 +3,7 @@
 Real DICOM files that ship in registry packages (pydicom's and nibabel's test data, unpacked by
 scripts/lib.sh into $SEGLRP_TESTDATA): a five-slice CT series, one MR slice in five transfer
 syntaxes (explicit and implicit little endian, big endian, RLE, lossless JPEG 2000), and a
-Philips enhanced multi-frame MPRAGE of 176 frames.
+Philips enhanced multi-frame MPRAGE of 176 frames (geometry only: its pixels are blank).
 
 For each series `seglrp info --json --values` prints the volume's affine and writes its values;
 nibabel's DICOM wrappers (over pydicom) give each file's pixels and their voxel-to-patient
@@ -155,7 +155,8 @@ def main():
             compare("CT_small.dcm", info, values, nibabel_images([PYD / "CT_small.dcm"]))
             check(values.min() < 0, f"CT_small.dcm: rescaled to HU (min {values.min()})")
 
-        # An enhanced multi-frame MR (Philips, 176 frames): positions per frame.
+        # An enhanced multi-frame MR (Philips, 176 frames): positions per frame. The copy nibabel
+        # ships has blank pixels (all 0): this case checks geometry and frame order only.
         mprage = NIB / "philips_mprage.dcm.gz"
         series, run = read_series([mprage], tmp / "mprage")
         check(len(series) == 1, f"philips_mprage: one series ({run.stderr.strip()[-200:]})")
