@@ -755,12 +755,33 @@ nib.save(nib.Nifti1Image(a, img.affine @ np.diag([2.0, 2.0, 1.0, 1.0])), sys.arg
   const csv = parseCsv(fs.readFileSync(await download(page, '#save-csv', name), 'utf8'));
   assert.deepEqual(csv[0].slice(7), [...channels, 'note', 'non_finite_voxels'], `${name}: the CSV's columns`);
   assert.equal(csv.length, 4, `${name}: a header and a row per explanation`);
+  // Exports onto an input's grid (here the half-resolution T1ce's): the relevance and the
+  // segmentation equal `seglrp resample` of the exports on the study's grid (with --nearest).
+  const moved = [];
+  for (const [button, nearest] of [
+    ['#save-rel', []],
+    ['#save-seg', ['--nearest']],
+  ]) {
+    await page.selectOption('#export-grid', '');
+    const onStudy = await download(page, button, name);
+    await page.selectOption('#export-grid', path.basename(study[2]));
+    const onInput = await download(page, button, name);
+    const want = path.join(dir, `want-${path.basename(onInput)}`);
+    execFileSync(BIN, ['resample', onStudy, '--like', study[2], '--out', want, ...nearest]);
+    const [a, b, like] = [nativeInfo(onInput), nativeInfo(want), nativeInfo(study[2])];
+    assert.deepEqual(a.info.dims.slice(0, 3), like.info.dims.slice(0, 3), `${name}: ${button} on the input's grid`);
+    assert.deepEqual(a.info.affine, like.info.affine, `${name}: ${button} with the input's affine`);
+    const { diff, scale } = maxDifference(a.values, b.values);
+    assert.ok(a.values.length === b.values.length && diff <= 1e-6 * scale, `${name}: ${button}: ${diff} of ${scale}`);
+    moved.push(`${button === '#save-rel' ? 'relevance' : 'segmentation'} max|Δ| ${diff.toExponential(1)}`);
+  }
+  await page.selectOption('#export-grid', '');
   await backToBundled(page);
   await page.click('#clear');
   await dropFiles(page, [sample, path.join(studyDir, 'label.nii.gz')]);
   await waitStatus(page, /Double-click/);
   await sameMask(page, name, 'bundled model after the nnU-Net one');
-  return `an nnU-Net model folder's .zip (CT, T1, T1ce, T2 on two grids; background, liver, tumour): mask = native (${differ} of ${mask.length} voxels differ); ${results.join('; ')}`;
+  return `an nnU-Net model folder's .zip (CT, T1, T1ce, T2 on two grids; background, liver, tumour): mask = native (${differ} of ${mask.length} voxels differ); ${results.join('; ')}; exported onto the T1ce's grid = seglrp resample (${moved.join(', ')})`;
 }
 
 /**

@@ -70,8 +70,9 @@ const ops = {
       : engine.use_bundled_model(),
   catalogue: () => engine.catalogue(),
   normalisation: ({ name }) => engine.set_normalisation(name ?? ''),
-  exportRelevance: ({ relevance }) => ({ bytes: engine.export_relevance(relevance) }),
-  exportSegmentation: ({ mask }) => ({ bytes: engine.export_segmentation(mask) }),
+  // Exports on the study's grid (onto '') or resampled onto an input file's grid.
+  exportRelevance: ({ relevance, onto }) => ({ bytes: engine.export_relevance(relevance, onto ?? '') }),
+  exportSegmentation: ({ mask, onto }) => ({ bytes: engine.export_segmentation(mask, onto ?? '') }),
   // For the tests: the GPU goes away as it would on a driver reset.
   loseDevice: () => {
     gpuDevice?.destroy();

@@ -30,6 +30,9 @@ struct State {
     label: Option<Vec<u8>>,
     /// The study's grid (dims, affine; no voxels) for exports.
     geometry: Option<Volume>,
+    /// The grids of the files the study was read from, by name: exports may be resampled onto
+    /// any of them.
+    input_grids: Vec<(String, crate::io::resample::Grid)>,
     /// The GPU's largest storage buffer (bytes), when the page reported one (set_buffer_limit).
     buffer_limit: Option<u64>,
 }
@@ -40,6 +43,7 @@ impl State {
     fn drop_study(&mut self) {
         self.study = None;
         self.geometry = None;
+        self.input_grids.clear();
         self.label = None;
     }
 }
@@ -102,6 +106,7 @@ pub async fn init(prefer: String) -> Result<String, JsError> {
             study: None,
             label: None,
             geometry: None,
+            input_grids: Vec::new(),
             buffer_limit: None,
         })
     });
@@ -161,6 +166,8 @@ struct StudyInfo<'a> {
     non_finite: &'a [usize],
     /// Files moved onto the study's grid, in words.
     resampled: &'a [String],
+    /// The files whose grids exports can be resampled onto ([`export_relevance`]).
+    grids: Vec<&'a str>,
 }
 
 /// A file as the page's list shows it: its role in words (a channel of the model, "label", …).
@@ -351,9 +358,14 @@ pub fn open_files(files: js_sys::Array, roles: JsValue, grid: String) -> Result<
                 s.model.prepare(vol, &s.device, engine::PrepareOptions::default()).map_err(js_err)
             })?;
             let geometry = Volume { data: Vec::new(), ..vol.clone() };
+            let inputs: Vec<(String, crate::io::resample::Grid)> = reports
+                .iter()
+                .filter_map(|r| r.volume.as_ref().map(|v| (r.name.clone(), crate::io::resample::Grid::of(v))))
+                .collect();
             with_state(|s| {
                 s.study = Some(prepared);
                 s.geometry = Some(geometry);
+                s.input_grids = inputs.clone();
                 s.label = st.label.clone();
                 Ok(())
             })?;
@@ -366,6 +378,7 @@ pub fn open_files(files: js_sys::Array, roles: JsValue, grid: String) -> Result<
                 sources: &st.sources,
                 non_finite: &st.non_finite,
                 resampled: &st.resampled,
+                grids: inputs.iter().map(|(n, _)| n.as_str()).collect(),
             };
             let study = serde_wasm_bindgen::to_value(&info).map_err(js_err)?;
             set(&study, "data", &Float32Array::from(&vol.data[..]))?;
@@ -409,26 +422,49 @@ fn geometry() -> Result<Volume, JsError> {
     with_state(|s| s.geometry.clone().ok_or_else(|| js_err("no study is loaded")))
 }
 
-/// The relevance of an explanation (6 × voxels, file order) as a gzipped 4-D float32 NIfTI
-/// with the study's affine.
+/// The grid exports go onto: the study's (`onto` = ""), or that of the input file named `onto`.
+fn export_grid(onto: &str) -> Result<Option<crate::io::resample::Grid>, JsError> {
+    if onto.is_empty() {
+        return Ok(None);
+    }
+    with_state(|s| {
+        let found = s.input_grids.iter().find(|(n, _)| n == onto).map(|(_, g)| *g);
+        found.map(Some).ok_or_else(|| js_err(format!("{onto} is not one of the study's files")))
+    })
+}
+
+/// The relevance of an explanation (channels × voxels, file order) as a gzipped 4-D float32
+/// NIfTI with the study's affine, or resampled (trilinear, in world coordinates) onto the grid of
+/// the input file named `onto` ("" = the study's grid), with that file's affine.
 #[wasm_bindgen]
-pub fn export_relevance(relevance: &[f32]) -> Result<Uint8Array, JsError> {
+pub fn export_relevance(relevance: &[f32], onto: String) -> Result<Uint8Array, JsError> {
     let g = geometry()?;
     if relevance.len() != g.voxels() * g.channels {
         return Err(js_err(format!("expected {} relevance values, got {}", g.voxels() * g.channels, relevance.len())));
     }
-    let vol = Volume { data: relevance.to_vec(), ..g };
+    let mut vol = Volume { data: relevance.to_vec(), ..g };
+    if let Some(grid) = export_grid(&onto)? {
+        vol = crate::io::resample::resample(&vol, &grid, crate::io::resample::Interpolation::Linear).map_err(js_err)?;
+    }
     Ok(Uint8Array::from(&crate::io::nifti::write_nifti(&vol, true)[..]))
 }
 
-/// A mask (1 byte per voxel, file order) as a gzipped uint8 NIfTI with the study's affine.
+/// A mask (1 byte per voxel, file order) as a gzipped uint8 NIfTI with the study's affine, or
+/// onto the grid of the input file named `onto` (nearest voxel).
 #[wasm_bindgen]
-pub fn export_segmentation(mask: &[u8]) -> Result<Uint8Array, JsError> {
+pub fn export_segmentation(mask: &[u8], onto: String) -> Result<Uint8Array, JsError> {
     let g = geometry()?;
     if mask.len() != g.voxels() {
         return Err(js_err(format!("expected {} mask values, got {}", g.voxels(), mask.len())));
     }
-    Ok(Uint8Array::from(&crate::io::nifti::write_label(mask, &g, true)[..]))
+    let Some(grid) = export_grid(&onto)? else {
+        return Ok(Uint8Array::from(&crate::io::nifti::write_label(mask, &g, true)[..]));
+    };
+    let vol = Volume { channels: 1, data: mask.iter().map(|&v| v as f32).collect(), ..g };
+    let moved =
+        crate::io::resample::resample(&vol, &grid, crate::io::resample::Interpolation::Nearest).map_err(js_err)?;
+    let labels: Vec<u8> = moved.data.iter().map(|&v| v as u8).collect();
+    Ok(Uint8Array::from(&crate::io::nifti::write_label(&labels, &moved, true)[..]))
 }
 
 fn current() -> Result<Prepared, JsError> {

@@ -1,8 +1,8 @@
 // Exports: the segmentation and the relevance maps as NIfTI (on the study's grid, with its
-// affine), the panels, the bar chart and the cohort plot as PNG, the cohort as CSV. Files are
+// affine, or resampled onto the grid of one of the study's files), the panels, the bar chart and the cohort plot as PNG, the cohort as CSV. Files are
 // handed to the browser as downloads: nothing is sent anywhere.
 import { store } from '../store.js';
-import { status, failed } from '../status.js';
+import { status, failed, escapeHtml } from '../status.js';
 import { pngOf } from '../charts.js';
 
 const $ = (id) => document.getElementById(id);
@@ -28,20 +28,46 @@ async function save(op, args, name) {
 }
 
 const fileStem = () => (store.name ?? 'study').replace(/[^\w.-]+/g, '_');
+/** A file resampled onto an input's grid says so in its name: `_on_<file stem>`. */
+const gridSuffix = () =>
+  onto()
+    ? `_on_${onto()
+        .replace(/\.(nii|hdr|img)(\.gz)?$/i, '')
+        .replace(/[^\w.-]+/g, '_')}`
+    : '';
+
+/** The grid exports take: '' (the study's) or an input file's name. */
+const onto = () => $('export-grid').value;
 
 export function updateExports() {
   $('save-seg').disabled = !store.mask;
   $('save-rel').disabled = !store.explanation;
+  // The menu follows the loaded study's files (kept while the same study stays loaded).
+  const grids = store.study?.grids ?? [];
+  const offered = ['', ...grids];
+  const shown = [...$('export-grid').options].map((o) => o.value);
+  if (shown.join('\n') !== offered.join('\n')) {
+    const chosen = offered.includes(onto()) ? onto() : '';
+    $('export-grid').innerHTML = offered
+      .map((g) => `<option value="${escapeHtml(g)}">${escapeHtml(g || "the study's grid")}</option>`)
+      .join('');
+    $('export-grid').value = chosen;
+  }
+  $('export-grid').disabled = !store.study;
 }
 
 export function setupExports() {
   $('save-seg').addEventListener('click', () =>
-    save('exportSegmentation', { mask: store.mask }, `${fileStem()}_segmentation.nii.gz`),
+    save('exportSegmentation', { mask: store.mask, onto: onto() }, `${fileStem()}_segmentation${gridSuffix()}.nii.gz`),
   );
   $('save-rel').addEventListener('click', () => {
     const e = store.explanation;
     const [x, y, z] = e.voxel;
-    save('exportRelevance', { relevance: e.relevance }, `${fileStem()}_relevance_${e.scope}_${x}_${y}_${z}.nii.gz`);
+    save(
+      'exportRelevance',
+      { relevance: e.relevance, onto: onto() },
+      `${fileStem()}_relevance_${e.scope}_${x}_${y}_${z}${gridSuffix()}.nii.gz`,
+    );
   });
   $('save-figure').addEventListener('click', async () =>
     download(await store.viewer.figurePng(), `${fileStem()}_relevance_panels.png`),
