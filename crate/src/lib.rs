@@ -3,7 +3,8 @@
 //!
 //! Layers, each a folder opening with what it holds: `ops` (convolution, pooling and
 //! up-sampling kernels), `model` (the network graph, its builders and importers, weights),
-//! `lrp` (rules, composites, the walk and region maps), `io` (NIfTI, geometry, studies,
+//! `lrp` (rules, composites, the walk and region maps), `faithfulness` (perturbation curves,
+//! other attribution methods, channel ablation), `io` (NIfTI, geometry, studies,
 //! resampling), `spatial` (windows, tiling, regions), `demo` (phantoms, the toy model,
 //! training); `engine` runs the pipeline, `backend` picks the device and reads tensors back,
 //! `rng` is the deterministic random source of phantoms and test networks, `web` is the wasm API.
@@ -11,6 +12,7 @@
 pub mod backend;
 pub mod demo;
 pub mod engine;
+pub mod faithfulness;
 pub mod io;
 pub mod lrp;
 pub mod model;

@@ -41,6 +41,10 @@ pub enum Composite {
         default: Rule,
         layers: Vec<(String, Rule)>,
     },
+    /// No rules at all: the plain gradient, as Zennit's attributors compute it without a
+    /// composite (ReLUs gate it, sums copy it, pools route it; norm statistics held fixed).
+    /// Not a menu entry: the gradient-based methods of `faithfulness::methods` run on it.
+    Gradient,
 }
 
 /// Name of the layer Zennit treats as the first.
@@ -93,6 +97,7 @@ impl Composite {
             Composite::EpsilonPlusFlat | Composite::EpsilonAlpha2Beta1Flat if first => Rule::flat(),
             Composite::EpsilonPlusFlat => Rule::zplus(),
             Composite::EpsilonAlpha2Beta1Flat => Rule::alpha2_beta1(),
+            Composite::Gradient => Rule::Gradient,
             Composite::Custom { default, layers } => {
                 layers.iter().find(|(n, _)| n == name).map(|(_, r)| r.clone()).unwrap_or_else(|| default.clone())
             }

@@ -165,6 +165,11 @@ pub enum Rule {
     ///
     /// `z = 1 ⋆ w² + b²`, `R_in = (w²)ᵀ (R / stab(z))`.
     WSquare { stabilizer: f32 },
+    /// No rule: the layer's gradient, what Zennit's attributors compute with no composite
+    /// (the gradient-based methods of `faithfulness::methods`):
+    ///
+    /// `R_in = Wᵀ R`.
+    Gradient,
 }
 
 pub const DEFAULT_EPSILON: f32 = 1e-6;
@@ -264,8 +269,8 @@ pub struct PreparedRule {
 struct Group {
     /// `a_g`.
     input: Factor,
-    /// `(W_k, d_k)`.
-    terms: Vec<(Tensor<5>, Tensor<5>)>,
+    /// `(W_k, d_k)`; no `d_k` is 1 (the gradient).
+    terms: Vec<(Tensor<5>, Option<Tensor<5>>)>,
 }
 
 /// A group's input factor `a_g`: 1 (Flat, WSquare), `x`, or the part `x⁺` or `x⁻` of it, taken
@@ -294,6 +299,14 @@ impl Factor {
 /// many bytes (faster on the CPU); beyond, one by one (less memory: a click on a large study).
 const JOINED_BYTES: usize = 64 << 20;
 
+/// `r ⊙ d`, or `r` where there is no factor.
+fn scaled(r: Tensor<5>, d: &Option<Tensor<5>>) -> Tensor<5> {
+    match d {
+        Some(d) => r * d.clone(),
+        None => r,
+    }
+}
+
 /// `1 / stab(z)`, Zennit's stabilised divisor.
 fn inverse(z: Tensor<5>, eps: f32) -> Tensor<5> {
     stabilise(z, eps).recip()
@@ -314,8 +327,12 @@ impl PreparedRule {
         };
         let in_dims = x.dims();
         let nonneg = input == Input::NonNegative;
-        let group = |input: Factor, terms: Vec<(Tensor<5>, Tensor<5>)>| Group { input, terms };
+        let group = |input: Factor, terms: Vec<(Tensor<5>, Tensor<5>)>| Group {
+            input,
+            terms: terms.into_iter().map(|(w, d)| (w, Some(d))).collect(),
+        };
         let groups = match rule {
+            Rule::Gradient => vec![Group { input: Factor::One, terms: vec![(w, None)] }],
             Rule::Epsilon { epsilon } if *epsilon == 0.0 => {
                 let z = output(&x, &w, b);
                 // An output with z = 0 passes nothing on (instead of Zennit's NaN).
@@ -430,15 +447,15 @@ impl PreparedRule {
             .iter()
             .map(|g| {
                 let back = match &g.terms[..] {
-                    [(w, d)] => self.layer.backward(r.clone() * d.clone(), w.clone(), in_dims),
+                    [(w, d)] => self.layer.backward(scaled(r.clone(), d), w.clone(), in_dims),
                     // Large layers one term at a time: the joined product would copy r per term.
                     terms if r.shape().num_elements() * terms.len() * 4 > JOINED_BYTES => terms
                         .iter()
-                        .map(|(w, d)| self.layer.backward(r.clone() * d.clone(), w.clone(), in_dims))
+                        .map(|(w, d)| self.layer.backward(scaled(r.clone(), d), w.clone(), in_dims))
                         .reduce(|a, b| a + b)
                         .expect("terms"),
                     terms => {
-                        let s = Tensor::cat(terms.iter().map(|(_, d)| r.clone() * d.clone()).collect(), 1);
+                        let s = Tensor::cat(terms.iter().map(|(_, d)| scaled(r.clone(), d)).collect(), 1);
                         let w = Tensor::cat(terms.iter().map(|(w, _)| w.clone()).collect(), axis);
                         self.layer.backward(s, w, in_dims)
                     }
@@ -456,7 +473,7 @@ impl PreparedRule {
             .flat_map(|g| {
                 let v = g.input.times(v.clone());
                 let outs = forward_many(&self.layer, v, g.terms.iter().map(|(w, _)| (w.clone(), None)).collect());
-                outs.into_iter().zip(&g.terms).map(|(o, (_, d))| o * d.clone()).collect::<Vec<_>>()
+                outs.into_iter().zip(&g.terms).map(|(o, (_, d))| scaled(o, d)).collect::<Vec<_>>()
             })
             .reduce(|a, b| a + b)
             .expect("a rule has a term")

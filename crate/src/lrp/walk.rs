@@ -11,6 +11,11 @@
 //!   window's winner, through interpolation's adjoint, split by channel, cropped);
 //! - a residual sum and average pooling: Zennit's `Norm` rule (see [`norm_rule`]).
 //!
+//! With [`Composite::Gradient`] the same walk is the plain gradient: convolutions send `Wᵀ R`,
+//! activations gate by their derivative at the forward pass, a norm that cannot be merged
+//! scales by its factor, sums copy and average pools spread (the gradient-based methods of
+//! `faithfulness::methods`).
+//!
 //! Every step is linear in the relevance for a fixed forward pass, so each has a transpose, and
 //! [`transpose`] walks them forwards: that gives region maps their column sums `Lᵀ1`
 //! (`region_map.rs`). A pass around a box of logits runs on nested windows of the trace
@@ -65,6 +70,12 @@ enum Step {
         before: [usize; 3],
         after: [usize; 3],
     },
+    /// The gradient through an element-wise map: `R ⊙ f'(x)` (activations; a norm's factor).
+    Scale(Tensor<5>),
+    /// The gradient through a sum: each input gets `R`.
+    Copy(usize),
+    /// The gradient through an average pool: `Pᵀ R`.
+    Spread([usize; 3]),
 }
 
 /// The rules of a composite made for every node of one forward pass: what several passes
@@ -226,9 +237,11 @@ fn step_reads(graph: &Graph, merges: &[Option<usize>], merged_convs: &[usize], i
         Op::Conv(_) if !merged_convs.contains(&i) => vec![i, node.inputs[0]],
         Op::Norm(_) => match merges[i] {
             Some(c) => vec![i, graph.nodes[c].inputs[0]],
-            None => vec![],
+            None => vec![node.inputs[0]],
         },
         Op::MaxPool(_) => vec![node.inputs[0]],
+        // The gradient's gates (LRP passes activations on without reading them).
+        Op::Relu | Op::LeakyRelu(_) | Op::PRelu(_) => vec![node.inputs[0]],
         Op::AvgPool(_) => vec![i, node.inputs[0]],
         Op::Add => node.inputs.iter().copied().chain([i]).collect(),
         _ => vec![],
@@ -324,6 +337,11 @@ impl<'a> Steps<'a> {
             let input = if self.nonneg[x] { Input::NonNegative } else { Input::Signed };
             Step::Rule(PreparedRule::with_output(&rule, &linear, value(x), input, own.clone()))
         };
+        if matches!(self.composite, Composite::Gradient) {
+            if let Some(step) = self.gradient_step(pass, i, w) {
+                return (step, to);
+            }
+        }
         let step = match &node.op {
             Op::Input => Step::Unreached,
             Op::Conv(_) if self.merged_convs.contains(&i) => Step::Unreached,
@@ -355,6 +373,36 @@ impl<'a> Steps<'a> {
             Op::Pad { before, after } => Step::Pad { before: *before, after: *after },
         };
         (step, to)
+    }
+}
+
+impl Steps<'_> {
+    /// Node `i`'s step for the plain gradient where it differs from LRP's (activations, norms
+    /// left unmerged, sums, average pools); `None` where the two agree (convolutions through
+    /// [`Rule::Gradient`](super::Rule::Gradient), max-pooling, up-sampling, joins, padding).
+    fn gradient_step(&self, pass: &Pass, i: usize, w: &Window) -> Option<Step> {
+        let node = &self.graph.nodes[i];
+        let x = || pass.value(node.inputs[0], w);
+        let gate = |x: Tensor<5>| x.greater_elem(0.0).float();
+        let per_channel = |t: Tensor<1>, c: usize| if t.dims()[0] == 1 { t.expand([c]) } else { t };
+        Some(match &node.op {
+            Op::Relu => Step::Scale(gate(x())),
+            Op::LeakyRelu(slope) => Step::Scale(gate(x()) * (1.0 - slope) + *slope),
+            Op::PRelu(a) => {
+                let g = gate(x());
+                let c = g.dims()[1];
+                let a = per_channel(a.clone(), c).reshape([1, c, 1, 1, 1]);
+                Step::Scale(g.clone() + (g.ones_like() - g) * a)
+            }
+            Op::Norm(norm) if self.merges[i].is_none() => {
+                let (scale, _) = norm.affine(&x());
+                let c = scale.dims()[0];
+                Step::Scale(scale.reshape([1, c, 1, 1, 1]))
+            }
+            Op::Add => Step::Copy(node.inputs.len()),
+            Op::AvgPool(f) => Step::Spread(*f),
+            _ => return None,
+        })
     }
 }
 
@@ -527,6 +575,9 @@ fn apply(step: &Step, r: Tensor<5>) -> Vec<Tensor<5>> {
         Step::Concat(sizes) => split_channels(r, sizes),
         Step::Add(shares) => shares.iter().map(|s| r.clone() * s.clone()).collect(),
         Step::Pad { before, after } => vec![unpad(r, *before, *after)],
+        Step::Scale(f) => vec![r * f.clone()],
+        Step::Copy(k) => vec![r; *k],
+        Step::Spread(window) => vec![avg_pool3d_adjoint(r, *window)],
     }
 }
 
@@ -629,6 +680,9 @@ pub fn transpose(plan: &Plan, v: Tensor<5>) -> Tensor<5> {
             Step::Concat(_) => Some(Tensor::cat(to.iter().map(|&j| get(j)).collect(), 1)),
             Step::Add(shares) => to.iter().zip(shares).map(|(&j, s)| get(j) * s.clone()).reduce(|a, b| a + b),
             Step::Pad { before, after } => Some(pad(get(to[0]), *before, *after)),
+            Step::Scale(f) => Some(get(to[0]) * f.clone()),
+            Step::Copy(_) => to.iter().map(|&j| get(j)).reduce(|a, b| a + b),
+            Step::Spread(window) => Some(avg_pool3d(get(to[0]), *window)),
         };
         vals[i] = out;
         // Free what no later step reads.

@@ -29,8 +29,14 @@ pub struct HostInput {
 impl HostInput {
     /// The input inside `w`, on `device`.
     pub fn window(&self, w: &Window, device: &Device) -> Tensor<5> {
-        let [_, h, wd] = self.dims;
         let [sd, sh, sw] = w.dims();
+        Tensor::from_data(TensorData::new(self.values_in(w), [1, self.channels, sd, sh, sw]), device)
+    }
+
+    /// The input inside `w` (which must lie in the grid), `[channels, d, h, w]` row-major.
+    pub fn values_in(&self, w: &Window) -> Vec<f32> {
+        let [_, h, wd] = self.dims;
+        let sw = w.dims()[2];
         let mut out = Vec::with_capacity(self.channels * w.voxels());
         for c in 0..self.channels {
             for z in w.lo[0]..w.hi[0] {
@@ -40,7 +46,7 @@ impl HostInput {
                 }
             }
         }
-        Tensor::from_data(TensorData::new(out, [1, self.channels, sd, sh, sw]), device)
+        out
     }
 }
 

@@ -10,6 +10,7 @@ mod cohort;
 mod common;
 mod evaluate;
 mod explain;
+mod faithfulness;
 mod figure;
 mod info;
 mod model;
@@ -106,6 +107,17 @@ enum Command {
     ///           seglrp cohort cohort/ --out results-tp/ --regions tp,fn --composite Epsilon
     ///           seglrp cohort cohort/ --out shared/ --parts 4 --part "$SLURM_ARRAY_TASK_ID"
     Cohort(cohort::Args),
+    /// How faithful each map of a region is: region perturbation in 3D (the region's summed
+    /// logit and Dice as the most relevant values are replaced first, MoRF, and the least
+    /// relevant first, LeRF; AOPC per curve) for LRP composites beside gradient, gradient ×
+    /// input, integrated gradients, SmoothGrad, occlusion and a random map; and each channel's
+    /// share of relevance beside the score lost when that channel is replaced (README "How
+    /// faithful is a map?"). Prints a table; the JSON has the curves.
+    ///
+    /// Examples: seglrp faithfulness patient07/*.nii.gz --region all
+    ///           seglrp faithfulness study/ --model nnunet/ --class 2 --methods EpsilonGammaBox,occlusion,random \
+    ///             --steps 20 --patch 3 --json faithfulness.json
+    Faithfulness(faithfulness::Args),
 }
 
 fn run(cli: Cli) -> Result<(), String> {
@@ -121,6 +133,7 @@ fn run(cli: Cli) -> Result<(), String> {
         Command::Segment(args) => segment::run(args),
         Command::Explain(args) => explain::run(args),
         Command::Cohort(args) => cohort::run(args),
+        Command::Faithfulness(args) => faithfulness::run(args),
     }
 }
 

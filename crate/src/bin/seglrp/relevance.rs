@@ -41,6 +41,13 @@ pub struct Args {
     /// Also write all logits (float32 [classes, D, H, W], cropped) here.
     #[arg(long)]
     pub logits: Option<PathBuf>,
+    /// Instead of an LRP composite, another attribution method for the --region box
+    /// (gradient, gradient_x_input, integrated_gradients, smoothgrad, occlusion, random;
+    /// README "How faithful is a map?"), run as `seglrp faithfulness` runs it.
+    #[arg(long, requires = "region", conflicts_with = "repeat")]
+    pub method: Option<String>,
+    #[command(flatten)]
+    pub methods: crate::faithfulness::MethodArgs,
     /// Run the forward pass and the LRP pass (or region map) N times and report the fastest
     /// in the JSON (`forward_s`, `lrp_s`, `region_s`; scripts/bench_zennit.py). Both passes
     /// run each node on its nested window around the voxels explained.
@@ -108,6 +115,9 @@ pub fn run(args: Args) -> Result<(), String> {
         })
         .unzip();
     let composite = composite_for(&args.composite, &low, &high)?;
+    if let (Some(method), Some(b)) = (&args.method, args.region) {
+        return run_method(&args, method, graph, x, b, &device);
+    }
     let host = |t: Tensor<5>| t.into_data().try_into_vec::<f32>().map_err(|e| format!("{e:?}"));
     let crop = |v: Vec<f32>, channels: usize| -> Vec<f32> {
         let mut out = Vec::with_capacity(channels * d * h * w);
@@ -208,6 +218,57 @@ pub fn run(args: Args) -> Result<(), String> {
     summary["padding_relevance"] = serde_json::json!(all - inside);
     summary["composite"] = serde_json::json!(args.composite);
     summary["forward_s"] = serde_json::json!(forward_s);
+    println!("{summary}");
+    Ok(())
+}
+
+/// `--method`: the map of another attribution method for the box `b` (d0,h0,w0,d1,h1,w1) of the
+/// raw input `x`, through the same probe as `seglrp faithfulness` (crate/src/faithfulness).
+fn run_method(
+    args: &Args,
+    method: &str,
+    graph: &seglrp::model::Graph,
+    x: Vec<f32>,
+    b: [usize; 6],
+    device: &burn::prelude::Device,
+) -> Result<(), String> {
+    use seglrp::faithfulness::{attribute, Method, Probe};
+    let [c, d, h, w] = args.shape;
+    let [d0, h0, w0, d1, h1, w1] = b;
+    if d0 >= d1 || h0 >= h1 || w0 >= w1 || d1 > d || h1 > h || w1 > w {
+        return Err(format!("the region box must lie inside {d}×{h}×{w} and not be empty"));
+    }
+    let volume = seglrp::io::volume::Volume {
+        dims: [w, h, d],
+        channels: c,
+        spacing: [1.0; 3],
+        affine: seglrp::io::geometry::Affine::diagonal([1.0; 3]),
+        data: x,
+    };
+    let options = engine::PrepareOptions::default().with_mode(engine::Mode::Whole).with_normalised(true);
+    let p = engine::prepare(graph.clone(), &volume, device, options)?;
+    let mut region = vec![0u8; d * h * w];
+    for z in d0..d1 {
+        for y in h0..h1 {
+            region[(z * h + y) * w + w0..(z * h + y) * w + w1].fill(1);
+        }
+    }
+    let method = Method::parse(method, |n| engine::composite(n, &p))?;
+    let options = args.methods.options();
+    let t = std::time::Instant::now();
+    let (map, window, full) = pollster::block_on(async {
+        let probe = Probe::new(&p, &region, Some(args.class)).await?;
+        let baseline = args.methods.baseline()?.values(&probe, options.seed);
+        let map = attribute(&probe, &method, &baseline, &options, &mut |_, _| {}).await?;
+        Ok::<_, String>((probe.on_study(&map, p.dims), probe.window(), p.padded))
+    })?;
+    write(&args.out, &map.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>())?;
+    let summary = serde_json::json!({
+        "method": method.name(),
+        "window": [window.lo, window.hi],
+        "grid": full,
+        "seconds": t.elapsed().as_secs_f64(),
+    });
     println!("{summary}");
     Ok(())
 }
