@@ -112,7 +112,7 @@ build_wasm() {
 # folders they bring). torch comes with its CUDA libraries (~5 GB, ~2 min
 # here): `pip install --no-deps torch` gives a torch 2.15 that cannot import without them.
 ensure_python() {
-  local venv="$SEGLRP_HOME/venv" want="numpy==2.3.5 nibabel==5.4.2 torch==2.15.0 zennit==0.5.1 nnunetv2==2.8.1 dynamic-network-architectures==0.4.4 monai==1.6.1 safetensors==0.8.0 onnx==1.23.2 onnxscript==0.7.2 onnxruntime==1.32.0 pydicom==3.0.2"
+  local venv="$SEGLRP_HOME/venv" want="numpy==2.3.5 nibabel==5.4.2 torch==2.15.0 zennit==0.5.1 nnunetv2==2.8.1 dynamic-network-architectures==0.4.4 monai==1.6.1 safetensors==0.8.0 onnx==1.23.2 onnxscript==0.7.2 onnxruntime==1.32.0 pydicom==3.0.2 captum==0.9.0"
   if [ ! -x "$venv/bin/python" ]; then
     step "creating the Python venv $venv"
     python3 -m venv "$venv"

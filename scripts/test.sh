@@ -37,6 +37,8 @@ step "DICOM series against nibabel and pydicom on real files (Python)"
 SEGLRP_BIN="$CARGO_TARGET_DIR/release/seglrp" "$PYTHON" "$ROOT/tests/dicom_parity.py"
 step "LRP parity with Zennit 0.5.1 on the PyTorch twin (Python)"
 SEGLRP_BIN="$CARGO_TARGET_DIR/release/seglrp" "$PYTHON" "$ROOT/tests/lrp_parity.py"
+step "attribution methods beside LRP against Captum and Zennit (Python)"
+SEGLRP_BIN="$CARGO_TARGET_DIR/release/seglrp" "$PYTHON" "$ROOT/tests/faithfulness_parity.py"
 step "graph engine parity with PyTorch and Zennit on nnU-Net model folders and MONAI networks (Python)"
 SEGLRP_BIN="$CARGO_TARGET_DIR/release/seglrp" "$PYTHON" "$ROOT/tests/graph_parity.py"
 

@@ -21,6 +21,8 @@ fold_0/checkpoint_final.pth with nnU-Net's checkpoint entries) that nnU-Net's ow
   as Zennit's `Sum` layer, which its composites give the Norm rule);
 - a region map (two passes) equals Zennit's per-voxel loop in float64 (the same bound, against
   Zennit's float32 loop's distance);
+- the plain gradient of a box's summed logit (`seglrp relevance --method gradient`) equals
+  autograd's on the canonized network in float64 (Captum's Saliency), within 1e-4 x max|grad|;
 - `seglrp segment` gives `nnUNetPredictor`'s labels (with and without test-time mirroring, on the
   plans' spacing and resampled, isotropic and anisotropic), and `seglrp explain --predictor` the
   blended logit's relevance, against Zennit's maps of the same windows and mirrorings on nnU-Net's
@@ -48,6 +50,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from captum.attr import Saliency
 from torch import nn
 from zennit.attribution import Gradient
 from zennit.composites import (EpsilonAlpha2Beta1, EpsilonAlpha2Beta1Flat, EpsilonGammaBox, EpsilonPlus,
@@ -408,6 +411,20 @@ def check(label, folder, net, names, classes, x, region_composite, params):
            f"{label} / {name}: region of {len(maps)} voxels, two-pass vs Zennit's float64 per-voxel loop "
            f"max|ΔM_A|/max|M_A| {err:.1e} (Zennit float32 {err32:.1e}{why})",
            f"{label}: region map")
+
+    # The plain gradient of the same box's summed logit (the walk without rules: ReLU/PReLU gates,
+    # residual sums copied, norms at the study's statistics) against autograd on the canonized
+    # network in float64 (Captum's Saliency).
+    run("relevance", "--model", folder, "--input", tmp / "x.f32", "--shape", ",".join(map(str, shape)),
+        "--region", ",".join(map(str, box)), "--class", 2, "--method", "gradient", "--out", tmp / "grad.f32")
+    ours = np.fromfile(tmp / "grad.f32", dtype="<f4").reshape(shape)
+    sel = torch.zeros(1, k, d, h, w, dtype=torch.float64)
+    sel[0, 2, box[0]:box[3], box[1]:box[4], box[2]:box[5]] = 1.0
+    ref = Saliency(lambda inp: (model64(inp) * sel).sum(dim=(1, 2, 3, 4))).attribute(x64.clone().requires_grad_(True), abs=False)
+    ref = ref[0].detach().numpy()
+    err = np.abs(ours - ref).max() / np.abs(ref).max()
+    report(err <= 1e-4, f"{label}: gradient of the region's summed logit vs autograd float64 max|Δ|/max|∇| {err:.1e}",
+           f"{label}: gradient")
 
 
 def archive_check(label, folder, card):
