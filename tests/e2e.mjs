@@ -460,6 +460,66 @@ async function explainAndCompare(page, name, composite = 'EpsilonGammaBox', scop
 }
 
 /**
+ * The faithfulness panel for the explanation shown (a tumour component): the curves of its
+ * composite, gradient × input and a random map, with the AOPC of `seglrp faithfulness` for the
+ * same region, methods and steps; the seconds it took are reported (a figure, not a test).
+ */
+async function faithfulnessPanel(page, name, explained, composite) {
+  await page.selectOption('#faith-compare', 'gradient_x_input');
+  const t0 = Date.now();
+  await page.click('#faith-run');
+  await page.waitForFunction(
+    () => window.__seglrp.faithfulness || document.getElementById('status').classList.contains('error'),
+    null,
+    { timeout: 600_000 },
+  );
+  const seconds = (Date.now() - t0) / 1000;
+  const got = await page.evaluate(() => window.__seglrp.faithfulness?.result);
+  assert.ok(got, `${name}: faithfulness: ${await statusText(page)}`);
+  assert.deepEqual(
+    got.methods.map((m) => m.method),
+    [composite, 'gradient_x_input', 'random'],
+  );
+  assert.equal(await page.locator('#faith-table tr').count(), 4, `${name}: one row per method`);
+  const out = JSON.parse(
+    execFileSync(
+      BIN,
+      [
+        'faithfulness',
+        sample,
+        '--region',
+        'component',
+        '--voxel',
+        explained.voxel.join(','),
+        '--class',
+        String(explained.cls),
+        '--methods',
+        `${composite},gradient_x_input,random`,
+        '--steps',
+        '20',
+        '--no-ablation',
+      ],
+      { stdio: ['ignore', 'pipe', 'ignore'] },
+    ),
+  );
+  const want = out.faithfulness.methods;
+  assert.equal(got.voxels, out.faithfulness.voxels, `${name}: faithfulness region size`);
+  let worst = 0;
+  got.methods.forEach((m, i) => {
+    for (const k of ['aopc_morf', 'aopc_lerf']) {
+      const d = Math.abs(m[k] - want[i][k]);
+      worst = Math.max(worst, d);
+      // The maps agree to 1e-4 of their maximum; near-ties may swap places in the ranking.
+      assert.ok(d <= 0.01 + 0.01 * Math.abs(want[i][k]), `${name}: ${m.method} ${k} ${m[k]} vs native ${want[i][k]}`);
+    }
+  });
+  const [lrp, , random] = got.methods;
+  assert.ok(lrp.aopc_morf > random.aopc_morf, `${name}: ${composite}'s MoRF AOPC beats the random map's`);
+  await shot(page, `${name.replace(/\W+/g, '_')}-faithfulness`);
+  return `faithfulness of ${got.voxels} voxels (${composite}, gradient_x_input, random; 20 steps) in ${seconds.toFixed(1)} s, AOPC MoRF ${got.methods.map((m) => m.aopc_morf.toFixed(3)).join('/')}, max |Δ| vs native ${worst.toExponential(1)}`;
+}
+
+/**
  * "Use your own…": models that do not fit are refused in words naming the problem (the loaded
  * one stays), a fitting one replaces it and the study is segmented again.
  */
@@ -1317,6 +1377,7 @@ try {
       const first = `${compared(r)}, exports read back`;
       const other = await explainAndCompare(page, name, 'EpsilonAlpha2Beta1');
       const region = await explainAndCompare(page, name, 'EpsilonGammaBox', 'component');
+      const faithful = await faithfulnessPanel(page, name, region.got, 'EpsilonGammaBox');
       // With the label dropped beside the study: the missed tumour (the paper's FN figure).
       await dropFiles(page, [sample, path.join(studyDir, 'label.nii.gz')]);
       await waitStatus(page, /Double-click/);
@@ -1344,7 +1405,7 @@ try {
         `demo patient ${PATIENT}: ${tumour} tumour voxels, mask = WebGPU's = native; real files shown or refused; ${hostile}; ${first}; EpsilonAlpha2Beta1: max|ΔR| ${other.diff.toExponential(2)} of ${other.scale.toExponential(2)}; ` +
         `tumour region of ${region.got.voxels} voxels (EpsilonGammaBox, two-pass): max|ΔM_A| ${region.diff.toExponential(2)} of ${region.scale.toExponential(2)}; ` +
         `false negatives (${missed.got.voxels} voxels): max|ΔM_A| ${missed.diff.toExponential(2)} of ${missed.scale.toExponential(2)}; ` +
-        `drawn box (${drawn.got.voxels} voxels): max|ΔM_A| ${drawn.diff.toExponential(2)} of ${drawn.scale.toExponential(2)}; ${shape}; ${nnunet}; ${dicom}; ${cohort}; offline reload: demo patient segmented (${offline} voxels)`
+        `drawn box (${drawn.got.voxels} voxels): max|ΔM_A| ${drawn.diff.toExponential(2)} of ${drawn.scale.toExponential(2)}; ${faithful}; ${shape}; ${nnunet}; ${dicom}; ${cohort}; offline reload: demo patient segmented (${offline} voxels)`
       );
     },
   });

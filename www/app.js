@@ -13,6 +13,12 @@ import { setupModel, showCard } from './panels/model.js';
 import { setupExplain, buildMenus, updateScopes, explain } from './panels/explain.js';
 import { setupCohort, drawCohort, addToCohort, updateCohort } from './panels/cohort.js';
 import { setupExports, updateExports } from './panels/exports.js';
+import {
+  setupFaithfulness,
+  buildFaithfulnessMenu,
+  clearFaithfulness,
+  updateFaithfulness,
+} from './panels/faithfulness.js';
 
 const $ = (id) => document.getElementById(id);
 // Read by the end-to-end test; also handy in the console.
@@ -35,6 +41,7 @@ store.cohort = cohortOf();
 
 /** A new explanation joins the cohort (with the NaN/Inf voxels its study had set to 0). */
 const onExplained = (e) => {
+  clearFaithfulness();
   addToCohort({ ...e, non_finite: (store.study?.non_finite ?? []).reduce((a, b) => a + b, 0) });
   drawCohort();
 };
@@ -56,6 +63,7 @@ onSettled(() => {
   updateScopes();
   updateExports();
   updateCohort();
+  updateFaithfulness();
 });
 
 setupFiles();
@@ -65,6 +73,7 @@ setupModel({
     showCard();
     describeInput();
     await buildMenus();
+    buildFaithfulnessMenu();
     store.cohort = cohortOf();
     drawCohort();
   },
@@ -73,6 +82,7 @@ setupModel({
 setupExplain({ onExplained });
 setupCohort();
 setupExports();
+setupFaithfulness();
 drawCohort();
 
 $('cancel').addEventListener('click', async () => {

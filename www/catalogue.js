@@ -13,6 +13,8 @@ export const names = {
   allForeground: null,
   /** The first is the menu's default. */
   composites: [],
+  /** Attribution methods beside the composites (the faithfulness panel): gradient, …, random. */
+  methods: [],
   /** `[{name, label, needs}]`: `needs` is null, 'label' or 'drawing'. */
   scopes: [],
   roles: [],
@@ -31,6 +33,7 @@ export function setNames(c) {
     classes: c.classes,
     allForeground: c.all_foreground ?? null,
     composites: c.composites,
+    methods: c.methods ?? [],
     scopes: c.scopes,
     roles: c.roles,
     demoPatients: c.demo_patients,

@@ -129,3 +129,57 @@ export function drawParallel(canvas, names, order, rows) {
 }
 
 export const pngOf = (canvas) => new Promise((resolve) => canvas.toBlob(resolve, 'image/png'));
+
+/**
+ * Perturbation curves: `curves` = [{method, morf: [{logit}], lerf: [{logit}]}], each curve as a
+ * fraction of its unperturbed score against the step; MoRF solid, LeRF dashed, one colour per
+ * method.
+ */
+export function drawCurves(canvas, curves, title) {
+  const w = 560,
+    h = 300,
+    left = 50,
+    right = 170,
+    top = 26,
+    bottom = 40;
+  const ctx = setup(canvas, w, h);
+  ctx.fillStyle = '#222';
+  ctx.fillText(title, 8, 16);
+  const rel = (c) => c.map((s) => s.logit / Math.max(Math.abs(c[0].logit), 1e-30));
+  const lines = curves.flatMap((c, i) => [
+    { i, v: rel(c.morf), dash: [] },
+    { i, v: rel(c.lerf), dash: [6, 4] },
+  ]);
+  const values = lines.flatMap((l) => l.v).filter(Number.isFinite);
+  const lo = Math.min(0, ...values),
+    hi = Math.max(1, ...values);
+  const steps = Math.max(1, ...lines.map((l) => l.v.length - 1));
+  const X = (k) => left + (k * (w - left - right)) / steps;
+  const Y = (v) => top + ((hi - v) / (hi - lo || 1)) * (h - top - bottom);
+  ctx.strokeStyle = '#ccc';
+  ctx.strokeRect(left, top, w - left - right, h - top - bottom);
+  ctx.beginPath();
+  ctx.moveTo(left, Y(0));
+  ctx.lineTo(w - right, Y(0));
+  ctx.stroke();
+  ctx.textAlign = 'right';
+  for (const v of [lo, 0, 1, hi]) ctx.fillText(v.toFixed(2), left - 4, Y(v) + 4);
+  ctx.textAlign = 'center';
+  ctx.fillText('step (values replaced)', (left + w - right) / 2, h - 12);
+  ctx.lineWidth = 1.8;
+  for (const l of lines) {
+    ctx.strokeStyle = colourOf(2 * l.i + 1);
+    ctx.setLineDash(l.dash);
+    ctx.beginPath();
+    l.v.forEach((v, k) => (k ? ctx.lineTo(X(k), Y(v)) : ctx.moveTo(X(k), Y(v))));
+    ctx.stroke();
+  }
+  ctx.setLineDash([]);
+  ctx.textAlign = 'left';
+  curves.forEach((c, i) => {
+    ctx.fillStyle = colourOf(2 * i + 1);
+    ctx.fillText(c.method, w - right + 10, top + 14 + 16 * i);
+  });
+  ctx.fillStyle = '#222';
+  ctx.fillText('score / unperturbed', w - right + 10, top + 14 + 16 * curves.length + 8);
+}

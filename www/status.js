@@ -30,7 +30,9 @@ export async function withProgress(compute, label, fn) {
         ? ''
         : p.stage === 'region'
           ? ` (LRP pass ${p.done} of ${p.total} done)`
-          : ` (window ${p.done} of ${p.total})`;
+          : p.stage === 'faithfulness'
+            ? ` (pass ${p.done} of ${p.total})`
+            : ` (window ${p.done} of ${p.total})`;
     const prefix = typeof label === 'function' ? label() : label;
     status(`${prefix}… ${((performance.now() - t0) / 1000).toFixed(1)} s${part}`, { busy: true });
   };

@@ -20,6 +20,8 @@ const noStudy = () => ({
   name: null,
   /** The last explanation (web.rs explain / explain_region, with what it explained). */
   explanation: null,
+  /** The faithfulness measured for it (`{explanation, result}`: web.rs faithfulness) or null. */
+  faithfulness: null,
 });
 
 export const store = {

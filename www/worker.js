@@ -58,6 +58,9 @@ const ops = {
   explain: ({ x, y, z, cls, composite }) => engine.explain(x, y, z, cls, composite ?? ''),
   explainRegion: ({ x, y, z, cls, composite, scope, drawn }) =>
     engine.explain_region(x, y, z, cls ?? undefined, composite ?? '', scope, drawn ?? undefined),
+  // How faithful the maps of a region are (web.rs faithfulness): the region as explained.
+  faithfulness: ({ region, cls, methods, steps }) =>
+    engine.faithfulness(new Uint8Array(region), cls ?? undefined, methods, steps),
   cohort: ({ i }) => engine.cohort_files(i, false),
   // One line of the cohort figure, leaving the loaded study alone (app.js runs these on a pool).
   demoPatient: ({ i, composite }) => engine.explain_demo_patient(i, composite ?? ''),

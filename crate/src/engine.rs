@@ -25,9 +25,10 @@ use crate::spatial::tiling::HostInput;
 
 pub use crate::demo::toy_model::toy_model;
 
-/// The composite `seglrp explain` and `relevance` use unless told otherwise: LRP-ε, the simplest rule.
-/// (The page's menu and `seglrp cohort` start with EpsilonGammaBox.)
-pub const DEFAULT_COMPOSITE: &str = "Epsilon";
+/// The composite the page, `seglrp explain`, `cohort` and `relevance` use unless told otherwise:
+/// LRP-ε, the simplest rule and the most faithful of the composites by region perturbation over
+/// the demo cohort (README "How faithful is a map?"); the first of the page's menu.
+pub const DEFAULT_COMPOSITE: &str = crate::lrp::composite::NAMES[0];
 
 /// Studies whose whole-volume pass would hold more activations than this (bytes, every node's
 /// output: [`trace_bytes`]) are windowed (tiling.rs): 2²¹ voxels of the bundled net, 64³ of a

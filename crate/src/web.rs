@@ -230,6 +230,8 @@ pub fn catalogue() -> Result<JsValue, JsError> {
         /// than two classes), or null.
         all_foreground: Option<&'static str>,
         composites: &'static [&'static str],
+        /// Attribution methods beside the composites (the faithfulness panel).
+        methods: &'static [&'static str],
         scopes: &'static [crate::spatial::region::Scope],
         roles: Vec<String>,
         demo_patients: usize,
@@ -251,6 +253,7 @@ pub fn catalogue() -> Result<JsValue, JsError> {
             classes: &s.model.card.classes,
             all_foreground: (s.model.card.classes.len() > 2).then_some(engine::ALL_FOREGROUND),
             composites: &crate::lrp::composite::NAMES,
+            methods: &crate::faithfulness::methods::NAMES,
             scopes: &crate::spatial::region::SCOPES,
             roles,
             demo_patients: crate::demo::phantom::COHORT_SIZE,
@@ -541,6 +544,40 @@ pub async fn explain_region(
     set(&out, "relevance", &Float32Array::from(&e.relevance[..]))?;
     set(&out, "region", &Uint8Array::from(&area[..]))?;
     Ok(out)
+}
+
+/// How faithful the maps of a region are (README "How faithful is a map?"): `region` is the
+/// region as [`explain_region`] returned it (or one voxel), `class` as there, `methods` LRP
+/// composites and the other methods by name (the catalogue's `methods`), `steps` the curves'
+/// steps. Region perturbation with the background baseline, per-channel values, a budget of
+/// twice the region; each forward pass reported as progress stage "faithfulness". Returns
+/// `{voxels, unperturbed: {logit, dice}, methods: [{method, units, morf: [{logit, dice}], lerf,
+/// aopc_morf, aopc_lerf, abpc, dice_aopc_morf, dice_aopc_lerf, shares}], …}`.
+#[wasm_bindgen]
+pub async fn faithfulness(
+    region: Vec<u8>,
+    class: Option<usize>,
+    methods: Vec<String>,
+    steps: usize,
+) -> Result<JsValue, JsError> {
+    use crate::faithfulness::{evaluate, EvaluationOptions, Method, PerturbationOptions, Probe};
+    let study = current()?;
+    let methods: Vec<Method> = methods
+        .iter()
+        .map(|n| Method::parse(n, |c| engine::composite(c, &study)))
+        .collect::<Result<_, _>>()
+        .map_err(js_err)?;
+    let options = EvaluationOptions {
+        perturbation: PerturbationOptions { steps: steps.max(1), ..Default::default() },
+        ..Default::default()
+    };
+    let e = async {
+        let probe = Probe::new(&study, &region, class).await?;
+        evaluate(&probe, &methods, &options, &mut |done, total| progress("faithfulness", done, total)).await
+    }
+    .await;
+    release();
+    serde_wasm_bindgen::to_value(&e.map_err(js_err)?).map_err(js_err)
 }
 
 /// One region's map, reporting each LRP pass to the page.

@@ -25,6 +25,10 @@ export function buildMenus() {
     names.classes.map((c, i) => option(i, `${i}: ${c}`, i === defaultClass() ? ' selected' : '')).join('') +
     (names.allForeground ? option('foreground', names.allForeground) : '');
   if (!$('composite').options.length) $('composite').innerHTML = names.composites.map((c) => option(c, c)).join('');
+  // Why the menu starts where it does (the engine's first composite is its default).
+  $('composite-why').textContent =
+    `${names.composites[0]} by default: its maps were the most faithful of the composites over the demo ` +
+    'cohort (region perturbation; README, "How faithful is a map?").';
   // Regions that need a label or a drawing start disabled (updateScopes, the drawing menu).
   $('scope').innerHTML = names.scopes
     .map((s) => option(s.name, s.label + (s.needs ? ` (needs a ${s.needs})` : ''), s.needs ? ' disabled' : ''))

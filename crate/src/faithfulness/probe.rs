@@ -89,6 +89,16 @@ impl Probe {
         };
         let windows = nested_windows(&graph, first, last, p.padded);
         let w = windows[0];
+        if let Forward::Windowed { max_window, .. } = &p.forward {
+            if w.voxels() > *max_window {
+                return Err(format!(
+                    "the region's receptive window ({:?} voxels) is larger than this study's windows allow ({} \
+                     voxels): measure a smaller region (a component)",
+                    w.dims(),
+                    max_window
+                ));
+            }
+        }
         let bbox = Window { lo: first, hi: std::array::from_fn(|k| last[k] + 1) };
         let [bd, bh, bw] = bbox.dims();
         let mut bytes = vec![0u8; bd * bh * bw];

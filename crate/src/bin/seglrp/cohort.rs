@@ -86,6 +86,19 @@ pub struct Run {
     /// Also write each region's relevance as NIfTI to OUT/relevance/.
     #[arg(long)]
     pub save_relevance: bool,
+    /// Also measure how faithful each region's maps are (as `seglrp faithfulness`: MoRF/LeRF
+    /// region perturbation with the background baseline, per-channel values, a budget of twice
+    /// the region) for --methods, and replace each channel in turn: OUT/faithfulness.csv (AOPC
+    /// per patient, region and method), OUT/faithfulness.md (the means, and the rank correlation
+    /// of shares with the score lost per channel) and OUT/faithfulness-<region>.svg (the curves).
+    #[arg(long, conflicts_with = "predictor")]
+    pub faithfulness: bool,
+    /// With --faithfulness: the methods compared (as for `seglrp faithfulness`).
+    #[arg(long, requires = "faithfulness", value_delimiter = ',', default_value = crate::faithfulness::DEFAULT_METHODS)]
+    pub methods: Vec<String>,
+    /// With --faithfulness: steps of each perturbation curve.
+    #[arg(long, requires = "faithfulness", default_value_t = 20)]
+    pub steps: usize,
     /// Redo patients that are already finished.
     #[arg(long)]
     pub force: bool,
@@ -119,9 +132,8 @@ pub enum Action {
     },
 }
 
-/// The cohort's default composite: the page's recommended one (ZBox on the input, γ in the
-/// convolutions, ε above), as in Zennit's EpsilonGammaBox.
-const COHORT_COMPOSITE: &str = "EpsilonGammaBox";
+/// The cohort's default composite: the page's and `explain`'s.
+const COHORT_COMPOSITE: &str = seglrp::engine::DEFAULT_COMPOSITE;
 
 #[derive(Clone, Debug)]
 pub struct Regions(pub Vec<seglrp::spatial::region::Selection>);
@@ -224,6 +236,9 @@ pub struct Settings {
     /// `--predictor`: nnU-Net's predictor, and its mirroring axes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub predictor: Option<Vec<usize>>,
+    /// `--faithfulness`: the methods and the curves' steps.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub faithfulness: Option<(Vec<String>, usize)>,
 }
 
 fn liver_channels() -> Vec<String> {
@@ -235,7 +250,7 @@ impl Settings {
     pub fn same_work(&self, other: &Settings) -> bool {
         let work = |s: &Settings| (s.model_hash.clone(), s.composite.clone(), s.class, s.regions.clone());
         let input = |s: &Settings| (s.normalisation.clone(), s.grid.clone(), s.predictor.clone());
-        work(self) == work(other) && input(self) == input(other)
+        work(self) == work(other) && input(self) == input(other) && self.faithfulness == other.faithfulness
     }
 }
 
@@ -256,6 +271,27 @@ pub struct RegionResult {
     /// Why the shares are missing ("empty region", "no positive relevance").
     #[serde(default)]
     pub note: Option<String>,
+    /// `--faithfulness`: per method.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub faithfulness: Option<Vec<Faithfulness>>,
+    /// `--faithfulness`: per channel, the fraction of the region's summed logit lost when the
+    /// channel is replaced by its background.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logit_lost: Option<Vec<f32>>,
+}
+
+/// One method's faithfulness for one region.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Faithfulness {
+    pub method: String,
+    pub aopc_morf: f32,
+    pub aopc_lerf: f32,
+    pub abpc: f32,
+    pub dice_aopc_morf: f32,
+    pub shares: Option<Vec<f32>>,
+    /// The curves as fractions of the unperturbed score, step by step.
+    pub morf: Vec<f32>,
+    pub lerf: Vec<f32>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -334,6 +370,8 @@ struct Explained {
     /// Per region, its voxels (1 = in); the non-empty ones explained in `maps`, in order.
     areas: Vec<Vec<u8>>,
     maps: Vec<seglrp::engine::RegionExplanation>,
+    /// `--faithfulness`: per non-empty region, in order.
+    faithfulness: Vec<seglrp::faithfulness::Evaluation>,
     /// The predicted class of each voxel of the study, and the study itself.
     mask: Vec<u8>,
     study: seglrp::io::study::Study,
@@ -379,7 +417,26 @@ fn explain_one_pass(
         &composite,
         |_, _| {},
     ))?;
-    Ok(Explained { volume: s.study.volume.clone(), areas, maps, mask: s.mask, study: s.study })
+    let mut faithfulness = Vec::new();
+    if args.faithfulness {
+        let methods = crate::faithfulness::methods(&args.methods, &s.prepared)?;
+        let options = seglrp::faithfulness::EvaluationOptions {
+            perturbation: seglrp::faithfulness::PerturbationOptions { steps: args.steps, ..Default::default() },
+            ablation: true,
+            ..Default::default()
+        };
+        for (i, area) in regions.iter().enumerate() {
+            step(&format!("faithfulness of region {} of {}", i + 1, regions.len()));
+            let probe = pollster::block_on(seglrp::faithfulness::Probe::new(&s.prepared, area, args.class.0))?;
+            faithfulness.push(pollster::block_on(seglrp::faithfulness::evaluate(
+                &probe,
+                &methods,
+                &options,
+                &mut |_, _| {},
+            ))?);
+        }
+    }
+    Ok(Explained { volume: s.study.volume.clone(), areas, maps, faithfulness, mask: s.mask, study: s.study })
 }
 
 /// nnU-Net's predictor (`--predictor`): labels as nnU-Net gives them, regions and maps on the
@@ -422,7 +479,7 @@ fn explain_predictor(
             |_, _| {},
         ))?);
     }
-    Ok(Explained { volume: input.volume, areas, maps, mask, study })
+    Ok(Explained { volume: input.volume, areas, maps, faithfulness: Vec::new(), mask, study })
 }
 
 fn analyse(
@@ -446,6 +503,7 @@ fn analyse(
     };
     let vol = &e.volume;
     let mut explanations = e.maps.into_iter();
+    let mut evaluations = e.faithfulness.into_iter();
     let mut regions = Vec::new();
     for (sel, area) in args.regions.0.iter().zip(&e.areas) {
         let voxels = area.iter().filter(|v| **v != 0).count();
@@ -461,6 +519,8 @@ fn analyse(
                 slice: None,
                 figure: None,
                 note: Some(EMPTY_REGION.into()),
+                faithfulness: None,
+                logit_lost: None,
             });
             continue;
         }
@@ -497,7 +557,32 @@ fn analyse(
             slice: Some(slice),
             figure: Some(figure_name),
             note: e.no_shares.map(String::from),
+            logit_lost: None,
+            faithfulness: None,
         });
+        if let Some(f) = evaluations.next() {
+            let r = regions.last_mut().expect("just pushed");
+            r.logit_lost = f.ablation.as_ref().map(|a| a.iter().map(|a| a.logit_drop).collect());
+            let relative = |c: &[seglrp::faithfulness::Score]| {
+                let s0 = c[0].logit.abs().max(f32::MIN_POSITIVE);
+                c.iter().map(|s| s.logit / s0).collect()
+            };
+            r.faithfulness = Some(
+                f.methods
+                    .iter()
+                    .map(|m| Faithfulness {
+                        method: m.method.clone(),
+                        aopc_morf: m.curves.aopc_morf,
+                        aopc_lerf: m.curves.aopc_lerf,
+                        abpc: m.curves.abpc,
+                        dice_aopc_morf: m.curves.dice_aopc_morf,
+                        shares: m.shares.clone(),
+                        morf: relative(&m.curves.morf),
+                        lerf: relative(&m.curves.lerf),
+                    })
+                    .collect(),
+            );
+        }
     }
     let of_class = |l: &[u8], k: usize| -> Vec<u8> { l.iter().map(|v| u8::from(*v as usize == k)).collect() };
     // The voxels of the class explained (of any foreground class for all foreground).
@@ -603,6 +688,9 @@ pub fn csv(results: &[PatientResult]) -> String {
 pub fn write_summary(out: &Path, settings: &Settings, results: &[PatientResult]) -> Result<Vec<PathBuf>, String> {
     let mut written = vec![out.join("cohort.csv")];
     write(&written[0], csv(results).as_bytes())?;
+    if settings.faithfulness.is_some() {
+        written.extend(crate::faithfulness::write_cohort(out, settings, results)?);
+    }
     for name in &settings.regions {
         let sel = Selection::parse(name)?;
         let lines: Vec<Line> = results
@@ -677,6 +765,7 @@ pub fn cohort(args: &Run, dir: &Path, out: &Path, share: Option<Share>, device: 
         channels: model.card.channels.iter().map(|c| c.name.clone()).collect(),
         normalisation: args.normalisation.as_ref().map(|n| serde_json::to_string(n).expect("plain JSON")),
         grid: args.grid.clone(),
+        faithfulness: args.faithfulness.then(|| (args.methods.clone(), args.steps)),
         predictor: match (&model.card.inference, args.predictor) {
             (Some(i), true) => Some(if args.no_mirroring { vec![] } else { i.mirror_axes.clone() }),
             (None, true) => {
@@ -846,6 +935,7 @@ mod tests {
             normalisation: None,
             grid: None,
             predictor: None,
+            faithfulness: None,
         };
         let region = |name: &str, shares: Option<Vec<f32>>| RegionResult {
             region: name.into(),
@@ -858,6 +948,8 @@ mod tests {
             slice: None,
             figure: None,
             note: None,
+            faithfulness: None,
+            logit_lost: None,
         };
         let p = PatientResult {
             patient: "a,\"b\"".into(),
@@ -888,5 +980,7 @@ mod tests {
         assert!(!settings.same_work(&Settings { grid: Some("ADC".into()), ..settings.clone() }));
         assert!(!settings.same_work(&Settings { normalisation: Some("\"ZScore\"".into()), ..settings.clone() }));
         assert!(!settings.same_work(&Settings { predictor: Some(vec![0, 1, 2]), ..settings.clone() }));
+        let faithful = Settings { faithfulness: Some((vec!["random".into()], 20)), ..settings.clone() };
+        assert!(!settings.same_work(&faithful));
     }
 }

@@ -200,3 +200,150 @@ pub fn run(args: Args) -> Result<(), String> {
     println!("{text}");
     Ok(())
 }
+
+/// `seglrp cohort --faithfulness`: OUT/faithfulness.csv (one row per patient, region and
+/// method), OUT/faithfulness.md (per region and method the mean AOPCs over the patients, and
+/// Spearman's correlation of the shares with the logit lost per channel over every patient's
+/// channels) and OUT/faithfulness-<region>.svg (the mean curves). Returns the files written.
+pub fn write_cohort(
+    out: &std::path::Path,
+    settings: &crate::cohort::Settings,
+    results: &[crate::cohort::PatientResult],
+) -> Result<Vec<PathBuf>, String> {
+    use seglrp::faithfulness::ablation::spearman;
+    let mut csv = String::from("patient,region,method,voxels,aopc_morf,aopc_lerf,abpc,dice_aopc_morf\n");
+    let mut md = format!(
+        "Faithfulness over {} patients ({}; baseline: background; steps: {}). AOPC: mean (standard deviation).\n",
+        results.len(),
+        settings.model,
+        settings.faithfulness.as_ref().map_or(0, |f| f.1)
+    );
+    let mut written = Vec::new();
+    for region in &settings.regions {
+        let rows: Vec<(&str, &crate::cohort::RegionResult)> = results
+            .iter()
+            .filter_map(|p| p.regions.iter().find(|r| &r.region == region).map(|r| (p.patient.as_str(), r)))
+            .filter(|(_, r)| r.faithfulness.is_some())
+            .collect();
+        if rows.is_empty() {
+            continue;
+        }
+        let methods: Vec<String> =
+            rows[0].1.faithfulness.as_ref().map(|f| f.iter().map(|m| m.method.clone()).collect()).unwrap_or_default();
+        md += &format!(
+            "\n### Region \"{region}\": {} patients\n\n| method | AOPC MoRF ↑ | AOPC LeRF ↓ | ABPC ↑ | Dice AOPC MoRF ↑ | \
+             shares vs logit lost (Spearman) |\n|---|---|---|---|---|---|\n",
+            rows.len()
+        );
+        let mut curves = Vec::new();
+        for (k, method) in methods.iter().enumerate() {
+            let of: Vec<(&str, &crate::cohort::RegionResult, &crate::cohort::Faithfulness)> = rows
+                .iter()
+                .filter_map(|(p, r)| r.faithfulness.as_ref().and_then(|f| f.get(k)).map(|m| (*p, *r, m)))
+                .collect();
+            for (p, r, m) in &of {
+                csv += &format!(
+                    "{},{region},{method},{},{},{},{},{}\n",
+                    p.replace(',', "_"),
+                    r.voxels,
+                    m.aopc_morf,
+                    m.aopc_lerf,
+                    m.abpc,
+                    m.dice_aopc_morf
+                );
+            }
+            let stat = |f: &dyn Fn(&crate::cohort::Faithfulness) -> f32| {
+                let v: Vec<f64> = of.iter().map(|(_, _, m)| f(m) as f64).collect();
+                let mean = v.iter().sum::<f64>() / v.len() as f64;
+                let sd = (v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (v.len().max(2) - 1) as f64).sqrt();
+                format!("{mean:.3} ({sd:.3})")
+            };
+            // Every patient's channels pooled: (share, logit lost) pairs.
+            let (shares, lost): (Vec<f32>, Vec<f32>) = of
+                .iter()
+                .filter_map(|(_, r, m)| Some(m.shares.as_ref()?.iter().copied().zip(r.logit_lost.clone()?)))
+                .flatten()
+                .unzip();
+            let rho = spearman(&shares, &lost).map_or("—".into(), |r| format!("{r:.2} ({} pairs)", shares.len()));
+            md += &format!(
+                "| {method} | {} | {} | {} | {} | {rho} |\n",
+                stat(&|m| m.aopc_morf),
+                stat(&|m| m.aopc_lerf),
+                stat(&|m| m.abpc),
+                stat(&|m| m.dice_aopc_morf)
+            );
+            let mean_curve = |pick: &dyn Fn(&crate::cohort::Faithfulness) -> &Vec<f32>| -> Vec<f32> {
+                let n = of.iter().map(|(_, _, m)| pick(m).len()).min().unwrap_or(0);
+                (0..n).map(|i| of.iter().map(|(_, _, m)| pick(m)[i]).sum::<f32>() / of.len() as f32).collect()
+            };
+            curves.push((method.clone(), mean_curve(&|m| &m.morf), mean_curve(&|m| &m.lerf)));
+        }
+        let path = out.join(format!("faithfulness-{region}.svg"));
+        write(&path, curves_svg(&curves, &format!("Region perturbation, region \"{region}\": {} patients", rows.len())).as_bytes())?;
+        written.push(path);
+    }
+    let (csv_path, md_path) = (out.join("faithfulness.csv"), out.join("faithfulness.md"));
+    write(&csv_path, csv.as_bytes())?;
+    write(&md_path, md.as_bytes())?;
+    eprint!("{md}");
+    written.splice(0..0, [csv_path, md_path]);
+    Ok(written)
+}
+
+/// MoRF (solid) and LeRF (dashed) curves per method, the score as a fraction of the unperturbed
+/// one against the step.
+pub fn curves_svg(curves: &[(String, Vec<f32>, Vec<f32>)], title: &str) -> String {
+    const COLOURS: [&str; 12] = [
+        "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf",
+        "#393b79", "#000000",
+    ];
+    let (w, h, left, right, top, bottom) = (900.0, 560.0, 70.0, 230.0, 50.0, 60.0);
+    let (pw, ph) = (w - left - right, h - top - bottom);
+    let values = curves.iter().flat_map(|(_, m, l)| m.iter().chain(l)).copied().filter(|v| v.is_finite());
+    let (lo, hi) = values.fold((0f32, 1f32), |(a, b), v| (a.min(v), b.max(v)));
+    let steps = curves.iter().map(|(_, m, _)| m.len()).max().unwrap_or(2).max(2) - 1;
+    let x = |k: usize| left + pw * k as f32 / steps as f32;
+    let y = |v: f32| top + ph * (hi - v) / (hi - lo).max(1e-6);
+    let mut s = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" font-family=\"sans-serif\">\n\
+         <rect width=\"{w}\" height=\"{h}\" fill=\"white\"/>\n\
+         <text x=\"{}\" y=\"28\" font-size=\"18\" text-anchor=\"middle\">{title}</text>\n\
+         <line x1=\"{left}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"#999\"/>\n\
+         <text x=\"{}\" y=\"{}\" font-size=\"14\" text-anchor=\"middle\">step (values replaced: solid most relevant \
+         first, dashed least relevant first)</text>\n\
+         <text x=\"18\" y=\"{}\" font-size=\"14\" transform=\"rotate(-90 18 {})\" text-anchor=\"middle\">score / \
+         unperturbed</text>\n",
+        left + pw / 2.0,
+        y(0.0),
+        left + pw,
+        y(0.0),
+        left + pw / 2.0,
+        h - 15.0,
+        top + ph / 2.0,
+        top + ph / 2.0
+    );
+    for v in [lo, 0.0, 1.0, hi] {
+        s += &format!(
+            "<text x=\"{}\" y=\"{:.1}\" font-size=\"12\" text-anchor=\"end\">{v:.2}</text>\n",
+            left - 6.0,
+            y(v) + 4.0
+        );
+    }
+    for (i, (name, morf, lerf)) in curves.iter().enumerate() {
+        let colour = COLOURS[i % COLOURS.len()];
+        for (curve, dash) in [(morf, ""), (lerf, " stroke-dasharray=\"6 4\"")] {
+            let points: Vec<String> =
+                curve.iter().enumerate().map(|(k, v)| format!("{:.1},{:.1}", x(k), y(*v))).collect();
+            s += &format!(
+                "<polyline points=\"{}\" fill=\"none\" stroke=\"{colour}\" stroke-width=\"2\"{dash}/>\n",
+                points.join(" ")
+            );
+        }
+        s += &format!(
+            "<text x=\"{}\" y=\"{}\" font-size=\"13\" fill=\"{colour}\">{name}</text>\n",
+            w - right + 12.0,
+            top + 18.0 * i as f32 + 10.0
+        );
+    }
+    s + "</svg>\n"
+}
