@@ -18,6 +18,7 @@ const ASSETS = [
   './www/panels/explain.js',
   './www/panels/cohort.js',
   './www/panels/exports.js',
+  './www/panels/faithfulness.js',
   './www/sequences.js',
   './www/catalogue.js',
   './www/viewer.js',

@@ -577,7 +577,9 @@ pub async fn faithfulness(
     }
     .await;
     release();
-    serde_wasm_bindgen::to_value(&e.map_err(js_err)?).map_err(js_err)
+    // Objects, not `Map`s, for the flattened curves of each method.
+    let json = serde_wasm_bindgen::Serializer::json_compatible();
+    e.map_err(js_err)?.serialize(&json).map_err(js_err)
 }
 
 /// One region's map, reporting each LRP pass to the page.

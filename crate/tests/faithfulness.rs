@@ -35,8 +35,7 @@ fn every_lrp_composite_beats_the_random_map_and_its_own_shuffle() {
         let (p, tumour) = patient(i);
         let probe = pollster::block_on(Probe::new(&p, &tumour, Some(1))).unwrap();
         let baseline = Baseline::Background.values(&probe, 1);
-        let methods: Vec<Method> =
-            NAMES.iter().map(|n| lrp(n, &p)).chain([Method::Random]).collect();
+        let methods: Vec<Method> = NAMES.iter().map(|n| lrp(n, &p)).chain([Method::Random]).collect();
         let mut maps = Vec::new();
         for (k, m) in methods.iter().enumerate() {
             let map =
@@ -122,5 +121,33 @@ fn curves_meet_when_everything_is_replaced_and_ablation_is_reported() {
     let shares = e.methods[0].shares.as_ref().unwrap();
     let drops: Vec<f32> = a.iter().map(|a| a.logit_drop).collect();
     assert_eq!(e.methods[0].share_vs_ablation, spearman(shares, &drops));
-    eprintln!("patient 6: shares {shares:?}, logit lost per channel {drops:?}, Spearman {:?}", spearman(shares, &drops));
+    eprintln!(
+        "patient 6: shares {shares:?}, logit lost per channel {drops:?}, Spearman {:?}",
+        spearman(shares, &drops)
+    );
+}
+
+#[test]
+fn a_windowed_study_probes_as_the_whole_one_and_refuses_a_region_beyond_its_window() {
+    let (whole, tumour) = patient(6);
+    let dev = cpu_device("cpu").unwrap();
+    let model = Model::bundled(&dev).unwrap();
+    let volume = cohort_patient(6).volume;
+    let windowed =
+        model.prepare(&volume, &dev, PrepareOptions::default().with_mode(engine::Mode::Windowed(1 << 20))).unwrap();
+    let a = pollster::block_on(Probe::new(&whole, &tumour, Some(1))).unwrap();
+    let b = pollster::block_on(Probe::new(&windowed, &tumour, Some(1))).unwrap();
+    assert!((a.unperturbed.logit - b.unperturbed.logit).abs() <= 1e-4 * a.unperturbed.logit.abs());
+    assert_eq!(a.unperturbed.dice, b.unperturbed.dice);
+    let composite = engine::composite("EpsilonPlus", &whole).unwrap();
+    let (ma, mb) = pollster::block_on(async {
+        (a.region_map(&composite).await.unwrap(), b.region_map(&composite).await.unwrap())
+    });
+    let scale = ma.iter().fold(0f32, |m, v| m.max(v.abs()));
+    let diff = ma.iter().zip(&mb).fold(0f32, |m, (x, y)| m.max((x - y).abs()));
+    assert!(diff <= 1e-4 * scale, "windowed vs whole region map: {diff} of {scale}");
+    let small =
+        model.prepare(&volume, &dev, PrepareOptions::default().with_mode(engine::Mode::Windowed(4096))).unwrap();
+    let e = pollster::block_on(Probe::new(&small, &tumour, Some(1))).err().expect("refused");
+    assert!(e.contains("receptive window") && e.contains("smaller region"), "{e}");
 }

@@ -23,12 +23,16 @@ use crate::rng::SplitMix;
 use super::probe::Probe;
 
 /// The methods other than LRP composites, by name (the page's menu and the command line).
-pub const NAMES: [&str; 6] = ["gradient", "gradient_x_input", "integrated_gradients", "smoothgrad", "occlusion", "random"];
+pub const NAMES: [&str; 6] =
+    ["gradient", "gradient_x_input", "integrated_gradients", "smoothgrad", "occlusion", "random"];
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum Method {
     /// An LRP composite, by its name.
-    Lrp { name: String, composite: Composite },
+    Lrp {
+        name: String,
+        composite: Composite,
+    },
     Gradient,
     GradientXInput,
     IntegratedGradients,
@@ -55,7 +59,14 @@ pub struct MethodOptions {
 
 impl Default for MethodOptions {
     fn default() -> Self {
-        MethodOptions { ig_steps: 20, samples: 20, noise_level: 0.1, occlusion_patch: 8, occlusion_stride: 8, seed: 2017 }
+        MethodOptions {
+            ig_steps: 20,
+            samples: 20,
+            noise_level: 0.1,
+            occlusion_patch: 8,
+            occlusion_stride: 8,
+            seed: 2017,
+        }
     }
 }
 

@@ -81,8 +81,11 @@ fn units(probe: &Probe, options: &PerturbationOptions) -> Vec<Vec<usize>> {
     let n = d * h * w;
     let p = options.patch.max(1);
     let mut out = Vec::new();
-    let groups: Vec<Vec<usize>> =
-        if options.across_channels { vec![(0..probe.channels).collect()] } else { (0..probe.channels).map(|c| vec![c]).collect() };
+    let groups: Vec<Vec<usize>> = if options.across_channels {
+        vec![(0..probe.channels).collect()]
+    } else {
+        (0..probe.channels).map(|c| vec![c]).collect()
+    };
     for channels in &groups {
         for z0 in (0..d).step_by(p) {
             for y0 in (0..h).step_by(p) {

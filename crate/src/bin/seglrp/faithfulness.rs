@@ -141,9 +141,10 @@ pub fn table(e: &faith::Evaluation, channels: &[String]) -> String {
         channels.join(", ")
     );
     for m in &e.methods {
-        let shares = m.shares.as_ref().map_or("—".to_string(), |v| {
-            v.iter().map(|x| format!("{:.2}", x)).collect::<Vec<_>>().join(" ")
-        });
+        let shares = m
+            .shares
+            .as_ref()
+            .map_or("—".to_string(), |v| v.iter().map(|x| format!("{:.2}", x)).collect::<Vec<_>>().join(" "));
         s += &format!(
             "{:<24} {:>10.3} {:>10.3} {:>8.3} {:>10.3}  {shares}\n",
             m.method, m.curves.aopc_morf, m.curves.aopc_lerf, m.curves.abpc, m.curves.dice_aopc_morf
@@ -168,7 +169,11 @@ pub fn run(args: Args) -> Result<(), String> {
     let s = segment(&model, study, &device)?;
     let area = s.area(&selection, args.class.0)?;
     if !area.iter().any(|v| *v != 0) {
-        return Err(format!("the region \"{}\" is empty in this study: {}", selection.name(), selection.empty_message()));
+        return Err(format!(
+            "the region \"{}\" is empty in this study: {}",
+            selection.name(),
+            selection.empty_message()
+        ));
     }
     let methods = methods(&args.methods, &s.prepared)?;
     let t = Instant::now();
@@ -279,7 +284,11 @@ pub fn write_cohort(
             curves.push((method.clone(), mean_curve(&|m| &m.morf), mean_curve(&|m| &m.lerf)));
         }
         let path = out.join(format!("faithfulness-{region}.svg"));
-        write(&path, curves_svg(&curves, &format!("Region perturbation, region \"{region}\": {} patients", rows.len())).as_bytes())?;
+        write(
+            &path,
+            curves_svg(&curves, &format!("Region perturbation, region \"{region}\": {} patients", rows.len()))
+                .as_bytes(),
+        )?;
         written.push(path);
     }
     let (csv_path, md_path) = (out.join("faithfulness.csv"), out.join("faithfulness.md"));
