@@ -283,13 +283,12 @@ pub fn write_cohort(
             };
             curves.push((method.clone(), mean_curve(&|m| &m.morf), mean_curve(&|m| &m.lerf)));
         }
+        let svg = curves_svg(&curves, &format!("Region perturbation, region \"{region}\": {} patients", rows.len()));
         let path = out.join(format!("faithfulness-{region}.svg"));
-        write(
-            &path,
-            curves_svg(&curves, &format!("Region perturbation, region \"{region}\": {} patients", rows.len()))
-                .as_bytes(),
-        )?;
-        written.push(path);
+        write(&path, svg.as_bytes())?;
+        write(&path.with_extension("png"), &crate::figure::png(&svg)?)?;
+        written.push(path.clone());
+        written.push(path.with_extension("png"));
     }
     let (csv_path, md_path) = (out.join("faithfulness.csv"), out.join("faithfulness.md"));
     write(&csv_path, csv.as_bytes())?;
@@ -314,7 +313,7 @@ pub fn curves_svg(curves: &[(String, Vec<f32>, Vec<f32>)], title: &str) -> Strin
     let x = |k: usize| left + pw * k as f32 / steps as f32;
     let y = |v: f32| top + ph * (hi - v) / (hi - lo).max(1e-6);
     let mut s = format!(
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" font-family=\"sans-serif\">\n\
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" font-family=\"Ubuntu\">\n\
          <rect width=\"{w}\" height=\"{h}\" fill=\"white\"/>\n\
          <text x=\"{}\" y=\"28\" font-size=\"18\" text-anchor=\"middle\">{title}</text>\n\
          <line x1=\"{left}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"#999\"/>\n\
