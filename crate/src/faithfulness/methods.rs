@@ -10,7 +10,7 @@
 //! | `gradient_x_input` | `x ⊙ ∇S(x)` | Captum `InputXGradient` |
 //! | `integrated_gradients` | `(x − b) ⊙ 1/n Σ_{k=1..n} ∇S(b + k/n (x − b))` | Zennit `IntegratedGradients` |
 //! | `smoothgrad` | `1/n Σ_k ∇S(x + ε_k)`, `ε_k ~ N(0, (σ·(max x − min x))²)`, `ε_n = 0` | Zennit `SmoothGrad` |
-//! | `occlusion` | per voxel, the mean over the patches holding it of `S(x) − S(x with the patch = b)` | Captum `Occlusion` |
+//! | `occlusion` | per voxel, the mean over its patches P of `S(x) − S(x with P = b)` | Captum `Occlusion` |
 //! | `random` | uniform in [0, 1), seeded: the floor | |
 //!
 //! Occlusion replaces all channels of a cubic patch at once (Captum's window over the channel

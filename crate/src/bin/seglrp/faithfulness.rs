@@ -236,8 +236,8 @@ pub fn write_cohort(
         let methods: Vec<String> =
             rows[0].1.faithfulness.as_ref().map(|f| f.iter().map(|m| m.method.clone()).collect()).unwrap_or_default();
         md += &format!(
-            "\n### Region \"{region}\": {} patients\n\n| method | AOPC MoRF ↑ | AOPC LeRF ↓ | ABPC ↑ | Dice AOPC MoRF ↑ | \
-             shares vs logit lost (Spearman) |\n|---|---|---|---|---|---|\n",
+            "\n### Region \"{region}\": {} patients\n\n| method | AOPC MoRF ↑ | AOPC LeRF ↓ | ABPC ↑ | \
+             Dice AOPC MoRF ↑ | shares vs logit lost (Spearman) |\n|---|---|---|---|---|---|\n",
             rows.len()
         );
         let mut curves = Vec::new();
