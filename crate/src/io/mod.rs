@@ -1,7 +1,9 @@
-//! Getting studies in and out: NIfTI reading and writing, DICOM series read as volumes, the
+//! Getting studies in and out: NIfTI reading and writing, DICOM series read as volumes, `.zip`
+//! archives opened (for studies and models), the
 //! voxel-to-world geometry, volumes in memory, studies assembled from files (channels matched to
 //! a model's card) and resampling between grids.
 
+pub mod archive;
 pub mod dicom;
 pub mod geometry;
 #[cfg(target_arch = "wasm32")]

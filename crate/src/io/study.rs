@@ -81,18 +81,25 @@ fn read_pair(hdr: &Input, img: &Input) -> Result<crate::io::nifti::Nifti, String
 /// Checks a file by its first bytes before it is read ([`check_header`]); for a `.hdr`, with
 /// its `.img`'s length and first bytes. DICOM files and `.zip` archives are read whole (their
 /// series are judged together, [`read_files`]).
+/// Whether a file is read whole rather than header first, from its name and first bytes
+/// (`head`, up to 132): DICOM (by its magic, or a DICOM-like name where the preamble is missing),
+/// a `.zip`, or a gzipped DICOM file (`.dcm.gz`, `.ima.gz`). The page's check, the reader and the
+/// command line's folder walk all ask this.
+pub fn read_whole(name: &str, head: &[u8]) -> bool {
+    let lower = name.to_ascii_lowercase();
+    crate::io::dicom::is_dicom(name, head)
+        || head.starts_with(b"PK\x03\x04")
+        || lower.ends_with(".dcm.gz")
+        || lower.ends_with(".ima.gz")
+}
+
 pub fn check_prefix(
     name: &str,
     prefix: &[u8],
     len: u64,
     img_start: Option<&[u8]>,
 ) -> Result<crate::io::nifti::ReadPlan, String> {
-    let lower = name.to_ascii_lowercase();
-    let whole = crate::io::dicom::is_dicom(name, prefix)
-        || prefix.starts_with(b"PK\x03\x04")
-        || lower.ends_with(".dcm.gz")
-        || lower.ends_with(".ima.gz");
-    if whole {
+    if read_whole(name, prefix) {
         return Ok(crate::io::nifti::ReadPlan { read: None, gzip: false });
     }
     let img = img_start.map(|b| ImgFile { gzip: b.starts_with(&[0x1f, 0x8b]) });
@@ -265,9 +272,6 @@ pub fn blocking_errors(reports: &[FileReport]) -> Vec<String> {
     reports.iter().filter(|r| !r.aside).filter_map(|r| r.error.as_ref().map(|e| format!("{}: {e}", r.name))).collect()
 }
 
-/// Most bytes read from the files of one `.zip` (a study's DICOM series, its NIfTI files).
-pub const MAX_ZIP_BYTES: u64 = 4 << 30;
-
 /// What a file is, from its first bytes (and, for DICOM without its preamble, its name).
 enum Kind {
     Dicom(Vec<u8>),
@@ -279,13 +283,12 @@ fn kind(input: &Input) -> Result<Kind, String> {
     let (mut r, len) = input.open()?;
     let mut head = Vec::new();
     (&mut r).take(132).read_to_end(&mut head).map_err(|e| format!("the file cannot be read ({e})"))?;
-    let lower = input.name.to_ascii_lowercase();
-    let dicom = crate::io::dicom::is_dicom(&input.name, &head);
-    let zip = head.starts_with(b"PK\x03\x04");
-    let gz_dicom = head.starts_with(&[0x1f, 0x8b]) && (lower.ends_with(".dcm.gz") || lower.ends_with(".ima.gz"));
-    if !(dicom || zip || gz_dicom) {
+    if !read_whole(&input.name, &head) {
         return Ok(Kind::Other);
     }
+    let zip = head.starts_with(b"PK\x03\x04");
+    let lower = input.name.to_ascii_lowercase();
+    let gz_dicom = head.starts_with(&[0x1f, 0x8b]) && (lower.ends_with(".dcm.gz") || lower.ends_with(".ima.gz"));
     let mut bytes = Vec::with_capacity(len.min(1 << 30) as usize);
     bytes.extend_from_slice(&head);
     r.read_to_end(&mut bytes).map_err(|e| format!("the file cannot be read ({e})"))?;
@@ -298,31 +301,6 @@ fn kind(input: &Input) -> Result<Kind, String> {
         return Ok(Kind::Dicom(out));
     }
     Ok(if zip { Kind::Zip(bytes) } else { Kind::Dicom(bytes) })
-}
-
-/// The files of a `.zip` (folders, hidden files and macOS resource forks aside), named by
-/// their path in it.
-fn unzip(bytes: &[u8]) -> Result<Vec<(String, Vec<u8>)>, String> {
-    let mut archive =
-        zip::ZipArchive::new(std::io::Cursor::new(bytes)).map_err(|e| format!("not a readable .zip ({e})"))?;
-    let mut out = Vec::new();
-    let mut total = 0u64;
-    for i in 0..archive.len() {
-        let mut f = archive.by_index(i).map_err(|e| format!("the .zip is damaged ({e})"))?;
-        let name = f.name().map(|n| n.to_string()).unwrap_or_else(|_| format!("file {}", i + 1));
-        let hidden = name.split('/').any(|p| p.starts_with('.') || p == "__MACOSX");
-        if f.is_dir() || hidden {
-            continue;
-        }
-        total += f.size();
-        if total > MAX_ZIP_BYTES {
-            return Err(format!("its files hold more than {} GiB", MAX_ZIP_BYTES >> 30));
-        }
-        let mut b = Vec::with_capacity(f.size() as usize);
-        f.read_to_end(&mut b).map_err(|e| format!("{name} in the .zip cannot be read ({e})"))?;
-        out.push((name, b));
-    }
-    Ok(out)
 }
 
 /// Reads every file, pairing `x.hdr` with `x.img` (either may be gzipped). DICOM files are read
@@ -348,7 +326,7 @@ pub fn read_files(files: &[Input]) -> Vec<FileReport> {
                 dicom.push((input.name.clone(), bytes));
                 dicom_at.get_or_insert(i);
             }
-            Ok(Kind::Zip(bytes)) => match unzip(&bytes) {
+            Ok(Kind::Zip(bytes)) => match crate::io::archive::unzip(&bytes, |_| true, crate::io::archive::MAX_BYTES) {
                 Ok(members) => {
                     for (name, b) in members {
                         let name = format!("{}/{name}", input.name);

@@ -66,7 +66,7 @@ impl ModelFiles {
             if name.to_ascii_lowercase().ends_with(".zip") {
                 unzip(&name, &bytes, &mut all)?;
             } else if is_model_part(&name) {
-                all.insert(clean(&name), bytes);
+                all.insert(crate::io::archive::clean(&name), bytes);
             }
         }
         let mut roots: Vec<String> = all
@@ -173,29 +173,11 @@ impl ModelFiles {
     }
 }
 
-/// A name as a relative path with forward slashes.
-fn clean(name: &str) -> String {
-    let n = name.replace('\\', "/");
-    n.trim_start_matches("./").trim_start_matches('/').to_string()
-}
-
 /// The model files inside the archive `name`, added to `out` by their paths in it.
 fn unzip(name: &str, bytes: &[u8], out: &mut BTreeMap<String, Vec<u8>>) -> Result<(), String> {
-    use std::io::Read;
-    let mut archive = zip::ZipArchive::new(std::io::Cursor::new(bytes))
-        .map_err(|e| format!("{name} cannot be read as a .zip archive: {e}"))?;
-    for i in 0..archive.len() {
-        let mut entry = archive.by_index(i).map_err(|e| format!("{name}: {e}"))?;
-        // Paths that climb out of the archive are not followed.
-        let Some(path) = entry.enclosed_name() else { continue };
-        let path = clean(&path.to_string_lossy());
-        if entry.is_dir() || !is_model_part(&path) {
-            continue;
-        }
-        let mut data = Vec::with_capacity(entry.size().min(1 << 30) as usize);
-        entry.read_to_end(&mut data).map_err(|e| format!("{name}: {path}: {e}"))?;
-        out.insert(path, data);
-    }
+    let files = crate::io::archive::unzip(bytes, is_model_part, crate::io::archive::MAX_BYTES)
+        .map_err(|e| format!("{name}: {e}"))?;
+    out.extend(files);
     Ok(())
 }
 

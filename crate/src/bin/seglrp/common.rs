@@ -242,16 +242,15 @@ pub fn images_in(dir: &Path, out: &mut Vec<PathBuf>) -> usize {
             ignored += images_in(&p, out);
             continue;
         }
-        let nifti = [".nii", ".nii.gz", ".hdr", ".hdr.gz", ".img", ".img.gz", ".zip", ".dcm.gz"]
-            .iter()
-            .any(|e| name.ends_with(e));
-        let mut head = [0u8; 132];
-        let dicom = nifti
-            || std::fs::File::open(&p)
-                .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut head))
-                .is_ok_and(|_| seglrp::io::dicom::is_dicom(&name, &head))
-            || seglrp::io::dicom::is_dicom(&name, &[]);
-        if dicom {
+        let nifti = [".nii", ".nii.gz", ".hdr", ".hdr.gz", ".img", ".img.gz"].iter().any(|e| name.ends_with(e));
+        // DICOM, .zip, .dcm.gz: by name, or by the first bytes where the name says nothing.
+        let whole = || {
+            let mut head = Vec::with_capacity(132);
+            let read = std::fs::File::open(&p)
+                .and_then(|f| std::io::Read::read_to_end(&mut std::io::Read::take(f, 132), &mut head));
+            read.is_ok() && study::read_whole(&name, &head)
+        };
+        if nifti || whole() {
             out.push(p);
         } else {
             ignored += 1;
