@@ -544,7 +544,7 @@ async fn masked_sum(t: Tensor<5>, mask: &Tensor<5>) -> Result<f32, String> {
 /// `[channels, nz, ny, nx]` map of the original volume (`dims` = `[nx, ny, nz]`): the host
 /// does the pasting, so a windowed study never holds a whole-grid map on the device. Returns
 /// the relevance that fell on the padding (not pasted).
-fn place(out: &mut [f32], window: &[f32], channels: usize, w: &Window, dims: [usize; 3]) -> f64 {
+pub(crate) fn place(out: &mut [f32], window: &[f32], channels: usize, w: &Window, dims: [usize; 3]) -> f64 {
     let [nx, ny, nz] = dims;
     let [wd, wh, ww] = w.dims();
     let n = nx * ny * nz;

@@ -211,20 +211,8 @@ impl Probe {
     /// A map on the window pasted into a study-sized one (`[channels, nz, ny, nx]`, file order;
     /// the padding beyond the study left out).
     pub fn on_study(&self, map: &[f32], dims: [usize; 3]) -> Vec<f32> {
-        let [nx, ny, nz] = dims;
-        let w = self.window();
-        let [wd, wh, ww] = w.dims();
-        let mut out = vec![0f32; self.channels * nx * ny * nz];
-        for c in 0..self.channels {
-            for z in w.lo[0]..w.hi[0].min(nz) {
-                for y in w.lo[1]..w.hi[1].min(ny) {
-                    for x in w.lo[2]..w.hi[2].min(nx) {
-                        let from = ((c * wd + z - w.lo[0]) * wh + y - w.lo[1]) * ww + x - w.lo[2];
-                        out[((c * nz + z) * ny + y) * nx + x] = map[from];
-                    }
-                }
-            }
-        }
+        let mut out = vec![0f32; self.channels * dims.iter().product::<usize>()];
+        crate::engine::place(&mut out, map, self.channels, &self.window(), dims);
         out
     }
 }

@@ -185,15 +185,7 @@ fn unzip(name: &str, bytes: &[u8], out: &mut BTreeMap<String, Vec<u8>>) -> Resul
 mod tests {
     use super::*;
 
-    fn zip_of(entries: &[(&str, &[u8])]) -> Vec<u8> {
-        use std::io::Write;
-        let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
-        for (name, data) in entries {
-            w.start_file(*name, zip::write::SimpleFileOptions::default()).unwrap();
-            w.write_all(data).unwrap();
-        }
-        w.finish().unwrap().into_inner()
-    }
+    use crate::io::archive::zip_of;
 
     #[test]
     fn an_nnunet_archive_opens_at_its_model_folder() {
