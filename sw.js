@@ -1,7 +1,7 @@
 // Offline use: after the first visit the page, its engine (wasm) and NiiVue come from this
 // cache when the network (the local server) is gone. Network first, so that a rebuilt engine
 // is used as soon as it is served. Only this origin's own static files are ever stored.
-const CACHE = 'seglrp-v3';
+const CACHE = 'seglrp-v4';
 const ASSETS = [
   './',
   './index.html',
@@ -29,6 +29,9 @@ const ASSETS = [
   './www/pool.js',
   './www/pkg/seglrp.js',
   './www/pkg/seglrp_bg.wasm',
+  // The threaded CPU engine (cross-origin isolated pages); its worker helper is cached on use.
+  './www/pkg-threads/seglrp.js',
+  './www/pkg-threads/seglrp_bg.wasm',
   './node_modules/@niivue/niivue/dist/index.js',
 ];
 

@@ -1,6 +1,7 @@
 // Runs bench.html in headless Chromium (WebGPU on whatever adapter it has — SwiftShader on a
-// machine without a GPU — and the CPU wasm engine) and prints its table.
-// Usage: node scripts/bench-browser.mjs [--backends webgpu,cpu] [--sizes 64x64x32;128x128x64;256x256x128]
+// machine without a GPU — and the CPU wasm engine on one thread and on every core) and prints its
+// table, then the CPU engine's speed-up from its threads.
+// Usage: node scripts/bench-browser.mjs [--backends webgpu,cpu@1,cpu] [--sizes 64x64x32;128x128x64;256x256x128]
 //        [--clicks 20] [--region 1] [--webgpu-sizes ...] [--webgpu-clicks N] [--webgpu-region 0|1]
 // (needs the wasm build in www/pkg: `npm run bench:browser` makes it first). On SwiftShader (a
 // software WebGPU, where a 64×64×32 click takes minutes) WebGPU defaults to the smallest size,
@@ -11,7 +12,7 @@ import { serve } from './serve.mjs';
 const args = Object.fromEntries(
   process.argv.slice(2).reduce((acc, a, i, all) => (a.startsWith('--') ? [...acc, [a.slice(2), all[i + 1]]] : acc), []),
 );
-const backends = (args.backends || 'webgpu,cpu').split(',');
+const backends = (args.backends || 'webgpu,cpu@1,cpu').split(',');
 
 const server = await serve(0);
 const origin = `http://127.0.0.1:${server.address().port}`;
@@ -58,6 +59,7 @@ try {
     '| backend | study | start | load | segment | click (LRP pass) | region map (EpsilonGammaBox) | wasm memory (peak) | GPU reserved | growth over repeated clicks |',
   );
   console.log('|---|---|---|---|---|---|---|---|---|---|');
+  const rows = [];
   for (const backend of backends) {
     const gpu = backend === 'webgpu';
     const pick = (k, fallback) => (gpu && args[`webgpu-${k}`]) || args[k] || fallback;
@@ -88,9 +90,26 @@ try {
           `| ${r.backend} | ${r.study} | ${s(r.start)} | ${s(r.load)} | ${s(r.segment)} | ${s(r.click)} | ${region} | ${m(r.wasm)} | ${m(r.gpu)} | ${growth} |${r.error ? ` error: ${r.error}` : ''}`,
         );
         printed++;
+        rows.push({ ...r, asked: backend });
       }
       if (state?.done) break;
       await new Promise((r) => setTimeout(r, 1000));
+    }
+  }
+  // The threads' speed-up, measured in this run (the machine's noise hits both alike).
+  const one = rows.filter((r) => r.asked === 'cpu@1');
+  const all = rows.filter((r) => r.asked === 'cpu');
+  if (one.length && all.length) {
+    console.log('');
+    console.log(`| CPU engine, ${all[0].backend} vs 1 thread | segment | click | region map |`);
+    console.log('|---|---|---|---|');
+    const ratio = (a, b) => (a && b ? `${(a / b).toFixed(2)}×` : '—');
+    for (const r of all) {
+      const o = one.find((x) => x.study === r.study);
+      if (o)
+        console.log(
+          `| ${r.study} | ${ratio(o.segment, r.segment)} | ${ratio(o.click, r.click)} | ${ratio(o.region, r.region)} |`,
+        );
     }
   }
   console.log('');

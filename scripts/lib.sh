@@ -14,6 +14,10 @@ WASM_FEATURES=webgpu,cpu-flex,cpu-simd,onnx,pth
 # wasm SIMD for all of the engine, not only gemm's kernels (conv.rs, burn-flex's element-wise
 # loops): every browser with WebGPU has it (Chrome 91, Firefox 89, Safari 16.4).
 WASM_RUSTFLAGS="-C target-feature=+simd128"
+# Debian's rustc (1.96) no longer links wasm32 modules with --allow-undefined as rustup's 1.95
+# does; openjp2 also builds a module of its own (its crate types include cdylib) that needs
+# libc's malloc, which this crate supplies only to its own module (io/libc_shim.rs).
+WASM_DEBIAN_LINK="-C link-arg=--allow-undefined"
 export CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUSTFLAGS="$WASM_RUSTFLAGS"
 
 step() { echo "[seglrp] $*" >&2; }
@@ -51,7 +55,7 @@ ensure_wasm_target() {
   CARGO=/usr/bin/cargo
   export RUSTC=/usr/bin/rustc RUSTDOC=/usr/bin/rustdoc
   export CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_LINKER=/usr/bin/wasm-ld
-  export CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUSTFLAGS="--sysroot=$SEGLRP_HOME/sysroot $WASM_RUSTFLAGS"
+  export CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUSTFLAGS="--sysroot=$SEGLRP_HOME/sysroot $WASM_RUSTFLAGS $WASM_DEBIAN_LINK"
 }
 
 # wasm-bindgen-cli must be exactly the wasm-bindgen in Cargo.lock.
@@ -88,23 +92,61 @@ ensure_vulkan() {
   fi
 }
 
-# Builds the browser engine into www/pkg (wasm-bindgen output, optimised with binaryen).
-build_wasm() {
-  step "building the wasm engine (first build: ~10 min; later: seconds)"
-  (cd "$ROOT" && "$CARGO" build --release --lib --target wasm32-unknown-unknown -p seglrp \
-      --no-default-features --features "$WASM_FEATURES")
-  local raw="$CARGO_TARGET_DIR/wasm32-unknown-unknown/release/seglrp.wasm" out="$ROOT/www/pkg"
+# The threaded CPU engine (www/pkg-threads): the CPU features, rayon on Web Workers
+# (wasm-bindgen-rayon), shared memory (atomics; up to 4 GiB, as the single-threaded engine).
+WASM_THREADS_FEATURES=cpu-flex,wasm-threads,onnx,pth
+# (The std is built with the same features; the stamp of its sysroot records them.)
+WASM_THREADS_STD="-Ctarget-feature=+atomics,+bulk-memory,+mutable-globals,+simd128"
+# The module imports its memory, shared, so that every worker runs on the same one (wasm-bindgen
+# sees the shared memory and adds the thread start-up); the TLS exports let each thread set up
+# its own thread-locals. Stated here: Debian's rustc 1.96 does not add them for +atomics.
+WASM_THREADS_RUSTFLAGS="-C target-feature=+atomics,+bulk-memory,+mutable-globals,+simd128 \
+-C link-arg=--shared-memory -C link-arg=--import-memory -C link-arg=--max-memory=4294967296 \
+-C link-arg=--export=__wasm_init_tls -C link-arg=--export=__tls_size -C link-arg=--export=__tls_align \
+-C link-arg=--export=__tls_base $WASM_DEBIAN_LINK"
+
+# wasm-bindgen's output of RAW into www/NAME, optimised by binaryen (EXTRA: wasm-opt features).
+bind_wasm() {
+  local raw=$1 name=$2 extra=${3:-} out="$ROOT/www/$2"
   if [ ! -f "$out/.built" ] || [ "$raw" -nt "$out/.built" ]; then
     rm -rf "$out.tmp" && mkdir -p "$out.tmp"
     wasm-bindgen --target web --out-dir "$out.tmp" "$raw"
     # Debian's wasm-opt (binaryen 108) breaks this wasm; npm's binaryen 132 is the one to use.
     "$ROOT/node_modules/.bin/wasm-opt" "${SEGLRP_WASM_OPT:--O1}" --strip-debug --enable-reference-types --enable-bulk-memory \
-      --enable-multivalue --enable-sign-ext --enable-nontrapping-float-to-int --enable-mutable-globals \
+      --enable-multivalue --enable-sign-ext --enable-nontrapping-float-to-int --enable-mutable-globals $extra \
       "$out.tmp/seglrp_bg.wasm" -o "$out.tmp/seglrp_bg.wasm"
     rm -rf "$out" && mv "$out.tmp" "$out" && touch "$out/.built"
-    step "www/pkg/seglrp_bg.wasm: $(stat -c %s "$out/seglrp_bg.wasm") bytes, $(gzip -9 -c "$out/seglrp_bg.wasm" | wc -c) gzipped"
+    step "www/$name/seglrp_bg.wasm: $(stat -c %s "$out/seglrp_bg.wasm") bytes, $(gzip -9 -c "$out/seglrp_bg.wasm" | wc -c) gzipped"
   fi
+}
+
+# Builds the browser engines: www/pkg (WebGPU and the single-threaded CPU engine) and
+# www/pkg-threads (the CPU engine on every core, for cross-origin isolated pages).
+build_wasm() {
+  step "building the wasm engine (first build: ~10 min; later: seconds)"
+  (cd "$ROOT" && "$CARGO" build --release --lib --target wasm32-unknown-unknown -p seglrp \
+      --no-default-features --features "$WASM_FEATURES")
+  bind_wasm "$CARGO_TARGET_DIR/wasm32-unknown-unknown/release/seglrp.wasm" pkg
+  build_wasm_threads
   node "$ROOT/scripts/samples.mjs"
+}
+
+# Shared memory needs a std built with atomics, which neither rustup nor Debian ships: it is
+# built from Debian's rust-web-src with Debian's rustc-web (on every machine, whichever route
+# gave the single-threaded engine), in a target folder of its own.
+build_wasm_threads() {
+  step "building the threaded wasm engine (first build: ~10 min; later: seconds)"
+  ensure_apt rustc-web cargo-web rust-web-src lld
+  bash "$ROOT/scripts/wasm-sysroot.sh" "$SEGLRP_HOME/sysroot-threads" "$WASM_THREADS_STD"
+  # RUSTC_BOOTSTRAP: `atomics` is an unstable target feature, which a stable rustc applies
+  # without setting cfg(target_feature = "atomics"), and wasm-bindgen-rayon requires that cfg.
+  (cd "$ROOT" && RUSTC=/usr/bin/rustc RUSTDOC=/usr/bin/rustdoc CARGO_TARGET_DIR="$CARGO_TARGET_DIR/wasm-threads" \
+    RUSTC_BOOTSTRAP=1 \
+    CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_LINKER=/usr/bin/wasm-ld \
+    CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUSTFLAGS="--sysroot=$SEGLRP_HOME/sysroot-threads $WASM_THREADS_RUSTFLAGS" \
+    /usr/bin/cargo build --release --lib --target wasm32-unknown-unknown -p seglrp \
+      --no-default-features --features "$WASM_THREADS_FEATURES")
+  bind_wasm "$CARGO_TARGET_DIR/wasm-threads/wasm32-unknown-unknown/release/seglrp.wasm" pkg-threads --enable-threads
 }
 
 # A Python venv for the reference checks: nibabel (NIfTI as the field reads it), PyTorch and

@@ -27,7 +27,17 @@ const PUBLIC = [
   /^\/node_modules\/@niivue\/niivue\/dist\//,
 ];
 
-export function serve(port = 8080, host = '127.0.0.1') {
+// Cross-origin isolation: with these two headers the browser gives the page shared memory, which
+// the CPU engine's threads need (www/backend.js threadPlan). Any static host can send them
+// (README, "Serve it yourself"); without them the page runs the single-threaded engine.
+const ISOLATION = {
+  'Cross-Origin-Opener-Policy': 'same-origin',
+  'Cross-Origin-Embedder-Policy': 'require-corp',
+  'Cross-Origin-Resource-Policy': 'same-origin',
+};
+
+/** Serves the page on `host:port`; `isolated: false` leaves out the isolation headers (tests). */
+export function serve(port = 8080, host = '127.0.0.1', { isolated = true } = {}) {
   const server = http.createServer(async (req, res) => {
     const url = new URL(req.url, 'http://x');
     let p = decodeURIComponent(url.pathname);
@@ -41,6 +51,7 @@ export function serve(port = 8080, host = '127.0.0.1') {
       res.writeHead(200, {
         'Content-Type': TYPES[path.extname(p)] || 'application/octet-stream',
         'Cache-Control': 'no-cache',
+        ...(isolated ? ISOLATION : {}),
       });
       res.end(body);
     } catch {

@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # Builds the wasm32-unknown-unknown std from Debian's rust-web-src into a private sysroot,
-# for machines where `rustup target add` cannot download. Idempotent: skipped when the
-# sysroot already matches the installed /usr/bin/rustc.
+# for machines where `rustup target add` cannot download, and for the threaded browser engine
+# (a std with shared memory, which no prebuilt std has). Idempotent: skipped when the sysroot
+# already matches the installed /usr/bin/rustc and the flags.
+# Usage: wasm-sysroot.sh SYSROOT_DIR [RUSTFLAGS]
 set -euo pipefail
-SYSROOT=${1:?usage: wasm-sysroot.sh SYSROOT_DIR}
+SYSROOT=${1:?usage: wasm-sysroot.sh SYSROOT_DIR [RUSTFLAGS]}
+FLAGS=${2:-}
 LIB=$SYSROOT/lib/rustlib/wasm32-unknown-unknown/lib
 STAMP=$SYSROOT/rustc-version
-want=$(/usr/bin/rustc --version)
+want="$(/usr/bin/rustc --version)${FLAGS:+ $FLAGS}"
 if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want" ] && ls "$LIB"/libstd-*.rlib >/dev/null 2>&1; then
   exit 0
 fi
@@ -27,7 +30,7 @@ TOML
 echo 'pub fn f() -> usize { std::vec![1u8].len() }' > "$work/src/lib.rs"
 # -Cembed-bitcode=yes: LTO release profiles need bitcode in the std rlibs.
 ( cd "$work" && RUSTC=/usr/bin/rustc RUSTC_BOOTSTRAP=1 \
-  CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUSTFLAGS="-Cembed-bitcode=yes" \
+  CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUSTFLAGS="-Cembed-bitcode=yes $FLAGS" \
   CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_LINKER=/usr/bin/wasm-ld \
   /usr/bin/cargo build -q --release --target wasm32-unknown-unknown -Zbuild-std=std,panic_abort,test )
 mkdir -p "$LIB"; rm -f "$LIB"/*.rlib

@@ -63,6 +63,9 @@ fs.renameSync(path.join(studyDir, 't1_60s.nii.gz'), path.join(studyDir, 'series_
 
 const server = await serve(0);
 const origin = `http://127.0.0.1:${server.address().port}`;
+// The same page from a server without the cross-origin isolation headers (a plain static host).
+const plainServer = await serve(0, '127.0.0.1', { isolated: false });
+const plainOrigin = `http://127.0.0.1:${plainServer.address().port}`;
 const BASE_ARGS = [
   '--no-sandbox',
   '--disable-quic',
@@ -1090,10 +1093,16 @@ async function cohortRun(page, name) {
   );
   const done = await statusText(page);
   assert.match(done, /^Cohort: 2 patients explained/, `${name}: ${done}`);
-  // Two patients at once where there are two cores (pool.js): one worker each.
+  // Two patients at once where there are two cores and a single-threaded engine (pool.js): one
+  // worker each; where the engine's threads use the cores already, one worker.
   const workers = +done.match(/on (\d+) workers?/)[1];
-  const cores = await page.evaluate(() => navigator.hardwareConcurrency);
-  assert.equal(workers, Math.min(2, cores), `${name}: ${workers} workers for 2 patients on ${cores} cores`);
+  const [cores, threads] = await page.evaluate(() => [navigator.hardwareConcurrency, window.__seglrp.compute.threads]);
+  const want = threads > 1 ? 1 : Math.min(2, cores);
+  assert.equal(
+    workers,
+    want,
+    `${name}: ${workers} workers for 2 patients on ${cores} cores, ${threads} thread(s) each`,
+  );
   assert.deepEqual(await loaded(), before, `${name}: the loaded study is untouched by the cohort run`);
   const rows = await page.evaluate(() => window.__seglrp.cohort.rows);
   assert.deepEqual(
@@ -1230,7 +1239,7 @@ async function gpuLost(page, name) {
  * Every request: a same-origin GET of the page's static files; after load, only files already
  * fetched at load (a restarted worker fetches its script and the engine again).
  */
-function checkRequests(name, requests) {
+function checkRequests(name, requests, origin) {
   const STATIC = /^\/(index\.html|sw\.js|www\/[\w./-]+|node_modules\/@niivue\/niivue\/dist\/index\.js)?$/;
   const atLoad = new Set();
   for (const r of requests) {
@@ -1245,7 +1254,7 @@ function checkRequests(name, requests) {
   return requests.length;
 }
 
-// SEGLRP_E2E_ONLY=webgpu|cpu runs one of the two sessions (while working on one of them).
+// SEGLRP_E2E_ONLY=webgpu|cpu|single runs one of the sessions (while working on one of them).
 const ONLY = process.env.SEGLRP_E2E_ONLY;
 
 /**
@@ -1276,8 +1285,28 @@ async function autoBackend(context, name) {
   }
 }
 
-async function run({ name, webgpu, steps, expectBackend }) {
-  if (ONLY && ONLY !== (webgpu ? 'webgpu' : 'cpu')) {
+/**
+ * The CPU engine's threads as the page reports them: on a cross-origin isolated page every core
+ * the browser reports (the threaded engine), else one, the badge saying why.
+ */
+async function threadsShown(page, name, isolated) {
+  const [backend, title, cores, crossOriginIsolated] = await page.evaluate(() => [
+    window.__seglrp.backend,
+    document.getElementById('backend').title,
+    navigator.hardwareConcurrency,
+    self.crossOriginIsolated,
+  ]);
+  assert.equal(crossOriginIsolated, isolated, `${name}: cross-origin isolation`);
+  const n = isolated ? Math.min(cores, 16) : 1;
+  assert.equal(backend, `cpu (flex, ${n} thread${n > 1 ? 's' : ''})`, `${name}: threads in the badge`);
+  if (!isolated) assert.match(title, /1 thread: the page is not cross-origin isolated/, `${name}: the badge says why`);
+  else assert.match(title, /threads? \(every core the browser reports\)/, `${name}: the badge says why`);
+  return n;
+}
+
+async function run({ name, webgpu, steps, expectBackend, isolated = true, only = webgpu ? 'webgpu' : 'cpu' }) {
+  const base = isolated ? origin : plainOrigin;
+  if (ONLY && ONLY !== only) {
     console.log(`skipped - ${name} (SEGLRP_E2E_ONLY=${ONLY})`);
     return;
   }
@@ -1301,7 +1330,7 @@ async function run({ name, webgpu, steps, expectBackend }) {
     });
     const chosen = webgpu ? await autoBackend(context, name) : '';
     // The WebGPU session asks for WebGPU: left to choose, the page passes over a software adapter.
-    await page.goto(`${origin}/${webgpu ? '?backend=webgpu' : ''}`);
+    await page.goto(`${base}/${webgpu ? '?backend=webgpu' : ''}`);
     await page.waitForFunction(() => window.__seglrp?.backend, null, { timeout: 120_000 });
     await page.evaluate(() => navigator.serviceWorker.ready);
     loaded = true;
@@ -1326,10 +1355,11 @@ async function run({ name, webgpu, steps, expectBackend }) {
     assert.equal(await statusText(page), '');
 
     const notes = await steps(page, name, context);
-    const n = checkRequests(name, requests);
+    const threads = webgpu ? '' : `, ${await threadsShown(page, name, isolated)} thread(s)`;
+    const n = checkRequests(name, requests, base);
     assert.deepEqual(errors, [], `${name}: page errors`);
     console.log(
-      `ok - ${name}: backend ${backend}${chosen}, ${notes}; ${n} requests, all same-origin static files (${((Date.now() - t0) / 1000).toFixed(1)} s)`,
+      `ok - ${name}: backend ${backend}${chosen}${threads}, ${notes}; ${n} requests, all same-origin static files (${((Date.now() - t0) / 1000).toFixed(1)} s)`,
     );
   } finally {
     await browser.close();
@@ -1409,7 +1439,20 @@ try {
       );
     },
   });
+  await run({
+    name: 'CPU, one thread (page served without cross-origin isolation)',
+    webgpu: false,
+    isolated: false,
+    only: 'single',
+    expectBackend: /^cpu \(flex, 1 thread\)$/,
+    steps: async (page, name) => {
+      const tumour = await demoPatient(page, name);
+      const r = await explainAndCompare(page, name);
+      return `demo patient ${PATIENT}: ${tumour} tumour voxels, mask = native; ${compared(r)}`;
+    },
+  });
 } finally {
   server.close();
+  plainServer.close();
   fs.rmSync(tmp, { recursive: true, force: true });
 }

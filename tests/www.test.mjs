@@ -21,7 +21,7 @@ setNames({
 });
 const SEQUENCES = names.sequences;
 import { Pool, poolSize } from '../www/pool.js';
-import { webgpuKind, chooseBackend } from '../www/backend.js';
+import { webgpuKind, chooseBackend, threadPlan } from '../www/backend.js';
 import { readFileSync, readdirSync } from 'node:fs';
 
 test('outline of a 3×3×3 cube: its 26 surface voxels, or 8 per slice in-plane', () => {
@@ -155,6 +155,24 @@ test('cohort pool size: a worker per core on the CPU, within memory; one on a GP
   assert.equal(poolSize('cpu (flex)', { cores: 4, memoryGB: 1 }), 1);
   assert.equal(poolSize('webgpu', { cores: 16, memoryGB: 8 }), 1);
   assert.equal(poolSize('webgpu', { cores: 16, asked: 3 }), 3);
+  // The threaded CPU engine uses the cores itself: one worker, unless more are asked for.
+  assert.equal(poolSize('cpu (flex, 8 threads)', { cores: 8, memoryGB: 16, threads: 8 }), 1);
+  assert.equal(poolSize('cpu (flex, 8 threads)', { cores: 8, threads: 8, asked: 2 }), 2);
+});
+
+test('CPU threads: every core on an isolated page, one without isolation or on the GPU, ?threads=N', () => {
+  assert.deepEqual(threadPlan('cpu', { isolated: true, cores: 8 }).threads, 8);
+  assert.equal(threadPlan('cpu', { isolated: true, cores: 64 }).threads, 16);
+  assert.equal(threadPlan('cpu', { isolated: true, cores: undefined }).threads, 1);
+  const plain = threadPlan('cpu', { isolated: false, cores: 8 });
+  assert.equal(plain.threads, 1);
+  assert.match(plain.why, /not cross-origin isolated .*COOP\/COEP/);
+  assert.equal(threadPlan('cpu', { isolated: false, cores: 8, asked: '4' }).threads, 1);
+  assert.equal(threadPlan('cpu', { isolated: true, cores: 8, asked: '1' }).threads, 1);
+  assert.equal(threadPlan('flex', { isolated: true, cores: 8, asked: '3' }).threads, 3);
+  assert.equal(threadPlan('cpu', { isolated: true, cores: 2, asked: 'x' }).threads, 2);
+  assert.equal(threadPlan('auto', { isolated: true, cores: 8 }).threads, 1);
+  assert.equal(threadPlan('webgpu', { isolated: true, cores: 8 }).threads, 1);
 });
 
 test('cohort pool: every item once, on whichever worker is free; failures reported, dead engines restarted, Cancel stops', async () => {

@@ -33,3 +33,30 @@ export function chooseBackend(prefer, { kind, named }) {
     };
   return { choice: 'cpu', why: 'no WebGPU in this browser' };
 }
+
+/** Most threads the CPU engine starts: rayon's workers each hold a stack; beyond 16 the
+ * engine's convolutions (one job per output slice and channel block) gain little. */
+const MAX_THREADS = 16;
+
+/**
+ * How many threads the CPU engine runs on, and why. Threads need shared memory, which the
+ * browser gives only to a cross-origin isolated page (served with COOP `same-origin` and COEP
+ * `require-corp`: README, "Serve it yourself"); without it the single-threaded engine runs.
+ * A WebGPU choice (`auto` on a hardware GPU, or `webgpu`) keeps the single-threaded module,
+ * which alone holds WebGPU. `asked`: the page's `?threads=N`.
+ */
+export function threadPlan(choice, { isolated, cores, asked = null }) {
+  if (choice === 'auto' || choice === 'webgpu') return { threads: 1, why: 'the GPU engine' };
+  const n = Math.floor(Number(asked));
+  if (asked != null && n >= 1) {
+    if (n === 1) return { threads: 1, why: '1 thread, as asked (threads=1)' };
+    if (isolated) return { threads: Math.min(n, MAX_THREADS), why: `${Math.min(n, MAX_THREADS)} threads, as asked` };
+  }
+  if (!isolated)
+    return {
+      threads: 1,
+      why: '1 thread: the page is not cross-origin isolated (its server sends no COOP/COEP headers), so the browser gives no shared memory',
+    };
+  const all = Math.max(1, Math.min(cores || 1, MAX_THREADS));
+  return { threads: all, why: `${all} thread${all > 1 ? 's' : ''} (every core the browser reports)` };
+}

@@ -1,7 +1,7 @@
 // The browser benchmark (bench.html): each backend in its own worker, as the page runs it.
 // Results go to the table and to `window.__bench` (scripts/bench-browser.mjs prints them).
 const params = new URLSearchParams(location.search);
-const backends = (params.get('backends') || 'webgpu,cpu').split(',');
+const backends = (params.get('backends') || 'webgpu,cpu@1,cpu').split(',');
 const sizes = (params.get('sizes') || '64x64x32;128x128x64;256x256x128')
   .split(';')
   .map((s) => s.split('x').map(Number));
@@ -10,9 +10,12 @@ const regions = params.get('region') !== '0';
 const $ = (id) => document.getElementById(id);
 const MB = 2 ** 20;
 
+/** `backend` is "webgpu", "cpu" (every core the page may use) or "cpu@N" (N threads). */
 function worker(backend) {
+  const [name, threads] = backend.split('@');
   const url = new URL('./worker.js', import.meta.url);
-  url.searchParams.set('backend', backend);
+  url.searchParams.set('backend', name);
+  if (threads) url.searchParams.set('threads', threads);
   const w = new Worker(url, { type: 'module' });
   const pending = new Map();
   let next = 1;

@@ -2,9 +2,12 @@
 // cancelled request or a GPU failure costs a restart and a reload, never the user's work.
 
 export class Compute {
-  constructor(onStatus, { backend = null } = {}) {
+  constructor(onStatus, { backend = null, threads = null } = {}) {
     this.onStatus = onStatus;
-    this.backendPref = backend ?? (new URLSearchParams(location.search).get('backend') || 'auto');
+    const params = new URLSearchParams(location.search);
+    this.backendPref = backend ?? (params.get('backend') || 'auto');
+    // The CPU engine's threads (backend.js threadPlan): the page's ?threads=N, else every core.
+    this.threadsPref = threads ?? params.get('threads');
     this.opened = null;
     this.pending = new Map();
     this.nextId = 1;
@@ -32,12 +35,14 @@ export class Compute {
     this.terminate();
     const url = new URL('./worker.js', import.meta.url);
     url.searchParams.set('backend', this.backendPref);
+    if (this.threadsPref != null) url.searchParams.set('threads', String(this.threadsPref));
     this.worker = new Worker(url, { type: 'module' });
     return new Promise((resolve, reject) => {
       this.worker.onmessage = ({ data }) => {
         if (data.op === 'ready') {
           this.backend = data.backend;
           this.why = data.why;
+          this.threads = data.threads ?? 1;
           this.limits = data.limits;
           // The names the page shares with the engine (web.rs catalogue(), catalogue.js).
           this.catalogue = data.catalogue;

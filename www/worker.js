@@ -1,10 +1,12 @@
 // The compute side: the wasm engine runs here so that the page never freezes.
 // Protocol: {id, op, ...args} in, {id, ok, result | error, kind} out; plus one
-// {op: 'ready', backend, why, limits, catalogue} (or {op: 'failed', error}) after start-up.
-import init, * as engine from './pkg/seglrp.js';
-import { webgpuKind, chooseBackend } from './backend.js';
+// {op: 'ready', backend, why, threads, limits, catalogue} (or {op: 'failed', error}) after start-up.
+import { webgpuKind, chooseBackend, threadPlan } from './backend.js';
 
-const prefer = new URL(self.location.href).searchParams.get('backend') || 'auto';
+const params = new URL(self.location.href).searchParams;
+const prefer = params.get('backend') || 'auto';
+// The engine's module: the single-threaded one (WebGPU and the CPU) or the threaded CPU one.
+let engine;
 
 // The GPUDevice burn-wgpu opens, caught on its way: its limits are reported (the engine refuses
 // studies above them), its loss is reported at once (the page moves to the CPU and redoes the
@@ -22,9 +24,20 @@ if (self.GPUAdapter?.prototype.requestDevice) {
 
 async function start() {
   try {
-    await init();
     const { choice, why } = chooseBackend(prefer, await webgpuKind());
-    const backend = await engine.init(choice);
+    const plan = threadPlan(choice, {
+      isolated: self.crossOriginIsolated,
+      cores: navigator.hardwareConcurrency,
+      asked: params.get('threads'),
+    });
+    engine = await import(plan.threads > 1 ? './pkg-threads/seglrp.js' : './pkg/seglrp.js');
+    await engine.default();
+    // rayon's pool on Web Workers sharing the engine's memory (wasm-bindgen-rayon).
+    if (plan.threads > 1) await engine.initThreadPool(plan.threads);
+    const engineName = await engine.init(choice);
+    const backend = engineName.startsWith('cpu')
+      ? engineName.replace(/\)$/, `, ${plan.threads} thread${plan.threads > 1 ? 's' : ''})`)
+      : engineName;
     const limits =
       backend === 'webgpu' && gpuDevice
         ? {
@@ -33,7 +46,15 @@ async function start() {
           }
         : null;
     if (limits) engine.set_buffer_limit(Math.min(limits.maxBufferSize, limits.maxStorageBufferBindingSize));
-    self.postMessage({ op: 'ready', backend, why, limits, catalogue: engine.catalogue() });
+    const whyAll = backend.startsWith('cpu') ? `${why}; ${plan.why}` : why;
+    self.postMessage({
+      op: 'ready',
+      backend,
+      why: whyAll,
+      threads: plan.threads,
+      limits,
+      catalogue: engine.catalogue(),
+    });
   } catch (e) {
     self.postMessage({ op: 'failed', error: String(e?.message ?? e) });
   }

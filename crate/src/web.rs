@@ -18,6 +18,13 @@ use crate::spatial::region::Selection;
 use crate::io::volume::Volume;
 use crate::model::card::Normalisation;
 
+/// `initThreadPool(n)`: starts rayon's pool on `n` Web Workers sharing this module's memory
+/// (the threaded build only; the worker calls it before `init`). wasm-bindgen exports it from
+/// the dependency; naming it here keeps the link explicit.
+#[cfg(feature = "wasm-threads")]
+#[allow(unused_imports)]
+pub use wasm_bindgen_rayon::init_thread_pool;
+
 struct State {
     device: Device,
     /// The network, its card and its name as the page shows it (the file the user gave).
@@ -683,11 +690,14 @@ pub fn sample_file(i: usize, nx: usize, ny: usize, nz: usize) -> Result<JsValue,
 pub fn memory_report() -> Result<JsValue, JsError> {
     let wasm =
         wasm_bindgen::memory().dyn_into::<js_sys::WebAssembly::Memory>().map_err(|_| js_err("no wasm memory"))?;
-    let wasm_bytes =
-        wasm.buffer().dyn_into::<js_sys::ArrayBuffer>().map_err(|_| js_err("no wasm buffer"))?.byte_length();
+    // An ArrayBuffer, or a SharedArrayBuffer in the threaded engine: both have `byteLength`.
+    let wasm_bytes = js_sys::Reflect::get(&wasm.buffer(), &"byteLength".into())
+        .ok()
+        .and_then(|n| n.as_f64())
+        .ok_or_else(|| js_err("no wasm buffer"))?;
     let usage = with_state(|s| Ok(s.device.memory_pool_usage()))?;
     let out = js_sys::Object::new();
-    set(&out, "wasm_bytes", &(wasm_bytes as f64).into())?;
+    set(&out, "wasm_bytes", &wasm_bytes.into())?;
     set(&out, "device_in_use", &usage.as_ref().map(|u| JsValue::from(u.bytes_in_use as f64)).unwrap_or(JsValue::NULL))?;
     set(
         &out,

@@ -46,13 +46,15 @@ fn max_diff(a: Tensor<5>, b: Tensor<5>) -> (f32, f32) {
 /// `(batch, in, out, [d, h, w], kernel, padding (before, after))`
 type Case = (usize, usize, usize, [usize; 3], [usize; 3], [(usize, usize); 3]);
 
-const CASES: [Case; 6] = [
+const CASES: [Case; 7] = [
     (1, 6, 8, [5, 7, 13], [3, 3, 3], [(1, 1); 3]),
     (2, 3, 5, [4, 6, 9], [3, 3, 3], [(1, 1); 3]),
     (1, 4, 9, [3, 5, 17], [3, 3, 3], [(0, 0), (1, 1), (0, 2)]),
     (1, 2, 3, [1, 6, 8], [1, 3, 3], [(0, 0), (1, 1), (1, 1)]),
     (1, 5, 4, [6, 4, 3], [3, 1, 5], [(2, 1), (0, 0), (2, 2)]),
     (1, 16, 32, [4, 4, 8], [3, 3, 3], [(1, 1); 3]),
+    // Rows of three AVX2 tiles and a part, channels in three blocks and a part.
+    (1, 3, 14, [3, 2, 53], [3, 3, 3], [(1, 1), (1, 1), (0, 1)]),
 ];
 
 #[test]
@@ -64,13 +66,17 @@ fn the_direct_conv_equals_burns() {
         let wt = random(&mut rng, [co, ci, k[0], k[1], k[2]], &device);
         for b in [None, Some(bias(&mut rng, co, &device))] {
             let want = conv3d(pad(&x, padding), wt.clone(), b.clone(), ConvOptions::new([1; 3], [0; 3], [1; 3], 1));
-            let got = conv::direct(x.clone(), wt.clone(), b.clone(), padding);
-            let (diff, scale) = max_diff(got, want);
-            assert!(
-                scale > 0.1 && diff <= 1e-5 * scale,
-                "{n}×{ci}→{co} {d}×{h}×{w} k {k:?} pad {padding:?} bias {}: differs by {diff}",
-                b.is_some()
-            );
+            // Every loop this CPU runs (4-lane; AVX2+FMA where the CPU has it).
+            for kernel in conv::Kernel::available() {
+                let got = conv::direct_with(kernel, x.clone(), wt.clone(), b.clone(), padding);
+                let (diff, scale) = max_diff(got, want.clone());
+                assert!(
+                    scale > 0.1 && diff <= 1e-5 * scale,
+                    "{} {n}×{ci}→{co} {d}×{h}×{w} k {k:?} pad {padding:?} bias {}: differs by {diff}",
+                    kernel.name(),
+                    b.is_some()
+                );
+            }
         }
     }
 }

@@ -52,13 +52,10 @@ async function runCohort() {
   const n = Math.max(1, Math.min(names.demoPatients, +$('cohort-size').value || names.demoPatients));
   const composite = $('composite').value;
   const asked = +new URLSearchParams(location.search).get('workers') || null;
+  const cores = navigator.hardwareConcurrency || 4;
   const size = Math.min(
     n,
-    poolSize(store.backend, {
-      cores: navigator.hardwareConcurrency || 4,
-      memoryGB: navigator.deviceMemory ?? null,
-      asked,
-    }),
+    poolSize(store.backend, { cores, memoryGB: navigator.deviceMemory ?? null, asked, threads: store.compute.threads }),
   );
   const run = { cancelled: false, pool: new Pool(store.compute, size) };
   store.cohortRun = run;
@@ -88,7 +85,9 @@ async function runCohort() {
   };
   await withBusy(async () => {
     try {
-      await withProgress(store.compute, `Starting ${size} cohort worker${size > 1 ? 's' : ''}`, () => run.pool.start());
+      await withProgress(store.compute, `Starting ${size} cohort worker${size > 1 ? 's' : ''}`, () =>
+        run.pool.start({ cores }),
+      );
       await withProgress(store.compute, line, () =>
         run.pool.map(
           Array.from({ length: n }, (_, k) => k + 1),
