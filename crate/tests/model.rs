@@ -474,8 +474,10 @@ fn windowed_study_equals_the_whole_pass() {
             (x.explained_logits - y.explained_logits).abs() <= 1e-4 * x.explained_logits.abs().max(1.0),
             "{cfg:?}: explained logits"
         );
-        let bound = if cfg.norm == NormKind::Instance { 5e-5 } else { 1e-5 };
-        compare(&format!("{cfg:?} region"), &y.relevance, &x.relevance, bound);
+        // The region's cores are explained one by one and their maps added in float32: the sum
+        // of maps, not the map of the sum. Measured: up to 1.6e-5 of the largest value with the
+        // AVX2+FMA conv loop (fused multiply-adds round once where the 4-lane loop rounds twice).
+        compare(&format!("{cfg:?} region"), &y.relevance, &x.relevance, 5e-5);
     }
 }
 
