@@ -6,6 +6,12 @@ Not a test: nothing is asserted but that all give the same numbers.
 
     npm run bench:zennit                  # builds what it needs, then runs this
     SEGLRP_BIN=target/release/seglrp python scripts/bench_zennit.py [--shape 6,32,64,64] [--region 1000] [--per-voxel 5]
+    SEGLRP_BIN=... python scripts/bench_zennit.py --network nnunet [--shape 1,64,64,64]
+
+`--network nnunet`: an nnU-Net 3d_fullres-shaped PlainConvUNet (6 stages of 32→320 features,
+instance norms, leaky ReLU, random weights; nnU-Net's own network class) saved as an nnU-Net
+model folder, which SegLRP reads; its forward pass against PyTorch's and ONNX Runtime's, and
+SegLRP's click (one LRP-ε pass) beside it.
 
 One LRP pass: Zennit's attributor call is a forward pass plus the modified backward pass, so
 it is compared with SegLRP's forward + LRP pass. The region method of Chlebus et al. 2019 runs one such call
@@ -31,6 +37,7 @@ from zennit.types import Convolution
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 import twin  # noqa: E402
+from nnunet_folder import COMMON, model_folder  # noqa: E402
 
 BIN = os.environ["SEGLRP_BIN"]
 
@@ -63,7 +70,10 @@ def main():
     ap.add_argument("--region", type=int, default=1000, help="|A| of the region map")
     ap.add_argument("--per-voxel", type=int, default=5, help="voxels on which Zennit's per-voxel method is timed")
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--network", choices=["bundled", "nnunet"], default="bundled")
     a = ap.parse_args()
+    if a.network == "nnunet":
+        return nnunet(a)
     shape = tuple(int(v) for v in a.shape.split(","))
     threads = os.cpu_count()
     torch.set_num_threads(threads)
@@ -136,6 +146,54 @@ def main():
             ours_region = ours["forward_s"] + region["region_s"]
             print(f"| {name} | region map, \\|A\\| = {voxels} (reference: Zennit's per-voxel loop, timed on {len(pick)}, scaled; SegLRP: two-pass) "
                   f"| {per_voxel:.0f} s | {ours_region:.2f} s | {per_voxel / ours_region:.0f} | |")
+
+
+NNUNET = ("dynamic_network_architectures.architectures.unet.PlainConvUNet",
+          dict(n_stages=6, features_per_stage=[32, 64, 128, 256, 320, 320], kernel_sizes=[[3, 3, 3]] * 6,
+               strides=[[1, 1, 1]] + [[2, 2, 2]] * 5, n_conv_per_stage=[2] * 6, n_conv_per_stage_decoder=[2] * 5,
+               **COMMON))
+
+
+def nnunet(a):
+    """The forward pass of an nnU-Net 3d_fullres-shaped network: PyTorch, ONNX Runtime, SegLRP."""
+    shape = tuple(int(v) for v in (a.shape if a.shape != "6,32,64,64" else "1,64,64,64").split(","))
+    threads = os.cpu_count()
+    torch.set_num_threads(threads)
+    x = np.random.default_rng(7).standard_normal(shape).astype(np.float32)
+    centre = tuple(s // 2 for s in shape[1:])
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        folder, net, _ = model_folder(tmp, "PlainConvUNet", NNUNET[0], shape[0], NNUNET[1], 5)
+        net.eval()
+        xt = torch.from_numpy(x)[None]
+        with torch.no_grad():
+            logits, torch_s = best_of(a.repeat, lambda: net(xt))
+        torch.onnx.export(net, (xt,), tmp / "net.onnx", input_names=["image"], output_names=["logits"],
+                          opset_version=17, dynamo=False)
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        session = ort.InferenceSession(str(tmp / "net.onnx"), options, providers=["CPUExecutionProvider"])
+        ort_logits, ort_s = best_of(a.repeat, lambda: session.run(None, {"image": x[None]})[0])
+        (tmp / "x.f32").write_bytes(x.tobytes())
+        ours = run("relevance", "--model", folder, "--input", tmp / "x.f32", "--shape", ",".join(map(str, shape)),
+                   "--voxel", ",".join(map(str, centre)), "--class", 1, "--composite", "Epsilon",
+                   "--out", tmp / "r.f32", "--logits", tmp / "l.f32", "--repeat", a.repeat)
+        mine = np.fromfile(tmp / "l.f32", dtype="<f4")
+        ref = logits.numpy()[0].ravel()
+        diff = np.abs(mine - ref).max() / np.abs(ref).max()
+        ort_diff = np.abs(ort_logits - logits.numpy()).max() / np.abs(logits.numpy()).max()
+        params = sum(p.numel() for p in net.parameters())
+        print(f"nnU-Net 3d_fullres-shaped PlainConvUNet ({params / 1e6:.1f} M parameters), input {'×'.join(map(str, shape))}, "
+              f"{threads} threads each; fastest of {a.repeat}; PyTorch {torch.__version__}, ONNX Runtime {ort.__version__}")
+        print()
+        print("| what | reference | SegLRP | reference / SegLRP | max\\|Δ\\| / max (logits) |")
+        print("|---|---|---|---|---|")
+        print(f"| forward pass (reference: PyTorch) | {torch_s:.2f} s | {ours['forward_s']:.2f} s | "
+              f"{torch_s / ours['forward_s']:.2f} | {diff:.1e} |")
+        print(f"| forward pass (reference: ONNX Runtime) | {ort_s:.2f} s | {ours['forward_s']:.2f} s | "
+              f"{ort_s / ours['forward_s']:.2f} | {ort_diff:.1e} (ONNX Runtime vs PyTorch) |")
+        print(f"| a click: one LRP-ε pass after the forward pass (SegLRP) | | {ours['lrp_s']:.2f} s | "
+              f"{ours['lrp_s'] / ours['forward_s']:.2f} of the forward pass | |")
 
 
 if __name__ == "__main__":
