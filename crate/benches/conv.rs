@@ -1,5 +1,5 @@
 //! The bundled U-Net's stride-1 convolutions (its level shapes on a 128×96×40 study, and the
-//! stacked-weight shapes the LRP rules run) by burn-flex (im2col + gemm) and by conv.rs's
+//! stacked-weight shapes the LRP rules run) and an nnU-Net-shaped network's (64³ patch) by burn-flex (im2col + gemm) and by conv.rs's
 //! direct loops (4-lane, and AVX2+FMA where the CPU has it), one thread and all threads, in
 //! GFMA/s and as a share of the core's FMA peak. Prints a table;
 //! `cargo bench -p seglrp --bench conv`.
@@ -90,6 +90,12 @@ fn main() {
         ("level 0 (decoder)", 16, 8, [40, 96, 128]),
         ("level 1", 16, 16, [20, 48, 64]),
         ("level 2", 32, 32, [10, 24, 32]),
+        // An nnU-Net 3d_fullres-shaped network's stages on a 64³ patch (benches/nnunet.rs).
+        ("nnU-Net stage 0", 32, 32, [64, 64, 64]),
+        ("nnU-Net stage 1", 64, 64, [32, 32, 32]),
+        ("nnU-Net stage 2", 128, 128, [16, 16, 16]),
+        ("nnU-Net stage 3", 256, 256, [8, 8, 8]),
+        ("nnU-Net stage 4", 320, 320, [4, 4, 4]),
     ];
     for (name, ci, co, [d, h, w]) in shapes {
         let x = random([1, ci, d, h, w]);

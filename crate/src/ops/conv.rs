@@ -186,7 +186,23 @@ pub fn transposed(x: Tensor<5>, w: Tensor<5>, b: Option<Tensor<1>>, padding: [us
 fn direct_applies(x: &Tensor<5>, w: &Tensor<5>, stride: [usize; 3], dilation: [usize; 3], groups: usize) -> bool {
     let device = x.device();
     let taps: usize = w.dims()[2..].iter().product();
-    on_cpu(&device) && !device.is_autodiff() && stride == [1; 3] && dilation == [1; 3] && groups == 1 && taps > 1
+    on_cpu(&device)
+        && !device.is_autodiff()
+        && stride == [1; 3]
+        && dilation == [1; 3]
+        && groups == 1
+        && taps > 1
+        && direct_pays(x.dims()[2..].iter().product(), w.dims()[0] * w.dims()[1])
+}
+
+/// Whether the direct loop beats burn-flex's im2col + gemm for `voxels` per volume and
+/// `pairs` = input × output channels. Measured (`cargo bench --bench conv`, 2026-12-03): the
+/// loop wins by 2–6× where channels are few (the bundled net, ≤ 32 × 32) and ties at 16³
+/// voxels × 128 × 128 channels; below that volume with 256–320 channels (an nnU-Net's deep
+/// stages) gemm's packed panels are 3–5× faster (the loop re-reads the input once per block of
+/// [`OB`] output channels).
+fn direct_pays(voxels: usize, pairs: usize) -> bool {
+    pairs <= 64 * 64 || voxels >= 16 * 16 * 16
 }
 
 #[allow(deprecated)] // ndarray: see backend.rs
