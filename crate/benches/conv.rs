@@ -1,8 +1,8 @@
 //! The bundled U-Net's stride-1 convolutions (its level shapes on a 128×96×40 study, and the
-//! stacked-weight shapes the LRP rules run) and an nnU-Net-shaped network's (64³ patch) by burn-flex (im2col + gemm) and by conv.rs's
-//! direct loops (4-lane, and AVX2+FMA where the CPU has it), one thread and all threads, in
-//! GFMA/s and as a share of the core's FMA peak. Prints a table;
-//! `cargo bench -p seglrp --bench conv`.
+//! stacked-weight shapes the LRP rules run) and an nnU-Net-shaped network's (64³ patch) by
+//! burn-flex (im2col + gemm) and by conv.rs's direct loops (4-lane, and AVX2+FMA where the CPU
+//! has it), one thread and all threads, in GFMA/s and as a share of the core's FMA peak.
+//! Prints a table; `cargo bench -p seglrp --bench conv`.
 //!
 //! The peak is measured, not looked up: 12 independent chains of 8-lane FMAs in registers (no
 //! memory traffic) give FMA units × lanes × the clock this core runs at now.
