@@ -9,8 +9,12 @@
 //! windows of P³, half-overlapping, Gaussian-weighted, mirrored along the three axes unless
 //! `--no-mirroring`: its segmentation and one click of its blended logit (engine/blended.rs).
 //!
+//! With `--profile`, first the forward pass node by node on the CPU: seconds and GMAC/s per kind of
+//! operation and the slowest nodes (where the time goes against ONNX Runtime's forward pass,
+//! `npm run bench:zennit -- --network nnunet`).
+//!
 //! `cargo bench -p seglrp --bench nnunet [-- --size 96] [--gpu] [--no-region] [--composite NAME]
-//! [--predictor 64 [--no-mirroring]]`
+//! [--predictor 64 [--no-mirroring]] [--profile]`
 
 use std::time::Instant;
 
@@ -20,81 +24,12 @@ use seglrp::engine::PrepareOptions;
 use seglrp::engine::{self, prepare};
 use seglrp::io::volume::Volume;
 use seglrp::lrp::Composite;
-use seglrp::model::graph::{ConvSpec, Graph, Node, NormSpec, Op, Statistics};
+use seglrp::model::graph::{Graph, Op};
 use seglrp::rng::SplitMix;
 
-const FEATURES: [usize; 6] = [32, 64, 128, 256, 320, 320];
-
-struct Builder<'a> {
-    nodes: Vec<Node>,
-    rng: SplitMix,
-    device: &'a Device,
-}
-
-impl Builder<'_> {
-    fn push(&mut self, name: String, op: Op, inputs: Vec<usize>) -> usize {
-        self.nodes.push(Node { name, op, inputs });
-        self.nodes.len() - 1
-    }
-
-    fn random(&mut self, n: usize, scale: f32) -> Vec<f32> {
-        (0..n).map(|_| self.rng.normal() * scale).collect()
-    }
-
-    /// Conv (kaiming-scaled weights), instance norm (affine), leaky ReLU.
-    fn block(&mut self, name: &str, x: usize, cin: usize, cout: usize, stride: usize) -> usize {
-        let fan_in = cin * 27;
-        let w = self.random(cout * fan_in, (2.0 / fan_in as f32).sqrt());
-        let weight = Tensor::from_data(TensorData::new(w, [cout, cin, 3, 3, 3]), self.device);
-        let bias = Some(Tensor::from_data(TensorData::new(self.random(cout, 0.1), [cout]), self.device));
-        let spec =
-            ConvSpec { weight, bias, stride: [stride; 3], padding: [1; 3], output_padding: [0; 3], transposed: false };
-        let c = self.push(format!("{name}.conv"), Op::Conv(spec), vec![x]);
-        let gamma: Vec<f32> = self.random(cout, 0.2).into_iter().map(|v| 1.0 + v).collect();
-        let norm = NormSpec {
-            statistics: Statistics::Instance,
-            weight: Some(Tensor::from_data(TensorData::new(gamma, [cout]), self.device)),
-            bias: Some(Tensor::from_data(TensorData::new(self.random(cout, 0.1), [cout]), self.device)),
-            eps: 1e-5,
-            channels: cout,
-        };
-        let n = self.push(format!("{name}.norm"), Op::Norm(norm), vec![c]);
-        self.push(format!("{name}.nonlin"), Op::LeakyRelu(0.01), vec![n])
-    }
-}
-
-fn network(device: &Device) -> Graph {
-    let mut b = Builder { nodes: vec![], rng: SplitMix::new(11), device };
-    b.push("input".into(), Op::Input, vec![]);
-    let mut h = 0;
-    let mut cin = 1;
-    let mut skips = Vec::new();
-    for (s, &f) in FEATURES.iter().enumerate() {
-        h = b.block(&format!("encoder.stages.{s}.0"), h, cin, f, if s == 0 { 1 } else { 2 });
-        h = b.block(&format!("encoder.stages.{s}.1"), h, f, f, 1);
-        skips.push(h);
-        cin = f;
-    }
-    skips.pop();
-    for s in (0..FEATURES.len() - 1).rev() {
-        let (fin, f) = (FEATURES[s + 1], FEATURES[s]);
-        let w = b.random(fin * f * 8, (1.0 / (fin * 8) as f32).sqrt());
-        let weight = Tensor::from_data(TensorData::new(w, [fin, f, 2, 2, 2]), device);
-        let spec =
-            ConvSpec { weight, bias: None, stride: [2; 3], padding: [0; 3], output_padding: [0; 3], transposed: true };
-        let up = b.push(format!("decoder.transpconvs.{s}"), Op::Conv(spec), vec![h]);
-        let skip = skips.pop().expect("a skip per stage");
-        let cat = b.push(format!("decoder.cat.{s}"), Op::Concat, vec![up, skip]);
-        h = b.block(&format!("decoder.stages.{s}.0"), cat, 2 * f, f, 1);
-        h = b.block(&format!("decoder.stages.{s}.1"), h, f, f, 1);
-    }
-    let w = b.random(2 * FEATURES[0], (1.0 / FEATURES[0] as f32).sqrt());
-    let weight = Tensor::from_data(TensorData::new(w, [2, FEATURES[0], 1, 1, 1]), device);
-    let spec =
-        ConvSpec { weight, bias: None, stride: [1; 3], padding: [0; 3], output_padding: [0; 3], transposed: false };
-    let head = b.push("decoder.seg_layers.4".into(), Op::Conv(spec), vec![h]);
-    Graph::from_nodes(b.nodes, head, 1).expect("a valid network")
-}
+#[path = "networks/plain_conv_unet.rs"]
+mod plain_conv_unet;
+use plain_conv_unet::{network, FEATURES};
 
 /// The process's peak resident memory (GiB) since the last [`reset_peak`] (Linux; NaN elsewhere).
 fn peak_gib() -> f64 {
@@ -124,6 +59,9 @@ fn main() {
             Ok(d) => devices.push(("GPU (burn-wgpu)".to_string(), d)),
             Err(e) => println!("no GPU rows: {e}"),
         }
+    }
+    if args.iter().any(|a| a == "--profile") {
+        profile(size);
     }
     println!(
         "nnU-Net-shaped network (PlainConvUNet, 6 stages, {FEATURES:?} features, instance norm), 1 channel, 2 \
@@ -223,5 +161,75 @@ fn predictor(name: &str, graph: &Graph, vol: &Volume, patch: usize, mirror: bool
          (peak {m_seg:.2} GiB); a click at the centre {t_click:.1} s (peak {m_click:.2} GiB)",
         b.origins.len()
     );
+    println!();
+}
+
+/// Multiply-adds of node `i` given its output's dims (convs only; 0 elsewhere).
+fn macs(graph: &Graph, i: usize, out: [usize; 5]) -> f64 {
+    let Op::Conv(c) = &graph.nodes[i].op else { return 0.0 };
+    let taps: usize = c.kernel().iter().product();
+    let voxels: usize = out[2..].iter().product();
+    let per_voxel = (c.in_channels() * c.out_channels() * taps) as f64;
+    // A transposed conv's taps scatter from its input voxels (stride³ fewer than its outputs).
+    let stride: usize = if c.transposed { c.stride.iter().product() } else { 1 };
+    voxels as f64 * per_voxel / stride as f64
+}
+
+/// The CPU forward pass node by node (burn-flex runs each op eagerly, so the time between two
+/// nodes is the later one's): per kind of operation and the slowest nodes.
+fn profile(size: usize) {
+    let device = seglrp::backend::cpu_device("cpu").unwrap();
+    let graph = network(&device);
+    let mut rng = SplitMix::new(3);
+    let data: Vec<f32> = (0..size * size * size).map(|_| rng.normal()).collect();
+    let x = Tensor::<5>::from_data(TensorData::new(data, [1, 1, size, size, size]), &device);
+    std::hint::black_box(graph.forward(x.clone()).into_data());
+    let n = graph.nodes.len();
+    let (mut secs, mut dims) = (vec![0.0f64; n], vec![[0usize; 5]; n]);
+    let start = Instant::now();
+    let mut last = Instant::now();
+    let out = graph.forward_observed(x, |i, out| {
+        secs[i] = last.elapsed().as_secs_f64();
+        dims[i] = out.dims();
+        last = Instant::now();
+    });
+    std::hint::black_box(out.into_data());
+    let total = start.elapsed().as_secs_f64();
+    println!("The CPU forward pass at {size}³, node by node: {total:.2} s");
+    println!();
+    println!("| operation | nodes | seconds | share | GMAC | GMAC/s |");
+    println!("|---|---|---|---|---|---|");
+    let mut kinds: Vec<(&str, usize, f64, f64)> = Vec::new();
+    for i in 1..n {
+        let kind = match &graph.nodes[i].op {
+            Op::Conv(c) if c.transposed => "ConvTranspose3d",
+            Op::Conv(c) if c.stride != [1; 3] => "Conv3d, strided",
+            Op::Conv(c) if c.kernel() == [1; 3] => "Conv3d, 1×1×1",
+            Op::Conv(_) => "Conv3d, stride 1",
+            op => op.kind(),
+        };
+        let m = macs(&graph, i, dims[i]) / 1e9;
+        match kinds.iter_mut().find(|k| k.0 == kind) {
+            Some(k) => (k.1, k.2, k.3) = (k.1 + 1, k.2 + secs[i], k.3 + m),
+            None => kinds.push((kind, 1, secs[i], m)),
+        }
+    }
+    kinds.sort_by(|a, b| b.2.total_cmp(&a.2));
+    for (kind, count, s, m) in kinds {
+        let rate = if m > 0.0 { format!("{:.1}", m / s) } else { "–".into() };
+        let m = if m > 0.0 { format!("{m:.2}") } else { "–".into() };
+        println!("| {kind} | {count} | {s:.3} | {:.0} % | {m} | {rate} |", 100.0 * s / total);
+    }
+    println!();
+    let mut order: Vec<usize> = (1..n).collect();
+    order.sort_by(|&a, &b| secs[b].total_cmp(&secs[a]));
+    println!("| slowest nodes | output | seconds | GMAC/s |");
+    println!("|---|---|---|---|");
+    for &i in order.iter().take(10) {
+        let m = macs(&graph, i, dims[i]) / 1e9;
+        let rate = if m > 0.0 { format!("{:.1}", m / secs[i]) } else { "–".into() };
+        let [_, c, d, h, w] = dims[i];
+        println!("| {} | {c}×{d}×{h}×{w} | {:.3} | {rate} |", graph.nodes[i].name, secs[i]);
+    }
     println!();
 }

@@ -1,6 +1,8 @@
 //! Choosing the device the engine runs on. The engine itself is backend-free (`Tensor<D>` +
 //! a runtime `Device`); only this module knows which burn backends were compiled in.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+
 use burn::prelude::Device;
 
 /// CPU backends this build can use, by name ("ndarray", "flex").
@@ -71,8 +73,18 @@ pub fn gpu_device() -> Result<Device, String> {
         .into())
 }
 
+/// Reads back to the host so far ([`read`]): on a GPU each one waits for the device to finish,
+/// so a pass should make as few as it can (`cargo bench --bench gpu` counts them per pass).
+static READS: AtomicUsize = AtomicUsize::new(0);
+
+/// How many tensors [`read`] has brought back to the host since the process started.
+pub fn reads() -> usize {
+    READS.load(Ordering::Relaxed)
+}
+
 /// A tensor read back to the host from whichever device holds it, as f32 values (file order).
 pub async fn read(t: burn::prelude::Tensor<5>) -> Result<Vec<f32>, String> {
+    READS.fetch_add(1, Ordering::Relaxed);
     let data = t.into_data_async().await.map_err(|e| format!("reading back from the device failed: {e:?}"))?;
     data.try_into_vec::<f32>().map_err(|e| format!("{e:?}"))
 }

@@ -520,6 +520,12 @@ impl Graph {
 
     /// The logits, each intermediate dropped after its last reader (what segmentation needs).
     pub fn forward(&self, x: Tensor<5>) -> Tensor<5> {
+        self.forward_observed(x, |_, _| {})
+    }
+
+    /// [`Graph::forward`], calling `observe(i, output)` as each node `i` is computed: the
+    /// profile of `cargo bench --bench nnunet -- --profile` times the nodes this way.
+    pub fn forward_observed(&self, x: Tensor<5>, mut observe: impl FnMut(usize, &Tensor<5>)) -> Tensor<5> {
         let mut left = self.consumers();
         let mut values: Vec<Option<Tensor<5>>> = vec![None; self.nodes.len()];
         values[0] = Some(x);
@@ -537,7 +543,9 @@ impl Graph {
                     v
                 })
                 .collect();
-            values[i] = Some(self.run(node, inputs));
+            let out = self.run(node, inputs);
+            observe(i, &out);
+            values[i] = Some(out);
         }
         values[self.output].take().expect("the output is computed")
     }

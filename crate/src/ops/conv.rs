@@ -10,7 +10,8 @@
 //!
 //! Stride-1 transposed convs are stride-1 convs with the kernel mirrored and the channel axes
 //! swapped, so the relevance passes (`lrp/rules.rs`, `Wᵀ`) use the same loop. Strided, dilated,
-//! grouped and 1×1×1 convs, GPU devices and autodiff (training) take burn's own convolution.
+//! grouped and 1×1×1 convs, GPU devices and autodiff (training) take burn's own convolution;
+//! off the CPU, stride-1 transposed convs become burn's forward conv the same way.
 //!
 //! The loop comes in two widths, chosen when the program runs ([`Kernel`]): 8-lane AVX2 with
 //! fused multiply-adds where the x86-64 CPU has them (every x86-64 CPU since 2013–2015), and
@@ -156,9 +157,14 @@ fn in_slabs(x: Tensor<5>, w: Tensor<5>, b: Option<Tensor<1>>, options: ConvOptio
     Tensor::cat(parts, 2)
 }
 
-/// burn's `conv_transpose3d`, with stride-1 ones on the CPU done by [`direct`]: the transpose
-/// of a stride-1 conv with padding `p` is the conv with the mirrored kernel (`[in, out]`
-/// channels read as `[out, in]`) and padding `k − 1 − p`.
+/// burn's `conv_transpose3d`, with stride-1 ones done as the convs they are: the transpose of a
+/// stride-1 conv with padding `p` is the conv with the mirrored kernel (`[in, out]` channels
+/// read as `[out, in]`) and padding `k − 1 − p`. On the CPU that conv is [`direct`]; elsewhere
+/// it is burn's `conv3d`, whose GPU kernels (and autotuned implicit GEMM) beat burn-cubecl's
+/// transposed-conv kernel, which loops over every tap and input channel per output voxel:
+/// measured on lavapipe (`cargo bench --bench gpu -- --timed`), 97 % of a click's device time
+/// was that kernel, at twice the time per launch of the forward conv of the same size. LRP's
+/// backward steps are these transposes.
 pub fn conv_transpose3d(
     x: Tensor<5>,
     w: Tensor<5>,
@@ -166,13 +172,25 @@ pub fn conv_transpose3d(
     options: ConvTransposeOptions<3>,
 ) -> Tensor<5> {
     let k = [w.dims()[2], w.dims()[3], w.dims()[4]];
-    if direct_applies(&x, &w, options.stride, options.dilation, options.groups)
+    let stride_one = options.stride == [1; 3]
+        && options.dilation == [1; 3]
+        && options.groups == 1
         && options.padding_out == [0; 3]
-        && (0..3).all(|i| options.padding[i] < k[i])
-    {
+        && (0..3).all(|i| options.padding[i] < k[i]);
+    if stride_one && direct_applies(&x, &w, options.stride, options.dilation, options.groups) {
         return transposed(x, w, b, options.padding);
     }
+    if stride_one && !on_cpu(&x.device()) {
+        let padding = std::array::from_fn(|i| k[i] - 1 - options.padding[i]);
+        return burn::tensor::module::conv3d(x, mirrored(w), b, ConvOptions::new([1; 3], padding, [1; 3], 1));
+    }
     burn::tensor::module::conv_transpose3d(x, w, b, options)
+}
+
+/// A transposed conv's kernel `[in, out, k…]` as the kernel `[out, in, k…]` of the conv that
+/// computes it at stride 1: flipped along every spatial axis, channel axes swapped.
+fn mirrored(w: Tensor<5>) -> Tensor<5> {
+    w.flip([2, 3, 4]).swap_dims(0, 1)
 }
 
 /// The stride-1 transposed conv with padding `padding` by [`direct`] (`w` is `[in, out, k…]`;
@@ -180,7 +198,7 @@ pub fn conv_transpose3d(
 pub fn transposed(x: Tensor<5>, w: Tensor<5>, b: Option<Tensor<1>>, padding: [usize; 3]) -> Tensor<5> {
     let k = [w.dims()[2], w.dims()[3], w.dims()[4]];
     let padding = std::array::from_fn(|i| (k[i] - 1 - padding[i], k[i] - 1 - padding[i]));
-    direct(x, w.flip([2, 3, 4]).swap_dims(0, 1), b, padding)
+    direct(x, mirrored(w), b, padding)
 }
 
 fn direct_applies(x: &Tensor<5>, w: &Tensor<5>, stride: [usize; 3], dilation: [usize; 3], groups: usize) -> bool {
