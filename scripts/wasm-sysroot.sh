@@ -29,7 +29,8 @@ debug = false
 TOML
 echo 'pub fn f() -> usize { std::vec![1u8].len() }' > "$work/src/lib.rs"
 # -Cembed-bitcode=yes: LTO release profiles need bitcode in the std rlibs.
-( cd "$work" && RUSTC=/usr/bin/rustc RUSTC_BOOTSTRAP=1 \
+# Its own target dir: a CARGO_TARGET_DIR set by the caller would take the rlibs elsewhere.
+( cd "$work" && CARGO_TARGET_DIR="$work/target" RUSTC=/usr/bin/rustc RUSTC_BOOTSTRAP=1 \
   CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUSTFLAGS="-Cembed-bitcode=yes $FLAGS" \
   CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_LINKER=/usr/bin/wasm-ld \
   /usr/bin/cargo build -q --release --target wasm32-unknown-unknown -Zbuild-std=std,panic_abort,test )

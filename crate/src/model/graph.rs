@@ -596,17 +596,31 @@ impl Graph {
     /// its conv with this input's statistics. A merged pair's output is the merged conv's
     /// (not the norm applied to the conv's output): the rules divide by that same number, as
     /// Zennit does after canonizing, so that small ε stays accurate.
+    ///
+    /// The conv itself runs first only where the norm's statistics come from its output
+    /// (instance and group norm); with fixed ones (batch norm, frozen) the merged conv is the
+    /// only conv of the pair.
     pub fn trace(&self, x: Tensor<5>) -> Trace {
         let merges = self.merges();
+        let fixed: Vec<usize> = (0..self.nodes.len())
+            .filter_map(|i| match (&self.nodes[i].op, merges[i]) {
+                (Op::Norm(norm), Some(c)) if !norm.per_volume() => Some(c),
+                _ => None,
+            })
+            .collect();
         let mut values: Vec<Option<Tensor<5>>> = vec![None; self.nodes.len()];
         let mut merged: Vec<Option<ConvSpec>> = vec![None; self.nodes.len()];
         values[0] = Some(x);
         for (i, node) in self.nodes.iter().enumerate().skip(1) {
+            if fixed.contains(&i) {
+                continue;
+            }
             if let (Some(c), Op::Norm(norm)) = (merges[i], &node.op) {
                 let Op::Conv(conv) = &self.nodes[c].op else { unreachable!("merges pairs a norm with a conv") };
-                let conv_out = values[c].take().expect("the conv ran");
-                let spec = merge(conv, norm, &conv_out);
                 let x = values[self.nodes[c].inputs[0]].clone().expect("computed before");
+                // Fixed statistics: the tensor given for them is not read.
+                let conv_out = values[c].take().unwrap_or_else(|| x.clone());
+                let spec = merge(conv, norm, &conv_out);
                 values[i] = Some(spec.forward(x));
                 merged[i] = Some(spec);
                 continue;
