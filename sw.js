@@ -1,7 +1,8 @@
 // Offline use: after the first visit the page, its engine (wasm) and NiiVue come from this
 // cache when the network (the local server) is gone. Network first, so that a rebuilt engine
 // is used as soon as it is served. Only this origin's own static files are ever stored.
-const CACHE = 'seglrp-v4';
+importScripts('./www/relaxed-simd.js');
+const CACHE = 'seglrp-v5';
 const ASSETS = [
   './',
   './index.html',
@@ -27,11 +28,14 @@ const ASSETS = [
   './www/charts.js',
   './www/cohort.js',
   './www/pool.js',
+  './www/relaxed-simd.js',
   './www/pkg/seglrp.js',
   './www/pkg/seglrp_bg.wasm',
-  // The threaded CPU engine (cross-origin isolated pages); its worker helper is cached on use.
-  './www/pkg-threads/seglrp.js',
-  './www/pkg-threads/seglrp_bg.wasm',
+  // The threaded CPU engine (cross-origin isolated pages) in the build this browser runs
+  // (backend.js engineModule); its worker helper is cached on use.
+  ...(self.seglrpRelaxedSimd()
+    ? ['./www/pkg-threads-relaxed/seglrp.js', './www/pkg-threads-relaxed/seglrp_bg.wasm']
+    : ['./www/pkg-threads/seglrp.js', './www/pkg-threads/seglrp_bg.wasm']),
   './node_modules/@niivue/niivue/dist/index.js',
 ];
 

@@ -1,7 +1,8 @@
 // Runs bench.html in headless Chromium (WebGPU on whatever adapter it has — SwiftShader on a
-// machine without a GPU — and the CPU wasm engine on one thread and on every core) and prints its
-// table, then the CPU engine's speed-up from its threads.
-// Usage: node scripts/bench-browser.mjs [--backends webgpu,cpu@1,cpu] [--sizes 64x64x32;128x128x64;256x256x128]
+// machine without a GPU — and the CPU wasm engine on one thread and on every core, the latter
+// with plain wasm SIMD and with relaxed-SIMD multiply-adds) and prints its table, then the CPU
+// engine's speed-up from its threads and from relaxed SIMD.
+// Usage: node scripts/bench-browser.mjs [--backends webgpu,cpu@1,cpu/plain,cpu] [--sizes 64x64x32;128x128x64;256x256x128]
 //        [--clicks 20] [--region 1] [--webgpu-sizes ...] [--webgpu-clicks N] [--webgpu-region 0|1]
 // (needs the wasm build in www/pkg: `npm run bench:browser` makes it first). On SwiftShader (a
 // software WebGPU, where a 64×64×32 click takes minutes) WebGPU defaults to the smallest size,
@@ -12,7 +13,7 @@ import { serve } from './serve.mjs';
 const args = Object.fromEntries(
   process.argv.slice(2).reduce((acc, a, i, all) => (a.startsWith('--') ? [...acc, [a.slice(2), all[i + 1]]] : acc), []),
 );
-const backends = (args.backends || 'webgpu,cpu@1,cpu').split(',');
+const backends = (args.backends || 'webgpu,cpu@1,cpu/plain,cpu').split(',');
 
 const server = await serve(0);
 const origin = `http://127.0.0.1:${server.address().port}`;
@@ -60,6 +61,7 @@ try {
   );
   console.log('|---|---|---|---|---|---|---|---|---|---|');
   const rows = [];
+  const conv = [];
   for (const backend of backends) {
     const gpu = backend === 'webgpu';
     const pick = (k, fallback) => (gpu && args[`webgpu-${k}`]) || args[k] || fallback;
@@ -75,7 +77,13 @@ try {
     let lastStep = '';
     for (;;) {
       const state = await page.evaluate(
-        () => window.__bench && { done: window.__bench.done, rows: window.__bench.rows, step: window.__bench.step },
+        () =>
+          window.__bench && {
+            done: window.__bench.done,
+            rows: window.__bench.rows,
+            step: window.__bench.step,
+            conv: window.__bench.conv,
+          },
       );
       if (state?.step && state.step !== lastStep) {
         console.error(`[bench] ${state.step}`);
@@ -92,22 +100,38 @@ try {
         printed++;
         rows.push({ ...r, asked: backend });
       }
-      if (state?.done) break;
+      if (state?.done) {
+        conv.push(...(state.conv ?? []));
+        break;
+      }
       await new Promise((r) => setTimeout(r, 1000));
     }
   }
-  // The threads' speed-up, measured in this run (the machine's noise hits both alike).
-  const one = rows.filter((r) => r.asked === 'cpu@1');
+  // The conv loop alone, per CPU backend (bench.js CONV_SHAPES).
+  if (conv.length) {
+    console.log('');
+    console.log('| conv loop (3×3×3), backend | layer shape | in → out | best of 3 | GFMA/s |');
+    console.log('|---|---|---|---|---|');
+    for (const r of conv)
+      console.log(`| ${r.backend} | ${r.shape} | ${r.channels} | ${r.seconds.toFixed(3)} s | ${r.gfmas.toFixed(1)} |`);
+  }
+  // The speed-ups, measured in this run (the machine's noise hits both sides alike): every
+  // thread against one, and relaxed SIMD against plain (both on every thread).
+  const ratio = (a, b) => (a && b ? `${(a / b).toFixed(2)}× (${a.toFixed(2)} s → ${b.toFixed(2)} s)` : '—');
   const all = rows.filter((r) => r.asked === 'cpu');
-  if (one.length && all.length) {
+  for (const [from, what] of [
+    ['cpu@1', '1 thread'],
+    ['cpu/plain', 'plain wasm SIMD'],
+  ]) {
+    const before = rows.filter((r) => r.asked === from);
+    if (!before.length || !all.length) continue;
     console.log('');
     console.log(
-      `| CPU engine, ${all[0].backend} vs 1 thread | load again (read, normalise, forward pass) | segment | click (mean of the repeats) | region map |`,
+      `| CPU engine, ${all[0].backend} vs ${what} | load again (read, normalise, forward pass) | segment | click (mean of the repeats) | region map |`,
     );
     console.log('|---|---|---|---|---|');
-    const ratio = (a, b) => (a && b ? `${(a / b).toFixed(2)}× (${a.toFixed(2)} s → ${b.toFixed(2)} s)` : '—');
     for (const r of all) {
-      const o = one.find((x) => x.study === r.study);
+      const o = before.find((x) => x.study === r.study);
       if (o)
         console.log(
           `| ${r.study} | ${ratio(o.reload, r.reload)} | ${ratio(o.segment, r.segment)} | ${ratio(o.clickMean, r.clickMean)} | ${ratio(o.region, r.region)} |`,

@@ -133,20 +133,33 @@ build_wasm() {
 
 # Shared memory needs a std built with atomics, which neither rustup nor Debian ships: it is
 # built from Debian's rust-web-src with Debian's rustc-web (on every machine, whichever route
-# gave the single-threaded engine), in a target folder of its own.
+# gave the single-threaded engine), in a target folder of its own. Two builds: www/pkg-threads
+# (wasm simd128, every browser with shared memory) and www/pkg-threads-relaxed (the conv loop
+# with relaxed-SIMD multiply-adds, for browsers that validate relaxed SIMD: Chrome 114+). A
+# module cannot hold instructions its browser lacks, hence two; each keeps its own target folder
+# (a second set of flags in one folder would rebuild everything at each switch).
 build_wasm_threads() {
-  step "building the threaded wasm engine (first build: ~10 min; later: seconds)"
   ensure_apt rustc-web cargo-web rust-web-src lld
   bash "$ROOT/scripts/wasm-sysroot.sh" "$SEGLRP_HOME/sysroot-threads" "$WASM_THREADS_STD"
+  build_threads_variant pkg-threads "" ""
+  build_threads_variant pkg-threads-relaxed ,wasm-relaxed-simd --enable-relaxed-simd
+}
+
+# One threaded build: NAME (www/NAME), FEATURES (cargo features beside the threaded ones, from
+# a comma), OPT (wasm-opt features beside the threaded ones).
+build_threads_variant() {
+  local name=$1 features=$2 opt=$3 dir=wasm-threads
+  step "building the threaded wasm engine www/$name (first build: ~10 min; later: seconds)"
   # RUSTC_BOOTSTRAP: `atomics` is an unstable target feature, which a stable rustc applies
   # without setting cfg(target_feature = "atomics"), and wasm-bindgen-rayon requires that cfg.
-  (cd "$ROOT" && RUSTC=/usr/bin/rustc RUSTDOC=/usr/bin/rustdoc CARGO_TARGET_DIR="$CARGO_TARGET_DIR/wasm-threads" \
+  (cd "$ROOT" && RUSTC=/usr/bin/rustc RUSTDOC=/usr/bin/rustdoc CARGO_TARGET_DIR="$CARGO_TARGET_DIR/$dir" \
     RUSTC_BOOTSTRAP=1 \
     CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_LINKER=/usr/bin/wasm-ld \
     CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUSTFLAGS="--sysroot=$SEGLRP_HOME/sysroot-threads $WASM_THREADS_RUSTFLAGS" \
     /usr/bin/cargo build --release --lib --target wasm32-unknown-unknown -p seglrp \
-      --no-default-features --features "$WASM_THREADS_FEATURES")
-  bind_wasm "$CARGO_TARGET_DIR/wasm-threads/wasm32-unknown-unknown/release/seglrp.wasm" pkg-threads --enable-threads
+      --no-default-features --features "$WASM_THREADS_FEATURES$features")
+  bind_wasm "$CARGO_TARGET_DIR/$dir/wasm32-unknown-unknown/release/seglrp.wasm" "$name" \
+    "--enable-threads $opt"
 }
 
 # A Python venv for the reference checks: nibabel (NIfTI as the field reads it), PyTorch and

@@ -1287,24 +1287,55 @@ async function autoBackend(context, name) {
 
 /**
  * The CPU engine's threads as the page reports them: on a cross-origin isolated page every core
- * the browser reports (the threaded engine), else one, the badge saying why.
+ * the browser reports (the threaded engine: with relaxed-SIMD multiply-adds where the browser
+ * validates relaxed SIMD, unless `simd=plain`), else one, the badge saying why.
  */
-async function threadsShown(page, name, isolated) {
-  const [backend, title, cores, crossOriginIsolated] = await page.evaluate(() => [
+async function threadsShown(page, name, isolated, simd) {
+  const [backend, title, cores, crossOriginIsolated, relaxed] = await page.evaluate(async () => [
     window.__seglrp.backend,
     document.getElementById('backend').title,
     navigator.hardwareConcurrency,
     self.crossOriginIsolated,
+    (await import('./www/relaxed-simd.js')) && globalThis.seglrpRelaxedSimd(),
   ]);
   assert.equal(crossOriginIsolated, isolated, `${name}: cross-origin isolation`);
   const n = isolated ? Math.min(cores, 16) : 1;
-  assert.equal(backend, `cpu (flex, ${n} thread${n > 1 ? 's' : ''})`, `${name}: threads in the badge`);
+  const fma = n > 1 && relaxed && simd !== 'plain' ? ', relaxed-SIMD FMA' : '';
+  assert.equal(backend, `cpu (flex${fma}, ${n} thread${n > 1 ? 's' : ''})`, `${name}: threads in the badge`);
   if (!isolated) assert.match(title, /1 thread: the page is not cross-origin isolated/, `${name}: the badge says why`);
   else assert.match(title, /threads? \(every core the browser reports\)/, `${name}: the badge says why`);
-  return n;
+  if (n > 1 && simd === 'plain') assert.match(title, /plain wasm SIMD, as asked/, `${name}: the badge says why`);
+  else if (n > 1) assert.match(title, relaxed ? /relaxed-SIMD multiply-adds/ : /no relaxed SIMD/, `${name}: badge`);
+  return `${n}${fma}`;
 }
 
-async function run({ name, webgpu, steps, expectBackend, isolated = true, only = webgpu ? 'webgpu' : 'cpu' }) {
+/** The benchmark's conv timing (bench.html) through the page's engine: a time, and a refusal. */
+async function convLoop(page, name) {
+  const [c, o, dims] = [16, 16, [20, 48, 64]];
+  const seconds = await page.evaluate(
+    ([c, o, dims]) => window.__seglrp.compute.call('convSpeed', { c, o, dims, reps: 2 }),
+    [c, o, dims],
+  );
+  assert.ok(Number.isFinite(seconds) && seconds > 0 && seconds < 60, `${name}: conv timed (${seconds} s)`);
+  const refused = await page.evaluate(() =>
+    window.__seglrp.compute.call('convSpeed', { c: 0, o: 1, dims: [8, 8, 8], reps: 1 }).then(
+      () => null,
+      (e) => e.message,
+    ),
+  );
+  assert.match(refused ?? 'accepted', /every size and the repeats must be 1 to 512/, `${name}: bad conv refused`);
+  return `conv loop ${c} → ${o} at ${dims.join('×')}: ${((c * o * 27 * dims.reduce((a, b) => a * b)) / 1e9 / seconds).toFixed(1)} GFMA/s`;
+}
+
+async function run({
+  name,
+  webgpu,
+  steps,
+  expectBackend,
+  isolated = true,
+  simd = null,
+  only = webgpu ? 'webgpu' : 'cpu',
+}) {
   const base = isolated ? origin : plainOrigin;
   if (ONLY && ONLY !== only) {
     console.log(`skipped - ${name} (SEGLRP_E2E_ONLY=${ONLY})`);
@@ -1330,7 +1361,7 @@ async function run({ name, webgpu, steps, expectBackend, isolated = true, only =
     });
     const chosen = webgpu ? await autoBackend(context, name) : '';
     // The WebGPU session asks for WebGPU: left to choose, the page passes over a software adapter.
-    await page.goto(`${base}/${webgpu ? '?backend=webgpu' : ''}`);
+    await page.goto(`${base}/${webgpu ? '?backend=webgpu' : simd ? `?simd=${simd}` : ''}`);
     await page.waitForFunction(() => window.__seglrp?.backend, null, { timeout: 120_000 });
     await page.evaluate(() => navigator.serviceWorker.ready);
     loaded = true;
@@ -1355,7 +1386,7 @@ async function run({ name, webgpu, steps, expectBackend, isolated = true, only =
     assert.equal(await statusText(page), '');
 
     const notes = await steps(page, name, context);
-    const threads = webgpu ? '' : `, ${await threadsShown(page, name, isolated)} thread(s)`;
+    const threads = webgpu ? '' : `, ${await threadsShown(page, name, isolated, simd)} thread(s)`;
     const n = checkRequests(name, requests, base);
     assert.deepEqual(errors, [], `${name}: page errors`);
     console.log(
@@ -1401,10 +1432,11 @@ try {
       await waitStatus(page, /Double-click/);
       assert.match(await statusText(page), /Double-click/, `${name}: ${await statusText(page)}`);
       const r = await explainAndCompare(page, name);
+      const conv = await convLoop(page, name);
       await exportsReadBack(page, name, r.got);
       await figuresExported(page, name);
       await displayControls(page, name);
-      const first = `${compared(r)}, exports read back`;
+      const first = `${compared(r)}, exports read back; ${conv}`;
       const other = await explainAndCompare(page, name, 'EpsilonAlpha2Beta1');
       const region = await explainAndCompare(page, name, 'EpsilonGammaBox', 'component');
       const faithful = await faithfulnessPanel(page, name, region.got, 'EpsilonGammaBox');
@@ -1449,6 +1481,20 @@ try {
       const tumour = await demoPatient(page, name);
       const r = await explainAndCompare(page, name);
       return `demo patient ${PATIENT}: ${tumour} tumour voxels, mask = native; ${compared(r)}`;
+    },
+  });
+  // The threaded engine in its plain-SIMD build, which browsers without relaxed SIMD run (the
+  // session above ran the relaxed one where Chromium has it).
+  await run({
+    name: 'CPU, every thread, plain wasm SIMD (?simd=plain)',
+    webgpu: false,
+    simd: 'plain',
+    only: 'single',
+    expectBackend: /^cpu \(flex, \d+ threads?\)$/,
+    steps: async (page, name) => {
+      const tumour = await demoPatient(page, name);
+      const r = await explainAndCompare(page, name);
+      return `demo patient ${PATIENT}: ${tumour} tumour voxels, mask = native; ${compared(r)}; ${await convLoop(page, name)}`;
     },
   });
 } finally {

@@ -21,8 +21,9 @@ setNames({
 });
 const SEQUENCES = names.sequences;
 import { Pool, poolSize } from '../www/pool.js';
-import { webgpuKind, chooseBackend, threadPlan } from '../www/backend.js';
+import { webgpuKind, chooseBackend, threadPlan, engineModule } from '../www/backend.js';
 import { readFileSync, readdirSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
 
 test('outline of a 3×3×3 cube: its 26 surface voxels, or 8 per slice in-plane', () => {
   const dims = [5, 5, 5];
@@ -173,6 +174,32 @@ test('CPU threads: every core on an isolated page, one without isolation or on t
   assert.equal(threadPlan('cpu', { isolated: true, cores: 2, asked: 'x' }).threads, 2);
   assert.equal(threadPlan('auto', { isolated: true, cores: 8 }).threads, 1);
   assert.equal(threadPlan('webgpu', { isolated: true, cores: 8 }).threads, 1);
+});
+
+test('engine module: the threaded engine with relaxed SIMD where the browser validates it, plain SIMD elsewhere or when asked', () => {
+  assert.equal(engineModule(1, { relaxed: true }).module, './pkg/seglrp.js');
+  assert.equal(engineModule(8, { relaxed: true }).module, './pkg-threads-relaxed/seglrp.js');
+  const without = engineModule(8, { relaxed: false });
+  assert.equal(without.module, './pkg-threads/seglrp.js');
+  assert.match(without.why, /no relaxed SIMD/);
+  const asked = engineModule(8, { relaxed: true, asked: 'plain' });
+  assert.equal(asked.module, './pkg-threads/seglrp.js');
+  assert.match(asked.why, /as asked \(simd=plain\)/);
+  // The probe itself: valid exactly where V8 has relaxed SIMD (V8 11.4, Chrome 114 and Node 21
+  // on); where this Node lacks it by default, its flag must make the probe valid (right bytes).
+  const [major, minor] = process.versions.v8.split('.').map(Number);
+  const shipped = major > 11 || (major === 11 && minor >= 4);
+  assert.equal(globalThis.seglrpRelaxedSimd(), shipped, `V8 ${process.versions.v8}`);
+  if (!shipped) {
+    const probe = new URL('../www/relaxed-simd.js', import.meta.url).pathname;
+    const flagged = spawnSync(process.execPath, [
+      '--experimental-wasm-relaxed-simd',
+      '--input-type=module',
+      '-e',
+      `await import(${JSON.stringify(probe)}); console.log(globalThis.seglrpRelaxedSimd())`,
+    ]);
+    assert.equal(String(flagged.stdout).trim(), 'true', String(flagged.stderr));
+  }
 });
 
 test('cohort pool: every item once, on whichever worker is free; failures reported, dead engines restarted, Cancel stops', async () => {

@@ -2,6 +2,7 @@
 // on a hardware GPU, else the CPU engine. A software WebGPU adapter (SwiftShader, llvmpipe,
 // lavapipe) runs the engine 25–50× slower than the CPU engine (measured in headless Chromium),
 // so it is passed over; ?backend=webgpu still forces it.
+import './relaxed-simd.js';
 
 /**
  * What WebGPU offers here: none (no adapter: an adapter must exist before burn is asked for a
@@ -59,4 +60,17 @@ export function threadPlan(choice, { isolated, cores, asked = null }) {
     };
   const all = Math.max(1, Math.min(cores || 1, MAX_THREADS));
   return { threads: all, why: `${all} thread${all > 1 ? 's' : ''} (every core the browser reports)` };
+}
+
+/**
+ * The engine module the worker loads for `threads` (threadPlan), and why: the single-threaded
+ * module (WebGPU and the CPU), or the threaded CPU engine, built twice: with relaxed-SIMD
+ * multiply-adds in its conv loop, fused where the CPU has FMA, for browsers that validate
+ * relaxed SIMD; with plain wasm SIMD for the others. `asked`: the page's `?simd=plain`.
+ */
+export function engineModule(threads, { relaxed = globalThis.seglrpRelaxedSimd(), asked = null } = {}) {
+  if (threads <= 1) return { module: './pkg/seglrp.js', why: null };
+  if (asked === 'plain') return { module: './pkg-threads/seglrp.js', why: 'plain wasm SIMD, as asked (simd=plain)' };
+  if (relaxed) return { module: './pkg-threads-relaxed/seglrp.js', why: 'relaxed-SIMD multiply-adds' };
+  return { module: './pkg-threads/seglrp.js', why: 'plain wasm SIMD (this browser has no relaxed SIMD)' };
 }

@@ -1,7 +1,7 @@
 // The browser benchmark (bench.html): each backend in its own worker, as the page runs it.
 // Results go to the table and to `window.__bench` (scripts/bench-browser.mjs prints them).
 const params = new URLSearchParams(location.search);
-const backends = (params.get('backends') || 'webgpu,cpu@1,cpu').split(',');
+const backends = (params.get('backends') || 'webgpu,cpu@1,cpu/plain,cpu').split(',');
 const sizes = (params.get('sizes') || '64x64x32;128x128x64;256x256x128')
   .split(';')
   .map((s) => s.split('x').map(Number));
@@ -10,12 +10,17 @@ const regions = params.get('region') !== '0';
 const $ = (id) => document.getElementById(id);
 const MB = 2 ** 20;
 
-/** `backend` is "webgpu", "cpu" (every core the page may use) or "cpu@N" (N threads). */
+/**
+ * `backend` is "webgpu", "cpu" (every core the page may use) or "cpu@N" (N threads), optionally
+ * with "/plain" (the threaded engine without relaxed SIMD, as `?simd=plain`).
+ */
 function worker(backend) {
-  const [name, threads] = backend.split('@');
+  const [spec, simd] = backend.split('/');
+  const [name, threads] = spec.split('@');
   const url = new URL('./worker.js', import.meta.url);
   url.searchParams.set('backend', name);
   if (threads) url.searchParams.set('threads', threads);
+  if (simd) url.searchParams.set('simd', simd);
   const w = new Worker(url, { type: 'module' });
   const pending = new Map();
   let next = 1;
@@ -63,6 +68,36 @@ function nearestTumour(mask, [nx, ny, nz]) {
   return best;
 }
 
+/** The bundled U-Net's stride-1 conv shapes on a 128×96×40 study (as `cargo bench --bench conv`). */
+const CONV_SHAPES = [
+  { name: 'level 0', c: 8, o: 8, dims: [40, 96, 128] },
+  { name: 'level 1', c: 16, o: 16, dims: [20, 48, 64] },
+  { name: 'level 2', c: 32, o: 32, dims: [10, 24, 32] },
+];
+
+/** The conv loop's speed on the CPU engine of worker `w` (named `backend`), a row per shape. */
+async function convSpeed(w, backend) {
+  for (const { name, c, o, dims } of CONV_SHAPES) {
+    const seconds = await w.call('convSpeed', { c, o, dims, reps: 3 });
+    const gfma = (c * o * 27 * dims.reduce((a, b) => a * b)) / 1e9;
+    const row = {
+      backend,
+      shape: `${name}, ${dims.join('×')}`,
+      channels: `${c} → ${o}`,
+      seconds,
+      gfmas: gfma / seconds,
+    };
+    window.__bench.conv.push(row);
+    const tr = document.createElement('tr');
+    for (const v of [backend, row.shape, row.channels, `${seconds.toFixed(3)} s`, row.gfmas.toFixed(1)]) {
+      const td = document.createElement('td');
+      td.textContent = v;
+      tr.append(td);
+    }
+    $('conv').querySelector('tbody').append(tr);
+  }
+}
+
 const rows = [];
 function show(row) {
   rows.push(row);
@@ -95,7 +130,7 @@ function show(row) {
 
 async function run() {
   $('run').disabled = true;
-  window.__bench = { done: false, rows };
+  window.__bench = { done: false, rows, conv: [] };
   // Studies are generated in a worker of their own, so that the generator's memory does not
   // count in the measured engine's wasm memory (which only grows).
   const gen = worker('cpu');
@@ -110,6 +145,11 @@ async function run() {
       show({ backend, study: `could not start: ${e.message}` });
       w.close();
       continue;
+    }
+    if (name.startsWith('cpu')) {
+      $('status').textContent = `${name}: the conv loop…`;
+      window.__bench.step = $('status').textContent;
+      await convSpeed(w, name);
     }
     for (const dims of sizes) {
       const row = { backend: name, study: dims.join('×'), start };

@@ -8,6 +8,8 @@ export class Compute {
     this.backendPref = backend ?? (params.get('backend') || 'auto');
     // The CPU engine's threads (backend.js threadPlan): the page's ?threads=N, else every core.
     this.threadsPref = threads ?? params.get('threads');
+    // ?simd=plain: the threaded engine without relaxed SIMD (backend.js engineModule).
+    this.simdPref = params.get('simd');
     this.opened = null;
     this.pending = new Map();
     this.nextId = 1;
@@ -36,6 +38,7 @@ export class Compute {
     const url = new URL('./worker.js', import.meta.url);
     url.searchParams.set('backend', this.backendPref);
     if (this.threadsPref != null) url.searchParams.set('threads', String(this.threadsPref));
+    if (this.simdPref) url.searchParams.set('simd', this.simdPref);
     this.worker = new Worker(url, { type: 'module' });
     return new Promise((resolve, reject) => {
       this.worker.onmessage = ({ data }) => {

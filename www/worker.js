@@ -1,11 +1,11 @@
 // The compute side: the wasm engine runs here so that the page never freezes.
 // Protocol: {id, op, ...args} in, {id, ok, result | error, kind} out; plus one
 // {op: 'ready', backend, why, threads, limits, catalogue} (or {op: 'failed', error}) after start-up.
-import { webgpuKind, chooseBackend, threadPlan } from './backend.js';
+import { webgpuKind, chooseBackend, threadPlan, engineModule } from './backend.js';
 
 const params = new URL(self.location.href).searchParams;
 const prefer = params.get('backend') || 'auto';
-// The engine's module: the single-threaded one (WebGPU and the CPU) or the threaded CPU one.
+// The engine's module: the single-threaded one (WebGPU and the CPU) or a threaded CPU one.
 let engine;
 
 // The GPUDevice burn-wgpu opens, caught on its way: its limits are reported (the engine refuses
@@ -30,7 +30,8 @@ async function start() {
       cores: navigator.hardwareConcurrency,
       asked: params.get('threads'),
     });
-    engine = await import(plan.threads > 1 ? './pkg-threads/seglrp.js' : './pkg/seglrp.js');
+    const chosen = engineModule(plan.threads, { asked: params.get('simd') });
+    engine = await import(chosen.module);
     await engine.default();
     // rayon's pool on Web Workers sharing the engine's memory (wasm-bindgen-rayon).
     if (plan.threads > 1) await engine.initThreadPool(plan.threads);
@@ -46,7 +47,7 @@ async function start() {
           }
         : null;
     if (limits) engine.set_buffer_limit(Math.min(limits.maxBufferSize, limits.maxStorageBufferBindingSize));
-    const whyAll = backend.startsWith('cpu') ? `${why}; ${plan.why}` : why;
+    const whyAll = backend.startsWith('cpu') ? [why, plan.why, chosen.why].filter(Boolean).join('; ') : why;
     self.postMessage({
       op: 'ready',
       backend,
@@ -87,6 +88,8 @@ const ops = {
   demoPatient: ({ i, composite }) => engine.explain_demo_patient(i, composite ?? ''),
   sample: ({ i, dims }) => engine.sample_file(i, dims[0], dims[1], dims[2]),
   memory: () => engine.memory_report(),
+  // For bench.html: the best of `reps` runs of the engine's conv loop on one shape, in seconds.
+  convSpeed: ({ c, o, dims, reps }) => engine.bench_conv(c, o, dims[0], dims[1], dims[2], reps),
   // Returns the new catalogue: the model's channels, classes and card.
   loadModel: ({ files }) =>
     files

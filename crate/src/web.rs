@@ -148,7 +148,11 @@ fn check_fits(s: &State, dims: [usize; 3]) -> Result<(), JsError> {
 fn cpu(name: &str) -> Result<(String, Device), JsError> {
     let device = crate::backend::cpu_device(name).map_err(js_err)?;
     let label = if name == "cpu" { crate::backend::default_cpu_backend() } else { name };
-    Ok((format!("cpu ({label})"), device))
+    // The build with relaxed-SIMD multiply-adds says so (the page's badge shows it).
+    let kernel = crate::ops::conv::Kernel::detected();
+    let simd =
+        if kernel == crate::ops::conv::Kernel::RelaxedSimd { format!(", {}", kernel.name()) } else { String::new() };
+    Ok((format!("cpu ({label}{simd})"), device))
 }
 
 #[cfg(feature = "webgpu")]
@@ -705,6 +709,37 @@ pub fn memory_report() -> Result<JsValue, JsError> {
         &usage.as_ref().map(|u| JsValue::from(u.bytes_reserved as f64)).unwrap_or(JsValue::NULL),
     )?;
     Ok(out.into())
+}
+
+/// For the benchmark page (bench.html): the best of `reps` runs, in seconds, of one 3×3×3
+/// convolution of `c` → `o` channels on a `d`×`h`×`w` volume (zero padding 1) by the engine's
+/// direct conv loop (ops/conv.rs: the build's widest) on fixed pseudo-random data, on the CPU
+/// device, timed inside the engine (the data's making is not counted).
+#[wasm_bindgen]
+pub fn bench_conv(c: usize, o: usize, d: usize, h: usize, w: usize, reps: usize) -> Result<f64, JsError> {
+    use burn::tensor::{Tensor, TensorData};
+    if [c, o, d, h, w, reps].iter().any(|&n| !(1..=512).contains(&n)) {
+        return Err(js_err("bench_conv: every size and the repeats must be 1 to 512"));
+    }
+    let device = crate::backend::cpu_device("cpu").map_err(js_err)?;
+    let mut rng = crate::rng::SplitMix::new(1);
+    let mut random = |dims: [usize; 5]| {
+        let n = dims.iter().product();
+        Tensor::<5>::from_data(TensorData::new((0..n).map(|_| rng.symmetric(1.0)).collect::<Vec<f32>>(), dims), &device)
+    };
+    let (x, wt) = (random([1, c, d, h, w]), random([o, c, 3, 3, 3]));
+    let mut best = f64::INFINITY;
+    for _ in 0..reps {
+        let t = js_sys::Date::now();
+        let y = crate::ops::conv::direct(x.clone(), wt.clone(), None, [(1, 1); 3]);
+        // The result read back, as every pass does, so that nothing is left pending.
+        let sum: f32 = y.sum().into_scalar();
+        best = best.min((js_sys::Date::now() - t) / 1e3);
+        if !sum.is_finite() {
+            return Err(js_err("bench_conv: the convolution gave a non-finite sum"));
+        }
+    }
+    Ok(best)
 }
 
 /// Hands the GPU allocator's free pages back after a request, so that one large request does

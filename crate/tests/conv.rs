@@ -46,7 +46,7 @@ fn max_diff(a: Tensor<5>, b: Tensor<5>) -> (f32, f32) {
 /// `(batch, in, out, [d, h, w], kernel, padding (before, after))`
 type Case = (usize, usize, usize, [usize; 3], [usize; 3], [(usize, usize); 3]);
 
-const CASES: [Case; 7] = [
+const CASES: [Case; 8] = [
     (1, 6, 8, [5, 7, 13], [3, 3, 3], [(1, 1); 3]),
     (2, 3, 5, [4, 6, 9], [3, 3, 3], [(1, 1); 3]),
     (1, 4, 9, [3, 5, 17], [3, 3, 3], [(0, 0), (1, 1), (0, 2)]),
@@ -55,6 +55,8 @@ const CASES: [Case; 7] = [
     (1, 16, 32, [4, 4, 8], [3, 3, 3], [(1, 1); 3]),
     // Rows of three AVX2 tiles and a part, channels in three blocks and a part.
     (1, 3, 14, [3, 2, 53], [3, 3, 3], [(1, 1), (1, 1), (0, 1)]),
+    // Input channels in three sweeps (8, 8 and 5), two volumes.
+    (2, 21, 6, [3, 5, 11], [3, 3, 3], [(1, 1); 3]),
 ];
 
 #[test]

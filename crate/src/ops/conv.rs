@@ -16,6 +16,10 @@
 //! The loop comes in two widths, chosen when the program runs ([`Kernel`]): 8-lane AVX2 with
 //! fused multiply-adds where the x86-64 CPU has them (every x86-64 CPU since 2013–2015), and
 //! 4-lane vectors everywhere else (SSE, NEON, wasm simd128: `wide`). One binary serves both.
+//! In wasm a module cannot hold instructions its browser lacks, so the 4-lane loop with
+//! relaxed-SIMD multiply-adds (fused where the CPU can) is a build of its own (feature
+//! `wasm-relaxed-simd`, `www/pkg-threads-relaxed`), which the page loads where the browser
+//! validates relaxed SIMD.
 
 use burn::nn::conv::Conv3d;
 use burn::nn::PaddingConfig3d;
@@ -36,6 +40,9 @@ pub enum Kernel {
     Portable,
     /// 8-lane AVX2 vectors with fused multiply-adds (x86-64 CPUs that have both).
     Avx2Fma,
+    /// 4-lane wasm vectors with relaxed-SIMD multiply-adds: builds for browsers with relaxed
+    /// SIMD only (the engine fuses them where the CPU has FMA).
+    RelaxedSimd,
 }
 
 impl Kernel {
@@ -43,6 +50,8 @@ impl Kernel {
     #[cfg_attr(not(target_arch = "x86_64"), allow(unused_mut))]
     pub fn available() -> Vec<Kernel> {
         let mut v = vec![Kernel::Portable];
+        #[cfg(all(target_arch = "wasm32", feature = "wasm-relaxed-simd"))]
+        v.push(Kernel::RelaxedSimd);
         #[cfg(target_arch = "x86_64")]
         if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
             v.push(Kernel::Avx2Fma);
@@ -69,6 +78,7 @@ impl Kernel {
         match self {
             Kernel::Portable => "4-lane",
             Kernel::Avx2Fma => "AVX2+FMA",
+            Kernel::RelaxedSimd => "relaxed-SIMD FMA",
         }
     }
 
@@ -80,6 +90,7 @@ impl Kernel {
             Kernel::Avx2Fma => avx2::L,
             #[cfg(not(target_arch = "x86_64"))]
             Kernel::Avx2Fma => unreachable!("AVX2 is x86-64 only"),
+            Kernel::RelaxedSimd => L,
         }
     }
 }
@@ -323,17 +334,28 @@ fn direct_f32(
             }
         }
     }
+    let volume = p[0] * p[1] * p[2];
+    let group = channel_group(c);
     let job = |(batch, block, z, mut slices): (usize, usize, usize, Vec<&mut [f32]>)| {
-        let input = &xp[batch * c * p[0] * p[1] * p[2]..][..c * p[0] * p[1] * p[2]];
-        let wb = &wb[block * c * taps * OB..][..c * taps * OB];
         let bias: [f32; OB] = std::array::from_fn(|j| b.and_then(|b| b.get(block * OB + j)).copied().unwrap_or(0.0));
-        match kernel {
-            Kernel::Portable => slab(input, p, c, k, wb, bias, z, out, &mut slices),
-            // SAFETY: `direct_with` checked that this CPU has AVX2 and FMA.
-            #[cfg(target_arch = "x86_64")]
-            Kernel::Avx2Fma => unsafe { avx2::slab(input, p, c, k, wb, bias, z, out, &mut slices) },
-            #[cfg(not(target_arch = "x86_64"))]
-            Kernel::Avx2Fma => unreachable!("AVX2 is x86-64 only"),
+        for c0 in (0..c).step_by(group) {
+            let cg = group.min(c - c0);
+            let input = &xp[(batch * c + c0) * volume..][..cg * volume];
+            let wb = &wb[(block * c + c0) * taps * OB..][..cg * taps * OB];
+            // The first group writes its sums plus the bias, the later ones add theirs.
+            let bias = (c0 == 0).then_some(bias);
+            match kernel {
+                Kernel::Portable => slab(input, p, cg, k, wb, bias, z, out, &mut slices),
+                // SAFETY: `direct_with` checked that this CPU has AVX2 and FMA.
+                #[cfg(target_arch = "x86_64")]
+                Kernel::Avx2Fma => unsafe { avx2::slab(input, p, cg, k, wb, bias, z, out, &mut slices) },
+                #[cfg(not(target_arch = "x86_64"))]
+                Kernel::Avx2Fma => unreachable!("AVX2 is x86-64 only"),
+                #[cfg(all(target_arch = "wasm32", feature = "wasm-relaxed-simd"))]
+                Kernel::RelaxedSimd => relaxed::slab(input, p, cg, k, wb, bias, z, out, &mut slices),
+                #[cfg(not(all(target_arch = "wasm32", feature = "wasm-relaxed-simd")))]
+                Kernel::RelaxedSimd => unreachable!("relaxed SIMD is in relaxed-SIMD wasm builds only"),
+            }
         }
     };
     #[cfg(feature = "cpu-threads")]
@@ -346,6 +368,32 @@ fn direct_f32(
     (y, [n, o, out[0], out[1], out[2]])
 }
 
+/// Input channels per sweep over an output slice. A sweep keeps each tile's sums in registers
+/// over its channels' input rows (channels × kd × kh rows per tile); above 16 channels those
+/// rows no longer fit the L1 cache beside the weights, so the slice is swept once per 8
+/// channels, each sweep adding to the last. Measured (`cargo bench --bench conv`, one core,
+/// 2026-12-03, three runs each): nnU-Net stage 0 (32 → 32 at 64³) 9.1–10.2 → 13.3–15.4
+/// GFMA/s, stage 2 (128 → 128 at 16³) 15.5–20.6 → 24.5–29.1. 16 channels per sweep gained
+/// less (stage 0: 11.3); sweeps of 8 at 16 channels and fewer slowed the bundled net's levels 0
+/// and 1 (an earlier trial), so those keep one sweep.
+fn channel_group(c: usize) -> usize {
+    if c > 16 {
+        8
+    } else {
+        c
+    }
+}
+
+/// A tile's sums into the output row `dst`: written with the bias (`Some`: the first group of
+/// input channels) or added to what the earlier groups wrote (`None`).
+#[inline(always)]
+fn store(dst: &mut [f32], sums: &[f32], bias: Option<f32>) {
+    match bias {
+        Some(b) => dst.iter_mut().zip(sums).for_each(|(o, a)| *o = a + b),
+        None => dst.iter_mut().zip(sums).for_each(|(o, a)| *o += a),
+    }
+}
+
 /// Output slice `z` of up to OB channels (`out[j]` is channel j's `[y][x]`). Explicit 4-lane
 /// vectors (`wide`: SSE, NEON or wasm simd128): the compiler's own vectorisation of the plain
 /// loop spilled the accumulators and ran at half the speed.
@@ -356,7 +404,7 @@ fn slab(
     c: usize,
     k: [usize; 3],
     wb: &[f32],
-    bias: [f32; OB],
+    bias: Option<[f32; OB]>,
     z: usize,
     dims: [usize; 3],
     out: &mut [&mut [f32]],
@@ -386,11 +434,9 @@ fn slab(
                 }
             }
             let (x0, width) = (t * L, L.min(wide - t * L));
-            for ((plane, acc), bias) in out.iter_mut().zip(&acc).zip(bias) {
+            for (j, (plane, acc)) in out.iter_mut().zip(&acc).enumerate() {
                 let acc: [f32; L] = std::array::from_fn(|i| acc[i / 4].as_array()[i % 4]);
-                for (v, a) in plane[y * wide + x0..][..width].iter_mut().zip(acc) {
-                    *v = a + bias;
-                }
+                store(&mut plane[y * wide + x0..][..width], &acc, bias.map(|b| b[j]));
             }
         }
     }
@@ -423,7 +469,7 @@ mod avx2 {
         c: usize,
         k: [usize; 3],
         wb: &[f32],
-        bias: [f32; OB],
+        bias: Option<[f32; OB]>,
         z: usize,
         dims: [usize; 3],
         out: &mut [&mut [f32]],
@@ -457,15 +503,83 @@ mod avx2 {
                     }
                 }
                 let (x0, width) = (t * L, L.min(wide - t * L));
-                for ((plane, acc), bias) in out.iter_mut().zip(&acc).zip(bias) {
+                for (j, (plane, acc)) in out.iter_mut().zip(&acc).enumerate() {
                     let mut lanes = [0f32; L];
                     for (v, a) in acc.iter().enumerate() {
                         // SAFETY: 8v + 7 < L.
                         unsafe { _mm256_storeu_ps(lanes.as_mut_ptr().add(8 * v), *a) };
                     }
-                    for (o, a) in plane[y * wide + x0..][..width].iter_mut().zip(lanes) {
-                        *o = a + bias;
+                    super::store(&mut plane[y * wide + x0..][..width], &lanes, bias.map(|b| b[j]));
+                }
+            }
+        }
+    }
+}
+
+/// [`slab`] with relaxed-SIMD multiply-adds, for wasm builds with feature `wasm-relaxed-simd`:
+/// `a + w·x` in one instruction, which the browser compiles to an FMA where the CPU has one (V8
+/// on x86-64 with FMA3, on ARM64) and to a multiply and an add elsewhere. Either rounding is
+/// within the tolerance the tests hold the engine to against the native one. The target
+/// feature is enabled for this loop only: macerator 0.5.2 (burn-flex's SIMD) does not compile
+/// with `-C target-feature=+relaxed-simd` for the whole build.
+#[cfg(all(target_arch = "wasm32", feature = "wasm-relaxed-simd"))]
+mod relaxed {
+    use super::{L, OB};
+    use core::arch::wasm32::*;
+
+    /// Registers per tile row (4 lanes each).
+    const V: usize = L / 4;
+
+    #[target_feature(enable = "relaxed-simd")]
+    #[allow(clippy::too_many_arguments)]
+    pub fn slab(
+        xp: &[f32],
+        p: [usize; 3],
+        c: usize,
+        k: [usize; 3],
+        wb: &[f32],
+        bias: Option<[f32; OB]>,
+        z: usize,
+        dims: [usize; 3],
+        out: &mut [&mut [f32]],
+    ) {
+        let (tiles, wide) = (dims[2].div_ceil(L), dims[2]);
+        let taps = k[0] * k[1] * k[2];
+        for y in 0..dims[1] {
+            for t in 0..tiles {
+                let mut acc = [[f32x4_splat(0.0); V]; OB];
+                for ci in 0..c {
+                    for a in 0..k[0] {
+                        for e in 0..k[1] {
+                            // Bounds checked once per row: the loads below read lanes
+                            // f + 4v .. f + 4v + 3 ≤ L + k − 2 < row.len().
+                            let row = &xp[((ci * p[0] + z + a) * p[1] + y + e) * p[2] + t * L..][..L + k[2] - 1];
+                            let wrow = &wb[(ci * taps + (a * k[1] + e) * k[2]) * OB..][..k[2] * OB];
+                            for f in 0..k[2] {
+                                let mut xv = [f32x4_splat(0.0); V];
+                                for (v, x) in xv.iter_mut().enumerate() {
+                                    // SAFETY: f + 4v + 3 < row.len() (above); v128_load takes
+                                    // unaligned addresses.
+                                    *x = unsafe { v128_load(row.as_ptr().add(f + 4 * v).cast()) };
+                                }
+                                for (j, acc) in acc.iter_mut().enumerate() {
+                                    let w = f32x4_splat(wrow[f * OB + j]);
+                                    for (a, x) in acc.iter_mut().zip(xv) {
+                                        *a = f32x4_relaxed_madd(w, x, *a);
+                                    }
+                                }
+                            }
+                        }
                     }
+                }
+                let (x0, width) = (t * L, L.min(wide - t * L));
+                for (j, (plane, acc)) in out.iter_mut().zip(&acc).enumerate() {
+                    let mut lanes = [0f32; L];
+                    for (v, a) in acc.iter().enumerate() {
+                        // SAFETY: 4v + 3 < L.
+                        unsafe { v128_store(lanes.as_mut_ptr().add(4 * v).cast(), *a) };
+                    }
+                    super::store(&mut plane[y * wide + x0..][..width], &lanes, bias.map(|b| b[j]));
                 }
             }
         }
