@@ -10,8 +10,8 @@
 use std::time::Instant;
 
 use burn::prelude::*;
-use burn::tensor::module::conv3d;
-use burn::tensor::ops::ConvOptions;
+use burn::tensor::module::{conv3d, conv_transpose3d};
+use burn::tensor::ops::{ConvOptions, ConvTransposeOptions};
 use burn::tensor::TensorData;
 use seglrp::backend::cpu_device;
 use seglrp::ops::conv::{self, Kernel};
@@ -116,5 +116,33 @@ fn main() {
             }
         }
         println!("| {name}, {d}×{h}×{w} | {ci} → {co} | {gfma:.2} | {} |", cells.join(" | "));
+    }
+
+    // The up-sampling transposed convs (kernel = stride = 2): burn-flex's against the matrix
+    // product conv.rs runs them as (`conv::blockwise`).
+    println!();
+    println!("| up-sampling (transposed, kernel = stride = 2) | in → out | GFMA | burn-flex {threads} thr | one matrix product {threads} thr |");
+    println!("|---|---|---|---|---|");
+    let ups = [
+        ("bundled level 1 → 0", 16, 8, [20, 48, 64]),
+        ("bundled level 2 → 1", 32, 16, [10, 24, 32]),
+        ("nnU-Net stage 1 → 0", 64, 32, [32, 32, 32]),
+        ("nnU-Net stage 2 → 1", 128, 64, [16, 16, 16]),
+        ("nnU-Net stage 5 → 4", 320, 320, [4, 4, 4]),
+    ];
+    for (name, ci, co, [d, h, w]) in ups {
+        let x = random([1, ci, d, h, w]);
+        let wt = random([ci, co, 2, 2, 2]);
+        let options = ConvTransposeOptions::new([2; 3], [0; 3], [0; 3], [1; 3], 1);
+        let gfma = (d * h * w * ci * co * 8) as f64 / 1e9;
+        let burn = best(3, || drop(conv_transpose3d(x.clone(), wt.clone(), None, options.clone()).into_data()));
+        let ours = best(3, || drop(conv::blockwise(x.clone(), wt.clone(), None).into_data()));
+        println!(
+            "| {name}, {d}×{h}×{w} | {ci} → {co} | {gfma:.2} | {:.1} ms ({:.1} GFMA/s) | {:.1} ms ({:.1} GFMA/s) |",
+            burn * 1e3,
+            gfma / burn,
+            ours * 1e3,
+            gfma / ours
+        );
     }
 }

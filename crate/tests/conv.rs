@@ -108,3 +108,28 @@ fn the_direct_transposed_conv_equals_burns() {
         }
     }
 }
+
+/// The up-sampling transposed conv (kernel = stride, unpadded) as one matrix product equals
+/// burn's transposed conv: cubic and anisotropic blocks (nnU-Net's first up-sampling of
+/// anisotropic data is 1×2×2), with and without a bias, two volumes.
+#[test]
+fn the_blockwise_transposed_conv_equals_burns() {
+    let device = cpu_device("cpu").unwrap();
+    let mut rng = SplitMix::new(13);
+    for (ci, co, [d, h, w], k) in
+        [(5, 3, [3, 4, 5], [2, 2, 2]), (4, 6, [2, 3, 3], [1, 2, 2]), (3, 2, [2, 2, 3], [3, 1, 2])]
+    {
+        let x = random(&mut rng, [2, ci, d, h, w], &device);
+        let wt = random(&mut rng, [ci, co, k[0], k[1], k[2]], &device);
+        for b in [None, Some(bias(&mut rng, co, &device))] {
+            let want = conv_transpose3d(
+                x.clone(),
+                wt.clone(),
+                b.clone(),
+                ConvTransposeOptions::new(k, [0; 3], [0; 3], [1; 3], 1),
+            );
+            let (diff, scale) = max_diff(conv::blockwise(x.clone(), wt.clone(), b.clone()), want);
+            assert!(scale > 0.1 && diff <= 1e-5 * scale, "{ci}→{co} k {k:?} bias {}: differs by {diff}", b.is_some());
+        }
+    }
+}
