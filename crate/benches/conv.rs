@@ -121,7 +121,10 @@ fn main() {
     // The up-sampling transposed convs (kernel = stride = 2): burn-flex's against the matrix
     // product conv.rs runs them as (`conv::blockwise`).
     println!();
-    println!("| up-sampling (transposed, kernel = stride = 2) | in → out | GFMA | burn-flex {threads} thr | one matrix product {threads} thr |");
+    println!(
+        "| up-sampling (transposed, kernel = stride = 2) | in → out | GFMA | burn-flex {threads} thr | {} |",
+        format_args!("one matrix product {threads} thr")
+    );
     println!("|---|---|---|---|---|");
     let ups = [
         ("bundled level 1 → 0", 16, 8, [20, 48, 64]),
