@@ -1306,7 +1306,7 @@ async function threadsShown(page, name, isolated, simd) {
   else assert.match(title, /threads? \(every core the browser reports\)/, `${name}: the badge says why`);
   if (n > 1 && simd === 'plain') assert.match(title, /plain wasm SIMD, as asked/, `${name}: the badge says why`);
   else if (n > 1) assert.match(title, relaxed ? /relaxed-SIMD multiply-adds/ : /no relaxed SIMD/, `${name}: badge`);
-  return `${n}${fma}`;
+  return `${n} thread(s)${fma}`;
 }
 
 /** The benchmark's conv timing (bench.html) through the page's engine: a time, and a refusal. */
@@ -1386,7 +1386,7 @@ async function run({
     assert.equal(await statusText(page), '');
 
     const notes = await steps(page, name, context);
-    const threads = webgpu ? '' : `, ${await threadsShown(page, name, isolated, simd)} thread(s)`;
+    const threads = webgpu ? '' : `, ${await threadsShown(page, name, isolated, simd)}`;
     const n = checkRequests(name, requests, base);
     assert.deepEqual(errors, [], `${name}: page errors`);
     console.log(
