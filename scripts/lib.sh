@@ -136,8 +136,8 @@ build_wasm() {
 # gave the single-threaded engine), in a target folder of its own. Two builds: www/pkg-threads
 # (wasm simd128, every browser with shared memory) and www/pkg-threads-relaxed (the conv loop
 # with relaxed-SIMD multiply-adds, for browsers that validate relaxed SIMD: Chrome 114+). A
-# module cannot hold instructions its browser lacks, hence two; each keeps its own target folder
-# (a second set of flags in one folder would rebuild everything at each switch).
+# module cannot hold instructions its browser lacks, hence two. They share one target folder:
+# their cargo features differ for this crate only, so a switch recompiles it alone (~1 min).
 build_wasm_threads() {
   ensure_apt rustc-web cargo-web rust-web-src lld
   bash "$ROOT/scripts/wasm-sysroot.sh" "$SEGLRP_HOME/sysroot-threads" "$WASM_THREADS_STD"
@@ -148,17 +148,17 @@ build_wasm_threads() {
 # One threaded build: NAME (www/NAME), FEATURES (cargo features beside the threaded ones, from
 # a comma), OPT (wasm-opt features beside the threaded ones).
 build_threads_variant() {
-  local name=$1 features=$2 opt=$3 dir=wasm-threads
+  local name=$1 features=$2 opt=$3
   step "building the threaded wasm engine www/$name (first build: ~10 min; later: seconds)"
   # RUSTC_BOOTSTRAP: `atomics` is an unstable target feature, which a stable rustc applies
   # without setting cfg(target_feature = "atomics"), and wasm-bindgen-rayon requires that cfg.
-  (cd "$ROOT" && RUSTC=/usr/bin/rustc RUSTDOC=/usr/bin/rustdoc CARGO_TARGET_DIR="$CARGO_TARGET_DIR/$dir" \
+  (cd "$ROOT" && RUSTC=/usr/bin/rustc RUSTDOC=/usr/bin/rustdoc CARGO_TARGET_DIR="$CARGO_TARGET_DIR/wasm-threads" \
     RUSTC_BOOTSTRAP=1 \
     CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_LINKER=/usr/bin/wasm-ld \
     CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUSTFLAGS="--sysroot=$SEGLRP_HOME/sysroot-threads $WASM_THREADS_RUSTFLAGS" \
     /usr/bin/cargo build --release --lib --target wasm32-unknown-unknown -p seglrp \
       --no-default-features --features "$WASM_THREADS_FEATURES$features")
-  bind_wasm "$CARGO_TARGET_DIR/$dir/wasm32-unknown-unknown/release/seglrp.wasm" "$name" \
+  bind_wasm "$CARGO_TARGET_DIR/wasm-threads/wasm32-unknown-unknown/release/seglrp.wasm" "$name" \
     "--enable-threads $opt"
 }
 
